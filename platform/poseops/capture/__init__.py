@@ -1,0 +1,1 @@
+"""Captures: synthetic generators and ingest of videos/folders into per-sequence files + a manifest."""

@@ -1,0 +1,470 @@
+"""Procedural hand videos with exact 21-keypoint labels (FreiHAND order, `poseops.skeletons.HAND21`).
+
+Each hand is a small 3D kinematic model: a palm with five finger chains whose joints flex and abduct
+within joint limits, seen through an orthographic camera after a global rotation (full circle in the
+image plane, a modest tilt out of it), a scale and a shift. Poses move smoothly within a sequence.
+It is drawn with OpenCV: shaded skin-toned limbs, a palm polygon and joint discs over a textured or
+noisy background, then random occluder rectangles. A joint under an occluder gets visibility 1
+(labelled, occluded); every other joint inside the frame gets 2; joints outside the frame get 0.
+
+Output folder (one file per sequence, never thousands of loose files):
+    <out>/<sequence_id>.avi   lossless FFV1 video (see VIDEO_FORMAT for why not mp4v)
+    <out>/labels.json         per sequence, per frame: keypoints [21,3] (x, y, v), keypoints_clean [21,2],
+                              bbox [x, y, w, h], subject, side
+    <out>/manifest.json       written last; a folder without it does not exist for readers
+
+Pixel convention: the centre of pixel (col i, row j) is at (x, y) = (i, j), as in OpenCV.
+Everything is deterministic from `params.seed`: the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from poseops.config import CaptureParams
+from poseops.errors import DataError
+from poseops.skeletons import HAND21
+from poseops.storage import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
+
+GENERATOR_NAME = "poseops.synthetic_hands"
+GENERATOR_VERSION = 1
+FPS = 25
+
+# mp4v (the only MPEG-4 encoder OpenCV's FFmpeg writer offers here) ignores every quality setting
+# (VIDEOWRITER_PROP_QUALITY is refused) and loses a mean 3-4 grey levels with errors up to ~90 at
+# edges on textured frames. FFV1 is lossless and, in AVI, byte-deterministic (Matroska writes a
+# random segment id), so decoded frames are exactly the rendered ones.
+VIDEO_FORMAT = {"suffix": ".avi", "fourcc": "FFV1", "codec": "ffv1 (lossless)"}
+
+NUM_KEYPOINTS = 21
+_FINGERS = ("thumb", "index", "middle", "ring", "little")
+
+# Hand frame: wrist at the origin, fingers along +y, palm in the x-y plane, thumb on +x (a right hand
+# seen from the palm side), unit = wrist-to-middle-fingertip length of an average hand.
+_BASE_POINTS = np.array(  # first joint of each chain: thumb CMC, then index..little MCP
+    [[0.13, 0.10], [0.13, 0.45], [0.03, 0.47], [-0.07, 0.45], [-0.16, 0.40]]
+)
+_BONES = np.array(  # bone lengths base->tip per finger (3 bones each)
+    [[0.17, 0.13, 0.11], [0.22, 0.13, 0.09], [0.24, 0.15, 0.10], [0.22, 0.14, 0.095], [0.17, 0.10, 0.085]]
+)
+_SPREAD_DEG = np.array([-50.0, -8.0, 0.0, 8.0, 17.0])  # finger direction at rest, degrees from +y (+x side is negative)
+# joint limits, degrees: (min, max) flexion at each of the three joints, and abduction at the base
+_FLEX_LIMITS = np.array([[[-10, 40], [0, 60], [-10, 80]]] + [[[-15, 90], [0, 105], [0, 75]]] * 4, dtype=float)
+_ABDUCT_LIMITS = np.array([[-20, 25], [-15, 15], [-8, 8], [-12, 12], [-20, 15]], dtype=float)
+
+
+# ---------------------------------------------------------------- hand model
+def _subject_shape(rng: np.random.Generator) -> dict[str, Any]:
+    """A hand identity: its own bone lengths, palm proportions and skin tone."""
+    size = rng.uniform(0.9, 1.1)
+    return {
+        "bones": _BONES * size * rng.uniform(0.9, 1.1, size=_BONES.shape),
+        "base": _BASE_POINTS * size * np.array([rng.uniform(0.9, 1.12), rng.uniform(0.92, 1.08)]),
+        "skin_bgr": _skin_tone(rng),
+    }
+
+
+def _skin_tone(rng: np.random.Generator) -> tuple[float, float, float]:
+    hue = rng.uniform(8, 22)  # OpenCV hue units (0..180)
+    sat = rng.uniform(60, 150)
+    val = rng.uniform(110, 240)
+    bgr = cv2.cvtColor(np.array([[[hue, sat, val]]], dtype=np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
+    return tuple(float(c) for c in bgr)
+
+
+def _rot_x(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _rot_y(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rot_z(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def hand_joints_3d(shape: dict[str, Any], flex_deg: np.ndarray, abduct_deg: np.ndarray) -> np.ndarray:
+    """Joint positions [21, 3] in the hand frame for flexion [5, 3] and abduction [5] in degrees.
+
+    Flexion bends a finger towards the palm side (-z); abduction turns it within the palm plane.
+    """
+    joints = np.zeros((NUM_KEYPOINTS, 3))
+    for f in range(5):
+        base = np.array([*shape["base"][f], 0.0])
+        # orientation of the first bone: spread + abduction about z, then flexion about the finger's x axis
+        heading = _rot_z(math.radians(-(_SPREAD_DEG[f] + abduct_deg[f])))
+        if f == 0:  # the thumb flexes across the palm, about an axis tilted out of the palm plane
+            heading = heading @ _rot_y(math.radians(-35.0))
+        point, orient = base, heading
+        joints[1 + 4 * f] = point
+        for j in range(3):
+            orient = orient @ _rot_x(math.radians(-flex_deg[f, j]))
+            point = point + orient @ np.array([0.0, shape["bones"][f, j], 0.0])
+            joints[2 + 4 * f + j] = point
+    return joints
+
+
+# ---------------------------------------------------------------- smooth trajectories
+def _smooth_track(rng: np.random.Generator, frames: int, low: float, high: float, knots: int = 4) -> np.ndarray:
+    """[frames] values moving smoothly between random knots drawn in [low, high]."""
+    values = rng.uniform(low, high, size=knots)
+    if frames == 1:
+        return values[:1]
+    t = np.linspace(0.0, knots - 1.0, frames)
+    i = np.minimum(np.floor(t).astype(int), knots - 2)
+    u = t - i
+    u = u * u * (3.0 - 2.0 * u)  # smoothstep: zero velocity at each knot
+    return values[i] * (1.0 - u) + values[i + 1] * u
+
+
+def _sequence_motion(rng: np.random.Generator, frames: int, size: int) -> dict[str, np.ndarray]:
+    """Per-frame pose and placement parameters of one sequence."""
+    flex = np.zeros((frames, 5, 3))
+    abduct = np.zeros((frames, 5))
+    for f in range(5):
+        for j in range(3):
+            lo, hi = _FLEX_LIMITS[f, j]
+            flex[:, f, j] = _smooth_track(rng, frames, lo, hi)
+        abduct[:, f] = _smooth_track(rng, frames, *_ABDUCT_LIMITS[f])
+    start = rng.uniform(0.0, 360.0)
+    turn = rng.uniform(-90.0, 90.0)  # total in-plane turn over the sequence
+    return {
+        "flex": flex,
+        "abduct": abduct,
+        "roll": start + turn * np.linspace(0.0, 1.0, frames),  # in-plane, full circle
+        "tilt_x": _smooth_track(rng, frames, -35.0, 35.0),
+        "tilt_y": _smooth_track(rng, frames, -35.0, 35.0),
+        "palm_away": np.full(frames, rng.random() < 0.5),
+        "span": _smooth_track(rng, frames, 0.4, 0.8) * size,  # longer side of the hand's box, px
+        "cx": _smooth_track(rng, frames, 0.0, 1.0),  # placement inside the free room, 0..1
+        "cy": _smooth_track(rng, frames, 0.0, 1.0),
+    }
+
+
+def _project(joints: np.ndarray, motion: dict[str, np.ndarray], t: int, side: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image points [21, 2] (px) and depths [21] of hand-frame joints at frame t."""
+    p = joints.copy()
+    if side == "left":
+        p[:, 0] = -p[:, 0]
+    if motion["palm_away"][t]:
+        p = p @ _rot_y(math.pi).T
+    rot = _rot_z(math.radians(motion["roll"][t])) @ _rot_x(math.radians(motion["tilt_x"][t])) @ _rot_y(
+        math.radians(motion["tilt_y"][t])
+    )
+    p = p @ rot.T
+    xy, depth = p[:, :2] * np.array([1.0, -1.0]), p[:, 2]  # image y points down
+    lo, hi = xy.min(0), xy.max(0)
+    scale = motion["span"][t] / max(float((hi - lo).max()), 1e-6)
+    xy = (xy - lo) * scale
+    extent = (hi - lo) * scale
+    room = np.maximum(size - 1.0 - extent, 0.0)
+    offset = np.array([motion["cx"][t], motion["cy"][t]]) * room
+    return xy + offset, depth
+
+
+# ---------------------------------------------------------------- rendering
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A textured or noisy BGR background [size, size, 3] uint8."""
+    style = int(rng.integers(0, 4))
+    base = rng.uniform(20, 235, size=3)
+    if style == 0:  # smooth low-frequency noise
+        cells = int(rng.integers(3, 9))
+        img = cv2.resize(rng.uniform(0, 255, (cells, cells, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    elif style == 1:  # gradient plus fine grain
+        ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
+        g = ramp[None, :, None] * rng.uniform(-120, 120, 3) + ramp[:, None, None] * rng.uniform(-120, 120, 3)
+        img = base + g + rng.normal(0, 3, (size, size, 3))
+    elif style == 2:  # stripes or checks
+        period = rng.uniform(6, 24)
+        angle = rng.uniform(0, math.pi)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        wave = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
+        if rng.random() < 0.5:
+            wave = wave * np.sin((-xx * math.sin(angle) + yy * math.cos(angle)) * 2 * math.pi / period)
+        img = base + wave[..., None] * rng.uniform(20, 70, 3)
+    else:  # clutter of random shapes
+        img = np.empty((size, size, 3), np.float32)
+        img[:] = base
+        for _ in range(int(rng.integers(6, 16))):
+            colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
+            centre = tuple(int(c) for c in rng.integers(0, size, 2))
+            if rng.random() < 0.5:
+                cv2.circle(img, centre, int(rng.integers(3, size // 4)), colour, -1)
+            else:
+                other = tuple(int(c) for c in rng.integers(0, size, 2))
+                cv2.rectangle(img, centre, other, colour, -1)
+        img = cv2.GaussianBlur(img, (0, 0), 1.0) + rng.normal(0, 2, (size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+_SHIFT = 4  # sub-pixel bits for OpenCV drawing
+_ONE = 1 << _SHIFT
+
+
+def _fixed(p: np.ndarray) -> tuple[int, int]:
+    return int(round(p[0] * _ONE)), int(round(p[1] * _ONE))
+
+
+def _shade(colour: tuple[float, float, float], factor: float) -> tuple[float, float, float]:
+    return tuple(float(min(255.0, c * factor)) for c in colour)
+
+
+def limb_width(span_px: float) -> int:
+    """Thickness of a finger in pixels for a hand whose box's longer side is `span_px`."""
+    return max(2, int(round(span_px * 0.07)))
+
+
+def _draw_hand(img: np.ndarray, uv: np.ndarray, depth: np.ndarray, skin: tuple, width: int) -> None:
+    """Draw a shaded hand in place: palm polygon, then fingers far-to-near, with joint discs."""
+    palm_idx = [0, 1, 5, 9, 13, 17]
+    palm = np.array([_fixed(uv[i]) for i in palm_idx], dtype=np.int32)
+    hull = cv2.convexHull(palm)
+    cv2.fillConvexPoly(img, hull, _shade(skin, 0.9), cv2.LINE_AA, _SHIFT)
+    cv2.polylines(img, [hull], True, _shade(skin, 0.6), max(1, width // 3), cv2.LINE_AA, _SHIFT)
+    order = np.argsort([depth[1 + 4 * f : 5 + 4 * f].mean() for f in range(5)])[::-1]  # far first
+    for f in order:
+        chain = ([0] if f == 0 else []) + list(range(1 + 4 * f, 5 + 4 * f))  # thumb starts at the wrist
+        for a, b in zip(chain[:-1], chain[1:]):
+            pa, pb = _fixed(uv[a]), _fixed(uv[b])
+            cv2.line(img, pa, pb, _shade(skin, 0.55), width + 2, cv2.LINE_AA, _SHIFT)
+            cv2.line(img, pa, pb, skin, width, cv2.LINE_AA, _SHIFT)
+            cv2.line(img, pa, pb, _shade(skin, 1.2), max(1, width // 3), cv2.LINE_AA, _SHIFT)
+        for j in chain[1:]:
+            cv2.circle(img, _fixed(uv[j]), max(1, width // 2) * _ONE, _shade(skin, 0.8), -1, cv2.LINE_AA, _SHIFT)
+
+
+def _occluder_tracks(rng: np.random.Generator, frames: int, size: int, centre_track: np.ndarray) -> list[dict]:
+    """0-2 moving rectangles per sequence, drawn near the hand so that they do cover joints."""
+    tracks = []
+    for _ in range(int(rng.choice([0, 1, 1, 2]))):
+        w, h = (rng.uniform(0.15, 0.35, 2) * size).astype(int)
+        offset = rng.uniform(-0.3, 0.3, 2) * size
+        drift = rng.uniform(-0.2, 0.2, 2) * size * np.linspace(-1, 1, frames)[:, None]
+        centre = centre_track + offset + drift
+        tracks.append(
+            {
+                "x0": np.round(centre[:, 0] - w / 2).astype(int),
+                "y0": np.round(centre[:, 1] - h / 2).astype(int),
+                "w": int(w),
+                "h": int(h),
+                "colour": tuple(float(c) for c in rng.uniform(0, 255, 3)),
+                "striped": bool(rng.random() < 0.5),
+            }
+        )
+    return tracks
+
+
+def occluder_rects(tracks: list[dict], t: int) -> list[tuple[int, int, int, int]]:
+    """Inclusive pixel rectangles (x0, y0, x1, y1) of the occluders at frame t."""
+    return [(int(o["x0"][t]), int(o["y0"][t]), int(o["x0"][t]) + o["w"] - 1, int(o["y0"][t]) + o["h"] - 1) for o in tracks]
+
+
+def covered_by(points: np.ndarray, rects: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """[K] bool: the pixel holding each point [K, 2] (pixel-centre convention) lies in a rectangle."""
+    px = np.floor(points + 0.5).astype(int)
+    hit = np.zeros(len(points), dtype=bool)
+    for x0, y0, x1, y1 in rects:
+        hit |= (px[:, 0] >= x0) & (px[:, 0] <= x1) & (px[:, 1] >= y0) & (px[:, 1] <= y1)
+    return hit
+
+
+def _draw_occluders(img: np.ndarray, tracks: list[dict], t: int) -> None:
+    for o, (x0, y0, x1, y1) in zip(tracks, occluder_rects(tracks, t)):
+        cv2.rectangle(img, (x0, y0), (x1, y1), o["colour"], -1)
+        if o["striped"]:
+            for x in range(x0 + 2, x1, 5):
+                cv2.line(img, (x, y0), (x, y1), _shade(o["colour"], 0.7), 1)
+
+
+def render_sequence(rng: np.random.Generator, shape: dict[str, Any], side: str, frames: int, size: int) -> tuple[list[np.ndarray], list[dict]]:
+    """Frames (BGR [size, size, 3] uint8) and per-frame labels of one sequence."""
+    motion = _sequence_motion(rng, frames, size)
+    background = _background(rng, size)
+    centres = []
+    poses = []
+    for t in range(frames):
+        uv, depth = _project(hand_joints_3d(shape, motion["flex"][t], motion["abduct"][t]), motion, t, side, size)
+        poses.append((uv, depth))
+        centres.append((uv.min(0) + uv.max(0)) / 2)
+    tracks = _occluder_tracks(rng, frames, size, np.array(centres))
+    images, labels = [], []
+    for t, (uv, depth) in enumerate(poses):
+        img = background.copy()
+        width = limb_width(motion["span"][t])
+        _draw_hand(img, uv, depth, shape["skin_bgr"], width)
+        _draw_occluders(img, tracks, t)
+        inside = (uv[:, 0] >= -0.5) & (uv[:, 0] < size - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < size - 0.5)
+        vis = np.where(inside, np.where(covered_by(uv, occluder_rects(tracks, t)), 1, 2), 0)
+        pad = width / 2.0
+        lo, hi = uv.min(0) - pad, uv.max(0) + pad
+        images.append(img)
+        labels.append({"uv": uv, "vis": vis, "bbox": [lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]})
+    return images, labels
+
+
+# ---------------------------------------------------------------- label noise (optional parameters)
+def _noisy(rng: np.random.Generator, uv: np.ndarray, hands: Any) -> np.ndarray:
+    """Labels = clean + noise, if the capture block carries noise settings (else clean)."""
+    sigma = float(getattr(hands, "label_noise_px", 0.0) or 0.0)
+    outlier_rate = float(getattr(hands, "outlier_rate", 0.0) or 0.0)
+    if sigma <= 0 and outlier_rate <= 0:
+        return uv
+    kind = getattr(hands, "label_noise", "gaussian")
+    noise = rng.laplace(0, sigma / math.sqrt(2), uv.shape) if kind == "laplace" else rng.normal(0, sigma, uv.shape)
+    jumps = rng.random(len(uv)) < outlier_rate
+    noise[jumps] += rng.normal(0, float(getattr(hands, "outlier_px", 10.0)), (int(jumps.sum()), 2))
+    return uv + noise
+
+
+# ---------------------------------------------------------------- writing
+def _round(values: np.ndarray | list, digits: int = 3) -> list:
+    return np.round(np.asarray(values, dtype=float), digits).tolist()
+
+
+def _write_video(path: Path, frames: list[np.ndarray], size: int) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_FORMAT["fourcc"]), FPS, (size, size))
+    if not writer.isOpened():
+        raise DataError(f"{path}: OpenCV cannot open a {VIDEO_FORMAT['fourcc']} video writer")
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    tmp.replace(path)
+
+
+def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
+    """Render `params.hands.sequences` synthetic hand videos into `out_dir`; return the manifest.
+
+    Deterministic from `params.seed`. Any earlier manifest is removed first and the new one is
+    written last, so readers never see a half-written capture set.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)  # unpublish before touching anything
+    for stale in list(out.glob(f"seq_*{VIDEO_FORMAT['suffix']}")) + [out / "labels.json"]:
+        stale.unlink(missing_ok=True)
+
+    hands = params.hands
+    size, frames = hands.image_size, hands.frames_per_sequence
+    root = np.random.SeedSequence([params.seed, 0x4A2D])
+    subject_seq, *sequence_seqs = root.spawn(1 + hands.sequences)
+    num_subjects = max(2, math.ceil(hands.sequences / 2))
+    subject_rng = np.random.default_rng(subject_seq)
+    subjects = {f"hand_{i:03d}": _subject_shape(subject_rng) for i in range(num_subjects)}
+    subject_sides = {name: ("left" if subject_rng.random() < 0.5 else "right") for name in subjects}
+
+    labels: dict[str, Any] = {
+        "generator": GENERATOR_NAME,
+        "skeleton": HAND21.name,
+        "keypoint_names": list(HAND21.keypoints),
+        "sequences": {},
+    }
+    entries, occluded, labelled = [], 0, 0
+    for index, seq_seed in enumerate(sequence_seqs):
+        rng = np.random.default_rng(seq_seed)
+        sequence_id = f"seq_{index:04d}"
+        subject = f"hand_{index % num_subjects:03d}"
+        side = subject_sides[subject]  # a hand identity is one hand: its side is fixed
+        images, frame_labels = render_sequence(rng, subjects[subject], side, frames, size)
+        path = out / f"{sequence_id}{VIDEO_FORMAT['suffix']}"
+        _write_video(path, images, size)
+        records = []
+        for t, lab in enumerate(frame_labels):
+            uv_noisy = _noisy(rng, lab["uv"], hands)
+            kp = np.concatenate([uv_noisy, lab["vis"][:, None]], axis=1)
+            kp[lab["vis"] == 0, :2] = 0.0
+            records.append(
+                {
+                    "frame_index": t,
+                    "keypoints": _round(kp),
+                    "keypoints_clean": _round(lab["uv"]),
+                    "bbox": _round(lab["bbox"]),
+                    "subject": subject,
+                    "side": side,
+                }
+            )
+            occluded += int((lab["vis"] == 1).sum())
+            labelled += int((lab["vis"] > 0).sum())
+        labels["sequences"][sequence_id] = {"subject": subject, "side": side, "frames": records}
+        entries.append(
+            {
+                "id": sequence_id,
+                "file": path.name,
+                "sha256": sha256_file(path),
+                "frames": frames,
+                "fps": FPS,
+                "width": size,
+                "height": size,
+                "subject": subject,
+                "side": side,
+                "codec": VIDEO_FORMAT["codec"],
+            }
+        )
+    labels_bytes = (json.dumps(labels, sort_keys=True, separators=(",", ":")) + "\n").encode()
+    write_bytes_atomic(out / "labels.json", labels_bytes)
+    manifest = {
+        "kind": "hand",
+        "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "params": params.model_dump(mode="json")},
+        "skeleton": HAND21.name,
+        "labels": {"file": "labels.json", "sha256": sha256_bytes(labels_bytes)},
+        "sequences": entries,
+        "counts": {
+            "sequences": len(entries),
+            "frames": len(entries) * frames,
+            "subjects": num_subjects,
+            "keypoints_labelled": labelled,
+            "keypoints_occluded": occluded,
+        },
+    }
+    write_json_atomic(out / "manifest.json", manifest)
+    return manifest
+
+
+# ---------------------------------------------------------------- reading
+def read_frames(video_path: str | Path) -> Iterator[np.ndarray]:
+    """Decoded frames (BGR [H, W, 3] uint8) of a capture video, in order.
+
+    Raises DataError naming the file if it is missing, unreadable or holds no frame.
+    """
+    path = Path(video_path)
+    if not path.is_file():
+        raise DataError(f"{path}: capture video not found")
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise DataError(f"{path}: cannot open capture video (corrupt or unknown format)")
+        count = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            count += 1
+            yield frame
+        if count == 0:
+            raise DataError(f"{path}: capture video holds no decodable frame (corrupt?)")
+    finally:
+        capture.release()
+
+
+def read_video(video_path: str | Path) -> list[np.ndarray]:
+    """All frames of a capture video (see `read_frames`)."""
+    return list(read_frames(video_path))
+
+
+def read_frame(video_path: str | Path, index: int) -> np.ndarray:
+    """Frame `index` (BGR [H, W, 3] uint8) of a capture video; DataError naming file and index if absent."""
+    for i, frame in enumerate(read_frames(video_path)):
+        if i == index:
+            return frame
+    raise DataError(f"{video_path}: capture video has no frame {index}")

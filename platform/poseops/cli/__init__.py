@@ -1,0 +1,1 @@
+"""The `poseops` command line (typer + rich)."""

@@ -1,0 +1,91 @@
+"""Integral regression (soft-argmax) and heatmap codecs, in normalised coordinates.
+
+Conventions
+- Pixel i of an image covers [i, i+1): its centre is at i + 0.5 (continuous pixel coordinates).
+- Normalised coordinates `xy_norm` lie in [-0.5, 0.5] across the whole input: x_norm = x_px / S - 0.5.
+- Heatmap cell p (0-based) of an h-wide map has its centre at (p + 0.5) / h - 0.5 (note 004 D10),
+  which is the same point as input pixel (p + 0.5) * S / h: heatmaps and inputs share one frame.
+- Coordinates are (x, y) pairs in the last axis.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def to_norm(xy_px: Tensor, input_size: int | tuple[int, int]) -> Tensor:
+    """Input-pixel coordinates [..., 2] -> normalised [..., 2] (x / W - 0.5, y / H - 0.5)."""
+    width, height = _size(input_size)
+    return xy_px / xy_px.new_tensor([width, height]) - 0.5
+
+
+def to_pixels(xy_norm: Tensor, input_size: int | tuple[int, int]) -> Tensor:
+    """Normalised coordinates [..., 2] -> input pixels [..., 2]; inverse of `to_norm`."""
+    width, height = _size(input_size)
+    return (xy_norm + 0.5) * xy_norm.new_tensor([width, height])
+
+
+def cell_centres(size: int, like: Tensor) -> Tensor:
+    """Normalised centres [size] of the cells of a heatmap axis: (p + 0.5) / size - 0.5."""
+    return (torch.arange(size, dtype=like.dtype, device=like.device) + 0.5) / size - 0.5
+
+
+def spatial_softmax(logits: Tensor) -> Tensor:
+    """Softmax over each map: [B, K, H, W] -> probabilities [B, K, H, W] summing to 1 per (b, k)."""
+    b, k, h, w = logits.shape
+    return logits.reshape(b, k, h * w).softmax(dim=-1).reshape(b, k, h, w)
+
+
+def integrate(probs: Tensor) -> Tensor:
+    """Expected cell centre under per-map probabilities [B, K, H, W] -> xy_norm [B, K, 2]."""
+    x = (probs.sum(dim=2) * cell_centres(probs.shape[3], probs)).sum(dim=-1)
+    y = (probs.sum(dim=3) * cell_centres(probs.shape[2], probs)).sum(dim=-1)
+    return torch.stack([x, y], dim=-1)
+
+
+def soft_argmax(logits: Tensor) -> Tensor:
+    """Integral regression (note 004 Eq. 1): heatmap logits [B, K, H, W] -> xy_norm [B, K, 2] in [-0.5, 0.5]."""
+    return integrate(spatial_softmax(logits))
+
+
+def argmax_decode(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
+    """Classic heatmap decoding: argmax plus a quarter-cell shift toward the higher neighbour.
+
+    heatmaps [B, K, H, W] (e.g. trained with MSE to Gaussian targets) -> (xy_norm [B, K, 2], peak values [B, K]).
+    Not differentiable in the coordinates.
+    """
+    b, k, h, w = heatmaps.shape
+    peaks, index = heatmaps.reshape(b, k, h * w).max(dim=-1)
+    px, py = index % w, torch.div(index, w, rounding_mode="floor")
+    padded = F.pad(heatmaps, (1, 1, 1, 1), mode="replicate").reshape(b, k, -1)
+    row = w + 2
+
+    def at(dx: int, dy: int) -> Tensor:
+        return padded.gather(-1, ((py + 1 + dy) * row + (px + 1 + dx)).unsqueeze(-1)).squeeze(-1)
+
+    shift_x = 0.25 * torch.sign(at(1, 0) - at(-1, 0))
+    shift_y = 0.25 * torch.sign(at(0, 1) - at(0, -1))
+    x = (px.to(heatmaps.dtype) + 0.5 + shift_x) / w - 0.5
+    y = (py.to(heatmaps.dtype) + 0.5 + shift_y) / h - 0.5
+    return torch.stack([x, y], dim=-1), peaks
+
+
+def gaussian_heatmaps(xy_norm: Tensor, heatmap_size: int | tuple[int, int], sigma_px: float = 2.0) -> Tensor:
+    """Gaussian target maps for the heatmap-L2 baseline: xy_norm [B, K, 2] -> [B, K, H, W], peak 1.
+
+    `sigma_px` is in heatmap cells (2 at 64x64 as in SimpleBaseline); the peak sits at the target's
+    sub-cell position, so `integrate`/`argmax_decode` of the map recover it.
+    """
+    width, height = _size(heatmap_size)
+    xs = cell_centres(width, xy_norm) * width  # cell centres in heatmap cells, origin at the map centre
+    ys = cell_centres(height, xy_norm) * height
+    dx = xs.view(1, 1, 1, width) - (xy_norm[..., 0] * width)[..., None, None]
+    dy = ys.view(1, 1, height, 1) - (xy_norm[..., 1] * height)[..., None, None]
+    return torch.exp(-(dx**2 + dy**2) / (2 * sigma_px**2))
+
+
+def _size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(width, height) from an int (square) or a (width, height) pair."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))

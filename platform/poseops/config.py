@@ -1,0 +1,232 @@
+"""The schema of `params.yaml`, validated once at the edge; code below gets typed objects.
+
+`params.yaml` holds the resolved values DVC tracks. Profiles (`profiles/<name>.yaml`) have the same
+shape, except that a family's `model` block may say `preset: <name>` (plus overrides): `poseops config
+use <profile>` resolves it through the model file's presets and writes the result to `params.yaml`.
+
+Each family's `model` block is validated by that model's own pydantic `Config`; this module knows
+nothing of models, so the caller passes `model_schemas` (see `poseops.families.load_params`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from poseops.errors import ConfigError
+
+
+class Strict(BaseModel):
+    """Base of every config block: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- data
+class HandCaptureParams(Strict):
+    sequences: int = Field(12, ge=2, description="synthetic hand sequences")
+    frames_per_sequence: int = Field(40, ge=1)
+    image_size: int = Field(160, ge=32, description="square frame side, px")
+
+
+class CaptureParams(Strict):
+    generator: Literal["synthetic"] = "synthetic"
+    seed: int = 0
+    hands: HandCaptureParams = HandCaptureParams()
+
+
+class AnnotationSource(Strict):
+    format: Literal["coco", "h36m", "freihand", "panoptic", "posetrack"]
+    file: str
+    images: str | None = None
+
+
+class SplitParams(Strict):
+    val_fraction: float = Field(0.25, gt=0, lt=1, description="share of sequences held out for validation")
+    seed: int = 0
+
+
+class DataParams(Strict):
+    capture: CaptureParams = CaptureParams()
+    annotations: list[AnnotationSource] = []
+    split: SplitParams = SplitParams()
+
+
+# ---------------------------------------------------------------- families
+class AugmentParams(Strict):
+    rotation_deg: float = Field(30.0, ge=0, le=180)
+    scale: tuple[float, float] = (0.75, 1.25)
+    shift: float = Field(0.1, ge=0, le=0.5, description="fraction of the crop side")
+    color_jitter: float = Field(0.2, ge=0, le=1)
+    flip: bool = False
+
+
+class FamilyData(Strict):
+    kind: Literal["hand_crop", "topdown_crop", "bottomup_image", "lifting_sequence", "multiview_group"]
+    crop_margin: float = Field(1.25, ge=1.0, le=3.0, description="model input side / box's longer side")
+    shard_margin: float = Field(1.5, ge=1.0, le=3.0, description="stored crop side / box's longer side")
+    max_shard_bytes: int = Field(64 << 20, ge=1 << 16)
+    max_samples: int | None = Field(None, ge=1, description="cap per split (tiny profiles)")
+    augment: AugmentParams = AugmentParams()
+
+
+class FamilyTrain(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1, description="global batch, split over the workers")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_milestones: list[int] = []
+    lr_gamma: float = Field(0.1, gt=0, le=1)
+    num_workers: int = Field(1, ge=1, description="Ray Train workers")
+    cpus_per_worker: float = Field(1.0, gt=0)
+    loader_workers: int = Field(0, ge=0)
+    seed: int = 0
+
+
+class FamilyServe(Strict):
+    num_cpus: float = Field(0.25, gt=0, description="fractional CPUs per replica")
+    num_replicas: int = Field(1, ge=1)
+
+
+class FamilyParams(Strict):
+    model: Any
+    data: FamilyData
+    train: FamilyTrain = FamilyTrain()
+    gate: dict[str, float] = {}
+    serve: FamilyServe = FamilyServe()
+
+    @field_validator("gate")
+    @classmethod
+    def _gate_keys(cls, gate: dict[str, float]) -> dict[str, float]:
+        for key in gate:
+            if not key.startswith(("min_", "max_")):
+                raise ValueError(f"gate key {key!r} must start with min_ or max_ (min_<metric>, max_<metric>)")
+        return gate
+
+
+# ---------------------------------------------------------------- serving
+class ServeParams(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(10_000_000, ge=1)
+    max_pixels: int = Field(16_000_000, ge=1)
+
+
+class Params(Strict):
+    profile: str = "smoke"
+    seed: int = 0
+    data: DataParams = DataParams()
+    serve: ServeParams = ServeParams()
+    families: dict[str, FamilyParams] = {}
+
+
+# ---------------------------------------------------------------- loading
+ModelSchemas = Mapping[str, Callable[[dict[str, Any]], BaseModel]]
+
+
+def _describe(exc: ValidationError, source: str, schema: type[BaseModel] | None) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(schema, err["loc"][:-1]) if schema else []
+            hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"{source}: {loc}: unknown key{hint}")
+        else:
+            lines.append(f"{source}: {loc}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _allowed_keys(schema: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the model found by walking `loc` through `schema`'s annotations."""
+    model: Any = schema
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                continue
+            break
+        field = model.model_fields.get(str(part))
+        if field is None:
+            # a dict value (families.<name>): descend into its value type
+            if model is Params and loc and loc[0] == "families":
+                model = FamilyParams
+                continue
+            return []
+        ann = field.annotation
+        model = _unwrap(ann)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _unwrap(ann: Any) -> Any:
+    for arg in getattr(ann, "__args__", ()) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return ann
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def validate_params(raw: Mapping[str, Any], model_schemas: ModelSchemas, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; each family's model block goes through `model_schemas[family]`."""
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, Params)) from None
+    families = {}
+    for name, fam in params.families.items():
+        if name not in model_schemas:
+            raise ConfigError(
+                f"{source}: families.{name}: no such family; registered: {', '.join(sorted(model_schemas))}"
+            )
+        block = fam.model if fam.model is not None else {}
+        if not isinstance(block, Mapping):
+            raise ConfigError(f"{source}: families.{name}.model: must be a mapping")
+        try:
+            model_cfg = model_schemas[name](dict(block))
+        except ValidationError as exc:
+            msg = _describe(exc, source, None)
+            fields = getattr(exc, "title", "")
+            schema_cls = _schema_class(model_schemas[name])
+            lines = []
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"])
+                if err["type"] == "extra_forbidden" and schema_cls is not None:
+                    lines.append(
+                        f"{source}: families.{name}.model.{loc}: unknown key; allowed keys: "
+                        + ", ".join(schema_cls.model_fields)
+                    )
+                else:
+                    lines.append(f"{source}: families.{name}.model.{loc}: {err['msg']} (got {err.get('input')!r})")
+            raise ConfigError("\n".join(lines) or msg or str(fields)) from None
+        families[name] = fam.model_copy(update={"model": model_cfg})
+    return params.model_copy(update={"families": families})
+
+
+def _schema_class(factory: Callable) -> type[BaseModel] | None:
+    if isinstance(factory, type) and issubclass(factory, BaseModel):
+        return factory
+    return getattr(factory, "schema_class", None)
+
+
+def load_params(path: str | os.PathLike, model_schemas: ModelSchemas) -> Params:
+    return validate_params(read_yaml(path), model_schemas, source=str(path))

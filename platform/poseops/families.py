@@ -1,0 +1,114 @@
+"""The one table of model families: model, dataset kind, skeleton, metrics, gate and serving adapter.
+
+Adding a family means: one model file, one row here, one block in the configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from poseops import config as config_schema
+from poseops.models import model_entry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model: str  # registry name in poseops.models
+    dataset_kind: str  # a derived-dataset kind (poseops.datasets)
+    skeleton: str  # poseops.skeletons name
+    primary_metric: str  # key in metrics.json the gate and checkpoint selection use
+    description: str = ""
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            name="handmle",
+            model="handmle",
+            dataset_kind="hand_crop",
+            skeleton="hand21",
+            primary_metric="pck",
+            description="seed 004: 21-keypoint hands, sequential stages, RealNVP MLE loss",
+        ),
+    )
+}
+
+
+def get_family(name: str) -> Family:
+    from poseops.errors import ConfigError
+
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown family {name!r}; families: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]
+
+
+def model_schemas() -> dict[str, type]:
+    """family name -> the pydantic Config of its model, for validating params.yaml."""
+    return {name: model_entry(fam.model).config_class for name, fam in FAMILIES.items()}
+
+
+def load_params(path: str | Path = "params.yaml") -> config_schema.Params:
+    """Read and validate `params.yaml` (the edge): every family's model block with its own Config."""
+    return config_schema.load_params(path, model_schemas())
+
+
+# ---------------------------------------------------------------- serving / evaluation adapter
+class TopDownPredictor:
+    """Crop-based predictor shared by `evaluate` and the endpoint, so both see the same pixels.
+
+    `predict(image_bgr[H,W,3] uint8, box_xywh | None) -> {"keypoints": [[x, y, score] x K]}` in the
+    original image's pixels; no box means the whole image is the crop.
+    """
+
+    def __init__(self, model: "nn.Module", name: str, version: str, crop_margin: float):
+        self.model = model.eval()
+        self.name, self.version = name, version
+        self.input_size = int(model.config.input_size)
+        self.crop_margin = float(crop_margin)
+
+    def crop(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(input crop RGB uint8 [S,S,3], affine source->input [2,3])."""
+        from poseops.datasets.transforms import box_affine, warp
+
+        h, w = image_bgr.shape[:2]
+        box = tuple(float(v) for v in box_xywh) if box_xywh is not None else (0.0, 0.0, float(w), float(h))
+        affine = box_affine(box, self.crop_margin, self.input_size)
+        crop = warp(image_bgr, affine, self.input_size)
+        return np.ascontiguousarray(crop[..., ::-1]), affine
+
+    def predict_crops(self, crops_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """crops_rgb [B,S,S,3] uint8 -> (keypoints [B,K,2] input px, scores [B,K])."""
+        import torch
+
+        with torch.no_grad():
+            images = self.model.preprocess(torch.from_numpy(np.ascontiguousarray(crops_rgb)))
+            coords, scores = self.model.predict(images)
+        return coords.numpy().astype(np.float64), scores.numpy().astype(np.float64)
+
+    def predict(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict:
+        from poseops.datasets.transforms import apply_affine, invert_affine
+
+        crop, affine = self.crop(image_bgr, box_xywh)
+        coords, scores = self.predict_crops(crop[None])
+        points = apply_affine(coords[0], invert_affine(affine))
+        return {"keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, scores[0])]}
+
+
+def load_predictor(checkpoint_dir: str | Path, crop_margin: float, version: str = "local") -> TopDownPredictor:
+    """A predictor from a published checkpoint folder (weights.safetensors + config.json + manifest)."""
+    from poseops.checkpoints import build_model_from_checkpoint
+
+    model = build_model_from_checkpoint(checkpoint_dir)
+    family = model.checkpoint_info["family"]
+    return TopDownPredictor(model, name=f"poseops-{family}", version=version, crop_margin=crop_margin)

@@ -1,0 +1,146 @@
+"""The DVC stages as functions over the library: capture, annotate, derive, train, evaluate, promote.
+
+Each stage reads validated `Params`, writes only its own outputs (see `Layout`), and publishes them
+last, so a failed stage leaves nothing that a later stage could mistake for a result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from poseops.config import Params
+from poseops.families import get_family
+from poseops.paths import repo_root
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where every stage's outputs live, relative to the project root (dvc.yaml uses the same paths)."""
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw" / "synthetic"
+
+    @property
+    def annotations(self) -> Path:
+        return self.root / "data" / "annotations" / "labels.json"
+
+    def derived(self, family: str) -> Path:
+        return self.root / "data" / "derived" / family
+
+    def model(self, family: str) -> Path:
+        return self.root / "models" / family
+
+    def metrics(self, family: str) -> Path:
+        return self.root / "metrics" / family
+
+    def plots(self, family: str) -> Path:
+        return self.root / "plots" / family
+
+
+def layout(root: str | Path | None = None) -> Layout:
+    return Layout(Path(root).resolve() if root else repo_root())
+
+
+def capture(params: Params, where: Layout) -> dict:
+    from poseops.capture.synthetic_hands import write_hand_captures
+
+    with console.status("capture: rendering synthetic hand sequences"):
+        manifest = write_hand_captures(where.raw, params.data.capture)
+    console.print(f"capture: {len(manifest['sequences'])} sequences -> {where.raw}")
+    return manifest
+
+
+def annotate(params: Params, where: Layout) -> dict:
+    from poseops.annotations.internal import build_annotations
+
+    summary = build_annotations(where.raw, params.data.annotations, where.annotations)
+    console.print(f"annotate: {summary} -> {where.annotations}")
+    return summary
+
+
+def derive(family_name: str, params: Params, where: Layout) -> dict:
+    from poseops.datasets.shards import derive_dataset
+
+    family, fam = get_family(family_name), params.families[family_name]
+    with console.status(f"derive@{family_name}: cutting {family.dataset_kind} shards"):
+        card = derive_dataset(
+            family.dataset_kind, where.annotations, str(where.derived(family_name)), fam.data, params.data.split,
+            skeleton=family.skeleton, repo_root=where.root,
+        )
+    console.print(f"derive@{family_name}: {card.get('counts')} -> {where.derived(family_name)}")
+    return card
+
+
+def train(family_name: str, params: Params, where: Layout) -> dict:
+    """Fit with Ray Train, log the run to MLflow, publish the best checkpoint to models/<family>/."""
+    from poseops.checkpoints import save_checkpoint
+    from poseops.train.fit import best_checkpoint_dir, fit, history
+    from poseops.train.report import log_training_run
+
+    family, fam = get_family(family_name), params.families[family_name]
+    run_name = f"{family_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    console.print(f"train@{family_name}: Ray Train, {fam.train.num_workers} worker(s), {fam.train.epochs} epochs")
+    result = fit(family, fam, str(where.derived(family_name)), run_name)
+    best = best_checkpoint_dir(result)
+    epochs = history(result)
+    run_id = log_training_run(family, fam, best, epochs, where.plots(family_name))
+    from safetensors.torch import load_file
+    import json
+
+    info = json.loads((best / "config.json").read_text())
+    best_epoch = max(epochs, key=lambda e: e.get("val_pck", float("-inf"))) if epochs else {}
+    save_checkpoint(
+        where.model(family_name), family_name, family.model, load_file(str(best / "weights.safetensors")),
+        info["config"], extra={"mlflow_run_id": run_id, "ray_run": str(result.path), "best_epoch": best_epoch},
+    )
+    console.print(f"train@{family_name}: best val_pck {best_epoch.get('val_pck', float('nan')):.3f} "
+                  f"-> {where.model(family_name)} (MLflow run {run_id})")
+    return {"run_id": run_id, "best_epoch": best_epoch}
+
+
+def evaluate(family_name: str, params: Params, where: Layout) -> dict:
+    from poseops.checkpoints import build_model_from_checkpoint, load_checkpoint
+    from poseops.evaluate import evaluate_model
+    from poseops.evaluate import log_evaluation
+
+    family, fam = get_family(family_name), params.families[family_name]
+    model = build_model_from_checkpoint(where.model(family_name))
+    _, info = load_checkpoint(where.model(family_name))
+    with console.status(f"evaluate@{family_name}: scoring the checkpoint and baselines"):
+        report = evaluate_model(family, fam, model, str(where.derived(family_name)), where.metrics(family_name))
+    run_id = info.get("extra", {}).get("mlflow_run_id")
+    if run_id:
+        log_evaluation(run_id, report, where.metrics(family_name))
+    console.print(
+        f"evaluate@{family_name}: PCK@0.2 {report['pck']:.3f} (baselines {report['baselines']}, "
+        f"margin {report['margin_over_best_baseline']:+.3f})"
+    )
+    return report
+
+
+def promote(family_name: str, params: Params, where: Layout) -> dict:
+    """Register the checkpoint, check the gate, and move the `champion` alias (or refuse)."""
+    from poseops.checkpoints import load_checkpoint
+    from poseops.packaging import log_and_register
+    from poseops.storage import read_json, write_json_atomic
+    from poseops.tracking.registry import promote as promote_version
+
+    fam = params.families[family_name]
+    report = read_json(where.metrics(family_name) / "metrics.json")
+    _, info = load_checkpoint(where.model(family_name))
+    numbers = {k: v for k, v in report.items() if isinstance(v, (int, float))}
+    version = log_and_register(where.model(family_name), family_name, run_id=info.get("extra", {}).get("mlflow_run_id"))
+    outcome = promote_version(family_name, version["version"], numbers, fam.gate)
+    record = {"family": family_name, "version": version, "gate": fam.gate, "metrics": numbers, "outcome": outcome}
+    write_json_atomic(where.metrics(family_name) / "promotion.json", record)
+    console.print(f"promote@{family_name}: {version['name']} v{version['version']} is champion")
+    return record

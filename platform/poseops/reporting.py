@@ -1,0 +1,29 @@
+"""Summaries people read at the end of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from poseops.paths import repo_root
+
+
+def metrics_summary_table(root: str | Path | None = None, print_it: bool = False) -> dict[str, dict]:
+    """Every family's metrics.json under metrics/, as {family: metrics}; optionally printed as a table."""
+    root = Path(root) if root else repo_root()
+    found = {p.parent.name: json.loads(p.read_text()) for p in sorted((root / "metrics").glob("*/metrics.json"))}
+    if print_it:
+        table = Table(title="metrics per family (validation split)")
+        for col in ("family", "data", "samples", "PCK@0.2", "AUC", "EPE px", "best baseline", "margin"):
+            table.add_column(col)
+        for name, m in found.items():
+            table.add_row(
+                name, str(m.get("data")), str(m.get("num_samples")), f"{m.get('pck', float('nan')):.3f}",
+                f"{m.get('auc', float('nan')):.3f}", f"{m.get('epe_px', float('nan')):.2f}",
+                f"{max(m.get('baselines', {0: 0}).values()):.3f}", f"{m.get('margin_over_best_baseline', 0):+.3f}",
+            )
+        Console().print(table)
+    return found

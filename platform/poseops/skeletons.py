@@ -1,0 +1,336 @@
+"""Keypoint sets: names, edges, flip pairs, OKS sigmas, joint groups, mappings and joint angles.
+
+Built-in sets (`SKELETONS`): `coco17`, `h36m17`, `mpii16` and `hand21`. Joints are named the same
+way across sets (`left_elbow`, `right_knee`, ...), so mappings and joint angles work by name on any
+skeleton that has the joints they need, including one read from a COCO file's category
+(`skeleton_from_coco_category`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from poseops.errors import DataError
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A keypoint set. `edges` and `flip_pairs` hold 0-based indices into `keypoints`.
+
+    `sigmas` are the per-keypoint OKS constants (None where the dataset defines none);
+    `groups` name sets of keypoints reported together (e.g. "wrist": both wrists).
+    """
+
+    name: str
+    keypoints: tuple[str, ...]
+    edges: tuple[tuple[int, int], ...]  # 0-based index pairs
+    flip_pairs: tuple[tuple[int, int], ...] = ()
+    sigmas: tuple[float, ...] | None = None
+    groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoints)
+
+    def index(self, name: str) -> int:
+        """Index of keypoint `name`; KeyError naming the skeleton if it has no such keypoint."""
+        try:
+            return self.keypoints.index(name)
+        except ValueError:
+            raise KeyError(f"skeleton {self.name!r} has no keypoint {name!r}") from None
+
+    def flip_permutation(self) -> tuple[int, ...]:
+        """perm [K] such that `keypoints[..., perm, :]` swaps left and right joints."""
+        perm = list(range(self.num_keypoints))
+        for a, b in self.flip_pairs:
+            perm[a], perm[b] = b, a
+        return tuple(perm)
+
+
+# ---------------------------------------------------------------------------- inference by name
+
+_GROUP_WORDS = ("wrist", "elbow", "shoulder", "hip", "knee", "ankle")
+_HEAD_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "neck", "upper_neck", "head", "head_top",
+)
+
+
+def _groups_from_names(names: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """Per-joint-type groups (wrist, elbow, shoulder, hip, knee, ankle, head) found by name.
+
+    A joint belongs to group `w` if its name is `w` or ends in `_w` (so `left_wrist` -> wrist);
+    `head` gathers the face/head points (COCO's 5 face points; H36M's neck/nose and head).
+    """
+    groups = {w: tuple(i for i, n in enumerate(names) if n == w or n.endswith("_" + w)) for w in _GROUP_WORDS}
+    groups["head"] = tuple(i for i, n in enumerate(names) if n in _HEAD_NAMES)
+    return {g: idx for g, idx in groups.items() if idx}
+
+
+def _flip_pairs_from_names(names: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """(left, right) index pairs for names `left_x` / `right_x` (also `l_x` / `r_x`)."""
+    pairs = []
+    for i, n in enumerate(names):
+        for left, right in (("left_", "right_"), ("l_", "r_")):
+            if n.startswith(left) and right + n[len(left):] in names:
+                pairs.append((i, names.index(right + n[len(left):])))
+    return tuple(pairs)
+
+
+def _body(name: str, keypoints: tuple[str, ...], edges, sigmas=None) -> Skeleton:
+    return Skeleton(
+        name=name,
+        keypoints=keypoints,
+        edges=tuple(tuple(e) for e in edges),
+        flip_pairs=_flip_pairs_from_names(keypoints),
+        sigmas=tuple(sigmas) if sigmas is not None else None,
+        groups=_groups_from_names(keypoints),
+    )
+
+
+# ---------------------------------------------------------------------------- built-in sets
+
+COCO17 = _body(
+    "coco17",
+    (
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+        "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    ),
+    # COCO's own 1-based `skeleton`, minus one.
+    [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+     (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)],
+    # COCO keypoint evaluation's per-keypoint sigmas (cocoeval.py).
+    np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0,
+)
+
+# Human3.6M's usual 17 joints (VideoPose3D / mmpose order). Index 9 is the "neck/nose" joint
+# (mmpose: neck_base); COCO -> H36M maps the nose onto it.
+H36M17 = _body(
+    "h36m17",
+    (
+        "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+        "spine", "thorax", "neck", "head",
+        "left_shoulder", "left_elbow", "left_wrist", "right_shoulder", "right_elbow", "right_wrist",
+    ),
+    [(0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (0, 7), (7, 8), (8, 9), (9, 10),
+     (8, 11), (11, 12), (12, 13), (8, 14), (14, 15), (15, 16)],
+)
+
+MPII16 = _body(
+    "mpii16",
+    (
+        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+        "pelvis", "thorax", "upper_neck", "head_top",
+        "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+    ),
+    [(0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
+     (7, 12), (12, 11), (11, 10), (7, 13), (13, 14), (14, 15)],
+)
+
+# FreiHAND / COCO-WholeBody-hand order: wrist, then thumb, index, middle, ring, little, base to tip.
+_FINGERS = ("thumb", "index", "middle", "ring", "little")
+_HAND_NAMES = ("wrist",) + tuple(f"{f}{j}" for f in _FINGERS for j in (1, 2, 3, 4))
+_HAND_EDGES = tuple(
+    (0 if j == 0 else 1 + 4 * i + j - 1, 1 + 4 * i + j) for i in range(5) for j in range(4)
+)
+
+HAND21 = Skeleton(
+    name="hand21",
+    keypoints=_HAND_NAMES,
+    edges=_HAND_EDGES,
+    # COCO-WholeBody's hand sigmas (same keypoint order).
+    sigmas=(0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024,
+            0.022, 0.026, 0.017, 0.021, 0.021, 0.032, 0.020, 0.019, 0.022, 0.031),
+    groups={"wrist": (0,), **{f: tuple(range(1 + 4 * i, 5 + 4 * i)) for i, f in enumerate(_FINGERS)}},
+)
+
+SKELETONS: dict[str, Skeleton] = {s.name: s for s in (COCO17, H36M17, MPII16, HAND21)}
+
+
+def get_skeleton(name: str) -> Skeleton:
+    if name not in SKELETONS:
+        raise KeyError(f"unknown skeleton {name!r}; known: {', '.join(sorted(SKELETONS))}")
+    return SKELETONS[name]
+
+
+# ---------------------------------------------------------------------------- custom skeletons
+
+def skeleton_from_coco_category(category: dict) -> Skeleton:
+    """A Skeleton from a COCO `categories` entry (`name`, `keypoints` names, 1-based `skeleton`).
+
+    Flip pairs and groups are inferred from `left_`/`right_` names; sigmas are COCO's when the
+    names are COCO-17's (else a `sigmas` list in the category is used if present, else None).
+    Some converted files store 0-based edges: an edge holding index 0 is read as 0-based.
+    Raises DataError naming the category and field when the entry is malformed.
+    """
+    label = f"COCO category {category.get('name', category.get('id', '?'))!r}"
+    names = category.get("keypoints")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise DataError(f"{label}: field 'keypoints' must be a non-empty list of names")
+    if len(set(names)) != len(names):
+        raise DataError(f"{label}: field 'keypoints' repeats a name")
+    names = tuple(names)
+    k = len(names)
+    raw = category.get("skeleton") or []
+    try:
+        pairs = [(int(a), int(b)) for a, b in raw]
+    except (TypeError, ValueError):
+        raise DataError(f"{label}: field 'skeleton' must be a list of [a, b] index pairs") from None
+    base = 0 if any(0 in p for p in pairs) else 1
+    edges = tuple((a - base, b - base) for a, b in pairs)
+    if any(not (0 <= i < k) for e in edges for i in e):
+        raise DataError(f"{label}: field 'skeleton' has an index outside 1..{k}")
+    sigmas = category.get("sigmas")
+    if names == COCO17.keypoints:
+        sigmas = COCO17.sigmas
+    elif sigmas is not None and len(sigmas) != k:
+        raise DataError(f"{label}: field 'sigmas' has {len(sigmas)} values for {k} keypoints")
+    return Skeleton(
+        name=str(category.get("name", "custom")),
+        keypoints=names,
+        edges=edges,
+        flip_pairs=_flip_pairs_from_names(names),
+        sigmas=tuple(float(s) for s in sigmas) if sigmas is not None else None,
+        groups=_groups_from_names(names),
+    )
+
+
+# ---------------------------------------------------------------------------- mappings
+
+# Joints a target set needs that a source set lacks, as the mean of source joints (by name; the
+# first recipe whose joints the source has wins). From COCO-17 to H36M-17 this is notes/001 §9.5:
+# pelvis = mid-hips, thorax = mid-shoulders, spine = (pelvis + thorax)/2, neck/nose = nose,
+# head = mid-eyes, limbs directly. From MPII-16: neck = upper neck, head = head top.
+DERIVED_JOINTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "pelvis": (("left_hip", "right_hip"),),
+    "thorax": (("left_shoulder", "right_shoulder"),),
+    "spine": (("pelvis", "thorax"), ("left_hip", "right_hip", "left_shoulder", "right_shoulder")),
+    "neck": (("upper_neck",), ("nose",)),
+    "head": (("head_top",), ("left_eye", "right_eye")),
+}
+
+
+def mapping_matrix(src: Skeleton, dst: Skeleton) -> tuple[np.ndarray, np.ndarray]:
+    """Linear map from `src` keypoints to `dst` keypoints (works on any skeletons, by joint name).
+
+    Returns (M [K_dst, K_src] float64, defined [K_dst] bool): dst joint j = Σ_i M[j, i]·src joint i
+    (rows sum to 1 where defined). A joint `src` has by name maps directly; otherwise the first
+    recipe of `DERIVED_JOINTS` that `src` can fill; otherwise it is undefined (a zero row).
+    """
+    m = np.zeros((dst.num_keypoints, src.num_keypoints))
+    for j, name in enumerate(dst.keypoints):
+        recipes = ((name,),) + DERIVED_JOINTS.get(name, ())
+        sources = next((r for r in recipes if all(n in src.keypoints for n in r)), ())
+        for n in sources:
+            m[j, src.index(n)] += 1.0 / len(sources)
+    return m, m.sum(axis=1) > 0
+
+
+def map_keypoints(
+    keypoints: np.ndarray, src: Skeleton, dst: Skeleton, visibility: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convert keypoints [..., K_src, D] of `src` into [..., K_dst, D] of `dst`.
+
+    visibility [..., K_src] (COCO 0/1/2, default all 2) becomes [..., K_dst]: a derived joint takes
+    the smallest visibility of its sources; undefined joints get coordinates 0 and visibility 0.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if visibility is None:
+        visibility = np.full(keypoints.shape[:-1], 2)
+    visibility = np.asarray(visibility)
+    m, defined = mapping_matrix(src, dst)
+    out = np.einsum("ji,...id->...jd", m, np.where(visibility[..., None] > 0, keypoints, 0.0))
+    big = np.iinfo(np.int64).max
+    vis = np.min(np.where(m > 0, visibility[..., None, :].astype(np.int64), big), axis=-1)
+    vis = np.where(defined, vis, 0)
+    out = np.where(vis[..., None] > 0, out, 0.0)
+    return out, vis
+
+
+# ---------------------------------------------------------------------------- joint angles
+
+def angle_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Angle in degrees between vectors u, v [..., D] -> [...] (NaN where either is zero)."""
+    u, v = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
+    nu, nv = np.linalg.norm(u, axis=-1), np.linalg.norm(v, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.sum(u * v, axis=-1) / (nu * nv)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """∠(a, b, c): the angle in degrees at b between a − b and c − b. Points [..., D] -> [...]."""
+    b = np.asarray(b, dtype=np.float64)
+    return angle_between(np.asarray(a) - b, np.asarray(c) - b)
+
+
+# Named angles (notes/000 §8): each is (a, b, c) for ∠(a, b, c); "mid_x" is the midpoint of left_x
+# and right_x. The trunk lean, arm mean and arm symmetry are built from these in `joint_angles`.
+ANGLES: dict[str, tuple[str, str, str]] = {
+    "left_elbow": ("left_shoulder", "left_elbow", "left_wrist"),
+    "right_elbow": ("right_shoulder", "right_elbow", "right_wrist"),
+    "left_shoulder": ("left_elbow", "left_shoulder", "left_hip"),
+    "right_shoulder": ("right_elbow", "right_shoulder", "right_hip"),
+    "left_hip": ("mid_shoulder", "left_hip", "left_knee"),  # trunk-hip-knee
+    "right_hip": ("mid_shoulder", "right_hip", "right_knee"),
+    "left_knee": ("left_hip", "left_knee", "left_ankle"),  # squat support
+    "right_knee": ("right_hip", "right_knee", "right_ankle"),
+}
+
+# Task chains of notes/000 Table 7 / §8 step 2 (which angles each task is judged on).
+TASK_CHAINS: dict[str, tuple[str, ...]] = {
+    "TO": ("left_elbow", "right_elbow"),  # tool operation: wrist-elbow-shoulder
+    "PC": ("left_hip", "right_hip"),  # part carrying/transport: trunk-hip-knee
+    "CT": ("arm_mean", "arm_symmetry"),  # component transfer: two-hand coordination
+    "CR": ("left_knee", "right_knee"),  # component replacement: squatting support chain
+    "PF": ("trunk_lean",),  # part/component flip: trunk forward lean
+}
+
+IMAGE_UP_2D = (0.0, -1.0)  # image y grows downwards
+IMAGE_UP_CAM = (0.0, -1.0, 0.0)  # camera frame: x right, y down, z forward
+
+
+def _sources(joint: str) -> tuple[str, ...]:
+    """The keypoint names a joint is built from: `mid_x` -> (left_x, right_x), else itself."""
+    return ("left" + joint[3:], "right" + joint[3:]) if joint.startswith("mid_") else (joint,)
+
+
+def joint_angles(
+    keypoints: np.ndarray,
+    skeleton: Skeleton,
+    visibility: np.ndarray | None = None,
+    up: tuple[float, ...] | None = None,
+) -> dict[str, np.ndarray]:
+    """All named angles (degrees) the skeleton's joints allow, each [...].
+
+    keypoints [..., K, D] (D = 2 image pixels, or 3); visibility [..., K] (an angle is NaN where any
+    joint it uses has visibility 0). Besides `ANGLES`: `trunk_lean` = angle between
+    (mid-shoulder − mid-hip) and `up` (default image-up: (0, -1) in 2D, (0, -1, 0) in camera 3D),
+    `arm_mean` = mean of the elbows, `arm_symmetry` = |left_elbow − right_elbow|.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    valid = np.ones(keypoints.shape[:-1], bool) if visibility is None else np.asarray(visibility) > 0
+
+    def has(*joints: str) -> bool:
+        return all(n in skeleton.keypoints for j in joints for n in _sources(j))
+
+    def point(joint: str) -> tuple[np.ndarray, np.ndarray]:  # (coords [..., D], valid [...])
+        idx = [skeleton.index(n) for n in _sources(joint)]
+        return keypoints[..., idx, :].mean(axis=-2), valid[..., idx].all(axis=-1)
+
+    out: dict[str, np.ndarray] = {}
+    for label, (ja, jb, jc) in ANGLES.items():
+        if has(ja, jb, jc):
+            (a, va), (b, vb), (c, vc) = point(ja), point(jb), point(jc)
+            out[label] = np.where(va & vb & vc, angle(a, b, c), np.nan)
+    if has("mid_shoulder", "mid_hip"):
+        (shoulders, vs), (hips, vh) = point("mid_shoulder"), point("mid_hip")
+        if up is None:
+            up = IMAGE_UP_2D if keypoints.shape[-1] == 2 else IMAGE_UP_CAM
+        out["trunk_lean"] = np.where(vs & vh, angle_between(shoulders - hips, np.asarray(up, float)), np.nan)
+    if "left_elbow" in out and "right_elbow" in out:
+        out["arm_mean"] = (out["left_elbow"] + out["right_elbow"]) / 2.0
+        out["arm_symmetry"] = np.abs(out["left_elbow"] - out["right_elbow"])
+    return out

@@ -1,0 +1,67 @@
+"""The per-worker training loop Ray Train runs: data share, model, optimiser, report per epoch."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from poseops.config import AugmentParams
+from poseops.train.steps import train_step, unwrap, validation_metrics
+
+WEIGHTS, CONFIG = "weights.safetensors", "config.json"
+
+
+def save_epoch_checkpoint(folder: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+    core = unwrap(model)
+    state = {k: v.detach().contiguous().clone() for k, v in core.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS))
+    (folder / CONFIG).write_text(json.dumps({**meta, "config": core.config.model_dump(mode="json")}, indent=2))
+
+
+def train_loop_per_worker(cfg: dict[str, Any]) -> None:
+    """Run on every Ray Train worker. `cfg` is plain data (see fit.make_loop_config)."""
+    import ray.train
+    import ray.train.torch
+    from torch.utils.data import DataLoader
+
+    from poseops.datasets.loader import CropDataset, load_split_arrays
+    from poseops.models import build_from_config
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(cfg["threads_per_worker"])))
+    torch.manual_seed(cfg["seed"])
+
+    model = build_from_config(cfg["model_name"], cfg["model_config"])
+    model = ray.train.torch.prepare_model(model) if world > 1 else model
+    dataset = CropDataset(
+        cfg["dataset_url"], "train", cfg["input_size"], cfg["crop_margin"],
+        augment=AugmentParams(**cfg["augment"]), seed=cfg["seed"], rank=rank, world_size=world,
+    )
+    loader = DataLoader(dataset, batch_size=max(1, cfg["batch_size"] // world), num_workers=cfg["loader_workers"])
+    val = load_split_arrays(cfg["dataset_url"], "val", cfg["input_size"], cfg["crop_margin"]) if rank == 0 else None
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_milestones"], cfg["lr_gamma"])
+    for epoch in range(cfg["epochs"]):
+        dataset.set_epoch(epoch)
+        losses = [train_step(model, batch, optimizer)["loss"] for batch in loader]
+        schedule.step()
+        metrics = {"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)), "lr": schedule.get_last_lr()[0]}
+        if rank == 0:
+            metrics.update(validation_metrics(model, val))
+            print(
+                f"epoch {epoch + 1}/{cfg['epochs']}: train_loss {metrics['train_loss']:.4f} "
+                f"val_pck {metrics['val_pck']:.3f} ({len(losses)} steps)",
+                flush=True,
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                save_epoch_checkpoint(Path(tmp), model, {"family": cfg["family"], "model": cfg["model_name"]})
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)

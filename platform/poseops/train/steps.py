@@ -1,0 +1,57 @@
+"""Pure training and evaluation steps: no Ray, no MLflow, no files."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from poseops.codecs.integral import to_norm
+from poseops.metrics import pck
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module under a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def train_step(model: nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """One optimisation step on a loader batch; returns the loss and its parts as floats.
+
+    batch: image uint8 [B,3,S,S], keypoints float [B,K,2] (input px), visibility [B,K].
+    """
+    core = unwrap(model)
+    images = core.preprocess(batch["image"])
+    target = to_norm(batch["keypoints"], core.config.input_size)
+    weight = (batch["visibility"] > 0).float()
+    model.train()
+    outputs = model(images)
+    loss, parts = core.loss(outputs, target, weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {"loss": float(loss.detach()), **parts}
+
+
+@torch.no_grad()
+def predict_arrays(model: nn.Module, images_rgb: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """images_rgb [N,S,S,3] uint8 -> (keypoints [N,K,2] input px, scores [N,K])."""
+    core = unwrap(model).eval()
+    coords, scores = [], []
+    for start in range(0, len(images_rgb), batch_size):
+        chunk = torch.from_numpy(np.ascontiguousarray(images_rgb[start : start + batch_size]))
+        c, s = core.predict(core.preprocess(chunk))
+        coords.append(c.numpy())
+        scores.append(s.numpy())
+    if not coords:
+        return np.zeros((0, 0, 2)), np.zeros((0, 0))
+    return np.concatenate(coords).astype(np.float64), np.concatenate(scores).astype(np.float64)
+
+
+def validation_metrics(model: nn.Module, val: dict[str, np.ndarray], threshold: float = 0.2) -> dict[str, float]:
+    """PCK@threshold on a validation split held as arrays (see datasets.loader.load_split_arrays)."""
+    pred, _ = predict_arrays(model, val["image"])
+    gt = val.get("keypoints_clean", val["keypoints"])
+    visible = val["visibility"] > 0
+    result = pck(pred, gt, visible, val["norm_size"], threshold=threshold)
+    return {"val_pck": result.value}

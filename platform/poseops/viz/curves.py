@@ -1,0 +1,49 @@
+"""Curves as images (matplotlib, Agg backend: servers have no display)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(
+    path: str | Path, x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str
+) -> Path:
+    """Write a line plot of several named series over one x axis as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for label, ys in series.items():
+        ax.plot(list(x)[: len(ys)], list(ys), marker="o", markersize=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(path: str | Path, labels: Sequence[str], values: Sequence[float], ylabel: str, title: str) -> Path:
+    """Write a bar chart (e.g. per-keypoint PCK) as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, len(labels) * 0.35), 4), dpi=100)
+    ax.bar(range(len(values)), list(values))
+    ax.set_xticks(range(len(labels)), list(labels), rotation=70, fontsize=7)
+    ax.set(ylabel=ylabel, title=title, ylim=(0, 1))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,60 @@
+"""Session fixtures for the slow layer: one real Ray cluster, one smoke-trained project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cluster import LocalCluster, start_cluster, stop_cluster  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def make_project(dest: Path, profile: str | None = None) -> Path:
+    """A throw-away copy of the project (pipeline files and sources), DVC-initialised."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, dest / name)
+    for folder in ("stages", "profiles", "flows"):
+        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "platform", dest / "platform", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=dest, check=True)
+    if profile:
+        subprocess.run([str(BIN / "poseops"), "config", "use", profile], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def project_env(cluster: LocalCluster | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "POSEOPS_ROOT")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    if cluster:
+        env["RAY_ADDRESS"] = cluster.address
+    return env
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """`ray start --head` (2 CPUs, dashboard for job submission) plus a 1-CPU worker node."""
+    stop_cluster()
+    cluster = start_cluster(head_cpus=2, worker_cpus=1, dashboard=True)
+    yield cluster
+    stop_cluster()
+
+
+@pytest.fixture(scope="session")
+def smoke_project(tmp_path_factory, ray_cluster):
+    """The demo's pipeline (smoke profile) run once by `dvc repro` against the cluster."""
+    root = make_project(tmp_path_factory.mktemp("smoke") / "project")
+    run = subprocess.run(
+        [str(BIN / "dvc"), "repro"], cwd=root, env=project_env(ray_cluster), capture_output=True, text=True, timeout=900
+    )
+    if run.returncode != 0:
+        pytest.fail(f"dvc repro failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
+    return root

@@ -1,0 +1,164 @@
+"""Registry against a real tracking server: `mlflow server` on a private PostgreSQL 15 cluster.
+
+Starts both on free loopback ports in a temporary folder, registers, promotes and downloads a
+model through `MLFLOW_TRACKING_URI=http://...`, and stops both afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from poseops import checkpoints, packaging
+from poseops.errors import GateRefused
+from poseops.models import register_model
+from poseops.tracking import registry
+from tests.helpers_servers import free_port, http_ok, port_open, start_process, stop_process, wait_http, wait_until
+
+pytestmark = pytest.mark.slow
+
+PG_BIN = Path(os.environ.get("POSEOPS_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_USER = "nobody"  # PostgreSQL refuses to run as root
+
+
+class PgToyConfig(BaseModel):
+    width: int = 3
+
+
+@register_model("test_pg_toy", PgToyConfig, {"smoke": {}})
+def build_pg_toy(config: PgToyConfig) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, config.width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def _skip_reason() -> str | None:
+    if not (PG_BIN / "initdb").exists() or not (PG_BIN / "pg_ctl").exists():
+        return f"PostgreSQL 15 server binaries not found in {PG_BIN} (apt-get install postgresql)"
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return "psycopg2 is not installed (pip install psycopg2-binary)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(PG_USER)
+        except KeyError:
+            return f"running as root and there is no unprivileged user {PG_USER!r} to run PostgreSQL as"
+        if shutil.which("runuser") is None:
+            return "running as root and runuser is missing"
+    return None
+
+
+def _as_pg_user(args: list[str]) -> list[str]:
+    return ["runuser", "-u", PG_USER, "--", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A private cluster on a free port: yields (port, superuser)."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    # Not under pytest's tmp_path: its parents are 0700 root, which the unprivileged user cannot enter.
+    root = Path(tempfile.mkdtemp(prefix="poseops-pg-"))
+    root.chmod(0o755)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(PG_USER)
+        os.chown(root, user.pw_uid, user.pw_gid)
+    data, log = root / "data", root / "postgres.log"
+    superuser = "mlflow"
+    subprocess.run(
+        _as_pg_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", superuser, "--auth=trust", "-E", "UTF8", "--no-sync"]),
+        check=True, capture_output=True, timeout=60,
+    )
+    port = free_port()
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=off"
+    subprocess.run(
+        _as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "30", "start"]),
+        check=True, capture_output=True, timeout=60,
+    )
+    try:
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", port=port, user=superuser, dbname="postgres")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE DATABASE mlflow")
+        connection.close()
+        yield port, superuser
+    finally:
+        subprocess.run(
+            _as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True, timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres, tmp_path_factory):
+    """`mlflow server` (1 worker) on the cluster, artifacts proxied to a temp folder: yields its URL."""
+    pg_port, pg_user = postgres
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port, log = free_port(), root / "mlflow-server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    process = start_process(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"postgresql+psycopg2://{pg_user}@127.0.0.1:{pg_port}/mlflow",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--workers", "1", "--host", "127.0.0.1", "--port", str(port),
+        ],
+        log_path=log, env=env, cwd=root,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", timeout=90, process=process, log_path=log)
+        yield url
+    finally:
+        stop_process(process)
+        wait_until(lambda: not port_open(port), 10, f"{url} closed")
+
+
+@pytest.fixture
+def server_uri(mlflow_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("POSEOPS_ROOT", str(tmp_path))
+    yield mlflow_server
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+def test_register_promote_and_download_through_a_postgres_backed_server(server_uri, tmp_path):
+    assert http_ok(f"{server_uri}/health")
+    torch.manual_seed(0)
+    model = build_pg_toy(PgToyConfig()).eval()
+    checkpoints.save_checkpoint(tmp_path / "ck", "pgtoy", "test_pg_toy", model.state_dict(), PgToyConfig(),
+                                {"metrics": {"pck": 0.8}})
+
+    first = packaging.log_and_register(tmp_path / "ck", "pgtoy")
+    with pytest.raises(GateRefused, match="pck"):
+        registry.promote("pgtoy", first["version"], {"pck": 0.1}, {"min_pck": 0.5})
+    assert registry.get_alias_version("poseops-pgtoy", "champion") is None
+    registry.promote("pgtoy", first["version"], {"pck": 0.8}, {"min_pck": 0.5})
+    assert registry.get_alias_version("poseops-pgtoy", "champion") == first["version"]
+
+    folder, ident = packaging.download_version("pgtoy", "champion", dst=tmp_path / "served")
+    assert ident == {"name": "poseops-pgtoy", "version": first["version"]}
+    x = torch.randn(2, 3, 7, 7)
+    expected = model(x).detach().numpy()
+    assert np.array_equal(checkpoints.build_model_from_checkpoint(folder)(x).detach().numpy(), expected)
+    pyfunc = mlflow.pyfunc.load_model("models:/poseops-pgtoy@champion")
+    assert np.array_equal(pyfunc.predict(x.numpy()), expected)
+
+    history = registry.alias_history("poseops-pgtoy")
+    assert history[0]["aliases"] == ["champion"] and history[0]["tags"]["metric.pck"] == "0.8"

@@ -1,0 +1,211 @@
+"""The walking skeleton end to end: dvc repro on the smoke profile, learning, DVC's bookkeeping,
+promotion gates, the endpoint, and the pipeline submitted as a Ray job."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from conftest import BIN, make_project, project_env
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cluster import free_port, wait_http  # noqa: E402
+
+pytestmark = pytest.mark.slow
+SERVED = ["handmle"]
+
+
+def dvc(root: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+
+
+# ---------------------------------------------------------------- learning, measured honestly
+def test_trained_handmle_beats_the_better_baseline_by_015(smoke_project):
+    report = json.loads((smoke_project / "metrics/handmle/metrics.json").read_text())
+    best_baseline = max(report["baselines"].values())
+    assert set(report["baselines"]) == {"untrained_pck", "mean_pose_pck"}
+    assert report["protocol"]["pck"]["threshold"] == 0.2
+    assert report["pck"] - best_baseline >= 0.15, report
+
+
+def test_promotion_made_a_champion(smoke_project):
+    record = json.loads((smoke_project / "metrics/handmle/promotion.json").read_text())
+    assert record["version"]["name"] == "poseops-handmle"
+    assert (smoke_project / ".poseops/mlflow.db").exists()
+
+
+# ---------------------------------------------------------------- DVC's bookkeeping
+def test_second_repro_runs_no_stage(smoke_project, ray_cluster):
+    run = dvc(smoke_project, "repro", env=project_env(ray_cluster))
+    assert run.returncode == 0, run.stderr
+    assert "Running stage" not in run.stdout, run.stdout
+
+
+def test_changing_a_training_value_reruns_train_and_what_follows_only(smoke_project):
+    params_path = smoke_project / "params.yaml"
+    original = params_path.read_text()
+    try:
+        params = yaml.safe_load(original)
+        params["families"]["handmle"]["train"]["lr"] *= 0.5
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        run = dvc(smoke_project, "repro", "--dry")
+        assert run.returncode == 0, run.stderr
+        would_run = {line.split("'")[1] for line in run.stdout.splitlines() if line.startswith("Running stage")}
+        assert {"train@handmle", "evaluate@handmle", "promote@handmle"} <= would_run
+        assert not would_run & {"capture", "annotate", "derive@handmle"}, would_run
+    finally:
+        params_path.write_text(original)
+
+
+# ---------------------------------------------------------------- promotion gate
+def test_promoting_an_untrained_checkpoint_is_refused(smoke_project, tmp_path, monkeypatch):
+    from poseops.checkpoints import save_checkpoint
+    from poseops.errors import GateRefused
+    from poseops.families import load_params
+    from poseops.models import build_from_config
+    from poseops.packaging import log_and_register
+    from poseops.tracking.registry import get_alias_version, promote
+
+    monkeypatch.chdir(smoke_project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = load_params(smoke_project / "params.yaml")
+    fam = params.families["handmle"]
+    report = json.loads((smoke_project / "metrics/handmle/metrics.json").read_text())
+    champion_before = get_alias_version("poseops-handmle", "champion")
+
+    untrained = build_from_config("handmle", fam.model)
+    folder = tmp_path / "untrained"
+    save_checkpoint(folder, "handmle", "handmle", untrained.state_dict(), fam.model.model_dump(mode="json"), extra={})
+    version = log_and_register(folder, "handmle")
+    with pytest.raises(GateRefused) as refused:
+        promote("handmle", version["version"], {"pck": report["baselines"]["untrained_pck"]}, fam.gate)
+    message = str(refused.value)
+    assert "pck" in message and f"{fam.gate['min_pck']:.4f}" in message
+    assert f"{report['baselines']['untrained_pck']:.4f}" in message
+    assert get_alias_version("poseops-handmle", "champion") == champion_before
+
+
+# ---------------------------------------------------------------- the endpoint
+@pytest.fixture(scope="module")
+def endpoint(smoke_project, ray_cluster):
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "poseops"), "serve", "--port", str(port)], cwd=smoke_project, env=project_env(ray_cluster),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz", timeout=120)
+    except TimeoutError:
+        proc.kill()
+        pytest.fail(f"poseops serve did not come up:\n{proc.stdout.read()[-4000:]}")
+    yield base, proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("family", SERVED)
+def test_bad_requests_get_4xx_never_500(endpoint, family):
+    base, _ = endpoint
+    url = f"{base}/v1/{family}/predict"
+    assert httpx.post(url, files={"image": ("big.png", png_header_only(20000, 20000), "image/png")}).status_code == 413
+    assert httpx.post(url, content=b"", headers={"content-type": "application/json"}).status_code in (400, 422)
+    noise = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    assert httpx.post(url, files={"image": ("x.png", noise, "image/png")}).status_code == 422
+
+
+def val_example(project: Path, family: str):
+    from poseops.demo import validation_example
+
+    return validation_example(str(project / "data/derived" / family))
+
+
+def predict(base: str, family: str, image: np.ndarray, box) -> np.ndarray:
+    ok, png = cv2.imencode(".png", image)
+    response = httpx.post(
+        f"{base}/v1/{family}/predict", files={"image": ("x.png", png.tobytes(), "image/png")},
+        data={"box": json.dumps([float(v) for v in box])}, timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"]["name"] == f"poseops-{family}"
+    return np.array(body["keypoints"], dtype=np.float64)
+
+
+@pytest.mark.parametrize("family", SERVED)
+def test_padding_the_image_shifts_the_keypoints(endpoint, smoke_project, family):
+    base, _ = endpoint
+    image, box = val_example(smoke_project, family)
+    dx, dy = 37, 21
+    padded = cv2.copyMakeBorder(image, dy, 5, dx, 9, cv2.BORDER_CONSTANT, value=0)
+    plain = predict(base, family, image, box)
+    shifted = predict(base, family, padded, [box[0] + dx, box[1] + dy, box[2], box[3]])
+    assert plain.shape == (21, 3)
+    np.testing.assert_allclose(shifted[:, :2] - plain[:, :2], np.tile([dx, dy], (21, 1)), atol=0.5)
+
+
+@pytest.mark.parametrize("family", SERVED)
+def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_project, family):
+    from poseops.checkpoints import build_model_from_checkpoint
+    from poseops.datasets.loader import load_split_arrays
+    from poseops.datasets.transforms import apply_affine, box_affine, invert_affine
+    from poseops.families import load_params
+    from poseops.train.steps import predict_arrays
+
+    base, _ = endpoint
+    fam = load_params(smoke_project / "params.yaml").families[family]
+    model = build_model_from_checkpoint(smoke_project / "models" / family)
+    val = load_split_arrays(str(smoke_project / "data/derived" / family), "val", fam.model.input_size, fam.data.crop_margin)
+    evaluated, _ = predict_arrays(model, val["image"][:1])  # evaluate's own path: input px
+    image, box = val_example(smoke_project, family)
+    to_crop = invert_affine(box_affine(box, fam.data.crop_margin, fam.model.input_size))
+    expected = apply_affine(evaluated[0], to_crop)
+    served = predict(base, family, image, box)
+    np.testing.assert_allclose(served[:, :2], expected, atol=0.5)
+
+
+def test_serve_stops_cleanly_on_sigterm(endpoint):
+    base, proc = endpoint
+    assert httpx.get(f"{base}/v1/models").status_code == 200
+    assert httpx.get(f"{base}/docs").status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{base}/healthz", timeout=2)
+
+
+# ---------------------------------------------------------------- the pipeline as a Ray job
+def test_reproduce_flow_submitted_as_a_ray_job(tmp_path, ray_cluster):
+    root = make_project(tmp_path / "job", profile="tiny")
+    entry = f"cd {root} && {sys.executable} flows/reproduce.py"
+    env = project_env(None)
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    submit = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", ray_cluster.dashboard_url, "--", "bash", "-c", entry],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-4000:]
+    assert "succeeded" in (submit.stdout + submit.stderr).lower()
+    report = json.loads((root / "metrics/handmle/metrics.json").read_text())
+    assert report["num_samples"] > 0 and 0.0 <= report["pck"] <= 1.0

@@ -1,0 +1,102 @@
+"""params.yaml is validated once at the edge: unknown or mistyped keys are named, with what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from poseops.config import Params, read_yaml
+from poseops.errors import ConfigError
+from poseops.families import FAMILIES, load_params, model_schemas
+from poseops.profiles import write_profile
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smoke_raw(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("params") / "params.yaml"
+    write_profile(str(REPO / "profiles" / "smoke.yaml"), out)
+    return read_yaml(out)
+
+
+def write(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_committed_params_are_valid_and_typed():
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params, Params)
+    hand = params.families["handmle"]
+    assert type(hand.model).__name__ == "Config"  # the model file's own pydantic Config
+    assert hand.model.input_size > 0
+
+
+@pytest.mark.parametrize("profile", ["smoke", "tiny", "paper"])
+def test_every_profile_resolves_and_validates(tmp_path, profile):
+    out = write_profile(str(REPO / "profiles" / f"{profile}.yaml"), tmp_path / "params.yaml")
+    params = load_params(out)
+    assert params.profile == profile
+    assert set(params.families) <= set(FAMILIES)
+
+
+def test_unknown_top_level_key_is_named_with_allowed_keys(tmp_path, smoke_raw):
+    raw = copy.deepcopy(smoke_raw)
+    raw["famlies"] = {}
+    with pytest.raises(ConfigError) as err:
+        load_params(write(tmp_path, raw))
+    assert "famlies" in str(err.value) and "families" in str(err.value) and "params.yaml" in str(err.value)
+
+
+def test_unknown_train_key_is_named(tmp_path, smoke_raw):
+    raw = copy.deepcopy(smoke_raw)
+    raw["families"]["handmle"]["train"]["lrr"] = 0.1
+    with pytest.raises(ConfigError) as err:
+        load_params(write(tmp_path, raw))
+    message = str(err.value)
+    assert "families.handmle.train.lrr" in message and "lr" in message and "epochs" in message
+
+
+def test_mistyped_value_is_named(tmp_path, smoke_raw):
+    raw = copy.deepcopy(smoke_raw)
+    raw["families"]["handmle"]["train"]["epochs"] = "many"
+    with pytest.raises(ConfigError, match=r"families\.handmle\.train\.epochs"):
+        load_params(write(tmp_path, raw))
+
+
+def test_model_block_is_validated_by_the_model_config(tmp_path, smoke_raw):
+    raw = copy.deepcopy(smoke_raw)
+    raw["families"]["handmle"]["model"]["num_stagez"] = 3
+    with pytest.raises(ConfigError) as err:
+        load_params(write(tmp_path, raw))
+    assert "families.handmle.model.num_stagez" in str(err.value) and "num_stages" in str(err.value)
+
+
+def test_unknown_family_is_named(tmp_path, smoke_raw):
+    raw = copy.deepcopy(smoke_raw)
+    raw["families"]["nosuch"] = raw["families"]["handmle"]
+    with pytest.raises(ConfigError, match="families.nosuch"):
+        load_params(write(tmp_path, raw))
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("families: [unclosed\n")
+    with pytest.raises(ConfigError, match=str(path)):
+        load_params(path)
+
+
+def test_gate_keys_must_name_a_direction(tmp_path, smoke_raw):
+    raw = copy.deepcopy(smoke_raw)
+    raw["families"]["handmle"]["gate"] = {"pck": 0.5}
+    with pytest.raises(ConfigError, match="min_"):
+        load_params(write(tmp_path, raw))
+
+
+def test_model_schemas_cover_every_family():
+    assert set(model_schemas()) == set(FAMILIES)

@@ -1,0 +1,200 @@
+"""handmle model family: presets, shapes, loss switches, predict API, and a tiny overfit run."""
+
+import pytest
+import torch
+
+from poseops.codecs.integral import to_norm
+from poseops.errors import ConfigError
+from poseops.models import build_from_config, create_model, list_models
+from poseops.models.blocks.resnet import ResNetTrunk
+from poseops.models.handmle import IMAGE_MEAN, IMAGE_STD, preprocess
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets run far faster on one thread, especially when other jobs share the 2 cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def tiny(seed=0, **overrides):
+    torch.manual_seed(seed)
+    return create_model("handmle", "tiny", **overrides)
+
+
+def fixed_batch(size=32, batch=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, 3, size, size, generator=g)
+    target_px = torch.rand(batch, 21, 2, generator=g) * (size * 0.75) + size * 0.125
+    return images, target_px, to_norm(target_px, size), torch.ones(batch, 21)
+
+
+def test_registered():
+    assert "handmle" in list_models()
+
+
+def test_paper_preset_is_the_notes_network():
+    torch.manual_seed(0)
+    model = create_model("handmle", "paper").eval()
+    assert model.config.input_size == 256 and model.config.num_stages == 5 and model.config.flow_couplings == 6
+    assert len(model.backbone.state_dict()) == 318
+    assert n_params(model.backbone) == 23_508_032
+    assert all(stage.flow.couplings == 6 for stage in model.stages)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 256, 256))
+    assert out["mu"].shape == (5, 1, 21, 2) and out["sigma"].shape == (5, 1, 21, 2)
+    assert out["heatmaps"].shape == (5, 1, 21, 64, 64)
+    assert out["mu"].abs().max() <= 0.5 and (out["sigma"] > 0).all()
+
+
+@pytest.mark.parametrize("profile", ["smoke", "tiny"])
+def test_small_presets_have_quarter_resolution_heatmaps(profile):
+    model = create_model("handmle", profile)
+    size, t = model.config.input_size, model.config.num_stages
+    out = model(torch.randn(2, 3, size, size))
+    assert out["heatmaps"].shape == (t, 2, 21, size // 4, size // 4)
+    assert out["mu"].shape == (t, 2, 21, 2)
+
+
+@pytest.mark.parametrize("loss_type", ["mle", "integral_l1", "heatmap_l2"])
+@pytest.mark.parametrize("flow_mode", ["direct", "residual"])
+def test_every_loss_is_finite_with_gradients(loss_type, flow_mode):
+    model = tiny(loss_type=loss_type, flow_mode=flow_mode)
+    images, _, target, weight = fixed_batch()
+    loss, parts = model.loss(model(images), target, weight)
+    assert torch.isfinite(loss) and loss.ndim == 0
+    assert set(parts) == {"loss_stage1", "loss_stage2", "loss"}
+    assert parts["loss"] == pytest.approx(parts["loss_stage1"] + parts["loss_stage2"], rel=1e-5, abs=1e-5)
+    loss.backward()
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+    assert model.stages[1].heatmap_in[0].weight.grad.abs().sum() > 0  # stage 2 sees stage 1's heatmap
+    flow_grad = model.stages[0].flow.s[0][0].weight.grad
+    if loss_type == "mle":
+        assert flow_grad.abs().sum() > 0
+        assert model.stages[0].variance_head[-1].weight.grad.abs().sum() > 0
+    for p in model.parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all()
+
+
+def test_switches_change_parameter_count():
+    counts = [n_params(tiny(num_stages=t)) for t in (1, 2, 3)]
+    assert counts[0] < counts[1] < counts[2]
+    couplings = [n_params(tiny(flow_couplings=k)) for k in (0, 2, 4, 6)]
+    assert couplings == sorted(set(couplings))
+    assert n_params(tiny(backbone_depth=34)) > n_params(tiny())
+    assert n_params(tiny(head_width=24)) > n_params(tiny())
+    assert n_params(tiny(var_hidden=24)) > n_params(tiny())
+    assert n_params(tiny(stage1_heatmap_input=True)) > n_params(tiny())
+
+
+@pytest.mark.parametrize("switch", [
+    {"loss_type": "integral_l1"}, {"loss_type": "heatmap_l2"}, {"flow_mode": "residual"},
+    {"sigma_activation": "softplus"}, {"stage_input": "logits"}, {"heatmap_sigma_px": 1.0, "loss_type": "heatmap_l2"},
+])
+def test_switches_change_the_loss_on_a_fixed_batch(switch):
+    images, _, target, weight = fixed_batch()
+    base = {"loss_type": "heatmap_l2"} if "heatmap_sigma_px" in switch else {}
+    reference, _ = tiny(**base).loss(tiny(**base)(images), target, weight)
+    model = tiny(**switch)
+    switched, _ = model.loss(model(images), target, weight)
+    assert abs(switched.item() - reference.item()) > 1e-4 * max(1.0, abs(reference.item()))
+
+
+def test_flow_changes_the_mle_loss_once_trained_away_from_identity():
+    images, _, target, weight = fixed_batch()
+    model = tiny(flow_couplings=2)
+    out = model(images)
+    before, _ = model.loss(out, target, weight)
+    with torch.no_grad():
+        for p in model.stages[0].flow.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    after, _ = model.loss(out, target, weight)
+    assert abs(after.item() - before.item()) > 1e-3
+
+
+def test_loss_respects_keypoint_weights():
+    model = tiny()
+    images, _, target, weight = fixed_batch()
+    out = model(images)
+    weight[:, 5] = 0
+    moved = target.clone()
+    moved[:, 5] += 0.3
+    a, _ = model.loss(out, target, weight)
+    b, _ = model.loss(out, moved, weight)
+    assert a.item() == pytest.approx(b.item())
+    zero, _ = model.loss(out, target, torch.zeros_like(weight))
+    assert zero.item() == 0
+
+
+def test_predict_returns_pixels_and_scores_and_keeps_mode():
+    model = tiny()
+    model.train()
+    images, *_ = fixed_batch()
+    for loss_type in ("mle", "integral_l1", "heatmap_l2"):
+        model = tiny(loss_type=loss_type).train()
+        coords, scores = model.predict(images)
+        assert model.training
+        assert coords.shape == (4, 21, 2) and scores.shape == (4, 21)
+        assert not coords.requires_grad
+        assert (coords >= 0).all() and (coords <= 32).all()
+        assert (scores >= 0).all() and (scores <= 1).all()
+
+
+def test_config_rejects_inconsistent_geometry_and_unknown_fields():
+    with pytest.raises(ConfigError, match="deconv_layers"):
+        create_model("handmle", "tiny", deconv_layers=3)  # stride 16 needs 2 deconvs for S/4 heatmaps
+    with pytest.raises(ConfigError, match="multiple of the trunk stride"):
+        create_model("handmle", "tiny", input_size=40)
+    with pytest.raises(ConfigError, match="not_a_field"):
+        create_model("handmle", "tiny", not_a_field=1)
+    assert create_model("handmle", "tiny", backbone_stages=4, deconv_layers=None).config.deconv_layers == 3
+
+
+def test_rebuild_from_config_dump():
+    model = tiny()
+    rebuilt = build_from_config("handmle", model.config.model_dump())
+    assert rebuilt.config == model.config
+    rebuilt.load_state_dict(model.state_dict())  # strict: same names and shapes
+
+
+def test_pretrained_backbone_is_loaded_from_a_local_file(tmp_path):
+    source = ResNetTrunk(18, width=8, stages=4)
+    state = {**source.state_dict(), "fc.weight": torch.zeros(10, 64), "fc.bias": torch.zeros(10)}
+    torch.save(state, tmp_path / "r18.pth")
+    model = tiny(pretrained=str(tmp_path / "r18.pth"))
+    assert torch.equal(model.backbone.layer3[0].conv1.weight, source.layer3[0].conv1.weight)
+
+
+def test_preprocess_accepts_both_layouts():
+    g = torch.Generator().manual_seed(0)
+    nhwc = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8, generator=g)
+    a = preprocess(nhwc)
+    b = preprocess(nhwc.permute(0, 3, 1, 2))
+    assert a.shape == (2, 3, 8, 8) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    expected = (nhwc[0, 1, 2, 0].item() / 255 - IMAGE_MEAN[0]) / IMAGE_STD[0]
+    assert a[0, 0, 1, 2].item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss_type", ["mle", "integral_l1"])
+def test_tiny_model_overfits_one_batch(loss_type):
+    model = tiny(loss_type=loss_type)
+    images, target_px, target, weight = fixed_batch()
+    error_before = (model.predict(images)[0] - target_px).norm(dim=-1).mean().item()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(100):
+        loss, _ = model.loss(model(images), target, weight)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    error_after = (model.predict(images)[0] - target_px).norm(dim=-1).mean().item()
+    assert losses[-1] < losses[0] - 0.5 * abs(losses[0])
+    assert error_after < 0.4 * error_before, (error_before, error_after)

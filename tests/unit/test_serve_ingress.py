@@ -1,0 +1,149 @@
+"""The HTTP routes (poseops.serve.ingress.create_api) over in-process fake predictors, no Ray cluster;
+and the family deployment through Serve's local testing mode."""
+
+import base64
+import functools
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from poseops.config import FamilyServe, ServeParams
+from poseops.errors import RequestError
+from poseops.serve import Predictor
+from poseops.serve.ingress import LocalClient, create_api
+
+FAMILIES = ["handmle", "otherfam"]  # served fake families; real ones slot in the same way
+
+
+class CornerPredictor:
+    """Answers the box's corners (the whole image when no box) as keypoints; misbehaves on request."""
+
+    def __init__(self, name: str, version: str = "3"):
+        self.name, self.version = name, version
+
+    def predict(self, image_bgr: np.ndarray, box_xywh):
+        assert image_bgr.dtype == np.uint8 and image_bgr.ndim == 3 and image_bgr.shape[2] == 3
+        height, width = image_bgr.shape[:2]
+        x, y, w, h = box_xywh if box_xywh is not None else (0.0, 0.0, float(width), float(height))
+        if w == 13:
+            raise RequestError(422, "box: 13 pixels is unlucky")
+        if w == 666:
+            raise RuntimeError("a genuine server bug")
+        corners = np.array([[x, y, 1.0], [x + w, y, 1.0], [x + w, y + h, 0.5], [x, y + h, 0.5]], dtype=np.float32)
+        return {"keypoints": corners}  # numpy on purpose: the server converts it
+
+
+def load_corner_predictor(name: str) -> CornerPredictor:
+    return CornerPredictor(name)
+
+
+@pytest.fixture(scope="module")
+def client():
+    clients = {family: LocalClient(CornerPredictor(f"fake-{family}")) for family in FAMILIES}
+    with TestClient(create_api(clients, ServeParams()), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def png(height: int = 48, width: int = 64) -> bytes:
+    return cv2.imencode(".png", np.full((height, width, 3), 127, np.uint8))[1].tobytes()
+
+
+def corners(x, y, w, h):
+    return [[x, y, 1.0], [x + w, y, 1.0], [x + w, y + h, 0.5], [x, y + h, 0.5]]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_predict_multipart_json_and_raw(client, family):
+    url = f"/v1/{family}/predict"
+    response = client.post(url, files={"image": ("a.png", png(), "image/png")}, data={"box": "[4, 5, 10, 20]"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"model": {"name": f"fake-{family}", "version": "3"}, "keypoints": corners(4, 5, 10, 20)}
+
+    body = {"image_b64": base64.b64encode(png(30, 40)).decode()}
+    response = client.post(url, json=body)
+    assert response.status_code == 200 and response.json()["keypoints"] == corners(0, 0, 40, 30)
+
+    response = client.post(url, content=png(), headers={"content-type": "image/png"}, params={"box": "1,2,3,4"})
+    assert response.status_code == 200 and response.json()["keypoints"] == corners(1, 2, 3, 4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(
+    "kwargs, status",
+    [
+        ({"content": b""}, 422),
+        ({"content": np.random.default_rng(0).bytes(3000), "headers": {"content-type": "image/png"}}, 422),
+        ({"content": b"x" * 10_000_001, "headers": {"content-type": "image/png"}}, 413),
+        ({"json": {"image_b64": "!!"}}, 422),
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415),
+        ({"files": {"image": ("a.png", png(), "image/png")}, "data": {"box": "1,2,0,4"}}, 422),
+        ({"files": {"image": ("a.png", png(), "image/png")}, "data": {"box": "1,2,13,4"}}, 422),  # predictor's own
+        ({"files": {"image": ("a.png", png(), "image/png")}, "data": {"box": "1,2,666,4"}}, 500),  # a server bug
+    ],
+)
+def test_errors_answer_their_status(client, family, kwargs, status):
+    response = client.post(f"/v1/{family}/predict", **kwargs)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail
+    if status == 500:
+        assert "bug" not in detail  # internals are logged, not answered
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_chunked_body_over_limit_is_413(client, family):
+    chunks = (b"x" * 1_000_000 for _ in range(11))  # no Content-Length: refused while streaming
+    response = client.post(f"/v1/{family}/predict", content=chunks, headers={"content-type": "image/png"})
+    assert response.status_code == 413, response.text
+
+
+def test_unknown_family_is_404_naming_the_served_ones(client):
+    response = client.post("/v1/nosuch/predict", content=png(), headers={"content-type": "image/png"})
+    assert response.status_code == 404
+    assert "nosuch" in response.json()["detail"] and FAMILIES[0] in response.json()["detail"]
+
+
+def test_healthz_models_and_docs(client):
+    assert client.get("/healthz").json() == {"status": "ok", "families": sorted(FAMILIES)}
+    models = client.get("/v1/models").json()["models"]
+    assert models == [{"family": f, "name": f"fake-{f}", "version": "3"} for f in sorted(FAMILIES)]
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/v1/{family}/predict"]["post"]
+    assert {"multipart/form-data", "application/json"} <= set(operation["requestBody"]["content"])
+    assert {"200", "404", "413", "422"} <= set(operation["responses"])
+    assert "PredictResponse" in schema["components"]["schemas"]
+
+
+def test_predictor_returning_model_key_is_a_server_error():
+    class Rogue(CornerPredictor):
+        def predict(self, image_bgr, box_xywh):
+            return {"model": "mine", "keypoints": []}
+
+    with TestClient(create_api({"x": LocalClient(Rogue("r"))}, ServeParams()), raise_server_exceptions=False) as c:
+        assert c.post("/v1/x/predict", content=png(), headers={"content-type": "image/png"}).status_code == 500
+
+
+def test_family_deployment_in_local_testing_mode():
+    from ray import serve
+
+    from poseops.serve.app import FamilyModel, build_app
+
+    assert isinstance(CornerPredictor("a"), Predictor)
+    handle = serve.run(
+        FamilyModel.bind("handmle", functools.partial(load_corner_predictor, "fake-hand")),
+        name="family-local-test",
+        _local_testing_mode=True,
+    )
+    image = np.zeros((30, 40, 3), np.uint8)
+    body = handle.predict.remote(image, (1.0, 2.0, 3.0, 4.0)).result()
+    assert body == {"model": {"name": "fake-hand", "version": "3"}, "keypoints": corners(1, 2, 3, 4)}
+    assert handle.info.remote().result() == {"name": "fake-hand", "version": "3"}
+    app = build_app(
+        {f: functools.partial(load_corner_predictor, f) for f in FAMILIES},
+        {FAMILIES[0]: FamilyServe(num_cpus=0.5, num_replicas=2)},
+        ServeParams(),
+    )
+    assert app is not None
