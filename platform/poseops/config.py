@@ -11,7 +11,7 @@ nothing of models, so the caller passes `model_schemas` (see `poseops.families.l
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,49 +126,48 @@ class Params(Strict):
 
 
 # ---------------------------------------------------------------- loading
-ModelSchemas = Mapping[str, Callable[[dict[str, Any]], BaseModel]]
+ModelSchemas = Mapping[str, type[BaseModel]]
 
 
-def _describe(exc: ValidationError, source: str, schema: type[BaseModel] | None) -> str:
+def _allowed_keys(schema: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the block at `loc` inside `schema` (walking nested models and dict values)."""
+    model: Any = schema
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = model.model_fields.get(str(part))
+        if field is None:  # a key of a dict-valued field, e.g. families.<name>
+            continue
+        model = _model_in(field.annotation)
+        if model is None:
+            return []
+        if part == "families":
+            model = FamilyParams
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(exc: ValidationError, source: str, schema: type[BaseModel], prefix: str = "") -> str:
+    """One line per problem: `<file>: <dotted.key>: <what>`, naming the allowed keys for unknown ones."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = prefix + ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(schema, err["loc"][:-1]) if schema else []
+            allowed = _allowed_keys(schema, err["loc"][:-1])
             hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
             lines.append(f"{source}: {loc}: unknown key{hint}")
         else:
             lines.append(f"{source}: {loc}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
-
-
-def _allowed_keys(schema: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names of the model found by walking `loc` through `schema`'s annotations."""
-    model: Any = schema
-    for part in loc:
-        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
-            if isinstance(model, type) and issubclass(model, BaseModel):
-                continue
-            break
-        field = model.model_fields.get(str(part))
-        if field is None:
-            # a dict value (families.<name>): descend into its value type
-            if model is Params and loc and loc[0] == "families":
-                model = FamilyParams
-                continue
-            return []
-        ann = field.annotation
-        model = _unwrap(ann)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
-
-
-def _unwrap(ann: Any) -> Any:
-    for arg in getattr(ann, "__args__", ()) or ():
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return ann
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -187,7 +186,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def validate_params(raw: Mapping[str, Any], model_schemas: ModelSchemas, source: str = "params.yaml") -> Params:
-    """Validate a params mapping; each family's model block goes through `model_schemas[family]`."""
+    """Validate a params mapping; each family's `model` block goes through `model_schemas[family]`."""
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
@@ -195,37 +194,16 @@ def validate_params(raw: Mapping[str, Any], model_schemas: ModelSchemas, source:
     families = {}
     for name, fam in params.families.items():
         if name not in model_schemas:
-            raise ConfigError(
-                f"{source}: families.{name}: no such family; registered: {', '.join(sorted(model_schemas))}"
-            )
-        block = fam.model if fam.model is not None else {}
-        if not isinstance(block, Mapping):
-            raise ConfigError(f"{source}: families.{name}.model: must be a mapping")
+            raise ConfigError(f"{source}: families.{name}: no such family; families: {', '.join(sorted(model_schemas))}")
+        if not isinstance(fam.model, Mapping):
+            raise ConfigError(f"{source}: families.{name}.model: must be a mapping of the model's config values")
+        schema = model_schemas[name]
         try:
-            model_cfg = model_schemas[name](dict(block))
+            model_config = schema.model_validate(dict(fam.model))
         except ValidationError as exc:
-            msg = _describe(exc, source, None)
-            fields = getattr(exc, "title", "")
-            schema_cls = _schema_class(model_schemas[name])
-            lines = []
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"])
-                if err["type"] == "extra_forbidden" and schema_cls is not None:
-                    lines.append(
-                        f"{source}: families.{name}.model.{loc}: unknown key; allowed keys: "
-                        + ", ".join(schema_cls.model_fields)
-                    )
-                else:
-                    lines.append(f"{source}: families.{name}.model.{loc}: {err['msg']} (got {err.get('input')!r})")
-            raise ConfigError("\n".join(lines) or msg or str(fields)) from None
-        families[name] = fam.model_copy(update={"model": model_cfg})
+            raise ConfigError(_describe(exc, source, schema, prefix=f"families.{name}.model.")) from None
+        families[name] = fam.model_copy(update={"model": model_config})
     return params.model_copy(update={"families": families})
-
-
-def _schema_class(factory: Callable) -> type[BaseModel] | None:
-    if isinstance(factory, type) and issubclass(factory, BaseModel):
-        return factory
-    return getattr(factory, "schema_class", None)
 
 
 def load_params(path: str | os.PathLike, model_schemas: ModelSchemas) -> Params:

@@ -30,6 +30,9 @@ class GateRefused(PoseopsError):
             f"threshold {threshold:.4f}"
         )
 
+    def __reduce__(self):  # picklable across Ray processes
+        return (type(self), (self.family, self.metric, self.value, self.threshold))
+
 
 class RequestError(PoseopsError):
     """A bad request to the scoring endpoint; carries the HTTP status to answer with."""
@@ -37,3 +40,6 @@ class RequestError(PoseopsError):
     def __init__(self, status: int, message: str):
         self.status = status
         super().__init__(message)
+
+    def __reduce__(self):  # picklable across Ray processes
+        return (type(self), (self.status, str(self)))

@@ -29,14 +29,6 @@ FAMILIES = ["handmle"]  # served fake families; more slot in here
 REPO = Path(__file__).resolve().parents[2]
 
 
-class PicklableRequestError(RequestError):
-    """RequestError as it crosses processes. poseops.errors.RequestError does not survive pickling yet
-    (its __init__ takes two arguments but Exception pickles one); drop this once it has __reduce__."""
-
-    def __reduce__(self):
-        return (type(self), (self.status, str(self)))
-
-
 class CornerPredictor:
     """Answers the box's corners (the whole image when no box) as [x, y, score] keypoints."""
 
@@ -47,7 +39,7 @@ class CornerPredictor:
         height, width = image_bgr.shape[:2]
         x, y, w, h = box_xywh if box_xywh is not None else (0.0, 0.0, float(width), float(height))
         if w == 13:
-            raise PicklableRequestError(422, "box: 13 pixels is unlucky")
+            raise RequestError(422, "box: 13 pixels is unlucky")
         return {"keypoints": [[x, y, 1.0], [x + w, y, 1.0], [x + w, y + h, 1.0], [x, y + h, 1.0]]}
 
 
@@ -176,8 +168,8 @@ def test_runner_subprocess_stops_on_sigterm(tmp_path):
 
     threading.Thread(target=read_stdout, daemon=True).start()
     try:
-        stderr_tail = lambda: (tmp_path / "stderr.log").read_text()[-3000:]  # noqa: E731
-        assert ready.wait(120), f"no ready line; stdout: {lines}; stderr: {stderr_tail()}"
+        if not ready.wait(120):
+            pytest.fail(f"no ready line; stdout: {lines}; stderr: {(tmp_path / 'stderr.log').read_text()[-3000:]}")
         print(f"\nrunner subprocess ready in {time.perf_counter() - began:.1f} s")
         assert f"http://127.0.0.1:{port}" in "".join(lines)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200

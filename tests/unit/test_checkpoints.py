@@ -107,3 +107,14 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="does not fit"):
         checkpoints.build_model_from_checkpoint(tmp_path / "ck")
+
+
+def test_user_errors_survive_pickling_across_processes():
+    import pickle
+
+    from poseops.errors import GateRefused, RequestError
+
+    request = pickle.loads(pickle.dumps(RequestError(422, "box: outside the image")))
+    assert request.status == 422 and str(request) == "box: outside the image"
+    gate = pickle.loads(pickle.dumps(GateRefused("handmle", "pck", 0.1, 0.3)))
+    assert (gate.family, gate.metric, gate.value, gate.threshold) == ("handmle", "pck", 0.1, 0.3)

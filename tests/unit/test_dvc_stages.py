@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def stage_names(project: Path) -> set[str]:
     out = subprocess.run(
-        ["dvc", "stage", "list", "--name-only"], cwd=project, capture_output=True, text=True, check=True
+        [DVC, "stage", "list", "--name-only"], cwd=project, capture_output=True, text=True, check=True
     ).stdout
     return {line.strip() for line in out.splitlines() if line.strip()}
 
@@ -21,7 +23,7 @@ def stage_names(project: Path) -> set[str]:
 def test_a_dummy_family_gets_its_four_stages_with_dvc_yaml_unchanged(tmp_path):
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
-    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     before = stage_names(tmp_path)
     assert {"capture", "annotate", "derive@handmle", "train@handmle", "evaluate@handmle", "promote@handmle"} <= before
 

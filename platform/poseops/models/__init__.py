@@ -19,7 +19,7 @@ from torch import nn
 from poseops.errors import ConfigError
 
 # Family model files; imported lazily on first registry use (no import-time side effects elsewhere).
-_MODEL_MODULES = ("poseops.models.handmle",)
+_MODEL_MODULES = ("poseops.models.handmle", "poseops.models.vmhpe")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""vmhpe latency, GFLOPs and achieved GFLOP/s on this machine, beside the paper's 213.4 ms (RTX 3090).
+
+For the `paper` preset (HRNet-W32, 512x512) and the `smoke` preset, batch 1, random weights:
+- forward: the per-image network (backbone, MFCM, IRL heatmaps, MFFM);
+- predict: forward + centre NMS + instance branch + decoding, with the centre threshold at 0 so the
+  instance branch always runs on `max_people` (30) proposals, CID's worst case;
+- predict_flip: the same with flip test (two forwards, two instance branches).
+Latency: warmup runs, then the median of --runs. GFLOPs = 2 x MACs from torch.utils.flop_counter.
+The 2-thread sgemm peak (torch.mm of 2048x2048 float32) is measured in the same run.
+
+    .venv/bin/python benchmarks/bench_vmhpe_latency.py [--runs 5] [--threads 2] [--device cpu] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from poseops.models import create_model
+from poseops.paths import state_dir
+
+PAPER_MS = {"VMHPE": 213.4, "CID": 213.1, "DEKR": 336.1}  # RTX 3090, conditions not stated (note 000 section 9)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_seconds(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sgemm_peak_gflops(device: torch.device, size: int = 2048, runs: int = 10) -> float:
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    seconds = median_seconds(lambda: torch.mm(a, b), runs, warmup=3, device=device)
+    return 2 * size**3 / seconds / 1e9
+
+
+def gflops(fn: Callable[[], object]) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def bench_preset(profile: str, runs: int, warmup: int, device: torch.device, peak: float) -> dict:
+    torch.manual_seed(0)
+    model = create_model("vmhpe", profile, centre_threshold=0.0).to(device).eval()
+    size = model.config.input_size
+    images = torch.randn(1, 3, size, size, device=device)
+    row: dict = {"input": [size, size], "params": sum(p.numel() for p in model.parameters()),
+                 "backbone_params": sum(p.numel() for p in model.backbone.parameters()),
+                 "proposals": model.config.max_people}
+    cases = {
+        "forward": lambda: model(images),
+        "predict": lambda: model.predict(images),
+        "predict_flip": lambda: model.predict(images, flip_test=True),
+    }
+    with torch.no_grad():
+        for name, fn in cases.items():
+            seconds = median_seconds(fn, runs, warmup, device)
+            work = gflops(fn)
+            row[name] = {"ms": 1000 * seconds, "gflops": work, "gflop_per_s": work / seconds,
+                         "fraction_of_sgemm_peak": work / seconds / peak}
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--profiles", nargs="+", default=["paper", "smoke"])
+    parser.add_argument("--out", default=str(state_dir() / "bench" / "vmhpe_latency.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    peak = sgemm_peak_gflops(device)
+    figures: dict = {
+        "device": args.device if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__,
+        "batch": 1, "runs": args.runs, "warmup": args.warmup, "sgemm_peak_gflop_per_s": peak,
+        "paper_ms_rtx3090": PAPER_MS, "presets": {},
+    }
+    print(f"sgemm 2048^2 fp32 peak on {figures['device']} ({args.threads} threads): {peak:.1f} GFLOP/s")
+    print(f"{'preset':8s} {'case':13s} {'input':>9s} {'ms':>9s} {'GFLOPs':>8s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    for profile in args.profiles:
+        row = bench_preset(profile, args.runs, args.warmup, device, peak)
+        figures["presets"][profile] = row
+        for case in ("forward", "predict", "predict_flip"):
+            r = row[case]
+            print(f"{profile:8s} {case:13s} {row['input'][0]:>4d}x{row['input'][1]:<4d} {r['ms']:9.1f} {r['gflops']:8.2f} "
+                  f"{r['gflop_per_s']:8.1f} {100 * r['fraction_of_sgemm_peak']:7.1f}%")
+    print(f"paper (RTX 3090, conditions not stated): VMHPE {PAPER_MS['VMHPE']} ms, CID {PAPER_MS['CID']} ms")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(figures, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
