@@ -8,7 +8,7 @@ from poseops.config import Params
 from poseops.errors import PoseopsError
 
 
-def load_registered_predictor(family: str, alias: str, crop_margin: float, tracking_uri: str):
+def load_registered_predictor(family: str, alias: str, tracking_uri: str):
     """Inside a Serve replica: fetch the aliased version's checkpoint and build its predictor."""
     import mlflow
 
@@ -18,7 +18,7 @@ def load_registered_predictor(family: str, alias: str, crop_margin: float, track
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     folder, version = download_version(family, alias)
-    predictor = load_predictor(folder, crop_margin, version=str(version["version"]))
+    predictor = load_predictor(folder, version=str(version["version"]))
     predictor.name = version["name"]
     return predictor
 
@@ -38,9 +38,7 @@ def build_champion_app(params: Params, families: list[str] | None = None, alias:
             raise PoseopsError(f"params.yaml: families.{name}: no such family to serve")
         if get_alias_version(f"poseops-{name}", alias) is None:
             continue
-        loaders[name] = functools.partial(
-            load_registered_predictor, name, alias, params.families[name].data.crop_margin, uri
-        )
+        loaders[name] = functools.partial(load_registered_predictor, name, alias, uri)
         serve_params[name] = params.families[name].serve
     if not loaders:
         raise PoseopsError(

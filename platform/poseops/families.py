@@ -29,6 +29,16 @@ class Family:
     primary_metric: str  # key in metrics.json the gate and checkpoint selection use
     description: str = ""
 
+    def predictor(self, model: "nn.Module", crop_margin: float | None = None, version: str = "local"):
+        """`records -> predictions` over a checkpoint-built model (the MLflow pyfunc's entry point).
+
+        records: [{"image_bgr": uint8 [H,W,3], "box": [x, y, w, h] | None}]. The crop margin is the one
+        the checkpoint was trained with (its manifest's `extra.inference`), unless given.
+        """
+        margin = crop_margin if crop_margin is not None else inference_settings(model)["crop_margin"]
+        top_down = TopDownPredictor(model, f"poseops-{self.name}", version, margin)
+        return lambda records: [top_down.predict(r["image_bgr"], r.get("box")) for r in records]
+
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -105,10 +115,20 @@ class TopDownPredictor:
         return {"keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, scores[0])]}
 
 
-def load_predictor(checkpoint_dir: str | Path, crop_margin: float, version: str = "local") -> TopDownPredictor:
-    """A predictor from a published checkpoint folder (weights.safetensors + config.json + manifest)."""
+DEFAULT_INFERENCE = {"crop_margin": 1.25}
+
+
+def inference_settings(model: "nn.Module") -> dict:
+    """Preprocessing a checkpoint was trained with (manifest `extra.inference`), else the defaults."""
+    info = getattr(model, "checkpoint_info", None) or {}
+    return {**DEFAULT_INFERENCE, **(info.get("extra", {}).get("inference") or {})}
+
+
+def load_predictor(checkpoint_dir: str | Path, version: str = "local") -> TopDownPredictor:
+    """A predictor from a published checkpoint folder, with the preprocessing it was trained with."""
     from poseops.checkpoints import build_model_from_checkpoint
 
     model = build_model_from_checkpoint(checkpoint_dir)
     family = model.checkpoint_info["family"]
-    return TopDownPredictor(model, name=f"poseops-{family}", version=version, crop_margin=crop_margin)
+    margin = inference_settings(model)["crop_margin"]
+    return TopDownPredictor(model, name=f"poseops-{family}", version=version, crop_margin=margin)

@@ -6,6 +6,7 @@ last, so a failed stage leaves nothing that a later stage could mistake for a re
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,26 +83,29 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
 
 def train(family_name: str, params: Params, where: Layout) -> dict:
     """Fit with Ray Train, log the run to MLflow, publish the best checkpoint to models/<family>/."""
+    from safetensors.torch import load_file
+
     from poseops.checkpoints import save_checkpoint
-    from poseops.train.fit import best_checkpoint_dir, fit, history
+    from poseops.train.fit import best_checkpoint, fit, history
     from poseops.train.report import log_training_run
 
     family, fam = get_family(family_name), params.families[family_name]
     run_name = f"{family_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     console.print(f"train@{family_name}: Ray Train, {fam.train.num_workers} worker(s), {fam.train.epochs} epochs")
     result = fit(family, fam, str(where.derived(family_name)), run_name)
-    best = best_checkpoint_dir(result)
     epochs = history(result)
-    run_id = log_training_run(family, fam, best, epochs, where.plots(family_name))
-    from safetensors.torch import load_file
-    import json
-
-    info = json.loads((best / "config.json").read_text())
     best_epoch = max(epochs, key=lambda e: e.get("val_pck", float("-inf"))) if epochs else {}
-    save_checkpoint(
-        where.model(family_name), family_name, family.model, load_file(str(best / "weights.safetensors")),
-        info["config"], extra={"mlflow_run_id": run_id, "ray_run": str(result.path), "best_epoch": best_epoch},
-    )
+    with best_checkpoint(result).as_directory() as folder:
+        best = Path(folder)
+        run_id = log_training_run(family, fam, best, epochs, where.plots(family_name))
+        save_checkpoint(
+            where.model(family_name), family_name, family.model, load_file(str(best / "weights.safetensors")),
+            json.loads((best / "config.json").read_text())["config"],
+            extra={
+                "mlflow_run_id": run_id, "ray_run": str(result.path), "best_epoch": best_epoch,
+                "inference": {"crop_margin": fam.data.crop_margin},
+            },
+        )
     console.print(f"train@{family_name}: best val_pck {best_epoch.get('val_pck', float('nan')):.3f} "
                   f"-> {where.model(family_name)} (MLflow run {run_id})")
     return {"run_id": run_id, "best_epoch": best_epoch}

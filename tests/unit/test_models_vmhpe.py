@@ -185,3 +185,11 @@ def test_tiny_overfits_a_fixed_batch_and_finds_the_people():
         error = (result["keypoints"][:, None] - truth[None, :, :, :2]).norm(dim=-1).mean(dim=-1)  # [pred, person]
         assert (error.min(dim=0).values < 6.0).all(), error  # 1.5 heatmap cells
         assert torch.equal(error.argmin(dim=0).sort().values, error.argmin(dim=0).unique())  # distinct predictions
+
+
+def test_config_round_trips_through_a_plain_dict():
+    from poseops.models import build_from_config
+
+    model = tiny(components="mffm", embed_dim=16, modules=(1, 1, 1))
+    rebuilt = build_from_config("vmhpe", model.config.model_dump(mode="json"))
+    assert rebuilt.config == model.config and n_params(rebuilt) == n_params(model)

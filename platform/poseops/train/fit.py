@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 from poseops.config import FamilyParams
 from poseops.families import Family
 from poseops.paths import state_dir
-from poseops.train.loop import CONFIG, WEIGHTS, train_loop_per_worker
+from poseops.train.loop import train_loop_per_worker
 
 
 def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dict[str, Any]:
@@ -60,14 +58,14 @@ def fit(family: Family, fam: FamilyParams, dataset_url: str, run_name: str, stor
     return trainer.fit()
 
 
-def best_checkpoint_dir(result) -> Path:
-    """Local folder of the best checkpoint of a ray.train.Result."""
+def best_checkpoint(result):
+    """The best `ray.train.Checkpoint` of a Result (by val_pck; CheckpointConfig keeps only it)."""
     best = result.best_checkpoints[0][0] if result.best_checkpoints else result.checkpoint
     if best is None:
         from poseops.errors import CheckpointError
 
         raise CheckpointError(f"training run {result.path} reported no checkpoint")
-    return Path(best.path)
+    return best
 
 
 def history(result) -> list[dict[str, float]]:
@@ -76,8 +74,3 @@ def history(result) -> list[dict[str, float]]:
     keys = [k for k in ("epoch", "train_loss", "val_pck", "lr") if k in frame.columns]
     return frame[keys].to_dict("records")
 
-
-def copy_weights(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, CONFIG):
-        shutil.copy2(src / name, dst / name)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from poseops.errors import CheckpointError
-from poseops.models.blocks.resnet import BasicBlock, Bottleneck, conv1x1, conv3x3, read_state_dict
+from poseops.models.blocks.resnet import BasicBlock, Bottleneck, conv1x1, read_state_dict
 
 log = logging.getLogger(__name__)
 
