@@ -5,6 +5,8 @@ BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 # One Ray instance the demo's stages attach to (instead of each paying ~5 s for its own).
 RAY_PORT ?= 6390
+# Ray >= 2.59 starts clusters with token authentication; drivers must use it too.
+export RAY_AUTH_MODE ?= token
 PYTEST := $(BIN)/python -m pytest -q --durations=15
 
 .PHONY: install test test-slow demo bench clean-state help
@@ -32,8 +34,9 @@ test-slow: install
 	$(PYTEST) -m slow; status=$$?; [ $$status -eq 5 ] && status=0; exit $$status
 
 demo: install
-	@$(BIN)/ray start --head --num-cpus=2 --port=$(RAY_PORT) --include-dashboard=false \
-	    --disable-usage-stats >.poseops-ray-start.log 2>&1 || { cat .poseops-ray-start.log; exit 1; }
+	@$(BIN)/ray start --head --num-cpus=2 --port=$(RAY_PORT) --node-ip-address=127.0.0.1 \
+	    --include-dashboard=false --object-store-memory=1000000000 --disable-usage-stats \
+	    >.poseops-ray-start.log 2>&1 || { cat .poseops-ray-start.log; exit 1; }
 	@rm -f .poseops-ray-start.log; status=0; \
 	RAY_ADDRESS=127.0.0.1:$(RAY_PORT) $(BIN)/python flows/demo.py || status=$$?; \
 	$(BIN)/ray stop --force >/dev/null 2>&1; exit $$status

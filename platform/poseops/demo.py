@@ -54,7 +54,9 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
             body = response.json()
             answers[name] = body
             points = np.array([kp[:2] for kp in body["keypoints"]])
-            overlay = draw_keypoints(image.copy(), points, get_skeleton(get_family(name).skeleton))
+            zoom = max(1, 480 // max(image.shape[:2]))  # small crops are drawn enlarged
+            big = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+            overlay = draw_keypoints(big, (points + 0.5) * zoom - 0.5, get_skeleton(get_family(name).skeleton))
             overlay_path = out_dir / f"{name}_overlay.png"
             cv2.imwrite(str(overlay_path), overlay)
             console.print(f"POST /v1/{name}/predict -> model {body['model']['name']} v{body['model']['version']}")

@@ -35,7 +35,7 @@ def project_env(cluster: LocalCluster | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "POSEOPS_ROOT")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if cluster:
-        env["RAY_ADDRESS"] = cluster.address
+        env.update(RAY_ADDRESS=cluster.address, RAY_AUTH_MODE="token")
     return env
 
 

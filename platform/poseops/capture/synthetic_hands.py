@@ -10,7 +10,7 @@ noisy background, then random occluder rectangles. A joint under an occluder get
 Output folder (one file per sequence, never thousands of loose files):
     <out>/<sequence_id>.avi   lossless FFV1 video (see VIDEO_FORMAT for why not mp4v)
     <out>/labels.json         per sequence, per frame: keypoints [21,3] (x, y, v), keypoints_clean [21,2],
-                              bbox [x, y, w, h], subject, side
+                              bbox [x, y, w, h], subject, side, occluders [[x0, y0, x1, y1], ...]
     <out>/manifest.json       written last; a folder without it does not exist for readers
 
 Pixel convention: the centre of pixel (col i, row j) is at (x, y) = (i, j), as in OpenCV.
@@ -175,7 +175,7 @@ def _project(joints: np.ndarray, motion: dict[str, np.ndarray], t: int, side: st
 
 # ---------------------------------------------------------------- rendering
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A textured or noisy BGR background [size, size, 3] uint8."""
+    """A textured BGR background [size, size, 3] uint8 (noise-free: lossless video stays small)."""
     style = int(rng.integers(0, 4))
     base = rng.uniform(20, 235, size=3)
     if style == 0:  # smooth low-frequency noise
@@ -184,7 +184,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     elif style == 1:  # gradient plus fine grain
         ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
         g = ramp[None, :, None] * rng.uniform(-120, 120, 3) + ramp[:, None, None] * rng.uniform(-120, 120, 3)
-        img = base + g + rng.normal(0, 3, (size, size, 3))
+        img = base + g
     elif style == 2:  # stripes or checks
         period = rng.uniform(6, 24)
         angle = rng.uniform(0, math.pi)
@@ -204,7 +204,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
             else:
                 other = tuple(int(c) for c in rng.integers(0, size, 2))
                 cv2.rectangle(img, centre, other, colour, -1)
-        img = cv2.GaussianBlur(img, (0, 0), 1.0) + rng.normal(0, 2, (size, size, 3))
+        img = cv2.GaussianBlur(img, (0, 0), 1.0)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -309,7 +309,14 @@ def render_sequence(rng: np.random.Generator, shape: dict[str, Any], side: str, 
         pad = width / 2.0
         lo, hi = uv.min(0) - pad, uv.max(0) + pad
         images.append(img)
-        labels.append({"uv": uv, "vis": vis, "bbox": [lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]})
+        labels.append(
+            {
+                "uv": uv,
+                "vis": vis,
+                "bbox": [lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]],
+                "occluders": [list(r) for r in occluder_rects(tracks, t)],
+            }
+        )
     return images, labels
 
 
@@ -390,6 +397,7 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
                     "keypoints": _round(kp),
                     "keypoints_clean": _round(lab["uv"]),
                     "bbox": _round(lab["bbox"]),
+                    "occluders": lab["occluders"],  # inclusive pixel rectangles [x0, y0, x1, y1]
                     "subject": subject,
                     "side": side,
                 }

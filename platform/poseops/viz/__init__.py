@@ -1,0 +1,1 @@
+"""Pictures people look at: keypoint overlays, sample grids, curves."""
