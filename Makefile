@@ -35,7 +35,7 @@ test-slow: install
 
 demo: install
 	@$(BIN)/ray start --head --num-cpus=2 --port=$(RAY_PORT) --node-ip-address=127.0.0.1 \
-	    --include-dashboard=false --object-store-memory=1000000000 --disable-usage-stats \
+	    --include-dashboard=true --dashboard-host=127.0.0.1 --object-store-memory=1000000000 --disable-usage-stats \
 	    >.poseops-ray-start.log 2>&1 || { cat .poseops-ray-start.log; exit 1; }
 	@rm -f .poseops-ray-start.log; status=0; \
 	RAY_ADDRESS=127.0.0.1:$(RAY_PORT) $(BIN)/python flows/demo.py || status=$$?; \

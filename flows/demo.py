@@ -6,12 +6,11 @@ memory (the rise of MemTotal - MemAvailable over the run, sampled every 0.5 s).
 
 from __future__ import annotations
 
-import subprocess
-
 from rich.console import Console
 
 from poseops.demo import query_each_family
 from poseops.monitor import RunMonitor
+from poseops.pipeline import dvc_repro
 from poseops.reporting import metrics_summary_table
 
 console = Console()
@@ -20,7 +19,7 @@ console = Console()
 def main() -> None:
     with RunMonitor() as run:
         console.rule("dvc repro: capture -> annotate -> derive -> train -> evaluate -> promote")
-        subprocess.run(["dvc", "repro"], check=True)
+        dvc_repro()
         metrics_summary_table(print_it=True)
         console.rule("serve the champions and query them")
         query_each_family()

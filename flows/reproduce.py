@@ -7,19 +7,19 @@ On a cluster: ray job submit --address http://HEAD:8265 -- python flows/reproduc
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Annotated, Optional
 
 import typer
 
+from poseops.pipeline import dvc_repro
+from poseops.profiles import write_profile
 from poseops.reporting import metrics_summary_table
 
 
 def main(profile: Annotated[Optional[str], typer.Option(help="profile to write into params.yaml first")] = None) -> None:
     if profile:
-        subprocess.run([sys.executable, "-m", "poseops.cli.main", "config", "use", profile], check=True)
-    subprocess.run(["dvc", "repro"], check=True)
+        write_profile(profile, "params.yaml")
+    dvc_repro()
     metrics_summary_table(print_it=True)
 
 

@@ -51,6 +51,18 @@ def layout(root: str | Path | None = None) -> Layout:
     return Layout(Path(root).resolve() if root else repo_root())
 
 
+def dvc_repro(*args: str, root: str | Path | None = None) -> None:
+    """`dvc repro` with this interpreter's environment first on PATH, so its stages run the same poseops
+    (a Ray job's or a cron's PATH may not hold the virtual environment)."""
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+    subprocess.run([sys.executable, "-m", "dvc", "repro", *args], cwd=root or repo_root(), env=env, check=True)
+
+
 def capture(params: Params, where: Layout) -> dict:
     from poseops.capture.synthetic_hands import write_hand_captures
 

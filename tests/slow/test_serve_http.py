@@ -66,7 +66,7 @@ def url():
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False)  # never a `ray start` cluster
     try:
         began = time.perf_counter()
         with serving(fake_app()) as base_url:

@@ -11,8 +11,6 @@ from poseops.storage import write_json_atomic
 
 def log_training_run(family: Family, fam: FamilyParams, best_dir: Path, epochs: list[dict], plots_dir: Path) -> str:
     """Log one finished training run to MLflow; write the training curve for DVC plots. Returns the run id."""
-    import mlflow
-
     from poseops.tracking.runs import log_artifact_file, log_epoch_metrics, log_params_flat, start_run
     from poseops.viz.curves import plot_curves
 
@@ -32,4 +30,4 @@ def log_training_run(family: Family, fam: FamilyParams, best_dir: Path, epochs: 
         for name in ("weights.safetensors", "config.json"):
             log_artifact_file(best_dir / name, "checkpoint")
         log_artifact_file(plots_dir / "train_curves.png", "plots")
-        return run.info.run_id if hasattr(run, "info") else mlflow.active_run().info.run_id
+        return run.info.run_id

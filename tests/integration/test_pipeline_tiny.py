@@ -1,0 +1,75 @@
+"""End to end on the tiny profile, in a temporary folder: every stage, then a query to the endpoint.
+
+Stages run in-process on a local Ray instance (the slow layer runs the same through `dvc repro`
+against a `ray start` cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from poseops import pipeline
+from poseops.families import load_params
+from poseops.profiles import write_profile
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    write_profile(str(REPO / "profiles" / "tiny.yaml"), root / "params.yaml")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("POSEOPS_ROOT", str(root))
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    patch.delenv("RAY_ADDRESS", raising=False)
+    patch.chdir(root)
+    yield root
+    import ray
+
+    ray.shutdown()
+    patch.undo()
+
+
+def test_every_stage_then_the_endpoint(tiny_project):
+    from poseops.deploy import build_champion_app
+    from poseops.serve.runner import serving
+
+    where = pipeline.layout(tiny_project)
+    params = load_params(tiny_project / "params.yaml")
+    pipeline.capture(params, where)
+    pipeline.annotate(params, where)
+    card = pipeline.derive("handmle", params, where)
+    assert card["counts"]["train"] <= 64 and card["counts"]["val"] > 0
+    pipeline.train("handmle", params, where)
+    assert (where.model("handmle") / "manifest.json").exists()
+    report = pipeline.evaluate("handmle", params, where)
+    assert json.loads((where.metrics("handmle") / "metrics.json").read_text())["pck"] == report["pck"]
+    assert (where.metrics("handmle") / "pck_curve.png").stat().st_size > 0
+    promotion = pipeline.promote("handmle", params, where)
+    assert promotion["version"]["name"] == "poseops-handmle"
+
+    app, names = build_champion_app(params)
+    assert names == ["handmle"]
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", image)
+    with serving(app, "127.0.0.1", 0) as base:
+        assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+        answer = httpx.post(
+            f"{base}/v1/handmle/predict", files={"image": ("x.png", png.tobytes(), "image/png")},
+            data={"box": "10,20,60,80"}, timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        keypoints = np.array(answer.json()["keypoints"])
+        assert keypoints.shape == (21, 3)
+        assert np.isfinite(keypoints).all()
+        assert httpx.post(f"{base}/v1/handmle/predict", content=b"").status_code in (400, 415, 422)
