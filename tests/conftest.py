@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ def repo_root() -> Path:
 def real_fixtures() -> Path:
     from poseops.paths import fixtures_dir
 
-    os.environ.setdefault("POSEOPS_ROOT", str(REPO))
     found = fixtures_dir()
     if found is None:
         pytest.skip("real-data fixtures absent (../shared/fixtures/real or $POSEOPS_FIXTURES)")

@@ -35,8 +35,9 @@ def fixtures_dir() -> Path | None:
     """The real-data fixtures (`$POSEOPS_FIXTURES` or `../shared/fixtures/real`), or None if absent."""
     env = os.environ.get("POSEOPS_FIXTURES")
     candidates = [Path(env)] if env else []
-    root = repo_root()
-    candidates += [root.parent / "shared" / "fixtures" / "real", root / "shared" / "fixtures" / "real"]
+    checkout = Path(__file__).resolve().parents[2]  # the source checkout, for an editable install
+    for root in dict.fromkeys((repo_root(), checkout)):
+        candidates += [root.parent / "shared" / "fixtures" / "real", root / "shared" / "fixtures" / "real"]
     for c in candidates:
         if c.is_dir():
             return c.resolve()

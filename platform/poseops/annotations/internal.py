@@ -122,11 +122,13 @@ def import_source(source: AnnotationSource, out_folder: Path) -> dict[str, Any]:
     )
 
 
-def build_annotations(raw_dir: str | Path, sources: Sequence[AnnotationSource], out_path: str | Path) -> dict[str, int]:
-    """Merge the synthetic captures' labels and every extra source into one internal-form file."""
+def build_annotations(
+    raw_dir: str | Path | None, sources: Sequence[AnnotationSource], out_path: str | Path
+) -> dict[str, int]:
+    """Merge the synthetic captures' labels (unless raw_dir is None) and every extra source into one file."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    parts = [from_synthetic_captures(raw_dir, out_path.parent)]
+    parts = [from_synthetic_captures(raw_dir, out_path.parent)] if raw_dir is not None else []
     parts += [import_source(source, out_path.parent) for source in sources]
     merged = merge(parts)
     validate(merged, str(out_path))
