@@ -22,3 +22,14 @@ def real_fixtures() -> Path:
     if found is None:
         pytest.skip("real-data fixtures absent (../shared/fixtures/real or $POSEOPS_FIXTURES)")
     return found
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny nets run far faster on one torch thread, especially when other jobs share the 2 cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

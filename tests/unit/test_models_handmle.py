@@ -10,13 +10,7 @@ from poseops.models.blocks.resnet import ResNetTrunk
 from poseops.models.handmle import IMAGE_MEAN, IMAGE_STD, preprocess
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets run far faster on one thread, especially when other jobs share the 2 cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(module):

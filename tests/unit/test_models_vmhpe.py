@@ -9,13 +9,7 @@ from poseops.models import create_model, list_models
 from poseops.models.vmhpe import IMAGE_MEAN, info_nce, preprocess, target_kwargs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets run far faster on one thread, especially when other jobs share the 2 cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(module):

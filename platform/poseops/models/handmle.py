@@ -25,11 +25,10 @@ from torch import Tensor, nn
 
 from poseops.codecs.integral import argmax_decode, gaussian_heatmaps, soft_argmax, spatial_softmax, to_pixels
 from poseops.models import register_model
+from poseops.models.blocks.images import IMAGE_MEAN, IMAGE_STD, preprocess  # noqa: F401 (re-exported)
 from poseops.models.blocks.realnvp import RealNVP
 from poseops.models.blocks.resnet import ResNetTrunk, load_pretrained
 
-IMAGE_MEAN = (0.485, 0.456, 0.406)  # ImageNet, RGB in [0, 1]
-IMAGE_STD = (0.229, 0.224, 0.225)
 SIGMA_EPS = 1e-9  # note D9: sigma = activation(x) + 1e-9
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
@@ -232,17 +231,6 @@ class HandMLE(nn.Module):
             scores = local_mass.flatten(2).max(dim=-1).values
         return to_pixels(mu, self.config.input_size), scores.clamp(0, 1)
 
-
-def preprocess(images: Tensor) -> Tensor:
-    """uint8 RGB crops [B,S,S,3] or [B,3,S,S] -> float [B,3,S,S] normalised with IMAGE_MEAN/IMAGE_STD."""
-    if images.ndim != 4:
-        raise ValueError(f"expected a batch of images [B,S,S,3] or [B,3,S,S], got shape {tuple(images.shape)}")
-    if images.shape[1] != 3 and images.shape[-1] == 3:
-        images = images.permute(0, 3, 1, 2)
-    x = images.float() / 255.0
-    mean = x.new_tensor(IMAGE_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(IMAGE_STD).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
 
 
 @register_model("handmle", Config, PRESETS)

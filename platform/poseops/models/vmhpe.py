@@ -28,12 +28,11 @@ from torch import Tensor, nn
 
 from poseops.codecs.bottomup import decode_instances, find_centres, flip_back, peak_mask
 from poseops.models import register_model
+from poseops.models.blocks.images import IMAGE_MEAN, IMAGE_STD, preprocess  # noqa: F401 (re-exported)
 from poseops.models.blocks.attention import MFCM, MFFM, InstanceChannelAttention, InstanceSpatialAttention, prior_bias
 from poseops.models.blocks.hrnet import HRNetTrunk, concat_branches, load_pretrained
 from poseops.skeletons import get_skeleton
 
-IMAGE_MEAN = (0.485, 0.456, 0.406)  # ImageNet, RGB in [0, 1]
-IMAGE_STD = (0.229, 0.224, 0.225)
 PROB_EPS = 1e-4  # CID clamps sigmoid outputs to [1e-4, 1 - 1e-4]
 
 
@@ -365,17 +364,6 @@ def info_nce(anchors: Tensor, positives: Tensor, image: Tensor, temperature: flo
         total = total + F.cross_entropy(rows @ rows.t() / temperature, torch.arange(len(rows), device=a.device), reduction="sum")
     return total / len(a)
 
-
-def preprocess(images: Tensor) -> Tensor:
-    """uint8 RGB [B,H,W,3] or [B,3,H,W] -> float [B,3,H,W] normalised with IMAGE_MEAN/IMAGE_STD."""
-    if images.ndim != 4:
-        raise ValueError(f"expected a batch of images [B,H,W,3] or [B,3,H,W], got shape {tuple(images.shape)}")
-    if images.shape[1] != 3 and images.shape[-1] == 3:
-        images = images.permute(0, 3, 1, 2)
-    x = images.float() / 255.0
-    mean = x.new_tensor(IMAGE_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(IMAGE_STD).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
 
 
 @register_model("vmhpe", Config, PRESETS)

@@ -26,6 +26,10 @@ def plot_curves(
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,9 +45,4 @@ def plot_bars(path: str | Path, labels: Sequence[str], values: Sequence[float], 
     ax.bar(range(len(values)), list(values))
     ax.set_xticks(range(len(labels)), list(labels), rotation=70, fontsize=7)
     ax.set(ylabel=ylabel, title=title, ylim=(0, 1))
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

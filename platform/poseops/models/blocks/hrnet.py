@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from poseops.errors import CheckpointError
-from poseops.models.blocks.resnet import BasicBlock, Bottleneck, conv1x1, read_state_dict
+from poseops.models.blocks.resnet import BasicBlock, Bottleneck, conv1x1, init_conv_bn, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class HRNetTrunk(nn.Module):
             self.add_module(f"stage{stage}", nn.Sequential(*[HighResolutionModule(channels, blocks) for _ in range(count)]))
             previous = channels
         self.out_channels = tuple(previous)
-        _init_weights(self)
+        init_conv_bn(self)  # Kaiming as torchvision (the official code draws N(0, 0.001))
 
     def forward(self, images: Tensor) -> list[Tensor]:
         x = self.relu(self.bn1(self.conv1(images)))
@@ -172,16 +172,6 @@ def concat_branches(maps: list[Tensor]) -> Tensor:
     size = maps[0].shape[-2:]
     up = [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
     return torch.cat(up, dim=1)
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Kaiming (fan_out) convs and BN 1/0, as torchvision's ResNet (the official code draws N(0, 0.001))."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def load_pretrained(trunk: HRNetTrunk, path: str | Path) -> dict[str, list[str]]:

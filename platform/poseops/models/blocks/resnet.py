@@ -104,7 +104,7 @@ class ResNetTrunk(nn.Module):
             layer, in_channels = _make_layer(block, in_channels, channels, counts[index], stride=1 if index == 0 else 2)
             self.add_module(f"layer{index + 1}", layer)
         self.out_channels = in_channels
-        _init_like_torchvision(self)
+        init_conv_bn(self)
 
     def forward(self, images: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
@@ -123,7 +123,8 @@ def _make_layer(block, in_channels: int, channels: int, count: int, stride: int)
     return nn.Sequential(*blocks), out_channels
 
 
-def _init_like_torchvision(module: nn.Module) -> None:
+def init_conv_bn(module: nn.Module) -> None:
+    """Kaiming (fan_out) convolutions, BatchNorm 1/0: torchvision's initialisation."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
