@@ -47,3 +47,33 @@ def test_dvc_shows_the_metrics_and_plots(smoke_project):
     assert plots.returncode == 0, plots.stderr
     index = (smoke_project / "dvc_plots" / "index.html").read_text()
     assert "pck_curve" in index and "train_history" in index
+
+
+def test_dvc_metrics_diff_compares_two_commits(smoke_project, tmp_path):
+    """metrics.json is what `dvc metrics diff` (and so `dvc exp show`) compares across experiments."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    (repo / "metrics" / "handmle").mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml", "dvc.lock"):
+        shutil.copy(smoke_project / name, repo / name)
+    metrics = repo / "metrics" / "handmle" / "metrics.json"
+    shutil.copy(smoke_project / "metrics" / "handmle" / "metrics.json", metrics)
+    env = project_env(None)
+
+    def run(*args):
+        done = subprocess.run(args, cwd=repo, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    run("git", "init", "-q")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "empty")
+    run(str(BIN / "dvc"), "init", "-q")
+    run("git", "add", "-A")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "baseline")
+    report = json.loads(metrics.read_text())
+    report["pck"] = round(report["pck"] + 0.1, 4)
+    metrics.write_text(json.dumps(report))
+    diff = json.loads(run(str(BIN / "dvc"), "metrics", "diff", "--json"))
+    change = diff["metrics/handmle/metrics.json"]["pck"]
+    assert abs(change["diff"] - 0.1) < 1e-3, change

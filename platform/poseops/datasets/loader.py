@@ -42,6 +42,17 @@ def row_groups(url: str, split: str, card: dict | None = None) -> list[tuple[str
     return units
 
 
+def flip_permutation(card: dict, skeleton: str | None = None) -> np.ndarray:
+    """Keypoint order after a horizontal flip: a named built-in skeleton's, else the card's flip pairs
+    (so a dataset's own skeleton flips as a built-in one does)."""
+    if skeleton is not None:
+        return np.asarray(get_skeleton(skeleton).flip_permutation())
+    order = np.arange(len(card["skeleton"]["keypoints"]))
+    for a, b in card["skeleton"].get("flip_pairs", []):
+        order[a], order[b] = b, a
+    return order
+
+
 def read_row_group(path: str, index: int) -> list[dict]:
     fs, fs_path = filesystem(path)
     with fs.open(fs_path, "rb") as f:
@@ -133,8 +144,7 @@ class CropDataset(IterableDataset):
         self.augment, self.seed, self.rank, self.world_size = augment, seed, rank, world_size
         card = read_card(url)
         self.units = row_groups(url, split, card)
-        name = skeleton or card["skeleton"]["name"]
-        self.flip_permutation = np.asarray(get_skeleton(name).flip_permutation()) if augment and augment.flip else None
+        self.flip_permutation = flip_permutation(card, skeleton) if augment and augment.flip else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

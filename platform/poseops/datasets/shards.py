@@ -24,7 +24,7 @@ from poseops.annotations.internal import load_annotations, resolve_image_path
 from poseops.config import FamilyData, SplitParams
 from poseops.datasets.transforms import cut_window, integer_window
 from poseops.errors import DataError
-from poseops.skeletons import get_skeleton
+from poseops.skeletons import SKELETONS, Skeleton, get_skeleton, skeleton_from_coco_category
 from poseops.storage import clear, exists, filesystem, join, sha256_file, write_json_atomic
 
 CARD = "card.json"
@@ -194,9 +194,28 @@ class ShardWriter:
         return self.shards
 
 
-def instances(data: dict, num_keypoints: int) -> Iterator[tuple[dict, dict]]:
-    """(image, annotation) pairs with the skeleton's keypoint count and >= 1 labelled keypoint."""
-    categories = {c["id"] for c in data["categories"] if len(c["keypoints"]) == num_keypoints}
+def resolve_skeleton(skeleton: str | Skeleton, labels: dict, source: str) -> Skeleton:
+    """A built-in skeleton by name, else the annotations' own category of that name (a custom skeleton)."""
+    if isinstance(skeleton, Skeleton):
+        return skeleton
+    if skeleton in SKELETONS:
+        return get_skeleton(skeleton)
+    for category in labels["categories"]:
+        if category.get("name") == skeleton:
+            return skeleton_from_coco_category(category)
+    raise DataError(
+        f"{source}: skeleton {skeleton!r} is neither built in ({', '.join(sorted(SKELETONS))}) nor a category "
+        f"of the annotations ({', '.join(str(c.get('name')) for c in labels['categories'])})"
+    )
+
+
+def instances(data: dict, skeleton: Skeleton) -> Iterator[tuple[dict, dict]]:
+    """(image, annotation) pairs of categories with the skeleton's keypoints, >= 1 of them labelled."""
+    categories = {
+        c["id"] for c in data["categories"]
+        if len(c["keypoints"]) == skeleton.num_keypoints
+        and (skeleton.name in SKELETONS or tuple(c["keypoints"]) == skeleton.keypoints)
+    }
     images = {img["id"]: img for img in data["images"]}
     for ann in data["annotations"]:
         if ann["category_id"] in categories and not ann.get("iscrowd") and ann.get("num_keypoints", 1) > 0:
@@ -209,7 +228,7 @@ def derive_dataset(
     out_url: str,
     data: FamilyData,
     split: SplitParams,
-    skeleton: str = "hand21",
+    skeleton: str | Skeleton = "hand21",
     repo_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write `<out>/<split>/part-*.parquet` and then `<out>/card.json`; returns the card.
@@ -221,11 +240,11 @@ def derive_dataset(
         raise DataError(f"derive: dataset kind {kind!r} is not implemented yet; kinds: {', '.join(CROP_KINDS)}")
     annotations_path = Path(annotations_path)
     labels = load_annotations(annotations_path)
-    sk = get_skeleton(skeleton)
+    sk = resolve_skeleton(skeleton, labels, str(annotations_path))
     K = sk.num_keypoints
-    pairs = list(instances(labels, K))
+    pairs = list(instances(labels, sk))
     if not pairs:
-        raise DataError(f"{annotations_path}: no annotation with {K} keypoints ({skeleton}) to derive from")
+        raise DataError(f"{annotations_path}: no annotation with {K} keypoints ({sk.name}) to derive from")
     assignment = split_units([img for img, _ in pairs], split)
 
     card_url = join(out_url, CARD)
@@ -254,7 +273,10 @@ def derive_dataset(
         shards = {name: writer.close() for name, writer in writers.items()}
         card = {
             "kind": kind,
-            "skeleton": {"name": sk.name, "keypoints": list(sk.keypoints), "edges": [list(e) for e in sk.edges]},
+            "skeleton": {
+                "name": sk.name, "keypoints": list(sk.keypoints), "edges": [list(e) for e in sk.edges],
+                "flip_pairs": [list(p) for p in sk.flip_pairs],
+            },
             "splits": {
                 name: {
                     "samples": counts[name],
