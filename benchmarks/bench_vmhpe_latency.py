@@ -15,51 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
 
 from poseops.models import create_model
 from poseops.paths import state_dir
 
 PAPER_MS = {"VMHPE": 213.4, "CID": 213.1, "DEKR": 336.1}  # RTX 3090, conditions not stated (note 000 section 9)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_seconds(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def sgemm_peak_gflops(device: torch.device, size: int = 2048, runs: int = 10) -> float:
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    seconds = median_seconds(lambda: torch.mm(a, b), runs, warmup=3, device=device)
-    return 2 * size**3 / seconds / 1e9
-
-
-def gflops(fn: Callable[[], object]) -> float:
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops() / 1e9
 
 
 def bench_preset(profile: str, runs: int, warmup: int, device: torch.device, peak: float) -> dict:
@@ -97,8 +61,7 @@ def main() -> None:
     device = torch.device(args.device)
     peak = sgemm_peak_gflops(device)
     figures: dict = {
-        "device": args.device if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__,
+        "device": device_name(device), "cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
         "batch": 1, "runs": args.runs, "warmup": args.warmup, "sgemm_peak_gflop_per_s": peak,
         "paper_ms_rtx3090": PAPER_MS, "presets": {},
     }

@@ -32,6 +32,11 @@ class HandCaptureParams(Strict):
     sequences: int = Field(12, ge=2, description="synthetic hand sequences")
     frames_per_sequence: int = Field(40, ge=1)
     image_size: int = Field(160, ge=32, description="square frame side, px")
+    # Label noise on the training labels only (`keypoints`); `keypoints_clean` keeps the truth for evaluation.
+    label_noise_px: float = Field(0.0, ge=0, description="jitter sigma, px")
+    label_noise: Literal["gaussian", "laplace"] = "gaussian"
+    outlier_rate: float = Field(0.0, ge=0, le=1, description="share of keypoints moved far")
+    outlier_box_fraction: float = Field(0.3, ge=0, description="outlier displacement sigma / hand box side")
 
 
 class CaptureParams(Strict):

@@ -119,3 +119,29 @@ def test_rewrite_unpublishes_first(captures, tmp_path):
     manifest = write_hand_captures(out, smaller)
     assert sorted(p.name for p in out.glob("*.avi")) == ["seq_0000.avi", "seq_0001.avi"]
     assert manifest["counts"]["frames"] == 4
+
+
+def test_label_noise_moves_training_labels_and_keeps_clean_ones(tmp_path):
+    import json
+
+    from poseops.capture.synthetic_hands import write_hand_captures
+    from poseops.config import CaptureParams, HandCaptureParams
+
+    hands = dict(sequences=2, frames_per_sequence=6, image_size=96)
+    write_hand_captures(tmp_path / "clean", CaptureParams(hands=HandCaptureParams(**hands)))
+    noisy = HandCaptureParams(**hands, label_noise_px=2.0, outlier_rate=0.2, outlier_box_fraction=0.3)
+    write_hand_captures(tmp_path / "noisy", CaptureParams(hands=noisy))
+
+    def frames(folder):
+        labels = json.loads((tmp_path / folder / "labels.json").read_text())
+        return [f for seq in labels["sequences"].values() for f in seq["frames"]]
+
+    clean, dirty = frames("clean"), frames("noisy")
+    for a, b in zip(clean, dirty):
+        assert a["keypoints_clean"] == b["keypoints_clean"]  # the truth is untouched
+    moved = [
+        ((kb[0] - ka[0]) ** 2 + (kb[1] - ka[1]) ** 2) ** 0.5
+        for a, b in zip(clean, dirty) for ka, kb in zip(a["keypoints"], b["keypoints"]) if ka[2] > 0
+    ]
+    assert sum(d > 0.01 for d in moved) > 0.9 * len(moved)  # jitter everywhere
+    assert max(moved) > 8.0  # and some outliers far away

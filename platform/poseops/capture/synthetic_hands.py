@@ -321,16 +321,18 @@ def render_sequence(rng: np.random.Generator, shape: dict[str, Any], side: str, 
 
 
 # ---------------------------------------------------------------- label noise (optional parameters)
-def _noisy(rng: np.random.Generator, uv: np.ndarray, hands: Any) -> np.ndarray:
-    """Labels = clean + noise, if the capture block carries noise settings (else clean)."""
-    sigma = float(getattr(hands, "label_noise_px", 0.0) or 0.0)
-    outlier_rate = float(getattr(hands, "outlier_rate", 0.0) or 0.0)
+def _noisy(rng: np.random.Generator, uv: np.ndarray, box_side: float, hands: Any) -> np.ndarray:
+    """Training labels = clean + jitter (Gaussian or Laplace, sigma px) + outliers (a share of the keypoints
+    moved by N(0, (fraction x box side)^2)). With no noise configured, the clean labels and no draw."""
+    sigma, outlier_rate = hands.label_noise_px, hands.outlier_rate
     if sigma <= 0 and outlier_rate <= 0:
         return uv
-    kind = getattr(hands, "label_noise", "gaussian")
-    noise = rng.laplace(0, sigma / math.sqrt(2), uv.shape) if kind == "laplace" else rng.normal(0, sigma, uv.shape)
+    if hands.label_noise == "laplace":
+        noise = rng.laplace(0, sigma / math.sqrt(2), uv.shape)
+    else:
+        noise = rng.normal(0, sigma, uv.shape)
     jumps = rng.random(len(uv)) < outlier_rate
-    noise[jumps] += rng.normal(0, float(getattr(hands, "outlier_px", 10.0)), (int(jumps.sum()), 2))
+    noise[jumps] += rng.normal(0, hands.outlier_box_fraction * box_side, (int(jumps.sum()), 2))
     return uv + noise
 
 
@@ -388,7 +390,7 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
         _write_video(path, images, size)
         records = []
         for t, lab in enumerate(frame_labels):
-            uv_noisy = _noisy(rng, lab["uv"], hands)
+            uv_noisy = _noisy(rng, lab["uv"], max(lab["bbox"][2], lab["bbox"][3]), hands)
             kp = np.concatenate([uv_noisy, lab["vis"][:, None]], axis=1)
             kp[lab["vis"] == 0, :2] = 0.0
             records.append(

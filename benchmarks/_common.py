@@ -1,0 +1,58 @@
+"""Helpers shared by the latency benchmarks: timing, FLOP counting, the sgemm peak and the machine's description.
+
+Imported by `bench_*_latency.py` run as scripts (their folder is on sys.path); no import-time side effects.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work so that wall-clock times cover it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_seconds(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> float:
+    """Median wall time of `runs` calls of fn, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sgemm_peak_gflops(device: torch.device, size: int = 2048, runs: int = 10) -> float:
+    """Achieved GFLOP/s of torch.mm on two [size,size] float32 matrices (median of `runs`): the machine's practical peak."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    seconds = median_seconds(lambda: torch.mm(a, b), runs, warmup=3, device=device)
+    return 2 * size**3 / seconds / 1e9
+
+
+def gflops(fn: Callable[[], object]) -> float:
+    """GFLOPs of one call of fn (2 x MACs, as torch.utils.flop_counter counts them)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def device_name(device: torch.device) -> str:
+    return str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
+
+
+def cpu_name() -> str:
+    return platform.processor() or platform.machine()
