@@ -137,6 +137,23 @@ def data_synth(
     console.print(f"wrote {len(manifest['sequences'])} sequences to {out}")
 
 
+@data_app.command("show")
+@friendly
+def data_show(
+    url: Annotated[str, typer.Argument(help="a capture folder (manifest.json) or a derived dataset (card.json)")],
+    out: Annotated[Path, typer.Option(help="PNG to write")] = Path("grid.png"),
+    count: Annotated[int, typer.Option(help="samples to draw")] = 16,
+) -> None:
+    """Draw samples with keypoints, edges and visibility (hollow grey = occluded), to check labels."""
+    import cv2
+
+    from poseops.browse import label_grid
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), label_grid(url, count))
+    console.print(f"wrote {out}")
+
+
 @data_app.command("derive")
 @friendly
 def data_derive(
