@@ -56,6 +56,7 @@ def bench_preset(profile_name: str, batches: list[int], runs: int, warmup: int, 
 
 
 def leaf_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules with no children (Conv2d, BatchNorm2d, ...), by qualified name."""
     return {name: module for name, module in model.named_modules() if not any(module.children())}
 
 
