@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import copy
 import io
-import json
 import platform
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from poseops.metrics import coco_keypoint_ap
 from poseops.paths import state_dir
+from poseops.storage import write_json_atomic
 
 
 def synthetic_coco(num_people: int, people_per_image: int = 5, seed: int = 0) -> tuple[dict, list[dict]]:
@@ -96,8 +96,7 @@ def main() -> None:
     print(f"pycocotools COCOeval : {t_ref:.3f} s")
     print(f"poseops coco_keypoint_ap: {t_ours:.3f} s")
     print(f"ratio (poseops / pycocotools): {t_ours / t_ref:.3f}   AP={ours['AP']:.4f}   max |stat diff|={max_diff:.2e}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_json_atomic(out, result)
     print(f"wrote {out}")
 
 

@@ -16,11 +16,9 @@ flop counter) and by aten op (torch.profiler self time), to show what holds the 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
@@ -30,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from poseops.models import create_model
 from poseops.paths import state_dir
+from poseops.storage import write_json_atomic
 
 
 def bench_case(fn: Callable[[], object], runs: int, warmup: int, device: torch.device, batch: int) -> dict:
@@ -174,8 +173,7 @@ def main() -> None:
         print("  top aten ops by self time (torch.profiler):")
         for op in breakdown["top_aten_ops_self_time"]:
             print(f"  {op['op']:32s} {op['calls']:4d} calls {op['self_ms']:8.1f} ms {100 * op['share']:5.1f}%")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(figures, indent=2))
+    write_json_atomic(args.out, figures)
     print(f"wrote {args.out}")
 
 

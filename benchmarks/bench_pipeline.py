@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from poseops.paths import repo_root, state_dir
+from poseops.storage import write_json_atomic
 
 
 def noop_repro_seconds(root: Path, runs: int = 3) -> list[float]:
@@ -50,8 +51,7 @@ def main() -> None:
         print(f"no-op dvc repro: median {figures['noop_repro_seconds']['median']:.2f} s over 3 runs")
     else:
         print("no dvc.lock yet: run `make demo` first for the no-op figure")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(figures, indent=2))
+    write_json_atomic(args.out, figures)
     print(f"wrote {args.out}")
 
 

@@ -14,14 +14,13 @@ The 2-thread sgemm peak (torch.mm of 2048x2048 float32) is measured in the same 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
 
 from poseops.models import create_model
 from poseops.paths import state_dir
+from poseops.storage import write_json_atomic
 
 PAPER_MS = {"VMHPE": 213.4, "CID": 213.1, "DEKR": 336.1}  # RTX 3090, conditions not stated (note 000 section 9)
 
@@ -75,8 +74,7 @@ def main() -> None:
             print(f"{profile:8s} {case:13s} {row['input'][0]:>4d}x{row['input'][1]:<4d} {r['ms']:9.1f} {r['gflops']:8.2f} "
                   f"{r['gflop_per_s']:8.1f} {100 * r['fraction_of_sgemm_peak']:7.1f}%")
     print(f"paper (RTX 3090, conditions not stated): VMHPE {PAPER_MS['VMHPE']} ms, CID {PAPER_MS['CID']} ms")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(figures, indent=2))
+    write_json_atomic(args.out, figures)
     print(f"wrote {args.out}")
 
 

@@ -74,6 +74,25 @@ def load_params(path: str | Path = "params.yaml") -> config_schema.Params:
 
 
 # ---------------------------------------------------------------- serving / evaluation adapter
+def predict_crops(model: "nn.Module", crops_rgb: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """crops_rgb [N,S,S,3] uint8 -> (keypoints [N,K,2] input px, scores [N,K]), in batches.
+
+    The one inference path shared by evaluate, training's validation and the endpoint.
+    """
+    import torch
+
+    coords, scores = [], []
+    with torch.no_grad():
+        for start in range(0, len(crops_rgb), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(crops_rgb[start : start + batch_size]))
+            c, s = model.predict(model.preprocess(chunk))
+            coords.append(c.numpy())
+            scores.append(s.numpy())
+    if not coords:
+        return np.zeros((0, 0, 2)), np.zeros((0, 0))
+    return np.concatenate(coords).astype(np.float64), np.concatenate(scores).astype(np.float64)
+
+
 class TopDownPredictor:
     """Crop-based predictor shared by `evaluate` and the endpoint, so both see the same pixels.
 
@@ -97,20 +116,11 @@ class TopDownPredictor:
         crop = warp(image_bgr, affine, self.input_size)
         return np.ascontiguousarray(crop[..., ::-1]), affine
 
-    def predict_crops(self, crops_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """crops_rgb [B,S,S,3] uint8 -> (keypoints [B,K,2] input px, scores [B,K])."""
-        import torch
-
-        with torch.no_grad():
-            images = self.model.preprocess(torch.from_numpy(np.ascontiguousarray(crops_rgb)))
-            coords, scores = self.model.predict(images)
-        return coords.numpy().astype(np.float64), scores.numpy().astype(np.float64)
-
     def predict(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict:
         from poseops.datasets.transforms import apply_affine, invert_affine
 
         crop, affine = self.crop(image_bgr, box_xywh)
-        coords, scores = self.predict_crops(crop[None])
+        coords, scores = predict_crops(self.model, crop[None])
         points = apply_affine(coords[0], invert_affine(affine))
         return {"keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, scores[0])]}
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from poseops.errors import DataError
 
@@ -47,7 +48,7 @@ def sha256_file(url: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def write_bytes_atomic(url: str | os.PathLike, data: bytes) -> None:
     """Write a file so that readers never see half of it (local: temp file + rename)."""
     fs, path = filesystem(url)
-    if fs.protocol in ("file", ("file", "local")) or "file" in getattr(fs, "protocol", ()):
+    if isinstance(fs, LocalFileSystem):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")

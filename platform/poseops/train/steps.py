@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from poseops.codecs.integral import to_norm
+from poseops.families import predict_crops
 from poseops.metrics import pck
 
 
@@ -33,19 +34,9 @@ def train_step(model: nn.Module, batch: dict[str, torch.Tensor], optimizer: torc
     return {"loss": float(loss.detach()), **parts}
 
 
-@torch.no_grad()
 def predict_arrays(model: nn.Module, images_rgb: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """images_rgb [N,S,S,3] uint8 -> (keypoints [N,K,2] input px, scores [N,K])."""
-    core = unwrap(model).eval()
-    coords, scores = [], []
-    for start in range(0, len(images_rgb), batch_size):
-        chunk = torch.from_numpy(np.ascontiguousarray(images_rgb[start : start + batch_size]))
-        c, s = core.predict(core.preprocess(chunk))
-        coords.append(c.numpy())
-        scores.append(s.numpy())
-    if not coords:
-        return np.zeros((0, 0, 2)), np.zeros((0, 0))
-    return np.concatenate(coords).astype(np.float64), np.concatenate(scores).astype(np.float64)
+    """images_rgb [N,S,S,3] uint8 -> (keypoints [N,K,2] input px, scores [N,K]); unwraps DDP first."""
+    return predict_crops(unwrap(model), images_rgb, batch_size)
 
 
 def validation_metrics(model: nn.Module, val: dict[str, np.ndarray], threshold: float = 0.2) -> dict[str, float]:
