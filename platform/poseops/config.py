@@ -91,6 +91,10 @@ class FamilyTrain(Strict):
     cpus_per_worker: float = Field(1.0, gt=0)
     loader_workers: int = Field(0, ge=0)
     seed: int = 0
+    # Stop early at a validation plateau: the last `plateau_window` evaluations lie within
+    # `plateau_min_delta` of each other (None: always run `epochs`, which stays the cap).
+    plateau_window: int | None = Field(None, ge=2)
+    plateau_min_delta: float = Field(0.005, gt=0)
 
 
 class FamilyServe(Strict):

@@ -71,6 +71,6 @@ def best_checkpoint(result):
 def history(result) -> list[dict[str, float]]:
     """Per-epoch metrics as a list of dicts (from the Result's metrics dataframe)."""
     frame = result.metrics_dataframe
-    keys = [k for k in ("epoch", "train_loss", "val_pck", "lr") if k in frame.columns]
+    keys = [k for k in ("epoch", "train_loss", "val_pck", "lr", "plateau") if k in frame.columns]
     return frame[keys].to_dict("records")
 

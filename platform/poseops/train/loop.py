@@ -23,6 +23,25 @@ def save_epoch_checkpoint(folder: Path, model: torch.nn.Module, meta: dict[str, 
     (folder / CONFIG).write_text(json.dumps({**meta, "config": core.config.model_dump(mode="json")}, indent=2))
 
 
+def at_plateau(values: list[float], window: int | None, min_delta: float) -> bool:
+    """True when the last `window` values all lie within `min_delta` of each other."""
+    if window is None or len(values) < window:
+        return False
+    recent = values[-window:]
+    return max(recent) - min(recent) < min_delta
+
+
+def agree(flag: bool, world: int) -> bool:
+    """Rank 0's decision, shared with every worker (only rank 0 validates)."""
+    if world == 1:
+        return flag
+    import torch.distributed as dist
+
+    tensor = torch.tensor([1 if flag else 0])
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     """Run on every Ray Train worker. `cfg` is plain data (see fit.make_loop_config)."""
     import ray.train
@@ -48,6 +67,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_milestones"], cfg["lr_gamma"])
+    val_history: list[float] = []
     for epoch in range(cfg["epochs"]):
         dataset.set_epoch(epoch)
         losses = [train_step(model, batch, optimizer)["loss"] for batch in loader]
@@ -55,6 +75,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         metrics = {"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)), "lr": schedule.get_last_lr()[0]}
         if rank == 0:
             metrics.update(validation_metrics(model, val))
+            val_history.append(metrics["val_pck"])
+            metrics["plateau"] = at_plateau(val_history, cfg.get("plateau_window"), cfg["plateau_min_delta"])
             print(
                 f"epoch {epoch + 1}/{cfg['epochs']}: train_loss {metrics['train_loss']:.4f} "
                 f"val_pck {metrics['val_pck']:.3f} ({len(losses)} steps)",
@@ -65,3 +87,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
+        if agree(rank == 0 and metrics["plateau"], world):
+            if rank == 0:
+                print(f"validation plateau after epoch {epoch + 1}: last {cfg['plateau_window']} val_pck "
+                      f"within {cfg['plateau_min_delta']}", flush=True)
+            break
