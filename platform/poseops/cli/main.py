@@ -5,16 +5,16 @@ User errors (`PoseopsError`) print as one red message and exit 1, without a trac
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from poseops.cli.common import console, friendly
+from poseops.cli.data import data_app
 from poseops.errors import PoseopsError
 
 app = typer.Typer(
@@ -23,26 +23,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 config_app = typer.Typer(help="Profiles and params.yaml.", no_args_is_help=True)
-data_app = typer.Typer(help="Captures, annotations and derived datasets.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
-
-
-def friendly(fn: Callable) -> Callable:
-    """Turn PoseopsError into a clear message and exit status 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except PoseopsError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 # ---------------------------------------------------------------- config
@@ -117,58 +101,6 @@ def stage_cmd(
         console.print(f"[red]error:[/] unknown stage {name!r}; stages: {', '.join(STAGES)}")
         raise typer.Exit(2)
     run_stage(name, family)
-
-
-# ---------------------------------------------------------------- data
-@data_app.command("synth")
-@friendly
-def data_synth(
-    out: Annotated[str, typer.Option(help="output folder or URL")],
-    seed: Annotated[int, typer.Option(help="generator seed")] = 0,
-    sequences: Annotated[int, typer.Option(help="hand sequences")] = 12,
-    frames: Annotated[int, typer.Option(help="frames per sequence")] = 40,
-) -> None:
-    """Render seeded synthetic captures (same seed, same bytes)."""
-    from poseops.capture.synthetic_hands import write_hand_captures
-    from poseops.config import CaptureParams, HandCaptureParams
-
-    params = CaptureParams(seed=seed, hands=HandCaptureParams(sequences=sequences, frames_per_sequence=frames))
-    manifest = write_hand_captures(out, params)
-    console.print(f"wrote {len(manifest['sequences'])} sequences to {out}")
-
-
-@data_app.command("show")
-@friendly
-def data_show(
-    url: Annotated[str, typer.Argument(help="a capture folder (manifest.json) or a derived dataset (card.json)")],
-    out: Annotated[Path, typer.Option(help="PNG to write")] = Path("grid.png"),
-    count: Annotated[int, typer.Option(help="samples to draw")] = 16,
-) -> None:
-    """Draw samples with keypoints, edges and visibility (hollow grey = occluded), to check labels."""
-    import cv2
-
-    from poseops.browse import label_grid
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), label_grid(url, count))
-    console.print(f"wrote {out}")
-
-
-@data_app.command("derive")
-@friendly
-def data_derive(
-    family: Annotated[str, typer.Argument(help="family whose dataset kind to derive")],
-    out: Annotated[str, typer.Option(help="output folder or fsspec URL")],
-    annotations: Annotated[Path, typer.Option(help="internal annotations JSON")] = Path("data/annotations/labels.json"),
-) -> None:
-    """Derive a family's shards from annotations and raw captures."""
-    from poseops.datasets.shards import derive_dataset
-    from poseops.families import get_family, load_params
-
-    params, fam = load_params(), get_family(family)
-    card = derive_dataset(fam.dataset_kind, annotations, out, params.families[family].data, params.data.split,
-                          skeleton=fam.skeleton)
-    console.print(f"derived {card.get('counts')} -> {out}")
 
 
 # ---------------------------------------------------------------- models and serving
