@@ -2,7 +2,8 @@
 
 A profile has params.yaml's shape, except that a family's `model` block may hold `preset: <name>`
 and overrides; `write_profile` resolves it through the model file's presets, validates the whole,
-and writes the resolved values to params.yaml (the file DVC tracks).
+and writes every value, defaults included, to params.yaml (the file DVC tracks): each knob is
+then visible there and settable with `dvc exp run -S key=value`.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def write_profile(profile: str, out: str | Path = "params.yaml") -> Path:
     raw = read_yaml(source)
     raw.setdefault("profile", source.stem)
     resolved = resolve_profile(raw, str(source))
-    validate_params(resolved, model_schemas(), source=str(source))
+    params = validate_params(resolved, model_schemas(), source=str(source))
     out = Path(out)
-    out.write_text(HEADER.format(profile=source.stem) + yaml.safe_dump(resolved, sort_keys=False))
+    out.write_text(HEADER.format(profile=source.stem) + yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
     return out
