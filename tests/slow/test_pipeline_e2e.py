@@ -188,6 +188,20 @@ def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_proje
     np.testing.assert_allclose(served[:, :2], expected, atol=0.5)
 
 
+def test_endpoint_answers_real_hand_photos(endpoint, real_fixtures):
+    """FreiHAND photos (224 px, real hands) with their labelled boxes: 21 keypoints inside each image."""
+    labels = json.loads((real_fixtures / "freihand" / "test_freihand.json").read_text())
+    boxes = {ann["image_id"]: ann["bbox"] for ann in labels["annotations"]}
+    base, _ = endpoint
+    for record in labels["images"]:
+        image = cv2.imread(str(real_fixtures / "freihand" / record["file_name"]))
+        keypoints = predict(base, "handmle", image, boxes[record["id"]])
+        assert keypoints.shape == (21, 3) and np.isfinite(keypoints).all()
+        inside = (keypoints[:, 0] >= 0) & (keypoints[:, 0] < record["width"]) & (keypoints[:, 1] >= 0) \
+            & (keypoints[:, 1] < record["height"])
+        assert inside.all(), (record["file_name"], keypoints[~inside])
+
+
 def test_serve_stops_cleanly_on_sigterm(endpoint):
     base, proc = endpoint
     assert httpx.get(f"{base}/v1/models").status_code == 200
