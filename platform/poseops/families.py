@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+BOTTOM_UP_KINDS = ("bottomup_image",)
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -29,15 +32,36 @@ class Family:
     primary_metric: str  # key in metrics.json the gate and checkpoint selection use
     description: str = ""
 
+    @property
+    def bottom_up(self) -> bool:
+        """True for whole-image multi-person families (no crops, a list of people per image)."""
+        return self.dataset_kind in BOTTOM_UP_KINDS
+
+    @property
+    def val_metric(self) -> str:
+        """The per-epoch validation metric training reports and selects checkpoints by (`val_<primary>`)."""
+        return f"val_{self.primary_metric}"
+
+    def make_predictor(self, model: "nn.Module", version: str = "local", **settings):
+        """The serving/evaluation predictor of a checkpoint-built model (`predict(image_bgr, box)`).
+
+        settings override the checkpoint's `extra.inference` (crop_margin; input_size, flip_test).
+        """
+        inference = {**inference_settings(model), **settings}
+        name = f"poseops-{self.name}"
+        if self.bottom_up:
+            return BottomUpPredictor(model, name, version, inference.get("input_size"), inference["flip_test"])
+        return TopDownPredictor(model, name, version, inference["crop_margin"])
+
     def predictor(self, model: "nn.Module", crop_margin: float | None = None, version: str = "local"):
         """`records -> predictions` over a checkpoint-built model (the MLflow pyfunc's entry point).
 
         records: [{"image_bgr": uint8 [H,W,3], "box": [x, y, w, h] | None}]. The crop margin is the one
         the checkpoint was trained with (its manifest's `extra.inference`), unless given.
         """
-        margin = crop_margin if crop_margin is not None else inference_settings(model)["crop_margin"]
-        top_down = TopDownPredictor(model, f"poseops-{self.name}", version, margin)
-        return lambda records: [top_down.predict(r["image_bgr"], r.get("box")) for r in records]
+        settings = {} if crop_margin is None else {"crop_margin": crop_margin}
+        predictor = self.make_predictor(model, version, **settings)
+        return lambda records: [predictor.predict(r["image_bgr"], r.get("box")) for r in records]
 
 
 FAMILIES: dict[str, Family] = {
@@ -50,6 +74,14 @@ FAMILIES: dict[str, Family] = {
             skeleton="hand21",
             primary_metric="pck",
             description="seed 004: 21-keypoint hands, sequential stages, RealNVP MLE loss",
+        ),
+        Family(
+            name="vmhpe",
+            model="vmhpe",
+            dataset_kind="bottomup_image",
+            skeleton="coco17",
+            primary_metric="ap",
+            description="seed 000: bottom-up multi-person COCO-17, CID + MFCM + MFFM on HRNet",
         ),
     )
 }
@@ -125,7 +157,99 @@ class TopDownPredictor:
         return {"keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, scores[0])]}
 
 
-DEFAULT_INFERENCE = {"crop_margin": 1.25}
+# ---------------------------------------------------------------- bottom-up (whole image, many people)
+def letterbox_affine(height: int, width: int, input_size: int, stride: int = 32) -> tuple[np.ndarray, tuple[int, int]]:
+    """Source px -> network input px for a whole image: short side scaled to `input_size` (aspect kept,
+    as the method note's 512 short side), the canvas padded right/bottom to multiples of `stride`.
+
+    Returns (affine [2,3] source -> input, (input width, input height)). The map is the one
+    cv2.resize uses (pixel centres at integers): x_in = s * (x + 0.5) - 0.5.
+    """
+    scale = float(input_size) / float(min(height, width))
+    out_w = int(np.ceil(width * scale / stride) * stride)
+    out_h = int(np.ceil(height * scale / stride) * stride)
+    offset = 0.5 * scale - 0.5
+    return np.array([[scale, 0.0, offset], [0.0, scale, offset]]), (out_w, out_h)
+
+
+def warp_to(image: np.ndarray, affine: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """image [H,W,C] -> [h,w,C] (size_wh = (w, h)) through the source->output affine (bilinear, zero border)."""
+    import cv2
+
+    return cv2.warpAffine(image, np.asarray(affine, dtype=np.float64), size_wh, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def predict_people_inputs(model: "nn.Module", images_rgb: np.ndarray, flip_test: bool = False,
+                          batch_size: int = 8) -> list[dict[str, np.ndarray]]:
+    """images_rgb [N,H,W,3] uint8 (H, W multiples of 32) -> per image {"keypoints" [P,K,2] input px,
+    "keypoint_scores" [P,K], "scores" [P]}, best first.
+
+    The one bottom-up inference path shared by evaluate, training's validation and the endpoint.
+    """
+    import torch
+
+    core = model.module if hasattr(model, "module") else model
+    people: list[dict[str, np.ndarray]] = []
+    with torch.no_grad():
+        for start in range(0, len(images_rgb), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(images_rgb[start : start + batch_size]))
+            for result in core.predict(core.preprocess(chunk), flip_test=flip_test):
+                people.append({key: value.numpy().astype(np.float64) for key, value in result.items()})
+    return people
+
+
+def people_json(keypoints: np.ndarray, keypoint_scores: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """[P,K,2], [P,K], [P] -> [{"keypoints": [[x, y, score] x K], "score": s}] (plain floats)."""
+    return [
+        {"keypoints": [[float(x), float(y), float(c)] for (x, y), c in zip(points, point_scores)], "score": float(score)}
+        for points, point_scores, score in zip(keypoints, keypoint_scores, scores)
+    ]
+
+
+class BottomUpPredictor:
+    """Whole-image multi-person predictor shared by `evaluate` and the endpoint.
+
+    `predict(image_bgr [H,W,3] uint8, box_xywh | None) -> {"people": [{"keypoints": [[x, y, score] x K],
+    "score": s}]}` in the original image's pixels, best first. A box restricts the search to that
+    region (it is letterboxed like a whole image); no box means the whole image.
+    """
+
+    def __init__(self, model: "nn.Module", name: str, version: str, input_size: int | None = None,
+                 flip_test: bool = True):
+        self.model = model.eval()
+        self.name, self.version = name, version
+        self.input_size = int(input_size or model.config.input_size)
+        self.flip_test = bool(flip_test)
+
+    def prepare(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(network input RGB uint8 [h,w,3], affine source -> input [2,3])."""
+        from poseops.datasets.transforms import compose
+
+        x0, y0 = 0.0, 0.0
+        height, width = image_bgr.shape[:2]
+        if box_xywh is not None:
+            x0, y0 = float(box_xywh[0]), float(box_xywh[1])
+            width, height = max(1, int(round(box_xywh[2]))), max(1, int(round(box_xywh[3])))
+        to_input, size_wh = letterbox_affine(height, width, self.input_size)
+        affine = compose(to_input, np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]))
+        pixels = warp_to(image_bgr, affine, size_wh)
+        return np.ascontiguousarray(pixels[..., ::-1]), affine
+
+    def predict_arrays(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+        """{"keypoints" [P,K,2] source px, "keypoint_scores" [P,K], "scores" [P]}."""
+        from poseops.datasets.transforms import apply_affine, invert_affine
+
+        pixels, affine = self.prepare(image_bgr, box_xywh)
+        result = predict_people_inputs(self.model, pixels[None], self.flip_test)[0]
+        return {**result, "keypoints": apply_affine(result["keypoints"], invert_affine(affine))}
+
+    def predict(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict:
+        found = self.predict_arrays(image_bgr, box_xywh)
+        return {"people": people_json(found["keypoints"], found["keypoint_scores"], found["scores"])}
+
+
+DEFAULT_INFERENCE = {"crop_margin": 1.25, "input_size": None, "flip_test": True}
 
 
 def inference_settings(model: "nn.Module") -> dict:
@@ -134,11 +258,10 @@ def inference_settings(model: "nn.Module") -> dict:
     return {**DEFAULT_INFERENCE, **(info.get("extra", {}).get("inference") or {})}
 
 
-def load_predictor(checkpoint_dir: str | Path, version: str = "local") -> TopDownPredictor:
-    """A predictor from a published checkpoint folder, with the preprocessing it was trained with."""
+def load_predictor(checkpoint_dir: str | Path, version: str = "local"):
+    """A predictor (top-down or bottom-up, by the checkpoint's family) from a published checkpoint
+    folder, with the preprocessing it was trained with."""
     from poseops.checkpoints import build_model_from_checkpoint
 
     model = build_model_from_checkpoint(checkpoint_dir)
-    family = model.checkpoint_info["family"]
-    margin = inference_settings(model)["crop_margin"]
-    return TopDownPredictor(model, name=f"poseops-{family}", version=version, crop_margin=margin)
+    return get_family(model.checkpoint_info["family"]).make_predictor(model, version=version)

@@ -1,58 +1,108 @@
 """COCO keypoints JSON -> the internal form (any skeleton its `categories` declare).
 
 People with no labelled keypoint and crowd regions are kept: they are ignore information for
-bottom-up training and for COCO AP. The importers issue widens this to every real format.
+bottom-up training and for COCO AP (a crowd's box is also added to its image's `ignore_regions`).
+Ids are the file's own, so errors name the records as the user knows them; `merge` renumbers.
+`coco_to_internal` is shared by the COCO-style forms of FreiHAND and PoseTrack.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from poseops.annotations.internal import relative_to
 from poseops.errors import DataError
 from poseops.storage import read_json
 
+ANNOTATION_FIELDS = ("id", "image_id", "category_id", "keypoints", "bbox")
+OPTIONAL_FIELDS = ("area", "iscrowd", "num_keypoints", "track_id", "keypoints_3d", "person_id")
 
-def read_coco(file: str | Path, images_dir: str | Path | None, out_folder: Path) -> dict[str, Any]:
-    file = Path(file)
+
+def image_size(path: Path) -> tuple[int | None, int | None]:
+    """(width, height) read from an image file's header; (None, None) if it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError):
+        return None, None
+
+
+def read_coco_json(file: str | Path) -> dict[str, Any]:
+    """A COCO-style JSON with its three lists checked (DataError naming the file otherwise)."""
     data = read_json(file)
+    if not isinstance(data, dict):
+        raise DataError(f"{file}: expected a JSON object with images, annotations and categories")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(f"{file}: missing or malformed {key!r} list")
-    folder = Path(images_dir) if images_dir else file.parent
+    return data
+
+
+def coco_to_internal(
+    data: dict[str, Any],
+    file: Path,
+    images_dir: Path,
+    out_folder: Path | None,
+    source: str,
+    image_extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda img: {},
+) -> dict[str, Any]:
+    """The internal form of parsed COCO-style `data` read from `file`, images under `images_dir`.
+
+    image_extra(image record) -> fields to add to (or override in) that image's internal record.
+    """
     images = []
     for img in data["images"]:
-        if "file_name" not in img or "id" not in img:
-            raise DataError(f"{file}: image record {img.get('id')!r} lacks id or file_name")
+        if not isinstance(img, dict) or "file_name" not in img or "id" not in img:
+            raise DataError(f"{file}: image record {img.get('id') if isinstance(img, dict) else img!r} lacks id or file_name")
+        path = images_dir / img["file_name"]
+        width, height = img.get("width"), img.get("height")
+        if (width is None or height is None) and path.is_file():
+            width, height = image_size(path)
         images.append(
             {
                 "id": img["id"],
-                "file_name": relative_to(folder / img["file_name"], out_folder),
+                "file_name": relative_to(path, out_folder),
                 "frame_index": None,
-                "width": img.get("width"),
-                "height": img.get("height"),
+                "width": width,
+                "height": height,
                 "sequence": img.get("vid_id"),
                 "subject": None,
-                "source": f"coco:{file.name}",
+                "source": source,
+                **image_extra(img),
             }
         )
-    categories = [
-        {"id": c["id"], "name": c.get("name", "person"), "keypoints": list(c.get("keypoints", [])),
-         "skeleton": [list(e) for e in c.get("skeleton", [])]}
-        for c in data["categories"]
-    ]
-    annotations = []
-    for ann in data["annotations"]:
-        record = {k: ann[k] for k in ("id", "image_id", "category_id", "keypoints", "bbox") if k in ann}
-        missing = {"id", "image_id", "category_id", "keypoints", "bbox"} - set(record)
-        if missing:
-            raise DataError(f"{file}: annotation {ann.get('id')!r} lacks {', '.join(sorted(missing))}")
-        x, y, w, h = record["bbox"]
-        record.update(
-            num_keypoints=ann.get("num_keypoints", sum(1 for v in ann["keypoints"][2::3] if v > 0)),
-            area=ann.get("area", w * h),
-            iscrowd=ann.get("iscrowd", 0),
+    categories = []
+    for c in data["categories"]:
+        if not isinstance(c, dict) or "id" not in c:
+            raise DataError(f"{file}: category record {c!r} lacks an id")
+        categories.append(
+            {"id": c["id"], "name": c.get("name", "person"), "keypoints": list(c.get("keypoints") or []),
+             "skeleton": [list(e) for e in c.get("skeleton") or []]}
         )
+    annotations = []
+    crowds: dict[Any, list] = {}
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict):
+            raise DataError(f"{file}: annotation record {ann!r} is not an object")
+        missing = [k for k in ANNOTATION_FIELDS if k not in ann]
+        if missing:
+            raise DataError(f"{file}: annotation id {ann.get('id')!r} lacks {', '.join(missing)}")
+        record = {k: ann[k] for k in ANNOTATION_FIELDS + OPTIONAL_FIELDS if k in ann}
+        record["iscrowd"] = int(bool(record.get("iscrowd", 0)))
+        if record["iscrowd"]:
+            crowds.setdefault(ann["image_id"], []).append(list(ann["bbox"]))
         annotations.append(record)
+    for img in images:
+        if img["id"] in crowds:
+            img["ignore_regions"] = list(img.get("ignore_regions") or []) + crowds[img["id"]]
     return {"images": images, "annotations": annotations, "categories": categories, "info": {"sources": [str(file)]}}
+
+
+def read_coco(file: str | Path, images_dir: str | Path | None, out_folder: Path | None) -> dict[str, Any]:
+    """A COCO keypoints JSON; images under `images_dir` (default: the JSON's folder)."""
+    file = Path(file)
+    folder = Path(images_dir) if images_dir else file.parent
+    return coco_to_internal(read_coco_json(file), file, folder, out_folder, source=f"coco:{file.name}")

@@ -1,28 +1,47 @@
 """The internal annotation form: COCO keypoints JSON plus what video captures need.
 
     images:      id, file_name (relative to the annotations file, or absolute), frame_index (None for a
-                 still image), width, height, sequence, subject, source
+                 still image), width, height, sequence, subject, source; optional camera_id, view,
+                 group, ignore_regions, task, performer, split, frame_number (helper_notes/SCHEMA.md)
     annotations: id, image_id, category_id, keypoints [K*3] (x, y, v), num_keypoints, bbox [x, y, w, h],
-                 area, iscrowd, and keypoints_clean [K*2] where a generator knows the truth
+                 area, iscrowd; optional keypoints_clean [K*2], bbox_raw, area_flagged, keypoints_3d
+                 [K*3] world mm, person_id, track_id
     categories:  id, name, keypoints (names), skeleton (1-based edges, as COCO)
+    cameras:     optional; id, name, subject, width, height and the fields of poseops.geometry.Camera
 
 `build_annotations` merges the synthetic captures' labels with every extra source in
-`params.yaml: data.annotations`, and writes one file atomically.
+`params.yaml: data.annotations`, and writes one file atomically. `import_annotations` publishes one
+source's labels as a folder (annotations.json, then manifest.json last). What counts as bad input,
+and what is mended, is in `poseops.annotations.checks`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from poseops.annotations.checks import check, raise_problems
 from poseops.config import AnnotationSource
 from poseops.errors import ConfigError, DataError
 from poseops.skeletons import Skeleton, get_skeleton
-from poseops.storage import read_json, require_published, write_json_atomic
+from poseops.storage import (
+    exists, filesystem, join, read_json, require_published, sha256_bytes, write_bytes_atomic, write_json_atomic,
+)
 
-SUPPORTED_FORMATS = ("coco",)
+# format -> "module:function"; each is read_<format>(file, images_dir, out_folder) -> the internal form
+IMPORTERS = {
+    "coco": "poseops.annotations.coco:read_coco",
+    "h36m": "poseops.annotations.h36m:read_h36m",
+    "freihand": "poseops.annotations.freihand:read_freihand",
+    "panoptic": "poseops.annotations.panoptic:read_panoptic",
+    "posetrack": "poseops.annotations.posetrack:read_posetrack",
+}
+SUPPORTED_FORMATS = tuple(IMPORTERS)
+ANNOTATIONS_FILE, MANIFEST_FILE = "annotations.json", "manifest.json"
 
 
 def category_for(skeleton: Skeleton, category_id: int, name: str) -> dict[str, Any]:
@@ -34,11 +53,15 @@ def category_for(skeleton: Skeleton, category_id: int, name: str) -> dict[str, A
     }
 
 
-def relative_to(path: Path, folder: Path) -> str:
+def relative_to(path: Path, folder: Path | None) -> str:
+    """`path` relative to `folder` (where the annotations file goes); absolute when folder is None
+    (a file on an object store cannot point at local images relatively)."""
+    if folder is None:
+        return str(Path(path).resolve())
     try:
-        return os.path.relpath(path.resolve(), folder.resolve())
+        return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
     except ValueError:  # another drive
-        return str(path.resolve())
+        return str(Path(path).resolve())
 
 
 def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, Any]:
@@ -90,10 +113,14 @@ def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, 
 
 
 def merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Concatenate internal-form parts, renumbering image, annotation and category ids."""
-    images, annotations, categories, sources = [], [], [], []
+    """Concatenate internal-form parts, renumbering image, annotation, category and camera ids.
+
+    Categories with the same name and keypoints become one; every optional field is carried over.
+    """
+    images, annotations, categories, cameras, sources = [], [], [], [], []
     for part in parts:
         image_ids = {img["id"]: len(images) + i + 1 for i, img in enumerate(part["images"])}
+        camera_ids = {cam["id"]: len(cameras) + i + 1 for i, cam in enumerate(part.get("cameras") or [])}
         category_ids = {}
         for cat in part["categories"]:
             same = next((c for c in categories if c["name"] == cat["name"] and c["keypoints"] == cat["keypoints"]), None)
@@ -101,72 +128,126 @@ def merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 same = {**cat, "id": len(categories) + 1}
                 categories.append(same)
             category_ids[cat["id"]] = same["id"]
-        images += [{**img, "id": image_ids[img["id"]]} for img in part["images"]]
+        cameras += [{**cam, "id": camera_ids[cam["id"]]} for cam in part.get("cameras") or []]
+        for img in part["images"]:
+            record = {**img, "id": image_ids[img["id"]]}
+            if img.get("camera_id") is not None:
+                record["camera_id"] = camera_ids[img["camera_id"]]
+            images.append(record)
         for ann in part["annotations"]:
             annotations.append(
                 {**ann, "id": len(annotations) + 1, "image_id": image_ids[ann["image_id"]],
                  "category_id": category_ids[ann["category_id"]]}
             )
         sources += part.get("info", {}).get("sources", [])
-    return {"images": images, "annotations": annotations, "categories": categories, "info": {"sources": sources}}
+    merged = {"images": images, "annotations": annotations, "categories": categories, "info": {"sources": sources}}
+    if cameras:
+        merged["cameras"] = cameras
+    return merged
 
 
-def import_source(source: AnnotationSource, out_folder: Path) -> dict[str, Any]:
-    if source.format == "coco":
-        from poseops.annotations.coco import read_coco
+def importer(fmt: str):
+    """The reader of a format, read_<format>(file, images_dir, out_folder) (imported on first use)."""
+    if fmt not in IMPORTERS:
+        raise ConfigError(f"annotation format {fmt!r} is not supported; supported: {', '.join(SUPPORTED_FORMATS)}")
+    module, name = IMPORTERS[fmt].split(":")
+    return getattr(import_module(module), name)
 
-        return read_coco(source.file, source.images, out_folder)
-    raise ConfigError(
-        f"params.yaml: data.annotations: format {source.format!r} is not supported yet; supported: "
-        + ", ".join(SUPPORTED_FORMATS)
-    )
+
+def import_source(source: AnnotationSource, out_folder: Path | None) -> dict[str, Any]:
+    """One `params.yaml: data.annotations` entry read into the internal form."""
+    if source.format not in IMPORTERS:
+        raise ConfigError(
+            f"params.yaml: data.annotations: format {source.format!r} is not supported; supported: "
+            + ", ".join(SUPPORTED_FORMATS)
+        )
+    if not Path(source.file).exists():
+        raise ConfigError(f"params.yaml: data.annotations: {source.format} source {source.file!r} not found")
+    return importer(source.format)(source.file, source.images, out_folder)
 
 
 def build_annotations(
     raw_dir: str | Path | None, sources: Sequence[AnnotationSource], out_path: str | Path
 ) -> dict[str, int]:
-    """Merge the synthetic captures' labels (unless raw_dir is None) and every extra source into one file."""
+    """Merge the synthetic captures' labels (unless raw_dir is None) and every extra source into one
+    validated file (image files checked too); nothing is written when anything is wrong."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     parts = [from_synthetic_captures(raw_dir, out_path.parent)] if raw_dir is not None else []
     parts += [import_source(source, out_path.parent) for source in sources]
-    merged = merge(parts)
-    validate(merged, str(out_path))
+    merged = validate(merge(parts), str(out_path), base=out_path.parent)
     write_json_atomic(out_path, merged)
     return {"images": len(merged["images"]), "annotations": len(merged["annotations"]), "sources": len(parts)}
 
 
-def validate(data: dict[str, Any], source: str) -> None:
-    """Structural checks; DataError naming the file and the record."""
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DataError(f"{source}: missing or malformed {key!r} list")
-    images = {img["id"] for img in data["images"]}
-    sizes = {c["id"]: len(c.get("keypoints", [])) for c in data["categories"]}
-    seen = set()
-    for ann in data["annotations"]:
-        where = f"{source}: annotation id {ann.get('id')}"
-        if ann.get("id") in seen:
-            raise DataError(f"{where}: duplicate annotation id")
-        seen.add(ann.get("id"))
-        if ann.get("image_id") not in images:
-            raise DataError(f"{where}: image_id {ann.get('image_id')} is not in images")
-        if ann.get("category_id") not in sizes:
-            raise DataError(f"{where}: unknown category_id {ann.get('category_id')}")
-        keypoints = ann.get("keypoints", [])
-        if len(keypoints) != 3 * sizes[ann["category_id"]]:
-            raise DataError(
-                f"{where}: keypoints has {len(keypoints)} values, category {ann['category_id']} needs "
-                f"{3 * sizes[ann['category_id']]}"
-            )
-        if any(v != v for v in keypoints):
-            raise DataError(f"{where}: keypoints contain NaN")
+def validate(data: Any, source: str, base: str | Path | None = None) -> dict[str, Any]:
+    """The mended form of `data` (boxes clipped, missing areas filled: see checks.py), or DataError
+    naming the file and every bad record. With `base` (the folder relative file names start from),
+    every image file must exist and be non-empty."""
+    mended, problems = check(data, source, base)
+    raise_problems(problems, source)
+    return mended
+
+
+def annotations_file(url: str | Path) -> str:
+    """The annotations JSON of `url`: the file itself, or the one a published import folder names."""
+    fs, path = filesystem(url)
+    if fs.isdir(path):
+        manifest = require_published(url, MANIFEST_FILE)
+        return join(url, manifest["annotations"]["file"])
+    return str(url)
 
 
 def load_annotations(path: str | Path) -> dict[str, Any]:
-    data = read_json(path)
-    validate(data, str(path))
-    return data
+    """A validated internal annotations file (or the one of a published import folder)."""
+    path = annotations_file(path)
+    return validate(read_json(path), str(path))
+
+
+def check_annotations_url(url: str | Path) -> dict[str, Any]:
+    """`poseops data validate`: the file (or import folder) with its image files checked; returns counts."""
+    path = annotations_file(url)
+    local = _is_local(path)
+    data = validate(read_json(path), str(path), base=Path(filesystem(path)[1]).parent if local else Path("/"))
+    return {"images": len(data["images"]), "annotations": len(data["annotations"]),
+            "categories": len(data["categories"]), "cameras": len(data.get("cameras") or [])}
+
+
+def _is_local(url: str | Path) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(filesystem(url)[0], LocalFileSystem)
+
+
+def import_annotations(fmt: str, file: str | Path, images: str | Path | None, out: str | Path) -> dict[str, Any]:
+    """Read `file` in format `fmt`, validate it (image files included) and publish it at folder `out`:
+    annotations.json, then manifest.json last. Nothing is written when anything is wrong.
+
+    Returns the manifest: format, source, counts (boxes clipped, areas computed here), file + sha256."""
+    out_folder = Path(filesystem(out)[1]) if _is_local(out) else None
+    part = importer(fmt)(file, images, out_folder)
+    mended = validate(part, str(file), base=out_folder if out_folder is not None else Path("/"))
+    payload = (json.dumps(mended, indent=1, sort_keys=True) + "\n").encode()
+    manifest = {
+        "kind": "annotations",
+        "format": fmt,
+        "source": {"file": str(Path(file).resolve()), "images": str(Path(images).resolve()) if images else None},
+        "annotations": {"file": ANNOTATIONS_FILE, "sha256": sha256_bytes(payload)},
+        "counts": {
+            "images": len(mended["images"]),
+            "annotations": len(mended["annotations"]),
+            "categories": len(mended["categories"]),
+            "cameras": len(mended.get("cameras") or []),
+            "boxes_clipped": sum(1 for a in mended["annotations"] if "bbox_raw" in a),
+            "areas_computed": sum(1 for a in mended["annotations"] if a.get("area_flagged")),
+        },
+    }
+    manifest_url = join(out, MANIFEST_FILE)
+    if exists(manifest_url):  # unpublish the earlier import before replacing it
+        fs, path = filesystem(manifest_url)
+        fs.rm(path)
+    write_bytes_atomic(join(out, ANNOTATIONS_FILE), payload)
+    write_json_atomic(manifest_url, manifest)
+    return manifest
 
 
 def resolve_image_path(annotations_path: str | Path, image: dict[str, Any]) -> Path:

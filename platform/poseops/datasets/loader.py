@@ -36,9 +36,12 @@ def row_groups(url: str, split: str, card: dict | None = None) -> list[tuple[str
     units = []
     for shard in card["splits"][split]["shards"]:
         path = join(url, split, shard["file"])
-        fs, fs_path = filesystem(path)
-        with fs.open(fs_path, "rb") as f:
-            units += [(path, g) for g in range(pq.ParquetFile(f).num_row_groups)]
+        count = shard.get("row_groups")
+        if count is None:  # cards written before row-group counts were recorded
+            fs, fs_path = filesystem(path)
+            with fs.open(fs_path, "rb") as f:
+                count = pq.ParquetFile(f).num_row_groups
+        units += [(path, g) for g in range(count)]
     return units
 
 
@@ -74,6 +77,34 @@ def norm_size(points: np.ndarray, visible: np.ndarray) -> float:
     return float(max((pts.max(0) - pts.min(0)).max(), 1.0))
 
 
+def draw_augmentation(
+    augment: AugmentParams | None, rng: np.random.Generator | None, can_flip: bool
+) -> tuple[float, float, tuple[float, float], bool]:
+    """(rotation_deg, scale, shift (fractions of the side), flip) drawn from the notes' ranges; identity
+    without augment or rng."""
+    if augment is None or rng is None:
+        return 0.0, 1.0, (0.0, 0.0), False
+    rotation = rng.uniform(-augment.rotation_deg, augment.rotation_deg)
+    scale = rng.uniform(*augment.scale)
+    shift = tuple(rng.uniform(-augment.shift, augment.shift, 2))
+    flip = augment.flip and can_flip and rng.random() < 0.5
+    return rotation, scale, shift, flip
+
+
+def flip_affine(input_size: int) -> np.ndarray:
+    """Mirror x about the input's centre line (pixel i <-> S-1-i)."""
+    return np.array([[-1.0, 0.0, input_size - 1.0], [0.0, 1.0, 0.0]])
+
+
+def jitter_colour(pixels: np.ndarray, augment: AugmentParams | None, rng: np.random.Generator | None) -> np.ndarray:
+    """Per-channel gain and a common bias, both within +-color_jitter (bias in 64ths of full scale)."""
+    if augment is None or rng is None or augment.color_jitter <= 0:
+        return pixels
+    gain = 1.0 + rng.uniform(-augment.color_jitter, augment.color_jitter, 3)
+    bias = rng.uniform(-augment.color_jitter, augment.color_jitter) * 64
+    return np.clip(pixels.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+
+
 def make_sample(
     row: dict,
     input_size: int,
@@ -88,23 +119,15 @@ def make_sample(
     keypoints = np.asarray(row["keypoints"], dtype=np.float64).reshape(K, 2)
     clean = np.asarray(row["keypoints_clean"], dtype=np.float64).reshape(K, 2)
     visibility = np.asarray(row["visibility"], dtype=np.float32)
-    rotation, scale, shift, flip = 0.0, 1.0, (0.0, 0.0), False
-    if augment is not None and rng is not None:
-        rotation = rng.uniform(-augment.rotation_deg, augment.rotation_deg)
-        scale = rng.uniform(*augment.scale)
-        shift = tuple(rng.uniform(-augment.shift, augment.shift, 2))
-        flip = augment.flip and flip_permutation is not None and rng.random() < 0.5
+    rotation, scale, shift, flip = draw_augmentation(augment, rng, flip_permutation is not None)
     affine = box_affine(row["box_in_crop"], crop_margin, input_size, rotation, scale, shift)
     if flip:
-        affine = compose(np.array([[-1.0, 0.0, input_size - 1.0], [0.0, 1.0, 0.0]]), affine)
+        affine = compose(flip_affine(input_size), affine)
     pixels = warp(image, affine, input_size)[..., ::-1]  # BGR -> RGB
     keypoints, clean = apply_affine(keypoints, affine), apply_affine(clean, affine)
     if flip:
         keypoints, clean, visibility = keypoints[flip_permutation], clean[flip_permutation], visibility[flip_permutation]
-    if augment is not None and rng is not None and augment.color_jitter > 0:
-        gain = 1.0 + rng.uniform(-augment.color_jitter, augment.color_jitter, 3)
-        bias = rng.uniform(-augment.color_jitter, augment.color_jitter) * 64
-        pixels = np.clip(pixels.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    pixels = jitter_colour(pixels, augment, rng)
     inside = (keypoints >= 0).all(1) & (keypoints <= input_size - 1).all(1)
     visibility = np.where(inside, visibility, 0.0).astype(np.float32)
     crop_to_source = np.asarray(row["affine"], dtype=np.float64).reshape(2, 3)
@@ -119,32 +142,21 @@ def make_sample(
     }
 
 
-class CropDataset(IterableDataset):
-    """A split streamed as augmented crops; yields torch tensors (image uint8 [3,S,S] RGB, keypoints [K,2], ...).
+class ShardStream(IterableDataset):
+    """A split's rows streamed in a seeded per-epoch order; subclasses turn a row into a sample (`_tensors`).
 
     Row groups are shuffled per epoch (seed, epoch) and dealt to Ray Train ranks and DataLoader workers
     round-robin, so shares are disjoint and their union is the split; a buffer of SHUFFLE_BUFFER samples
-    shuffles within them.
+    shuffles within them. Only the row groups in the buffer's reach are in memory.
     """
 
-    def __init__(
-        self,
-        url: str,
-        split: str,
-        input_size: int,
-        crop_margin: float,
-        augment: AugmentParams | None = None,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        skeleton: str | None = None,
-    ):
+    def __init__(self, url: str, split: str, seed: int = 0, rank: int = 0, world_size: int = 1):
         super().__init__()
-        self.url, self.split, self.input_size, self.crop_margin = url, split, input_size, crop_margin
-        self.augment, self.seed, self.rank, self.world_size = augment, seed, rank, world_size
-        card = read_card(url)
-        self.units = row_groups(url, split, card)
-        self.flip_permutation = flip_permutation(card, skeleton) if augment and augment.flip else None
+        if not 0 <= rank < world_size:
+            raise DataError(f"{url}: rank {rank} is outside a world of size {world_size}")
+        self.url, self.split, self.seed, self.rank, self.world_size = url, split, seed, rank, world_size
+        self.card = read_card(url)
+        self.units = row_groups(url, split, self.card)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -168,6 +180,30 @@ class CropDataset(IterableDataset):
                     yield self._tensors(buffer.pop(int(rng.integers(len(buffer)))), rng)
         while buffer:
             yield self._tensors(buffer.pop(int(rng.integers(len(buffer)))), rng)
+
+    def _tensors(self, row: dict, rng: np.random.Generator) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class CropDataset(ShardStream):
+    """A crop split streamed as augmented crops; yields torch tensors: image uint8 [3,S,S] RGB,
+    keypoints / keypoints_clean [K,2] input px, visibility [K], norm_size, affine_to_source [2,3], sample_id."""
+
+    def __init__(
+        self,
+        url: str,
+        split: str,
+        input_size: int,
+        crop_margin: float,
+        augment: AugmentParams | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        skeleton: str | None = None,
+    ):
+        super().__init__(url, split, seed, rank, world_size)
+        self.input_size, self.crop_margin, self.augment = input_size, crop_margin, augment
+        self.flip_permutation = flip_permutation(self.card, skeleton) if augment and augment.flip else None
 
     def _tensors(self, row: dict, rng: np.random.Generator) -> dict[str, Any]:
         sample = make_sample(row, self.input_size, self.crop_margin, self.augment, rng, self.flip_permutation)

@@ -1,5 +1,7 @@
-"""Derive a family's dataset: crops with a margin, keypoints, visibility and the crop->source affine,
-as Parquet shards of bounded size on any fsspec store, with `card.json` written last.
+"""Shards and the crop kinds: Parquet files of bounded size on any fsspec store, the split rule, frame
+reading, and the `hand_crop` / `topdown_crop` rows (crops with a margin, keypoints, visibility and the
+crop->source affine). `derive_dataset` (poseops.datasets.derive) runs every kind, on Ray or in-process,
+and writes `card.json` last.
 
 A crop is cut at the source's resolution (an integer-aligned window, zero-padded outside the image), so
 evaluation on shards and the endpoint on the original image see the very same pixels. Only a window
@@ -8,9 +10,8 @@ longer than `MAX_CROP_SIDE` is resized down, and its affine records that.
 
 from __future__ import annotations
 
+import hashlib
 import io
-import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from poseops.config import FamilyData, SplitParams
 from poseops.datasets.transforms import cut_window, integer_window
 from poseops.errors import DataError
 from poseops.skeletons import SKELETONS, Skeleton, get_skeleton, skeleton_from_coco_category
-from poseops.storage import clear, exists, filesystem, join, sha256_file, write_json_atomic
+from poseops.storage import filesystem, join
 
 CARD = "card.json"
 MAX_CROP_SIDE = 512
@@ -59,7 +60,13 @@ def split_units(images: list[dict], split: SplitParams) -> dict[Any, str]:
     Subjects come first: a synthetic hand identity (or a person) appears in several sequences, and
     grouping by subject keeps all of them, hence every one of its sequences, in one split.
     """
-    units = sorted({unit_of(img) for img in images}, key=str)
+    return split_keys([unit_of(img) for img in images], split)
+
+
+def split_keys(units: list[str], split: SplitParams) -> dict[str, str]:
+    """Unit key -> 'train' | 'val': a seeded permutation of the sorted distinct keys, the first
+    round(n * val_fraction) (at least one, when there are two or more units) to 'val'."""
+    units = sorted(set(units), key=str)
     rng = np.random.default_rng(split.seed)
     order = [units[i] for i in rng.permutation(len(units))]
     n_val = max(1, round(len(units) * split.val_fraction)) if len(units) > 1 else 0
@@ -102,6 +109,27 @@ class FrameSource:
             raise DataError(f"{path}: record {image['id']} asks for frame {index}, the video has {len(self._frames)}")
         return self._frames[index]
 
+    def encoded(self, image: dict) -> tuple[bytes, str]:
+        """(bytes, "jpeg" | "png"): a still image's file as it is, a video frame as PNG."""
+        if image.get("frame_index") is None:
+            path = resolve_image_path(self.annotations_path, image)
+            if not path.is_file():
+                raise DataError(f"{path}: image of record {image['id']} not found")
+            data = path.read_bytes()
+            if data[:3] == b"\xff\xd8\xff":
+                return data, "jpeg"
+            if data[:8] == b"\x89PNG\r\n\x1a\n":
+                return data, "png"
+            return encode_png(self.frame(image), f"image {image['id']}"), "png"  # other formats: re-encode
+        return encode_png(self.frame(image), f"image {image['id']}"), "png"
+
+
+def encode_png(pixels: np.ndarray, what: str) -> bytes:
+    ok, png = cv2.imencode(".png", pixels)
+    if not ok:
+        raise DataError(f"{what}: could not be encoded as PNG")
+    return png.tobytes()
+
 
 # ---------------------------------------------------------------- one sample
 def crop_sample(pixels: np.ndarray, ann: dict, num_keypoints: int, margin: float) -> dict[str, Any]:
@@ -139,45 +167,92 @@ def crop_sample(pixels: np.ndarray, ann: dict, num_keypoints: int, margin: float
 
 
 # ---------------------------------------------------------------- writing shards
-class ShardWriter:
-    """Rolls Parquet files `<folder>/part-NNNNN.parquet` so none exceeds `max_bytes` (row groups stay whole)."""
+def row_bytes(row: dict) -> int:
+    """A generous estimate of a row's stored size (binary fields whole, 8 bytes a list element)."""
+    size = 0
+    for value in row.values():
+        if isinstance(value, (bytes, bytearray, str)):
+            size += len(value)
+        elif isinstance(value, (list, tuple)):
+            size += 8 * len(value)
+        else:
+            size += 8
+    return size
 
-    def __init__(self, folder: str, max_bytes: int):
-        self.folder, self.max_bytes = folder, max_bytes
+
+class HashingFile:
+    """A write-only file wrapper that hashes what passes through (so shards are not read back for checksums)."""
+
+    def __init__(self, file):
+        self.file, self.digest = file, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+    def writable(self) -> bool:
+        return True
+
+
+class ShardWriter:
+    """Rolls Parquet files `<folder>/<prefix>-NNNN.parquet` so none exceeds `max_bytes` (row groups stay whole;
+    a single row larger than max_bytes still gets a file of its own).
+
+    `close()` returns [{"file": url, "rows": n, "row_groups": g, "sha256": hex}] in writing order.
+    """
+
+    def __init__(self, folder: str, max_bytes: int, schema: pa.Schema = SCHEMA, prefix: str = "part"):
+        self.folder, self.max_bytes, self.schema, self.prefix = folder, max_bytes, schema, prefix
         self.fs, _ = filesystem(folder)
         self.shards: list[dict] = []
         self._rows: list[dict] = []
-        self._file = self._writer = None
+        self._file: HashingFile | None = None
+        self._writer = None
         self._bytes = 0
         self._pending = 0
 
     def add(self, row: dict) -> None:
-        """Buffer a row; a row group closes at ROWS_PER_GROUP rows or a quarter of max_bytes of images,
+        """Buffer a row; a row group closes at ROWS_PER_GROUP rows or a quarter of max_bytes,
         so that every shard holds several whole groups and stays under max_bytes."""
         self._rows.append(row)
-        self._pending += len(row["image"]) + 64 * len(row["keypoints"])
+        self._pending += row_bytes(row)
         if len(self._rows) >= ROWS_PER_GROUP or self._pending >= self.max_bytes // 4:
             self._flush()
 
     def _flush(self) -> None:
         if not self._rows:
             return
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
         buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(self._rows, schema=SCHEMA), buffer)
+        pq.write_table(table, buffer)
         estimate = buffer.tell()
         # keep 5% for the footer (schema + row-group metadata) written on close
         if self._writer is not None and self._bytes + estimate > 0.95 * self.max_bytes:
             self._close()
         if self._writer is None:
-            path = join(self.folder, f"part-{len(self.shards):05d}.parquet")
+            path = join(self.folder, f"{self.prefix}-{len(self.shards):04d}.parquet")
             _, fs_path = filesystem(path)
             self.fs.makedirs(self.fs._parent(fs_path), exist_ok=True)
-            self._file = self.fs.open(fs_path, "wb")
-            self._writer = pq.ParquetWriter(self._file, SCHEMA)
-            self.shards.append({"file": path, "rows": 0})
+            self._file = HashingFile(self.fs.open(fs_path, "wb"))
+            self._writer = pq.ParquetWriter(self._file, self.schema)
+            self.shards.append({"file": path, "rows": 0, "row_groups": 0})
             self._bytes = 0
-        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=SCHEMA))
+        self._writer.write_table(table)
         self.shards[-1]["rows"] += len(self._rows)
+        self.shards[-1]["row_groups"] += 1
         self._bytes = self._file.tell()
         self._rows = []
         self._pending = 0
@@ -185,6 +260,7 @@ class ShardWriter:
     def _close(self) -> None:
         self._writer.close()
         self._file.close()
+        self.shards[-1]["sha256"] = self._file.digest.hexdigest()
         self._writer = self._file = None
 
     def close(self) -> list[dict]:
@@ -222,85 +298,38 @@ def instances(data: dict, skeleton: Skeleton) -> Iterator[tuple[dict, dict]]:
             yield images[ann["image_id"]], ann
 
 
-def derive_dataset(
-    kind: str,
-    annotations_path: str | Path,
-    out_url: str,
-    data: FamilyData,
-    split: SplitParams,
-    skeleton: str | Skeleton = "hand21",
-    repo_root: str | Path | None = None,
-) -> dict[str, Any]:
-    """Write `<out>/<split>/part-*.parquet` and then `<out>/card.json`; returns the card.
+# ---------------------------------------------------------------- the crop kinds (hand_crop, topdown_crop)
+def plan_crops(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
+    """One item per person instance: {"unit", "sample_id", "image", "annotation"} (see poseops.datasets.derive)."""
+    return [
+        {"unit": unit_of(image), "sample_id": int(ann["id"]), "image": image, "annotation": ann}
+        for image, ann in instances(labels, skeleton)
+    ]
 
-    Any earlier dataset at out_url is unpublished (card first) and replaced. On failure nothing
-    readable is left behind.
-    """
-    if kind not in CROP_KINDS:
-        raise DataError(f"derive: dataset kind {kind!r} is not implemented yet; kinds: {', '.join(CROP_KINDS)}")
-    annotations_path = Path(annotations_path)
-    labels = load_annotations(annotations_path)
-    sk = resolve_skeleton(skeleton, labels, str(annotations_path))
-    K = sk.num_keypoints
-    pairs = list(instances(labels, sk))
-    if not pairs:
-        raise DataError(f"{annotations_path}: no annotation with {K} keypoints ({sk.name}) to derive from")
-    assignment = split_units([img for img, _ in pairs], split)
 
-    card_url = join(out_url, CARD)
-    if exists(card_url):
-        clear(card_url)
-    clear(out_url)
-    started = time.time()
-    try:
-        writers = {name: ShardWriter(join(out_url, name), data.max_shard_bytes) for name in ("train", "val")}
-        counts: dict[str, int] = defaultdict(int)
-        units: dict[str, set] = defaultdict(set)
-        source = FrameSource(annotations_path)
-        for image, ann in pairs:
-            name = assignment[unit_of(image)]
-            if data.max_samples is not None and counts[name] >= data.max_samples:
-                continue
-            row = crop_sample(source.frame(image), ann, K, data.shard_margin)
-            row.update(
-                sample_id=ann["id"], image_id=image["id"], annotation_id=ann["id"],
-                sequence=str(image.get("sequence") or ""), subject=str(image.get("subject") or ""),
-                frame_index=-1 if image.get("frame_index") is None else int(image["frame_index"]),
-            )
-            writers[name].add(row)
-            counts[name] += 1
-            units[name].add(str(unit_of(image)))
-        shards = {name: writer.close() for name, writer in writers.items()}
-        card = {
-            "kind": kind,
-            "skeleton": {
-                "name": sk.name, "keypoints": list(sk.keypoints), "edges": [list(e) for e in sk.edges],
-                "flip_pairs": [list(p) for p in sk.flip_pairs],
-            },
-            "splits": {
-                name: {
-                    "samples": counts[name],
-                    "units": sorted(units[name]),
-                    "shards": [
-                        {"file": Path(s["file"]).name, "rows": s["rows"], "sha256": sha256_file(s["file"])}
-                        for s in shards[name]
-                    ],
-                }
-                for name in shards
-            },
-            "counts": {name: counts[name] for name in shards},
-            "source": {
-                "annotations": str(annotations_path.name),
-                "annotations_sha256": sha256_file(annotations_path),
-                "kind": "synthetic" if all(img.get("source") == "synthetic" for img, _ in pairs) else "real",
-                "data": data.model_dump(mode="json"),
-                "split": split.model_dump(mode="json"),
-            },
-            "format": {"schema": [f.name for f in SCHEMA], "max_shard_bytes": data.max_shard_bytes},
-            "seconds": round(time.time() - started, 2),
-        }
-        write_json_atomic(card_url, card)
-    except BaseException:
-        clear(out_url)
-        raise
-    return card
+def crop_rows(items: list[dict], context) -> Iterator[dict]:
+    """Shard rows (SCHEMA) of crop items; context: poseops.datasets.derive.RowContext."""
+    source = FrameSource(Path(context.annotations_path))
+    for item in items:
+        image, ann = item["image"], item["annotation"]
+        row = crop_sample(source.frame(image), ann, context.num_keypoints, context.shard_margin)
+        row.update(
+            sample_id=ann["id"], image_id=image["id"], annotation_id=ann["id"], **image_ids(image),
+        )
+        yield row
+
+
+def image_ids(image: dict) -> dict[str, Any]:
+    """The id columns every kind carries: sequence, subject, frame_index (-1 for a still image)."""
+    return {
+        "sequence": str(image.get("sequence") or ""),
+        "subject": str(image.get("subject") or ""),
+        "frame_index": -1 if image.get("frame_index") is None else int(image["frame_index"]),
+    }
+
+
+def derive_dataset(*args, **kwargs) -> dict[str, Any]:
+    """See poseops.datasets.derive.derive_dataset (kept here for existing imports)."""
+    from poseops.datasets.derive import derive_dataset as derive
+
+    return derive(*args, **kwargs)

@@ -46,3 +46,38 @@ def validation_metrics(model: nn.Module, val: dict[str, np.ndarray], threshold: 
     visible = val["visibility"] > 0
     result = pck(pred, gt, visible, val["norm_size"], threshold=threshold)
     return {"val_pck": result.value}
+
+
+# ---------------------------------------------------------------- bottom-up (whole images, many people)
+def people_keypoints(keypoints: torch.Tensor, visibility: torch.Tensor, num_people: torch.Tensor) -> list[torch.Tensor]:
+    """Padded batch -> the codec's per-image people: keypoints [B,P_max,K,2] input px, visibility
+    [B,P_max,K], num_people [B] -> B tensors [P_b,K,3] (x, y, v)."""
+    people = torch.cat([keypoints.float(), visibility.float()[..., None]], dim=-1)
+    return [people[b, : int(n)] for b, n in enumerate(num_people)]
+
+
+def bottomup_collate(samples: list[dict[str, torch.Tensor]], target_kwargs: dict) -> dict[str, torch.Tensor]:
+    """A DataLoader collate_fn for bottom-up samples: stacks the images and makes the codec's targets.
+
+    samples: image uint8 [3,S,S], keypoints [P_max,K,2] input px, visibility [P_max,K], num_people [].
+    Returns {"image" [B,3,S,S] uint8, "targets": encode_targets(...)} (targets after augmentation).
+    """
+    from poseops.codecs.bottomup import encode_targets
+
+    batch = {key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in ("image", "keypoints", "visibility")}
+    num_people = torch.as_tensor([int(s["num_people"]) for s in samples])
+    people = people_keypoints(batch["keypoints"], batch["visibility"], num_people)
+    return {"image": batch["image"], "num_people": num_people, "targets": encode_targets(people, **target_kwargs)}
+
+
+def bottomup_train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """One optimisation step on a `bottomup_collate` batch; returns the loss and its parts as floats."""
+    core = unwrap(model)
+    images = core.preprocess(batch["image"])
+    model.train()
+    outputs = model(images, batch["targets"])
+    loss, parts = core.loss(outputs, batch["targets"])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return parts

@@ -1,0 +1,241 @@
+"""Checks of the internal annotation form: what counts as bad input, and the few things mended here.
+
+Errors (each names the file and the record): duplicate ids; an annotation whose image or category
+does not exist; keypoints of the wrong length; NaN or infinite numbers; a visibility outside 0/1/2;
+a box with no overlap with its image; a negative area; an image without a positive width and height;
+an unknown camera id; a subject or sequence whose images carry two different fixed splits; and,
+when image files are checked, a missing or zero-byte image file.
+
+Mended (never errors, the data as users have it):
+- a box partly outside its image is clipped to it; the source box is kept as `bbox_raw`;
+- a missing `area` becomes the clipped box's w·h, with `area_flagged: true`;
+- a missing `num_keypoints` is counted; `iscrowd` becomes 0/1;
+- keypoints outside the frame are kept as they are (a labelled point at y < 0 is a real label).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from poseops.errors import DataError
+
+MAX_LISTED = 30  # problems shown in one error message
+
+
+def _finite(values: Any) -> bool:
+    try:
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    except TypeError:
+        return False
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def clip_box(bbox: list[float], width: float, height: float) -> list[float] | None:
+    """[x, y, w, h] clipped to the image [0, width] x [0, height]; None when nothing of it is inside."""
+    x, y, w, h = bbox
+    x0, y0 = max(x, 0.0), max(y, 0.0)
+    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def image_file(image: dict[str, Any], base: Path) -> Path:
+    name = Path(str(image["file_name"]))
+    return name if name.is_absolute() else Path(os.path.normpath(base / name))
+
+
+def check(data: Any, source: str, base: str | Path | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(a mended deep copy of `data`, problems). `base`: the folder relative file names start from;
+    when given, every image file must exist and be non-empty (each distinct file is checked once)."""
+    if not isinstance(data, dict):
+        return {}, [f"{source}: expected a JSON object with images, annotations and categories"]
+    problems: list[str] = []
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            problems.append(f"{source}: missing or malformed {key!r} list")
+    if problems:
+        return {}, problems
+    data = copy.deepcopy(data)
+    camera_ids = _check_cameras(data.get("cameras") or [], source, problems)
+    keypoint_counts = _check_categories(data["categories"], source, problems)
+    images = _check_images(data["images"], source, camera_ids, base, problems)
+    _check_annotations(data["annotations"], source, images, keypoint_counts, problems)
+    _check_splits(data["images"], source, problems)
+    return data, problems
+
+
+def _check_cameras(cameras: list, source: str, problems: list[str]) -> set:
+    from poseops.geometry import Camera
+
+    ids: set = set()
+    fields = set(Camera.model_fields)
+    for cam in cameras:
+        where = f"{source}: camera id {cam.get('id')!r} ({cam.get('name', '')})"
+        if cam.get("id") in ids:
+            problems.append(f"{where}: duplicate camera id")
+        ids.add(cam.get("id"))
+        try:
+            Camera(**{k: v for k, v in cam.items() if k in fields})
+        except Exception as e:  # pydantic's ValidationError: name the field
+            problems.append(f"{where}: malformed camera ({str(e).splitlines()[0]}...)")
+    return ids
+
+
+def _check_categories(categories: list, source: str, problems: list[str]) -> dict:
+    counts: dict = {}
+    for cat in categories:
+        where = f"{source}: category id {cat.get('id')!r} ({cat.get('name')})"
+        if cat.get("id") in counts:
+            problems.append(f"{where}: duplicate category id")
+        names = cat.get("keypoints")
+        if not isinstance(names, list):
+            problems.append(f"{where}: 'keypoints' must be a list of names")
+            names = []
+        counts[cat.get("id")] = len(names)
+        for edge in cat.get("skeleton") or []:
+            if not (isinstance(edge, list) and len(edge) == 2 and all(isinstance(i, int) and 1 <= i <= len(names) for i in edge)):
+                problems.append(f"{where}: skeleton edge {edge!r} is not a pair of indices in 1..{len(names)}")
+                break
+    return counts
+
+
+def _check_images(images: list, source: str, camera_ids: set, base, problems: list[str]) -> dict:
+    by_id: dict = {}
+    checked_files: dict[Path, str | None] = {}
+    for img in images:
+        where = f"{source}: image id {img.get('id')!r} ({img.get('file_name')})"
+        if img.get("id") in by_id:
+            problems.append(f"{where}: duplicate image id")
+            continue
+        by_id[img.get("id")] = img
+        if not img.get("file_name"):
+            problems.append(f"{where}: no file_name")
+            continue
+        w, h = img.get("width"), img.get("height")
+        if not (_number(w) and _number(h) and w > 0 and h > 0):
+            problems.append(f"{where}: width and height must be positive numbers (got {w!r}, {h!r})")
+        if img.get("split") not in (None, "train", "val"):
+            problems.append(f"{where}: split {img['split']!r} is neither 'train' nor 'val'")
+        if img.get("camera_id") is not None and img["camera_id"] not in camera_ids:
+            problems.append(f"{where}: camera_id {img['camera_id']!r} is not in cameras")
+        if base is not None:
+            path = image_file(img, Path(base))
+            if path not in checked_files:
+                checked_files[path] = _file_problem(path)
+            if checked_files[path]:
+                problems.append(f"{where}: {checked_files[path]}")
+    return by_id
+
+
+def _file_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return f"image file {path} not found"
+    if path.stat().st_size == 0:
+        return f"image file {path} is empty (zero bytes)"
+    return None
+
+
+def _check_annotations(annotations: list, source: str, images: dict, keypoint_counts: dict, problems: list[str]) -> None:
+    seen: set = set()
+    for ann in annotations:
+        where = f"{source}: annotation id {ann.get('id')!r} (image {ann.get('image_id')!r})"
+        if ann.get("id") in seen:
+            problems.append(f"{where}: duplicate annotation id")
+            continue
+        seen.add(ann.get("id"))
+        image = images.get(ann.get("image_id"))
+        if image is None:
+            problems.append(f"{where}: image_id {ann.get('image_id')!r} is not in images")
+            continue
+        if ann.get("category_id") not in keypoint_counts:
+            problems.append(f"{where}: unknown category_id {ann.get('category_id')!r}")
+            continue
+        k = keypoint_counts[ann["category_id"]]
+        before = len(problems)
+        _check_keypoints(ann, k, where, problems)
+        _mend_box_and_area(ann, image, where, problems)
+        if len(problems) == before:
+            ann["iscrowd"] = int(bool(ann.get("iscrowd", 0)))
+            if ann.get("num_keypoints") is None:
+                ann["num_keypoints"] = sum(1 for v in ann["keypoints"][2::3] if v > 0)
+
+
+def _check_keypoints(ann: dict, k: int, where: str, problems: list[str]) -> None:
+    keypoints = ann.get("keypoints")
+    if not isinstance(keypoints, list) or len(keypoints) != 3 * k:
+        n = len(keypoints) if isinstance(keypoints, list) else keypoints
+        problems.append(f"{where}: keypoints has {n} values, category {ann['category_id']} needs {3 * k}")
+        return
+    if not _finite(keypoints):
+        problems.append(f"{where}: keypoints contain NaN, infinite or non-numeric values")
+        return
+    if any(v not in (0, 1, 2) for v in keypoints[2::3]):
+        problems.append(f"{where}: keypoint visibility must be 0, 1 or 2")
+    for name, width in (("keypoints_clean", 2), ("keypoints_3d", 3)):
+        extra = ann.get(name)
+        if extra is None:
+            continue
+        values = [v for v in extra if v is not None] if isinstance(extra, list) else None
+        if values is None or len(extra) != width * k or not _finite(values):
+            problems.append(f"{where}: {name} must hold {width * k} finite numbers")
+
+
+def _mend_box_and_area(ann: dict, image: dict, where: str, problems: list[str]) -> None:
+    bbox = ann.get("bbox")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and _finite(bbox)):
+        problems.append(f"{where}: bbox must be 4 finite numbers [x, y, w, h] (got {bbox!r})")
+        return
+    if bbox[2] < 0 or bbox[3] < 0:
+        problems.append(f"{where}: bbox {bbox} has a negative width or height")
+        return
+    width, height = image.get("width"), image.get("height")
+    if not (_number(width) and _number(height)):
+        return  # reported with the image
+    clipped = clip_box([float(v) for v in bbox], width, height)
+    if clipped is None:
+        problems.append(f"{where}: bbox {bbox} has no overlap with the {width}x{height} image")
+        return
+    if clipped != [float(v) for v in bbox]:
+        ann.setdefault("bbox_raw", list(bbox))
+        ann["bbox"] = clipped
+    area = ann.get("area")
+    if area is None:
+        ann["area"] = clipped[2] * clipped[3]
+        ann["area_flagged"] = True
+    elif not _number(area):
+        problems.append(f"{where}: area {area!r} is not a finite number")
+    elif area < 0:
+        problems.append(f"{where}: negative area {area}")
+
+
+def _check_splits(images: list, source: str, problems: list[str]) -> None:
+    """A subject or a sequence whose images carry two different fixed splits is an error naming it."""
+    for key in ("subject", "sequence"):
+        splits: dict = defaultdict(lambda: defaultdict(int))
+        for img in images:
+            if img.get("split") in ("train", "val") and img.get(key) not in (None, ""):
+                splits[(img.get("source"), img[key])][img["split"]] += 1
+        for (origin, name), counts in sorted(splits.items(), key=lambda kv: str(kv[0])):
+            if len(counts) > 1:
+                shares = ", ".join(f"{n} images in {s}" for s, n in sorted(counts.items()))
+                problems.append(f"{source}: {key} {name!r} (source {origin}) is in two splits ({shares})")
+
+
+def raise_problems(problems: list[str], source: str) -> None:
+    """DataError listing every problem (the first MAX_LISTED), or nothing when there is none."""
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    shown = "\n  ".join(problems[:MAX_LISTED])
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    raise DataError(f"{source}: {len(problems)} problems:\n  {shown}{more}")

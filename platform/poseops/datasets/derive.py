@@ -1,0 +1,313 @@
+"""Derive a family's dataset on Ray (or in-process): plan items, split them, cut them into chunks that Ray
+tasks turn into Parquet shards, then publish `card.json` last.
+
+    labels --plan(kind)--> items (one per future row; each knows its split unit)
+           --split + cap--> chunks (<= chunk_samples items, one split each)
+           --Ray tasks--> <out>/<split>/part-CCCCC-NNNN.parquet (each task writes its own shards)
+           --driver--> <out>/card.json (counts, splits, shard list with checksums, skeleton, source parameters)
+
+The same chunks give the same shards whichever executor runs them, so a local run and a cluster run
+publish identical datasets. Readers list shards from the card only: files of an unfinished or killed
+run are never read, and a re-run clears the folder first.
+
+Executors: "ray" shares the chunks across Ray tasks (one CPU each; OpenCV and BLAS held to one thread),
+attached to $RAY_ADDRESS when set, else to a private local instance. "local" runs them in this process
+(the only choice for memory:// URLs, which live inside one process). "auto" picks Ray when an instance is
+already attached or $RAY_ADDRESS is set or the job is large, else local.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from poseops.annotations.internal import load_annotations
+from poseops.config import FamilyData, SplitParams
+from poseops.errors import DataError
+from poseops.skeletons import Skeleton
+from poseops.storage import clear, exists, join, sha256_file, write_json_atomic
+
+Executor = Literal["auto", "ray", "local"]
+CHUNK_SAMPLES = 256  # items per Ray task
+AUTO_RAY_MIN_SAMPLES = 2000  # "auto" starts a private Ray instance only for jobs at least this large
+FORWARDED_ENV_PREFIXES = ("FSSPEC_", "AWS_ENDPOINT_URL")  # store settings (never credentials) sent to tasks
+FORWARDED_ENV = ("AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one dataset kind is planned and written.
+
+    plan(labels, skeleton, options) -> items: dicts with "unit" (split unit, see shards.unit_of) and
+        "sample_id", plus whatever `rows` needs (JSON-like, shipped to Ray tasks).
+    rows(items, context) -> shard rows of `schema`, one per item, in item order.
+    card(items, context) -> extra card fields (e.g. max_people).
+    """
+
+    schema: pa.Schema
+    plan: Callable[[dict, Skeleton, dict], list[dict]]
+    rows: Callable[[list[dict], "RowContext"], Iterator[dict]]
+    card: Callable[[list[dict], "RowContext"], dict] | None = None
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What a task needs besides its items (picklable)."""
+
+    annotations_path: str
+    num_keypoints: int
+    shard_margin: float
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    split: str
+    index: int
+    items: list[dict]
+
+
+def kinds() -> dict[str, Kind]:
+    from poseops.datasets import bottomup, lifting, multiview, shards
+
+    crop = Kind(shards.SCHEMA, shards.plan_crops, shards.crop_rows)
+    return {
+        "hand_crop": crop,
+        "topdown_crop": crop,
+        "bottomup_image": Kind(bottomup.BOTTOMUP_SCHEMA, bottomup.plan_images, bottomup.image_rows, bottomup.card_fields),
+        "lifting_sequence": Kind(lifting.LIFTING_SCHEMA, lifting.plan_windows, lifting.window_rows, lifting.card_fields),
+        "multiview_group": Kind(multiview.MULTIVIEW_SCHEMA, multiview.plan_groups, multiview.group_rows, multiview.card_fields),
+    }
+
+
+# ---------------------------------------------------------------- planning
+def assign_splits(items: list[dict], split: SplitParams, max_samples: int | None) -> dict[str, list[dict]]:
+    """Items per split ('train', 'val') by their unit (a unit never spans splits), capped at max_samples each."""
+    from poseops.datasets.shards import split_keys
+
+    assignment = split_keys([item["unit"] for item in items], split)
+    out: dict[str, list[dict]] = {"train": [], "val": []}
+    for item in items:
+        name = assignment[item["unit"]]
+        if max_samples is None or len(out[name]) < max_samples:
+            out[name].append(item)
+    return out
+
+
+def make_chunks(per_split: Mapping[str, list[dict]], chunk_samples: int) -> list[Chunk]:
+    """Consecutive runs of at most chunk_samples items of one split (consecutive items share videos)."""
+    chunks = []
+    for name, items in per_split.items():
+        for index, start in enumerate(range(0, len(items), chunk_samples)):
+            chunks.append(Chunk(name, index, items[start : start + chunk_samples]))
+    return chunks
+
+
+# ---------------------------------------------------------------- one task
+def write_chunk(
+    kind: str, chunk: Chunk, context: RowContext, out_url: str, max_shard_bytes: int, one_thread: bool = True
+) -> dict[str, Any]:
+    """Write one chunk's rows as `<out>/<split>/part-<chunk>-NNNN.parquet`; returns its shard list.
+
+    one_thread: hold OpenCV and BLAS to one thread (inside Ray tasks, where the CPUs are the tasks).
+    """
+    import contextlib
+
+    import cv2
+
+    from poseops.datasets.shards import ShardWriter
+
+    spec = kinds()[kind]
+    limit = contextlib.nullcontext()
+    previous = cv2.getNumThreads()
+    if one_thread:
+        from threadpoolctl import threadpool_limits
+
+        cv2.setNumThreads(1)
+        limit = threadpool_limits(1)
+    try:
+        with limit:
+            writer = ShardWriter(join(out_url, chunk.split), max_shard_bytes, spec.schema, prefix=f"part-{chunk.index:05d}")
+            rows = 0
+            for row in spec.rows(chunk.items, context):
+                writer.add(row)
+                rows += 1
+            shards = writer.close()
+    finally:
+        if one_thread:
+            cv2.setNumThreads(previous)
+    return {"split": chunk.split, "index": chunk.index, "rows": rows, "shards": shards}
+
+
+# ---------------------------------------------------------------- executors
+def attach_ray(num_cpus: int | None = None):
+    """The Ray module, attached to $RAY_ADDRESS when set (token auth: the caller's RAY_AUTH_MODE), else to a
+    private local instance; an instance this process already holds is reused."""
+    import ray
+
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+    return ray
+
+
+def forwarded_env() -> dict[str, str]:
+    """Object-store settings of this process for the tasks' runtime env (endpoints, region; no credentials)."""
+    return {
+        k: v for k, v in os.environ.items()
+        if k in FORWARDED_ENV or any(k.startswith(prefix) for prefix in FORWARDED_ENV_PREFIXES)
+    }
+
+
+def run_on_ray(kind: str, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int) -> list[dict]:
+    ray = attach_ray()
+    task = ray.remote(num_cpus=1, max_retries=1)(write_chunk)
+    env = forwarded_env()
+    if env:
+        task = task.options(runtime_env={"env_vars": env})
+    shared = ray.put(context)
+    refs = [task.remote(kind, chunk, shared, out_url, max_shard_bytes) for chunk in chunks]
+    try:
+        return ray.get(refs)
+    except BaseException as exc:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        if isinstance(exc, ray.exceptions.RayTaskError):
+            raise exc.as_instanceof_cause() from None
+        raise
+
+
+def run_locally(kind: str, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int) -> list[dict]:
+    return [write_chunk(kind, chunk, context, out_url, max_shard_bytes, one_thread=False) for chunk in chunks]
+
+
+def choose_executor(executor: Executor, out_url: str, num_items: int) -> str:
+    """Resolve "auto" and refuse memory:// on Ray (see module doc)."""
+    in_memory = str(out_url).startswith("memory://")
+    if executor == "auto":
+        import sys
+
+        attached = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+        wanted = attached or bool(os.environ.get("RAY_ADDRESS")) or num_items >= AUTO_RAY_MIN_SAMPLES
+        return "local" if in_memory or not wanted else "ray"
+    if executor == "ray" and in_memory:
+        raise DataError(
+            f"{out_url}: memory:// lives inside one process, so Ray tasks cannot write it; derive to a local "
+            "path or s3:// (memory:// is for in-process tests: executor='local')"
+        )
+    if executor not in ("ray", "local"):
+        raise DataError(f"derive: executor {executor!r} is not one of auto, ray, local")
+    return executor
+
+
+# ---------------------------------------------------------------- the entry point
+def derive_dataset(
+    kind: str,
+    annotations_path: str | Path,
+    out_url: str,
+    data: FamilyData,
+    split: SplitParams,
+    skeleton: str | Skeleton = "hand21",
+    repo_root: str | Path | None = None,
+    executor: Executor = "auto",
+    chunk_samples: int = CHUNK_SAMPLES,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write `<out>/<split>/part-*.parquet` and then `<out>/card.json`; returns the card.
+
+    kind: hand_crop | topdown_crop | bottomup_image | lifting_sequence | multiview_group.
+    options: kind settings (lifting_sequence: window (T, default 27), stride (default T), root (joint 0)).
+    Any earlier dataset at out_url is unpublished (card first) and replaced. On failure nothing
+    readable is left behind. repo_root is accepted for the pipeline's calls and unused.
+    """
+    from poseops.datasets.shards import resolve_skeleton
+
+    specs = kinds()
+    if kind not in specs:
+        raise DataError(f"derive: dataset kind {kind!r} is unknown; kinds: {', '.join(specs)}")
+    spec = specs[kind]
+    annotations_path = Path(annotations_path)
+    labels = load_annotations(annotations_path)
+    sk = resolve_skeleton(skeleton, labels, str(annotations_path))
+    options = dict(options or {})
+    items = spec.plan(labels, sk, options)
+    if not items:
+        raise DataError(
+            f"{annotations_path}: nothing to derive a {kind} dataset from "
+            f"(no annotation with {sk.num_keypoints} keypoints ({sk.name}) and what {kind} needs)"
+        )
+    per_split = assign_splits(items, split, data.max_samples)
+    chunks = make_chunks(per_split, chunk_samples)
+    context = RowContext(str(annotations_path.resolve()), sk.num_keypoints, data.shard_margin, options)
+    chosen = choose_executor(executor, out_url, len(items))
+
+    card_url = join(out_url, "card.json")
+    if exists(card_url):
+        clear(card_url)
+    clear(out_url)
+    started = time.time()
+    try:
+        run = run_on_ray if chosen == "ray" else run_locally
+        results = run(kind, chunks, context, out_url, data.max_shard_bytes)
+        card = make_card(kind, sk, per_split, results, spec, context, annotations_path, data, split)
+        card.update(seconds=round(time.time() - started, 2), executor={"name": chosen, "tasks": len(chunks)})
+        write_json_atomic(card_url, card)
+    except BaseException:
+        clear(out_url)
+        raise
+    return card
+
+
+def make_card(
+    kind: str,
+    sk: Skeleton,
+    per_split: Mapping[str, list[dict]],
+    results: list[dict],
+    spec: Kind,
+    context: RowContext,
+    annotations_path: Path,
+    data: FamilyData,
+    split: SplitParams,
+) -> dict[str, Any]:
+    shards: dict[str, list[dict]] = defaultdict(list)
+    for result in sorted(results, key=lambda r: (r["split"], r["index"])):
+        shards[result["split"]] += [
+            {"file": Path(s["file"]).name, "rows": s["rows"], "row_groups": s["row_groups"], "sha256": s["sha256"]}
+            for s in result["shards"]
+        ]
+    all_items = [item for items in per_split.values() for item in items]
+    sources = {item.get("source") or item.get("image", {}).get("source") for item in all_items}
+    card = {
+        "kind": kind,
+        "skeleton": {
+            "name": sk.name, "keypoints": list(sk.keypoints), "edges": [list(e) for e in sk.edges],
+            "flip_pairs": [list(p) for p in sk.flip_pairs],
+        },
+        "splits": {
+            name: {"samples": len(items), "units": sorted({i["unit"] for i in items}), "shards": shards.get(name, [])}
+            for name, items in per_split.items()
+        },
+        "counts": {name: len(items) for name, items in per_split.items()},
+        "source": {
+            "annotations": annotations_path.name,
+            "annotations_sha256": sha256_file(annotations_path),
+            "kind": "synthetic" if sources == {"synthetic"} else "real",
+            "data": data.model_dump(mode="json"),
+            "split": split.model_dump(mode="json"),
+            "options": dict(context.options),
+        },
+        "format": {"schema": [f.name for f in spec.schema], "max_shard_bytes": data.max_shard_bytes},
+    }
+    if spec.card is not None:
+        card.update(spec.card(all_items, context))
+    return card
