@@ -39,16 +39,50 @@ class HandCaptureParams(Strict):
     outlier_box_fraction: float = Field(0.3, ge=0, description="outlier displacement sigma / hand box side")
 
 
+class BodyCaptureParams(Strict):
+    """Synthetic multi-view body captures (poseops.capture.synthetic_bodies)."""
+
+    sequences: int = Field(20, ge=1, description="sequences; kinds cycle over tasks x performers, then actions")
+    frames_per_sequence: int | None = Field(None, ge=2, description="kept frames; None: Table 2 durations (actions 20)")
+    frame_step: int = Field(10, ge=1, description="capture frames (30 fps) per kept frame")
+    image_size: int = Field(256, ge=64, multiple_of=2, description="render height, px")
+    views: int = Field(5, ge=1, le=5, description="front (Kinect-like) + up to 4 Human3.6M cameras")
+    people: tuple[int, int] = Field((1, 3), description="people per sequence (low, high)")
+    tasks: list[Literal["TO", "PF", "CR", "CT", "PC"]] = ["TO", "PF", "CR", "CT", "PC"]
+    performers: list[Literal["expert", "trainee"]] = ["expert", "trainee"]
+    actions: list[Literal["walk", "squat", "reach", "turn"]] = ["walk", "squat", "reach", "turn"]
+    occluders: tuple[int, int] = Field((0, 2), description="occluders per view (low, high)")
+    jpeg_quality: int = Field(95, ge=50, le=100)
+    shard_images: int = Field(500, ge=1, description="JPEGs per image shard (tar)")
+    # Label noise on the training labels only (`keypoints`); `keypoints_clean` keeps the truth.
+    label_noise_px: float = Field(0.0, ge=0, description="jitter sigma, px")
+    label_noise: Literal["gaussian", "laplace"] = "gaussian"
+    outlier_rate: float = Field(0.0, ge=0, le=1, description="share of keypoints moved far")
+    outlier_box_fraction: float = Field(0.3, ge=0, description="outlier displacement sigma / person box side")
+    swap_rate: float = Field(0.0, ge=0, le=1, description="share of person labels with left/right swapped")
+
+    @field_validator("people", "occluders")
+    @classmethod
+    def _low_high(cls, value: tuple[int, int], info) -> tuple[int, int]:
+        least = 1 if info.field_name == "people" else 0
+        if not least <= value[0] <= value[1]:
+            raise ValueError(f"must be (low, high) with {least} <= low <= high, got {value}")
+        return value
+
+
 class CaptureParams(Strict):
     generator: Literal["synthetic"] = "synthetic"
     seed: int = 0
     hands: HandCaptureParams = HandCaptureParams()
+    bodies: BodyCaptureParams | None = None
 
 
 class AnnotationSource(Strict):
     format: Literal["coco", "h36m", "freihand", "panoptic", "posetrack"]
     file: str
     images: str | None = None
+    views: list[str] | None = Field(None, description="panoptic: camera views to import (default: five HD views)")
+    cameras: str | None = Field(None, description="h36m: cameras.pkl (default: beside the npz)")
 
 
 class SplitParams(Strict):

@@ -1,6 +1,6 @@
 """Keypoint sets: names, edges, flip pairs, OKS sigmas, joint groups, mappings and joint angles.
 
-Built-in sets (`SKELETONS`): `coco17`, `h36m17`, `mpii16` and `hand21`. Joints are named the same
+Built-in sets (`SKELETONS`): `coco17`, `h36m17`, `mpii16`, `panoptic19` and `hand21`. Joints are named the same
 way across sets (`left_elbow`, `right_knee`, ...), so mappings and joint angles work by name on any
 skeleton that has the joints they need, including one read from a COCO file's category
 (`skeleton_from_coco_category`).
@@ -129,6 +129,19 @@ MPII16 = _body(
      (7, 12), (12, 11), (11, 10), (7, 13), (13, 14), (14, 15)],
 )
 
+# CMU Panoptic's `joints19` (its "coco19" body): body centre = mid-hips, named `pelvis` as in H36M.
+PANOPTIC19 = _body(
+    "panoptic19",
+    (
+        "neck", "nose", "pelvis", "left_shoulder", "left_elbow", "left_wrist", "left_hip", "left_knee",
+        "left_ankle", "right_shoulder", "right_elbow", "right_wrist", "right_hip", "right_knee", "right_ankle",
+        "left_eye", "left_ear", "right_eye", "right_ear",
+    ),
+    # Panoptic toolbox's body edges (1-based there), plus the face.
+    [(0, 1), (0, 3), (3, 4), (4, 5), (0, 2), (2, 6), (6, 7), (7, 8), (2, 12), (12, 13), (13, 14),
+     (0, 9), (9, 10), (10, 11), (1, 15), (15, 16), (1, 17), (17, 18)],
+)
+
 # FreiHAND / COCO-WholeBody-hand order: wrist, then thumb, index, middle, ring, little, base to tip.
 _FINGERS = ("thumb", "index", "middle", "ring", "little")
 _HAND_NAMES = ("wrist",) + tuple(f"{f}{j}" for f in _FINGERS for j in (1, 2, 3, 4))
@@ -146,7 +159,7 @@ HAND21 = Skeleton(
     groups={"wrist": (0,), **{f: tuple(range(1 + 4 * i, 5 + 4 * i)) for i, f in enumerate(_FINGERS)}},
 )
 
-SKELETONS: dict[str, Skeleton] = {s.name: s for s in (COCO17, H36M17, MPII16, HAND21)}
+SKELETONS: dict[str, Skeleton] = {s.name: s for s in (COCO17, H36M17, MPII16, PANOPTIC19, HAND21)}
 
 
 def get_skeleton(name: str) -> Skeleton:

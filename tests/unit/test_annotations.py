@@ -55,9 +55,10 @@ def test_missing_manifest_names_the_folder(raw, tmp_path):
     assert not (tmp_path / "a.json").exists()
 
 
-def test_unsupported_format_is_a_config_error(raw, tmp_path):
-    with pytest.raises(ConfigError, match="h36m"):
-        build_annotations(raw, [AnnotationSource(format="h36m", file="x.json")], tmp_path / "a.json")
+def test_missing_source_file_is_a_config_error_naming_it(raw, tmp_path):
+    with pytest.raises(ConfigError, match="h36m source 'x.npz' not found"):
+        build_annotations(raw, [AnnotationSource(format="h36m", file="x.npz")], tmp_path / "a.json")
+    assert not (tmp_path / "a.json").exists()
 
 
 @pytest.mark.skipif(fixtures_dir() is None or not (fixtures_dir() / "coco" / "test_coco.json").is_file(), reason="no COCO fixture")

@@ -15,7 +15,6 @@ Mended (never errors, the data as users have it):
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from collections import defaultdict
@@ -25,6 +24,7 @@ from typing import Any
 from poseops.errors import DataError
 
 MAX_LISTED = 30  # problems shown in one error message
+EDGE_TOLERANCE = 1e-6  # px: a box edge this close to the image border is not clipped
 
 
 def _finite(values: Any) -> bool:
@@ -39,8 +39,12 @@ def _number(value: Any) -> bool:
 
 
 def clip_box(bbox: list[float], width: float, height: float) -> list[float] | None:
-    """[x, y, w, h] clipped to the image [0, width] x [0, height]; None when nothing of it is inside."""
+    """[x, y, w, h] clipped to the image [0, width] x [0, height]; None when nothing of it is inside.
+    A box inside (to EDGE_TOLERANCE px) comes back unchanged."""
     x, y, w, h = bbox
+    t = EDGE_TOLERANCE
+    if x >= -t and y >= -t and x + w <= width + t and y + h <= height + t and w > 0 and h > 0:
+        return list(bbox)
     x0, y0 = max(x, 0.0), max(y, 0.0)
     x1, y1 = min(x + w, float(width)), min(y + h, float(height))
     if x1 <= x0 or y1 <= y0:
@@ -54,7 +58,7 @@ def image_file(image: dict[str, Any], base: Path) -> Path:
 
 
 def check(data: Any, source: str, base: str | Path | None = None) -> tuple[dict[str, Any], list[str]]:
-    """(a mended deep copy of `data`, problems). `base`: the folder relative file names start from;
+    """(a mended copy of `data`, problems). `base`: the folder relative file names start from;
     when given, every image file must exist and be non-empty (each distinct file is checked once)."""
     if not isinstance(data, dict):
         return {}, [f"{source}: expected a JSON object with images, annotations and categories"]
@@ -64,7 +68,9 @@ def check(data: Any, source: str, base: str | Path | None = None) -> tuple[dict[
             problems.append(f"{source}: missing or malformed {key!r} list")
     if problems:
         return {}, problems
-    data = copy.deepcopy(data)
+    # records are copied one level deep: mending replaces fields, it never edits a list in place
+    data = {**data, "images": [dict(i) if isinstance(i, dict) else i for i in data["images"]],
+            "annotations": [dict(a) if isinstance(a, dict) else a for a in data["annotations"]]}
     camera_ids = _check_cameras(data.get("cameras") or [], source, problems)
     keypoint_counts = _check_categories(data["categories"], source, problems)
     images = _check_images(data["images"], source, camera_ids, base, problems)
@@ -78,7 +84,10 @@ def _check_cameras(cameras: list, source: str, problems: list[str]) -> set:
 
     ids: set = set()
     fields = set(Camera.model_fields)
-    for cam in cameras:
+    for n, cam in enumerate(cameras):
+        if not isinstance(cam, dict):
+            problems.append(f"{source}: cameras[{n}] is not an object")
+            continue
         where = f"{source}: camera id {cam.get('id')!r} ({cam.get('name', '')})"
         if cam.get("id") in ids:
             problems.append(f"{where}: duplicate camera id")
@@ -92,7 +101,10 @@ def _check_cameras(cameras: list, source: str, problems: list[str]) -> set:
 
 def _check_categories(categories: list, source: str, problems: list[str]) -> dict:
     counts: dict = {}
-    for cat in categories:
+    for n, cat in enumerate(categories):
+        if not isinstance(cat, dict):
+            problems.append(f"{source}: categories[{n}] is not an object")
+            continue
         where = f"{source}: category id {cat.get('id')!r} ({cat.get('name')})"
         if cat.get("id") in counts:
             problems.append(f"{where}: duplicate category id")
@@ -111,8 +123,11 @@ def _check_categories(categories: list, source: str, problems: list[str]) -> dic
 def _check_images(images: list, source: str, camera_ids: set, base, problems: list[str]) -> dict:
     by_id: dict = {}
     checked_files: dict[Path, str | None] = {}
-    for img in images:
-        where = f"{source}: image id {img.get('id')!r} ({img.get('file_name')})"
+    for n, img in enumerate(images):
+        if not isinstance(img, dict):
+            problems.append(f"{source}: images[{n}] is not an object")
+            continue
+        where = f"{source}: image id {img.get('id')!r}"
         if img.get("id") in by_id:
             problems.append(f"{where}: duplicate image id")
             continue
@@ -146,7 +161,10 @@ def _file_problem(path: Path) -> str | None:
 
 def _check_annotations(annotations: list, source: str, images: dict, keypoint_counts: dict, problems: list[str]) -> None:
     seen: set = set()
-    for ann in annotations:
+    for n, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            problems.append(f"{source}: annotations[{n}] is not an object")
+            continue
         where = f"{source}: annotation id {ann.get('id')!r} (image {ann.get('image_id')!r})"
         if ann.get("id") in seen:
             problems.append(f"{where}: duplicate annotation id")
@@ -194,8 +212,8 @@ def _mend_box_and_area(ann: dict, image: dict, where: str, problems: list[str]) 
     if not (isinstance(bbox, list) and len(bbox) == 4 and _finite(bbox)):
         problems.append(f"{where}: bbox must be 4 finite numbers [x, y, w, h] (got {bbox!r})")
         return
-    if bbox[2] < 0 or bbox[3] < 0:
-        problems.append(f"{where}: bbox {bbox} has a negative width or height")
+    if bbox[2] <= 0 or bbox[3] <= 0:
+        problems.append(f"{where}: bbox {bbox} has a zero or negative width or height")
         return
     width, height = image.get("width"), image.get("height")
     if not (_number(width) and _number(height)):
@@ -222,7 +240,7 @@ def _check_splits(images: list, source: str, problems: list[str]) -> None:
     for key in ("subject", "sequence"):
         splits: dict = defaultdict(lambda: defaultdict(int))
         for img in images:
-            if img.get("split") in ("train", "val") and img.get(key) not in (None, ""):
+            if isinstance(img, dict) and img.get("split") in ("train", "val") and img.get(key) not in (None, ""):
                 splits[(img.get("source"), img[key])][img["split"]] += 1
         for (origin, name), counts in sorted(splits.items(), key=lambda kv: str(kv[0])):
             if len(counts) > 1:

@@ -16,7 +16,7 @@ from poseops.errors import DataError
 from poseops.storage import read_json
 
 ANNOTATION_FIELDS = ("id", "image_id", "category_id", "keypoints", "bbox")
-OPTIONAL_FIELDS = ("area", "iscrowd", "num_keypoints", "track_id", "keypoints_3d", "person_id")
+OPTIONAL_FIELDS = ("area", "iscrowd", "num_keypoints", "track_id", "keypoints_3d", "person_id", "bbox_head")
 
 
 def image_size(path: Path) -> tuple[int | None, int | None]:

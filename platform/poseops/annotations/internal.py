@@ -163,18 +163,29 @@ def import_source(source: AnnotationSource, out_folder: Path | None) -> dict[str
         )
     if not Path(source.file).exists():
         raise ConfigError(f"params.yaml: data.annotations: {source.format} source {source.file!r} not found")
-    return importer(source.format)(source.file, source.images, out_folder)
+    options: dict[str, Any] = {}
+    if source.views is not None:
+        options["views"] = source.views
+    if source.cameras is not None:
+        options["cameras_file"] = source.cameras
+    return importer(source.format)(source.file, source.images, out_folder, **options)
 
 
 def build_annotations(
     raw_dir: str | Path | None, sources: Sequence[AnnotationSource], out_path: str | Path
 ) -> dict[str, int]:
     """Merge the synthetic captures' labels (unless raw_dir is None) and every extra source into one
-    validated file (image files checked too); nothing is written when anything is wrong."""
+    validated file; nothing is written when anything is wrong. Each part is checked (image files
+    included) under its own file name and record ids before merging renumbers them, then the merge
+    (e.g. a subject in two fixed splits across sources)."""
     out_path = Path(out_path)
-    parts = [from_synthetic_captures(raw_dir, out_path.parent)] if raw_dir is not None else []
-    parts += [import_source(source, out_path.parent) for source in sources]
-    merged = validate(merge(parts), str(out_path), base=out_path.parent)
+    parts = []
+    if raw_dir is not None:
+        synthetic = from_synthetic_captures(raw_dir, out_path.parent)
+        parts.append(validate(synthetic, str(Path(raw_dir) / "labels.json"), base=out_path.parent))
+    for source in sources:
+        parts.append(validate(import_source(source, out_path.parent), source.file, base=out_path.parent))
+    merged = validate(merge(parts), str(out_path))
     write_json_atomic(out_path, merged)
     return {"images": len(merged["images"]), "annotations": len(merged["annotations"]), "sources": len(parts)}
 
@@ -218,19 +229,23 @@ def _is_local(url: str | Path) -> bool:
     return isinstance(filesystem(url)[0], LocalFileSystem)
 
 
-def import_annotations(fmt: str, file: str | Path, images: str | Path | None, out: str | Path) -> dict[str, Any]:
+def import_annotations(
+    fmt: str, file: str | Path, images: str | Path | None, out: str | Path, **options: Any
+) -> dict[str, Any]:
     """Read `file` in format `fmt`, validate it (image files included) and publish it at folder `out`:
-    annotations.json, then manifest.json last. Nothing is written when anything is wrong.
+    annotations.json, then manifest.json last. Nothing is written when anything is wrong. `options`
+    go to the format's reader (e.g. `views` for panoptic, `cameras_file` for h36m).
 
     Returns the manifest: format, source, counts (boxes clipped, areas computed here), file + sha256."""
     out_folder = Path(filesystem(out)[1]) if _is_local(out) else None
-    part = importer(fmt)(file, images, out_folder)
+    part = importer(fmt)(file, images, out_folder, **options)
     mended = validate(part, str(file), base=out_folder if out_folder is not None else Path("/"))
     payload = (json.dumps(mended, indent=1, sort_keys=True) + "\n").encode()
     manifest = {
         "kind": "annotations",
         "format": fmt,
-        "source": {"file": str(Path(file).resolve()), "images": str(Path(images).resolve()) if images else None},
+        "source": {"file": str(Path(file).resolve()), "images": str(Path(images).resolve()) if images else None,
+                   "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}},
         "annotations": {"file": ANNOTATIONS_FILE, "sha256": sha256_bytes(payload)},
         "counts": {
             "images": len(mended["images"]),
