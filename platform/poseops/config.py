@@ -129,6 +129,7 @@ class FamilyTrain(Strict):
     # `plateau_min_delta` of each other (None: always run `epochs`, which stays the cap).
     plateau_window: int | None = Field(None, ge=2)
     plateau_min_delta: float = Field(0.005, gt=0)
+    plateau_min_epochs: int = Field(0, ge=0, description="epochs before a plateau may stop training")
 
 
 class FamilyServe(Strict):

@@ -49,12 +49,14 @@ HANDMLE_LABELS: dict[str, dict[str, Any]] = {
         "data.capture.hands.label_noise_px": 2.0,
     },
 }
-# Every cell trains to a validation plateau (last 3 evaluations within 0.005), `epochs` being the cap.
+# Every cell trains to a validation plateau (last 3 evaluations within 0.005) once the learning rate
+# has decayed (epoch 14) and three epochs ran at the low rate; `epochs` is the cap.
 HANDMLE_SCHEDULE: dict[str, Any] = {
     "families.handmle.train.plateau_window": 3,
     "families.handmle.train.plateau_min_delta": 0.005,
-    "families.handmle.train.epochs": 30,
-    "families.handmle.train.lr_milestones": [20],
+    "families.handmle.train.plateau_min_epochs": 17,
+    "families.handmle.train.epochs": 22,
+    "families.handmle.train.lr_milestones": [14],
 }
 
 

@@ -17,3 +17,10 @@ from poseops.train.loop import at_plateau
 )
 def test_at_plateau(values, window, expected):
     assert at_plateau(values, window, 0.005) is expected
+
+
+def test_a_flat_start_is_no_plateau_before_min_epochs():
+    flat_start = [0.255, 0.256, 0.255]
+    assert at_plateau(flat_start, 3, 0.005) is True
+    assert at_plateau(flat_start, 3, 0.005, min_epochs=5) is False
+    assert at_plateau([*flat_start, 0.4, 0.401, 0.402], 3, 0.005, min_epochs=5) is True
