@@ -237,3 +237,76 @@ def test_load_split_arrays_is_deterministic(dataset):
     assert np.array_equal(a["sample_id"][:3], b["sample_id"])
     assert np.array_equal(a["image"][:3], b["image"])
     assert a["keypoints"].shape == (card["counts"]["val"], K, 2)
+
+
+def test_shuffle_buffer_mixes_across_a_thousand_rows(tmp_path):
+    """Rows are read in row-group order; the buffer holds SHUFFLE_BUFFER (>= 1000) of them, so the first
+    sample yielded can be any of the first 1000 read, and an epoch moves samples far beyond a row group."""
+    import pyarrow as pa
+
+    from poseops.datasets.loader import SHUFFLE_BUFFER, ShardStream
+    from poseops.datasets.shards import ShardWriter
+    from poseops.storage import write_json_atomic
+
+    assert SHUFFLE_BUFFER >= 1000
+    writer = ShardWriter(str(tmp_path / "ds" / "train"), 1 << 20, pa.schema([("sample_id", pa.int64())]))
+    for i in range(2500):
+        writer.add({"sample_id": i})
+    shards = [{"file": s["file"].rsplit("/", 1)[-1], "rows": s["rows"], "row_groups": s["row_groups"]} for s in writer.close()]
+    write_json_atomic(tmp_path / "ds" / "card.json", {"kind": "ids", "splits": {"train": {"shards": shards}}})
+
+    class Ids(ShardStream):
+        def _tensors(self, row, rng):
+            return row["sample_id"]
+
+    def read_order(stream: ShardStream) -> list[int]:
+        """Ids in the order the stream reads them (its row groups' order)."""
+        from poseops.datasets.loader import read_row_group
+
+        return [r["sample_id"] for path, group in stream.my_units() for r in read_row_group(path, group)]
+
+    firsts = []
+    for seed in range(8):
+        stream = Ids(str(tmp_path / "ds"), "train", seed=seed)
+        position = {sample: i for i, sample in enumerate(read_order(stream))}
+        got = list(stream)
+        assert sorted(got) == list(range(2500))
+        firsts.append(position[got[0]])
+        moved = np.abs(np.arange(2500) - np.array([position[i] for i in got]))
+        assert moved.max() > 500  # far beyond one row group (64 rows)
+    assert max(firsts) > 500 and min(firsts) < 500
+
+
+def test_executor_choice(monkeypatch):
+    """auto: in-process for memory:// and small jobs; Ray when a cluster is named or the job is large;
+    an explicit Ray run refuses memory:// (it lives in one process)."""
+    from poseops.datasets.derive import AUTO_RAY_MIN_SAMPLES, choose_executor
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert choose_executor("auto", "/tmp/x", 10) == "local"
+    assert choose_executor("auto", "/tmp/x", AUTO_RAY_MIN_SAMPLES) == "ray"
+    assert choose_executor("auto", "memory://x", AUTO_RAY_MIN_SAMPLES) == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert choose_executor("auto", "s3://bucket/x", 10) == "ray"
+    assert choose_executor("local", "s3://bucket/x", 10) == "local"
+    with pytest.raises(DataError, match="memory://"):
+        choose_executor("ray", "memory://x", 10)
+    with pytest.raises(DataError, match="executor"):
+        choose_executor("spark", "/tmp/x", 10)
+
+
+def test_one_chunk_per_task_writes_its_own_shards(annotations, tmp_path):
+    """Chunks of at most chunk_samples items, each written to its own part-<chunk>-NNNN files; the card
+    lists them in order with row and row-group counts and checksums of the bytes on disk."""
+    from poseops.storage import sha256_file
+
+    card = derive_dataset("hand_crop", annotations, str(tmp_path / "ds"), FAMILY, SPLIT, executor="local", chunk_samples=7)
+    for split, body in card["splits"].items():
+        names = [s["file"] for s in body["shards"]]
+        assert names == sorted(names) and len({n.split("-")[1] for n in names}) == -(-card["counts"][split] // 7)
+        assert sum(s["rows"] for s in body["shards"]) == card["counts"][split]
+        for shard in body["shards"]:
+            path = tmp_path / "ds" / split / shard["file"]
+            assert sha256_file(path) == shard["sha256"]
+            assert pq.ParquetFile(path).num_row_groups == shard["row_groups"]
+    assert card["executor"] == {"name": "local", "tasks": sum(-(-n // 7) for n in card["counts"].values())}

@@ -37,7 +37,7 @@ from poseops.storage import clear, exists, join, sha256_file, write_json_atomic
 Executor = Literal["auto", "ray", "local"]
 CHUNK_SAMPLES = 256  # items per Ray task
 AUTO_RAY_MIN_SAMPLES = 2000  # "auto" starts a private Ray instance only for jobs at least this large
-FORWARDED_ENV_PREFIXES = ("FSSPEC_", "AWS_ENDPOINT_URL")  # store settings (never credentials) sent to tasks
+FORWARDED_ENV_PREFIXES = ("FSSPEC_", "AWS_ENDPOINT_URL")  # store settings (never credentials) sent to cluster tasks
 FORWARDED_ENV = ("AWS_DEFAULT_REGION", "AWS_REGION")
 
 
@@ -75,7 +75,7 @@ class Chunk:
 
 
 def kinds() -> dict[str, Kind]:
-    from poseops.datasets import bottomup, lifting, multiview, shards
+    from poseops.datasets import bottomup_rows as bottomup, lifting, multiview, shards
 
     crop = Kind(shards.SCHEMA, shards.plan_crops, shards.crop_rows)
     return {
@@ -128,10 +128,8 @@ def write_chunk(
     limit = contextlib.nullcontext()
     previous = cv2.getNumThreads()
     if one_thread:
-        from threadpoolctl import threadpool_limits
-
         cv2.setNumThreads(1)
-        limit = threadpool_limits(1)
+        limit = blas_one_thread()
     try:
         with limit:
             writer = ShardWriter(join(out_url, chunk.split), max_shard_bytes, spec.schema, prefix=f"part-{chunk.index:05d}")
@@ -144,6 +142,18 @@ def write_chunk(
         if one_thread:
             cv2.setNumThreads(previous)
     return {"split": chunk.split, "index": chunk.index, "rows": rows, "shards": shards}
+
+
+def blas_one_thread():
+    """A context holding BLAS/OpenMP pools to one thread (threadpoolctl); Ray already sets OMP_NUM_THREADS
+    to a task's CPUs, so without threadpoolctl this is a no-op."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
 
 
 # ---------------------------------------------------------------- executors
@@ -162,7 +172,10 @@ def attach_ray(num_cpus: int | None = None):
 
 
 def forwarded_env() -> dict[str, str]:
-    """Object-store settings of this process for the tasks' runtime env (endpoints, region; no credentials)."""
+    """Object-store settings of this process for tasks on a cluster attached through $RAY_ADDRESS (endpoints,
+    region; never credentials). A private local instance inherits this process's environment already."""
+    if not os.environ.get("RAY_ADDRESS"):
+        return {}
     return {
         k: v for k, v in os.environ.items()
         if k in FORWARDED_ENV or any(k.startswith(prefix) for prefix in FORWARDED_ENV_PREFIXES)
@@ -226,7 +239,8 @@ def derive_dataset(
     """Write `<out>/<split>/part-*.parquet` and then `<out>/card.json`; returns the card.
 
     kind: hand_crop | topdown_crop | bottomup_image | lifting_sequence | multiview_group.
-    options: kind settings (lifting_sequence: window (T, default 27), stride (default T), root (joint 0)).
+    options: kind settings: crop kinds: crop_format "png" (default, lossless) | "jpeg" (quality 95);
+        lifting_sequence: window (T, default 27), stride (default T).
     Any earlier dataset at out_url is unpublished (card first) and replaced. On failure nothing
     readable is left behind. repo_root is accepted for the pipeline's calls and unused.
     """

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from poseops.annotations.internal import load_annotations, resolve_image_path
-from poseops.config import FamilyData, SplitParams
+from poseops.annotations.internal import resolve_image_path
+from poseops.config import SplitParams
 from poseops.datasets.transforms import cut_window, integer_window
 from poseops.errors import DataError
 from poseops.skeletons import SKELETONS, Skeleton, get_skeleton, skeleton_from_coco_category
@@ -41,7 +41,7 @@ SCHEMA = pa.schema(
         ("sequence", pa.string()),
         ("subject", pa.string()),
         ("frame_index", pa.int64()),
-        ("image", pa.binary()),  # PNG bytes of the crop
+        ("image", pa.binary()),  # the crop, PNG (default, lossless) or JPEG (options crop_format="jpeg")
         ("crop_h", pa.int32()),
         ("crop_w", pa.int32()),
         ("keypoints", pa.list_(pa.float32())),  # K*2, crop pixels
@@ -132,7 +132,26 @@ def encode_png(pixels: np.ndarray, what: str) -> bytes:
 
 
 # ---------------------------------------------------------------- one sample
-def crop_sample(pixels: np.ndarray, ann: dict, num_keypoints: int, margin: float) -> dict[str, Any]:
+CROP_FORMATS = ("png", "jpeg")
+JPEG_QUALITY = 95
+
+
+def encode_crop(crop: np.ndarray, crop_format: str, what: str) -> bytes:
+    """PNG (lossless: the loader sees the source's very pixels) or JPEG quality 95 (several times smaller
+    and faster to decode; a second lossy generation for JPEG sources)."""
+    if crop_format not in CROP_FORMATS:
+        raise DataError(f"derive: crop_format {crop_format!r} is not one of {', '.join(CROP_FORMATS)}")
+    if crop_format == "png":
+        return encode_png(crop, what)
+    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise DataError(f"{what}: could not be encoded as JPEG")
+    return data.tobytes()
+
+
+def crop_sample(
+    pixels: np.ndarray, ann: dict, num_keypoints: int, margin: float, crop_format: str = "png"
+) -> dict[str, Any]:
     """Cut one instance's crop (see module doc) and express its labels in crop pixels."""
     x0, y0, side = integer_window(ann["bbox"], margin)
     crop = cut_window(pixels, x0, y0, side)
@@ -151,11 +170,8 @@ def crop_sample(pixels: np.ndarray, ann: dict, num_keypoints: int, margin: float
     clean = np.asarray(ann.get("keypoints_clean") or kp[:, :2].ravel(), dtype=np.float64).reshape(num_keypoints, 2)
     x, y, w, h = ann["bbox"]
     box = np.array([*to_crop(np.array([x, y])), w * factor, h * factor], dtype=np.float32)
-    ok, png = cv2.imencode(".png", crop)
-    if not ok:
-        raise DataError(f"annotation {ann['id']}: the crop could not be encoded")
     return {
-        "image": png.tobytes(),
+        "image": encode_crop(crop, crop_format, f"annotation {ann['id']}"),
         "crop_h": crop.shape[0],
         "crop_w": crop.shape[1],
         "keypoints": to_crop(kp[:, :2]).ravel().tolist(),
@@ -312,7 +328,8 @@ def crop_rows(items: list[dict], context) -> Iterator[dict]:
     source = FrameSource(Path(context.annotations_path))
     for item in items:
         image, ann = item["image"], item["annotation"]
-        row = crop_sample(source.frame(image), ann, context.num_keypoints, context.shard_margin)
+        row = crop_sample(source.frame(image), ann, context.num_keypoints, context.shard_margin,
+                          context.options.get("crop_format", "png"))
         row.update(
             sample_id=ann["id"], image_id=image["id"], annotation_id=ann["id"], **image_ids(image),
         )
