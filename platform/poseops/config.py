@@ -111,7 +111,22 @@ class FamilyData(Strict):
     shard_margin: float = Field(1.5, ge=1.0, le=3.0, description="stored crop side / box's longer side")
     max_shard_bytes: int = Field(64 << 20, ge=1 << 16)
     max_samples: int | None = Field(None, ge=1, description="cap per split (tiny profiles)")
+    crop_format: Literal["png", "jpeg"] = Field("png", description="stored crops: lossless PNG or JPEG (q 95, faster)")
+    sequence_window: int = Field(27, ge=1, description="lifting_sequence: frames per window (T)")
+    sequence_stride: int | None = Field(None, ge=1, description="lifting_sequence: window step (default T)")
+    min_views: int = Field(2, ge=1, description="multiview_group: least views per group")
     augment: AugmentParams = AugmentParams()
+
+    def kind_options(self) -> dict[str, Any]:
+        """The derivation settings of this block's kind, as `derive_dataset(options=...)` takes them."""
+        options: dict[str, Any] = {"crop_format": self.crop_format}
+        if self.kind == "lifting_sequence":
+            options["window"] = self.sequence_window
+            if self.sequence_stride is not None:
+                options["stride"] = self.sequence_stride
+        if self.kind == "multiview_group":
+            options["min_views"] = self.min_views
+        return options
 
 
 class FamilyTrain(Strict):

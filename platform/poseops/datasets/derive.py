@@ -239,8 +239,8 @@ def derive_dataset(
     """Write `<out>/<split>/part-*.parquet` and then `<out>/card.json`; returns the card.
 
     kind: hand_crop | topdown_crop | bottomup_image | lifting_sequence | multiview_group.
-    options: kind settings: crop kinds: crop_format "png" (default, lossless) | "jpeg" (quality 95);
-        lifting_sequence: window (T, default 27), stride (default T).
+    options: kind settings over `data.kind_options()` (from params.yaml): crop kinds: crop_format "png"
+        (lossless) | "jpeg" (quality 95); lifting_sequence: window (T), stride; multiview_group: min_views.
     Any earlier dataset at out_url is unpublished (card first) and replaced. On failure nothing
     readable is left behind. repo_root is accepted for the pipeline's calls and unused.
     """
@@ -253,7 +253,7 @@ def derive_dataset(
     annotations_path = Path(annotations_path)
     labels = load_annotations(annotations_path)
     sk = resolve_skeleton(skeleton, labels, str(annotations_path))
-    options = dict(options or {})
+    options = {**data.kind_options(), **(options or {})}
     items = spec.plan(labels, sk, options)
     if not items:
         raise DataError(
