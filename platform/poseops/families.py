@@ -158,32 +158,28 @@ class TopDownPredictor:
 
 
 # ---------------------------------------------------------------- bottom-up (whole image, many people)
-def letterbox_affine(height: int, width: int, input_size: int, stride: int = 32) -> tuple[np.ndarray, tuple[int, int]]:
-    """Source px -> network input px for a whole image: short side scaled to `input_size` (aspect kept,
-    as the method note's 512 short side), the canvas padded right/bottom to multiples of `stride`.
+def bottomup_input(image_bgr: np.ndarray, input_size: int, box_xywh: Sequence[float] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Source image -> (network input RGB uint8 [S,S,3], affine source -> input [2,3]).
 
-    Returns (affine [2,3] source -> input, (input width, input height)). The map is the one
-    cv2.resize uses (pixel centres at integers): x_in = s * (x + 0.5) - 0.5.
+    The training loader's geometry (poseops.datasets.bottomup.letterbox_affine): the image's (or the
+    box's) longer side fills the S x S input, centred, zero border.
     """
-    scale = float(input_size) / float(min(height, width))
-    out_w = int(np.ceil(width * scale / stride) * stride)
-    out_h = int(np.ceil(height * scale / stride) * stride)
-    offset = 0.5 * scale - 0.5
-    return np.array([[scale, 0.0, offset], [0.0, scale, offset]]), (out_w, out_h)
+    from poseops.datasets.bottomup import letterbox_affine
+    from poseops.datasets.transforms import box_affine, warp
 
-
-def warp_to(image: np.ndarray, affine: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
-    """image [H,W,C] -> [h,w,C] (size_wh = (w, h)) through the source->output affine (bilinear, zero border)."""
-    import cv2
-
-    return cv2.warpAffine(image, np.asarray(affine, dtype=np.float64), size_wh, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if box_xywh is None:
+        height, width = image_bgr.shape[:2]
+        affine = letterbox_affine(width, height, input_size)
+    else:
+        affine = box_affine(tuple(float(v) for v in box_xywh), 1.0, input_size)
+    return np.ascontiguousarray(warp(image_bgr, affine, input_size)[..., ::-1]), affine
 
 
 def predict_people_inputs(model: "nn.Module", images_rgb: np.ndarray, flip_test: bool = False,
                           batch_size: int = 8) -> list[dict[str, np.ndarray]]:
     """images_rgb [N,H,W,3] uint8 (H, W multiples of 32) -> per image {"keypoints" [P,K,2] input px,
-    "keypoint_scores" [P,K], "scores" [P]}, best first.
+    "keypoint_scores" [P,K], "scores" [P]}.
 
     The one bottom-up inference path shared by evaluate, training's validation and the endpoint.
     """
@@ -199,6 +195,20 @@ def predict_people_inputs(model: "nn.Module", images_rgb: np.ndarray, flip_test:
     return people
 
 
+def people_in_source(found: dict[str, np.ndarray], input_to_source: np.ndarray,
+                     bounds: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
+    """Input-px people -> source px, best score first, keypoints clipped to bounds (x0, y0, x1, y1)
+    (the zero border around a letterboxed image may hold peaks)."""
+    from poseops.datasets.transforms import apply_affine
+
+    order = np.argsort(-found["scores"], kind="stable")
+    found = {key: value[order] for key, value in found.items()}
+    x0, y0, x1, y1 = bounds
+    points = apply_affine(found["keypoints"], input_to_source)
+    points = np.stack([points[..., 0].clip(x0, max(x0, x1)), points[..., 1].clip(y0, max(y0, y1))], axis=-1)
+    return {**found, "keypoints": points}
+
+
 def people_json(keypoints: np.ndarray, keypoint_scores: np.ndarray, scores: np.ndarray) -> list[dict]:
     """[P,K,2], [P,K], [P] -> [{"keypoints": [[x, y, score] x K], "score": s}] (plain floats)."""
     return [
@@ -212,7 +222,7 @@ class BottomUpPredictor:
 
     `predict(image_bgr [H,W,3] uint8, box_xywh | None) -> {"people": [{"keypoints": [[x, y, score] x K],
     "score": s}]}` in the original image's pixels, best first. A box restricts the search to that
-    region (it is letterboxed like a whole image); no box means the whole image.
+    region (letterboxed like a whole image); no box means the whole image.
     """
 
     def __init__(self, model: "nn.Module", name: str, version: str, input_size: int | None = None,
@@ -222,27 +232,19 @@ class BottomUpPredictor:
         self.input_size = int(input_size or model.config.input_size)
         self.flip_test = bool(flip_test)
 
-    def prepare(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
-        """(network input RGB uint8 [h,w,3], affine source -> input [2,3])."""
-        from poseops.datasets.transforms import compose
-
-        x0, y0 = 0.0, 0.0
-        height, width = image_bgr.shape[:2]
-        if box_xywh is not None:
-            x0, y0 = float(box_xywh[0]), float(box_xywh[1])
-            width, height = max(1, int(round(box_xywh[2]))), max(1, int(round(box_xywh[3])))
-        to_input, size_wh = letterbox_affine(height, width, self.input_size)
-        affine = compose(to_input, np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]))
-        pixels = warp_to(image_bgr, affine, size_wh)
-        return np.ascontiguousarray(pixels[..., ::-1]), affine
-
     def predict_arrays(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict[str, np.ndarray]:
-        """{"keypoints" [P,K,2] source px, "keypoint_scores" [P,K], "scores" [P]}."""
-        from poseops.datasets.transforms import apply_affine, invert_affine
+        """{"keypoints" [P,K,2] source px (clipped to the image or box), "keypoint_scores" [P,K],
+        "scores" [P]}, best score first."""
+        from poseops.datasets.transforms import invert_affine
 
-        pixels, affine = self.prepare(image_bgr, box_xywh)
-        result = predict_people_inputs(self.model, pixels[None], self.flip_test)[0]
-        return {**result, "keypoints": apply_affine(result["keypoints"], invert_affine(affine))}
+        pixels, affine = bottomup_input(image_bgr, self.input_size, box_xywh)
+        found = predict_people_inputs(self.model, pixels[None], self.flip_test)[0]
+        height, width = image_bgr.shape[:2]
+        bounds = (0.0, 0.0, width - 1.0, height - 1.0)
+        if box_xywh is not None:
+            x, y, w, h = (float(v) for v in box_xywh)
+            bounds = (max(0.0, x), max(0.0, y), min(width - 1.0, x + w - 1), min(height - 1.0, y + h - 1))
+        return people_in_source(found, invert_affine(affine), bounds)
 
     def predict(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict:
         found = self.predict_arrays(image_bgr, box_xywh)

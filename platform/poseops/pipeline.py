@@ -81,7 +81,8 @@ def annotate(params: Params, where: Layout) -> dict:
 
 
 def derive(family_name: str, params: Params, where: Layout) -> dict:
-    from poseops.datasets.shards import derive_dataset
+    """derive@<family>: the same derive_dataset as `poseops data derive` (Ray when attached or large)."""
+    from poseops.datasets.derive import derive_dataset
 
     family, fam = get_family(family_name), params.families[family_name]
     with console.status(f"derive@{family_name}: cutting {family.dataset_kind} shards"):
@@ -94,19 +95,22 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
 
 
 def train(family_name: str, params: Params, where: Layout) -> dict:
-    """Fit with Ray Train, log the run to MLflow, publish the best checkpoint to models/<family>/."""
+    """Fit with Ray Train, log the run to MLflow, publish the best checkpoint (by the family's
+    `val_metric`) to models/<family>/."""
     from safetensors.torch import load_file
 
     from poseops.checkpoints import save_checkpoint
     from poseops.train.fit import best_checkpoint, fit, history
+    from poseops.train.hooks import hooks_for
     from poseops.train.report import log_training_run
 
     family, fam = get_family(family_name), params.families[family_name]
+    metric = family.val_metric
     run_name = f"{family_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     console.print(f"train@{family_name}: Ray Train, {fam.train.num_workers} worker(s), {fam.train.epochs} epochs")
     result = fit(family, fam, str(where.derived(family_name)), run_name)
     epochs = history(result)
-    best_epoch = max(epochs, key=lambda e: e.get("val_pck", float("-inf"))) if epochs else {}
+    best_epoch = max(epochs, key=lambda e: e.get(metric, float("-inf"))) if epochs else {}
     with best_checkpoint(result).as_directory() as folder:
         best = Path(folder)
         run_id = log_training_run(family, fam, best, epochs, where.plots(family_name))
@@ -115,10 +119,10 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
             json.loads((best / "config.json").read_text())["config"],
             extra={
                 "mlflow_run_id": run_id, "ray_run": str(result.path), "best_epoch": best_epoch,
-                "inference": {"crop_margin": fam.data.crop_margin},
+                "inference": hooks_for(family.dataset_kind).inference(fam),
             },
         )
-    console.print(f"train@{family_name}: best val_pck {best_epoch.get('val_pck', float('nan')):.3f} "
+    console.print(f"train@{family_name}: best {metric} {best_epoch.get(metric, float('nan')):.3f} "
                   f"-> {where.model(family_name)} (MLflow run {run_id})")
     return {"run_id": run_id, "best_epoch": best_epoch}
 
@@ -136,8 +140,9 @@ def evaluate(family_name: str, params: Params, where: Layout) -> dict:
     run_id = info.get("extra", {}).get("mlflow_run_id")
     if run_id:
         log_evaluation(run_id, report, where.metrics(family_name))
+    primary = family.primary_metric
     console.print(
-        f"evaluate@{family_name}: PCK@0.2 {report['pck']:.3f} (baselines {report['baselines']}, "
+        f"evaluate@{family_name}: {primary} {report[primary]:.3f} (baselines {report['baselines']}, "
         f"margin {report['margin_over_best_baseline']:+.3f})"
     )
     return report

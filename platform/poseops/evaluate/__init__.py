@@ -1,7 +1,8 @@
 """The evaluate workload: run a checkpoint over a split, write metrics.json (with protocols) and plots.
 
-Besides the trained model it scores two baselines on the same split, so learning is measured
-honestly: the untrained model (same config and seed) and the training set's mean pose.
+Besides the trained model it scores baselines on the same split, so learning is measured
+honestly: the untrained model (same config and seed) and, for top-down families, the training set's
+mean pose. Bottom-up families: `evaluate.bottomup`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,15 @@ def evaluate_model(
     split: str = "val",
     card: dict | None = None,
 ) -> dict[str, Any]:
-    """Score `model` and both baselines on `split`; write metrics.json, curves and overlays to out_dir."""
+    """Score `model` and its baselines on `split`; write metrics.json, curves and overlays to out_dir.
+
+    Bottom-up families (whole images, many people) are scored by `evaluate.bottomup.evaluate_bottomup`
+    (COCO AP/AR, count accuracy, per-joint PCK); top-down ones here (PCK, AUC, NME, EPE).
+    """
+    if family.bottom_up:
+        from poseops.evaluate.bottomup import evaluate_bottomup
+
+        return evaluate_bottomup(family, fam, model, dataset_url, out_dir, split, card)
     from poseops.datasets.loader import load_split_arrays, read_card
     from poseops.models import build_from_config
     from poseops.train.steps import predict_arrays

@@ -5,7 +5,8 @@ Both sides are per image, in source-image pixels:
     predictions[i] = {"keypoints": [Q,K,2], "keypoint_scores": [Q,K], "scores": [Q]}
 
 `score_people` is pure (no model, no files); `evaluate_bottomup` runs a model over a derived
-`bottomup_image` split through the same predictor path the endpoint uses and writes the report.
+`bottomup_image` split through the endpoint's inference path (same letterbox, same decoding, people
+mapped back to source px) and writes the report.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from poseops.skeletons import get_skeleton
 
 PCK_ALPHAS = (0.05, 0.1, 0.2)  # note 000 section 5: PCK@alpha x max(box w, h); 0.1 the table's default
 COUNT_SCORE = 0.3  # a returned person counts when its score is above this (issue 9's counting rule)
+OVERLAY_SCORE = 0.1  # people drawn on overlays.png
 FAR = 1e6  # px: where an unmatched ground-truth person's "prediction" is put (always a miss)
 
 
@@ -130,7 +132,7 @@ def count_accuracy(predictions: list[dict], truth: list[dict], min_score: float 
 def score_people(predictions: list[dict], truth: list[dict], skeleton: str = "coco17") -> dict[str, Any]:
     """Every number of the bottom-up report for one set of predictions.
 
-    Returns {"ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "count_accuracy", "pck@<alpha>",
+    Returns {"ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "count_accuracy", "pck_<alpha>",
     "pck_table" (per keypoint and Table-5 joint groups, alpha 0.1), "protocol"}.
     """
     skel = get_skeleton(skeleton)
@@ -142,7 +144,7 @@ def score_people(predictions: list[dict], truth: list[dict], skeleton: str = "co
     scored = len(matched["gt"]) and (matched["visibility"] > 0).any()
     coco17 = skeleton == "coco17"
     for alpha in PCK_ALPHAS:
-        report[f"pck@{alpha:g}"] = (metrics.pck(matched["pred"], matched["gt"], matched["visibility"], matched["box_size"],
+        report[f"pck_{alpha:g}"] = (metrics.pck(matched["pred"], matched["gt"], matched["visibility"], matched["box_size"],
                                                 threshold=alpha, normaliser_name="bbox").value if scored else 0.0)
     report["pck_table"] = (metrics.pck_table(
         matched["pred"], matched["gt"], matched["visibility"], matched["box_size"], threshold=0.1,
@@ -188,6 +190,7 @@ def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path,
         "data": card.get("source", {}).get("kind", "synthetic"),
         "dataset_checksum": sha256_bytes(json.dumps(card, sort_keys=True).encode()),
         "num_images": len(predictions),
+        "input_size": data["input_size"],
         "num_people": int(sum(int((np.asarray(t["visibility"]) > 0).any(-1).sum()) for t in data["truth"])),
         **{k: (0.0 if v is None else v) for k, v in numbers.items()},
         "baselines": {"untrained_ap": baseline["ap"] or 0.0, "untrained_count_accuracy": baseline["count_accuracy"]},
@@ -201,7 +204,7 @@ def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path,
     write_json_atomic(out_dir / "per_keypoint.json",
                       [{"keypoint": k, "pck": v} for k, v in report["per_keypoint_pck"].items()])
     write_json_atomic(out_dir / "pck_curve.json", [
-        {"threshold": alpha, "trained": trained[f"pck@{alpha:g}"], "untrained": baseline[f"pck@{alpha:g}"]}
+        {"threshold": alpha, "trained": trained[f"pck_{alpha:g}"], "untrained": baseline[f"pck_{alpha:g}"]}
         for alpha in PCK_ALPHAS
     ])
     write_plots(family, out_dir, trained, baseline, data, predictions)
@@ -209,7 +212,8 @@ def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path,
 
 
 def write_plots(family, out_dir: Path, trained: dict, baseline: dict, data: dict, predictions: list[dict]) -> None:
-    """pck_curve.png, per_keypoint_pck.png and overlays.png (the first 8 images with every person found)."""
+    """pck_curve.png, per_keypoint_pck.png and overlays.png (the first 8 inputs with every person scored
+    above OVERLAY_SCORE)."""
     import cv2
 
     from poseops.viz.curves import plot_bars, plot_curves
@@ -217,18 +221,20 @@ def write_plots(family, out_dir: Path, trained: dict, baseline: dict, data: dict
 
     alphas = list(PCK_ALPHAS)
     plot_curves(out_dir / "pck_curve.png", alphas,
-                {"trained": [trained[f"pck@{a:g}"] for a in alphas], "untrained": [baseline[f"pck@{a:g}"] for a in alphas]},
+                {"trained": [trained[f"pck_{a:g}"] for a in alphas], "untrained": [baseline[f"pck_{a:g}"] for a in alphas]},
                 "alpha (fraction of the person box's longer side)", "PCK", f"{family.name}: PCK of matched people")
     rows = (trained["pck_table"] or {}).get("keypoints", [])
     plot_bars(out_dir / "per_keypoint_pck.png", [r["keypoint"] for r in rows], [r["value"] or 0.0 for r in rows],
               "PCK@0.1", f"{family.name}: per-keypoint PCK@0.1")
+    from poseops.datasets.transforms import apply_affine, invert_affine
+
     skeleton = get_skeleton(family.skeleton)
     tiles = []
-    for image, pred in list(zip(data["images_bgr"], predictions))[:8]:
-        canvas = image.copy()
+    for pixels, to_source, pred in list(zip(data["images_rgb"], data["affine_to_source"], predictions))[:8]:
+        canvas = np.ascontiguousarray(pixels[..., ::-1])
         for points, score in zip(pred["keypoints"], pred["scores"]):
-            if score > COUNT_SCORE:
-                draw_keypoints(canvas, points, skeleton)
+            if score > OVERLAY_SCORE:
+                draw_keypoints(canvas, apply_affine(points, invert_affine(to_source)), skeleton)
         tiles.append(cv2.resize(canvas, (256, 256)))
     if tiles:
         while len(tiles) % 4:
@@ -237,42 +243,43 @@ def write_plots(family, out_dir: Path, trained: dict, baseline: dict, data: dict
         cv2.imwrite(str(out_dir / "overlays.png"), grid)
 
 
-def predict_split(model, data: dict, flip_test: bool) -> list[dict]:
-    """The endpoint's path over every source image of a split: people in source px."""
-    from poseops.families import BottomUpPredictor
+def predict_split(model, data: dict, flip_test: bool, batch_size: int = 8) -> list[dict]:
+    """The endpoint's inference over a split's letterboxed inputs: per image, people in source px
+    (best first, clipped to the image), as `BottomUpPredictor.predict_arrays` answers them."""
+    from poseops.families import people_in_source, predict_people_inputs
 
-    predictor = BottomUpPredictor(model, "eval", "eval", data["input_size"], flip_test)
-    return [predictor.predict_arrays(image) for image in data["images_bgr"]]
+    found = predict_people_inputs(model, data["images_rgb"], flip_test, batch_size)
+    return [people_in_source(f, affine, (0.0, 0.0, w - 1.0, h - 1.0))
+            for f, affine, (w, h) in zip(found, data["affine_to_source"], data["sizes"])]
+
+
+def split_from_images(images_bgr: list[np.ndarray], input_size: int, truth: list[dict] | None = None) -> dict:
+    """An evaluation split from source images (tests, ad-hoc sets): the same dict `load_evaluation_split` returns."""
+    from poseops.datasets.transforms import invert_affine
+    from poseops.families import bottomup_input
+
+    inputs = [bottomup_input(image, input_size) for image in images_bgr]
+    return {
+        "images_rgb": np.stack([pixels for pixels, _ in inputs]),
+        "affine_to_source": np.stack([invert_affine(affine) for _, affine in inputs]),
+        "sizes": [(image.shape[1], image.shape[0]) for image in images_bgr],
+        "truth": truth or [],
+        "input_size": input_size,
+    }
 
 
 def load_evaluation_split(url: str, split: str, input_size: int, limit: int | None = None) -> dict:
-    """A split's source images and people: {"images_bgr": [uint8 [H,W,3]], "truth": [per-image dicts],
-    "input_size"} read from the derived shards (source pixels, no augmentation)."""
-    from poseops.datasets.loader import read_row_group, row_groups
+    """A `bottomup_image` split for scoring (datasets.bottomup.load_bottomup_split: letterboxed, no
+    augmentation): {"images_rgb" [N,S,S,3], "affine_to_source" [N,2,3], "sizes" [(w, h)], "truth"
+    (clean source-px keypoints, visibility, boxes per image), "input_size"}."""
+    from poseops.datasets.bottomup import load_bottomup_split
 
-    images, truth = [], []
-    for path, group in row_groups(url, split):
-        for row in read_row_group(path, group):
-            image, people = bottomup_row(row)
-            images.append(image)
-            truth.append(people)
-            if limit is not None and len(images) >= limit:
-                return {"images_bgr": images, "truth": truth, "input_size": input_size}
-    return {"images_bgr": images, "truth": truth, "input_size": input_size}
-
-
-def bottomup_row(row: dict) -> tuple[np.ndarray, dict]:
-    """One `bottomup_image` shard row (SCHEMA.md) -> (image BGR [H,W,3], {"keypoints" [P,K,2] source px,
-    "visibility" [P,K], "boxes" [P,4]})."""
-    import cv2
-
-    from poseops.errors import DataError
-
-    image = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"sample {row.get('sample_id')}: image cannot be decoded")
-    count = int(row["num_people"])
-    visibility = np.asarray(row["visibility"], dtype=np.int64).reshape(count, -1)
-    keypoints = np.asarray(row.get("keypoints_clean") or row["keypoints"], dtype=np.float64).reshape(count, -1, 2)
-    boxes = np.asarray(row["boxes"], dtype=np.float64).reshape(count, 4) if row.get("boxes") is not None else None
-    return image, {"keypoints": keypoints, "visibility": visibility, "boxes": boxes}
+    samples = load_bottomup_split(url, split, input_size, limit=limit)
+    return {
+        "images_rgb": np.stack([s["image"] for s in samples]),
+        "affine_to_source": np.stack([s["affine_to_source"] for s in samples]).astype(np.float64),
+        "sizes": [(int(s["width"]), int(s["height"])) for s in samples],
+        "truth": [{"keypoints": s["keypoints_clean_source"], "visibility": s["visibility"], "boxes": s["boxes_source"]}
+                  for s in samples],
+        "input_size": input_size,
+    }

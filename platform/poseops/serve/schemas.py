@@ -30,6 +30,7 @@ class Person(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     keypoints: list[tuple[float, float, float]] = Field(description="[x, y, score] per keypoint, image pixels")
+    score: float | None = Field(None, description="the person's score (mean keypoint score), best first")
     box: tuple[float, float, float, float] | None = None
     track_id: int | None = None
 

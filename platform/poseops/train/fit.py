@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -15,6 +16,8 @@ def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dic
     """Plain data handed to every Ray Train worker."""
     return {
         "family": family.name,
+        "dataset_kind": family.dataset_kind,
+        "val_metric": family.val_metric,
         "model_name": family.model,
         "model_config": fam.model.model_dump(mode="json"),
         "dataset_url": str(dataset_url),
@@ -35,7 +38,7 @@ def ensure_ray() -> None:
 
 
 def fit(family: Family, fam: FamilyParams, dataset_url: str, run_name: str, storage_path: str | None = None):
-    """Run Ray Train; returns the ray.train.Result (best checkpoint by val_pck)."""
+    """Run Ray Train; returns the ray.train.Result (best checkpoint by the family's `val_metric`)."""
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     ensure_ray()
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
@@ -51,7 +54,7 @@ def fit(family: Family, fam: FamilyParams, dataset_url: str, run_name: str, stor
             name=run_name,
             storage_path=storage_path or str(state_dir() / "ray_results"),
             checkpoint_config=CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute="val_pck", checkpoint_score_order="max"
+                num_to_keep=1, checkpoint_score_attribute=family.val_metric, checkpoint_score_order="max"
             ),
         ),
     )
@@ -59,7 +62,7 @@ def fit(family: Family, fam: FamilyParams, dataset_url: str, run_name: str, stor
 
 
 def best_checkpoint(result):
-    """The best `ray.train.Checkpoint` of a Result (by val_pck; CheckpointConfig keeps only it)."""
+    """The best `ray.train.Checkpoint` of a Result (by the val metric; CheckpointConfig keeps only it)."""
     best = result.best_checkpoints[0][0] if result.best_checkpoints else result.checkpoint
     if best is None:
         from poseops.errors import CheckpointError
@@ -69,8 +72,11 @@ def best_checkpoint(result):
 
 
 def history(result) -> list[dict[str, float]]:
-    """Per-epoch metrics as a list of dicts (from the Result's metrics dataframe)."""
+    """Per-epoch metrics as a list of dicts: rank 0's last report carries every epoch (`history`, JSON),
+    since Ray Train V2's metrics dataframe keeps the last report only."""
+    if result.metrics and "history" in result.metrics:
+        return json.loads(result.metrics["history"])
     frame = result.metrics_dataframe
-    keys = [k for k in ("epoch", "train_loss", "val_pck", "lr", "plateau") if k in frame.columns]
+    keys = [k for k in frame.columns if k in ("epoch", "train_loss", "lr", "plateau") or k.startswith("val_")]
     return frame[keys].to_dict("records")
 

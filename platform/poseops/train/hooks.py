@@ -76,7 +76,7 @@ TOP_DOWN = TaskHooks(
 
 
 # ---------------------------------------------------------------- bottom-up whole images (bottomup_image)
-VAL_IMAGES = 64  # validation images scored per epoch (the evaluate stage scores the whole split)
+VAL_IMAGES = 32  # validation images scored per epoch (the evaluate stage scores the whole split)
 
 
 def _image_loader(cfg: dict, model: nn.Module, rank: int, world: int):

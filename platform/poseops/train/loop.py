@@ -10,8 +10,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from poseops.config import AugmentParams
-from poseops.train.steps import train_step, unwrap, validation_metrics
+from poseops.train.steps import unwrap
 
 WEIGHTS, CONFIG = "weights.safetensors", "config.json"
 
@@ -23,9 +22,10 @@ def save_epoch_checkpoint(folder: Path, model: torch.nn.Module, meta: dict[str, 
     (folder / CONFIG).write_text(json.dumps({**meta, "config": core.config.model_dump(mode="json")}, indent=2))
 
 
-def at_plateau(values: list[float], window: int | None, min_delta: float) -> bool:
-    """True when the last `window` values all lie within `min_delta` of each other."""
-    if window is None or len(values) < window:
+def at_plateau(values: list[float], window: int | None, min_delta: float, min_epochs: int = 0) -> bool:
+    """True when at least `min_epochs` values exist and the last `window` lie within `min_delta` of each
+    other (`min_epochs` keeps a flat start, before learning takes off, from counting as a plateau)."""
+    if window is None or len(values) < max(window, min_epochs):
         return False
     recent = values[-window:]
     return max(recent) - min(recent) < min_delta
@@ -43,43 +43,45 @@ def agree(flag: bool, world: int) -> bool:
 
 
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
-    """Run on every Ray Train worker. `cfg` is plain data (see fit.make_loop_config)."""
+    """Run on every Ray Train worker. `cfg` is plain data (see fit.make_loop_config); what depends on
+    the dataset kind (loader, loss step, validation) comes from `hooks_for(cfg["dataset_kind"])`."""
     import ray.train
     import ray.train.torch
-    from torch.utils.data import DataLoader
 
-    from poseops.datasets.loader import CropDataset, load_split_arrays
     from poseops.models import build_from_config
+    from poseops.train.hooks import hooks_for
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(cfg["threads_per_worker"])))
     torch.manual_seed(cfg["seed"])
+    hooks, val_metric = hooks_for(cfg["dataset_kind"]), cfg["val_metric"]
 
     model = build_from_config(cfg["model_name"], cfg["model_config"])
+    dataset, loader = hooks.train_loader(cfg, model, rank, world)
     model = ray.train.torch.prepare_model(model) if world > 1 else model
-    dataset = CropDataset(
-        cfg["dataset_url"], "train", cfg["input_size"], cfg["crop_margin"],
-        augment=AugmentParams(**cfg["augment"]), seed=cfg["seed"], rank=rank, world_size=world,
-    )
-    loader = DataLoader(dataset, batch_size=max(1, cfg["batch_size"] // world), num_workers=cfg["loader_workers"])
-    val = load_split_arrays(cfg["dataset_url"], "val", cfg["input_size"], cfg["crop_margin"]) if rank == 0 else None
+    val = hooks.load_validation(cfg) if rank == 0 else None
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_milestones"], cfg["lr_gamma"])
     val_history: list[float] = []
+    epochs_so_far: list[dict[str, Any]] = []
     for epoch in range(cfg["epochs"]):
         dataset.set_epoch(epoch)
-        losses = [train_step(model, batch, optimizer)["loss"] for batch in loader]
+        losses = [hooks.train_step(model, batch, optimizer)["loss"] for batch in loader]
         schedule.step()
         metrics = {"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)), "lr": schedule.get_last_lr()[0]}
         if rank == 0:
-            metrics.update(validation_metrics(model, val))
-            val_history.append(metrics["val_pck"])
-            metrics["plateau"] = at_plateau(val_history, cfg.get("plateau_window"), cfg["plateau_min_delta"])
+            metrics.update(hooks.validate(model, val))
+            val_history.append(metrics[val_metric])
+            metrics["plateau"] = at_plateau(
+                val_history, cfg.get("plateau_window"), cfg["plateau_min_delta"], cfg.get("plateau_min_epochs", 0)
+            )
+            epochs_so_far.append(dict(metrics))
+            metrics["history"] = json.dumps(epochs_so_far)  # every epoch so far: the last report carries all
             print(
                 f"epoch {epoch + 1}/{cfg['epochs']}: train_loss {metrics['train_loss']:.4f} "
-                f"val_pck {metrics['val_pck']:.3f} ({len(losses)} steps)",
+                f"{val_metric} {metrics[val_metric]:.3f} ({len(losses)} steps)",
                 flush=True,
             )
             with tempfile.TemporaryDirectory() as tmp:
@@ -89,6 +91,6 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             ray.train.report(metrics)
         if agree(rank == 0 and metrics["plateau"], world):
             if rank == 0:
-                print(f"validation plateau after epoch {epoch + 1}: last {cfg['plateau_window']} val_pck "
+                print(f"validation plateau after epoch {epoch + 1}: last {cfg['plateau_window']} {val_metric} "
                       f"within {cfg['plateau_min_delta']}", flush=True)
             break

@@ -19,7 +19,7 @@ def log_training_run(family: Family, fam: FamilyParams, best_dir: Path, epochs: 
     xs = [int(e["epoch"]) for e in epochs]
     plot_curves(
         plots_dir / "train_curves.png", xs,
-        {k: [e[k] for e in epochs if k in e] for k in ("train_loss", "val_pck") if any(k in e for e in epochs)},
+        {k: [e[k] for e in epochs if k in e] for k in ("train_loss", family.val_metric) if any(k in e for e in epochs)},
         "epoch", "value", f"{family.name}: training",
     )
     with start_run(family.name, run_name=f"train-{family.name}", tags={"stage": "train", "model": family.model}) as run:
