@@ -56,3 +56,16 @@ def test_visibility_is_one_exactly_where_the_joint_pixel_shows_something_else():
                 checked += 1
                 occluded += covered
     assert checked > 500 and occluded > 20
+
+
+def test_people_stand_apart_so_centres_can_be_counted():
+    import numpy as np
+
+    from poseops.capture.people import spread_positions
+
+    rng = np.random.default_rng(0)
+    for count in (1, 2, 3):
+        for _ in range(50):
+            u = np.sort(spread_positions(rng, count))
+            assert u.min() >= 0.12 and u.max() <= 0.88
+            assert (np.diff(u) >= 0.2 - 1e-12).all()

@@ -61,6 +61,22 @@ def random_occluders(rng: np.random.Generator, size: int, anchors: np.ndarray) -
     return out
 
 
+def spread_positions(
+    rng: np.random.Generator, count: int, low: float = 0.12, high: float = 0.88, min_gap: float = 0.2
+) -> np.ndarray:
+    """`count` horizontal positions (fractions of the width) at least `min_gap` apart, in random order.
+
+    People may overlap (limbs, occlusion), but their centres stay apart, as in the seed's scenes
+    where each worker stands at a station; a bottom-up model can then count them from centres.
+    """
+    slack = (high - low) - min_gap * (count - 1)
+    if slack < 0:
+        raise ValueError(f"{count} people do not fit between {low} and {high} at least {min_gap} apart")
+    offsets = np.sort(rng.uniform(0.0, slack, count))  # spread the slack, then add the fixed gaps
+    positions = low + offsets + min_gap * np.arange(count)
+    return rng.permutation(positions)
+
+
 def render_people_image(rng: np.random.Generator, size: int, num_people: int):
     """One scene: (image BGR [size, size, 3] uint8, people labels, views, occluders, background, camera)."""
     background = _background(rng, size)
@@ -68,10 +84,10 @@ def render_people_image(rng: np.random.Generator, size: int, num_people: int):
     cam_height = rng.uniform(1000.0, 1600.0)
     camera = look_camera(np.array([0.0, 0.0, cam_height]), rng.uniform(0.0, 12.0), 0.0, focal, size, size)
     views, joints_world = [], []
-    for _ in range(num_people):
+    for u_fraction in spread_positions(rng, num_people):
         subject = make_subject(rng, "still")
         depth = rng.uniform(3500.0, 7000.0)
-        u = rng.uniform(0.12, 0.88) * size
+        u = u_fraction * size
         x = (u - camera.cx) * depth / focal
         joints = body_joints(subject, random_pose(rng), np.array([x, depth]), rng.uniform(0.0, 360.0))
         uv = np.asarray(project_world(joints, camera))
