@@ -52,17 +52,18 @@ def data_show(
 @friendly
 def data_derive(
     family: Annotated[str, typer.Argument(help="family whose dataset kind to derive")],
-    out: Annotated[str, typer.Option(help="output folder or fsspec URL")],
+    out: Annotated[str, typer.Option(help="output folder or fsspec URL (s3://...)")],
     annotations: Annotated[Path, typer.Option(help="internal annotations JSON")] = Path("data/annotations/labels.json"),
+    executor: Annotated[str, typer.Option(help="ray (tasks on $RAY_ADDRESS or a local instance), local, or auto")] = "auto",
 ) -> None:
-    """Derive a family's shards from annotations and raw captures."""
-    from poseops.datasets.shards import derive_dataset
+    """Derive a family's shards from annotations and raw captures (on Ray; card.json written last)."""
+    from poseops.datasets.derive import derive_dataset
     from poseops.families import get_family, load_params
 
     params, fam = load_params(), get_family(family)
     card = derive_dataset(fam.dataset_kind, annotations, out, params.families[family].data, params.data.split,
-                          skeleton=fam.skeleton)
-    console.print(f"derived {card.get('counts')} -> {out}")
+                          skeleton=fam.skeleton, executor=executor)
+    console.print(f"derived {card.get('counts')} -> {out} ({card['executor']['name']}, {card['executor']['tasks']} tasks)")
 
 
 data_io.register(data_app)
