@@ -35,3 +35,8 @@ def test_summary_means_sds_and_the_2sd_rule():
     assert result["difference"] == pytest.approx(0.11)
     assert result["pooled_sd"] == pytest.approx(math.sqrt((0.02**2 + 0.01**2) / 2))
     assert result["exceeds_2sd"] is True
+
+
+def test_a_single_run_has_no_2sd_verdict():
+    summary = summarise([_row("mle", 0.5, 0), _row("integral_l1", 0.4, 0)], ("loss", "labels"))
+    assert gap(summary, "pck", {"labels": "noisy"}, {"loss": "mle"}, {"loss": "integral_l1"})["exceeds_2sd"] is None

@@ -59,7 +59,7 @@ def test_family_row_and_hooks():
         hooks_for("lifting_sequence")
 
 
-@pytest.mark.parametrize("profile", ["smoke", "tiny", "paper"])
+@pytest.mark.parametrize("profile", ["smoke-vmhpe", "paper"])
 def test_every_profile_has_a_vmhpe_block_with_an_ap_gate(profile, tmp_path):
     params = load_params(write_profile(profile, tmp_path / "params.yaml"))
     fam = params.families["vmhpe"]
@@ -113,7 +113,7 @@ def test_scoring_perfect_noisy_and_missing_people():
 def test_an_untrained_model_scores_below_the_smoke_gate_and_is_refused(tmp_path):
     from poseops.tracking.registry import check_gate
 
-    gate = load_params(write_profile("smoke", tmp_path / "params.yaml")).families["vmhpe"].gate
+    gate = load_params(write_profile("smoke-vmhpe", tmp_path / "params.yaml")).families["vmhpe"].gate
     data = people_images(1, 4, size=128)
     untrained = tiny()
     predictions = predict_split(untrained, split_from_images([i for i, _ in data], 64), flip_test=False)
@@ -271,7 +271,7 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
 
     from poseops.evaluate import evaluate_model
 
-    params = load_params(write_profile("tiny", tmp_path / "params.yaml"))
+    params = load_params(write_profile("smoke-vmhpe", tmp_path / "params.yaml"))
     fam = params.families["vmhpe"]
     model = tiny(max_people=4)
     report = evaluate_model(get_family("vmhpe"), fam, model, derived, tmp_path / "metrics")
