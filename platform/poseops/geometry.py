@@ -109,6 +109,24 @@ def _input(x: Any):
 
 # ---------------------------------------------------------------------------- frames
 
+def rotation_x(angle_rad: float) -> np.ndarray:
+    """3x3 rotation about x by `angle_rad` (right-handed)."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def rotation_y(angle_rad: float) -> np.ndarray:
+    """3x3 rotation about y by `angle_rad` (right-handed)."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def rotation_z(angle_rad: float) -> np.ndarray:
+    """3x3 rotation about z by `angle_rad` (right-handed)."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 def world_to_camera(points_world, camera: Camera):
     """[..., 3] world (mm) -> [..., 3] camera frame (mm): R·X + t."""
     x = _input(points_world)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from poseops.geometry import rotation_x, rotation_y, rotation_z
 from poseops.skeletons import COCO17, H36M17
 
 # ---------------------------------------------------------------- joints
@@ -151,21 +152,6 @@ def make_subject(rng: np.random.Generator, name: str) -> Subject:
 
 
 # ---------------------------------------------------------------- forward kinematics
-def _rx(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _ry(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0, s], [0, 1.0, 0], [-s, 0, c]])
-
-
-def _rz(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
-
-
 _DOWN = np.array([0.0, 0.0, -1.0])
 _UP = np.array([0.0, 0.0, 1.0])
 
@@ -175,10 +161,10 @@ def body_joints_local(subject: Subject, pose: np.ndarray) -> np.ndarray:
     b, d = subject.bones, np.radians(clip_pose(np.asarray(pose, dtype=np.float64)))
     out = np.zeros((NUM_BODY_JOINTS, 3))
     # trunk: one rotation for the whole spine (so the hip->shoulder line leans by trunk_pitch exactly)
-    trunk = _rz(d[P["trunk_yaw"]]) @ _ry(d[P["trunk_roll"]]) @ _rx(-d[P["trunk_pitch"]])
+    trunk = rotation_z(d[P["trunk_yaw"]]) @ rotation_y(d[P["trunk_roll"]]) @ rotation_x(-d[P["trunk_pitch"]])
     out[J["spine"]] = trunk @ (_UP * b["pelvis_spine"])
     out[J["thorax"]] = out[J["spine"]] + trunk @ (_UP * b["spine_thorax"])
-    head = trunk @ _rz(d[P["head_yaw"]]) @ _rx(-d[P["head_pitch"]])
+    head = trunk @ rotation_z(d[P["head_yaw"]]) @ rotation_x(-d[P["head_pitch"]])
     out[J["neck"]] = out[J["thorax"]] + trunk @ (_UP * b["thorax_neck"])
     neck = out[J["neck"]]
     nh = b["neck_head"]
@@ -189,17 +175,17 @@ def body_joints_local(subject: Subject, pose: np.ndarray) -> np.ndarray:
         out[J[f"{side}_ear"]] = neck + head @ np.array([0.65 * sx, 0.0, 0.45]) * nh
         # arm
         shoulder = out[J["thorax"]] + trunk @ np.array([sx * b["thorax_shoulder"], 0.0, -0.1 * b["thorax_neck"]])
-        upper = trunk @ _rx(d[P[f"{side}_shoulder_flex"]]) @ _ry(-sx * d[P[f"{side}_shoulder_abd"]])
+        upper = trunk @ rotation_x(d[P[f"{side}_shoulder_flex"]]) @ rotation_y(-sx * d[P[f"{side}_shoulder_abd"]])
         elbow = shoulder + upper @ _DOWN * b["upper_arm"]
-        fore = upper @ _rz(sx * d[P[f"{side}_shoulder_rot"]]) @ _rx(d[P[f"{side}_elbow_flex"]])
+        fore = upper @ rotation_z(sx * d[P[f"{side}_shoulder_rot"]]) @ rotation_x(d[P[f"{side}_elbow_flex"]])
         out[J[f"{side}_shoulder"]] = shoulder
         out[J[f"{side}_elbow"]] = elbow
         out[J[f"{side}_wrist"]] = elbow + fore @ _DOWN * b["forearm"]
         # leg (attached to the upright pelvis)
         hip = np.array([sx * b["pelvis_hip"], 0.0, 0.0])
-        thigh = _rx(d[P[f"{side}_hip_flex"]]) @ _ry(-sx * d[P[f"{side}_hip_abd"]])
+        thigh = rotation_x(d[P[f"{side}_hip_flex"]]) @ rotation_y(-sx * d[P[f"{side}_hip_abd"]])
         knee = hip + thigh @ _DOWN * b["hip_knee"]
-        shank = thigh @ _rx(-d[P[f"{side}_knee_flex"]])
+        shank = thigh @ rotation_x(-d[P[f"{side}_knee_flex"]])
         out[J[f"{side}_hip"]] = hip
         out[J[f"{side}_knee"]] = knee
         out[J[f"{side}_ankle"]] = knee + shank @ _DOWN * b["knee_ankle"]
@@ -210,7 +196,7 @@ def body_joints(subject: Subject, pose: np.ndarray, root_xy: np.ndarray, heading
     """World joint positions [22, 3] (mm): the body turned by `heading_deg` about z (0 = facing +y),
     its pelvis above `root_xy` [2] and its lower ankle `ANKLE_HEIGHT` above the ground."""
     local = body_joints_local(subject, pose)
-    world = local @ _rz(math.radians(heading_deg)).T
+    world = local @ rotation_z(math.radians(heading_deg)).T
     lift = ANKLE_HEIGHT - min(world[J["left_ankle"], 2], world[J["right_ankle"], 2])
     return world + np.array([root_xy[0], root_xy[1], lift])
 

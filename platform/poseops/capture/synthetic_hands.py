@@ -30,6 +30,7 @@ import numpy as np
 
 from poseops.config import CaptureParams
 from poseops.errors import DataError
+from poseops.geometry import rotation_x, rotation_y, rotation_z
 from poseops.skeletons import HAND21
 from poseops.storage import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 
@@ -79,21 +80,6 @@ def _skin_tone(rng: np.random.Generator) -> tuple[float, float, float]:
     return tuple(float(c) for c in bgr)
 
 
-def _rot_x(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _rot_y(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def _rot_z(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
 def hand_joints_3d(shape: dict[str, Any], flex_deg: np.ndarray, abduct_deg: np.ndarray) -> np.ndarray:
     """Joint positions [21, 3] in the hand frame for flexion [5, 3] and abduction [5] in degrees.
 
@@ -103,13 +89,13 @@ def hand_joints_3d(shape: dict[str, Any], flex_deg: np.ndarray, abduct_deg: np.n
     for f in range(5):
         base = np.array([*shape["base"][f], 0.0])
         # orientation of the first bone: spread + abduction about z, then flexion about the finger's x axis
-        heading = _rot_z(math.radians(-(_SPREAD_DEG[f] + abduct_deg[f])))
+        heading = rotation_z(math.radians(-(_SPREAD_DEG[f] + abduct_deg[f])))
         if f == 0:  # the thumb flexes across the palm, about an axis tilted out of the palm plane
-            heading = heading @ _rot_y(math.radians(-35.0))
+            heading = heading @ rotation_y(math.radians(-35.0))
         point, orient = base, heading
         joints[1 + 4 * f] = point
         for j in range(3):
-            orient = orient @ _rot_x(math.radians(-flex_deg[f, j]))
+            orient = orient @ rotation_x(math.radians(-flex_deg[f, j]))
             point = point + orient @ np.array([0.0, shape["bones"][f, j], 0.0])
             joints[2 + 4 * f + j] = point
     return joints
@@ -158,8 +144,8 @@ def _project(joints: np.ndarray, motion: dict[str, np.ndarray], t: int, side: st
     if side == "left":
         p[:, 0] = -p[:, 0]
     if motion["palm_away"][t]:
-        p = p @ _rot_y(math.pi).T
-    rot = _rot_z(math.radians(motion["roll"][t])) @ _rot_x(math.radians(motion["tilt_x"][t])) @ _rot_y(
+        p = p @ rotation_y(math.pi).T
+    rot = rotation_z(math.radians(motion["roll"][t])) @ rotation_x(math.radians(motion["tilt_x"][t])) @ rotation_y(
         math.radians(motion["tilt_y"][t])
     )
     p = p @ rot.T
