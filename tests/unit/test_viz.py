@@ -45,3 +45,14 @@ def test_sample_grid_tiles_and_encodes():
     assert grid.shape[0] == 2 * grid.shape[1] // 3 and grid.ndim == 3
     ok, png = cv2.imencode(".png", grid)
     assert ok and len(png) > 100
+
+
+def test_training_panels_give_each_series_its_own_axis(tmp_path):
+    import cv2
+
+    from poseops.viz.curves import plot_panels
+
+    path = plot_panels(tmp_path / "c.png", [0, 1, 2], {"train_loss": [19.0, 15.0, 12.0], "val_pck": [0.25, 0.4, 0.5]},
+                       "epoch", "training")
+    image = cv2.imread(str(path))
+    assert image is not None and image.shape[1] >= 2 * image.shape[0]  # two panels side by side

@@ -12,15 +12,15 @@ from poseops.storage import write_json_atomic
 def log_training_run(family: Family, fam: FamilyParams, best_dir: Path, epochs: list[dict], plots_dir: Path) -> str:
     """Log one finished training run to MLflow; write the training curve for DVC plots. Returns the run id."""
     from poseops.tracking.runs import log_artifact_file, log_epoch_metrics, log_params_flat, start_run
-    from poseops.viz.curves import plot_curves
+    from poseops.viz.curves import plot_panels
 
     plots_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(plots_dir / "train_history.json", epochs)
     xs = [int(e["epoch"]) for e in epochs]
-    plot_curves(
+    plot_panels(
         plots_dir / "train_curves.png", xs,
         {k: [e[k] for e in epochs if k in e] for k in ("train_loss", family.val_metric) if any(k in e for e in epochs)},
-        "epoch", "value", f"{family.name}: training",
+        "epoch", f"{family.name}: training",
     )
     with start_run(family.name, run_name=f"train-{family.name}", tags={"stage": "train", "model": family.model}) as run:
         log_params_flat({"model": fam.model.model_dump(mode="json"), "data": fam.data.model_dump(mode="json"),

@@ -29,6 +29,21 @@ def plot_curves(
     return _save(plt, fig, path)
 
 
+def plot_panels(
+    path: str | Path, x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str, title: str
+) -> Path:
+    """One panel per named series, side by side over one x axis, each on its own y scale (a loss and
+    a metric do not share a useful axis)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, max(1, len(series)), figsize=(4 * max(1, len(series)), 3.5), dpi=100, squeeze=False)
+    for ax, (label, ys) in zip(axes[0], series.items()):
+        ax.plot(list(x)[: len(ys)], list(ys), marker="o", markersize=3)
+        ax.set(xlabel=xlabel, title=label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _save(plt, fig, path)
+
+
 def _save(plt, fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
