@@ -152,9 +152,7 @@ def load_bottomup_split(url: str, split: str, input_size: int, limit: int | None
       ignore_boxes [Q,4], num_people, sample_id, image_id, annotation_ids [P], width, height,
       sequence, subject, frame_index.
     """
-    card = read_card(url)
-    if card.get("kind") != "bottomup_image":
-        raise DataError(f"{url}: a {card.get('kind')} dataset, not bottomup_image")
+    card = read_card(url, "bottomup_image")
     K = len(card["skeleton"]["keypoints"])
     out = []
     for path, group in row_groups(url, split, card):

@@ -141,9 +141,7 @@ def load_lifting_split(url: str, split: str) -> dict[str, np.ndarray]:
     sample_id [N]; cameras: list of N poseops.geometry.Camera."""
     from poseops.datasets.loader import read_card, read_row_group, row_groups
 
-    card = read_card(url)
-    if card.get("kind") != "lifting_sequence":
-        raise DataError(f"{url}: a {card.get('kind')} dataset, not lifting_sequence")
+    card = read_card(url, "lifting_sequence")
     T, K = card["window"], len(card["skeleton"]["keypoints"])
     rows = [r for path, group in row_groups(url, split, card) for r in read_row_group(path, group)]
     if not rows:

@@ -23,9 +23,12 @@ from poseops.storage import filesystem, join, require_published
 SHUFFLE_BUFFER = 1000
 
 
-def read_card(url: str) -> dict:
-    """The dataset's card; a dataset without one does not exist."""
-    return require_published(url, "card.json")
+def read_card(url: str, kind: str | None = None) -> dict:
+    """The dataset's card (a dataset without one does not exist); DataError unless it is of `kind`."""
+    card = require_published(url, "card.json")
+    if kind is not None and card.get("kind") != kind:
+        raise DataError(f"{url}: a {card.get('kind')} dataset, not {kind}")
+    return card
 
 
 def row_groups(url: str, split: str, card: dict | None = None) -> list[tuple[str, int]]:

@@ -108,9 +108,7 @@ def load_multiview_split(url: str, split: str) -> list[dict[str, Any]]:
     boxes [V,4], cameras (V poseops.geometry.Camera), keypoints_3d [K,3] world mm, valid_3d [K], ids."""
     from poseops.datasets.loader import read_card, read_row_group, row_groups
 
-    card = read_card(url)
-    if card.get("kind") != "multiview_group":
-        raise DataError(f"{url}: a {card.get('kind')} dataset, not multiview_group")
+    card = read_card(url, "multiview_group")
     K = len(card["skeleton"]["keypoints"])
     out = []
     for path, group in row_groups(url, split, card):
