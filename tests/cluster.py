@@ -55,12 +55,14 @@ def stop_cluster() -> None:
 
 
 def wait_http(url: str, timeout: float = 90.0) -> None:
+    """Wait until GET `url` answers 200. Serve's proxy answers 404 for a route whose app is not
+    deployed yet, so anything but 200 means "not up yet"."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code < 500:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
