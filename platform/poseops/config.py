@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from poseops.errors import ConfigError
 
@@ -73,8 +73,14 @@ class BodyCaptureParams(Strict):
 class CaptureParams(Strict):
     generator: Literal["synthetic"] = "synthetic"
     seed: int = 0
-    hands: HandCaptureParams = HandCaptureParams()
-    bodies: BodyCaptureParams | None = None
+    hands: HandCaptureParams | None = Field(HandCaptureParams(), description="hand sequences (null: none)")
+    bodies: BodyCaptureParams | None = Field(None, description="multi-view body sequences (null: none)")
+
+    @model_validator(mode="after")
+    def _something_to_render(self) -> "CaptureParams":
+        if self.hands is None and self.bodies is None:
+            raise ValueError("set hands, bodies or both: there is nothing to render")
+        return self
 
 
 class AnnotationSource(Strict):

@@ -63,13 +63,30 @@ def dvc_repro(*args: str, root: str | Path | None = None) -> None:
     subprocess.run([sys.executable, "-m", "dvc", "repro", *args], cwd=root or repo_root(), env=env, check=True)
 
 
-def capture(params: Params, where: Layout) -> dict:
+def capture(params: Params, where: Layout) -> dict[str, dict]:
+    """Render the configured synthetic captures into the capture root: `hands/` and `bodies/`, each a
+    published capture folder (manifest.json last). A part no longer configured is removed."""
+    import shutil
+
+    from poseops.annotations.internal import CAPTURE_PARTS
+    from poseops.capture.synthetic_bodies import write_body_captures
     from poseops.capture.synthetic_hands import write_hand_captures
 
-    with console.status("capture: rendering synthetic hand sequences"):
-        manifest = write_hand_captures(where.raw, params.data.capture)
-    console.print(f"capture: {len(manifest['sequences'])} sequences -> {where.raw}")
-    return manifest
+    settings = params.data.capture
+    writers = {"hands": write_hand_captures, "bodies": write_body_captures}
+    wanted = {part: getattr(settings, part) is not None for part in CAPTURE_PARTS}
+    manifests = {}
+    for part in CAPTURE_PARTS:
+        folder = where.raw / part
+        if not wanted[part]:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        with console.status(f"capture: rendering synthetic {part}"):
+            manifests[part] = writers[part](folder, settings)
+        counts = manifests[part]["counts"]
+        console.print(f"capture: {part}: {counts['sequences']} sequences, {counts.get('images', counts['frames'])} "
+                      f"images -> {folder}")
+    return manifests
 
 
 def annotate(params: Params, where: Layout) -> dict:

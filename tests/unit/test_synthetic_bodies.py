@@ -13,7 +13,8 @@ from poseops.capture.synthetic_bodies import read_sequences, write_body_captures
 from poseops.config import BodyCaptureParams, CaptureParams
 from poseops.geometry import Camera, project_world, triangulate
 
-PARAMS = CaptureParams(seed=3, bodies=BodyCaptureParams(sequences=2, frames_per_sequence=3, image_size=128, views=3))
+# 20 sequences (the issue asks triangulation and reprojection over 20), 2 kept frames each, 3 views.
+PARAMS = CaptureParams(seed=3, bodies=BodyCaptureParams(sequences=20, frames_per_sequence=2, image_size=128, views=3))
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_same_seed_same_bytes_and_manifest_last(capture, tmp_path):
     assert json.dumps(again, sort_keys=True) == json.dumps(manifest, sort_keys=True)
     for name in ("labels.jsonl", "cameras.json"):
         assert (tmp_path / "raw" / name).read_bytes() == (out / name).read_bytes()
-    assert manifest["counts"]["sequences"] == 2 and all(len(s["views"]) == 3 for s in manifest["sequences"])
+    assert manifest["counts"]["sequences"] == 20 and all(len(s["views"]) == 3 for s in manifest["sequences"])
 
 
 def test_labels_triangulate_and_reproject(capture):

@@ -112,6 +112,34 @@ def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, 
     return {"images": images, "annotations": annotations, "categories": [category], "info": {"sources": ["synthetic"]}}
 
 
+CAPTURE_PARTS = ("hands", "bodies")  # sub-folders of a capture root (data/raw/synthetic), in merge order
+
+
+def capture_folders(raw_dir: str | Path) -> list[Path]:
+    """The published capture folders under `raw_dir`: the folder itself when it holds a manifest,
+    else its `hands/` and `bodies/` sub-folders (a capture root); DataError when there are none."""
+    raw = Path(raw_dir)
+    if (raw / MANIFEST_FILE).exists():
+        return [raw]
+    folders = [raw / part for part in CAPTURE_PARTS if (raw / part).is_dir()]
+    if not folders:
+        raise DataError(f"{raw}: neither a capture folder (manifest.json) nor a capture root ({', '.join(CAPTURE_PARTS)}/)")
+    for folder in folders:
+        require_published(folder, MANIFEST_FILE)
+    return folders
+
+
+def from_capture_folder(folder: Path, out_folder: Path | None) -> dict[str, Any]:
+    """A synthetic capture folder's labels in the internal form, by the kind its manifest names."""
+    from poseops.annotations.bodies import from_synthetic_bodies
+
+    kind = require_published(folder, MANIFEST_FILE).get("kind", "hand")
+    readers = {"hand": from_synthetic_captures, "body": from_synthetic_bodies}
+    if kind not in readers:
+        raise DataError(f"{folder / MANIFEST_FILE}: capture kind {kind!r} is not known ({', '.join(readers)})")
+    return readers[kind](folder, out_folder)
+
+
 def merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Concatenate internal-form parts, renumbering image, annotation, category and camera ids.
 
@@ -180,9 +208,9 @@ def build_annotations(
     (e.g. a subject in two fixed splits across sources)."""
     out_path = Path(out_path)
     parts = []
-    if raw_dir is not None:
-        synthetic = from_synthetic_captures(raw_dir, out_path.parent)
-        parts.append(validate(synthetic, str(Path(raw_dir) / "labels.json"), base=out_path.parent))
+    for folder in capture_folders(raw_dir) if raw_dir is not None else []:
+        parts.append(validate(from_capture_folder(folder, out_path.parent), str(folder / "manifest.json"),
+                              base=out_path.parent))
     for source in sources:
         parts.append(validate(import_source(source, out_path.parent), source.file, base=out_path.parent))
     merged = validate(merge(parts), str(out_path))

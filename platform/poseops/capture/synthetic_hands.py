@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from poseops.config import CaptureParams
+from poseops.config import CaptureParams, HandCaptureParams
 from poseops.errors import DataError
 from poseops.geometry import rotation_x, rotation_y, rotation_z
 from poseops.skeletons import HAND21
@@ -350,7 +350,7 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     for stale in list(out.glob(f"seq_*{VIDEO_FORMAT['suffix']}")) + [out / "labels.json"]:
         stale.unlink(missing_ok=True)
 
-    hands = params.hands
+    hands = params.hands if params.hands is not None else HandCaptureParams()
     size, frames = hands.image_size, hands.frames_per_sequence
     root = np.random.SeedSequence([params.seed, 0x4A2D])
     subject_seq, *sequence_seqs = root.spawn(1 + hands.sequences)
