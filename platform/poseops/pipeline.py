@@ -64,28 +64,16 @@ def dvc_repro(*args: str, root: str | Path | None = None) -> None:
 
 
 def capture(params: Params, where: Layout) -> dict[str, dict]:
-    """Render the configured synthetic captures into the capture root: `hands/` and `bodies/`, each a
-    published capture folder (manifest.json last). A part no longer configured is removed."""
-    import shutil
+    """Render the configured synthetic captures into the capture root (`hands/`, `bodies/`)."""
+    from poseops.capture import write_captures
 
-    from poseops.annotations.internal import CAPTURE_PARTS
-    from poseops.capture.synthetic_bodies import write_body_captures
-    from poseops.capture.synthetic_hands import write_hand_captures
-
-    settings = params.data.capture
-    writers = {"hands": write_hand_captures, "bodies": write_body_captures}
-    wanted = {part: getattr(settings, part) is not None for part in CAPTURE_PARTS}
-    manifests = {}
-    for part in CAPTURE_PARTS:
-        folder = where.raw / part
-        if not wanted[part]:
-            shutil.rmtree(folder, ignore_errors=True)
-            continue
-        with console.status(f"capture: rendering synthetic {part}"):
-            manifests[part] = writers[part](folder, settings)
-        counts = manifests[part]["counts"]
+    with console.status("capture: rendering") as status:
+        manifests = write_captures(where.raw, params.data.capture,
+                                   on_part=lambda part: status.update(f"capture: rendering synthetic {part}"))
+    for part, manifest in manifests.items():
+        counts = manifest["counts"]
         console.print(f"capture: {part}: {counts['sequences']} sequences, {counts.get('images', counts['frames'])} "
-                      f"images -> {folder}")
+                      f"images -> {where.raw / part}")
     return manifests
 
 

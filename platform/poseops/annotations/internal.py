@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from poseops.annotations.checks import check, raise_problems
+from poseops.capture import CAPTURE_PARTS
 from poseops.config import AnnotationSource
 from poseops.errors import ConfigError, DataError
 from poseops.skeletons import Skeleton, get_skeleton
@@ -110,9 +111,6 @@ def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, 
                 }
             )
     return {"images": images, "annotations": annotations, "categories": [category], "info": {"sources": ["synthetic"]}}
-
-
-CAPTURE_PARTS = ("hands", "bodies")  # sub-folders of a capture root (data/raw/synthetic), in merge order
 
 
 def capture_folders(raw_dir: str | Path) -> list[Path]:

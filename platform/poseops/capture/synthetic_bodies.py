@@ -431,7 +431,8 @@ def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     write_json_atomic(out / "cameras.json", cameras)
     manifest = {
         "kind": "body",
-        "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "params": params.model_dump(mode="json")},
+        "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION,
+                      "params": params.model_dump(mode="json", include={"generator", "seed", "bodies"})},
         "skeletons": {"person": COCO17.name, "person_h36m17": H36M17.name, "body": list(B.BODY_JOINTS)},
         "capture": {"fps": B.CAPTURE_FPS, "frame_step": bodies.frame_step, "native_height": 2160},
         "labels": {"file": "labels.jsonl", "sha256": sha256_file(out / "labels.jsonl")},

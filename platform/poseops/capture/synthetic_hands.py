@@ -411,7 +411,8 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     write_bytes_atomic(out / "labels.json", labels_bytes)
     manifest = {
         "kind": "hand",
-        "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "params": params.model_dump(mode="json")},
+        "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION,
+                      "params": params.model_dump(mode="json", include={"generator", "seed", "hands"})},
         "skeleton": HAND21.name,
         "labels": {"file": "labels.json", "sha256": sha256_bytes(labels_bytes)},
         "sequences": entries,

@@ -4,7 +4,7 @@ importers, export and validation)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,35 +17,66 @@ data_app = typer.Typer(help="Captures, annotations and derived datasets.", no_ar
 @data_app.command("synth")
 @friendly
 def data_synth(
-    out: Annotated[str, typer.Option(help="output folder or URL")],
+    out: Annotated[str, typer.Option(help="capture root to write: <out>/hands and/or <out>/bodies")],
     seed: Annotated[int, typer.Option(help="generator seed")] = 0,
-    sequences: Annotated[int, typer.Option(help="hand sequences")] = 12,
-    frames: Annotated[int, typer.Option(help="frames per sequence")] = 40,
+    hands: Annotated[int, typer.Option(help="hand sequences (0 = none)")] = 12,
+    bodies: Annotated[int, typer.Option(help="body sequences (0 = none)")] = 0,
+    frames: Annotated[int, typer.Option(help="frames per hand sequence")] = 40,
+    body_frames: Annotated[Optional[int], typer.Option(help="kept frames per body sequence (default: the generator's)")] = None,
+    views: Annotated[int, typer.Option(help="body views, 1..5 (front + Human3.6M cameras)")] = 5,
+    size: Annotated[int, typer.Option(help="body render height, px")] = 256,
 ) -> None:
-    """Render seeded synthetic captures (same seed, same bytes)."""
-    from poseops.capture.synthetic_hands import write_hand_captures
-    from poseops.config import CaptureParams, HandCaptureParams
+    """Render seeded synthetic hand and body captures into a capture root (same seed, same bytes)."""
+    from pydantic import ValidationError
+    from rich.table import Table
 
-    params = CaptureParams(seed=seed, hands=HandCaptureParams(sequences=sequences, frames_per_sequence=frames))
-    manifest = write_hand_captures(out, params)
-    console.print(f"wrote {len(manifest['sequences'])} sequences to {out}")
+    from poseops.capture import write_captures
+    from poseops.config import BodyCaptureParams, CaptureParams, HandCaptureParams
+    from poseops.errors import ConfigError
+    from poseops.storage import join
+
+    if hands == 0 and bodies == 0:
+        raise ConfigError("data synth: --hands and --bodies are both 0: nothing to render")
+    try:
+        params = CaptureParams(
+            seed=seed,
+            hands=HandCaptureParams(sequences=hands, frames_per_sequence=frames) if hands else None,
+            bodies=BodyCaptureParams(sequences=bodies, frames_per_sequence=body_frames, views=views,
+                                     image_size=size) if bodies else None,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"data synth: {problems}") from None
+
+    with console.status("rendering") as status:
+        manifests = write_captures(out, params, on_part=lambda part: status.update(f"rendering synthetic {part}"))
+    table = Table(title=f"synthetic captures, seed {seed} -> {out}")
+    for column in ("part", "sequences", "frames", "images", "folder"):
+        table.add_column(column, justify="left" if column in ("part", "folder") else "right")
+    for part, manifest in manifests.items():
+        counts = manifest["counts"]
+        table.add_row(part, str(counts["sequences"]), str(counts["frames"]), str(counts.get("images", counts["frames"])),
+                      join(out, part))
+    console.print(table)
 
 
 @data_app.command("show")
 @friendly
 def data_show(
-    url: Annotated[str, typer.Argument(help="a capture folder (manifest.json) or a derived dataset (card.json)")],
+    url: Annotated[str, typer.Argument(help="a capture folder or root (hands/, bodies/) or a derived dataset (card.json)")],
     out: Annotated[Path, typer.Option(help="PNG to write")] = Path("grid.png"),
-    count: Annotated[int, typer.Option(help="samples to draw")] = 16,
+    count: Annotated[int, typer.Option(help="samples to draw (per part of a capture root)")] = 16,
+    part: Annotated[Optional[str], typer.Option(help="of a capture root, draw only: hands or bodies")] = None,
 ) -> None:
     """Draw samples with keypoints, edges and visibility (hollow grey = occluded), to check labels."""
     import cv2
 
     from poseops.browse import label_grid
 
+    grid = label_grid(url, count, part=part)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), label_grid(url, count))
-    console.print(f"wrote {out}")
+    cv2.imwrite(str(out), grid)
+    console.print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
 
 
 @data_app.command("derive")
