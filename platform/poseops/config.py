@@ -47,6 +47,8 @@ class BodyCaptureParams(Strict):
     frame_step: int = Field(10, ge=1, description="capture frames (30 fps) per kept frame")
     image_size: int = Field(256, ge=64, multiple_of=2, description="render height, px")
     views: int = Field(5, ge=1, le=5, description="front (Kinect-like) + up to 4 Human3.6M cameras")
+    zoom: float = Field(1.0, ge=1.0, le=4.0, description="focal lengths x zoom: people fill more of each view "
+                        "(1: the real calibrations, at which Tables 1-2 hold)")
     people: tuple[int, int] = Field((1, 3), description="people per sequence (low, high)")
     tasks: list[Literal["TO", "PF", "CR", "CT", "PC"]] = ["TO", "PF", "CR", "CT", "PC"]
     performers: list[Literal["expert", "trainee"]] = ["expert", "trainee"]

@@ -55,3 +55,25 @@ def test_labels_triangulate_and_reproject(capture):
                     worst_mm = max(worst_mm, float(np.linalg.norm(estimate - truth, axis=-1).max()))
     assert worst_px <= 0.05, worst_px
     assert 0.0 < worst_mm <= 1.0, worst_mm
+
+
+def test_zoom_narrows_every_view_and_labels_follow(tmp_path):
+    """zoom 2: every stored camera's focal lengths double, and so does the spread of the performer's exact
+    labels about the principal point (the labels are projected through the zoomed cameras)."""
+    base = BodyCaptureParams(sequences=2, frames_per_sequence=2, image_size=128, views=3, people=(1, 1))
+    plain = write_body_captures(tmp_path / "z1", CaptureParams(seed=5, bodies=base))
+    zoomed = write_body_captures(tmp_path / "z2", CaptureParams(seed=5, bodies=base.model_copy(update={"zoom": 2.0})))
+    assert plain["counts"]["images"] == zoomed["counts"]["images"]
+    cams = [json.loads((tmp_path / z / "cameras.json").read_text()) for z in ("z1", "z2")]
+    for seq, views in cams[0].items():
+        for view, cam in views.items():
+            assert cams[1][seq][view]["fx"] == pytest.approx(2 * cam["fx"])
+            assert cams[1][seq][view]["cx"] == pytest.approx(cam["cx"])
+    for one, two in zip(read_sequences(tmp_path / "z1"), read_sequences(tmp_path / "z2")):
+        view = one["views"][1]  # a Human3.6M view (h36m distortion model)
+        cam = cams[0][one["id"]][view]
+        centre = np.array([cam["cx"], cam["cy"]])
+        a = np.asarray(one["frames"][0]["views"][view]["people"][0]["keypoints_clean"]) - centre
+        b = np.asarray(two["frames"][0]["views"][view]["people"][0]["keypoints_clean"]) - centre
+        ratio = np.linalg.norm(b - b.mean(0), axis=1).sum() / np.linalg.norm(a - a.mean(0), axis=1).sum()
+        assert 1.8 < ratio < 2.2, ratio  # ~2 (radial distortion bends it a little)

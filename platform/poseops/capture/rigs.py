@@ -128,12 +128,21 @@ def front_camera(target: np.ndarray, azimuth_deg: float, height: int, elevation_
     return scale_camera(native, height, width)
 
 
-def sequence_rig(calibration: str, target: np.ndarray, front_azimuth_deg: float, height: int, views: int) -> list[tuple[str, Camera]]:
+def zoomed(camera: Camera, zoom: float) -> Camera:
+    """`camera` with its focal lengths times `zoom` (same centre, size and distortion): a tighter framing."""
+    if zoom == 1.0:
+        return camera
+    return camera.model_copy(update={"fx": camera.fx * zoom, "fy": camera.fy * zoom})
+
+
+def sequence_rig(calibration: str, target: np.ndarray, front_azimuth_deg: float, height: int, views: int,
+                 zoom: float = 1.0) -> list[tuple[str, Camera]]:
     """The views of one sequence: [("front", Kinect-like camera), ("h36m_<id>", Human3.6M camera), ...],
-    `views` in all (1..5); the Human3.6M cameras use subject `calibration`'s extrinsics."""
+    `views` in all (1..5); the Human3.6M cameras use subject `calibration`'s extrinsics. `zoom` > 1
+    narrows every view (focal lengths x zoom) so people fill more of the frame."""
     if not 1 <= views <= 1 + len(H36M_CAMERA_IDS):
         raise ValueError(f"views must be 1..{1 + len(H36M_CAMERA_IDS)}, got {views}")
     rig = [("front", front_camera(target, front_azimuth_deg, height))]
     for cid in H36M_CAMERA_IDS[: views - 1]:
         rig.append((f"h36m_{cid}", h36m_camera(calibration, cid, height)))
-    return rig
+    return [(name, zoomed(camera, zoom)) for name, camera in rig]

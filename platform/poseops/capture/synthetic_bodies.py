@@ -162,7 +162,7 @@ def plan_sequence(
     side = 1.0 if rng.random() < 0.5 else -1.0
     front_azimuth = facing + side * 90.0 + float(rng.normal(0.0, 8.0))  # performer seen in profile
     calibration = str(H36M_SUBJECTS[int(rng.integers(len(H36M_SUBJECTS)))])
-    views = sequence_rig(calibration, target, front_azimuth, bodies.image_size, bodies.views)
+    views = sequence_rig(calibration, target, front_azimuth, bodies.image_size, bodies.views, bodies.zoom)
     front = views[0][1]
     people = [PersonTrack(0, "performer", performer_subject, activity, performer)]
     wanted = int(rng.integers(bodies.people[0], bodies.people[1] + 1))
