@@ -211,5 +211,16 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out_stem: Path) -> None:
+    """<stem>.json (the report), <stem>.md (its tables) and <stem>.png (PCK@0.2 mean +- SD per cell)."""
+    from poseops.viz.curves import plot_grouped_bars
+
     write_json_atomic(out_stem.with_suffix(".json"), report)
     out_stem.with_suffix(".md").write_text(markdown_table(report))
+    conditions = list(dict.fromkeys(e["labels"] for e in report["summary"]))
+    losses = list(dict.fromkeys(e["loss"] for e in report["summary"]))
+    cell = {(e["loss"], e["labels"]): e["pck"] for e in report["summary"]}
+    series = {loss: ([cell[(loss, c)]["mean"] if (loss, c) in cell else 0.0 for c in conditions],
+                     [cell[(loss, c)]["sd"] if (loss, c) in cell else 0.0 for c in conditions]) for loss in losses}
+    runs = max(e["runs"] for e in report["summary"])
+    plot_grouped_bars(out_stem.with_suffix(".png"), [f"{c} labels" for c in conditions], series,
+                      "validation PCK@0.2", f"handmle: loss x labels, mean ± SD of {runs} seeds")

@@ -40,3 +40,17 @@ def test_summary_means_sds_and_the_2sd_rule():
 def test_a_single_run_has_no_2sd_verdict():
     summary = summarise([_row("mle", 0.5, 0), _row("integral_l1", 0.4, 0)], ("loss", "labels"))
     assert gap(summary, "pck", {"labels": "noisy"}, {"loss": "mle"}, {"loss": "integral_l1"})["exceeds_2sd"] is None
+
+
+def test_report_files_table_and_chart(tmp_path):
+    import cv2
+
+    from poseops.experiments import handmle_report, write_report
+
+    rows = [_row("mle", v, i) for i, v in enumerate((0.50, 0.52, 0.54))]
+    rows += [_row("integral_l1", v, i) for i, v in enumerate((0.40, 0.41, 0.42))]
+    write_report(handmle_report(rows), tmp_path / "grid")
+    table = (tmp_path / "grid.md").read_text()
+    assert "| mle | noisy | 3 | 0.520 ± 0.020" in table and "| noisy | integral_l1 | +0.1100 |" in table
+    chart = cv2.imread(str(tmp_path / "grid.png"))
+    assert chart is not None and chart.shape[0] > 100 and chart.std() > 10  # a drawn chart, not a blank page

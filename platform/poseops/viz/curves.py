@@ -61,3 +61,19 @@ def plot_bars(path: str | Path, labels: Sequence[str], values: Sequence[float], 
     ax.set_xticks(range(len(labels)), list(labels), rotation=70, fontsize=7)
     ax.set(ylabel=ylabel, title=title, ylim=(0, 1))
     return _save(plt, fig, path)
+
+
+def plot_grouped_bars(path: str | Path, groups: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]],
+                      ylabel: str, title: str) -> Path:
+    """Bars with +-1 SD whiskers: one cluster per group, one bar per series; series = name -> (means, sds)
+    (each as long as `groups`). E.g. PCK per label condition (groups) and loss (series)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5, len(groups) * len(series) * 0.7), 4), dpi=100)
+    width = 0.8 / max(1, len(series))
+    for i, (name, (means, sds)) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, list(means), width, yerr=list(sds), capsize=3, label=name)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
