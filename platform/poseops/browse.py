@@ -71,11 +71,12 @@ def capture_generator(folder: str) -> str:
 
 def hand_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
     """Frames of a hand capture folder, spread over sequences and frames."""
-    from poseops.capture.synthetic_hands import read_frames
+    from poseops.capture.synthetic_hands import read_frames, read_hand_sequences
 
     manifest = read_json(join(folder, "manifest.json"))
-    labels = read_json(join(folder, manifest["labels"]["file"]))
     entries = manifest["sequences"]
+    picked_ids = {entries[s]["id"] for s, _, _ in spread_picks([e["frames"] for e in entries], [["-"]] * len(entries), count)}
+    labels = {r["id"]: r["frames"] for r in read_hand_sequences(folder) if r["id"] in picked_ids}
     picks = spread_picks([e["frames"] for e in entries], [["-"]] * len(entries), count)
     samples = []
     for s in sorted({s for s, _, _ in picks}):
@@ -87,7 +88,7 @@ def hand_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
                 frames[t] = image
             if t >= wanted[-1]:
                 break
-        records = labels["sequences"][entry["id"]]["frames"]
+        records = labels[entry["id"]]
         for t in wanted:
             if t not in frames:
                 raise DataError(f"{join(folder, entry['file'])}: capture video has no frame {t}")

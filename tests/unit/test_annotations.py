@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from poseops.capture.synthetic_hands import read_hand_sequences
+
 import json
 import shutil
 
@@ -37,8 +39,8 @@ def test_build_from_synthetic(raw, tmp_path):
         assert resolve_image_path(out, image).is_file()
         assert image["frame_index"] in (0, 1, 2) and image["sequence"].startswith("seq_")
         assert image["subject"] and image["source"] == "synthetic"
-    labels = json.loads((raw / "labels.json").read_text())
-    first = labels["sequences"]["seq_0000"]["frames"][0]
+    labels = {r["id"]: r for r in read_hand_sequences(raw)}
+    first = labels["seq_0000"]["frames"][0]
     ann = form["annotations"][0]
     assert ann["keypoints"] == [float(v) for p in first["keypoints"] for v in p]
     assert len(ann["keypoints_clean"]) == 2 * HAND21.num_keypoints

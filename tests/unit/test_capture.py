@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from poseops.capture.synthetic_hands import read_hand_sequences
+
 import json
 
 import numpy as np
@@ -25,15 +27,15 @@ def captures(tmp_path_factory):
 def test_layout_and_manifest(captures):
     out, manifest = captures
     files = sorted(p.name for p in out.iterdir())
-    assert files == sorted([e["file"] for e in manifest["sequences"]] + ["labels.json", "manifest.json"])
+    assert files == sorted([e["file"] for e in manifest["sequences"]] + ["labels.jsonl", "manifest.json"])
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert manifest["counts"]["sequences"] == 3 and manifest["counts"]["frames"] == 15
-    labels = json.loads((out / "labels.json").read_text())
+    labels = {r["id"]: r for r in read_hand_sequences(out)}
     for entry in manifest["sequences"]:
         frames = read_video(out / entry["file"])
         assert len(frames) == entry["frames"] == 5
         assert frames[0].shape == (96, 96, 3)
-        seq = labels["sequences"][entry["id"]]
+        seq = labels[entry["id"]]
         assert seq["subject"] == entry["subject"] and seq["side"] in ("left", "right")
         kp = np.array(seq["frames"][0]["keypoints"])
         assert kp.shape == (HAND21.num_keypoints, 3)
@@ -45,19 +47,19 @@ def test_layout_and_manifest(captures):
 def test_same_seed_same_bytes_other_seed_differs(captures, tmp_path):
     out, _ = captures
     write_hand_captures(tmp_path / "again", SMALL)
-    for name in ("labels.json", "manifest.json"):
+    for name in ("labels.jsonl", "manifest.json"):
         assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes()
     a = read_video(out / "seq_0000.avi")
     b = read_video(tmp_path / "again" / "seq_0000.avi")
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     write_hand_captures(tmp_path / "other", SMALL.model_copy(update={"seed": 4}))
-    assert (tmp_path / "other" / "labels.json").read_bytes() != (out / "labels.json").read_bytes()
+    assert (tmp_path / "other" / "labels.jsonl").read_bytes() != (out / "labels.jsonl").read_bytes()
 
 
 def test_poses_vary_so_a_mean_pose_is_weak(captures):
     out, _ = captures
-    labels = json.loads((out / "labels.json").read_text())
-    clean = np.array([f["keypoints_clean"] for s in labels["sequences"].values() for f in s["frames"]])
+    labels = {r["id"]: r for r in read_hand_sequences(out)}
+    clean = np.array([f["keypoints_clean"] for s in labels.values() for f in s["frames"]])
     # direction wrist -> middle MCP spreads over the circle across sequences
     d = clean[:, 9] - clean[:, 0]
     angles = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
@@ -69,9 +71,9 @@ def test_poses_vary_so_a_mean_pose_is_weak(captures):
 def test_visibility_comes_from_occluders(tmp_path):
     params = CaptureParams(seed=11, hands=HandCaptureParams(sequences=6, frames_per_sequence=4, image_size=128))
     write_hand_captures(tmp_path, params)
-    labels = json.loads((tmp_path / "labels.json").read_text())
+    labels = {r["id"]: r for r in read_hand_sequences(tmp_path)}
     occluded_seen = 0
-    for seq_id, seq in labels["sequences"].items():
+    for seq_id, seq in labels.items():
         frames = read_video(tmp_path / f"{seq_id}.avi")
         for rec, frame in zip(seq["frames"], frames):
             kp = np.array(rec["keypoints_clean"])
@@ -133,8 +135,8 @@ def test_label_noise_moves_training_labels_and_keeps_clean_ones(tmp_path):
     write_hand_captures(tmp_path / "noisy", CaptureParams(hands=noisy))
 
     def frames(folder):
-        labels = json.loads((tmp_path / folder / "labels.json").read_text())
-        return [f for seq in labels["sequences"].values() for f in seq["frames"]]
+        labels = {r["id"]: r for r in read_hand_sequences(tmp_path / folder)}
+        return [f for seq in labels.values() for f in seq["frames"]]
 
     clean, dirty = frames("clean"), frames("noisy")
     for a, b in zip(clean, dirty):

@@ -67,19 +67,22 @@ def relative_to(path: Path, folder: Path | None) -> str:
 
 def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, Any]:
     """The generator's labels of a published synthetic capture folder, in the internal form."""
+    from poseops.capture.synthetic_hands import read_hand_sequences
+
     raw = Path(raw_dir)
     manifest = require_published(raw, "manifest.json")
-    labels = read_json(raw / manifest["labels"]["file"])
     skeleton = get_skeleton(manifest.get("skeleton", "hand21"))
     category = category_for(skeleton, 1, "hand")
-    images, annotations = [], []
-    for entry in manifest["sequences"]:
+    entries = {entry["id"]: entry for entry in manifest["sequences"]}
+    images, annotations, labelled = [], [], set()
+    for sequence in read_hand_sequences(raw):
+        entry = entries.get(sequence["id"])
+        if entry is None:
+            raise DataError(f"{raw / manifest['labels']['file']}: sequence {sequence['id']!r} is not in the manifest")
+        labelled.add(entry["id"])
         video = raw / entry["file"]
         if not video.is_file():
             raise DataError(f"{video}: capture listed in {raw / 'manifest.json'} is missing")
-        sequence = labels["sequences"].get(entry["id"])
-        if sequence is None:
-            raise DataError(f"{raw / manifest['labels']['file']}: no labels for sequence {entry['id']!r}")
         for frame in sequence["frames"]:
             image_id = len(images) + 1
             images.append(
@@ -110,6 +113,9 @@ def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, 
                     "side": frame.get("side"),
                 }
             )
+    unlabelled = sorted(set(entries) - labelled)
+    if unlabelled:
+        raise DataError(f"{raw / manifest['labels']['file']}: no labels for sequence(s) {', '.join(unlabelled)}")
     return {"images": images, "annotations": annotations, "categories": [category], "info": {"sources": ["synthetic"]}}
 
 

@@ -9,8 +9,9 @@ noisy background, then random occluder rectangles. A joint under an occluder get
 
 Output folder (one file per sequence, never thousands of loose files):
     <out>/<sequence_id>.avi   lossless FFV1 video (see VIDEO_FORMAT for why not mp4v)
-    <out>/labels.json         per sequence, per frame: keypoints [21,3] (x, y, v), keypoints_clean [21,2],
-                              bbox [x, y, w, h], subject, side, occluders [[x0, y0, x1, y1], ...]
+    <out>/labels.jsonl        one JSON line per sequence (id, subject, side, frames), written as each sequence
+                              is rendered (the writer streams); per frame: keypoints [21,3] (x, y, v),
+                              keypoints_clean [21,2], bbox [x, y, w, h], subject, side, occluders [[x0, y0, x1, y1], ...]
     <out>/manifest.json       written last; a folder without it does not exist for readers
 
 Pixel convention: the centre of pixel (col i, row j) is at (x, y) = (i, j), as in OpenCV.
@@ -32,10 +33,11 @@ from poseops.config import CaptureParams, HandCaptureParams
 from poseops.errors import DataError
 from poseops.geometry import rotation_x, rotation_y, rotation_z
 from poseops.skeletons import HAND21
-from poseops.storage import sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
+from poseops.storage import sha256_file, write_json_atomic
 
 GENERATOR_NAME = "poseops.synthetic_hands"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: labels.jsonl, one line per sequence (1: one labels.json)
+LABELS_FILE = "labels.jsonl"
 FPS = 25
 
 # mp4v (the only MPEG-4 encoder OpenCV's FFmpeg writer offers here) ignores every quality setting
@@ -347,7 +349,7 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # unpublish before touching anything
-    for stale in list(out.glob(f"seq_*{VIDEO_FORMAT['suffix']}")) + [out / "labels.json"]:
+    for stale in list(out.glob(f"seq_*{VIDEO_FORMAT['suffix']}")) + [out / "labels.json", out / LABELS_FILE]:
         stale.unlink(missing_ok=True)
 
     hands = params.hands if params.hands is not None else HandCaptureParams()
@@ -359,13 +361,9 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     subjects = {f"hand_{i:03d}": _subject_shape(subject_rng) for i in range(num_subjects)}
     subject_sides = {name: ("left" if subject_rng.random() < 0.5 else "right") for name in subjects}
 
-    labels: dict[str, Any] = {
-        "generator": GENERATOR_NAME,
-        "skeleton": HAND21.name,
-        "keypoint_names": list(HAND21.keypoints),
-        "sequences": {},
-    }
     entries, occluded, labelled = [], 0, 0
+    labels_tmp = out / ".labels.jsonl.tmp"
+    labels_fh = labels_tmp.open("w")
     for index, seq_seed in enumerate(sequence_seqs):
         rng = np.random.default_rng(seq_seed)
         sequence_id = f"seq_{index:04d}"
@@ -392,7 +390,8 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
             )
             occluded += int((lab["vis"] == 1).sum())
             labelled += int((lab["vis"] > 0).sum())
-        labels["sequences"][sequence_id] = {"subject": subject, "side": side, "frames": records}
+        record = {"id": sequence_id, "subject": subject, "side": side, "frames": records}
+        labels_fh.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
         entries.append(
             {
                 "id": sequence_id,
@@ -407,14 +406,15 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
                 "codec": VIDEO_FORMAT["codec"],
             }
         )
-    labels_bytes = (json.dumps(labels, sort_keys=True, separators=(",", ":")) + "\n").encode()
-    write_bytes_atomic(out / "labels.json", labels_bytes)
+    labels_fh.close()
+    labels_tmp.replace(out / LABELS_FILE)
     manifest = {
         "kind": "hand",
         "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION,
                       "params": params.model_dump(mode="json", include={"generator", "seed", "hands"})},
         "skeleton": HAND21.name,
-        "labels": {"file": "labels.json", "sha256": sha256_bytes(labels_bytes)},
+        "keypoint_names": list(HAND21.keypoints),
+        "labels": {"file": LABELS_FILE, "sha256": sha256_file(out / LABELS_FILE)},
         "sequences": entries,
         "counts": {
             "sequences": len(entries),
@@ -429,6 +429,25 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
 
 
 # ---------------------------------------------------------------- reading
+def read_hand_sequences(folder: str | Path) -> Iterator[dict[str, Any]]:
+    """The per-sequence label records (id, subject, side, frames) of a published hand capture folder,
+    one at a time, in the manifest's order."""
+    from poseops.errors import DataError
+    from poseops.storage import filesystem, join, require_published
+
+    manifest = require_published(folder, "manifest.json")
+    url = join(folder, manifest["labels"]["file"])
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        raise DataError(f"{url}: labels listed in {join(folder, 'manifest.json')} are missing")
+    with fs.open(path, "r") as fh:
+        for line_no, line in enumerate(fh, 1):
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{url}: line {line_no}: not valid JSON ({e})") from None
+
+
 def read_frames(video_path: str | Path) -> Iterator[np.ndarray]:
     """Decoded frames (BGR [H, W, 3] uint8) of a capture video, in order.
 
