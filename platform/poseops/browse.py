@@ -75,9 +75,9 @@ def hand_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
 
     manifest = read_json(join(folder, "manifest.json"))
     entries = manifest["sequences"]
-    picked_ids = {entries[s]["id"] for s, _, _ in spread_picks([e["frames"] for e in entries], [["-"]] * len(entries), count)}
-    labels = {r["id"]: r["frames"] for r in read_hand_sequences(folder) if r["id"] in picked_ids}
     picks = spread_picks([e["frames"] for e in entries], [["-"]] * len(entries), count)
+    picked_ids = {entries[s]["id"] for s, _, _ in picks}  # keep only the picked sequences' labels
+    labels = {r["id"]: r["frames"] for r in read_hand_sequences(folder) if r["id"] in picked_ids}
     samples = []
     for s in sorted({s for s, _, _ in picks}):
         wanted = sorted(t for q, _, t in picks if q == s)
@@ -88,7 +88,9 @@ def hand_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
                 frames[t] = image
             if t >= wanted[-1]:
                 break
-        records = labels[entry["id"]]
+        records = labels.get(entry["id"])
+        if records is None:
+            raise DataError(f"{join(folder, manifest['labels']['file'])}: no labels for sequence {entry['id']!r}")
         for t in wanted:
             if t not in frames:
                 raise DataError(f"{join(folder, entry['file'])}: capture video has no frame {t}")

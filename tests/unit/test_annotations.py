@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from poseops.capture.synthetic_hands import read_hand_sequences
-
 import json
 import shutil
 
 import pytest
 
 from poseops.annotations.internal import build_annotations, load_annotations, resolve_image_path
-from poseops.capture.synthetic_hands import write_hand_captures
+from poseops.capture.synthetic_hands import read_hand_sequences, write_hand_captures
 from poseops.config import AnnotationSource, CaptureParams, HandCaptureParams
 from poseops.errors import ConfigError, DataError
 from poseops.paths import fixtures_dir

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from poseops.capture.synthetic_hands import read_hand_sequences
-
 import json
 
 import numpy as np
 import pytest
 
-from poseops.capture.synthetic_hands import read_frame, read_frames, read_video, write_hand_captures
+from poseops.capture.synthetic_hands import read_frame, read_frames, read_hand_sequences, read_video, write_hand_captures
 from poseops.config import CaptureParams, HandCaptureParams
 from poseops.errors import DataError
 from poseops.skeletons import HAND21
@@ -124,11 +122,6 @@ def test_rewrite_unpublishes_first(captures, tmp_path):
 
 
 def test_label_noise_moves_training_labels_and_keeps_clean_ones(tmp_path):
-    import json
-
-    from poseops.capture.synthetic_hands import write_hand_captures
-    from poseops.config import CaptureParams, HandCaptureParams
-
     hands = dict(sequences=2, frames_per_sequence=6, image_size=96)
     write_hand_captures(tmp_path / "clean", CaptureParams(hands=HandCaptureParams(**hands)))
     noisy = HandCaptureParams(**hands, label_noise_px=2.0, outlier_rate=0.2, outlier_box_fraction=0.3)
@@ -147,3 +140,35 @@ def test_label_noise_moves_training_labels_and_keeps_clean_ones(tmp_path):
     ]
     assert sum(d > 0.01 for d in moved) > 0.9 * len(moved)  # jitter everywhere
     assert max(moved) > 8.0  # and some outliers far away
+
+
+def test_labels_stream_one_line_per_sequence_in_manifest_order(captures):
+    out, manifest = captures
+    lines = (out / "labels.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [e["id"] for e in manifest["sequences"]]
+    assert all(line == json.dumps(json.loads(line), sort_keys=True, separators=(",", ":")) for line in lines)
+    assert manifest["labels"]["file"] == "labels.jsonl" and len(manifest["keypoint_names"]) == HAND21.num_keypoints
+    assert [r["id"] for r in read_hand_sequences(out)] == [e["id"] for e in manifest["sequences"]]
+
+
+def test_read_hand_sequences_names_file_and_line(captures, tmp_path):
+    import shutil
+
+    out, _ = captures
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    lines = (copy / "labels.jsonl").read_text().splitlines()
+    (copy / "labels.jsonl").write_text("\n".join([lines[0], lines[1][:-9], *lines[2:]]) + "\n")
+    stream = read_hand_sequences(copy)
+    assert next(stream)["id"] == "seq_0000"  # records come one at a time, before the bad line is reached
+    with pytest.raises(DataError, match=r"labels\.jsonl: line 2: not valid JSON"):
+        next(stream)
+    (copy / "labels.jsonl").write_text(lines[0] + "\n[1, 2]\n")
+    with pytest.raises(DataError, match=r"labels\.jsonl: line 2: not a sequence record"):
+        list(read_hand_sequences(copy))
+    (copy / "labels.jsonl").unlink()
+    with pytest.raises(DataError, match=r"labels\.jsonl: labels listed in .*manifest\.json are missing"):
+        list(read_hand_sequences(copy))
+    (copy / "manifest.json").unlink()
+    with pytest.raises(DataError, match="no manifest.json"):
+        list(read_hand_sequences(copy))

@@ -33,7 +33,7 @@ from poseops.config import CaptureParams, HandCaptureParams
 from poseops.errors import DataError
 from poseops.geometry import rotation_x, rotation_y, rotation_z
 from poseops.skeletons import HAND21
-from poseops.storage import sha256_file, write_json_atomic
+from poseops.storage import filesystem, join, require_published, sha256_file, write_json_atomic
 
 GENERATOR_NAME = "poseops.synthetic_hands"
 GENERATOR_VERSION = 2  # 2: labels.jsonl, one line per sequence (1: one labels.json)
@@ -343,8 +343,10 @@ def _write_video(path: Path, frames: list[np.ndarray], size: int) -> None:
 def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     """Render `params.hands.sequences` synthetic hand videos into `out_dir`; return the manifest.
 
-    Deterministic from `params.seed`. Any earlier manifest is removed first and the new one is
-    written last, so readers never see a half-written capture set.
+    Streams: each sequence's video and labels.jsonl line are written as soon as it is rendered, and
+    nothing of it is kept but its manifest entry. Deterministic from `params.seed`. Any earlier
+    manifest is removed first and the new one is written last, so readers never see a half-written
+    capture set.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -355,58 +357,58 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     hands = params.hands if params.hands is not None else HandCaptureParams()
     size, frames = hands.image_size, hands.frames_per_sequence
     root = np.random.SeedSequence([params.seed, 0x4A2D])
-    subject_seq, *sequence_seqs = root.spawn(1 + hands.sequences)
+    (subject_seq,) = root.spawn(1)  # child 0; sequence i gets child 1 + i, spawned when it is rendered
     num_subjects = max(2, math.ceil(hands.sequences / 2))
     subject_rng = np.random.default_rng(subject_seq)
     subjects = {f"hand_{i:03d}": _subject_shape(subject_rng) for i in range(num_subjects)}
     subject_sides = {name: ("left" if subject_rng.random() < 0.5 else "right") for name in subjects}
 
     entries, occluded, labelled = [], 0, 0
-    labels_tmp = out / ".labels.jsonl.tmp"
-    labels_fh = labels_tmp.open("w")
-    for index, seq_seed in enumerate(sequence_seqs):
-        rng = np.random.default_rng(seq_seed)
-        sequence_id = f"seq_{index:04d}"
-        subject = f"hand_{index % num_subjects:03d}"
-        side = subject_sides[subject]  # a hand identity is one hand: its side is fixed
-        images, frame_labels = render_sequence(rng, subjects[subject], side, frames, size)
-        path = out / f"{sequence_id}{VIDEO_FORMAT['suffix']}"
-        _write_video(path, images, size)
-        records = []
-        for t, lab in enumerate(frame_labels):
-            uv_noisy = _noisy(rng, lab["uv"], max(lab["bbox"][2], lab["bbox"][3]), hands)
-            kp = np.concatenate([uv_noisy, lab["vis"][:, None]], axis=1)
-            kp[lab["vis"] == 0, :2] = 0.0
-            records.append(
+    labels_tmp = out / f".{LABELS_FILE}.tmp"
+    with labels_tmp.open("w") as labels_fh:
+        for index in range(hands.sequences):
+            (seq_seed,) = root.spawn(1)  # same keys as spawning all at once: nothing per sequence is kept
+            rng = np.random.default_rng(seq_seed)
+            sequence_id = f"seq_{index:04d}"
+            subject = f"hand_{index % num_subjects:03d}"
+            side = subject_sides[subject]  # a hand identity is one hand: its side is fixed
+            images, frame_labels = render_sequence(rng, subjects[subject], side, frames, size)
+            path = out / f"{sequence_id}{VIDEO_FORMAT['suffix']}"
+            _write_video(path, images, size)
+            records = []
+            for t, lab in enumerate(frame_labels):
+                uv_noisy = _noisy(rng, lab["uv"], max(lab["bbox"][2], lab["bbox"][3]), hands)
+                kp = np.concatenate([uv_noisy, lab["vis"][:, None]], axis=1)
+                kp[lab["vis"] == 0, :2] = 0.0
+                records.append(
+                    {
+                        "frame_index": t,
+                        "keypoints": _round(kp),
+                        "keypoints_clean": _round(lab["uv"]),
+                        "bbox": _round(lab["bbox"]),
+                        "occluders": lab["occluders"],  # inclusive pixel rectangles [x0, y0, x1, y1]
+                        "subject": subject,
+                        "side": side,
+                    }
+                )
+                occluded += int((lab["vis"] == 1).sum())
+                labelled += int((lab["vis"] > 0).sum())
+            record = {"id": sequence_id, "subject": subject, "side": side, "frames": records}
+            labels_fh.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+            entries.append(
                 {
-                    "frame_index": t,
-                    "keypoints": _round(kp),
-                    "keypoints_clean": _round(lab["uv"]),
-                    "bbox": _round(lab["bbox"]),
-                    "occluders": lab["occluders"],  # inclusive pixel rectangles [x0, y0, x1, y1]
+                    "id": sequence_id,
+                    "file": path.name,
+                    "sha256": sha256_file(path),
+                    "frames": frames,
+                    "fps": FPS,
+                    "width": size,
+                    "height": size,
                     "subject": subject,
                     "side": side,
+                    "codec": VIDEO_FORMAT["codec"],
                 }
             )
-            occluded += int((lab["vis"] == 1).sum())
-            labelled += int((lab["vis"] > 0).sum())
-        record = {"id": sequence_id, "subject": subject, "side": side, "frames": records}
-        labels_fh.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
-        entries.append(
-            {
-                "id": sequence_id,
-                "file": path.name,
-                "sha256": sha256_file(path),
-                "frames": frames,
-                "fps": FPS,
-                "width": size,
-                "height": size,
-                "subject": subject,
-                "side": side,
-                "codec": VIDEO_FORMAT["codec"],
-            }
-        )
-    labels_fh.close()
     labels_tmp.replace(out / LABELS_FILE)
     manifest = {
         "kind": "hand",
@@ -430,11 +432,12 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
 
 # ---------------------------------------------------------------- reading
 def read_hand_sequences(folder: str | Path) -> Iterator[dict[str, Any]]:
-    """The per-sequence label records (id, subject, side, frames) of a published hand capture folder,
-    one at a time, in the manifest's order."""
-    from poseops.errors import DataError
-    from poseops.storage import filesystem, join, require_published
+    """The label records of a published hand capture folder, one sequence at a time, in file order
+    (which is the manifest's). Each is {"id", "subject", "side", "frames": [per-frame labels]}.
 
+    Raises DataError if the folder is unpublished, the labels file is missing, or a line is not a
+    JSON sequence record (the message names the file and the line).
+    """
     manifest = require_published(folder, "manifest.json")
     url = join(folder, manifest["labels"]["file"])
     fs, path = filesystem(url)
@@ -443,9 +446,12 @@ def read_hand_sequences(folder: str | Path) -> Iterator[dict[str, Any]]:
     with fs.open(path, "r") as fh:
         for line_no, line in enumerate(fh, 1):
             try:
-                yield json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{url}: line {line_no}: not valid JSON ({e})") from None
+            if not isinstance(record, dict) or not {"id", "frames"} <= record.keys():
+                raise DataError(f"{url}: line {line_no}: not a sequence record (needs 'id' and 'frames')")
+            yield record
 
 
 def read_frames(video_path: str | Path) -> Iterator[np.ndarray]:
