@@ -43,7 +43,8 @@ def spread_picks(frames_per_sequence: list[int], views_per_sequence: list[list[s
 
     Sample i goes to sequence floor(i * S / count) when count <= S, else to i mod S (every sequence once
     before any twice);
-    the j-th of the n picks of a sequence takes view j mod V and frame floor((j + 0.5) * F / n)."""
+    the j-th of the n picks of sequence s takes view (s + j) mod V (so a grid with one pick per sequence
+    still shows every view) and frame floor((j + 0.5) * F / n)."""
     num = len(frames_per_sequence)
     if num == 0 or count <= 0:
         return []
@@ -53,7 +54,7 @@ def spread_picks(frames_per_sequence: list[int], views_per_sequence: list[list[s
         n = owners.count(s)
         views, frames = views_per_sequence[s], frames_per_sequence[s]
         for j in range(n):
-            picks.append((s, views[j % len(views)], min(frames - 1, int((j + 0.5) * frames / n))))
+            picks.append((s, views[(s + j) % len(views)], min(frames - 1, int((j + 0.5) * frames / n))))
     return picks
 
 

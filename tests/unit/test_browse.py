@@ -43,7 +43,9 @@ def test_picks_cover_every_sequence_and_view_before_repeating():
     assert [s for s, _, _ in picks] == [0, 1]  # two of three sequences, spread
     picks = browse.spread_picks(frames, views, 7)
     assert len(picks) == 7 and {s for s, _, _ in picks} == {0, 1, 2}
-    assert {v for s, v, _ in picks if s == 1} == {"a", "b"} and all(v in views[s] for s, v, _ in picks)
+    assert {v for s, v, _ in picks if s == 1} == {"b", "c"} and all(v in views[s] for s, v, _ in picks)
+    one_each = browse.spread_picks([4] * 3, [["a", "b", "c"]] * 3, 3)
+    assert [v for _, v, _ in one_each] == ["a", "b", "c"]  # one pick per sequence still shows every view
     assert all(0 <= t < frames[s] for s, _, t in picks)
     assert len({(s, v, t) for s, v, t in picks}) == 7  # no frame twice
 
