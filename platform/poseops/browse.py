@@ -1,14 +1,13 @@
 """Look at labels: a grid of samples with keypoints, edges and visibility drawn.
 
 Sources: a synthetic hand capture folder, a synthetic body capture folder (both: manifest.json, told apart
-by `manifest["generator"]["name"]`), a capture root holding `hands/` and/or `bodies/` capture folders (one
+by `manifest["kind"]`), a capture root holding `hands/` and/or `bodies/` capture folders (one
 grid per part, stacked), or a derived dataset (card.json). Visible joints are filled, occluded ones (v = 1)
 hollow grey, v = 0 not drawn; each cell is captioned with where its frame came from.
 """
 
 from __future__ import annotations
 
-import json
 import tarfile
 from dataclasses import dataclass, field
 
@@ -16,8 +15,7 @@ import cv2
 import numpy as np
 
 from poseops.capture import CAPTURE_PARTS
-from poseops.capture.synthetic_bodies import GENERATOR_NAME as BODIES_GENERATOR
-from poseops.capture.synthetic_hands import GENERATOR_NAME as HANDS_GENERATOR
+from poseops.capture.synthetic_bodies import read_sequences
 from poseops.errors import DataError
 from poseops.skeletons import COCO17, SKELETONS, Skeleton, get_skeleton
 from poseops.storage import exists, filesystem, join, read_json
@@ -59,17 +57,6 @@ def spread_picks(frames_per_sequence: list[int], views_per_sequence: list[list[s
 
 
 # ---------------------------------------------------------------- reading samples
-def capture_generator(folder: str) -> str:
-    """The generator name a capture folder's manifest records (DataError when it is not a labelled capture)."""
-    manifest = read_json(join(folder, "manifest.json"))
-    generator = manifest.get("generator")
-    name = generator.get("name") if isinstance(generator, dict) else generator
-    if name not in (HANDS_GENERATOR, BODIES_GENERATOR):
-        raise DataError(f"{join(folder, 'manifest.json')}: kind {manifest.get('kind')!r}, generator {name!r}: "
-                        f"no labels to draw (expected {HANDS_GENERATOR} or {BODIES_GENERATOR})")
-    return name
-
-
 def hand_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
     """Frames of a hand capture folder, spread over sequences and frames."""
     from poseops.capture.synthetic_hands import read_frames, read_hand_sequences
@@ -118,13 +105,10 @@ def body_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
     picks = spread_picks([e["frames"] for e in entries], [[v["name"] for v in e["views"]] for e in entries], count)
     wanted = {entries[s]["id"]: [(v, t) for q, v, t in picks if q == s] for s in {s for s, _, _ in picks}}
     located = []  # (sequence id, view, frame, shard, member, people labels)
-    fs, labels_path = filesystem(join(folder, manifest["labels"]["file"]))
-    with fs.open(labels_path, "r") as fh:  # one line per sequence: keep only the picked frames' labels
-        for line in fh:
-            record = json.loads(line)
-            for view, t in wanted.get(record["id"], []):
-                at = record["frames"][t]["views"][view]
-                located.append((record["id"], view, t, at["image"]["shard"], at["image"]["member"], at["people"]))
+    for record in read_sequences(folder):  # one sequence at a time: keep only the picked frames' labels
+        for view, t in wanted.get(record["id"], []):
+            at = record["frames"][t]["views"][view]
+            located.append((record["id"], view, t, at["image"]["shard"], at["image"]["member"], at["people"]))
     samples = []
     for sequence_id, view, t, shard, member, people in located:
         data = read_shard_member(join(folder, shard), member)
@@ -204,9 +188,13 @@ def stack_parts(parts: list[tuple[str, np.ndarray]]) -> np.ndarray:
 
 
 def capture_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
-    """Samples of a hand or body capture folder, by the generator its manifest names."""
-    reader = hand_samples if capture_generator(folder) == HANDS_GENERATOR else body_samples
-    return reader(folder, count)
+    """Samples of a hand or body capture folder, by the capture kind its manifest names (as annotate reads it)."""
+    kind = read_json(join(folder, "manifest.json")).get("kind")
+    readers = {"hand": hand_samples, "body": body_samples}
+    if kind not in readers:
+        raise DataError(f"{join(folder, 'manifest.json')}: capture kind {kind!r}: no labels to draw "
+                        f"(expected {' or '.join(readers)})")
+    return readers[kind](folder, count)
 
 
 def label_grid(url: str, count: int = 16, cols: int = 4, part: str | None = None) -> np.ndarray:

@@ -6,7 +6,9 @@ capture folder per part: `hands/` (synthetic_hands) and `bodies/` (synthetic_bod
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +34,26 @@ def write_captures(root: str | Path, params: CaptureParams, on_part=None) -> dic
             on_part(part)
         manifests[part] = writers[part](folder, params)
     return manifests
+
+
+def read_label_records(folder: str | Path) -> Iterator[dict[str, Any]]:
+    """The per-sequence label records of a published capture folder (its manifest's `labels.file`, JSON
+    lines), one at a time, in file order (the manifest's). DataError, naming the file and line, when the
+    folder is unpublished, the labels file is missing, or a line is not a record with `id` and `frames`."""
+    from poseops.errors import DataError
+    from poseops.storage import filesystem, join, require_published
+
+    manifest = require_published(folder, "manifest.json")
+    url = join(folder, manifest["labels"]["file"])
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        raise DataError(f"{url}: labels listed in {join(folder, 'manifest.json')} are missing")
+    with fs.open(path, "r") as fh:
+        for line_no, line in enumerate(fh, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{url}: line {line_no}: not valid JSON ({e})") from None
+            if not isinstance(record, dict) or not {"id", "frames"} <= record.keys():
+                raise DataError(f"{url}: line {line_no}: not a sequence record (needs 'id' and 'frames')")
+            yield record

@@ -488,20 +488,11 @@ def sequence_record(plan: SequencePlan, bodies: BodyCaptureParams, fps: float, f
 
 # ---------------------------------------------------------------- reading and statistics
 def read_sequences(raw_dir: str | Path):
-    """Yield the labels.jsonl records of a published body capture folder, one sequence at a time."""
-    from poseops.storage import require_published
+    """The labels.jsonl records of a published body capture folder, one sequence at a time (see
+    `sequence_record`; errors: `poseops.capture.read_label_records`)."""
+    from poseops.capture import read_label_records
 
-    raw = Path(raw_dir)
-    manifest = require_published(raw, "manifest.json")
-    path = raw / manifest["labels"]["file"]
-    if not path.is_file():
-        raise DataError(f"{path}: labels listed in {raw / 'manifest.json'} are missing")
-    with path.open() as fh:
-        for line_no, line in enumerate(fh, 1):
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {line_no}: not valid JSON ({e})") from None
+    return read_label_records(raw_dir)
 
 
 def front_statistics(keypoints: np.ndarray, sequence_ids: list[str], height: int) -> dict[str, float]:

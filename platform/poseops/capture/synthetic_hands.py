@@ -33,7 +33,7 @@ from poseops.config import CaptureParams, HandCaptureParams
 from poseops.errors import DataError
 from poseops.geometry import rotation_x, rotation_y, rotation_z
 from poseops.skeletons import HAND21
-from poseops.storage import filesystem, join, require_published, sha256_file, write_json_atomic
+from poseops.storage import sha256_file, write_json_atomic
 
 GENERATOR_NAME = "poseops.synthetic_hands"
 GENERATOR_VERSION = 2  # 2: labels.jsonl, one line per sequence (1: one labels.json)
@@ -433,25 +433,11 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
 # ---------------------------------------------------------------- reading
 def read_hand_sequences(folder: str | Path) -> Iterator[dict[str, Any]]:
     """The label records of a published hand capture folder, one sequence at a time, in file order
-    (which is the manifest's). Each is {"id", "subject", "side", "frames": [per-frame labels]}.
+    (the manifest's): {"id", "subject", "side", "frames": [per-frame labels]}. Errors: see
+    `poseops.capture.read_label_records`."""
+    from poseops.capture import read_label_records
 
-    Raises DataError if the folder is unpublished, the labels file is missing, or a line is not a
-    JSON sequence record (the message names the file and the line).
-    """
-    manifest = require_published(folder, "manifest.json")
-    url = join(folder, manifest["labels"]["file"])
-    fs, path = filesystem(url)
-    if not fs.exists(path):
-        raise DataError(f"{url}: labels listed in {join(folder, 'manifest.json')} are missing")
-    with fs.open(path, "r") as fh:
-        for line_no, line in enumerate(fh, 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{url}: line {line_no}: not valid JSON ({e})") from None
-            if not isinstance(record, dict) or not {"id", "frames"} <= record.keys():
-                raise DataError(f"{url}: line {line_no}: not a sequence record (needs 'id' and 'frames')")
-            yield record
+    return read_label_records(folder)
 
 
 def read_frames(video_path: str | Path) -> Iterator[np.ndarray]:
