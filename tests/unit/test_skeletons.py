@@ -220,3 +220,16 @@ def test_joint_angles_batch_and_3d():
     upright = np.zeros((17, 3))
     upright[[i("left_shoulder"), i("right_shoulder")], 1] = -500.0  # camera y points down
     assert np.isclose(joint_angles(upright, H36M17)["trunk_lean"], 0.0)
+
+
+def test_categories_match_by_joint_names_before_joint_count():
+    from poseops.datasets.shards import skeleton_categories
+
+    coco, h36m = get_skeleton("coco17"), get_skeleton("h36m17")
+    both = [{"id": 1, "keypoints": list(coco.keypoints)}, {"id": 2, "keypoints": list(h36m.keypoints)}]
+    assert skeleton_categories(both, coco) == {1}
+    assert skeleton_categories(both, h36m) == {2}
+    # PoseTrack: COCO order under other head names; taken by count when nothing matches by name
+    posetrack = [{"id": 5, "keypoints": ["nose", "head_bottom", "head_top"] + list(coco.keypoints[3:])}]
+    assert skeleton_categories(posetrack, coco) == {5}
+    assert skeleton_categories([{"id": 7, "keypoints": ["a", "b"]}], coco) == set()

@@ -77,3 +77,34 @@ def test_zoom_narrows_every_view_and_labels_follow(tmp_path):
         b = np.asarray(two["frames"][0]["views"][view]["people"][0]["keypoints_clean"]) - centre
         ratio = np.linalg.norm(b - b.mean(0), axis=1).sum() / np.linalg.norm(a - a.mean(0), axis=1).sum()
         assert 1.8 < ratio < 2.2, ratio  # ~2 (radial distortion bends it a little)
+
+
+def test_each_skeleton_derives_its_own_form_of_each_person(capture, tmp_path):
+    """The body annotations hold two 17-joint forms of every person (COCO-17 `person`, H36M-17
+    `person_h36m17`); a coco17 dataset must take the first only (one row person per person)."""
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    from poseops.annotations.internal import build_annotations, load_annotations
+    from poseops.config import FamilyData, SplitParams
+    from poseops.datasets.derive import derive_dataset
+
+    out, _ = capture
+    build_annotations(out, [], tmp_path / "labels.json")
+    labels = load_annotations(tmp_path / "labels.json")
+    coco = next(c["id"] for c in labels["categories"] if c["name"] == "person")
+    people = Counter(a["image_id"] for a in labels["annotations"] if a["category_id"] == coco)
+    assert len(labels["annotations"]) == 2 * sum(people.values())  # both forms are there
+    url = tmp_path / "bu"
+    derive_dataset("bottomup_image", tmp_path / "labels.json", str(url), FamilyData(kind="bottomup_image"),
+                   SplitParams(val_fraction=0.25, seed=0), skeleton="coco17", executor="local")
+    by_id = {a["id"]: a for a in labels["annotations"]}
+    rows = [row for path in sorted(url.rglob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+    assert len(rows) == len(people)
+    for row in rows:
+        assert row["num_people"] == people[row["image_id"]]
+        for n, ann_id in enumerate(row["annotation_ids"]):
+            assert by_id[ann_id]["category_id"] == coco
+            xy = np.asarray(by_id[ann_id]["keypoints"], float).reshape(17, 3)[:, :2]
+            np.testing.assert_allclose(np.asarray(row["keypoints"]).reshape(-1, 17, 2)[n], xy, atol=1e-3)

@@ -301,13 +301,23 @@ def resolve_skeleton(skeleton: str | Skeleton, labels: dict, source: str) -> Ske
     )
 
 
+def skeleton_categories(categories: list[dict], skeleton: Skeleton) -> set[int]:
+    """Ids of the categories whose keypoints are the skeleton's.
+
+    A category matches by its joint names. Only when no category does, a built-in skeleton also takes
+    the categories with its number of joints under other names (PoseTrack's COCO-order `head_bottom`,
+    `head_top`), so annotations holding two 17-joint forms of each person (COCO-17 `person` and
+    `person_h36m17` of the synthetic bodies) give each skeleton its own form, never both.
+    """
+    by_name = {c["id"] for c in categories if tuple(c["keypoints"]) == skeleton.keypoints}
+    if by_name or skeleton.name not in SKELETONS:
+        return by_name
+    return {c["id"] for c in categories if len(c["keypoints"]) == skeleton.num_keypoints}
+
+
 def instances(data: dict, skeleton: Skeleton) -> Iterator[tuple[dict, dict]]:
     """(image, annotation) pairs of categories with the skeleton's keypoints, >= 1 of them labelled."""
-    categories = {
-        c["id"] for c in data["categories"]
-        if len(c["keypoints"]) == skeleton.num_keypoints
-        and (skeleton.name in SKELETONS or tuple(c["keypoints"]) == skeleton.keypoints)
-    }
+    categories = skeleton_categories(data["categories"], skeleton)
     images = {img["id"]: img for img in data["images"]}
     for ann in data["annotations"]:
         if ann["category_id"] in categories and not ann.get("iscrowd") and ann.get("num_keypoints", 1) > 0:
