@@ -123,6 +123,10 @@ class FamilyData(Strict):
     sequence_window: int = Field(27, ge=1, description="lifting_sequence: frames per window (T)")
     sequence_stride: int | None = Field(None, ge=1, description="lifting_sequence: window step (default T)")
     min_views: int = Field(2, ge=1, description="multiview_group: least views per group")
+    train_window: int | None = Field(
+        None, ge=32, multiple_of=32,
+        description="bottomup_image: train on squares of this side cut around a person from the model's "
+        "letterboxed input, at that input's scale (None: whole inputs); evaluation and serving stay whole")
     augment: AugmentParams = AugmentParams()
 
     def kind_options(self) -> dict[str, Any]:
@@ -155,6 +159,12 @@ class FamilyTrain(Strict):
     plateau_min_epochs: int = Field(0, ge=0, description="epochs before a plateau may stop training")
 
 
+class FamilyEvaluate(Strict):
+    max_images: int | None = Field(
+        None, ge=1, description="bottom-up: score at most this many validation images, spread evenly over "
+        "the split (None: all of them)")
+
+
 class FamilyServe(Strict):
     num_cpus: float = Field(0.25, gt=0, description="fractional CPUs per replica")
     num_replicas: int = Field(1, ge=1)
@@ -164,6 +174,7 @@ class FamilyParams(Strict):
     model: Any
     data: FamilyData
     train: FamilyTrain = FamilyTrain()
+    evaluate: FamilyEvaluate = FamilyEvaluate()
     gate: dict[str, float] = {}
     serve: FamilyServe = FamilyServe()
 

@@ -51,6 +51,29 @@ def test_unlabelled_and_outside_keypoints_get_no_gaussian():
     assert t["instance_weight"][0, 3] == 0 and t["instance_weight"][0, 4] == 0 and t["instance_weight"][0, 5] == 1
 
 
+def test_whole_people_keep_a_cut_persons_true_centre_and_drop_outside_ones():
+    """Input: the top-left 64 px of a larger picture. Person 0's centre is inside but the border cuts
+    it; person 1's centre is outside, a few of its keypoints inside. With whole_people, person 0 keeps
+    its true centre and person 1 gets no centre or instance; without, both get the mean of the
+    keypoints left inside."""
+    size = 64
+    whole = people(2, 128, 3)
+    whole[0, :, :2] += torch.tensor([34.0, 0.0])  # centre ~(60, 35): cut by the right border
+    whole[1, :, :2] -= torch.tensor([12.0, 0.0])  # centre ~(78, 41): outside, left keypoints inside
+    stats = torch.cat([person_centres(whole)[0], torch.full((2, 1), 1e4)], dim=1)
+    inside = ((whole[..., :2] >= 0) & (whole[..., :2] <= size - 1)).all(-1)
+    assert inside[0].any() and not inside[0].all() and inside[1].any() and stats[1, 0] > size
+    cut = whole.clone()
+    cut[..., 2] = torch.where(inside, cut[..., 2], torch.zeros_like(cut[..., 2]))  # as the loader hands it over
+    plain = encode_targets([cut], size, 16, min_person_area=0)
+    fixed = encode_targets([cut], size, 16, min_person_area=0, whole_people=[stats])
+    cells = lambda xy: to_heatmap_frame(xy, size, 16).round().long().flip(-1)  # (y, x)
+    assert torch.equal(fixed["instance_coords"], cells(stats[:1, :2]))
+    assert torch.equal(plain["instance_coords"], cells(person_centres(cut)[0]))
+    assert not torch.equal(plain["instance_coords"][:1], fixed["instance_coords"])
+    assert fixed["heatmaps"][0, 17].amax() > 0.9 and torch.equal(fixed["heatmaps"][0, :17], plain["heatmaps"][0, :17])
+
+
 def test_peak_mask_marks_one_cell_per_subcell_gaussian():
     points = torch.tensor([[[3.3, 4.7], [10.4, 10.2]]])
     maps = gaussian_maps(points, torch.ones(1, 2, dtype=torch.bool), 16, 2.0)

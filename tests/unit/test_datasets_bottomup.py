@@ -176,6 +176,34 @@ def test_augmented_labels_sit_on_their_pixels_and_flip_swaps_left_right(dataset)
     assert flipped > 0 and plain > 0
 
 
+def test_training_windows_keep_the_input_scale_and_a_person(dataset):
+    """window=64 of a 160 input: 64-px squares holding a labelled person, labels on their pixels, each
+    window a whole-number shift of the whole 160 input (same scale), the shift differing across samples,
+    and affine_to_source still mapping back to the source's pixels."""
+    url, card = dataset
+    augment = AugmentParams(rotation_deg=0, scale=(1, 1), shift=0, color_jitter=0.0, flip=False)
+    whole = {int(s["sample_id"]): s for s in BottomUpDataset(url, "train", 160, seed=4)}
+    source = {r["sample_id"]: np.reshape(r["keypoints"], (-1, K, 2)) for r in rows(url, "train", card)}
+    shifts = set()
+    for s in BottomUpDataset(url, "train", 160, augment=augment, seed=4, window=64):
+        image, n = s["image"].numpy(), int(s["num_people"])
+        assert image.shape == (3, 64, 64)
+        visible = s["visibility"].numpy()[:n] > 0
+        assert visible.any()
+        kp = s["keypoints"].numpy()[:n]
+        for p, j in zip(*np.nonzero(visible)):
+            assert colour_under(image, kp[p, j]) == j
+        shift = whole[int(s["sample_id"])]["keypoints"].numpy()[:n] - kp
+        assert np.allclose(shift, shift[0, 0], atol=1e-3) and np.allclose(shift[0, 0], np.round(shift[0, 0]))
+        shifts.add(tuple(np.round(shift[0, 0]).astype(int)))
+        # each person's centre and box area are the whole input's, shifted: the window's border cuts nothing off them
+        full = whole[int(s["sample_id"])]["whole_people"].numpy()[:n]
+        np.testing.assert_allclose(s["whole_people"].numpy()[:n], full - np.append(shift[0, 0], 0.0), atol=1e-3)
+        back = apply_affine(kp.reshape(-1, 2), s["affine_to_source"].numpy()).reshape(n, K, 2)
+        np.testing.assert_allclose(back, source[int(s["sample_id"])][:n], atol=1e-2)
+    assert len(shifts) > 1
+
+
 def test_colour_jitter_and_geometry_draws(dataset):
     url, _ = dataset
     base = AugmentParams(rotation_deg=0, scale=(1, 1), shift=0, color_jitter=0.0, flip=False)
@@ -226,6 +254,10 @@ def test_evaluation_split_maps_back_to_source_pixels(annotations, dataset):
             for j in np.flatnonzero(s["visibility"][p] > 0):
                 assert colour_under(image, s["keypoints"][p, j]) == j
     assert len(load_bottomup_split(url, "val", 64, limit=1)) == 1
+    spread = load_bottomup_split(url, "train", 32, limit=2)  # every ceil(n/2)-th image: the first and a later one
+    order = [r["image_id"] for r in rows(url, "train", card)]
+    step = -(-len(order) // 2)
+    assert [s["image_id"] for s in spread] == [order[0], order[step]]
 
 
 def test_ray_refuses_memory_urls_and_local_path_serves_them(annotations):

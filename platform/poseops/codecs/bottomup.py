@@ -84,12 +84,17 @@ def encode_targets(
     sigma: float = 2.0,
     centre_sigma: float = 4.0,
     min_person_area: float = 32.0**2,
+    whole_people: list[Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Per-image people -> training targets for a batch (CPU tensors; call inside a collate_fn).
 
     keypoints_list: B tensors [P_b, K, 3] (x, y, v) in input pixels (P_b may be 0).
     sigma / centre_sigma: Gaussian widths in heatmap cells. A person gets a centre (and an instance)
     when it has a labelled keypoint inside the map and its keypoint box area >= min_person_area (input px^2).
+    whole_people: B tensors [P_b, 3] (centre x, centre y, keypoint box area) of each person from all its
+    labelled keypoints, wherever they lie, for inputs cut from a larger picture (training windows): a
+    person cut by the border then keeps its true centre (and gets none when that centre is outside the
+    map) instead of the mean of the keypoints left inside. None: from the keypoints inside the map.
     Returns
       heatmaps           [B, K+1, h, w]  max over people of keypoint Gaussians; channel K = centres
       heatmap_weight     [B, 1, h, w]    1 everywhere (0 would ignore a region, e.g. crowds)
@@ -110,9 +115,15 @@ def encode_targets(
         person_maps = gaussian_maps(xy_hm, labelled, heatmap_size, sigma)  # [P, K, h, w]
         kept = kpts.clone()
         kept[..., 2] = torch.where(labelled, kpts[..., 2], torch.zeros_like(kpts[..., 2]))
-        centres_px, has_any = person_centres(kept)
-        has_centre = has_any & (keypoint_box_areas(kept) >= min_person_area)
+        if whole_people is None:
+            centres_px, has_any = person_centres(kept)
+            has_centre = has_any & (keypoint_box_areas(kept) >= min_person_area)
+        else:
+            whole = torch.as_tensor(whole_people[b], dtype=torch.float32).reshape(-1, 3)
+            centres_px, has_centre = whole[:, :2], labelled.any(dim=1) & (whole[:, 2] >= min_person_area)
         centres_hm = to_heatmap_frame(centres_px, input_size, heatmap_size)
+        has_centre = has_centre & (centres_hm[:, 0] > -0.5) & (centres_hm[:, 0] < width - 0.5) \
+            & (centres_hm[:, 1] > -0.5) & (centres_hm[:, 1] < height - 0.5)
         centre_maps = gaussian_maps(centres_hm, has_centre, heatmap_size, centre_sigma)  # [P, h, w]
         image_multi = torch.zeros(num_keypoints + 1, height, width)
         if len(kpts):

@@ -162,8 +162,9 @@ def score_people(predictions: list[dict], truth: list[dict], skeleton: str = "co
 
 def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path, split: str = "val",
                       card: dict | None = None, limit: int | None = None) -> dict[str, Any]:
-    """Score `model` and the untrained baseline on a `bottomup_image` split; write metrics.json
-    (AP/AR, count accuracy, PCK table), per_keypoint.json, pck curves and overlays to out_dir."""
+    """Score `model` and the untrained baseline on a `bottomup_image` split (at most `limit`, else
+    `fam.evaluate.max_images`, images spread over it); write metrics.json (AP/AR, count accuracy, PCK
+    table), per_keypoint.json, pck curves and overlays to out_dir."""
     import torch
 
     from poseops.datasets.loader import read_card
@@ -175,6 +176,7 @@ def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     card = card or read_card(dataset_url)
     settings = inference_settings(model)
+    limit = limit or fam.evaluate.max_images
     data = load_evaluation_split(dataset_url, split, int(settings.get("input_size") or fam.model.input_size), limit)
     flip = bool(settings["flip_test"])
     predictions = predict_split(model, data, flip)

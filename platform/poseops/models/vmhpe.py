@@ -121,9 +121,13 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def target_kwargs(config: Config) -> dict:
-    """Keyword arguments of `encode_targets` that must match the model: sizes, sigmas, min area."""
-    return dict(input_size=config.input_size, heatmap_size=config.heatmap_size, sigma=config.sigma,
+def target_kwargs(config: Config, window: int | None = None) -> dict:
+    """Keyword arguments of `encode_targets` that must match the model: sizes, sigmas, min area.
+
+    window: the side of the training squares when training on windows of the input (heatmaps window/4).
+    """
+    side = window or config.input_size
+    return dict(input_size=side, heatmap_size=side // 4, sigma=config.sigma,
                 centre_sigma=config.centre_sigma, min_person_area=config.min_person_area)
 
 

@@ -23,6 +23,7 @@ def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dic
         "dataset_url": str(dataset_url),
         "input_size": int(fam.model.input_size),
         "crop_margin": fam.data.crop_margin,
+        "train_window": fam.data.train_window,
         "augment": fam.data.augment.model_dump(mode="json"),
         "threads_per_worker": max(1, int(fam.train.cpus_per_worker)),
         **fam.train.model_dump(mode="json", exclude={"num_workers", "cpus_per_worker"}),

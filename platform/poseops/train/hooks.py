@@ -86,11 +86,12 @@ def _image_loader(cfg: dict, model: nn.Module, rank: int, world: int):
     from poseops.models.vmhpe import target_kwargs
     from poseops.train.steps import bottomup_collate, unwrap
 
+    window = cfg.get("train_window")
     dataset = BottomUpDataset(
         cfg["dataset_url"], "train", cfg["input_size"], augment=AugmentParams(**cfg["augment"]),
-        seed=cfg["seed"], rank=rank, world_size=world,
+        seed=cfg["seed"], rank=rank, world_size=world, window=window,
     )
-    collate = functools.partial(bottomup_collate, target_kwargs=target_kwargs(unwrap(model).config))
+    collate = functools.partial(bottomup_collate, target_kwargs=target_kwargs(unwrap(model).config, window))
     loader = DataLoader(dataset, batch_size=max(1, cfg["batch_size"] // world), num_workers=cfg["loader_workers"],
                         collate_fn=collate)
     return dataset, loader

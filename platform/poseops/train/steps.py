@@ -59,7 +59,9 @@ def people_keypoints(keypoints: torch.Tensor, visibility: torch.Tensor, num_peop
 def bottomup_collate(samples: list[dict[str, torch.Tensor]], target_kwargs: dict) -> dict[str, torch.Tensor]:
     """A DataLoader collate_fn for bottom-up samples: stacks the images and makes the codec's targets.
 
-    samples: image uint8 [3,S,S], keypoints [P_max,K,2] input px, visibility [P_max,K], num_people [].
+    samples: image uint8 [3,S,S], keypoints [P_max,K,2] input px, visibility [P_max,K], num_people [],
+    and optionally whole_people [P_max,3] (each person's centre from all its labelled keypoints; see
+    `poseops.datasets.bottomup.whole_people`).
     Returns {"image" [B,3,S,S] uint8, "targets": encode_targets(...)} (targets after augmentation).
     """
     from poseops.codecs.bottomup import encode_targets
@@ -67,7 +69,11 @@ def bottomup_collate(samples: list[dict[str, torch.Tensor]], target_kwargs: dict
     batch = {key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in ("image", "keypoints", "visibility")}
     num_people = torch.as_tensor([int(s["num_people"]) for s in samples])
     people = people_keypoints(batch["keypoints"], batch["visibility"], num_people)
-    return {"image": batch["image"], "num_people": num_people, "targets": encode_targets(people, **target_kwargs)}
+    whole = None
+    if all("whole_people" in s for s in samples):
+        whole = [torch.as_tensor(s["whole_people"])[: int(n)] for s, n in zip(samples, num_people)]
+    targets = encode_targets(people, **target_kwargs, whole_people=whole)
+    return {"image": batch["image"], "num_people": num_people, "targets": targets}
 
 
 def bottomup_train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer) -> dict[str, float]:
