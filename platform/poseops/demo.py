@@ -14,8 +14,9 @@ from poseops.paths import state_dir
 console = Console()
 
 
-def validation_example(dataset_url: str) -> tuple[np.ndarray, list[float]]:
-    """The first validation sample of a derived dataset: (image BGR, box [x, y, w, h])."""
+def validation_example(dataset_url: str) -> tuple[np.ndarray, list[float] | None]:
+    """The first validation sample of a derived dataset: (image BGR, box [x, y, w, h]); the box is None
+    for whole-image (bottom-up) datasets, whose rows have none."""
     import pyarrow.parquet as pq
 
     from poseops.storage import filesystem, join
@@ -23,9 +24,22 @@ def validation_example(dataset_url: str) -> tuple[np.ndarray, list[float]]:
     fs, path = filesystem(join(dataset_url, "val"))
     first = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))[0]
     with fs.open(first, "rb") as f:
-        row = pq.ParquetFile(f).read_row_group(0, columns=["image", "box_in_crop"]).slice(0, 1).to_pylist()[0]
+        shard = pq.ParquetFile(f)
+        columns = [c for c in ("image", "box_in_crop") if c in shard.schema_arrow.names]
+        row = shard.read_row_group(0, columns=columns).slice(0, 1).to_pylist()[0]
     image = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_COLOR)
-    return image, [float(v) for v in row["box_in_crop"]]
+    box = row.get("box_in_crop")
+    return image, None if box is None else [float(v) for v in box]
+
+
+def answer_people(body: dict, min_score: float = 0.3) -> list[np.ndarray]:
+    """[K,3] (x, y, score) of each person scored >= min_score in an endpoint answer (at least the best
+    one); a top-down answer is one person."""
+    if "people" not in body:
+        return [np.asarray(body["keypoints"], np.float64).reshape(-1, 3)]
+    people = sorted(body["people"], key=lambda person: -person["score"])
+    kept = [person for person in people if person["score"] >= min_score] or people[:1]
+    return [np.asarray(person["keypoints"], np.float64).reshape(-1, 3) for person in kept]
 
 
 def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict]:
@@ -46,21 +60,28 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
         for name in names:
             image, box = validation_example(str(layout().derived(name)))
             ok, png = cv2.imencode(".png", image)
+            form = {} if box is None else {"box": ",".join(f"{v:.2f}" for v in box)}
             response = httpx.post(
                 f"{base_url}/v1/{name}/predict", files={"image": ("example.png", png.tobytes(), "image/png")},
-                data={"box": ",".join(f"{v:.2f}" for v in box)}, timeout=60,
+                data=form, timeout=60,
             )
             response.raise_for_status()
             body = response.json()
             answers[name] = body
-            points = np.array([kp[:2] for kp in body["keypoints"]])
             zoom = max(1, 480 // max(image.shape[:2]))  # small crops are drawn enlarged
-            big = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
-            overlay = draw_keypoints(big, (points + 0.5) * zoom - 0.5, get_skeleton(get_family(name).skeleton))
+            overlay = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+            skeleton = get_skeleton(get_family(name).skeleton)
+            people = answer_people(body)
+            for person in people:
+                draw_keypoints(overlay, (person[:, :2] + 0.5) * zoom - 0.5, skeleton)
             overlay_path = out_dir / f"{name}_overlay.png"
             cv2.imwrite(str(overlay_path), overlay)
             console.print(f"POST /v1/{name}/predict -> model {body['model']['name']} v{body['model']['version']}")
-            console.print("keypoints [x, y, score]: " + ", ".join(f"[{x:.1f}, {y:.1f}, {s:.2f}]" for x, y, s in body["keypoints"]))
+            if "people" in body:
+                console.print(f"people scored >= 0.3: {sum(p['score'] >= 0.3 for p in body['people'])} "
+                              f"(of {len(body['people'])} returned)")
+            for person in people[:3]:
+                console.print("keypoints [x, y, score]: " + ", ".join(f"[{x:.1f}, {y:.1f}, {s:.2f}]" for x, y, s in person))
             console.print(f"overlay image: {overlay_path}")
     console.print("endpoint stopped")
     return answers

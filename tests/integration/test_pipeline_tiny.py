@@ -57,8 +57,15 @@ def test_every_stage_then_the_endpoint(tiny_project):
     promotion = pipeline.promote("handmle", params, where)
     assert promotion["version"]["name"] == "poseops-handmle"
 
+    bodies = pipeline.derive("vmhpe", params, where)
+    assert bodies["kind"] == "bottomup_image" and bodies["counts"]["val"] > 0
+    pipeline.train("vmhpe", params, where)
+    people_report = pipeline.evaluate("vmhpe", params, where)
+    assert people_report["num_images"] == min(4, bodies["counts"]["val"]) and 0.0 <= people_report["ap"] <= 1.0
+    assert pipeline.promote("vmhpe", params, where)["version"]["name"] == "poseops-vmhpe"
+
     app, names = build_champion_app(params)
-    assert names == ["handmle"]
+    assert names == ["handmle", "vmhpe"]
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)
     ok, png = cv2.imencode(".png", image)
@@ -73,3 +80,9 @@ def test_every_stage_then_the_endpoint(tiny_project):
         assert keypoints.shape == (21, 3)
         assert np.isfinite(keypoints).all()
         assert httpx.post(f"{base}/v1/handmle/predict", content=b"").status_code in (400, 415, 422)
+        answer = httpx.post(f"{base}/v1/vmhpe/predict", files={"image": ("x.png", png.tobytes(), "image/png")}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        for person in answer.json()["people"]:
+            keypoints = np.array(person["keypoints"])
+            assert keypoints.shape == (17, 3) and np.isfinite(keypoints).all()
+            assert (keypoints[:, 0] >= 0).all() and (keypoints[:, 0] <= 90).all() and (keypoints[:, 1] <= 120).all()

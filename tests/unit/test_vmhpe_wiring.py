@@ -59,7 +59,7 @@ def test_family_row_and_hooks():
         hooks_for("lifting_sequence")
 
 
-@pytest.mark.parametrize("profile", ["smoke-vmhpe", "paper"])
+@pytest.mark.parametrize("profile", ["smoke", "paper"])
 def test_every_profile_has_a_vmhpe_block_with_an_ap_gate(profile, tmp_path):
     params = load_params(write_profile(profile, tmp_path / "params.yaml"))
     fam = params.families["vmhpe"]
@@ -113,7 +113,7 @@ def test_scoring_perfect_noisy_and_missing_people():
 def test_an_untrained_model_scores_below_the_smoke_gate_and_is_refused(tmp_path):
     from poseops.tracking.registry import check_gate
 
-    gate = load_params(write_profile("smoke-vmhpe", tmp_path / "params.yaml")).families["vmhpe"].gate
+    gate = load_params(write_profile("smoke", tmp_path / "params.yaml")).families["vmhpe"].gate
     data = people_images(1, 4, size=128)
     untrained = tiny()
     predictions = predict_split(untrained, split_from_images([i for i, _ in data], 64), flip_test=False)
@@ -271,7 +271,7 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
 
     from poseops.evaluate import evaluate_model
 
-    params = load_params(write_profile("smoke-vmhpe", tmp_path / "params.yaml"))
+    params = load_params(write_profile("smoke", tmp_path / "params.yaml"))
     fam = params.families["vmhpe"]
     model = tiny(max_people=4)
     report = evaluate_model(get_family("vmhpe"), fam, model, derived, tmp_path / "metrics")
@@ -283,3 +283,16 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
     assert written["baselines"]["untrained_ap"] == pytest.approx(report["ap"])  # same seed, same untrained weights
     for name in ("per_keypoint.json", "pck_curve.json", "pck_curve.png", "per_keypoint_pck.png", "overlays.png"):
         assert (tmp_path / "metrics" / name).stat().st_size > 0
+
+
+def test_the_demo_sends_bottom_up_images_whole_and_draws_every_scored_person(derived):
+    from poseops.demo import answer_people, validation_example
+
+    image, box = validation_example(derived)
+    assert box is None and image.ndim == 3 and image.shape[2] == 3  # no box_in_crop column: the whole image
+    person = lambda score, x: {"keypoints": [[x, 1.0, 0.9]] * 17, "score": score}  # noqa: E731
+    kept = answer_people({"people": [person(0.2, 1.0), person(0.8, 2.0), person(0.5, 3.0)]})
+    assert [p[0, 0] for p in kept] == [2.0, 3.0] and kept[0].shape == (17, 3)
+    assert [p[0, 0] for p in answer_people({"people": [person(0.1, 4.0), person(0.2, 5.0)]})] == [5.0]  # the best
+    top_down = answer_people({"keypoints": [[1.0, 2.0, 0.5]] * 21})
+    assert len(top_down) == 1 and top_down[0].shape == (21, 3)
