@@ -254,10 +254,11 @@ def test_evaluation_split_maps_back_to_source_pixels(annotations, dataset):
             for j in np.flatnonzero(s["visibility"][p] > 0):
                 assert colour_under(image, s["keypoints"][p, j]) == j
     assert len(load_bottomup_split(url, "val", 64, limit=1)) == 1
-    spread = load_bottomup_split(url, "train", 32, limit=2)  # every ceil(n/2)-th image: the first and a later one
     order = [r["image_id"] for r in rows(url, "train", card)]
-    step = -(-len(order) // 2)
-    assert [s["image_id"] for s in spread] == [order[0], order[step]]
+    for limit in (2, 3, len(order) - 1):  # exactly `limit` images, spread: the first, then every count/limit-th
+        spread = load_bottomup_split(url, "train", 32, limit=limit)
+        assert [s["image_id"] for s in spread] == [order[i * len(order) // limit] for i in range(limit)]
+    assert len(load_bottomup_split(url, "train", 32, limit=len(order) + 5)) == len(order)
 
 
 def test_ray_refuses_memory_urls_and_local_path_serves_them(annotations):

@@ -207,18 +207,18 @@ def load_bottomup_split(url: str, split: str, input_size: int, limit: int | None
       ignore_boxes [Q,4], num_people, sample_id, image_id, annotation_ids [P], width, height,
       sequence, subject, frame_index.
 
-    limit: at most this many images, spread evenly over the split (every n-th image, n = ceil(count /
-    limit)), so a capped evaluation still covers its sequences and views rather than the first few.
+    limit: at most this many images, spread evenly over the split (images floor(i * count / limit) for
+    i < limit), so a capped evaluation still covers its sequences and views rather than the first few.
     """
     card = read_card(url, "bottomup_image")
     K = len(card["skeleton"]["keypoints"])
-    count = card.get("counts", {}).get(split)
-    step = max(1, -(-int(count) // limit)) if limit and count else 1
+    count = int(card.get("counts", {}).get(split) or 0)
+    wanted = {i * count // limit for i in range(limit)} if limit and limit < count else None
     out, index = [], -1
     for path, group in row_groups(url, split, card):
         for row in read_row_group(path, group):
             index += 1
-            if index % step:
+            if wanted is not None and index not in wanted:
                 continue
             sample = make_image_sample(row, K, input_size)
             source_kp, clean, _ = row_people(row, K)
