@@ -271,16 +271,26 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
 
     from poseops.evaluate import evaluate_model
 
+    from poseops.evaluate.bottomup import load_evaluation_split
+
     params = load_params(write_profile("smoke", tmp_path / "params.yaml"))
-    fam = params.families["vmhpe"]
     model = tiny(max_people=4)
+    fam = params.families["vmhpe"].model_copy(update={"model": model.config})  # the baseline: these weights
     report = evaluate_model(get_family("vmhpe"), fam, model, derived, tmp_path / "metrics")
     written = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
     assert written["ap"] == report["ap"] and 0.0 <= report["ap"] <= 1.0
     assert {"ar", "ap50", "count_accuracy", "pck_0.1", "baselines", "per_joint_pck", "protocol"} <= set(written)
     assert set(written["per_joint_pck"]) == {"wrist", "elbow", "shoulder", "hip", "knee", "ankle", "head"}
     assert report["num_images"] >= 1 and report["num_people"] >= 2 * report["num_images"]
-    assert written["baselines"]["untrained_ap"] == pytest.approx(report["ap"])  # same seed, same untrained weights
+    # the baseline is the untrained model of the training seed (here the evaluated one), scored without flip
+    data = load_evaluation_split(derived, "val", model.config.input_size, fam.evaluate.max_images)
+    unflipped = score_people(predict_split(model, data, flip_test=False), data["truth"])
+    assert written["flip_test"] is True and written["protocol"]["untrained_flip_test"] is False
+    assert written["baselines"]["untrained_ap"] == pytest.approx(unflipped["ap"] or 0.0)
+    assert written["baselines"]["untrained_count_accuracy"] == pytest.approx(unflipped["count_accuracy"])
+    curve = json.loads((tmp_path / "metrics" / "pck_curve.json").read_text())
+    assert any(row["untrained"] > 0 for row in curve)  # matched people: a comparison that could fail
+    assert [row["untrained"] for row in curve] == pytest.approx([unflipped[f"pck_{row['threshold']:g}"] for row in curve])
     for name in ("per_keypoint.json", "pck_curve.json", "pck_curve.png", "per_keypoint_pck.png", "overlays.png"):
         assert (tmp_path / "metrics" / name).stat().st_size > 0
 

@@ -182,7 +182,9 @@ def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path,
     predictions = predict_split(model, data, flip)
     torch.manual_seed(fam.train.seed)
     untrained = build_from_config(family.model, fam.model)
-    baseline = score_people(predict_split(untrained, data, flip), data["truth"], family.skeleton)
+    # no flip test for the untrained baseline: it cannot lift a random model's AP off ~0, and such a
+    # model proposes max_people people per image, so it costs twice the trained pass already
+    baseline = score_people(predict_split(untrained, data, flip_test=False), data["truth"], family.skeleton)
     trained = score_people(predictions, data["truth"], family.skeleton)
 
     numbers = {k: v for k, v in trained.items() if k not in ("pck_table", "protocol")}
@@ -200,7 +202,8 @@ def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path,
         "flip_test": flip,
         "per_joint_pck": {row["group"]: row["value"] for row in (trained["pck_table"] or {}).get("groups", [])},
         "per_keypoint_pck": {row["keypoint"]: row["value"] for row in (trained["pck_table"] or {}).get("keypoints", [])},
-        "protocol": {**trained["protocol"], "pck_table": (trained["pck_table"] or {}).get("protocol")},
+        "protocol": {**trained["protocol"], "pck_table": (trained["pck_table"] or {}).get("protocol"),
+                     "untrained_flip_test": False},
     }
     write_json_atomic(out_dir / "metrics.json", report)
     write_json_atomic(out_dir / "per_keypoint.json",
