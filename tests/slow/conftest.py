@@ -59,7 +59,7 @@ def smoke_project(tmp_path_factory, ray_cluster):
     entry = f"cd {root} && {sys.executable} flows/reproduce.py"
     run = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--address", ray_cluster.dashboard_url, "--", "bash", "-c", entry],
-        env=project_env(ray_cluster), capture_output=True, text=True, timeout=900,
+        env=project_env(ray_cluster), capture_output=True, text=True, timeout=1500,
     )
     (root / JOB_LOG).parent.mkdir(exist_ok=True)
     (root / JOB_LOG).write_text(run.stdout + run.stderr)

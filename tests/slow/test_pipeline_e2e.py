@@ -37,9 +37,20 @@ def test_trained_handmle_beats_the_better_baseline_by_015(smoke_project):
     assert report["pck"] - best_baseline >= 0.15, report
 
 
-def test_promotion_made_a_champion(smoke_project):
-    record = json.loads((smoke_project / "metrics/handmle/promotion.json").read_text())
-    assert record["version"]["name"] == "poseops-handmle"
+def test_trained_vmhpe_passes_its_gate_on_unseen_sequences(smoke_project):
+    from poseops.families import load_params
+
+    report = json.loads((smoke_project / "metrics/vmhpe/metrics.json").read_text())
+    gate = load_params(smoke_project / "params.yaml").families["vmhpe"].gate
+    assert report["num_images"] == 64 and report["num_people"] > report["num_images"]  # 1-3 people each
+    assert report["ap"] >= gate["min_ap"] >= 0.1, report
+    assert report["ap"] - report["baselines"]["untrained_ap"] >= 0.1, report
+
+
+@pytest.mark.parametrize("family", ["handmle", "vmhpe"])
+def test_promotion_made_a_champion(smoke_project, family):
+    record = json.loads((smoke_project / f"metrics/{family}/promotion.json").read_text())
+    assert record["version"]["name"] == f"poseops-{family}"
     assert (smoke_project / ".poseops/mlflow.db").exists()
 
 
@@ -128,7 +139,7 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("family", SERVED)
+@pytest.mark.parametrize("family", ["handmle", "vmhpe"])
 def test_bad_requests_get_4xx_never_500(endpoint, family):
     base, _ = endpoint
     url = f"{base}/v1/{family}/predict"
@@ -186,6 +197,28 @@ def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_proje
     expected = apply_affine(evaluated[0], to_crop)
     served = predict(base, family, image, box)
     np.testing.assert_allclose(served[:, :2], expected, atol=0.5)
+
+
+def test_vmhpe_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_project):
+    """Every person the endpoint returns for a validation image is the one evaluate's inference finds."""
+    from poseops.checkpoints import build_model_from_checkpoint
+    from poseops.evaluate.bottomup import predict_split, split_from_images
+    from poseops.families import load_params
+
+    base, _ = endpoint
+    fam = load_params(smoke_project / "params.yaml").families["vmhpe"]
+    model = build_model_from_checkpoint(smoke_project / "models" / "vmhpe")
+    image, box = val_example(smoke_project, "vmhpe")
+    assert box is None
+    expected = predict_split(model, split_from_images([image], fam.model.input_size), flip_test=True)[0]
+    ok, png = cv2.imencode(".png", image)
+    response = httpx.post(f"{base}/v1/vmhpe/predict", files={"image": ("x.png", png.tobytes(), "image/png")}, timeout=60)
+    assert response.status_code == 200, response.text
+    people = response.json()["people"]
+    assert len(people) == len(expected["scores"]) > 0
+    served = np.array([person["keypoints"] for person in people])
+    np.testing.assert_allclose(served[..., :2], expected["keypoints"], atol=0.5)
+    np.testing.assert_allclose([person["score"] for person in people], expected["scores"], atol=1e-3)
 
 
 def test_endpoint_answers_real_hand_photos(endpoint, real_fixtures):
