@@ -172,3 +172,20 @@ def test_read_hand_sequences_names_file_and_line(captures, tmp_path):
     (copy / "manifest.json").unlink()
     with pytest.raises(DataError, match="no manifest.json"):
         list(read_hand_sequences(copy))
+
+
+def test_a_null_part_is_an_empty_folder_that_annotate_skips(tmp_path):
+    from poseops.annotations.internal import build_annotations, capture_folders
+    from poseops.capture import write_captures
+
+    params = CaptureParams(hands=HandCaptureParams(sequences=2, frames_per_sequence=2, image_size=64), bodies=None)
+    (tmp_path / "bodies").mkdir()
+    (tmp_path / "bodies" / "stale.mp4").write_bytes(b"old")  # an earlier capture's part is emptied
+    assert set(write_captures(tmp_path, params)) == {"hands"}
+    assert (tmp_path / "bodies").is_dir() and not any((tmp_path / "bodies").iterdir())
+    assert capture_folders(tmp_path) == [tmp_path / "hands"]
+    build_annotations(tmp_path, [], tmp_path / "labels.json")
+    assert len(json.loads((tmp_path / "labels.json").read_text())["images"]) == 4  # 2 sequences x 2 frames
+    (tmp_path / "bodies" / "half.mp4").write_bytes(b"x")  # files but no manifest: half-written, refused
+    with pytest.raises(DataError, match="bodies"):
+        capture_folders(tmp_path)

@@ -121,11 +121,12 @@ def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, 
 
 def capture_folders(raw_dir: str | Path) -> list[Path]:
     """The published capture folders under `raw_dir`: the folder itself when it holds a manifest,
-    else its `hands/` and `bodies/` sub-folders (a capture root); DataError when there are none."""
+    else its `hands/` and `bodies/` sub-folders (a capture root; an empty one is a part set to null
+    and skipped, one with files but no manifest is a DataError); DataError when there are none."""
     raw = Path(raw_dir)
     if (raw / MANIFEST_FILE).exists():
         return [raw]
-    folders = [raw / part for part in CAPTURE_PARTS if (raw / part).is_dir()]
+    folders = [raw / part for part in CAPTURE_PARTS if (raw / part).is_dir() and any((raw / part).iterdir())]
     if not folders:
         raise DataError(f"{raw}: neither a capture folder (manifest.json) nor a capture root ({', '.join(CAPTURE_PARTS)}/)")
     for folder in folders:
