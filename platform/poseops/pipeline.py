@@ -64,11 +64,12 @@ def dvc_repro(*args: str, root: str | Path | None = None) -> None:
 
 
 def capture(params: Params, where: Layout) -> dict[str, dict]:
-    """Render the configured synthetic captures into the capture root (`hands/`, `bodies/`)."""
+    """Render the configured synthetic captures into the capture root (`hands/`, `bodies/`; a part set
+    to null is an empty folder, since dvc.yaml lists both as outputs)."""
     from poseops.capture import write_captures
 
     with console.status("capture: rendering") as status:
-        manifests = write_captures(where.raw, params.data.capture,
+        manifests = write_captures(where.raw, params.data.capture, keep_empty=True,
                                    on_part=lambda part: status.update(f"capture: rendering synthetic {part}"))
     for part, manifest in manifests.items():
         counts = manifest["counts"]

@@ -66,7 +66,7 @@ def test_adding_the_real_coco_fixture_reruns_annotate_and_later_stages_not_captu
     dvc(project, "init", "--no-scm", "-q")
 
     raw = project / "data" / "raw" / "synthetic"
-    write_captures(raw, CaptureParams.model_validate({**params["data"]["capture"], "bodies": None}))
+    write_captures(raw, CaptureParams.model_validate({**params["data"]["capture"], "bodies": None}), keep_empty=True)
     assert not any((raw / "bodies").iterdir())  # a null part: an empty folder, still an output for DVC
     labels = project / "data" / "annotations" / "labels.json"
     build_annotations(raw, [], labels)

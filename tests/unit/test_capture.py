@@ -174,14 +174,14 @@ def test_read_hand_sequences_names_file_and_line(captures, tmp_path):
         list(read_hand_sequences(copy))
 
 
-def test_a_null_part_is_an_empty_folder_that_annotate_skips(tmp_path):
+def test_a_null_part_kept_as_an_empty_folder_is_skipped_by_annotate(tmp_path):
     from poseops.annotations.internal import build_annotations, capture_folders
     from poseops.capture import write_captures
 
     params = CaptureParams(hands=HandCaptureParams(sequences=2, frames_per_sequence=2, image_size=64), bodies=None)
     (tmp_path / "bodies").mkdir()
     (tmp_path / "bodies" / "stale.mp4").write_bytes(b"old")  # an earlier capture's part is emptied
-    assert set(write_captures(tmp_path, params)) == {"hands"}
+    assert set(write_captures(tmp_path, params, keep_empty=True)) == {"hands"}  # as the capture stage writes
     assert (tmp_path / "bodies").is_dir() and not any((tmp_path / "bodies").iterdir())
     assert capture_folders(tmp_path) == [tmp_path / "hands"]
     build_annotations(tmp_path, [], tmp_path / "labels.json")

@@ -17,10 +17,11 @@ from poseops.config import CaptureParams
 CAPTURE_PARTS = ("hands", "bodies")  # sub-folders of a capture root, in the order they are written and merged
 
 
-def write_captures(root: str | Path, params: CaptureParams, on_part=None) -> dict[str, dict[str, Any]]:
-    """Render every part `params` configures into `root/<part>`; a part set to null is left as an empty
-    folder (each part is its own DVC output, which must exist; readers skip empty part folders).
-    Returns part -> manifest. `on_part(part)` is called before each part renders (progress)."""
+def write_captures(root: str | Path, params: CaptureParams, on_part=None, keep_empty: bool = False) -> dict[str, dict[str, Any]]:
+    """Render every part `params` configures into `root/<part>`; a part set to null is removed, or with
+    `keep_empty` left as an empty folder (the pipeline's capture stage: each part is its own DVC output,
+    which must exist; readers skip empty part folders). Returns part -> manifest. `on_part(part)` is
+    called before each part renders (progress)."""
     from poseops.capture.synthetic_bodies import write_body_captures
     from poseops.capture.synthetic_hands import write_hand_captures
 
@@ -30,7 +31,8 @@ def write_captures(root: str | Path, params: CaptureParams, on_part=None) -> dic
         folder = Path(root) / part
         if getattr(params, part) is None:
             shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
+            if keep_empty:
+                folder.mkdir(parents=True)
             continue
         if on_part is not None:
             on_part(part)
