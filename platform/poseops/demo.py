@@ -32,7 +32,10 @@ def validation_example(dataset_url: str) -> tuple[np.ndarray, list[float] | None
     return image, None if box is None else [float(v) for v in box]
 
 
-def answer_people(body: dict, min_score: float = 0.3) -> list[np.ndarray]:
+SHOWN_SCORE = 0.3  # a bottom-up answer's people drawn and counted by the demo: those scored at least this
+
+
+def answer_people(body: dict, min_score: float = SHOWN_SCORE) -> list[np.ndarray]:
     """[K,3] (x, y, score) of each person scored >= min_score in an endpoint answer (at least the best
     one); a top-down answer is one person."""
     if "people" not in body:
@@ -78,7 +81,7 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
             cv2.imwrite(str(overlay_path), overlay)
             console.print(f"POST /v1/{name}/predict -> model {body['model']['name']} v{body['model']['version']}")
             if "people" in body:
-                console.print(f"people scored >= 0.3: {sum(p['score'] >= 0.3 for p in body['people'])} "
+                console.print(f"people scored >= {SHOWN_SCORE}: {sum(p['score'] >= SHOWN_SCORE for p in body['people'])} "
                               f"(of {len(body['people'])} returned)")
             for person in people[:3]:
                 console.print("keypoints [x, y, score]: " + ", ".join(f"[{x:.1f}, {y:.1f}, {s:.2f}]" for x, y, s in person))

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cluster import free_port, wait_http  # noqa: E402
 
 pytestmark = pytest.mark.slow
-SERVED = ["handmle"]
+FAMILIES = ["handmle", "vmhpe"]  # trained, promoted and served by the smoke pipeline
+TOP_DOWN = ["handmle"]  # the families answering one person in a box
 
 
 def dvc(root: Path, *args: str, env=None) -> subprocess.CompletedProcess:
@@ -47,7 +48,7 @@ def test_trained_vmhpe_passes_its_gate_on_unseen_sequences(smoke_project):
     assert report["ap"] - report["baselines"]["untrained_ap"] >= 0.1, report
 
 
-@pytest.mark.parametrize("family", ["handmle", "vmhpe"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_promotion_made_a_champion(smoke_project, family):
     record = json.loads((smoke_project / f"metrics/{family}/promotion.json").read_text())
     assert record["version"]["name"] == f"poseops-{family}"
@@ -139,7 +140,7 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("family", ["handmle", "vmhpe"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_bad_requests_get_4xx_never_500(endpoint, family):
     base, _ = endpoint
     url = f"{base}/v1/{family}/predict"
@@ -167,7 +168,7 @@ def predict(base: str, family: str, image: np.ndarray, box) -> np.ndarray:
     return np.array(body["keypoints"], dtype=np.float64)
 
 
-@pytest.mark.parametrize("family", SERVED)
+@pytest.mark.parametrize("family", TOP_DOWN)
 def test_padding_the_image_shifts_the_keypoints(endpoint, smoke_project, family):
     base, _ = endpoint
     image, box = val_example(smoke_project, family)
@@ -179,7 +180,7 @@ def test_padding_the_image_shifts_the_keypoints(endpoint, smoke_project, family)
     np.testing.assert_allclose(shifted[:, :2] - plain[:, :2], np.tile([dx, dy], (21, 1)), atol=0.5)
 
 
-@pytest.mark.parametrize("family", SERVED)
+@pytest.mark.parametrize("family", TOP_DOWN)
 def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_project, family):
     from poseops.checkpoints import build_model_from_checkpoint
     from poseops.datasets.loader import load_split_arrays
