@@ -9,10 +9,11 @@ RAY_PORT ?= 6390
 export RAY_AUTH_MODE ?= token
 PYTEST := $(BIN)/python -m pytest -q --durations=15
 
-.PHONY: install test test-slow demo bench clean-state help
+.PHONY: install lint test test-slow demo bench clean-state help
 
 help:
 	@echo "make demo       run the whole pipeline on synthetic captures, serve it, query it"
+	@echo "make lint       the import-layer contracts (pyproject.toml [tool.importlinter])"
 	@echo "make test       unit and fast integration tests"
 	@echo "make test-slow  learning, cluster, fault, load and fuzz tests"
 	@echo "make bench      benchmarks (figures printed and written to .poseops/bench/)"
@@ -26,6 +27,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+lint: install
+	$(BIN)/lint-imports
 
 test: install
 	$(PYTEST)

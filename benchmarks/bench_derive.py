@@ -48,7 +48,8 @@ def child(args: argparse.Namespace) -> None:
     """One measurement: start Ray with --cpus, warm the workers, derive (and optionally stream an epoch)."""
     import ray
 
-    from poseops.config import FamilyData, SplitParams
+    from poseops.config import SplitParams
+    from poseops.tasks import get_task
     from poseops.datasets.derive import derive_dataset
 
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES)
@@ -61,7 +62,7 @@ def child(args: argparse.Namespace) -> None:
 
     ray.get([warm.remote() for _ in range(args.cpus)])
     started = time.perf_counter()
-    card = derive_dataset("topdown_crop", args.labels, args.out, FamilyData(kind="topdown_crop"),
+    card = derive_dataset(get_task("topdown_crop").rows, args.labels, args.out, get_task("topdown_crop").Options(),
                           SplitParams(val_fraction=0.1), skeleton="coco17", executor="ray", chunk_samples=args.chunk)
     seconds = time.perf_counter() - started
     streamed = 0

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from poseops.config import AugmentParams, FamilyData, SplitParams
+from poseops.config import AugmentParams, SplitParams
+from poseops.tasks import get_task
 from poseops.datasets.derive import derive_dataset
 from poseops.datasets.loader import CropDataset, make_sample, read_card, read_row_group, row_groups
 from poseops.paths import state_dir
@@ -192,7 +193,7 @@ def main() -> None:
         url = str(data / f"shards_{crop_format}")
         card = read_card(url) if (data / f"shards_{crop_format}" / "card.json").exists() else None
         if card is None or card["counts"]["train"] + card["counts"]["val"] != args.images:
-            card = derive_dataset("topdown_crop", labels, url, FamilyData(kind="topdown_crop"),
+            card = derive_dataset(get_task("topdown_crop").rows, labels, url, get_task("topdown_crop").Options(),
                                   SplitParams(val_fraction=0.02), skeleton="coco17", executor="local",
                                   options={"crop_format": crop_format})
         rows = [r for path, group in row_groups(url, "train", card) for r in read_row_group(path, group)]

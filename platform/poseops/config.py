@@ -4,8 +4,9 @@
 shape, except that a family's `model` block may say `preset: <name>` (plus overrides): `poseops config
 use <profile>` resolves it through the model file's presets and writes the result to `params.yaml`.
 
-Each family's `model` block is validated by that model's own pydantic `Config`; this module knows
-nothing of models, so the caller passes `model_schemas` (see `poseops.families.load_params`).
+Each family's `model` block is validated by that model's own pydantic `Config`, and its `data` block by
+its task's options (a `FamilyData` subclass); this module knows nothing of models or tasks, so the caller
+passes `model_schemas` and `data_schemas` (see `poseops.families.load_params`).
 """
 
 from __future__ import annotations
@@ -114,31 +115,18 @@ class AugmentParams(Strict):
 
 
 class FamilyData(Strict):
-    kind: Literal["hand_crop", "topdown_crop", "bottomup_image", "lifting_sequence", "multiview_group"]
-    crop_margin: float = Field(1.25, ge=1.0, le=3.0, description="model input side / box's longer side")
+    """What every task's data options share. Each task (`poseops.tasks.<kind>`) subclasses this with its
+    own fields and `kind: Literal["<kind>"]`; `poseops.tasks.FamilyData` is their union, discriminated on
+    `kind`. A family's `data` block in params.yaml names no kind: its row's task supplies it."""
+
+    kind: str
     shard_margin: float = Field(1.5, ge=1.0, le=3.0, description="stored crop side / box's longer side")
     max_shard_bytes: int = Field(64 << 20, ge=1 << 16)
     max_samples: int | None = Field(None, ge=1, description="cap per split (tiny profiles)")
-    crop_format: Literal["png", "jpeg"] = Field("png", description="stored crops: lossless PNG or JPEG (q 95, faster)")
-    sequence_window: int = Field(27, ge=1, description="lifting_sequence: frames per window (T)")
-    sequence_stride: int | None = Field(None, ge=1, description="lifting_sequence: window step (default T)")
-    min_views: int = Field(2, ge=1, description="multiview_group: least views per group")
-    train_window: int | None = Field(
-        None, ge=32, multiple_of=32,
-        description="bottomup_image: train on squares of this side cut around a person from the model's "
-        "letterboxed input, at that input's scale (None: whole inputs); evaluation and serving stay whole")
-    augment: AugmentParams = AugmentParams()
 
-    def kind_options(self) -> dict[str, Any]:
-        """The derivation settings of this block's kind, as `derive_dataset(options=...)` takes them."""
-        options: dict[str, Any] = {"crop_format": self.crop_format}
-        if self.kind == "lifting_sequence":
-            options["window"] = self.sequence_window
-            if self.sequence_stride is not None:
-                options["stride"] = self.sequence_stride
-        if self.kind == "multiview_group":
-            options["min_views"] = self.min_views
-        return options
+    def derive_options(self) -> dict[str, Any]:
+        """The settings the task's row plan reads (`derive_dataset(options=...)`)."""
+        return {}
 
 
 class FamilyTrain(Strict):
@@ -171,8 +159,8 @@ class FamilyServe(Strict):
 
 
 class FamilyParams(Strict):
-    model: Any
-    data: FamilyData
+    model: Any  # validated by the family's model Config (see validate_params)
+    data: Any  # validated by the family's task options, a FamilyData subclass (see validate_params)
     train: FamilyTrain = FamilyTrain()
     evaluate: FamilyEvaluate = FamilyEvaluate()
     gate: dict[str, float] = {}
@@ -263,8 +251,10 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return raw
 
 
-def validate_params(raw: Mapping[str, Any], model_schemas: ModelSchemas, source: str = "params.yaml") -> Params:
-    """Validate a params mapping; each family's `model` block goes through `model_schemas[family]`."""
+def validate_params(raw: Mapping[str, Any], model_schemas: ModelSchemas, source: str = "params.yaml",
+                    data_schemas: ModelSchemas | None = None) -> Params:
+    """Validate a params mapping; each family's `model` block goes through `model_schemas[family]` and its
+    `data` block through `data_schemas[family]` (its task's options; `kind` comes from the schema)."""
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
@@ -280,9 +270,28 @@ def validate_params(raw: Mapping[str, Any], model_schemas: ModelSchemas, source:
             model_config = schema.model_validate(dict(fam.model))
         except ValidationError as exc:
             raise ConfigError(_describe(exc, source, schema, prefix=f"families.{name}.model.")) from None
-        families[name] = fam.model_copy(update={"model": model_config})
+        data = _validate_data(name, fam.data, (data_schemas or {}).get(name), source)
+        families[name] = fam.model_copy(update={"model": model_config, "data": data})
     return params.model_copy(update={"families": families})
 
 
-def load_params(path: str | os.PathLike, model_schemas: ModelSchemas) -> Params:
-    return validate_params(read_yaml(path), model_schemas, source=str(path))
+def _validate_data(name: str, raw: Any, schema: type[BaseModel] | None, source: str) -> FamilyData:
+    if isinstance(raw, FamilyData):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: families.{name}.data: must be a mapping of the task's data options")
+    if schema is None:
+        raise ConfigError(f"{source}: families.{name}.data: no task options known for family {name!r}")
+    kind = schema.model_fields["kind"].default
+    given = raw.get("kind", kind)
+    if given != kind:
+        raise ConfigError(f"{source}: families.{name}.data.kind: {given!r}, but family {name!r} is a {kind} "
+                          "family (its row in the family table names its task; drop the key)")
+    try:
+        return schema.model_validate({**raw, "kind": kind})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, schema, prefix=f"families.{name}.data.")) from None
+
+
+def load_params(path: str | os.PathLike, model_schemas: ModelSchemas, data_schemas: ModelSchemas | None = None) -> Params:
+    return validate_params(read_yaml(path), model_schemas, source=str(path), data_schemas=data_schemas)

@@ -91,9 +91,9 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.datasets.derive import derive_dataset
 
     family, fam = get_family(family_name), params.families[family_name]
-    with console.status(f"derive@{family_name}: cutting {family.dataset_kind} shards"):
+    with console.status(f"derive@{family_name}: cutting {family.task} shards"):
         card = derive_dataset(
-            family.dataset_kind, where.annotations, str(where.derived(family_name)), fam.data, params.data.split,
+            family.task_module.rows, where.annotations, str(where.derived(family_name)), fam.data, params.data.split,
             skeleton=family.skeleton, repo_root=where.root,
         )
     console.print(f"derive@{family_name}: {card.get('counts')} -> {where.derived(family_name)}")
@@ -106,8 +106,8 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
     from safetensors.torch import load_file
 
     from poseops.checkpoints import save_checkpoint
+    from poseops.models import model_entry
     from poseops.train.fit import best_checkpoint, fit, history
-    from poseops.train.hooks import hooks_for
     from poseops.train.report import log_training_run
 
     family, fam = get_family(family_name), params.families[family_name]
@@ -125,7 +125,7 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
             json.loads((best / "config.json").read_text())["config"],
             extra={
                 "mlflow_run_id": run_id, "ray_run": str(result.path), "best_epoch": best_epoch,
-                "inference": hooks_for(family.dataset_kind).inference(fam),
+                "inference": family.task_module.inference(fam, model_entry(family.model).inference),
             },
         )
     console.print(f"train@{family_name}: best {metric} {best_epoch.get(metric, float('nan')):.3f} "
@@ -135,8 +135,7 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
 
 def evaluate(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.checkpoints import build_model_from_checkpoint, load_checkpoint
-    from poseops.evaluate import evaluate_model
-    from poseops.evaluate import log_evaluation
+    from poseops.evaluate import evaluate_model, log_evaluation
 
     family, fam = get_family(family_name), params.families[family_name]
     model = build_model_from_checkpoint(where.model(family_name))

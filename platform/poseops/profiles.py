@@ -15,8 +15,7 @@ import yaml
 
 from poseops.config import read_yaml
 from poseops.errors import ConfigError
-from poseops.families import get_family, model_schemas
-from poseops.config import validate_params
+from poseops.families import get_family, validate_params
 from poseops.models import resolve_config
 from poseops.paths import repo_root
 
@@ -57,7 +56,10 @@ def write_profile(profile: str, out: str | Path = "params.yaml") -> Path:
     raw = read_yaml(source)
     raw.setdefault("profile", source.stem)
     resolved = resolve_profile(raw, str(source))
-    params = validate_params(resolved, model_schemas(), source=str(source))
+    params = validate_params(resolved, source=str(source))
+    values = params.model_dump(mode="json")
+    for block in values["families"].values():
+        block["data"].pop("kind")  # the family's row names its task (poseops.families); stored there only
     out = Path(out)
-    out.write_text(HEADER.format(profile=source.stem) + yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    out.write_text(HEADER.format(profile=source.stem) + yaml.safe_dump(values, sort_keys=False))
     return out

@@ -8,22 +8,36 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from poseops.errors import ConfigError
+from poseops.families import get_family
 from poseops.paths import repo_root
 
 
+def headline(family: str, metrics: dict) -> tuple[str, str]:
+    """(count of scored samples, "label value, ...") of a family's own metrics, as its task names them."""
+    try:
+        task = get_family(family).task_module
+    except ConfigError:  # metrics of a family no longer in the table: show what it recorded
+        return str(metrics.get("num_samples", "")), ""
+    values = [f"{label} {metrics[key]:.3f}" for key, label in task.headline if isinstance(metrics.get(key), (int, float))]
+    return str(metrics.get(task.count_key, "")), ", ".join(values)
+
+
 def metrics_summary_table(root: str | Path | None = None, print_it: bool = False) -> dict[str, dict]:
-    """Every family's metrics.json under metrics/, as {family: metrics}; optionally printed as a table."""
+    """Every family's metrics.json under metrics/, as {family: metrics}; optionally printed as a table
+    of each family's own headline metrics (its task's), best baseline and margin."""
     root = Path(root) if root else repo_root()
     found = {p.parent.name: json.loads(p.read_text()) for p in sorted((root / "metrics").glob("*/metrics.json"))}
     if print_it:
         table = Table(title="metrics per family (validation split)")
-        for col in ("family", "data", "samples", "PCK@0.2", "AUC", "EPE px", "best baseline", "margin"):
+        for col in ("family", "data", "samples", "metrics", "best baseline", "margin"):
             table.add_column(col)
         for name, m in found.items():
+            count, numbers = headline(name, m)
             table.add_row(
-                name, str(m.get("data")), str(m.get("num_samples")), f"{m.get('pck', float('nan')):.3f}",
-                f"{m.get('auc', float('nan')):.3f}", f"{m.get('epe_px', float('nan')):.2f}",
-                f"{max(m.get('baselines', {0: 0}).values()):.3f}", f"{m.get('margin_over_best_baseline', 0):+.3f}",
+                name, str(m.get("data")), count, numbers,
+                f"{max((m.get('baselines') or {'none': 0.0}).values()):.3f}",
+                f"{m.get('margin_over_best_baseline', 0):+.3f}",
             )
         Console().print(table)
     return found

@@ -106,9 +106,10 @@ def test_cli_derives_to_s3_on_ray_in_bounded_shards(s3, ray_address, hand_projec
     # the same chunks in this process publish the very same shards (names, rows, bytes)
     from poseops.datasets.derive import derive_dataset
     from poseops.families import load_params
+    from poseops.tasks import get_task
 
     params = load_params(hand_project / "params.yaml")
-    local = derive_dataset("hand_crop", hand_project / "data/annotations/labels.json", str(hand_project / "local"),
+    local = derive_dataset(get_task("topdown_crop").rows, hand_project / "data/annotations/labels.json", str(hand_project / "local"),
                            params.families["handmle"].data, params.data.split, executor="local")
     assert local["splits"] == card["splits"]
 
@@ -116,9 +117,10 @@ def test_cli_derives_to_s3_on_ray_in_bounded_shards(s3, ray_address, hand_projec
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys
-    from poseops.config import FamilyData, SplitParams
+    from poseops.config import SplitParams
+    from poseops.tasks import get_task
     from poseops.datasets.derive import derive_dataset
-    derive_dataset("bottomup_image", sys.argv[1], sys.argv[2], FamilyData(kind="bottomup_image", max_shard_bytes=1 << 20),
+    derive_dataset(get_task("bottomup_image").rows, sys.argv[1], sys.argv[2], get_task("bottomup_image").Options(max_shard_bytes=1 << 20),
                    SplitParams(val_fraction=0.25), skeleton="coco17", executor="local")
     """
 )
@@ -148,7 +150,8 @@ def noisy_annotations(folder: Path, images: int = 28) -> Path:
 
 
 def test_killed_derivation_leaves_nothing_readable_and_a_rerun_publishes(s3, tmp_path):
-    from poseops.config import FamilyData, SplitParams
+    from poseops.config import SplitParams
+    from poseops.tasks import get_task
     from poseops.datasets.bottomup import BottomUpDataset
     from poseops.datasets.derive import derive_dataset
     from poseops.datasets.loader import read_card
@@ -179,7 +182,7 @@ def test_killed_derivation_leaves_nothing_readable_and_a_rerun_publishes(s3, tmp
     with pytest.raises(DataError, match="card.json"):
         BottomUpDataset(url, "train", 64)
 
-    card = derive_dataset("bottomup_image", labels, url, FamilyData(kind="bottomup_image", max_shard_bytes=MB),
+    card = derive_dataset(get_task("bottomup_image").rows, labels, url, get_task("bottomup_image").Options(max_shard_bytes=MB),
                           SplitParams(val_fraction=0.25), skeleton="coco17", executor="local")
     assert read_card(url) == card
     after = objects(fs, prefix)
@@ -210,13 +213,14 @@ def test_two_ray_train_workers_get_disjoint_shares_covering_the_split(s3, ray_ad
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from poseops.config import FamilyData, SplitParams
+    from poseops.config import SplitParams
+    from poseops.tasks import get_task
     from poseops.datasets.derive import derive_dataset
     from poseops.datasets.loader import read_row_group, row_groups
 
     url = f"s3://{BUCKET}/shares/crops"
     labels = noisy_annotations(tmp_path, images=12)
-    derive_dataset("topdown_crop", labels, url, FamilyData(kind="topdown_crop", max_shard_bytes=1 << 18),
+    derive_dataset(get_task("topdown_crop").rows, labels, url, get_task("topdown_crop").Options(max_shard_bytes=1 << 18),
                    SplitParams(val_fraction=0.25), skeleton="coco17", executor="local", chunk_samples=2)
     everything = sorted(int(r["sample_id"]) for p, g in row_groups(url, "train") for r in read_row_group(p, g))
 

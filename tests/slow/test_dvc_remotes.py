@@ -30,7 +30,8 @@ DERIVE = textwrap.dedent(
     import json, sys
     import numpy as np, cv2
     from pathlib import Path
-    from poseops.config import FamilyData, SplitParams
+    from poseops.config import SplitParams
+    from poseops.tasks import get_task
     from poseops.datasets.derive import derive_dataset
     from poseops.skeletons import get_skeleton
 
@@ -49,7 +50,7 @@ DERIVE = textwrap.dedent(
                          "num_keypoints": 17, "bbox": [x0, y0, x1 - x0, y1 - y0], "area": 1.0, "iscrowd": 0})
     cat = {"id": 1, "name": "person", "keypoints": list(sk.keypoints), "skeleton": [[a + 1, b + 1] for a, b in sk.edges]}
     Path("data/labels.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [cat]}))
-    derive_dataset("bottomup_image", "data/labels.json", sys.argv[1], FamilyData(kind="bottomup_image", max_shard_bytes=1 << 16),
+    derive_dataset(get_task("bottomup_image").rows, "data/labels.json", sys.argv[1], get_task("bottomup_image").Options(max_shard_bytes=1 << 16),
                    SplitParams(val_fraction=0.25), skeleton="coco17", executor="local", chunk_samples=2)
     """
 )

@@ -17,14 +17,14 @@ def test_smoke_checkpoint_evaluates_on_the_real_freihand_fixture(smoke_project, 
     from poseops.checkpoints import build_model_from_checkpoint
     from poseops.config import AnnotationSource, SplitParams
     from poseops.datasets.shards import derive_dataset
-    from poseops.evaluate import evaluate_model
     from poseops.families import get_family, load_params
+    from poseops.tasks import get_task
 
     fam = load_params(smoke_project / "params.yaml").families["handmle"]
     source = AnnotationSource(format="coco", file=str(real_fixtures / "freihand" / "test_freihand.json"))
     labels = tmp_path / "labels.json"
     build_annotations(None, [source], labels)
-    card = derive_dataset("hand_crop", labels, str(tmp_path / "freihand"), fam.data, SplitParams(val_fraction=0.5))
+    card = derive_dataset(get_task("topdown_crop").rows, labels, str(tmp_path / "freihand"), fam.data, SplitParams(val_fraction=0.5))
     assert card["source"]["kind"] == "real" and card["counts"]["val"] >= 1
 
     model = build_model_from_checkpoint(smoke_project / "models" / "handmle")

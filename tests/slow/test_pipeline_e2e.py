@@ -186,13 +186,13 @@ def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_proje
     from poseops.datasets.loader import load_split_arrays
     from poseops.datasets.transforms import apply_affine, box_affine, invert_affine
     from poseops.families import load_params
-    from poseops.train.steps import predict_arrays
+    from poseops.tasks.topdown_crop import predict_crops
 
     base, _ = endpoint
     fam = load_params(smoke_project / "params.yaml").families[family]
     model = build_model_from_checkpoint(smoke_project / "models" / family)
     val = load_split_arrays(str(smoke_project / "data/derived" / family), "val", fam.model.input_size, fam.data.crop_margin)
-    evaluated, _ = predict_arrays(model, val["image"][:1])  # evaluate's own path: input px
+    evaluated, _ = predict_crops(model, val["image"][:1])  # evaluate's own path: input px
     image, box = val_example(smoke_project, family)
     to_crop = invert_affine(box_affine(box, fam.data.crop_margin, fam.model.input_size))
     expected = apply_affine(evaluated[0], to_crop)
@@ -203,7 +203,7 @@ def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_proje
 def test_vmhpe_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_project):
     """Every person the endpoint returns for a validation image is the one evaluate's inference finds."""
     from poseops.checkpoints import build_model_from_checkpoint
-    from poseops.evaluate.bottomup import predict_split, split_from_images
+    from poseops.tasks.bottomup_image import predict_split, split_from_images
     from poseops.families import load_params
 
     base, _ = endpoint

@@ -17,11 +17,16 @@ import pytest
 import torch
 
 from poseops.datasets.transforms import apply_affine
-from poseops.evaluate.bottomup import predict_split, score_people, split_from_images
-from poseops.families import bottomup_input
 from poseops.models import create_model
 from poseops.models.vmhpe import target_kwargs
-from poseops.train.steps import bottomup_collate, bottomup_train_step
+from poseops.tasks.bottomup_image import (
+    bottomup_collate,
+    bottomup_input,
+    bottomup_train_step,
+    predict_split,
+    score_people,
+    split_from_images,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers_people import people_images  # noqa: E402

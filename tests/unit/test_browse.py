@@ -11,9 +11,10 @@ import pytest
 
 from poseops import browse
 from poseops.capture import synthetic_bodies, synthetic_hands
-from poseops.config import BodyCaptureParams, CaptureParams, FamilyData, HandCaptureParams, SplitParams
+from poseops.config import BodyCaptureParams, CaptureParams, HandCaptureParams, SplitParams
 from poseops.errors import DataError
 from poseops.skeletons import COCO17
+from poseops.tasks.topdown_crop import TopdownCrop, TopdownCropData
 
 CELL_H = browse.CELL + browse.CAPTION_HEIGHT
 
@@ -124,7 +125,7 @@ def test_derived_dataset_grid(tmp_path):
     synthetic_hands.write_hand_captures(tmp_path / "raw", params)
     build_annotations(tmp_path / "raw", [], tmp_path / "annotations.json")
     url = str(tmp_path / "ds")
-    derive_dataset("hand_crop", tmp_path / "annotations.json", url, FamilyData(kind="hand_crop"),
+    derive_dataset(TopdownCrop.rows, tmp_path / "annotations.json", url, TopdownCropData(),
                    SplitParams(val_fraction=0.5, seed=0), executor="local")
     grid = browse.label_grid(url, count=2, cols=4)
     assert grid.shape == (CELL_H, 2 * browse.CELL, 3)

@@ -64,6 +64,6 @@ def test_user_errors_exit_1_without_a_traceback(tmp_path):
     assert shown.exit_code == 1
     assert "neither a derived dataset" in shown.output and "Traceback" not in shown.output
     bad = tmp_path / "params.yaml"
-    bad.write_text("families: {handmle: {model: {}, data: {kind: hand_crop}, trian: {}}}\n")
+    bad.write_text("families: {handmle: {model: {}, data: {}, trian: {}}}\n")
     checked = runner.invoke(app, ["config", "validate", "--params", str(bad)])
     assert checked.exit_code == 1 and "trian" in checked.output

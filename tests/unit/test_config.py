@@ -10,7 +10,7 @@ import yaml
 
 from poseops.config import Params, read_yaml
 from poseops.errors import ConfigError
-from poseops.families import FAMILIES, load_params, model_schemas
+from poseops.families import families, load_params, model_schemas
 from poseops.profiles import write_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def test_every_profile_resolves_and_validates(tmp_path, profile):
     out = write_profile(str(REPO / "profiles" / f"{profile}.yaml"), tmp_path / "params.yaml")
     params = load_params(out)
     assert params.profile == profile
-    assert set(params.families) <= set(FAMILIES)
+    assert set(params.families) <= set(families())
 
 
 def test_unknown_top_level_key_is_named_with_allowed_keys(tmp_path, smoke_raw):
@@ -99,4 +99,32 @@ def test_gate_keys_must_name_a_direction(tmp_path, smoke_raw):
 
 
 def test_model_schemas_cover_every_family():
-    assert set(model_schemas()) == set(FAMILIES)
+    assert set(model_schemas()) == set(families())
+
+
+def test_data_block_is_validated_by_the_task_options(tmp_path, smoke_raw):
+    params = load_params(REPO / "params.yaml")
+    assert type(params.families["handmle"].data).__name__ == "TopdownCropData"
+    assert params.families["vmhpe"].data.kind == "bottomup_image"  # from the family's row, not the file
+    raw = copy.deepcopy(smoke_raw)
+    raw["families"]["vmhpe"]["data"]["crop_format"] = "png"  # a topdown_crop option
+    with pytest.raises(ConfigError) as err:
+        load_params(write(tmp_path, raw))
+    assert "families.vmhpe.data.crop_format" in str(err.value) and "train_window" in str(err.value)
+
+
+def test_a_data_kind_other_than_the_family_task_is_refused(tmp_path, smoke_raw):
+    raw = copy.deepcopy(smoke_raw)
+    raw["families"]["handmle"]["data"]["kind"] = "bottomup_image"
+    with pytest.raises(ConfigError, match=r"families\.handmle\.data\.kind.*topdown_crop"):
+        load_params(write(tmp_path, raw))
+
+
+def test_task_options_form_a_union_discriminated_on_kind():
+    from pydantic import TypeAdapter
+
+    from poseops.tasks import options_union
+
+    adapter = TypeAdapter(options_union())
+    assert type(adapter.validate_python({"kind": "lifting_sequence", "sequence_window": 9})).__name__ == "LiftingSequenceData"
+    assert adapter.validate_python({"kind": "multiview_group"}).derive_options() == {"min_views": 2}

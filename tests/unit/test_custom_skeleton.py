@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from poseops.annotations.internal import build_annotations
-from poseops.config import AnnotationSource, AugmentParams, FamilyData, SplitParams
+from poseops.config import AnnotationSource, AugmentParams, SplitParams
+from poseops.tasks import get_task
 from poseops.datasets.loader import CropDataset, load_split_arrays
 from poseops.datasets.shards import derive_dataset
 from poseops.errors import DataError
@@ -40,8 +41,8 @@ def widget_annotations(tmp_path):
 
 
 def test_a_custom_skeleton_derives_loads_flips_and_draws(widget_annotations, tmp_path):
-    data = FamilyData(kind="topdown_crop", augment=AugmentParams(flip=True, rotation_deg=0, color_jitter=0))
-    card = derive_dataset("topdown_crop", widget_annotations, str(tmp_path / "ds"), data, SplitParams(val_fraction=0.25),
+    data = get_task("topdown_crop").Options(augment=AugmentParams(flip=True, rotation_deg=0, color_jitter=0))
+    card = derive_dataset(get_task("topdown_crop").rows, widget_annotations, str(tmp_path / "ds"), data, SplitParams(val_fraction=0.25),
                           skeleton="widget")
     assert card["skeleton"]["keypoints"] == NAMES
     assert sorted(map(tuple, card["skeleton"]["flip_pairs"])) == [(1, 2), (3, 4)]
@@ -60,5 +61,5 @@ def test_a_custom_skeleton_derives_loads_flips_and_draws(widget_annotations, tmp
 
 def test_an_unknown_skeleton_name_is_refused_naming_the_file(widget_annotations, tmp_path):
     with pytest.raises(DataError, match="labels.json.*gadget"):
-        derive_dataset("topdown_crop", widget_annotations, str(tmp_path / "ds"), FamilyData(kind="topdown_crop"),
+        derive_dataset(get_task("topdown_crop").rows, widget_annotations, str(tmp_path / "ds"), get_task("topdown_crop").Options(),
                        SplitParams(), skeleton="gadget")

@@ -13,12 +13,13 @@ import pytest
 
 from poseops.annotations.internal import build_annotations, load_annotations, resolve_image_path
 from poseops.capture.synthetic_hands import read_video, write_hand_captures
-from poseops.config import AugmentParams, CaptureParams, FamilyData, HandCaptureParams, SplitParams
+from poseops.config import AugmentParams, CaptureParams, HandCaptureParams, SplitParams
 from poseops.datasets.loader import CropDataset, load_split_arrays, read_card
 from poseops.datasets.shards import derive_dataset
 from poseops.datasets.transforms import apply_affine, box_affine, compose, invert_affine, warp
 from poseops.errors import DataError
 from poseops.storage import filesystem
+from poseops.tasks.topdown_crop import TopdownCrop, TopdownCropData
 
 K = 21
 
@@ -71,14 +72,14 @@ def annotations(tmp_path_factory):
     return root / "labels" / "annotations.json"
 
 
-FAMILY = FamilyData(kind="hand_crop")
+FAMILY = TopdownCropData()
 SPLIT = SplitParams(val_fraction=0.34, seed=0)
 
 
 @pytest.fixture(scope="module")
 def dataset(annotations, tmp_path_factory):
     url = str(tmp_path_factory.mktemp("ds") / "hand")
-    card = derive_dataset("hand_crop", annotations, url, FAMILY, SPLIT)
+    card = derive_dataset(TopdownCrop.rows, annotations, url, FAMILY, SPLIT)
     return url, card
 
 
@@ -154,25 +155,25 @@ def test_loader_input_matches_endpoint_crop(annotations, dataset):
 
 def test_shards_stay_under_the_byte_bound(annotations, tmp_path):
     small = FAMILY.model_copy(update={"max_shard_bytes": 1 << 20})
-    card = derive_dataset("hand_crop", annotations, str(tmp_path / "ds"), small, SPLIT)
+    card = derive_dataset(TopdownCrop.rows, annotations, str(tmp_path / "ds"), small, SPLIT)
     files = list((tmp_path / "ds").rglob("*.parquet"))
     assert len(files) >= 3
     assert max(f.stat().st_size for f in files) <= 1.1e6
     assert max(f.stat().st_size for f in files) <= 1 << 20
     assert sum(s["rows"] for sh in card["splits"].values() for s in sh["shards"]) == sum(card["counts"].values())
     # rewriting into the same folder clears the old shards
-    derive_dataset("hand_crop", annotations, str(tmp_path / "ds"), FAMILY, SPLIT)
+    derive_dataset(TopdownCrop.rows, annotations, str(tmp_path / "ds"), FAMILY, SPLIT)
     assert len(list((tmp_path / "ds").rglob("*.parquet"))) == 2
 
 
 def test_max_samples_caps_each_split(annotations, tmp_path):
-    card = derive_dataset("hand_crop", annotations, str(tmp_path / "ds"), FAMILY.model_copy(update={"max_samples": 5}), SPLIT)
+    card = derive_dataset(TopdownCrop.rows, annotations, str(tmp_path / "ds"), FAMILY.model_copy(update={"max_samples": 5}), SPLIT)
     assert card["counts"] == {"train": 5, "val": 5}
 
 
 def test_memory_url(annotations):
     url = f"memory://poseops-test-{uuid.uuid4().hex}/hand"
-    card = derive_dataset("hand_crop", annotations, url, FAMILY, SPLIT)
+    card = derive_dataset(TopdownCrop.rows, annotations, url, FAMILY, SPLIT)
     assert read_card(url)["counts"] == card["counts"]
     ids = [int(s["sample_id"]) for s in CropDataset(url, "train", 48, 1.25)]
     assert len(ids) == card["counts"]["train"]
@@ -189,7 +190,7 @@ def test_bad_input_leaves_nothing(annotations, tmp_path):
     bad.write_text(json.dumps(form))
     out = tmp_path / "ds"
     with pytest.raises(DataError, match="gone_"):
-        derive_dataset("hand_crop", bad, str(out), FAMILY, SPLIT)
+        derive_dataset(TopdownCrop.rows, bad, str(out), FAMILY, SPLIT)
     assert not (out / "card.json").exists()
     assert not list(out.rglob("*.parquet")) if out.exists() else True
     with pytest.raises(DataError, match="card.json"):
@@ -300,7 +301,7 @@ def test_one_chunk_per_task_writes_its_own_shards(annotations, tmp_path):
     lists them in order with row and row-group counts and checksums of the bytes on disk."""
     from poseops.storage import sha256_file
 
-    card = derive_dataset("hand_crop", annotations, str(tmp_path / "ds"), FAMILY, SPLIT, executor="local", chunk_samples=7)
+    card = derive_dataset(TopdownCrop.rows, annotations, str(tmp_path / "ds"), FAMILY, SPLIT, executor="local", chunk_samples=7)
     for split, body in card["splits"].items():
         names = [s["file"] for s in body["shards"]]
         assert names == sorted(names) and len({n.split("-")[1] for n in names}) == -(-card["counts"][split] // 7)

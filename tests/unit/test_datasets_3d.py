@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from poseops.config import FamilyData, SplitParams
+from poseops.config import SplitParams
 from poseops.datasets.derive import derive_dataset
-from poseops.datasets.lifting import load_lifting_split
-from poseops.datasets.multiview import load_multiview_split
 from poseops.errors import DataError
 from poseops.geometry import Camera, project, project_world, triangulate
 from poseops.skeletons import get_skeleton
+from poseops.tasks import get_task
+from poseops.tasks.lifting_sequence import load_lifting_split
+from poseops.tasks.multiview_group import load_multiview_split
 
 SK = get_skeleton("h36m17")
 K = SK.num_keypoints
@@ -76,7 +77,8 @@ def annotations(tmp_path_factory):
 
 def derive(kind: str, annotations, tmp_path, **options) -> tuple[str, dict]:
     url = str(tmp_path / kind)
-    card = derive_dataset(kind, annotations, url, FamilyData(kind=kind), SPLIT, skeleton="h36m17", options=options)
+    task = get_task(kind)
+    card = derive_dataset(task.rows, annotations, url, task.Options(), SPLIT, skeleton="h36m17", options=options)
     return url, card
 
 

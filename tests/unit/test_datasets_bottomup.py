@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from poseops.config import AugmentParams, FamilyData, SplitParams
+from poseops.config import AugmentParams, SplitParams
+from poseops.tasks import get_task
 from poseops.datasets.bottomup import BottomUpDataset, load_bottomup_split
 from poseops.datasets.derive import derive_dataset
 from poseops.datasets.transforms import apply_affine
@@ -29,7 +30,7 @@ W, H = 320, 200
 RADIUS = 8
 COLOURS = np.array([((37 * k) % 256, (255 - 53 * k) % 256, (90 + 71 * k) % 256) for k in range(K)], np.uint8)
 SPLIT = SplitParams(val_fraction=0.34, seed=0)
-FAMILY = FamilyData(kind="bottomup_image")
+FAMILY = get_task("bottomup_image").Options()
 
 
 def draw_image(rng: np.random.Generator, people: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -84,7 +85,7 @@ def annotations(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(annotations, tmp_path_factory):
     url = str(tmp_path_factory.mktemp("ds") / "bu")
-    card = derive_dataset("bottomup_image", annotations, url, FAMILY, SPLIT, skeleton="coco17", chunk_samples=2)
+    card = derive_dataset(get_task("bottomup_image").rows, annotations, url, FAMILY, SPLIT, skeleton="coco17", chunk_samples=2)
     return url, card
 
 
@@ -264,13 +265,13 @@ def test_evaluation_split_maps_back_to_source_pixels(annotations, dataset):
 def test_ray_refuses_memory_urls_and_local_path_serves_them(annotations):
     url = f"memory://poseops-bu-{uuid.uuid4().hex}/bu"
     with pytest.raises(DataError, match="memory://.*Ray"):
-        derive_dataset("bottomup_image", annotations, url, FAMILY, SPLIT, skeleton="coco17", executor="ray")
-    card = derive_dataset("bottomup_image", annotations, url, FAMILY, SPLIT, skeleton="coco17", executor="local")
+        derive_dataset(get_task("bottomup_image").rows, annotations, url, FAMILY, SPLIT, skeleton="coco17", executor="ray")
+    card = derive_dataset(get_task("bottomup_image").rows, annotations, url, FAMILY, SPLIT, skeleton="coco17", executor="local")
     assert sum(1 for _ in BottomUpDataset(url, "val", 32)) == card["counts"]["val"]
 
 
 def test_crop_dataset_is_refused_by_the_bottomup_loader(annotations, tmp_path):
     url = str(tmp_path / "crops")
-    derive_dataset("topdown_crop", annotations, url, FamilyData(kind="topdown_crop"), SPLIT, skeleton="coco17")
+    derive_dataset(get_task("topdown_crop").rows, annotations, url, get_task("topdown_crop").Options(), SPLIT, skeleton="coco17")
     with pytest.raises(DataError, match="not bottomup_image"):
         BottomUpDataset(url, "train", 32)

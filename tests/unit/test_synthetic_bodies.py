@@ -87,7 +87,8 @@ def test_each_skeleton_derives_its_own_form_of_each_person(capture, tmp_path):
     import pyarrow.parquet as pq
 
     from poseops.annotations.internal import build_annotations, load_annotations
-    from poseops.config import FamilyData, SplitParams
+    from poseops.config import SplitParams
+    from poseops.tasks import get_task
     from poseops.datasets.derive import derive_dataset
 
     out, _ = capture
@@ -97,7 +98,7 @@ def test_each_skeleton_derives_its_own_form_of_each_person(capture, tmp_path):
     people = Counter(a["image_id"] for a in labels["annotations"] if a["category_id"] == coco)
     assert len(labels["annotations"]) == 2 * sum(people.values())  # both forms are there
     url = tmp_path / "bu"
-    derive_dataset("bottomup_image", tmp_path / "labels.json", str(url), FamilyData(kind="bottomup_image"),
+    derive_dataset(get_task("bottomup_image").rows, tmp_path / "labels.json", str(url), get_task("bottomup_image").Options(),
                    SplitParams(val_fraction=0.25, seed=0), skeleton="coco17", executor="local")
     by_id = {a["id"]: a for a in labels["annotations"]}
     rows = [row for path in sorted(url.rglob("*.parquet")) for row in pq.read_table(path).to_pylist()]

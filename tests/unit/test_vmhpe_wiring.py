@@ -1,4 +1,4 @@
-"""vmhpe wired in: the family row, profiles, training hooks (collate + step), scoring (AP, PCK,
+"""vmhpe wired in: the family row, profiles, its task's training parts (collate + step), scoring (AP, PCK,
 counts), the gate on an untrained model, the bottom-up predictor and the endpoint on real images."""
 
 from __future__ import annotations
@@ -14,19 +14,29 @@ from fastapi.testclient import TestClient
 
 from poseops.config import ServeParams
 from poseops.errors import ConfigError, GateRefused
-from poseops.evaluate.bottomup import count_accuracy, predict_split, score_people, split_from_images
-from poseops.families import BottomUpPredictor, bottomup_input, get_family, load_params, model_schemas, people_json
+from poseops.families import get_family, load_params, model_schemas
 from poseops.models import create_model
 from poseops.profiles import write_profile
 from poseops.serve.ingress import LocalClient, create_api
-from poseops.train.hooks import BOTTOM_UP, TOP_DOWN, hooks_for
-from poseops.train.steps import bottomup_collate, bottomup_train_step
+from poseops.tasks import get_task
+from poseops.tasks.bottomup_image import (
+    BottomUpPredictor,
+    bottomup_collate,
+    bottomup_input,
+    bottomup_train_step,
+    count_accuracy,
+    people_json,
+    predict_split,
+    score_people,
+    split_from_images,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers_people import people_images  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[2]
+BOTTOM_UP = get_task("bottomup_image")
 
 
 def tiny(seed=0, **overrides):
@@ -47,16 +57,15 @@ def as_prediction(truth, scores=None, noise=0.0, seed=0):
             "keypoint_scores": np.ones(truth["visibility"].shape) * scores[:, None], "scores": scores}
 
 
-# ---------------------------------------------------------------- the row, the profiles, the hooks
-def test_family_row_and_hooks():
+# ---------------------------------------------------------------- the row, the profiles, the task
+def test_family_row_and_task():
     vmhpe, handmle = get_family("vmhpe"), get_family("handmle")
-    assert (vmhpe.dataset_kind, vmhpe.skeleton, vmhpe.primary_metric) == ("bottomup_image", "coco17", "ap")
-    assert vmhpe.bottom_up and not handmle.bottom_up
+    assert (vmhpe.task, vmhpe.skeleton, vmhpe.primary_metric) == ("bottomup_image", "coco17", "ap")
+    assert vmhpe.task_module is BOTTOM_UP and handmle.task_module is get_task("topdown_crop")
     assert (vmhpe.val_metric, handmle.val_metric) == ("val_ap", "val_pck")
     assert "vmhpe" in model_schemas()
-    assert hooks_for("bottomup_image") is BOTTOM_UP and hooks_for("hand_crop") is TOP_DOWN
-    with pytest.raises(ConfigError, match="lifting_sequence"):
-        hooks_for("lifting_sequence")
+    with pytest.raises(ConfigError, match="lifting_sequence.*train_step"):  # rows only, so far
+        get_task("lifting_sequence").train_step(None, None, None)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "paper"])
@@ -65,7 +74,7 @@ def test_every_profile_has_a_vmhpe_block_with_an_ap_gate(profile, tmp_path):
     fam = params.families["vmhpe"]
     assert fam.data.kind == "bottomup_image" and "min_ap" in fam.gate
     assert fam.model.input_size % 32 == 0
-    assert BOTTOM_UP.inference(fam) == {"input_size": fam.model.input_size, "flip_test": True}
+    assert BOTTOM_UP.inference(fam, {"flip_test": True}) == {"input_size": fam.model.input_size, "flip_test": True}
     assert "handmle" in params.families  # the other family is untouched
 
 
@@ -222,7 +231,7 @@ def derived(tmp_path_factory):
     """8 synthetic 128-px images of 2-3 people (4 sequences) as internal annotations, derived locally."""
     import json
 
-    from poseops.config import FamilyData, SplitParams
+    from poseops.config import SplitParams
     from poseops.datasets.derive import derive_dataset
     from poseops.skeletons import get_skeleton
 
@@ -244,7 +253,7 @@ def derived(tmp_path_factory):
     labels = root / "labels.json"
     labels.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [category]}))
     url = str(root / "derived")
-    derive_dataset("bottomup_image", labels, url, FamilyData(kind="bottomup_image"), SplitParams(val_fraction=0.5),
+    derive_dataset(BOTTOM_UP.rows, labels, url, BOTTOM_UP.Options(), SplitParams(val_fraction=0.5),
                    skeleton="coco17", executor="local")
     return url
 
@@ -252,8 +261,8 @@ def derived(tmp_path_factory):
 def test_bottom_up_hooks_load_step_and_validate_a_derived_dataset(derived):
     model = tiny()
     cfg = {"dataset_url": derived, "input_size": model.config.input_size, "seed": 0, "batch_size": 2,
-           "loader_workers": 0, "augment": {"rotation_deg": 20.0, "scale": [0.8, 1.2], "shift": 0.05,
-                                             "color_jitter": 0.2, "flip": True}}
+           "loader_workers": 0, "data": {"train_window": None, "augment": {
+               "rotation_deg": 20.0, "scale": [0.8, 1.2], "shift": 0.05, "color_jitter": 0.2, "flip": True}}}
     dataset, loader = BOTTOM_UP.train_loader(cfg, model, 0, 1)
     dataset.set_epoch(0)
     batch = next(iter(loader))
@@ -270,8 +279,7 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
     import json
 
     from poseops.evaluate import evaluate_model
-
-    from poseops.evaluate.bottomup import load_evaluation_split
+    from poseops.tasks.bottomup_image import load_evaluation_split
 
     params = load_params(write_profile("smoke", tmp_path / "params.yaml"))
     model = tiny(max_people=4)
@@ -293,6 +301,7 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
     assert [row["untrained"] for row in curve] == pytest.approx([unflipped[f"pck_{row['threshold']:g}"] for row in curve])
     for name in ("per_keypoint.json", "pck_curve.json", "pck_curve.png", "per_keypoint_pck.png", "overlays.png"):
         assert (tmp_path / "metrics" / name).stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == sorted(a.name for a in BOTTOM_UP.artefacts)
 
 
 def test_the_demo_sends_bottom_up_images_whole_and_draws_every_scored_person(derived):

@@ -92,7 +92,7 @@ def data_derive(
     from poseops.families import get_family, load_params
 
     params, fam = load_params(), get_family(family)
-    card = derive_dataset(fam.dataset_kind, annotations, out, params.families[family].data, params.data.split,
+    card = derive_dataset(fam.task_module.rows, annotations, out, params.families[family].data, params.data.split,
                           skeleton=fam.skeleton, executor=executor)
     console.print(f"derived {card.get('counts')} -> {out} ({card['executor']['name']}, {card['executor']['tasks']} tasks)")
 

@@ -107,10 +107,10 @@ def stage_cmd(
 @app.command("models")
 def models_cmd() -> None:
     """List registered model families."""
-    from poseops.families import FAMILIES
+    from poseops.families import families
 
-    for fam in FAMILIES.values():
-        console.print(f"{fam.name:10s} model={fam.model:10s} data={fam.dataset_kind:12s} {fam.description}")
+    for fam in families().values():
+        console.print(f"{fam.name:10s} model={fam.model:10s} task={fam.task:14s} {fam.description}")
 
 
 @app.command("serve")

@@ -1,7 +1,7 @@
 """Derive a family's dataset on Ray (or in-process): plan items, split them, cut them into chunks that Ray
 tasks turn into Parquet shards, then publish `card.json` last.
 
-    labels --plan(kind)--> items (one per future row; each knows its split unit)
+    labels --plan(rows)--> items (one per future row; each knows its split unit)
            --split + cap--> chunks (<= chunk_samples items, one split each)
            --Ray tasks--> <out>/<split>/part-CCCCC-NNNN.parquet (each task writes its own shards)
            --driver--> <out>/card.json (counts, splits, shard list with checksums, skeleton, source parameters)
@@ -42,8 +42,8 @@ FORWARDED_ENV = ("AWS_DEFAULT_REGION", "AWS_REGION")
 
 
 @dataclass(frozen=True)
-class Kind:
-    """How one dataset kind is planned and written.
+class RowPlan:
+    """How one kind of row is planned and written (each `poseops.tasks` module declares its own).
 
     plan(labels, skeleton, options) -> items: dicts with "unit" (split unit, see shards.unit_of) and
         "sample_id", plus whatever `rows` needs (JSON-like, shipped to Ray tasks).
@@ -51,6 +51,7 @@ class Kind:
     card(items, context) -> extra card fields (e.g. max_people).
     """
 
+    kind: str
     schema: pa.Schema
     plan: Callable[[dict, Skeleton, dict], list[dict]]
     rows: Callable[[list[dict], "RowContext"], Iterator[dict]]
@@ -72,19 +73,6 @@ class Chunk:
     split: str
     index: int
     items: list[dict]
-
-
-def kinds() -> dict[str, Kind]:
-    from poseops.datasets import bottomup_rows as bottomup, lifting, multiview, shards
-
-    crop = Kind(shards.SCHEMA, shards.plan_crops, shards.crop_rows)
-    return {
-        "hand_crop": crop,
-        "topdown_crop": crop,
-        "bottomup_image": Kind(bottomup.BOTTOMUP_SCHEMA, bottomup.plan_images, bottomup.image_rows, bottomup.card_fields),
-        "lifting_sequence": Kind(lifting.LIFTING_SCHEMA, lifting.plan_windows, lifting.window_rows, lifting.card_fields),
-        "multiview_group": Kind(multiview.MULTIVIEW_SCHEMA, multiview.plan_groups, multiview.group_rows, multiview.card_fields),
-    }
 
 
 # ---------------------------------------------------------------- planning
@@ -112,7 +100,7 @@ def make_chunks(per_split: Mapping[str, list[dict]], chunk_samples: int) -> list
 
 # ---------------------------------------------------------------- one task
 def write_chunk(
-    kind: str, chunk: Chunk, context: RowContext, out_url: str, max_shard_bytes: int, one_thread: bool = True
+    rows: RowPlan, chunk: Chunk, context: RowContext, out_url: str, max_shard_bytes: int, one_thread: bool = True
 ) -> dict[str, Any]:
     """Write one chunk's rows as `<out>/<split>/part-<chunk>-NNNN.parquet`; returns its shard list.
 
@@ -124,7 +112,7 @@ def write_chunk(
 
     from poseops.datasets.shards import ShardWriter
 
-    spec = kinds()[kind]
+    spec = rows
     limit = contextlib.nullcontext()
     previous = cv2.getNumThreads()
     if one_thread:
@@ -182,14 +170,14 @@ def forwarded_env() -> dict[str, str]:
     }
 
 
-def run_on_ray(kind: str, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int) -> list[dict]:
+def run_on_ray(rows: RowPlan, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int) -> list[dict]:
     ray = attach_ray()
     task = ray.remote(num_cpus=1, max_retries=1)(write_chunk)
     env = forwarded_env()
     if env:
         task = task.options(runtime_env={"env_vars": env})
     shared = ray.put(context)
-    refs = [task.remote(kind, chunk, shared, out_url, max_shard_bytes) for chunk in chunks]
+    refs = [task.remote(rows, chunk, shared, out_url, max_shard_bytes) for chunk in chunks]
     try:
         return ray.get(refs)
     except BaseException as exc:
@@ -200,8 +188,8 @@ def run_on_ray(kind: str, chunks: list[Chunk], context: RowContext, out_url: str
         raise
 
 
-def run_locally(kind: str, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int) -> list[dict]:
-    return [write_chunk(kind, chunk, context, out_url, max_shard_bytes, one_thread=False) for chunk in chunks]
+def run_locally(rows: RowPlan, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int) -> list[dict]:
+    return [write_chunk(rows, chunk, context, out_url, max_shard_bytes, one_thread=False) for chunk in chunks]
 
 
 def choose_executor(executor: Executor, out_url: str, num_items: int) -> str:
@@ -225,7 +213,7 @@ def choose_executor(executor: Executor, out_url: str, num_items: int) -> str:
 
 # ---------------------------------------------------------------- the entry point
 def derive_dataset(
-    kind: str,
+    rows: RowPlan,
     annotations_path: str | Path,
     out_url: str,
     data: FamilyData,
@@ -238,22 +226,18 @@ def derive_dataset(
 ) -> dict[str, Any]:
     """Write `<out>/<split>/part-*.parquet` and then `<out>/card.json`; returns the card.
 
-    kind: hand_crop | topdown_crop | bottomup_image | lifting_sequence | multiview_group.
-    options: kind settings over `data.kind_options()` (from params.yaml): crop kinds: crop_format "png"
-        (lossless) | "jpeg" (quality 95); lifting_sequence: window (T), stride; multiview_group: min_views.
+    rows: the task's row plan (`poseops.tasks.get_task(name).rows`); data: the task's options.
+    options: settings over `data.derive_options()` (from params.yaml), e.g. crop_format, window, min_views.
     Any earlier dataset at out_url is unpublished (card first) and replaced. On failure nothing
     readable is left behind. repo_root is accepted for the pipeline's calls and unused.
     """
     from poseops.datasets.shards import resolve_skeleton
 
-    specs = kinds()
-    if kind not in specs:
-        raise DataError(f"derive: dataset kind {kind!r} is unknown; kinds: {', '.join(specs)}")
-    spec = specs[kind]
+    spec, kind = rows, rows.kind
     annotations_path = Path(annotations_path)
     labels = load_annotations(annotations_path)
     sk = resolve_skeleton(skeleton, labels, str(annotations_path))
-    options = {**data.kind_options(), **(options or {})}
+    options = {**data.derive_options(), **(options or {})}
     items = spec.plan(labels, sk, options)
     if not items:
         raise DataError(
@@ -272,7 +256,7 @@ def derive_dataset(
     started = time.time()
     try:
         run = run_on_ray if chosen == "ray" else run_locally
-        results = run(kind, chunks, context, out_url, data.max_shard_bytes)
+        results = run(spec, chunks, context, out_url, data.max_shard_bytes)
         card = make_card(kind, sk, per_split, results, spec, context, annotations_path, data, split)
         card.update(seconds=round(time.time() - started, 2), executor={"name": chosen, "tasks": len(chunks)})
         write_json_atomic(card_url, card)
@@ -287,7 +271,7 @@ def make_card(
     sk: Skeleton,
     per_split: Mapping[str, list[dict]],
     results: list[dict],
-    spec: Kind,
+    spec: RowPlan,
     context: RowContext,
     annotations_path: Path,
     data: FamilyData,

@@ -1,5 +1,5 @@
 """Shards and the crop kinds: Parquet files of bounded size on any fsspec store, the split rule, frame
-reading, and the `hand_crop` / `topdown_crop` rows (crops with a margin, keypoints, visibility and the
+reading, and the `topdown_crop` rows (crops with a margin, keypoints, visibility and the
 crop->source affine). `derive_dataset` (poseops.datasets.derive) runs every kind, on Ray or in-process,
 and writes `card.json` last.
 
@@ -31,7 +31,6 @@ from poseops.storage import filesystem, join
 CARD = "card.json"
 MAX_CROP_SIDE = 512
 ROWS_PER_GROUP = 64
-CROP_KINDS = ("hand_crop", "topdown_crop")
 
 SCHEMA = pa.schema(
     [
@@ -324,7 +323,7 @@ def instances(data: dict, skeleton: Skeleton) -> Iterator[tuple[dict, dict]]:
             yield images[ann["image_id"]], ann
 
 
-# ---------------------------------------------------------------- the crop kinds (hand_crop, topdown_crop)
+# ---------------------------------------------------------------- topdown_crop rows (poseops.tasks.topdown_crop)
 def plan_crops(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
     """One item per person instance: {"unit", "sample_id", "image", "annotation"} (see poseops.datasets.derive)."""
     return [

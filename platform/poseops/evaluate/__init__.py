@@ -1,50 +1,44 @@
-"""The evaluate workload: run a checkpoint over a split, write metrics.json (with protocols) and plots.
-
-Besides the trained model it scores baselines on the same split, so learning is measured
-honestly: the untrained model (same config and seed) and, for top-down families, the training set's
-mean pose. Bottom-up families: `evaluate.bottomup`.
+"""The evaluate workload, one skeleton for every task: load -> task.evaluate (predict, score, baselines)
+-> write_report, which writes exactly the task's declared artefacts (the files dvc.yaml lists for the
+family; `poseops pipeline render` takes them from the same declaration).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from poseops import metrics
 from poseops.config import FamilyParams
-from poseops.families import Family
-from poseops.skeletons import get_skeleton
-from poseops.storage import sha256_bytes, write_json_atomic
-
-PCK_THRESHOLDS = [round(0.01 * i, 2) for i in range(0, 31)]
-
-
-def mean_pose(train_keypoints: np.ndarray, train_visible: np.ndarray) -> np.ndarray:
-    """[N,K,2], [N,K] -> [K,2]: per-keypoint mean over the visible training labels (input px)."""
-    weight = train_visible[..., None].astype(np.float64)
-    return (train_keypoints * weight).sum(0) / np.maximum(weight.sum(0), 1.0)
+from poseops.datasets.loader import read_card
+from poseops.errors import ConfigError
+from poseops.families import Family, inference_settings
+from poseops.storage import write_json_atomic
+from poseops.tasks import Evaluation, Task
 
 
-def score_predictions(pred: np.ndarray, val: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
-    """All numbers for one set of predictions [N,K,2] (input px) against the split's clean labels."""
-    gt = val.get("keypoints_clean", val["keypoints"])
-    visible = val["visibility"] > 0
-    norm = val["norm_size"]
-    per_kp = [
-        metrics.pck(pred[:, [k]], gt[:, [k]], visible[:, [k]], norm).value if visible[:, k].any() else float("nan")
-        for k in range(gt.shape[1])
-    ]
-    return {
-        "pck": metrics.pck(pred, gt, visible, norm, threshold=0.2),
-        "auc": metrics.auc(pred, gt, visible, norm, max_threshold=0.2),
-        "nme": metrics.nme(pred, gt, visible, norm),
-        "curve": metrics.pck_curve(pred, gt, visible, norm, PCK_THRESHOLDS),
-        "per_keypoint": dict(zip(names, per_kp)),
-    }
+def write_report(task: Task, evaluation: Evaluation, out_dir: str | Path) -> list[Path]:
+    """Write metrics.json and every other artefact the task declares to out_dir, and nothing else.
+
+    A declared artefact the evaluation did not produce, or a produced file the task does not declare,
+    is a ConfigError (dvc.yaml would track a missing file, or miss one)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    declared = [a.name for a in task.artefacts if a.name != "metrics.json"]
+    if set(declared) != set(evaluation.files):
+        raise ConfigError(f"task {task.name!r}: evaluation produced {sorted(evaluation.files)}, "
+                          f"but the task declares {sorted(declared)}")
+    written = [out_dir / "metrics.json"]
+    write_json_atomic(written[0], evaluation.report)
+    for name in declared:
+        content, path = evaluation.files[name], out_dir / name
+        if callable(content):
+            content(path)
+        else:
+            write_json_atomic(path, content)
+        written.append(path)
+    return written
 
 
 def evaluate_model(
@@ -55,92 +49,16 @@ def evaluate_model(
     out_dir: str | Path,
     split: str = "val",
     card: dict | None = None,
+    **task_options: Any,
 ) -> dict[str, Any]:
-    """Score `model` and its baselines on `split`; write metrics.json, curves and overlays to out_dir.
-
-    Bottom-up families (whole images, many people) are scored by `evaluate.bottomup.evaluate_bottomup`
-    (COCO AP/AR, count accuracy, per-joint PCK); top-down ones here (PCK, AUC, NME, EPE).
-    """
-    if family.bottom_up:
-        from poseops.evaluate.bottomup import evaluate_bottomup
-
-        return evaluate_bottomup(family, fam, model, dataset_url, out_dir, split, card)
-    from poseops.datasets.loader import load_split_arrays, read_card
-    from poseops.models import build_from_config
-    from poseops.train.steps import predict_arrays
-    from poseops.viz.curves import plot_bars, plot_curves
-    from poseops.viz.overlay import sample_grid
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    card = card or read_card(dataset_url)
-    size, margin = int(fam.model.input_size), fam.data.crop_margin
-    val = load_split_arrays(dataset_url, split, size, margin)
-    train = load_split_arrays(dataset_url, "train", size, margin) if "train" in card.get("splits", {}) else None
-    names = list(get_skeleton(family.skeleton).keypoints)
-
-    pred, _ = predict_arrays(model, val["image"])
-    torch.manual_seed(fam.train.seed)
-    untrained = build_from_config(family.model, fam.model)
-    pred_untrained, _ = predict_arrays(untrained, val["image"])
-    results = {"trained": score_predictions(pred, val, names), "untrained": score_predictions(pred_untrained, val, names)}
-    if train is not None and len(train["keypoints"]):
-        pose = mean_pose(train["keypoints"], train["visibility"] > 0)
-        results["mean_pose"] = score_predictions(np.broadcast_to(pose, pred.shape).copy(), val, names)
-
-    trained = results["trained"]
-    baselines = {name: r["pck"].value for name, r in results.items() if name != "trained"}
-    report = {
-        "family": family.name,
-        "split": split,
-        "data": card.get("source", {}).get("kind", "synthetic"),
-        "dataset_checksum": sha256_bytes(json.dumps(card, sort_keys=True).encode()),
-        "num_samples": int(len(pred)),
-        "pck": trained["pck"].value,
-        "auc": trained["auc"].value,
-        "nme": trained["nme"].value,
-        "epe_px": float(
-            metrics.epe(
-                _to_source(pred, val), _to_source(val.get("keypoints_clean", val["keypoints"]), val), val["visibility"] > 0
-            ).value
-        ),
-        "baselines": {f"{name}_pck": value for name, value in baselines.items()},
-        "margin_over_best_baseline": trained["pck"].value - max(baselines.values(), default=0.0),
-        "per_keypoint_pck": trained["per_keypoint"],
-        "protocol": {
-            "pck": trained["pck"].protocol,
-            "auc": trained["auc"].protocol,
-            "nme": trained["nme"].protocol,
-            "epe_px": "mean Euclidean distance in source-image pixels over visible keypoints",
-            "labels": "clean labels (keypoints_clean) where the dataset has them",
-        },
-    }
-    write_json_atomic(out_dir / "metrics.json", report)
-    curve_rows = [
-        {"threshold": t, **{name: r["curve"]["values"][i] for name, r in results.items()}}
-        for i, t in enumerate(PCK_THRESHOLDS)
-    ]
-    write_json_atomic(out_dir / "pck_curve.json", curve_rows)
-    write_json_atomic(out_dir / "per_keypoint.json", [{"keypoint": k, "pck": v} for k, v in trained["per_keypoint"].items()])
-    plot_curves(
-        out_dir / "pck_curve.png", PCK_THRESHOLDS, {n: r["curve"]["values"] for n, r in results.items()},
-        "threshold (fraction of the keypoint box's longer side)", "PCK", f"{family.name}: PCK on {split}",
-    )
-    plot_bars(out_dir / "per_keypoint_pck.png", names, list(trained["per_keypoint"].values()), "PCK@0.2",
-              f"{family.name}: per-keypoint PCK@0.2")
-    import cv2
-
-    skeleton = get_skeleton(family.skeleton)
-    count = min(8, len(pred))
-    grid = sample_grid([img[..., ::-1] for img in val["image"][:count]], pred[:count], skeleton, cols=4)
-    cv2.imwrite(str(out_dir / "overlays.png"), grid)
-    return report
-
-
-def _to_source(points: np.ndarray, val: dict[str, np.ndarray]) -> np.ndarray:
-    """[N,K,2] input px -> source-image px through each sample's affine_to_source [N,2,3]."""
-    affine = val["affine_to_source"]
-    return np.einsum("nij,nkj->nki", affine[:, :, :2], points) + affine[:, None, :, 2]
+    """Score `model` and its task's baselines on `split`; write the task's report to out_dir; return
+    metrics.json's content (numbers with their protocols)."""
+    task = family.task_module
+    settings = inference_settings(model, family.model)
+    evaluation = task.evaluate(family, fam, model, dataset_url, split, card or read_card(dataset_url), settings,
+                               **task_options)
+    write_report(task, evaluation, out_dir)
+    return evaluation.report
 
 
 def log_evaluation(run_id: str, report: dict[str, Any], out_dir: str | Path) -> None:
@@ -154,7 +72,6 @@ def log_evaluation(run_id: str, report: dict[str, Any], out_dir: str | Path) -> 
     numbers.update({f"eval_{k}": float(v) for k, v in report["baselines"].items()})
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(numbers)
-        for name in ("metrics.json", "pck_curve.png", "per_keypoint_pck.png", "overlays.png"):
-            path = Path(out_dir) / name
-            if path.exists():
+        for path in sorted(Path(out_dir).iterdir()):
+            if path.suffix in (".json", ".png") and path.name != "promotion.json":
                 mlflow.log_artifact(str(path), "evaluation")

@@ -175,3 +175,112 @@ def coco_keypoint_ap(
         evaluator.summarize()
     stats = {name: (None if value < 0 else float(value)) for name, value in zip(STAT_NAMES, evaluator.stats)}
     return {**stats, "protocol": protocol}
+
+
+# ---------------------------------------------------------------- per-image people: COCO records, OKS, matching
+# Per image, source-image pixels:
+#     truth[i]       = {"keypoints": [P,K,2], "visibility": [P,K] (COCO 0/1/2), "boxes": [P,4] x,y,w,h (optional)}
+#     predictions[i] = {"keypoints": [Q,K,2], "keypoint_scores": [Q,K], "scores": [Q]}
+FAR = 1e6  # px: where an unmatched ground-truth person's "prediction" is put (always a miss)
+
+
+def person_boxes(keypoints: np.ndarray, visibility: np.ndarray, boxes: np.ndarray | None) -> np.ndarray:
+    """The given boxes [P,4], else the tight box of each person's labelled keypoints (x, y, w, h)."""
+    if boxes is not None and len(boxes) == len(keypoints):
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out = np.zeros((len(keypoints), 4))
+    for p, (points, vis) in enumerate(zip(keypoints, visibility)):
+        if (vis > 0).any():
+            lo, hi = points[vis > 0].min(0), points[vis > 0].max(0)
+            out[p] = [lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]
+    return out
+
+
+def coco_ground_truth(truth: list[dict], keypoint_names: list[str], edges: list[tuple[int, int]]) -> dict:
+    """Per-image truth -> a COCO keypoints dataset (area = box w*h; people with no label are ignored)."""
+    k = len(keypoint_names)
+    images, annotations = [], []
+    for image_id, item in enumerate(truth):
+        images.append({"id": image_id})
+        keypoints = np.asarray(item["keypoints"], dtype=np.float64).reshape(-1, k, 2)
+        visibility = np.asarray(item["visibility"]).reshape(-1, k)
+        boxes = person_boxes(keypoints, visibility, item.get("boxes"))
+        for points, vis, box in zip(keypoints, visibility, boxes):
+            flat = np.concatenate([np.where(vis[:, None] > 0, points, 0.0), vis[:, None]], axis=1).ravel()
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                "keypoints": [float(v) for v in flat], "num_keypoints": int((vis > 0).sum()),
+                "bbox": [float(v) for v in box], "area": float(box[2] * box[3]),
+            })
+    categories = [{"id": 1, "name": "person", "keypoints": list(keypoint_names),
+                   "skeleton": [[a + 1, b + 1] for a, b in edges]}]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def coco_detections(predictions: list[dict]) -> list[dict]:
+    """Per-image predictions -> COCO result records (keypoint triplets x, y, keypoint score)."""
+    records = []
+    for image_id, item in enumerate(predictions):
+        for points, point_scores, score in zip(item["keypoints"], item["keypoint_scores"], item["scores"]):
+            flat = np.concatenate([points, np.asarray(point_scores)[:, None]], axis=1).ravel()
+            records.append({"image_id": image_id, "category_id": 1, "keypoints": [float(v) for v in flat],
+                            "score": float(score)})
+    return records
+
+
+def oks(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, area: float, sigmas: np.ndarray) -> np.ndarray:
+    """Object keypoint similarity of predictions [Q,K,2] against one person [K,2] -> [Q] (pycocotools'
+    COCOeval.computeOks: exp(-d^2 / (2 s^2 (2 sigma)^2)) averaged over labelled keypoints, s^2 = area)."""
+    if not visible.any():
+        return np.zeros(len(pred))
+    d2 = ((pred - gt[None]) ** 2).sum(-1)
+    e = d2 / ((2 * sigmas) ** 2 * (area + np.spacing(1)) * 2)
+    return np.exp(-e)[:, visible].mean(axis=1)
+
+
+def match_people(pred: dict, keypoints: np.ndarray, visibility: np.ndarray, areas: np.ndarray,
+                 sigmas: np.ndarray) -> np.ndarray:
+    """Greedy OKS matching, best-scored predictions first: for each true person [P], the index of its
+    prediction or -1."""
+    match = np.full(len(keypoints), -1)
+    if not len(pred["scores"]) or not len(keypoints):
+        return match
+    table = np.stack([oks(pred["keypoints"], keypoints[p], visibility[p] > 0, areas[p], sigmas)
+                      for p in range(len(keypoints))], axis=1)  # [Q,P]
+    for q in np.argsort(-np.asarray(pred["scores"]), kind="stable"):
+        free = np.where(match < 0, table[q], -1.0)
+        p = int(np.argmax(free))
+        if free[p] > 0:
+            match[p] = q
+    return match
+
+
+def matched_arrays(predictions: list[dict], truth: list[dict], sigmas: np.ndarray) -> dict[str, np.ndarray]:
+    """Every true person with its matched prediction (FAR away when unmatched), stacked:
+    pred/gt [N,K,2], visibility [N,K], box_size [N] = max(box w, h). K = len(sigmas)."""
+    k = len(sigmas)
+    rows: dict[str, list] = {"pred": [], "gt": [], "visibility": [], "box_size": []}
+    for pred, item in zip(predictions, truth):
+        keypoints = np.asarray(item["keypoints"], dtype=np.float64).reshape(-1, k, 2)
+        visibility = np.asarray(item["visibility"]).reshape(-1, k)
+        boxes = person_boxes(keypoints, visibility, item.get("boxes"))
+        match = match_people(pred, keypoints, visibility, boxes[:, 2] * boxes[:, 3], sigmas)
+        for p, q in enumerate(match):
+            if not (visibility[p] > 0).any():
+                continue
+            rows["pred"].append(pred["keypoints"][q] if q >= 0 else keypoints[p] + FAR)
+            rows["gt"].append(keypoints[p])
+            rows["visibility"].append(visibility[p])
+            rows["box_size"].append(max(boxes[p, 2], boxes[p, 3], 1.0))
+    shapes = {"pred": (0, k, 2), "gt": (0, k, 2), "visibility": (0, k), "box_size": (0,)}
+    return {key: np.stack(values) if values else np.zeros(shapes[key]) for key, values in rows.items()}
+
+
+def count_accuracy(predictions: list[dict], truth: list[dict], min_score: float) -> float:
+    """Share of images where the number of people scored above `min_score` equals the true count
+    (people with at least one labelled keypoint)."""
+    hits = [
+        int((np.asarray(pred["scores"]) > min_score).sum()) == int((np.asarray(item["visibility"]) > 0).any(-1).sum())
+        for pred, item in zip(predictions, truth)
+    ]
+    return float(np.mean(hits)) if hits else 0.0

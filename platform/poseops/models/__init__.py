@@ -1,4 +1,5 @@
-"""Model registry, timm-style: one file per family registers a builder, its `Config` and presets.
+"""Model registry, timm-style: one file per family registers a builder, its `Config`, presets and
+inference defaults (as timm keeps `default_cfg` beside a model: input size, crop margin, flip test).
 
     model = create_model("handmle", profile="smoke", num_stages=3)
     model.config  # the validated pydantic Config the model was built from
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -28,16 +29,25 @@ class ModelEntry:
     config_class: type[BaseModel]
     presets: dict[str, dict[str, Any]]
     build: Callable[[BaseModel], nn.Module]
+    # Inference defaults a checkpoint's manifest (extra.inference) overrides: crop_margin, input_size
+    # (None: the Config's), flip_test.
+    inference: dict[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, config_class: type[BaseModel], presets: dict[str, dict[str, Any]]):
-    """Decorator for a builder `fn(config) -> nn.Module`, with the model's Config and presets."""
+def register_model(name: str, config_class: type[BaseModel], presets: dict[str, dict[str, Any]],
+                   inference: dict[str, Any] | None = None):
+    """Decorator for a builder `fn(config) -> nn.Module`, with the model's Config, presets and inference
+    defaults.
+
+    The model contract every family keeps: `preprocess(uint8 images)`, `forward`, `loss(outputs, ...)
+    -> (total, {named terms})` (each term logged) and `predict(inputs) -> task outputs`.
+    """
 
     def wrap(build: Callable[[BaseModel], nn.Module]):
-        _REGISTRY[name] = ModelEntry(name, config_class, presets, build)
+        _REGISTRY[name] = ModelEntry(name, config_class, presets, build, dict(inference or {}))
         return build
 
     return wrap

@@ -233,6 +233,6 @@ class HandMLE(nn.Module):
 
 
 
-@register_model("handmle", Config, PRESETS)
+@register_model("handmle", Config, PRESETS, inference={"crop_margin": 1.25, "flip_test": False})
 def build(config: Config) -> HandMLE:
     return HandMLE(config)

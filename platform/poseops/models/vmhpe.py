@@ -194,6 +194,10 @@ class VMHPE(nn.Module):
 
     # ------------------------------------------------------------------ per image
 
+    def target_kwargs(self, window: int | None = None) -> dict:
+        """`encode_targets` keyword arguments that match this model (see `target_kwargs`)."""
+        return target_kwargs(self.config, window)
+
     def forward(self, images: Tensor, targets: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """images [B,3,H,W] normalised (H, W multiples of 32) -> raw outputs:
 
@@ -370,6 +374,6 @@ def info_nce(anchors: Tensor, positives: Tensor, image: Tensor, temperature: flo
 
 
 
-@register_model("vmhpe", Config, PRESETS)
+@register_model("vmhpe", Config, PRESETS, inference={"input_size": None, "flip_test": True})
 def build(config: Config) -> VMHPE:
     return VMHPE(config)

@@ -16,15 +16,13 @@ def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dic
     """Plain data handed to every Ray Train worker."""
     return {
         "family": family.name,
-        "dataset_kind": family.dataset_kind,
+        "task": family.task,
         "val_metric": family.val_metric,
         "model_name": family.model,
         "model_config": fam.model.model_dump(mode="json"),
         "dataset_url": str(dataset_url),
         "input_size": int(fam.model.input_size),
-        "crop_margin": fam.data.crop_margin,
-        "train_window": fam.data.train_window,
-        "augment": fam.data.augment.model_dump(mode="json"),
+        "data": fam.data.model_dump(mode="json"),
         "threads_per_worker": max(1, int(fam.train.cpus_per_worker)),
         **fam.train.model_dump(mode="json", exclude={"num_workers", "cpus_per_worker"}),
     }

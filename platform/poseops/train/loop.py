@@ -10,9 +10,15 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from poseops.train.steps import unwrap
+from poseops.models import build_from_config
+from poseops.tasks import get_task
 
 WEIGHTS, CONFIG = "weights.safetensors", "config.json"
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module under a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
 
 
 def save_epoch_checkpoint(folder: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
@@ -44,18 +50,15 @@ def agree(flag: bool, world: int) -> bool:
 
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     """Run on every Ray Train worker. `cfg` is plain data (see fit.make_loop_config); what depends on
-    the dataset kind (loader, loss step, validation) comes from `hooks_for(cfg["dataset_kind"])`."""
+    the kind of data (loader, loss step, validation) comes from the family's task, `get_task(cfg["task"])`."""
     import ray.train
     import ray.train.torch
-
-    from poseops.models import build_from_config
-    from poseops.train.hooks import hooks_for
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(cfg["threads_per_worker"])))
     torch.manual_seed(cfg["seed"])
-    hooks, val_metric = hooks_for(cfg["dataset_kind"]), cfg["val_metric"]
+    hooks, val_metric = get_task(cfg["task"]), cfg["val_metric"]
 
     model = build_from_config(cfg["model_name"], cfg["model_config"])
     dataset, loader = hooks.train_loader(cfg, model, rank, world)

@@ -1,4 +1,4 @@
-"""The `lifting_sequence` kind: windows of T frames of one person seen by one camera, for 2D->3D lifting.
+"""The `lifting_sequence` task: windows of T frames of one person seen by one camera, for 2D->3D lifting.
 
 Row (LIFTING_SCHEMA): keypoints_2d [T*K*2] source px, visibility [T*K] (COCO 0/1/2), keypoints_3d_cam
 [T*K*3] camera-space mm relative to the root joint (joint `root`, 0 = the pelvis of h36m17), root_cam [T*3]
@@ -9,6 +9,9 @@ From internal annotations that carry keypoints_3d (world mm) on images with a ca
 (sequence, camera, person) in frame order (person: person_id, else track_id, else the only one); windows
 start every `stride` frames (default T: no overlap) and hold exactly T frames (shorter tracks are left out).
 No targets beyond the 3D itself: the lifting codec normalises after loading.
+
+So far this task holds its options and rows (derive); training, evaluation and serving come with its
+first family (the `Task` base answers them with a ConfigError naming what is missing).
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
+from poseops.config import FamilyData
+from poseops.datasets.derive import RowPlan
 from poseops.datasets.shards import instances, unit_of
 from poseops.errors import DataError
 from poseops.geometry import Camera
 from poseops.skeletons import Skeleton
+from poseops.tasks import Task, register_task
 
 DEFAULT_WINDOW = 27
 
@@ -160,3 +167,22 @@ def load_lifting_split(url: str, split: str) -> dict[str, np.ndarray]:
         "sample_id": stack("sample_id", (), np.int64),
         "cameras": [Camera.model_validate(json.loads(r["camera"])) for r in rows],
     }
+
+
+class LiftingSequenceData(FamilyData):
+    kind: Literal["lifting_sequence"] = "lifting_sequence"
+    sequence_window: int = Field(DEFAULT_WINDOW, ge=1, description="frames per window (T)")
+    sequence_stride: int | None = Field(None, ge=1, description="window step (default T)")
+
+    def derive_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"window": self.sequence_window}
+        if self.sequence_stride is not None:
+            options["stride"] = self.sequence_stride
+        return options
+
+
+@register_task
+class LiftingSequence(Task):
+    name = "lifting_sequence"
+    Options = LiftingSequenceData
+    rows = RowPlan("lifting_sequence", LIFTING_SCHEMA, plan_windows, window_rows, card_fields)

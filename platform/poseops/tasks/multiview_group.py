@@ -1,4 +1,4 @@
-"""The `multiview_group` kind: one row per (group, person), a group being one instant seen by several views.
+"""The `multiview_group` task: one row per (group, person), a group being one instant seen by several views.
 
 Row (MULTIVIEW_SCHEMA), V views in image order: views / camera_ids / image_ids / annotation_ids [V],
 keypoints_2d [V*K*2] source px, visibility [V*K] (COCO 0/1/2), boxes [V*4], cameras (JSON list of V
@@ -6,6 +6,9 @@ poseops.geometry.Camera), keypoints_3d [K*3] world mm (NaN where no view's annot
 valid_3d [K], and the ids. From internal annotations whose images carry `group` and `camera_id`; a person
 is matched across views by person_id (else track_id, else the only person of each view). Groups seen
 by fewer than `min_views` views (option, default 2) are left out.
+
+So far this task holds its options and rows (derive); training, evaluation and serving come with its
+first family (the `Task` base answers them with a ConfigError naming what is missing).
 """
 
 from __future__ import annotations
@@ -13,16 +16,20 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from poseops.datasets.lifting import camera_of, person_key, world_points
+from poseops.config import FamilyData
+from poseops.datasets.derive import RowPlan
 from poseops.datasets.shards import instances, unit_of
 from poseops.errors import DataError
 from poseops.geometry import Camera
 from poseops.skeletons import Skeleton
+from poseops.tasks import Task, register_task
+from poseops.tasks.lifting_sequence import camera_of, person_key, world_points
 
 MULTIVIEW_SCHEMA = pa.schema(
     [
@@ -127,3 +134,18 @@ def load_multiview_split(url: str, split: str) -> list[dict[str, Any]]:
     if not out:
         raise DataError(f"{url}: split {split!r} is empty")
     return out
+
+
+class MultiviewGroupData(FamilyData):
+    kind: Literal["multiview_group"] = "multiview_group"
+    min_views: int = Field(2, ge=1, description="least views per group")
+
+    def derive_options(self) -> dict[str, Any]:
+        return {"min_views": self.min_views}
+
+
+@register_task
+class MultiviewGroup(Task):
+    name = "multiview_group"
+    Options = MultiviewGroupData
+    rows = RowPlan("multiview_group", MULTIVIEW_SCHEMA, plan_groups, group_rows, card_fields)
