@@ -61,7 +61,8 @@ def test_small_presets_have_quarter_resolution_heatmaps(profile):
 def test_every_loss_is_finite_with_gradients(loss_type, flow_mode):
     model = tiny(loss_type=loss_type, flow_mode=flow_mode)
     images, _, target, weight = fixed_batch()
-    loss, parts = model.loss(model(images), target, weight)
+    terms = model.loss(model(images), {"target_norm": target, "weight": weight})
+    loss, parts = terms["loss"], {name: float(value) for name, value in terms.items()}
     assert torch.isfinite(loss) and loss.ndim == 0
     assert set(parts) == {"loss_stage1", "loss_stage2", "loss"}
     assert parts["loss"] == pytest.approx(parts["loss_stage1"] + parts["loss_stage2"], rel=1e-5, abs=1e-5)
@@ -94,9 +95,9 @@ def test_switches_change_parameter_count():
 def test_switches_change_the_loss_on_a_fixed_batch(switch):
     images, _, target, weight = fixed_batch()
     base = {"loss_type": "heatmap_l2"} if "heatmap_sigma_px" in switch else {}
-    reference, _ = tiny(**base).loss(tiny(**base)(images), target, weight)
+    reference = tiny(**base).loss(tiny(**base)(images), {"target_norm": target, "weight": weight})["loss"]
     model = tiny(**switch)
-    switched, _ = model.loss(model(images), target, weight)
+    switched = model.loss(model(images), {"target_norm": target, "weight": weight})["loss"]
     assert abs(switched.item() - reference.item()) > 1e-4 * max(1.0, abs(reference.item()))
 
 
@@ -104,11 +105,11 @@ def test_flow_changes_the_mle_loss_once_trained_away_from_identity():
     images, _, target, weight = fixed_batch()
     model = tiny(flow_couplings=2)
     out = model(images)
-    before, _ = model.loss(out, target, weight)
+    before = model.loss(out, {"target_norm": target, "weight": weight})["loss"]
     with torch.no_grad():
         for p in model.stages[0].flow.parameters():
             p.add_(torch.randn_like(p) * 0.2)
-    after, _ = model.loss(out, target, weight)
+    after = model.loss(out, {"target_norm": target, "weight": weight})["loss"]
     assert abs(after.item() - before.item()) > 1e-3
 
 
@@ -119,10 +120,10 @@ def test_loss_respects_keypoint_weights():
     weight[:, 5] = 0
     moved = target.clone()
     moved[:, 5] += 0.3
-    a, _ = model.loss(out, target, weight)
-    b, _ = model.loss(out, moved, weight)
+    a = model.loss(out, {"target_norm": target, "weight": weight})["loss"]
+    b = model.loss(out, {"target_norm": moved, "weight": weight})["loss"]
     assert a.item() == pytest.approx(b.item())
-    zero, _ = model.loss(out, target, torch.zeros_like(weight))
+    zero = model.loss(out, {"target_norm": target, "weight": torch.zeros_like(weight)})["loss"]
     assert zero.item() == 0
 
 
@@ -184,7 +185,7 @@ def test_tiny_model_overfits_one_batch(loss_type):
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(100):
-        loss, _ = model.loss(model(images), target, weight)
+        loss = model.loss(model(images), {"target_norm": target, "weight": weight})["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

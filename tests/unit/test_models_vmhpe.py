@@ -41,8 +41,8 @@ def eval_loss(model, seed=0):
     images, _, targets = fixed_batch(model.config, seed=seed)
     model.eval()
     with torch.no_grad():
-        loss, parts = model.loss(model(images), targets)
-    return loss.item(), parts
+        terms = model.loss(model(images), {"targets": targets})
+    return terms["loss"].item(), {name: float(value) for name, value in terms.items()}
 
 
 def test_registered_and_presets():
@@ -112,7 +112,8 @@ def test_in_image_contrastive_is_zero_for_one_person_and_batch_form_is_not():
 def test_loss_is_finite_and_every_parameter_gets_a_gradient(overrides):
     model = tiny(**overrides).train()
     images, _, targets = fixed_batch(model.config)
-    loss, parts = model.loss(model(images), targets)  # instance branch computed inside loss
+    terms = model.loss(model(images), {"targets": targets})  # instance branch computed inside loss
+    loss, parts = terms["loss"], {name: float(value) for name, value in terms.items()}
     loss.backward()
     assert torch.isfinite(loss) and set(parts) == {"loss_multi", "loss_instance", "loss_contrastive", "loss_attention", "loss"}
     assert all(parts[k] > 0 for k in ("loss_multi", "loss_instance", "loss_contrastive"))
@@ -124,7 +125,8 @@ def test_loss_with_no_people_is_finite():
     model = tiny().train()
     images = torch.randn(2, 3, 64, 64)
     targets = encode_targets([torch.zeros(0, 17, 3)] * 2, **target_kwargs(model.config))
-    loss, parts = model.loss(model(images), targets)
+    terms = model.loss(model(images), {"targets": targets})
+    loss, parts = terms["loss"], {name: float(value) for name, value in terms.items()}
     loss.backward()
     assert torch.isfinite(loss) and parts["loss_instance"] == 0.0
 
@@ -134,7 +136,7 @@ def test_max_instances_caps_the_instance_branch():
     images, _, targets = fixed_batch(model.config, batch=2, per_image=3)
     out = model(images, targets)
     assert len(targets["instance_image"]) == 6 and out["instance_heatmaps"].shape[0] == 3
-    assert torch.isfinite(model.loss(out, targets)[0])
+    assert torch.isfinite(model.loss(out, {"targets": targets})["loss"])
 
 
 @pytest.mark.parametrize("flip_test", [False, True])
@@ -166,7 +168,7 @@ def test_tiny_overfits_a_fixed_batch_and_finds_the_people():
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(120):
-        loss, _ = model.loss(model(images), targets)
+        loss = model.loss(model(images), {"targets": targets})["loss"]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -24,3 +24,11 @@ def test_a_flat_start_is_no_plateau_before_min_epochs():
     assert at_plateau(flat_start, 3, 0.005) is True
     assert at_plateau(flat_start, 3, 0.005, min_epochs=5) is False
     assert at_plateau([*flat_start, 0.4, 0.401, 0.402], 3, 0.005, min_epochs=5) is True
+
+
+def test_every_named_loss_term_is_averaged_per_epoch():
+    from poseops.train.loop import mean_terms
+
+    steps = [{"loss": 3.0, "loss_stage1": 1.0, "loss_stage2": 2.0}, {"loss": 5.0, "loss_stage1": 2.0, "loss_stage2": 3.0}]
+    assert mean_terms(steps) == {"train_loss_stage1": 1.5, "train_loss_stage2": 2.5}
+    assert mean_terms([]) == {}

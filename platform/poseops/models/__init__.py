@@ -42,8 +42,9 @@ def register_model(name: str, config_class: type[BaseModel], presets: dict[str, 
     """Decorator for a builder `fn(config) -> nn.Module`, with the model's Config, presets and inference
     defaults.
 
-    The model contract every family keeps: `preprocess(uint8 images)`, `forward`, `loss(outputs, ...)
-    -> (total, {named terms})` (each term logged) and `predict(inputs) -> task outputs`.
+    The model contract every family keeps: `preprocess(uint8 images)`, `forward`, `loss(outputs, batch)
+    -> {named terms}` (tensors; "loss" the one to minimise; each term logged) and `predict(inputs) -> task
+    outputs`. The batch is what the family's task makes of a loader batch (its codec's targets).
     """
 
     def wrap(build: Callable[[BaseModel], nn.Module]):

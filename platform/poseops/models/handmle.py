@@ -170,14 +170,15 @@ class HandMLE(nn.Module):
             return torch.sigmoid(sigma_logits) + SIGMA_EPS
         return F.softplus(sigma_logits) + SIGMA_EPS
 
-    def loss(self, outputs: dict[str, Tensor], target_norm: Tensor, weight: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Summed stage losses (D11: sum over stages, keypoints, axes; mean over the batch; times weight).
 
-        outputs from `forward`; target_norm [B,K,2] in [-0.5, 0.5]; weight [B,K] (0 = ignore keypoint).
-        Returns (scalar loss, {"loss_stage1": float, ..., "loss": float}).
+        outputs from `forward`; batch: target_norm [B,K,2] in [-0.5, 0.5], weight [B,K] (0 = ignore keypoint).
+        Returns the named terms {"loss_stage1", ..., "loss" (their sum, the one to minimise)} as tensors.
         """
         cfg = self.config
-        batch = target_norm.shape[0]
+        target_norm, weight = batch["target_norm"], batch["weight"]
+        size = target_norm.shape[0]
         weight = weight.to(target_norm.dtype)
         stage_losses = []
         for t, stage in enumerate(self.stages):
@@ -190,11 +191,10 @@ class HandMLE(nn.Module):
                 logits = outputs["heatmaps"][t]
                 target_maps = gaussian_heatmaps(target_norm, (logits.shape[-1], logits.shape[-2]), cfg.heatmap_sigma_px)
                 per_keypoint = ((logits - target_maps) ** 2).mean(dim=(-2, -1))
-            stage_losses.append((per_keypoint * weight).sum() / batch)
-        total = torch.stack(stage_losses).sum()
-        parts = {f"loss_stage{t + 1}": float(v.detach()) for t, v in enumerate(stage_losses)}
-        parts["loss"] = float(total.detach())
-        return total, parts
+            stage_losses.append((per_keypoint * weight).sum() / size)
+        terms = {f"loss_stage{t + 1}": value for t, value in enumerate(stage_losses)}
+        terms["loss"] = torch.stack(stage_losses).sum()
+        return terms
 
     def _mle(self, flow: RealNVP, mu: Tensor, sigma: Tensor, target: Tensor) -> Tensor:
         """Per-keypoint NLL [B,K]: -log p_flow(eps) + sum_axes log sigma, eps = (target - mu) / sigma (Eqs. 3-6).

@@ -19,7 +19,7 @@ Images fed to `forward` are already normalised (see `preprocess`).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -263,13 +263,15 @@ class VMHPE(nn.Module):
 
     # ------------------------------------------------------------------ loss
 
-    def loss(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         """Weighted sum of the multi heatmap loss, the instance heatmap loss, InfoNCE and the gate L1.
 
-        outputs from `forward` (with or without targets); targets from `encode_targets`.
-        Returns (scalar, {"loss_multi", "loss_instance", "loss_contrastive", "loss_attention", "loss"}).
+        outputs from `forward` (with or without targets); batch["targets"] from `encode_targets`.
+        Returns the named terms {"loss_multi", "loss_instance", "loss_contrastive", "loss_attention", "loss"
+        (the weighted sum, the one to minimise)} as tensors.
         """
         cfg = self.config
+        targets = batch["targets"]
         if "instance_heatmaps" not in outputs:
             outputs = {**outputs, **self.instance_outputs(outputs, targets)}
         device = outputs["heatmaps"].device
@@ -287,9 +289,7 @@ class VMHPE(nn.Module):
         parts = {"loss_multi": multi, "loss_instance": instance, "loss_contrastive": contrastive, "loss_attention": attention}
         total = (cfg.multi_heatmap_w * multi + cfg.instance_heatmap_w * instance
                  + cfg.contrastive_w * contrastive + cfg.attn_l1_w * attention)
-        floats = {name: float(value.detach()) for name, value in parts.items()}
-        floats["loss"] = float(total.detach())
-        return total, floats
+        return {**parts, "loss": total}
 
     # ------------------------------------------------------------------ inference
 

@@ -92,12 +92,11 @@ def bottomup_train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Op
     core = unwrap(model)
     images = core.preprocess(batch["image"])
     model.train()
-    outputs = model(images, batch["targets"])
-    loss, parts = core.loss(outputs, batch["targets"])
+    terms = core.loss(model(images, batch["targets"]), batch)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    terms["loss"].backward()
     optimizer.step()
-    return parts
+    return {name: float(value.detach()) for name, value in terms.items()}
 
 
 # ---------------------------------------------------------------- inference (evaluate, validation, endpoint)

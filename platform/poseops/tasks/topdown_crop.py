@@ -162,15 +162,14 @@ class TopdownCrop(Task):
         visibility [B,K]; returns the loss and its named terms as floats."""
         core = unwrap(model)
         images = core.preprocess(batch["image"])
-        target = to_norm(batch["keypoints"], core.config.input_size)
-        weight = (batch["visibility"] > 0).float()
+        targets = {"target_norm": to_norm(batch["keypoints"], core.config.input_size),
+                   "weight": (batch["visibility"] > 0).float()}
         model.train()
-        outputs = model(images)
-        loss, parts = core.loss(outputs, target, weight)
+        terms = core.loss(model(images), targets)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        terms["loss"].backward()
         optimizer.step()
-        return {"loss": float(loss.detach()), **parts}
+        return {name: float(value.detach()) for name, value in terms.items()}
 
     def validate(self, model: nn.Module, val: dict[str, np.ndarray], threshold: float = 0.2) -> dict[str, float]:
         """PCK@threshold on the validation split held as arrays (datasets.loader.load_split_arrays)."""

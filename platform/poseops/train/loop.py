@@ -28,6 +28,13 @@ def save_epoch_checkpoint(folder: Path, model: torch.nn.Module, meta: dict[str, 
     (folder / CONFIG).write_text(json.dumps({**meta, "config": core.config.model_dump(mode="json")}, indent=2))
 
 
+def mean_terms(steps: list[dict[str, float]]) -> dict[str, float]:
+    """Each named loss term but the total, averaged over an epoch's steps, as `train_<term>`."""
+    names = sorted({name for terms in steps for name in terms} - {"loss"})
+    return {f"train_{name}": sum(t[name] for t in steps if name in t) / max(1, sum(name in t for t in steps))
+            for name in names}
+
+
 def at_plateau(values: list[float], window: int | None, min_delta: float, min_epochs: int = 0) -> bool:
     """True when at least `min_epochs` values exist and the last `window` lie within `min_delta` of each
     other (`min_epochs` keeps a flat start, before learning takes off, from counting as a plateau)."""
@@ -71,9 +78,11 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     epochs_so_far: list[dict[str, Any]] = []
     for epoch in range(cfg["epochs"]):
         dataset.set_epoch(epoch)
-        losses = [hooks.train_step(model, batch, optimizer)["loss"] for batch in loader]
+        steps = [hooks.train_step(model, batch, optimizer) for batch in loader]
+        losses = [terms["loss"] for terms in steps]
         schedule.step()
         metrics = {"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)), "lr": schedule.get_last_lr()[0]}
+        metrics.update(mean_terms(steps))
         if rank == 0:
             metrics.update(hooks.validate(model, val))
             val_history.append(metrics[val_metric])
