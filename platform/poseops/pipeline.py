@@ -1,7 +1,9 @@
 """The DVC stages as functions over the library: capture, annotate, derive, train, evaluate, promote.
 
 Each stage reads validated `Params`, writes only its own outputs (see `Layout`), and publishes them
-last, so a failed stage leaves nothing that a later stage could mistake for a result.
+last, so a failed stage leaves nothing that a later stage could mistake for a result. A stage function
+imports what it runs, so its import closure is its own: dvc.yaml's deps for it come from that closure
+(`poseops.dvc_yaml`), and editing one family's model or task re-runs only the stages that run it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from pathlib import Path
 from rich.console import Console
 
 from poseops.config import Params
-from poseops.families import get_family
 from poseops.paths import repo_root
 
 console = Console(stderr=True)
@@ -89,6 +90,7 @@ def annotate(params: Params, where: Layout) -> dict:
 def derive(family_name: str, params: Params, where: Layout) -> dict:
     """derive@<family>: the same derive_dataset as `poseops data derive` (Ray when attached or large)."""
     from poseops.datasets.derive import derive_dataset
+    from poseops.families import get_family
 
     family, fam = get_family(family_name), params.families[family_name]
     with console.status(f"derive@{family_name}: cutting {family.task} shards"):
@@ -106,6 +108,7 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
     from safetensors.torch import load_file
 
     from poseops.checkpoints import save_checkpoint
+    from poseops.families import get_family
     from poseops.models import model_entry
     from poseops.train.fit import best_checkpoint, fit, history
     from poseops.train.report import log_training_run
@@ -136,6 +139,7 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
 def evaluate(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.checkpoints import build_model_from_checkpoint, load_checkpoint
     from poseops.evaluate import evaluate_model, log_evaluation
+    from poseops.families import get_family
 
     family, fam = get_family(family_name), params.families[family_name]
     model = build_model_from_checkpoint(where.model(family_name))

@@ -1,4 +1,4 @@
-"""dvc.yaml's stages come from params.yaml's `families` mapping (DVC's own parser, no execution)."""
+"""dvc.yaml's per-family stages are rendered from params.yaml's families (DVC's own parser, no execution)."""
 
 from __future__ import annotations
 
@@ -20,19 +20,22 @@ def stage_names(project: Path) -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
-def test_a_dummy_family_gets_its_four_stages_with_dvc_yaml_unchanged(tmp_path):
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, tmp_path / name)
+def test_each_family_of_params_gets_its_four_stages_once_rendered(tmp_path):
+    from poseops.dvc_yaml import render_file
+    from poseops.families import load_params
+
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     before = stage_names(tmp_path)
     assert {"capture", "annotate", "derive@handmle", "train@handmle", "evaluate@handmle", "promote@handmle"} <= before
 
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["families"]["dummy"] = params["families"]["handmle"]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    del params["families"]["vmhpe"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "dvc.yaml").write_text(render_file(REPO, load_params(tmp_path / "params.yaml")))
     after = stage_names(tmp_path)
-    assert after - before == {"derive@dummy", "train@dummy", "evaluate@dummy", "promote@dummy"}
-    assert (tmp_path / "dvc.yaml").read_bytes() == (REPO / "dvc.yaml").read_bytes()
+    assert before - after == {"derive@vmhpe", "train@vmhpe", "evaluate@vmhpe", "promote@vmhpe"}
+    assert after <= before
 
 
 def test_per_family_stages_depend_on_their_own_blocks_only():

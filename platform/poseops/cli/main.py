@@ -23,8 +23,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 config_app = typer.Typer(help="Profiles and params.yaml.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The DVC pipeline (dvc.yaml).", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
 
@@ -51,6 +53,30 @@ def config_validate(params: Annotated[Path, typer.Option(help="params file")] = 
 
     p = load_params(params)
     console.print(f"{params}: valid (profile {p.profile!r}, families: {', '.join(p.families)})")
+
+
+# ---------------------------------------------------------------- pipeline
+@pipeline_app.command("render")
+@friendly
+def pipeline_render(
+    check: Annotated[bool, typer.Option(help="only check: exit 1 when dvc.yaml differs from its rendering")] = False,
+) -> None:
+    """Render dvc.yaml's per-family stages from the family table and params.yaml (see poseops.dvc_yaml)."""
+    from poseops.dvc_yaml import render_file
+    from poseops.families import load_params
+    from poseops.paths import repo_root
+
+    root = repo_root()
+    text = render_file(root, load_params(root / "params.yaml"))
+    path = root / "dvc.yaml"
+    if check:
+        if not path.exists() or path.read_text() != text:
+            console.print(f"{path}: stale; run `poseops pipeline render`")
+            raise typer.Exit(1)
+        console.print(f"{path}: up to date")
+        return
+    path.write_text(text)
+    console.print(f"wrote {path}")
 
 
 # ---------------------------------------------------------------- stages

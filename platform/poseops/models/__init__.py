@@ -10,6 +10,8 @@ inference defaults (as timm keeps `default_cfg` beside a model: input size, crop
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +21,11 @@ from torch import nn
 
 from poseops.errors import ConfigError
 
-# Family model files; imported lazily on first registry use (no import-time side effects elsewhere).
-_MODEL_MODULES = ("poseops.models.handmle", "poseops.models.vmhpe")
+# Family model files: every module of this package but `blocks`, imported on first registry use (no
+# import-time side effects elsewhere), so a new model file registers itself.
+# Installed packages register their models the same way: each entry point of this group names a module
+# that calls `register_model` when imported (its family row comes through `poseops.families`).
+ENTRY_POINT_GROUP = "poseops.models"
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,11 @@ def register_model(name: str, config_class: type[BaseModel], presets: dict[str, 
 
 
 def _load() -> dict[str, ModelEntry]:
-    for module in _MODEL_MODULES:
-        importlib.import_module(module)
+    for found in pkgutil.iter_modules(__path__):
+        if not found.ispkg and not found.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{found.name}")
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(entry.value)
     return _REGISTRY
 
 

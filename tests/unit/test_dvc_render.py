@@ -1,0 +1,83 @@
+"""dvc.yaml is rendered from the family table, and every stage's deps cover the poseops modules it runs."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import pytest
+import yaml
+
+from poseops import dvc_yaml
+from poseops import families as families_module
+from poseops.dvc_yaml import FAMILY_STAGES, render_file, stage_modules
+from poseops.families import Family, families, get_family, load_params
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def committed() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def test_the_committed_dvc_yaml_is_its_rendering():
+    rendered = render_file(REPO, load_params(REPO / "params.yaml"))
+    assert (REPO / "dvc.yaml").read_text() == rendered, "dvc.yaml is stale: run `poseops pipeline render`"
+
+
+def module_path(module: str) -> Path:
+    return dvc_yaml.module_file(module).resolve()
+
+
+def uncovered(modules: set[str], deps: list[str]) -> list[str]:
+    paths = [(REPO / d).resolve() for d in deps]
+    return sorted(str(module_path(m).relative_to(REPO)) for m in modules
+                  if not any(module_path(m) == p or p in module_path(m).parents for p in paths))
+
+
+@pytest.mark.parametrize("stage", ["capture", "annotate"])
+def test_shared_stage_deps_cover_the_modules_they_run(committed, stage):
+    assert uncovered(stage_modules(stage, None, REPO), committed[stage]["deps"]) == []
+
+
+@pytest.mark.parametrize("family", sorted(families()))
+@pytest.mark.parametrize("stage", FAMILY_STAGES)
+def test_family_stage_deps_cover_the_modules_they_run(committed, stage, family):
+    spec = committed[stage]
+    assert family in spec["foreach"]
+    assert uncovered(stage_modules(stage, get_family(family), REPO), spec["do"]["deps"]) == []
+
+
+def test_a_task_codec_is_in_its_family_training_closure_only(committed):
+    """Editing the bottom-up codec re-runs train@vmhpe (it encodes vmhpe's targets), not capture."""
+    assert "poseops.codecs.bottomup" in stage_modules("train", get_family("vmhpe"), REPO)
+    assert "poseops.codecs.bottomup" not in stage_modules("capture", None, REPO)
+    assert "platform/poseops/codecs" in committed["train"]["do"]["deps"]
+    assert not any(d.startswith("platform/poseops/codecs") for d in committed["capture"]["deps"])
+
+
+def test_a_family_with_declared_inputs_gets_its_own_stages(tmp_path, monkeypatch):
+    lifter = Family(name="lifter", model="handmle", task="topdown_crop", skeleton="hand21", primary_metric="pck",
+                    inputs=("handmle",))
+
+    class Entry:
+        name, value = "lifter", "tests:lifter"
+
+        def load(self):
+            return lifter
+
+    families_module.plugin_families.cache_clear()
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [Entry()] if group == "poseops.families" else [])
+    try:
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        raw["families"]["lifter"] = raw["families"]["handmle"]
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+        stages = yaml.safe_load(render_file(REPO, load_params(tmp_path / "params.yaml")))["stages"]
+    finally:
+        families_module.plugin_families.cache_clear()
+    assert set(stages["derive"]["foreach"]) == {"handmle", "vmhpe"}  # the lifter is not in the shared foreach
+    assert "metrics/handmle/metrics.json" in stages["derive-lifter"]["deps"]  # its declared input
+    assert stages["train-lifter"]["cmd"] == "python stages/train.py lifter"
+    assert "families.lifter.model" in stages["train-lifter"]["params"]
+    assert {"capture", "annotate", "evaluate-lifter", "promote-lifter"} <= set(stages)
