@@ -22,7 +22,7 @@ import yaml
 
 from conftest import BIN, REPO, make_project
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 PLUGIN = REPO / "tests" / "plugins" / "toyfamily"
 
 
@@ -71,7 +71,7 @@ def test_a_plugin_family_runs_the_pipeline_and_is_served(plugin_project):
     server = subprocess.Popen([str(BIN / "poseops"), "serve", "--port", str(port)], cwd=root, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        base, deadline = f"http://127.0.0.1:{port}", time.time() + 120
+        base, deadline = f"http://127.0.0.1:{port}", time.time() + 240
         while time.time() < deadline:
             try:
                 if httpx.get(f"{base}/healthz", timeout=2).json().get("families") == ["toyhands"]:
