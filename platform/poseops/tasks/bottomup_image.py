@@ -14,7 +14,6 @@ Both sides of scoring are per image, in source-image pixels:
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -30,12 +29,11 @@ from poseops.codecs.bottomup import encode_targets
 from poseops.config import AugmentParams, FamilyData, FamilyParams
 from poseops.datasets import bottomup_rows
 from poseops.datasets.bottomup import BottomUpDataset, letterbox_affine, load_bottomup_split
-from poseops.datasets.derive import RowPlan
+from poseops.datasets.derive import RowPlan, dataset_checksum
 from poseops.datasets.transforms import apply_affine, box_affine, invert_affine, warp
 from poseops.metrics.coco import coco_detections, coco_ground_truth, matched_arrays
 from poseops.models import build_from_config
 from poseops.skeletons import get_skeleton
-from poseops.storage import sha256_bytes
 from poseops.tasks import Artefact, Evaluation, Task, register_task
 from poseops.viz.curves import plot_bars, plot_curves
 from poseops.viz.overlay import draw_keypoints
@@ -341,7 +339,7 @@ class BottomupImage(Task):
             "family": family.name,
             "split": split,
             "data": card.get("source", {}).get("kind", "synthetic"),
-            "dataset_checksum": sha256_bytes(json.dumps(card, sort_keys=True).encode()),
+            "dataset_checksum": dataset_checksum(card),
             "num_images": len(predictions),
             "input_size": data["input_size"],
             "num_people": int(sum(int((np.asarray(t["visibility"]) > 0).any(-1).sum()) for t in data["truth"])),

@@ -9,7 +9,6 @@ seed) and the training set's mean pose as baselines.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -24,12 +23,11 @@ from poseops import metrics
 from poseops.codecs.integral import to_norm
 from poseops.config import AugmentParams, FamilyData, FamilyParams
 from poseops.datasets import shards
-from poseops.datasets.derive import RowPlan
+from poseops.datasets.derive import RowPlan, dataset_checksum
 from poseops.datasets.loader import CropDataset, load_split_arrays
 from poseops.datasets.transforms import apply_affine, box_affine, invert_affine, warp
 from poseops.models import build_from_config
 from poseops.skeletons import get_skeleton
-from poseops.storage import sha256_bytes
 from poseops.tasks import Artefact, Evaluation, Task, register_task
 from poseops.viz.curves import plot_bars, plot_curves
 from poseops.viz.overlay import sample_grid
@@ -207,7 +205,7 @@ class TopdownCrop(Task):
             "family": family.name,
             "split": split,
             "data": card.get("source", {}).get("kind", "synthetic"),
-            "dataset_checksum": sha256_bytes(json.dumps(card, sort_keys=True).encode()),
+            "dataset_checksum": dataset_checksum(card),
             "num_samples": int(len(pred)),
             "pck": trained["pck"].value,
             "auc": trained["auc"].value,
