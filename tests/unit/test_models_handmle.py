@@ -62,7 +62,7 @@ def test_every_loss_is_finite_with_gradients(loss_type, flow_mode):
     model = tiny(loss_type=loss_type, flow_mode=flow_mode)
     images, _, target, weight = fixed_batch()
     terms = model.loss(model(images), {"target_norm": target, "weight": weight})
-    loss, parts = terms["loss"], {name: float(value) for name, value in terms.items()}
+    loss, parts = terms["loss"], {name: float(value.detach()) for name, value in terms.items()}
     assert torch.isfinite(loss) and loss.ndim == 0
     assert set(parts) == {"loss_stage1", "loss_stage2", "loss"}
     assert parts["loss"] == pytest.approx(parts["loss_stage1"] + parts["loss_stage2"], rel=1e-5, abs=1e-5)

@@ -42,7 +42,7 @@ def eval_loss(model, seed=0):
     model.eval()
     with torch.no_grad():
         terms = model.loss(model(images), {"targets": targets})
-    return terms["loss"].item(), {name: float(value) for name, value in terms.items()}
+    return terms["loss"].item(), {name: float(value.detach()) for name, value in terms.items()}
 
 
 def test_registered_and_presets():
@@ -113,7 +113,7 @@ def test_loss_is_finite_and_every_parameter_gets_a_gradient(overrides):
     model = tiny(**overrides).train()
     images, _, targets = fixed_batch(model.config)
     terms = model.loss(model(images), {"targets": targets})  # instance branch computed inside loss
-    loss, parts = terms["loss"], {name: float(value) for name, value in terms.items()}
+    loss, parts = terms["loss"], {name: float(value.detach()) for name, value in terms.items()}
     loss.backward()
     assert torch.isfinite(loss) and set(parts) == {"loss_multi", "loss_instance", "loss_contrastive", "loss_attention", "loss"}
     assert all(parts[k] > 0 for k in ("loss_multi", "loss_instance", "loss_contrastive"))
@@ -126,7 +126,7 @@ def test_loss_with_no_people_is_finite():
     images = torch.randn(2, 3, 64, 64)
     targets = encode_targets([torch.zeros(0, 17, 3)] * 2, **target_kwargs(model.config))
     terms = model.loss(model(images), {"targets": targets})
-    loss, parts = terms["loss"], {name: float(value) for name, value in terms.items()}
+    loss, parts = terms["loss"], {name: float(value.detach()) for name, value in terms.items()}
     loss.backward()
     assert torch.isfinite(loss) and parts["loss_instance"] == 0.0
 
