@@ -170,21 +170,45 @@ class FamilyServe(Strict):
     num_replicas: int = Field(1, ge=1)
 
 
+class GateParams(BaseModel):
+    """The promotion gate: absolute thresholds `min_<metric>` / `max_<metric>` on metrics.json, plus
+
+    min_delta: a challenger must beat the champion's primary metric by at least this much, on the same
+        evaluation data (same dataset checksum and split); 0 means "not worse".
+    strict: a refusal fails the promote stage (exit 1, for CI gates) instead of being recorded.
+
+    Reads like the mapping of thresholds (`"min_ap" in gate`, `gate["min_ap"]`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    min_delta: float = Field(0.0, description="a challenger's primary metric must exceed the champion's by this")
+    strict: bool = Field(False, description="a refused promotion exits 1 instead of being recorded")
+
+    @model_validator(mode="after")
+    def _threshold_keys(self) -> "GateParams":
+        for key, value in (self.model_extra or {}).items():
+            if not key.startswith(("min_", "max_")) or len(key) < 5:
+                raise ValueError(f"gate key {key!r} must be min_<metric> or max_<metric> (or min_delta, strict)")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"gate key {key!r}: threshold {value!r} is not a number")
+        return self
+
+    def thresholds(self) -> dict[str, float]:
+        return {key: float(value) for key, value in (self.model_extra or {}).items()}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.thresholds()
+
+    def __getitem__(self, key: str) -> float:
+        return self.thresholds()[key]
+
+
 class FamilyParams(Strict):
     model: Any
     data: FamilyData
     train: FamilyTrain = FamilyTrain()
     evaluate: FamilyEvaluate = FamilyEvaluate()
-    gate: dict[str, float] = {}
+    gate: GateParams = GateParams()
     serve: FamilyServe = FamilyServe()
-
-    @field_validator("gate")
-    @classmethod
-    def _gate_keys(cls, gate: dict[str, float]) -> dict[str, float]:
-        for key in gate:
-            if not key.startswith(("min_", "max_")):
-                raise ValueError(f"gate key {key!r} must start with min_ or max_ (min_<metric>, max_<metric>)")
-        return gate
 
 
 # ---------------------------------------------------------------- serving

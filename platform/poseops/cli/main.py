@@ -14,6 +14,7 @@ import typer
 
 from poseops.cli.common import console, friendly
 from poseops.cli.data import data_app
+from poseops.cli.registry import registry_app
 from poseops.errors import PoseopsError
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Profiles and params.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(registry_app, name="registry")
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
 
@@ -120,9 +122,13 @@ def serve_cmd(
     """Serve each family's champion with Ray Serve, in the foreground; Ctrl-C or SIGTERM stops it."""
     from poseops.deploy import build_champion_app
     from poseops.families import load_params
+    from poseops.pipeline import layout, restore_champions
     from poseops.serve.runner import run_foreground
 
     params = load_params()
+    if alias == "champion":
+        for name in restore_champions(params, layout()):
+            console.print(f"{name}: champion restored in the registry from metrics/{name}/promotion.json")
     app_, names = build_champion_app(params, families=family, alias=alias)
     code = run_foreground(app_, host or params.serve.host, port if port is not None else params.serve.port)
     raise typer.Exit(code or 0)
