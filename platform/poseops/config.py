@@ -86,11 +86,14 @@ class CaptureParams(Strict):
 
 
 class AnnotationSource(Strict):
-    format: Literal["coco", "h36m", "freihand", "panoptic", "posetrack"]
+    format: str = Field(description="coco, mpii, posetrack, interhand, h36m, freihand, panoptic, or an importer "
+                                    "plug-in's name (checked when the source is read)")
     file: str
     images: str | None = None
     views: list[str] | None = Field(None, description="panoptic: camera views to import (default: five HD views)")
     cameras: str | None = Field(None, description="h36m: cameras.pkl (default: beside the npz)")
+    keypoint_map: dict[str, str] | None = Field(None, description="the file's keypoint names -> a known set's names")
+    strict: bool = Field(False, description="refuse repairs, warnings and categories no family takes")
 
 
 class SplitParams(Strict):

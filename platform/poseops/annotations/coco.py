@@ -15,8 +15,9 @@ from poseops.annotations.internal import relative_to
 from poseops.errors import DataError
 from poseops.storage import read_json
 
-ANNOTATION_FIELDS = ("id", "image_id", "category_id", "keypoints", "bbox")
-OPTIONAL_FIELDS = ("area", "iscrowd", "num_keypoints", "track_id", "keypoints_3d", "person_id", "bbox_head")
+ANNOTATION_FIELDS = ("id", "image_id", "category_id", "keypoints")
+# a missing bbox or area is a repair (poseops.annotations.checks), not a refusal
+OPTIONAL_FIELDS = ("bbox", "area", "iscrowd", "num_keypoints", "track_id", "keypoints_3d", "person_id", "bbox_head")
 
 
 def image_size(path: Path) -> tuple[int | None, int | None]:
@@ -78,10 +79,11 @@ def coco_to_internal(
     for c in data["categories"]:
         if not isinstance(c, dict) or "id" not in c:
             raise DataError(f"{file}: category record {c!r} lacks an id")
-        categories.append(
-            {"id": c["id"], "name": c.get("name", "person"), "keypoints": list(c.get("keypoints") or []),
-             "skeleton": [list(e) for e in c.get("skeleton") or []]}
-        )
+        category = {"id": c["id"], "name": c.get("name", "person"), "keypoints": list(c.get("keypoints") or []),
+                    "skeleton": [list(e) if isinstance(e, (list, tuple)) else e for e in c.get("skeleton") or []]}
+        if c.get("sigmas") is not None:
+            category["sigmas"] = c["sigmas"]
+        categories.append(category)
     annotations = []
     crowds: dict[Any, list] = {}
     for ann in data["annotations"]:
@@ -92,7 +94,7 @@ def coco_to_internal(
             raise DataError(f"{file}: annotation id {ann.get('id')!r} lacks {', '.join(missing)}")
         record = {k: ann[k] for k in ANNOTATION_FIELDS + OPTIONAL_FIELDS if k in ann}
         record["iscrowd"] = int(bool(record.get("iscrowd", 0)))
-        if record["iscrowd"]:
+        if record["iscrowd"] and "bbox" in ann:
             crowds.setdefault(ann["image_id"], []).append(list(ann["bbox"]))
         annotations.append(record)
     for img in images:
