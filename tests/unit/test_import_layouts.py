@@ -434,3 +434,18 @@ def test_a_category_no_family_takes_is_a_warning_or_under_strict_an_error(tmp_pa
         build_annotations(None, [AnnotationSource(format="coco", file=str(file), strict=True)], labels,
                           families={"handmle": "hand21"})
     assert not labels.exists()
+
+
+def test_show_draws_an_imported_set(tmp_path):
+    file, _ = interhand_files(tmp_path / "src", with_2d=False)
+    import_annotations("interhand", file, None, tmp_path / "out")
+    png = tmp_path / "grid.png"
+    done = runner.invoke(app, ["data", "show", str(tmp_path / "out"), "--out", str(png), "--count", "2"], env=WIDE)
+    assert done.exit_code == 0, done.output
+    grid = cv2.imread(str(png))
+    assert grid.shape[1] == 2 * 192  # two cells, one per image
+    frame = grid[:192]
+    drawn = np.any(np.abs(frame.astype(int) - 80) > 40, axis=-1) & np.any(frame > 0, axis=-1)
+    assert drawn.sum() > 200  # keypoints and edges over the plain grey frames
+    same = runner.invoke(app, ["data", "show", str(tmp_path / "out" / "annotations.json"), "--out", str(png)])
+    assert same.exit_code == 0, same.output

@@ -63,7 +63,8 @@ def data_synth(
 @data_app.command("show")
 @friendly
 def data_show(
-    url: Annotated[str, typer.Argument(help="a capture folder or root (hands/, bodies/) or a derived dataset (card.json)")],
+    url: Annotated[str, typer.Argument(help="an import folder or annotations JSON, a capture folder or root "
+                                            "(hands/, bodies/), or a derived dataset (card.json)")],
     out: Annotated[Path, typer.Option(help="PNG to write")] = Path("grid.png"),
     count: Annotated[int, typer.Option(help="samples to draw (per part of a capture root)")] = 16,
     part: Annotated[Optional[str], typer.Option(help="of a capture root, draw only: hands or bodies")] = None,
