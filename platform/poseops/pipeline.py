@@ -82,6 +82,11 @@ def capture(params: Params, where: Layout) -> dict[str, dict]:
 def annotate(params: Params, where: Layout) -> dict:
     from poseops.annotations.internal import build_annotations
 
+    from poseops.annotations.sources import untracked_sources
+
+    for file in untracked_sources([s.file for s in params.data.annotations], where.root):
+        console.print(f"[yellow]annotate: warning:[/] source {file} is not under data/raw/: DVC does not track it, "
+                      "so a change to it re-runs nothing (`poseops data add` brings it in)", highlight=False)
     families = {name: get_family(name).skeleton for name in params.families}
     summary = build_annotations(where.raw, params.data.annotations, where.annotations, families=families)
     counts = {k: summary[k] for k in ("images", "annotations", "sources")}

@@ -149,6 +149,47 @@ def data_validate(
     print_repairs(repairs.summary(), repairs.warnings)
 
 
+@friendly
+def data_add(
+    name: Annotated[str, typer.Argument(help="source name: its folder is data/raw/<name>/")],
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="source format (as for data import)")],
+    labels: Annotated[str, typer.Argument(help="labels file or folder, local or an object-store URL")],
+    images: Annotated[Optional[str], typer.Option(help="images folder (local or URL), copied to data/raw/<name>/images")] = None,
+    params: Annotated[Path, typer.Option(help="params file whose data.annotations gets the source")] = Path("params.yaml"),
+    dvc: Annotated[bool, typer.Option("--dvc/--no-dvc", help="track data/raw/<name> with DVC (dvc add / import-url)")] = True,
+    strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
+    keypoint_map: Annotated[Optional[str], typer.Option(help=KEYPOINT_MAP_HELP)] = None,
+) -> None:
+    """Add a real annotation source to the pipeline: checked, copied under data/raw/<name>/, tracked by DVC,
+    and listed in params.yaml's data.annotations, so `dvc repro` re-runs annotate when it changes."""
+    from poseops.annotations.sources import add_source
+    from poseops.config import read_yaml, validate_params
+    from poseops.families import model_schemas
+
+    raw = read_yaml(params)
+    entry = add_source(name, fmt, labels, images, params.resolve().parent, use_dvc=dvc, strict=strict,
+                       keypoint_map=parse_keypoint_map(keypoint_map))
+    raw.setdefault("data", {}).setdefault("annotations", [])
+    raw["data"]["annotations"] = list(raw["data"]["annotations"] or []) + [entry]
+    validate_params(raw, model_schemas(), source=str(params))
+    write_params(params, raw)
+    console.print(f"added {fmt} source {name!r}: {entry['file']}" + (" (tracked by DVC)" if dvc else "")
+                  + f"; {params}: data.annotations[{len(raw['data']['annotations']) - 1}]")
+
+
+def write_params(path: Path, raw: dict) -> None:
+    """`raw` written back to `path` (atomically) under the file's leading comment lines."""
+    import itertools
+
+    import yaml
+
+    lines = path.read_text().splitlines() if path.exists() else []
+    header = "".join(f"{line}\n" for line in itertools.takewhile(lambda line: line.startswith("#"), lines))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(header + yaml.safe_dump(raw, sort_keys=False))
+    tmp.replace(path)
+
+
 def register(data_app: typer.Typer) -> None:
     """Add this module's commands to the `data` group (called once by poseops.cli.data)."""
     data_app.command("ingest")(data_ingest)
@@ -159,3 +200,4 @@ def register(data_app: typer.Typer) -> None:
     data_app.command("import", help=data_import.__doc__.replace("\n\n    ", "\n\n"))(data_import)
     data_app.command("export")(data_export)
     data_app.command("validate")(data_validate)
+    data_app.command("add")(data_add)
