@@ -449,3 +449,25 @@ def test_show_draws_an_imported_set(tmp_path):
     assert drawn.sum() > 200  # keypoints and edges over the plain grey frames
     same = runner.invoke(app, ["data", "show", str(tmp_path / "out" / "annotations.json"), "--out", str(png)])
     assert same.exit_code == 0, same.output
+
+
+def test_real_wholebody_file_gives_its_hands_to_the_hand_family(real_fixtures, tmp_path):
+    source = AnnotationSource(format="coco", file=str(real_fixtures / "coco" / "test_coco_wholebody.json"))
+    summary = build_annotations(None, [source], tmp_path / "labels.json", families={"handmle": "hand21",
+                                                                                   "vmhpe": "coco17"})
+    lines = {line.split(":", 2)[1].strip().split(" / ")[1]: line for line in summary["coverage"]}
+    assert "14 instances; handmle 0 (skipped 14 keypoints are not hand21); vmhpe 12 (skipped 2 no labelled keypoint)" \
+        in lines["person"]
+    assert "10 instances; handmle 10; vmhpe 0" in lines["hand"]  # 10 hands labelled, of 28 people's hands
+    # machine-labelled hands carry a confidence as visibility: labelled (v > 0) stays labelled
+    assert "2 annotations: 42 visibilities outside {0, 1, 2} clipped" in summary["repairs"][source.file]
+    hands = [a for a in json.loads((tmp_path / "labels.json").read_text())["annotations"] if "side" in a]
+    assert all(a["num_keypoints"] == 21 for a in hands)
+
+
+def test_real_posetrack_file_has_coco_sigmas_and_no_warning(real_fixtures, tmp_path):
+    manifest = import_annotations("posetrack", real_fixtures / "posetrack18" / "annotations" / "val", None,
+                                  tmp_path / "out")
+    assert manifest["warnings"] == []
+    (cat,) = load_annotations(tmp_path / "out")["categories"]
+    assert cat["sigmas"] == list(COCO17.sigmas)

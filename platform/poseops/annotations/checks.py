@@ -16,7 +16,8 @@ import's manifest lists and the CLI prints as a summary; `strict=True` turns eac
 - a missing `area` becomes the (clipped) box's w·h, or the keypoints' extent when the box itself
   came from them; the choice is the annotation's `area_source` (and `area_flagged: true`);
 - a missing or wrong `num_keypoints` is recounted from the visibilities;
-- a visibility outside {0, 1, 2} is clipped into it (rounded first when fractional);
+- a visibility outside {0, 1, 2} is clipped into it (rounded up first when fractional, so a
+  labelled point, v > 0, stays labelled);
 - keypoints outside the frame are kept as they are (a labelled point at y < 0 is a real label).
 `iscrowd` becomes 0/1 silently (a JSON boolean and an integer say the same).
 """
@@ -286,7 +287,9 @@ def _check_keypoints(ann: dict, k: int, where: str, problems: list[str], repairs
         problems.append(f"{where}: keypoints contain NaN, infinite or non-numeric values")
         return
     visibility = keypoints[2::3]
-    clipped = [min(2, max(0, int(round(v)))) for v in visibility]
+    # labelled iff v > 0, as COCO's evaluation reads it: a fractional v (COCO-WholeBody's machine-labelled
+    # hands carry a confidence there) is rounded up, so no label is lost (test_import_layouts.py)
+    clipped = [min(2, max(0, math.ceil(v))) for v in visibility]
     changed = sum(1 for v, c in zip(visibility, clipped) if v != c)
     if changed:
         repaired = list(keypoints)
