@@ -119,7 +119,7 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
     with console.status(f"derive@{family_name}: cutting {family.dataset_kind} shards"):
         card = derive_dataset(
             family.dataset_kind, where.annotations, str(where.derived(family_name)), fam.data, params.data.split,
-            skeleton=family.skeleton, repo_root=where.root,
+            skeleton=family.skeleton, repo_root=where.root, source_weights=params.data.weights,
         )
     console.print(f"derive@{family_name}: {card.get('counts')} -> {where.derived(family_name)}")
     return card

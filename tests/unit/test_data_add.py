@@ -56,7 +56,8 @@ def test_added_source_is_tracked_and_feeds_annotate(project, tmp_path):
     params_text = (project / "params.yaml").read_text()
     assert params_text.startswith("# Resolved from profiles/")  # the header survives
     entry = yaml.safe_load(params_text)["data"]["annotations"][-1]
-    assert entry == {"format": "coco", "file": "data/raw/myhands/onehand10k.json", "images": "data/raw/myhands/images"}
+    assert entry == {"format": "coco", "file": "data/raw/myhands/onehand10k.json", "name": "myhands",
+                     "images": "data/raw/myhands/images"}
     assert '"data/raw/myhands.dvc" -> "annotate"' in dvc(project, "dag", "--dot")
     source = AnnotationSource(**{**entry, "file": str(project / entry["file"]), "images": str(project / entry["images"])})
     summary = build_annotations(None, [source], tmp_path / "labels.json", families={"handmle": "hand21"})

@@ -471,3 +471,26 @@ def test_real_posetrack_file_has_coco_sigmas_and_no_warning(real_fixtures, tmp_p
     assert manifest["warnings"] == []
     (cat,) = load_annotations(tmp_path / "out")["categories"]
     assert cat["sigmas"] == list(COCO17.sigmas)
+
+
+def test_source_weights_choose_the_training_mix_and_the_card_counts_it(tmp_path):
+    from poseops.datasets.derive import derive_dataset
+    from poseops.errors import ConfigError
+
+    lab, _ = onehand10k_file(tmp_path / "lab", count=8)
+    web, _ = onehand10k_file(tmp_path / "web", count=8)
+    labels = tmp_path / "labels.json"
+    build_annotations(None, [AnnotationSource(format="coco", file=str(lab), name="lab"),
+                             AnnotationSource(format="coco", file=str(web), name="web")], labels)
+    family, split = FamilyData(kind="hand_crop"), SplitParams(val_fraction=0.25, seed=1)
+    whole = derive_dataset("hand_crop", labels, str(tmp_path / "all"), family, split, executor="local")
+    mixed = derive_dataset("hand_crop", labels, str(tmp_path / "mix"), family, split, executor="local",
+                           source_weights={"web": 0.5, "lab": 0.0})
+    assert whole["source"]["kind"] == "real"
+    full_train = whole["source"]["mix"]["train"]
+    assert sum(full_train.values()) == whole["counts"]["train"] and set(full_train) == {"lab", "web"}
+    assert mixed["source"]["mix"]["train"] == {"web": round(0.5 * full_train["web"])}
+    assert mixed["source"]["mix"]["val"] == whole["source"]["mix"]["val"]  # validation keeps every source
+    with pytest.raises(ConfigError, match="names source\\(s\\) synthetic .*its sources: lab, web"):
+        derive_dataset("hand_crop", labels, str(tmp_path / "bad"), family, split, executor="local",
+                       source_weights={"synthetic": 1.0})

@@ -236,8 +236,12 @@ def import_source(source: AnnotationSource, out_folder: Path | None, repairs: Re
         options["views"] = source.views
     if source.cameras is not None:
         options["cameras_file"] = source.cameras
-    return read_part(source.format, source.file, source.images, out_folder, Repairs() if repairs is None else repairs,
+    part = read_part(source.format, source.file, source.images, out_folder, Repairs() if repairs is None else repairs,
                      keypoint_map=source.keypoint_map, **options)
+    if source.name:  # the name datasets, weights (data.weights) and metrics know the source by
+        part = {**part, "images": [{**img, "source": source.name} if isinstance(img, dict) else img
+                                   for img in part["images"]]}
+    return part
 
 
 def build_annotations(

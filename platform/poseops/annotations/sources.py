@@ -79,7 +79,7 @@ def add_source(
         for leftover in (folder.with_suffix(".dvc"), target_labels.with_name(target_labels.name + ".dvc")):
             leftover.unlink(missing_ok=True)
         raise
-    entry: dict[str, Any] = {"format": fmt, "file": str(target_labels.relative_to(root))}
+    entry: dict[str, Any] = {"format": fmt, "file": str(target_labels.relative_to(root)), "name": name}
     if target_images is not None:
         entry["images"] = str(target_images.relative_to(root))
     if keypoint_map:
