@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -79,7 +80,7 @@ def print_repairs(summary: str, warnings: list[str]) -> None:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
-FORMAT_HELP = "source format: {formats}"
+FORMAT_HELP = "source format: one of the FORMATs listed above"
 STRICT_HELP = "refuse the file instead of repairing it (every repair and warning becomes an error)"
 KEYPOINT_MAP_HELP = "the file's keypoint names -> a known set's: 'theirs=ours,...' or a JSON file"
 
@@ -160,8 +161,12 @@ def data_add(
     strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
     keypoint_map: Annotated[Optional[str], typer.Option(help=KEYPOINT_MAP_HELP)] = None,
 ) -> None:
-    """Add a real annotation source to the pipeline: checked, copied under data/raw/<name>/, tracked by DVC,
-    and listed in params.yaml's data.annotations, so `dvc repro` re-runs annotate when it changes."""
+    """Add a real annotation source to the pipeline (data/raw/<name>/, tracked by DVC, in params.yaml).
+
+    The source is checked first (nothing is copied when an import would refuse it), copied under
+    data/raw/<name>/ (or brought in with dvc import-url from object storage), tracked by DVC and listed
+    in params.yaml's data.annotations, so `dvc repro` re-runs annotate when it changes.
+    """
     from poseops.annotations.sources import add_source
     from poseops.config import read_yaml, validate_params
     from poseops.families import model_schemas
@@ -196,8 +201,7 @@ def register(data_app: typer.Typer) -> None:
     from poseops.annotations.internal import import_formats
 
     formats = ", ".join(import_formats())  # built-in formats, then installed plug-ins (entry points)
-    data_import.__doc__ = (data_import.__doc__ or "") + f"\n\nFORMAT: {formats}."
-    data_app.command("import", help=data_import.__doc__.replace("\n\n    ", "\n\n"))(data_import)
+    data_app.command("import", help=inspect.cleandoc(data_import.__doc__ or "") + f"\n\nFORMAT: {formats}.")(data_import)
     data_app.command("export")(data_export)
     data_app.command("validate")(data_validate)
     data_app.command("add")(data_add)
