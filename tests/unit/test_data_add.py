@@ -4,9 +4,7 @@ annotate stage depends on, and an entry of params.yaml's data.annotations."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,18 +14,10 @@ from typer.testing import CliRunner
 from poseops.annotations.internal import build_annotations
 from poseops.cli.main import app
 from poseops.config import AnnotationSource
-from test_import_layouts import onehand10k_file
+from tests.helpers_annotations import dvc, onehand10k_file
 
 PROJECT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
-
-
-def dvc(root: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture

@@ -17,17 +17,12 @@ from poseops.cli.main import app
 from poseops.config import AnnotationSource, FamilyData, SplitParams
 from poseops.errors import DataError
 from poseops.skeletons import COCO17, HAND21, MPII16, skeleton_from_coco_category
+from tests.helpers_annotations import image, onehand10k_file, write
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "4000"}
 CROWDPOSE14 = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
                "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck"]
-
-
-def image(folder: Path, name: str, width: int = 160, height: int = 120) -> None:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.full((height, width, 3), 80, np.uint8))
 
 
 def person14(x0: float, y0: float) -> list[float]:
@@ -46,12 +41,6 @@ def flawed_crowdpose(folder: Path) -> dict:
         "categories": [{"id": 1, "name": "person", "keypoints": CROWDPOSE14,
                         "skeleton": [[a + 1, b + 1] for a, b in COCO17.edges]}],
     }
-
-
-def write(file: Path, data) -> Path:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(data))
-    return file
 
 
 def round_trip(out: Path, tmp_path: Path) -> tuple[dict, dict]:
@@ -355,27 +344,6 @@ def test_own_keypoint_set_gets_skeleton_flip_pairs_and_default_sigmas(tmp_path):
     data["categories"][0]["sigmas"] = [0.1] * 5
     with pytest.raises(DataError, match="'sigmas' must hold 6 positive numbers"):
         import_annotations("coco", write(tmp_path / "own3.json", data), None, tmp_path / "out3")
-
-
-def onehand10k_file(folder: Path, count: int = 6) -> tuple[Path, np.ndarray]:
-    """A 21-keypoint hand file in mmpose's OneHand10K naming (`forefinger1`, `pinky_finger4`), joints
-    listed little finger first: (file, keypoints [count, 21, 3] in hand21 order)."""
-    own = ["wrist"] + [f"{f}{j}" for f in ("pinky_finger", "ring_finger", "middle_finger", "forefinger", "thumb")
-                       for j in (1, 2, 3, 4)]
-    to_hand21 = [0] + [1 + 4 * (4 - f) + j for f in range(5) for j in range(4)]  # own index of hand21 joint
-    images, annotations, truth = [], [], []
-    for i in range(count):
-        image(folder, f"hand{i}.jpg", 128, 128)
-        points = np.stack([30 + 3 * np.arange(21) + i, 20 + 4 * np.arange(21), np.full(21, 2)], axis=1).astype(float)
-        mine = np.zeros_like(points)
-        mine[to_hand21] = points
-        images.append({"id": i + 1, "file_name": f"hand{i}.jpg", "width": 128, "height": 128})
-        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "keypoints": mine.ravel().tolist(),
-                            "num_keypoints": 21, "bbox": [25, 15, 75, 90], "area": 75 * 90, "iscrowd": 0})
-        truth.append(points)
-    data = {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": "hand", "keypoints": own, "skeleton": []}]}
-    return write(folder / "onehand10k.json", data), np.asarray(truth)
 
 
 def test_hand_file_in_another_naming_is_mapped_onto_hand21(tmp_path):
