@@ -314,6 +314,16 @@ def test_interhand_reprojects_world_joints_into_each_image(tmp_path):
     round_trip(out, tmp_path)
 
 
+def test_interhand_folder_and_a_camera_file_elsewhere(tmp_path):
+    file, _ = interhand_files(tmp_path / "annotations", with_2d=False)
+    cameras = tmp_path / "calibration.json"
+    (file.parent / "test_interhand2.6m_camera.json").rename(cameras)
+    with pytest.raises(DataError, match="camera file .* not found"):
+        import_annotations("interhand", file.parent, None, tmp_path / "out")
+    manifest = import_annotations("interhand", file.parent, None, tmp_path / "out", cameras_file=cameras)
+    assert manifest["counts"]["annotations"] == 3 and manifest["counts"]["cameras"] == 2
+
+
 def test_interhand_2d_that_disagrees_with_the_cameras_is_refused(tmp_path):
     file, _ = interhand_files(tmp_path, with_2d=True, shift_2d=1.5)
     with pytest.raises(DataError, match=r"annotation id 326750 .*reprojects 2\.12 px"):
@@ -369,6 +379,9 @@ def test_keypoint_map_names_joints_no_alias_knows(tmp_path):
     done = runner.invoke(app, ["data", "validate", str(file), "--format", "coco", "--keypoint-map", "carpus=wrist"],
                          env=WIDE)
     assert done.exit_code == 0 and "warning" not in done.output, done.output
+    source = AnnotationSource(format="coco", file=str(file), keypoint_map={"carpus": "wrist"}, strict=True)
+    summary = build_annotations(None, [source], tmp_path / "labels.json", families={"handmle": "hand21"})
+    assert "1 instances; handmle 1" in summary["coverage"][0]
 
 
 def test_a_hand_file_in_another_naming_joins_the_hand_derivation(tmp_path):
@@ -398,6 +411,9 @@ def test_a_category_no_family_takes_is_a_warning_or_under_strict_an_error(tmp_pa
     (warning,) = [w for w in summary["warnings"] if "taken by no family" in w]
     assert "'person'" in warning and "closest keypoint set: mpii16, 14 joints in common" in warning
     labels.unlink()
+    flawed = write(tmp_path / "flawed.json", flawed_crowdpose(tmp_path))
+    with pytest.raises(DataError, match="would need a repair"):  # a strict source refuses repairs too
+        build_annotations(None, [AnnotationSource(format="coco", file=str(flawed), strict=True)], labels)
     with pytest.raises(DataError, match="taken by no family"):
         build_annotations(None, [AnnotationSource(format="coco", file=str(file), strict=True)], labels,
                           families={"handmle": "hand21"})
