@@ -81,7 +81,6 @@ def capture(params: Params, where: Layout) -> dict[str, dict]:
 
 def annotate(params: Params, where: Layout) -> dict:
     from poseops.annotations.internal import build_annotations
-
     from poseops.annotations.sources import untracked_sources
 
     for file in untracked_sources([s.file for s in params.data.annotations], where.root):
