@@ -447,6 +447,8 @@ def test_real_wholebody_file_gives_its_hands_to_the_hand_family(real_fixtures, t
     assert "2 annotations: 42 visibilities outside {0, 1, 2} clipped" in summary["repairs"][source.file]
     hands = [a for a in json.loads((tmp_path / "labels.json").read_text())["annotations"] if "side" in a]
     assert all(a["num_keypoints"] == 21 for a in hands)
+    (warning,) = summary["warnings"]
+    assert "COCO-WholeBody face and foot keypoints are not imported" in warning
 
 
 def test_real_posetrack_file_has_coco_sigmas_and_no_warning(real_fixtures, tmp_path):

@@ -110,6 +110,11 @@ def coco_to_internal(
         for hand in hands:
             annotations.append({**hand, "category_id": categories[-1]["id"]})
         info["wholebody_hands"] = {"taken": len(hands), "not_labelled": unlabelled}
+    left_out = [part for part in ("face", "foot") if any(isinstance(a, dict) and a.get(f"{part}_valid")
+                                                         for a in data["annotations"])]
+    if left_out:  # said, never dropped silently
+        info["warnings"] = [f"COCO-WholeBody {' and '.join(left_out)} keypoints are not imported (no built-in "
+                            f"{' or '.join(left_out)} keypoint set); bodies and hands are"]
     return {"images": images, "annotations": annotations, "categories": categories, "info": info}
 
 

@@ -219,6 +219,8 @@ def read_part(fmt: str, file: str | Path, images: str | Path | None, out_folder:
     part = importer(fmt)(file, images, out_folder, **options)
     if not isinstance(part, dict) or not all(isinstance(part.get(k), list) for k in ("images", "annotations", "categories")):
         raise DataError(f"{file}: the {fmt} importer returned no images/annotations/categories lists")
+    for warning in (part.get("info") or {}).get("warnings", []):  # what a reader could not take, said
+        repairs.warn(f"{file}: {warning}")
     return map_categories(part, repairs, keypoint_map)
 
 
