@@ -59,14 +59,17 @@ def test_added_source_is_tracked_and_feeds_annotate(project, tmp_path):
     assert "myhands" in dvc(project, "status", "data/raw/myhands.dvc")
 
 
-def test_a_source_that_would_not_import_is_not_added(project, tmp_path):
+def test_a_source_that_would_not_import_is_not_added(tmp_path):
+    project = tmp_path / "project"  # refused before DVC is asked anything: no repository needed
+    project.mkdir()
+    (project / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
     labels, _ = onehand10k_file(tmp_path / "mine", count=1)
     data = json.loads(labels.read_text())
     data["annotations"][0]["keypoints"] = data["annotations"][0]["keypoints"][:-3]
     labels.write_text(json.dumps(data))
     before = (project / "params.yaml").read_text()
-    done = runner.invoke(app, ["data", "add", "bad", "coco", str(labels), "--params", str(project / "params.yaml")],
-                         env={"COLUMNS": "4000"})
+    done = runner.invoke(app, ["data", "add", "bad", "coco", str(labels), "--no-dvc",
+                               "--params", str(project / "params.yaml")], env={"COLUMNS": "4000"})
     assert done.exit_code == 1 and "onehand10k.json" in done.output and "annotation id 1" in done.output
-    assert not (project / "data" / "raw" / "bad").exists() and not (project / "data" / "raw" / "bad.dvc").exists()
+    assert not (project / "data" / "raw" / "bad").exists()
     assert (project / "params.yaml").read_text() == before
