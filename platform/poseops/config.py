@@ -86,11 +86,15 @@ class CaptureParams(Strict):
 
 
 class AnnotationSource(Strict):
-    format: Literal["coco", "h36m", "freihand", "panoptic", "posetrack"]
+    format: str = Field(description="coco, mpii, posetrack, interhand, h36m, freihand, panoptic, or an importer "
+                                    "plug-in's name (checked when the source is read)")
     file: str
     images: str | None = None
     views: list[str] | None = Field(None, description="panoptic: camera views to import (default: five HD views)")
     cameras: str | None = Field(None, description="h36m: cameras.pkl (default: beside the npz)")
+    name: str | None = Field(None, description="the source's name in datasets and weights (default: format:file name)")
+    keypoint_map: dict[str, str] | None = Field(None, description="the file's keypoint names -> a known set's names")
+    strict: bool = Field(False, description="refuse repairs, warnings and categories no family takes")
 
 
 class SplitParams(Strict):
@@ -102,6 +106,17 @@ class DataParams(Strict):
     capture: CaptureParams = CaptureParams()
     annotations: list[AnnotationSource] = []
     split: SplitParams = SplitParams()
+    weights: dict[str, float] = Field(
+        {}, description="source (an image's `source`: synthetic, a source's name, ...) -> share of its training "
+                        "samples kept, 0..1 (default 1); validation keeps every source")
+
+    @field_validator("weights")
+    @classmethod
+    def _shares(cls, weights: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in weights.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"weights must lie in [0, 1] (got {bad})")
+        return weights
 
 
 # ---------------------------------------------------------------- families

@@ -16,6 +16,7 @@ from rich.console import Console
 from poseops.config import Params
 from poseops.families import get_family
 from poseops.paths import repo_root
+from poseops.skeletons import SKELETONS
 
 console = Console(stderr=True)
 
@@ -80,10 +81,27 @@ def capture(params: Params, where: Layout) -> dict[str, dict]:
 
 def annotate(params: Params, where: Layout) -> dict:
     from poseops.annotations.internal import build_annotations
+    from poseops.annotations.sources import untracked_sources
 
-    summary = build_annotations(where.raw, params.data.annotations, where.annotations)
-    console.print(f"annotate: {summary} -> {where.annotations}")
+    for file in untracked_sources([s.file for s in params.data.annotations], where.root):
+        console.print(f"[yellow]annotate: warning:[/] source {file} is not under data/raw/: DVC does not track it, "
+                      "so a change to it re-runs nothing (`poseops data add` brings it in)", highlight=False)
+    families = {name: get_family(name).skeleton for name in params.families}
+    summary = build_annotations(where.raw, params.data.annotations, where.annotations, families=families)
+    counts = {k: summary[k] for k in ("images", "annotations", "sources")}
+    console.print(f"annotate: {counts} -> {where.annotations}")
+    print_coverage("annotate", summary)
     return summary
+
+
+def print_coverage(stage: str, summary: dict) -> None:
+    """Per source and category, what each family took and why it skipped the rest; repairs; warnings."""
+    for source, repairs in summary.get("repairs", {}).items():
+        console.print(f"{stage}: {source}: repaired {repairs}", highlight=False)
+    for line in summary.get("coverage", []):
+        console.print(f"{stage}: {line}", highlight=False)
+    for warning in summary.get("warnings", []):
+        console.print(f"[yellow]{stage}: warning:[/] {warning}", highlight=False)
 
 
 def derive(family_name: str, params: Params, where: Layout) -> dict:
@@ -91,11 +109,17 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.datasets.derive import derive_dataset
     from poseops.paths import append_run_log
 
+    from poseops.annotations.internal import load_annotations
+    from poseops.annotations.keypoint_sets import coverage_lines, family_coverage
+
     family, fam = get_family(family_name), params.families[family_name]
+    if family.skeleton in SKELETONS:  # a user's own set is read from the annotations by derive itself
+        lines, _ = coverage_lines(family_coverage(load_annotations(where.annotations), {family_name: family.skeleton}))
+        print_coverage(f"derive@{family_name}", {"coverage": lines})
     with console.status(f"derive@{family_name}: cutting {family.dataset_kind} shards"):
         card = derive_dataset(
             family.dataset_kind, where.annotations, str(where.derived(family_name)), fam.data, params.data.split,
-            skeleton=family.skeleton, repo_root=where.root,
+            skeleton=family.skeleton, repo_root=where.root, source_weights=params.data.weights,
             run_log=lambda facts: append_run_log("derive", {"family": family_name, **facts}, where.root),
         )
     console.print(f"derive@{family_name}: {card.get('counts')} -> {where.derived(family_name)}")

@@ -52,7 +52,9 @@ def test_every_stage_then_the_endpoint(tiny_project):
     pipeline.train("handmle", params, where)
     assert (where.model("handmle") / "manifest.json").exists()
     report = pipeline.evaluate("handmle", params, where)
-    assert json.loads((where.metrics("handmle") / "metrics.json").read_text())["pck"] == report["pck"]
+    written = json.loads((where.metrics("handmle") / "metrics.json").read_text())
+    assert written["pck"] == report["pck"]
+    assert written["data"] == "synthetic" and written["data_mix"] == {"synthetic": card["counts"]["train"]}
     assert (where.metrics("handmle") / "pck_curve.png").stat().st_size > 0
     promotion = pipeline.promote("handmle", params, where)
     assert promotion["version"]["name"] == "poseops-handmle"
