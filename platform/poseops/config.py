@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from poseops.errors import ConfigError
+from poseops.skeletons import TASK_CHAINS
 
 
 class Strict(BaseModel):
@@ -213,7 +214,8 @@ class ScoringParams(Strict):
 
     sigma_deg: float = Field(15.0, gt=0, description="per-angle similarity exp(-d^2 / (2 sigma^2))")
     weights: dict[AssessTask, dict[str, float]] = Field(
-        {}, description="per task: chain -> weight (a task left out: its chains, equal weights)")
+        default_factory=lambda: {task: {chain: 1.0 for chain in chains} for task, chains in TASK_CHAINS.items()},
+        description="per task: chain -> relative weight (a task left out: its chains, equal weights)")
     smoothing: Literal["none", "moving_average", "one_euro"] = "none"
     smoothing_window: int = Field(3, ge=1, description="moving_average: frames")
     one_euro: OneEuroParams = OneEuroParams()

@@ -85,3 +85,20 @@ def assess_cmd(
         written = write_report(result, ref_points, trial_points, out)
         console.print(f"wrote {', '.join(str(p) for p in written)}")
     print(f"{result.similarity:.2f} {result.grade}")
+
+
+def run_study_stage(params: Path = Path("params.yaml"), out_dir: Path = Path("reports")) -> None:
+    """The `assess` DVC stage: the synthetic expert/trainee study -> reports/assessment.{json,png,md}."""
+    import sys
+
+    from poseops.assess.study import write_study
+
+    @friendly
+    def _run() -> None:
+        for path in write_study(read_assess_params(params), out_dir):
+            console.print(f"assess: wrote {path}")
+
+    try:
+        _run()
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
