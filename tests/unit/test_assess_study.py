@@ -1,0 +1,25 @@
+"""The `assess` stage's study: synthetic experts and trainees beside the paper's Tables 7 and 9."""
+
+import json
+
+from poseops.assess.grades import TABLE7
+from poseops.assess.study import write_study
+from poseops.config import AssessParams, AssessSyntheticParams
+
+
+def test_the_study_writes_json_png_and_markdown_with_the_papers_figures(tmp_path):
+    settings = AssessParams(synthetic=AssessSyntheticParams(performers=2, trainee_offset_deg=15.0))
+    paths = write_study(settings, tmp_path)
+    assert [p.name for p in paths] == ["assessment.json", "assessment.png", "assessment.md"]
+    study = json.loads(paths[0].read_text())
+    assert len(study["performers"]) == 5 * 2 * 2
+    for task, row in study["tasks"].items():
+        assert row["paper_ordinary_similarity"] == TABLE7[task].similarity
+        assert row["trainee_offset_deg"] == 15.0
+        assert row["same_direction"] == (row["expert_mean"] > row["trainee_mean"])
+        assert row["gap"] >= 10.0  # at 15 degrees trainees fall clearly below experts
+    assert study["same_direction_all_tasks"]
+    assert sum(study["bands"]["expert"].values()) == 10
+    text = paths[2].read_text()
+    assert "Table 7" in text and "Table 9" in text and "| >=90 | 5 |" in text
+    assert paths[1].read_bytes()[:4] == b"\x89PNG"
