@@ -90,3 +90,33 @@ def test_cli_assesses_two_mp4s_through_a_vmhpe_checkpoint(tmp_path):
     missing = CliRunner().invoke(app, ["assess", "--task", "TO", "--reference", str(tmp_path / "expert.mp4"),
                                        "--trial", str(tmp_path / "trainee.mp4"), "--checkpoint", str(tmp_path / "none")])
     assert missing.exit_code == 1 and "no published checkpoint" in " ".join(missing.output.split())
+
+
+def test_post_assess_with_two_uploaded_clips_goes_through_the_served_body_family(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from poseops.config import ServeParams
+    from poseops.families import BottomUpPredictor
+    from poseops.serve.ingress import LocalClient, create_api
+
+    torch.manual_seed(0)
+    predictor = BottomUpPredictor(create_model("vmhpe", "tiny", centre_threshold=0.0, max_people=3), "poseops-vmhpe",
+                                  "1", flip_test=False)
+    expert = write_stick_video(tmp_path / "expert.mp4", reference(8)).read_bytes()
+    trainee = write_stick_video(tmp_path / "trainee.mp4", motion(np.linspace(0, 1, 10), {"left_elbow": 15.0})).read_bytes()
+    form = {"task": "TO", "frame_step": "2", "options": '{"min_score": 0.0}'}
+    files = {"reference": ("expert.mp4", expert, "video/mp4"), "trial": ("trainee.mp4", trainee, "video/mp4")}
+    with TestClient(create_api({"vmhpe": LocalClient(predictor)}, ServeParams()), raise_server_exceptions=False) as client:
+        answer = client.post("/v1/assess", data=form, files=files)
+        assert answer.status_code == 200, answer.text  # an untrained model: the path works, the score means nothing
+        assert len(answer.json()["frames"]) == 4 and answer.json()["task"] == "TO"
+        not_video = client.post("/v1/assess", data=form, files={**files, "trial": ("t.mp4", b"not a video", "video/mp4")})
+        assert not_video.status_code == 422 and "'trial'" in not_video.json()["detail"]
+        missing = client.post("/v1/assess", data=form, files={"reference": files["reference"]})
+        assert missing.status_code == 422 and "'trial': missing" in missing.json()["detail"]
+        other = client.post("/v1/assess", data={**form, "family": "handmle"}, files=files)
+        assert other.status_code == 404
+    small = create_api({"vmhpe": LocalClient(predictor)}, ServeParams(max_pixels=1000))
+    with TestClient(small, raise_server_exceptions=False) as client:
+        refused = client.post("/v1/assess", data=form, files=files)
+        assert refused.status_code == 413 and "pixels" in refused.json()["detail"]

@@ -12,6 +12,7 @@ in the first frame, then the one whose box is largest and nearest the previous f
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,36 +54,60 @@ def pick_person(people: list[np.ndarray], previous: tuple[float, float, float, f
     return best
 
 
-def keypoints_from_video(path: str | Path, predictor: Any, num_keypoints: int, frame_step: int = 1,
-                         min_score: float = 0.05, max_frames: int | None = None) -> np.ndarray:
-    """[T, K, 3] (x, y, score) of the followed person on every `frame_step`-th frame of the video."""
+class Follower:
+    """Builds the followed person's sequence from one pose-model answer per sampled frame."""
+
+    def __init__(self, num_keypoints: int, min_score: float):
+        self.num_keypoints, self.min_score = num_keypoints, min_score
+        self.frames: list[np.ndarray] = []
+        self.previous: tuple[float, float, float, float] | None = None
+
+    def add(self, answer: dict[str, Any]) -> None:
+        """One frame's {"people": [{"keypoints": [[x, y, score] x K]}, ...]}."""
+        people = [np.asarray(p["keypoints"], dtype=np.float64).reshape(-1, 3) for p in answer.get("people", [])]
+        people = [p for p in people if len(p) == self.num_keypoints]
+        chosen = pick_person(people, self.previous, self.min_score)
+        if chosen is None:
+            self.frames.append(np.zeros((self.num_keypoints, 3)))
+        else:
+            self.frames.append(people[chosen])
+            self.previous = person_box(people[chosen], self.min_score)
+
+    def sequence(self, label: str) -> np.ndarray:
+        if not self.frames:
+            raise DataError(f"{label}: no frame could be read")
+        return np.stack(self.frames)
+
+
+def sampled_frames(path: str | Path, frame_step: int = 1, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Every `frame_step`-th frame (BGR uint8) of a video file; DataError naming the file if it cannot
+    be opened or holds more than `max_frames` sampled frames."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such video")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DataError(f"{path}: OpenCV cannot open this video")
-    frames, previous, index = [], None, 0
+    index = sampled = 0
     try:
         while True:
             ok, image = capture.read()
             if not ok:
                 break
             if index % frame_step == 0:
-                if max_frames is not None and len(frames) >= max_frames:
+                if max_frames is not None and sampled >= max_frames:
                     raise DataError(f"{path}: more than {max_frames} sampled frames (assess.max_frames)")
-                answer = predictor.predict(image, None)
-                people = [np.asarray(p["keypoints"], dtype=np.float64).reshape(-1, 3) for p in answer.get("people", [])]
-                people = [p for p in people if len(p) == num_keypoints]
-                chosen = pick_person(people, previous, min_score)
-                if chosen is None:
-                    frames.append(np.zeros((num_keypoints, 3)))
-                else:
-                    frames.append(people[chosen])
-                    previous = person_box(people[chosen], min_score)
+                sampled += 1
+                yield image
             index += 1
     finally:
         capture.release()
-    if not frames:
-        raise DataError(f"{path}: no frame could be read")
-    return np.stack(frames)
+
+
+def keypoints_from_video(path: str | Path, predictor: Any, num_keypoints: int, frame_step: int = 1,
+                         min_score: float = 0.05, max_frames: int | None = None) -> np.ndarray:
+    """[T, K, 3] (x, y, score) of the followed person on every `frame_step`-th frame of the video."""
+    follower = Follower(num_keypoints, min_score)
+    for image in sampled_frames(path, frame_step, max_frames):
+        follower.add(predictor.predict(image, None))
+    return follower.sequence(str(path))

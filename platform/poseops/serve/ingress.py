@@ -172,7 +172,7 @@ def create_api(clients: Mapping[str, FamilyClient], limits: ServeParams) -> Fast
         )
         return await client.predict(image, box_xywh)
 
-    api.include_router(assess_router(limits))  # POST /v1/assess (poseops.serve.assess)
+    api.include_router(assess_router(limits, clients=clients))  # POST /v1/assess (poseops.serve.assess)
     return api
 
 
