@@ -9,8 +9,10 @@ from poseops.config import AssessParams, AssessSyntheticParams
 
 def test_the_study_writes_json_png_and_markdown_with_the_papers_figures(tmp_path):
     settings = AssessParams(synthetic=AssessSyntheticParams(performers=2, trainee_offset_deg=15.0))
-    paths = write_study(settings, tmp_path)
-    assert [p.name for p in paths] == ["assessment.json", "assessment.png", "assessment.md"]
+    paths = write_study(settings, tmp_path, tmp_path / "metrics.json")
+    assert [p.name for p in paths] == ["assessment.json", "assessment.png", "metrics.json", "assessment.md"]
+    metrics = json.loads(paths[2].read_text())
+    assert set(metrics["tasks"]) == set(TABLE7) and metrics["same_direction_all_tasks"] is True
     study = json.loads(paths[0].read_text())
     assert len(study["performers"]) == 5 * 2 * 2
     for task, row in study["tasks"].items():
@@ -20,6 +22,6 @@ def test_the_study_writes_json_png_and_markdown_with_the_papers_figures(tmp_path
         assert row["gap"] >= 10.0  # at 15 degrees trainees fall clearly below experts
     assert study["same_direction_all_tasks"]
     assert sum(study["bands"]["expert"].values()) == 10
-    text = paths[2].read_text()
+    text = paths[3].read_text()
     assert "Table 7" in text and "Table 9" in text and "| >=90 | 5 |" in text
     assert paths[1].read_bytes()[:4] == b"\x89PNG"

@@ -159,12 +159,26 @@ def study_markdown(study: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_study(settings: AssessParams, out_dir: str | Path) -> list[Path]:
-    """Write assessment.json, assessment.png and, last, assessment.md under `out_dir`."""
+def study_metrics(study: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers `dvc metrics` tracks: per task the experts' and trainees' mean similarity and the gap."""
+    return {
+        "tasks": {task: {k: t[k] for k in ("expert_mean", "trainee_mean", "gap", "same_direction")}
+                  for task, t in study["tasks"].items()},
+        "same_direction_all_tasks": study["same_direction_all_tasks"],
+        "same_levels_all_tasks": study["same_levels_all_tasks"],
+    }
+
+
+def write_study(settings: AssessParams, out_dir: str | Path, metrics_file: str | Path | None = None) -> list[Path]:
+    """Write assessment.json, assessment.png, the metrics file if given and, last, assessment.md under `out_dir`."""
     out_dir = Path(out_dir)
     study = run_study(settings)
-    paths = [out_dir / "assessment.json", out_dir / "assessment.png", out_dir / "assessment.md"]
+    paths = [out_dir / "assessment.json", out_dir / "assessment.png"]
     write_bytes_atomic(paths[0], json.dumps(study, indent=1).encode())
     write_bytes_atomic(paths[1], study_png(study))
-    write_bytes_atomic(paths[2], study_markdown(study).encode())
+    if metrics_file is not None:
+        paths.append(Path(metrics_file))
+        write_bytes_atomic(paths[-1], json.dumps(study_metrics(study), indent=1).encode())
+    paths.append(out_dir / "assessment.md")
+    write_bytes_atomic(paths[-1], study_markdown(study).encode())
     return paths

@@ -87,15 +87,17 @@ def assess_cmd(
     print(f"{result.similarity:.2f} {result.grade}")
 
 
-def run_study_stage(params: Path = Path("params.yaml"), out_dir: Path = Path("reports")) -> None:
-    """The `assess` DVC stage: the synthetic expert/trainee study -> reports/assessment.{json,png,md}."""
+def run_study_stage(params: Path = Path("params.yaml"), out_dir: Path = Path("reports"),
+                    metrics_file: Path = Path("metrics/assess/metrics.json")) -> None:
+    """The `assess` DVC stage: the synthetic expert/trainee study -> reports/assessment.{json,png,md} and
+    metrics/assess/metrics.json."""
     import sys
 
     from poseops.assess.study import write_study
 
     @friendly
     def _run() -> None:
-        for path in write_study(read_assess_params(params), out_dir):
+        for path in write_study(read_assess_params(params), out_dir, metrics_file):
             console.print(f"assess: wrote {path}")
 
     try:
