@@ -207,3 +207,13 @@ def test_the_dtw_path_is_an_optimal_monotone_path(dims):
                    for (i1, j1), (i2, j2) in zip(path, path[1:]))
         cost = sum(float(np.sum((a[i] - b[j]) ** 2)) for i, j in path)
         assert cost == pytest.approx(brute_force_dtw(a, b), rel=1e-9)
+
+
+def test_a_chain_seen_in_both_sequences_but_never_at_matched_frames_is_skipped():
+    ref = np.concatenate([reference(), np.full((30, 17, 1), 2.0)], axis=-1)
+    trial = ref.copy()
+    ref[15:, 9, 2] = 0  # left wrist: the reference shows it in the first half only ...
+    trial[:15, 9, 2] = 0  # ... the trial in the second half only
+    result = assess(ref, trial, "TO", dtw_window=1)
+    assert "left_elbow" in result.skipped and "no aligned frame pair" in result.skipped["left_elbow"]
+    assert [c.name for c in result.chains] == ["right_elbow"] and result.chains[0].weight == 1.0

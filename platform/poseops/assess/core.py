@@ -268,6 +268,13 @@ def _score(task, skeleton, settings, weights, ref_angles, trial_angles, ref_pose
         deltas[n] = per_ref_frame(d_pairs)
         sims[n] = per_ref_frame(np.exp(-d_pairs ** 2 / sigma2))
         aligned[n] = per_ref_frame(trial_angles[n][pj])
+    for n in [n for n in names if not np.isfinite(deltas[n]).any()]:  # present in both, never at matched frames
+        skipped[n] = "no aligned frame pair has its joints in both sequences"
+        names.remove(n)
+    if not names:
+        raise AssessInputError(f"task {task}: no chain can be scored ({'; '.join(f'{n}: {w}' for n, w in skipped.items())})")
+    total = sum(weights[n] for n in names)
+    weights = {n: weights[n] / total for n in names}
     bone = None
     if settings.bone_weight > 0:
         bone = per_ref_frame(_bone_terms(*ref_pose, *trial_pose, skeleton, path))
