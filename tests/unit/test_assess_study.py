@@ -25,3 +25,21 @@ def test_the_study_writes_json_png_and_markdown_with_the_papers_figures(tmp_path
     text = paths[3].read_text()
     assert "Table 7" in text and "Table 9" in text and "| >=90 | 5 |" in text
     assert paths[1].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_comparison_on_rendered_frames_runs_on_labels_and_on_a_pose_models_keypoints(one_thread):
+    import torch
+
+    from poseops.assess.study import predicted_comparison
+    from poseops.families import BottomUpPredictor
+    from poseops.models import create_model
+
+    torch.manual_seed(0)
+    predictor = BottomUpPredictor(create_model("vmhpe", "tiny", centre_threshold=0.0, max_people=2), "poseops-vmhpe",
+                                  "1", flip_test=False)
+    settings = AssessParams(video={"min_score": 0.0})
+    rows = predicted_comparison(settings, predictor, offsets=(15.0,), tasks=("CT",), image_size=128)
+    assert [(r["source"], r["task"]) for r in rows] == [("labels", "CT"), ("predicted", "CT")]
+    labels = rows[0]
+    assert labels["gap"] >= 5.0 and labels["expert_mean"] >= 90.0  # the renderer's own labels separate them
+    assert rows[1]["errors"] or 0.0 <= rows[1]["expert_mean"] <= 100.0  # an untrained model: mechanics only

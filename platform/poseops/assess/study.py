@@ -182,3 +182,48 @@ def write_study(settings: AssessParams, out_dir: str | Path, metrics_file: str |
     paths.append(out_dir / "assessment.md")
     write_bytes_atomic(paths[-1], study_markdown(study).encode())
     return paths
+
+
+def predicted_comparison(settings: AssessParams, predictor: Any, offsets: tuple[float, ...] = (0.0, 15.0),
+                         performers: int = 1, image_size: int = 256, tasks: tuple[str, ...] = TASK_ORDER
+                         ) -> list[dict[str, Any]]:
+    """The expert/trainee comparison on rendered performances, twice: on the front camera's labels and on
+    the keypoints `predictor` (a body family's `predict(image_bgr, None)`, e.g. vmhpe) finds in the
+    frames (person followed as in `poseops.assess.video`). One row per offset, task and source."""
+    from poseops.assess.core import AssessInputError
+    from poseops.assess.synthetic import render_performance
+    from poseops.assess.video import Follower
+
+    options = settings.scoring.model_dump()
+    sigma = options.pop("sigma_deg")
+    rows = []
+    seen: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # the reference and experts do not change with the offset
+    for offset in offsets:
+        found = performances(seed=settings.synthetic.seed, performers=performers, trainee_offset_deg=offset,
+                             label_noise_px=0.0, tasks=tasks)
+        for task in tasks:
+            sequences: dict[str, list[tuple[str, np.ndarray]]] = {"labels": [], "predicted": []}
+            for p in (p for p in found if p.task == task):
+                key = (p.task, p.role, p.index, p.offset_deg)
+                if key not in seen:
+                    frames, labels = render_performance(p, image_size, settings.synthetic.seed)
+                    follower = Follower(17, settings.video.min_score)
+                    for frame in frames:
+                        follower.add(predictor.predict(frame, None))
+                    seen[key] = labels, follower.sequence(f"{task} {p.role} {p.index}")
+                sequences["labels"].append((p.role, seen[key][0]))
+                sequences["predicted"].append((p.role, seen[key][1]))
+            for source, items in sequences.items():
+                reference = items[0][1]
+                scores: dict[str, list[float]] = {"expert": [], "trainee": []}
+                errors = []
+                for role, keypoints in items[1:]:
+                    try:
+                        scores[role].append(assess(reference, keypoints, task, sigma_deg=sigma, **options).similarity)
+                    except AssessInputError as exc:
+                        errors.append(str(exc))
+                expert = float(np.mean(scores["expert"])) if scores["expert"] else float("nan")
+                trainee = float(np.mean(scores["trainee"])) if scores["trainee"] else float("nan")
+                rows.append({"offset_deg": offset, "task": task, "source": source, "expert_mean": round(expert, 2),
+                             "trainee_mean": round(trainee, 2), "gap": round(expert - trainee, 2), "errors": errors})
+    return rows

@@ -7,17 +7,32 @@ time warp, 0.7-1.4x the template's speed), with a small personal deviation of th
 (Table 7 of Zhang, He, Wu (2025), "VMHPE: Human Pose Estimation for Virtual Maintenance Tasks",
 gives ordinary operators' chains 6.8-13.1 degrees off the professional mean). Frames are kept 1 in
 10 of the 30 fps motion, as the paper's capture, and seen in profile by an orthographic camera:
-COCO-17 [T, 17, 3] (x, y, visibility 2) in pixels of a 640 x 480 image.
+COCO-17 [T, 17, 3] (x, y, visibility 2) in pixels of a 640 x 480 image. `render_performance` draws a
+performance with the capture's body renderer, seen in profile by its Kinect-like front camera (frames
+and that camera's labels), and `write_performance_video` writes it as an MP4.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import cv2
 import numpy as np
 
 from poseops.assess.grades import TABLE7
-from poseops.capture.bodies import P, TASKS, clip_pose, make_subject, sequence_joints, task_motion, to_coco17
+from poseops.capture.bodies import (
+    J,
+    P,
+    TASKS,
+    Subject,
+    clip_pose,
+    make_subject,
+    sequence_joints,
+    task_motion,
+    to_coco17,
+)
+from poseops.config import BodyCaptureParams
 
 FRAME_STEP = 10  # capture frames per kept frame (30 fps, 1 in 10)
 PX_PER_MM = 0.2
@@ -43,6 +58,8 @@ class Performance:
     index: int
     keypoints: np.ndarray  # [T, 17, 3] x, y (px), visibility
     offset_deg: float  # the chain offset it was made with (trainees), 0 otherwise
+    joints: np.ndarray = field(repr=False, default=None)  # [T, 22, 3] world joints, mm
+    subject: Subject | None = field(repr=False, default=None)
 
 
 def table7_offset(task: str) -> float:
@@ -114,5 +131,42 @@ def performances(
             if role != "reference" and label_noise_px > 0:
                 points = points + rng.normal(0.0, label_noise_px, points.shape)
             keypoints = np.concatenate([points, np.full(points.shape[:-1] + (1,), 2.0)], axis=-1)
-            out.append(Performance(task, role, index, keypoints, offset))
+            out.append(Performance(task, role, index, keypoints, offset, joints, subject))
     return out
+
+
+def render_performance(performance: Performance, image_size: int = 256, seed: int = 0
+                       ) -> tuple[list[np.ndarray], np.ndarray]:
+    """(frames BGR [H, W, 3] uint8, COCO-17 labels [T, 17, 3] of that camera with visibility) of a
+    performance drawn by the capture's renderer, seen in profile by the Kinect-like front camera."""
+    from poseops.capture.rigs import H36M_SUBJECTS, sequence_rig
+    from poseops.capture.synthetic_bodies import PersonTrack, SequencePlan, prepare_views, render_frame
+
+    joints = performance.joints
+    target = np.array([*joints[:, J["pelvis"], :2].mean(axis=0), 950.0])
+    calibration = str(H36M_SUBJECTS[0])
+    # the body faces +y (azimuth 90 degrees): a camera at azimuth 180 sees it in profile, as the capture's front view
+    views = sequence_rig(calibration, target, 180.0, image_size, 1)
+    plan = SequencePlan(f"{performance.task}-{performance.role}-{performance.index}", "task", performance.task,
+                        "trainee" if performance.role == "trainee" else "expert", calibration, views,
+                        [PersonTrack(0, "performer", performance.subject, performance.task, joints)])
+    bodies = BodyCaptureParams(views=1, image_size=image_size, occluders=(0, 0), people=(1, 1))
+    view = prepare_views(np.random.default_rng([seed, performance.index]), plan, bodies)[0]
+    frames, labels = [], []
+    for t in range(plan.frames):
+        image, people, _ = render_frame(view, plan, t)
+        frames.append(image)
+        labels.append(np.concatenate([to_coco17(people[0]["uv"]), to_coco17(people[0]["vis"][:, None])], axis=-1))
+    return frames, np.stack(labels).astype(np.float64)
+
+
+def write_performance_video(performance: Performance, path: str | Path, image_size: int = 256, seed: int = 0
+                            ) -> np.ndarray:
+    """Write the rendered performance as an MP4 (3 fps: 1 in 10 of 30 fps); returns its labels [T, 17, 3]."""
+    frames, labels = render_performance(performance, image_size, seed)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0 / FRAME_STEP, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return labels
