@@ -46,7 +46,7 @@ class AssessInputError(DataError):
 # ---------------------------------------------------------------- results
 @dataclass(frozen=True)
 class ChainResult:
-    """One scored chain. Angles in degrees; deltas are trial minus reference (positive: more open)."""
+    """One scored chain. Angles in degrees; deltas are trial minus reference (positive: a larger angle)."""
 
     name: str
     weight: float
@@ -107,7 +107,7 @@ class Assessment:
         lines = []
         span = max(self.reference_frames - 1, 1)
         for chain in sorted(self.chains, key=lambda c: c.similarity):
-            way = "more open" if chain.mean_delta_deg > 0 else "more closed"
+            way = "larger" if chain.mean_delta_deg > 0 else "smaller"
             lines.append(
                 f"{chain.name}: similarity {chain.similarity:.1f}; on average {abs(chain.mean_delta_deg):.1f} deg {way} "
                 f"than the reference, worst {chain.max_abs_delta_deg:.1f} deg at reference frame {chain.worst_frame} "

@@ -55,6 +55,10 @@ def curves_png(assessment: Assessment) -> bytes:
                      f"fluctuation {chain.fluctuation_deg:.1f} deg", fontsize=9)
         ax.set_ylabel("angle (deg)")
         ax.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes[:, 0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1, 0].set_xlabel("reference frame")
     axes[0, 0].legend(fontsize=8, loc="best")
     fig.suptitle(f"{assessment.task}: similarity {assessment.similarity:.1f} ({assessment.grade})", fontsize=11)
