@@ -221,6 +221,10 @@ class ScoringParams(Strict):
     one_euro: OneEuroParams = OneEuroParams()
     bone_weight: float = Field(0.0, ge=0, le=1, description="share of the score from bone-direction cosines")
     fluctuation: Literal["max_min", "p5_p95"] = "max_min"
+    # Table 8's "key angle chain fluctuation range": of the trial's deviation from the aligned reference
+    # (default), or of the trial's chain angle itself (Table 7's professionals vary by +-9.8 to 14.2 deg,
+    # so that range exceeds 10 deg for them too).
+    fluctuation_of: Literal["deviation", "angle"] = "deviation"
     cap_by_fluctuation: bool = Field(False, description="fluctuation may lower the grade (Table 8 limits)")
     allow_mirror: bool = Field(True, description="symmetric tasks: score the left/right mirrored trial too, keep the better")
     min_score: float = Field(0.0, ge=0, description="[T,K,3] inputs: a joint counts as missing at or below this")

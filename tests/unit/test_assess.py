@@ -221,3 +221,9 @@ def test_a_chain_seen_in_both_sequences_but_never_at_matched_frames_is_skipped()
     result = assess(ref, trial, "TO", dtw_window=1)
     assert "left_elbow" in result.skipped and "no aligned frame pair" in result.skipped["left_elbow"]
     assert [c.name for c in result.chains] == ["right_elbow"] and result.chains[0].weight == 1.0
+
+
+def test_fluctuation_of_the_angle_itself_is_the_trials_range():
+    result = assess(reference(), reference(), "PF", fluctuation_of="angle", dtw_window=1)
+    assert result.fluctuation_deg == pytest.approx(12.0, abs=0.05)  # trunk lean 30 + 12 sin(pi p), p in [0, 1]
+    assert assess(reference(), reference(), "PF", dtw_window=1).fluctuation_deg == pytest.approx(0.0, abs=1e-9)

@@ -11,8 +11,9 @@ professional's, with task-related weights, but give no formula. The scorer here 
    matched trial frames; optionally a bone-direction term (1 + cos) / 2 over the skeleton's edges;
 4. S = 100 * sum_m w_m s_m (weights per task, renormalised over the chains present);
 5. the grade from Table 8's similarity bands; the fluctuation (the range, max-min or p95-p5, of a
-   chain's deviation from the aligned reference, worst chain) is reported against Table 8's 10/15/20
-   degree limits and, with `cap_by_fluctuation`, may lower the grade.
+   chain's deviation from the aligned reference, or with `fluctuation_of="angle"` of the chain angle
+   itself; worst chain) is reported against Table 8's 10/15/20 degree limits and, with
+   `cap_by_fluctuation`, may lower the grade.
 """
 
 from __future__ import annotations
@@ -295,7 +296,8 @@ def _score(task, skeleton, settings, weights, ref_angles, trial_angles, ref_pose
             max_abs_delta_deg=float(np.nanmax(np.abs(d))),
             worst_frame=worst,
             worst_trial_frame=int(worst_trial),
-            fluctuation_deg=_fluctuation(d, settings.fluctuation),
+            fluctuation_deg=_fluctuation(d if settings.fluctuation_of == "deviation" else trial_angles[n],
+                                         settings.fluctuation),
             reference_range_deg=_fluctuation(ref_angles[n], "max_min"),
             trial_range_deg=_fluctuation(trial_angles[n], "max_min"),
             frames_scored=int(ok.sum()),
