@@ -125,7 +125,8 @@ def study_markdown(study: dict[str, Any]) -> str:
         "# Action assessment on synthetic experts and trainees",
         "",
         f"Scorer: DTW-aligned chain angles, s = exp(-d^2 / (2 sigma^2)), sigma = {s['scoring']['sigma_deg']} deg, "
-        f"fluctuation {s['scoring']['fluctuation']}, cap by fluctuation: {s['scoring']['cap_by_fluctuation']}. "
+        f"fluctuation {s['scoring']['fluctuation']} of the {s['scoring']['fluctuation_of']}, "
+        f"cap by fluctuation: {s['scoring']['cap_by_fluctuation']}. "
         f"Performers: {s['synthetic']['performers']} experts and {s['synthetic']['performers']} trainees per task "
         f"(seed {s['synthetic']['seed']}); trainee offset on the task's chain: "
         + ("Table 7's ordinary minus professional mean" if s["synthetic"]["trainee_offset_deg"] is None
