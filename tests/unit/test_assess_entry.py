@@ -134,3 +134,9 @@ def test_post_assess_refuses_a_body_over_the_size_limit():
         answer = small.post("/v1/assess", json={"task": "TO", "reference": reference().tolist(), "trial": []})
     assert answer.status_code == 413 and "over the limit of 1000 bytes" in answer.json()["detail"]
     assert AssessParams().max_frames == 5000
+
+
+def test_the_assess_route_is_in_the_openapi_document(http):
+    paths = http.get("/openapi.json").json()["paths"]
+    assert "/v1/assess" in paths and "/v1/{family}/predict" in paths
+    assert set(paths["/v1/assess"]["post"]["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
