@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from poseops.errors import ConfigError
+from poseops.skeletons import TASK_CHAINS
 
 
 class Strict(BaseModel):
@@ -234,11 +235,73 @@ class ServeParams(Strict):
     max_pixels: int = Field(16_000_000, ge=1)
 
 
+# ---------------------------------------------------------------- action assessment
+AssessTask = Literal["TO", "PF", "CR", "CT", "PC"]
+
+
+class OneEuroParams(Strict):
+    """One-Euro filter settings (Casiez, Roussel, Vogel 2012, CHI): cutoffs in Hz at `rate_hz` frames a second."""
+
+    min_cutoff: float = Field(1.0, gt=0)
+    beta: float = Field(0.0, ge=0)
+    d_cutoff: float = Field(1.0, gt=0)
+    rate_hz: float = Field(3.0, gt=0, description="frames per second of the scored sequences")
+
+
+class ScoringParams(Strict):
+    """How `poseops.assess.assess` scores a trial against a reference (its `**options`)."""
+
+    sigma_deg: float = Field(15.0, gt=0, description="per-angle similarity exp(-d^2 / (2 sigma^2))")
+    weights: dict[AssessTask, dict[str, float]] = Field(
+        default_factory=lambda: {task: {chain: 1.0 for chain in chains} for task, chains in TASK_CHAINS.items()},
+        description="per task: chain -> relative weight (a task left out: its chains, equal weights)")
+    smoothing: Literal["none", "moving_average", "one_euro"] = "none"
+    smoothing_window: int = Field(3, ge=1, description="moving_average: frames")
+    one_euro: OneEuroParams = OneEuroParams()
+    bone_weight: float = Field(0.0, ge=0, le=1, description="share of the score from bone-direction cosines")
+    fluctuation: Literal["max_min", "p5_p95"] = "max_min"
+    # Table 8's "key angle chain fluctuation range": of the trial's deviation from the aligned reference
+    # (default), or of the trial's chain angle itself (Table 7's professionals vary by +-9.8 to 14.2 deg,
+    # so that range exceeds 10 deg for them too).
+    fluctuation_of: Literal["deviation", "angle"] = "deviation"
+    cap_by_fluctuation: bool = Field(False, description="fluctuation may lower the grade (Table 8 limits)")
+    allow_mirror: bool = Field(True, description="symmetric tasks: score the left/right mirrored trial too, keep the better")
+    min_score: float = Field(0.0, ge=0, description="[T,K,3] inputs: a joint counts as missing at or below this")
+    min_coverage: float = Field(0.5, gt=0, le=1, description="share of frames a chain needs to be scored")
+    dtw_window: int | None = Field(None, ge=1, description="Sakoe-Chiba band, frames (None: unconstrained)")
+
+
+class AssessVideoParams(Strict):
+    """MP4 inputs: the vmhpe checkpoint that predicts keypoints, on every `frame_step`-th frame."""
+
+    checkpoint: str = "models/vmhpe"
+    frame_step: int = Field(1, ge=1)
+    min_score: float = Field(0.05, ge=0, description="predicted keypoints at or below this score are missing")
+
+
+class AssessSyntheticParams(Strict):
+    """The `assess` stage's synthetic expert and trainee performances (labels only)."""
+
+    seed: int = 0
+    performers: int = Field(3, ge=1, description="experts and trainees per task")
+    trainee_offset_deg: float | None = Field(
+        None, description="trainees' offset on the task's chain (None: Table 7's ordinary minus professional mean)")
+    label_noise_px: float = Field(0.5, ge=0)
+
+
+class AssessParams(Strict):
+    scoring: ScoringParams = ScoringParams()
+    video: AssessVideoParams = AssessVideoParams()
+    synthetic: AssessSyntheticParams = AssessSyntheticParams()
+    max_frames: int = Field(5000, ge=2, description="longest sequence the CLI and the endpoint accept")
+
+
 class Params(Strict):
     profile: str = "smoke"
     seed: int = 0
     data: DataParams = DataParams()
     serve: ServeParams = ServeParams()
+    assess: AssessParams = AssessParams()
     families: dict[str, FamilyParams] = {}
 
 

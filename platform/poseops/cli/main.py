@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from poseops.cli.assess import assess_cmd
 from poseops.cli.common import console, friendly
 from poseops.cli.data import data_app
 from poseops.cli.registry import registry_app
@@ -26,6 +27,7 @@ config_app = typer.Typer(help="Profiles and params.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(registry_app, name="registry")
+app.command("assess")(assess_cmd)
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
 
