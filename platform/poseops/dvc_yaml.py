@@ -152,8 +152,8 @@ def family_stage(stage: str, key: str, family: Family) -> dict[str, Any]:
     code deps are added by the caller."""
     task = family.task_module
     if stage == "derive":
-        return {"deps": ["data/annotations/labels.json"], "params": ["data.split", f"families.{key}.data"],
-                "outs": [f"data/derived/{key}"]}
+        return {"deps": ["data/annotations/labels.json"],
+                "params": ["data.split", "data.weights", f"families.{key}.data"], "outs": [f"data/derived/{key}"]}
     if stage == "train":
         return {"deps": [f"data/derived/{key}"], "params": [f"families.{key}.model", f"families.{key}.train"],
                 "outs": [f"models/{key}"],

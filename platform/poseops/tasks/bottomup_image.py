@@ -339,6 +339,7 @@ class BottomupImage(Task):
             "family": family.name,
             "split": split,
             "data": card.get("source", {}).get("kind", "synthetic"),
+            "data_mix": card.get("source", {}).get("mix", {}).get("train", {}),  # training samples per source
             "dataset_checksum": dataset_checksum(card),
             "num_images": len(predictions),
             "input_size": data["input_size"],
