@@ -18,12 +18,12 @@ def people(count, size, seed=0, spread=0.18):
     return torch.cat([xy, torch.full((count, 17, 1), 2.0)], dim=-1)
 
 
-def test_frames_are_inverse_and_cell_centres_map_to_cid_pixels():
-    xy = torch.tensor([[2.0, 2.0], [6.0, 10.0], [13.3, 0.7]])
+def test_frames_are_inverse_and_cell_centres_map_to_the_middle_of_their_pixels():
+    xy = torch.tensor([[1.5, 1.5], [6.0, 10.0], [13.3, 0.7]])
     hm = to_heatmap_frame(xy, 64, 16)
-    assert torch.allclose(hm[0], torch.zeros(2))  # cell 0's centre is input pixel 0*4+2
+    assert torch.allclose(hm[0], torch.zeros(2))  # cell 0 covers pixels 0..3 (centres at integers): middle 1.5
     assert torch.allclose(to_input_frame(hm, 64, 16), xy)
-    assert torch.allclose(to_input_frame(torch.tensor([[3.0, 5.0]]), (64, 32), (16, 8)), torch.tensor([[14.0, 22.0]]))
+    assert torch.allclose(to_input_frame(torch.tensor([[3.0, 5.0]]), (64, 32), (16, 8)), torch.tensor([[13.5, 21.5]]))
 
 
 def test_encode_targets_shapes_centres_and_small_people():
