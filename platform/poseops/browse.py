@@ -59,7 +59,8 @@ def spread_picks(frames_per_sequence: list[int], views_per_sequence: list[list[s
 # ---------------------------------------------------------------- reading samples
 def hand_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
     """Frames of a hand capture folder, spread over sequences and frames."""
-    from poseops.capture.synthetic_hands import read_frames, read_hand_sequences
+    from poseops.capture.common import read_frames
+    from poseops.capture.synthetic_hands import read_hand_sequences
 
     manifest = read_json(join(folder, "manifest.json"))
     entries = manifest["sequences"]

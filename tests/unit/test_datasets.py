@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from poseops.annotations.internal import build_annotations, load_annotations, resolve_image_path
-from poseops.capture.synthetic_hands import read_video, write_hand_captures
+from poseops.capture.common import read_video
+from poseops.capture.synthetic_hands import write_hand_captures
 from poseops.config import AugmentParams, CaptureParams, FamilyData, HandCaptureParams, SplitParams
 from poseops.datasets.loader import CropDataset, load_split_arrays, read_card
 from poseops.datasets.shards import derive_dataset

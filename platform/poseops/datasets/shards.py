@@ -101,7 +101,7 @@ class FrameSource:
                 raise DataError(f"{path}: image of record {image['id']} cannot be decoded (corrupt or empty)")
             return pixels
         if self._video != path:
-            from poseops.capture.synthetic_hands import read_video
+            from poseops.capture.common import read_video
 
             self._frames, self._video = read_video(path), path
         index = int(image["frame_index"])
