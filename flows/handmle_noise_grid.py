@@ -1,4 +1,4 @@
-"""Seed 004's noisy-label ablation as DVC experiments: 3 losses x {clean, noisy labels} x 3 seeds.
+"""The noisy-label ablation of Lou et al., 2024, "MLE-Loss Driven Robust Hand Pose Estimation", as DVC experiments: 3 losses x {clean, noisy labels} x 3 seeds.
 
     python flows/handmle_noise_grid.py                 # run what is missing, then write the report
     python flows/handmle_noise_grid.py --report-only   # summarise the rows already there

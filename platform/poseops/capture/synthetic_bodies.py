@@ -1,6 +1,7 @@
 """Synthetic multi-view, multi-person body captures with exact COCO-17 / H36M-17 / 3D labels.
 
-A sequence is one scene: a performer doing one of seed 000's maintenance tasks (expert or trainee)
+A sequence is one scene: a performer doing one of the maintenance tasks of Zhang, He, Wu, 2025,
+"VMHPE: Human Pose Estimation for Virtual Maintenance Tasks" (expert or trainee)
 or a general action (`poseops.capture.bodies`), plus up to two more people (a partner who receives
 the part in a transfer, bystanders doing general actions), seen by a calibrated rig
 (`poseops.capture.rigs`: a Kinect-like "front" camera 2.5 m from the performer, who is seen in
@@ -8,7 +9,7 @@ profile, and up to four real Human3.6M cameras). Each view is drawn with OpenCV
 (`poseops.capture.body_render`): its own background, lighting and 2D occluders; visibility comes
 from the drawn masks (depth order, occluders), never from a coin flip.
 
-Frames are kept 1 in `frame_step` of a 30 fps capture (seed 000: 1 in 10), so videos play at
+Frames are kept 1 in `frame_step` of a 30 fps capture (VMHPE, Sec. 3.1.1: one frame in 10), so videos play at
 30 / frame_step fps.
 
 Output folder (never more than 1,000 files in any folder):

@@ -1,5 +1,5 @@
 """Stream a derived split into training batches: row groups in a seeded per-epoch order, a shuffle
-buffer, a disjoint share per Ray Train worker (and per DataLoader worker), and the notes' augmentation.
+buffer, a disjoint share per Ray Train worker (and per DataLoader worker), and the families' augmentation (`AugmentParams`).
 
 Samples hold no training targets: the family's codec makes them from keypoints after augmentation.
 """
@@ -83,7 +83,7 @@ def norm_size(points: np.ndarray, visible: np.ndarray) -> float:
 def draw_augmentation(
     augment: AugmentParams | None, rng: np.random.Generator | None, can_flip: bool
 ) -> tuple[float, float, tuple[float, float], bool]:
-    """(rotation_deg, scale, shift (fractions of the side), flip) drawn from the notes' ranges; identity
+    """(rotation_deg, scale, shift (fractions of the side), flip) drawn from `augment`'s ranges; identity
     without augment or rng."""
     if augment is None or rng is None:
         return 0.0, 1.0, (0.0, 0.0), False
