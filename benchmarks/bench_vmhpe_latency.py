@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
 
+from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
 from poseops.models import create_model
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic

@@ -9,12 +9,17 @@ reports/handmle_noise_grid.jsonl as cells finish, the summary in reports/handmle
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from poseops.experiments import handmle_noise_grid, handmle_report, markdown_table, run_grid, write_report
+from poseops.experiments import (
+    handmle_noise_grid,
+    handmle_report,
+    markdown_table,
+    run_grid,
+    write_report,
+)
 from poseops.paths import repo_root
 
 

@@ -24,7 +24,7 @@ from poseops.models.vmhpe import target_kwargs
 from poseops.train.steps import bottomup_collate, bottomup_train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers_people import people_images  # noqa: E402
+from helpers_people import people_images
 
 pytestmark = pytest.mark.slow
 

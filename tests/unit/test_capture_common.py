@@ -17,7 +17,14 @@ import pytest
 import yaml
 
 from poseops.capture import write_captures
-from poseops.capture.common import NoiseParams, VideoFormat, add_label_noise, keypoint_rows, read_video, video_writer
+from poseops.capture.common import (
+    NoiseParams,
+    VideoFormat,
+    add_label_noise,
+    keypoint_rows,
+    read_video,
+    video_writer,
+)
 from poseops.capture.synthetic_hands import write_hand_captures
 from poseops.config import BodyCaptureParams, CaptureParams, HandCaptureParams
 from poseops.errors import DataError
@@ -28,8 +35,13 @@ HANDS_OUT = "data/raw/synthetic/hands"
 
 def dvc_dir_md5(folder: Path) -> str:
     """DVC's hash of a directory output: md5 of the sorted JSON list of {md5, relpath} + ".dir"."""
-    entries = [{"md5": hashlib.md5(f.read_bytes()).hexdigest(), "relpath": f.relative_to(folder).as_posix()}
-               for f in sorted(p for p in folder.rglob("*") if p.is_file())]
+    entries = [
+        {
+            "md5": hashlib.md5(f.read_bytes()).hexdigest(),
+            "relpath": f.relative_to(folder).as_posix(),
+        }
+        for f in sorted(p for p in folder.rglob("*") if p.is_file())
+    ]
     entries.sort(key=lambda e: e["relpath"])
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
@@ -48,7 +60,9 @@ def test_smoke_hand_capture_matches_dvc_lock(tmp_path):
         pytest.skip(f"dvc.lock has no capture stage with a hands output: {exc!r}")
     current = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["capture"]
     if locked_params != current:
-        pytest.skip("params.yaml's data.capture differs from dvc.lock's: the lock is stale, nothing to compare")
+        pytest.skip(
+            "params.yaml's data.capture differs from dvc.lock's: the lock is stale, nothing to compare"
+        )
     params = CaptureParams.model_validate({**current, "bodies": None})
     write_hand_captures(tmp_path / "hands", params)
     assert dvc_dir_md5(tmp_path / "hands") == locked_md5
@@ -56,23 +70,44 @@ def test_smoke_hand_capture_matches_dvc_lock(tmp_path):
 
 NOISY = CaptureParams(
     seed=5,
-    hands=HandCaptureParams(sequences=3, frames_per_sequence=4, image_size=96, label_noise_px=1.5,
-                            label_noise="laplace", outlier_rate=0.1),
-    bodies=BodyCaptureParams(sequences=2, frames_per_sequence=2, image_size=96, views=2, label_noise_px=2.0,
-                             outlier_rate=0.05, swap_rate=0.5, occluders=(1, 3)),
+    hands=HandCaptureParams(
+        sequences=3,
+        frames_per_sequence=4,
+        image_size=96,
+        label_noise_px=1.5,
+        label_noise="laplace",
+        outlier_rate=0.1,
+    ),
+    bodies=BodyCaptureParams(
+        sequences=2,
+        frames_per_sequence=2,
+        image_size=96,
+        views=2,
+        label_noise_px=2.0,
+        outlier_rate=0.05,
+        swap_rate=0.5,
+        occluders=(1, 3),
+    ),
 )
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    return {f.relative_to(root).as_posix(): hashlib.md5(f.read_bytes()).hexdigest()
-            for f in sorted(root.rglob("*")) if f.is_file()}
+    return {
+        f.relative_to(root).as_posix(): hashlib.md5(f.read_bytes()).hexdigest()
+        for f in sorted(root.rglob("*"))
+        if f.is_file()
+    }
 
 
 def test_noisy_hands_and_bodies_same_seed_same_bytes(tmp_path):
     write_captures(tmp_path / "a", NOISY)
     write_captures(tmp_path / "b", NOISY)
     first, second = file_hashes(tmp_path / "a"), file_hashes(tmp_path / "b")
-    assert first == second and any(name.endswith(".mp4") for name in first) and any(name.endswith(".avi") for name in first)
+    assert (
+        first == second
+        and any(name.endswith(".mp4") for name in first)
+        and any(name.endswith(".avi") for name in first)
+    )
     # the noise is really there: training labels differ from the clean ones
     for line in (tmp_path / "a" / "hands" / "labels.jsonl").read_text().splitlines()[:1]:
         frame = json.loads(line)["frames"][0]
@@ -90,7 +125,9 @@ def test_noise_params_come_from_either_part_and_no_noise_draws_nothing():
     rng = np.random.default_rng(0)
     assert add_label_noise(rng, uv, 10.0, NoiseParams()) is uv
     assert rng.random() == np.random.default_rng(0).random()  # the stream did not move
-    swapped = add_label_noise(np.random.default_rng(0), uv, 10.0, NoiseParams(swap_rate=1.0), (1, 0, 2, 3))
+    swapped = add_label_noise(
+        np.random.default_rng(0), uv, 10.0, NoiseParams(swap_rate=1.0), (1, 0, 2, 3)
+    )
     assert swapped.tolist() == uv[[1, 0, 2, 3]].tolist()
     with pytest.raises(ValueError, match="flip permutation"):
         add_label_noise(np.random.default_rng(0), uv, 10.0, NoiseParams(swap_rate=1.0))

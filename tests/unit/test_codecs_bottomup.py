@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from poseops.codecs.bottomup import (
-    centre_nms_kernel, decode_instances, encode_targets, find_centres, flip_back, gaussian_maps, peak_mask,
-    person_centres, to_heatmap_frame, to_input_frame,
+    centre_nms_kernel,
+    decode_instances,
+    encode_targets,
+    find_centres,
+    flip_back,
+    gaussian_maps,
+    peak_mask,
+    person_centres,
+    to_heatmap_frame,
+    to_input_frame,
 )
 
 
@@ -67,7 +75,10 @@ def test_whole_people_keep_a_cut_persons_true_centre_and_drop_outside_ones():
     cut[..., 2] = torch.where(inside, cut[..., 2], torch.zeros_like(cut[..., 2]))  # as the loader hands it over
     plain = encode_targets([cut], size, 16, min_person_area=0)
     fixed = encode_targets([cut], size, 16, min_person_area=0, whole_people=[stats])
-    cells = lambda xy: to_heatmap_frame(xy, size, 16).round().long().flip(-1)  # (y, x)
+
+    def cells(xy):  # (y, x) cells
+        return to_heatmap_frame(xy, size, 16).round().long().flip(-1)
+
     assert torch.equal(fixed["instance_coords"], cells(stats[:1, :2]))
     assert torch.equal(plain["instance_coords"], cells(person_centres(cut)[0]))
     assert not torch.equal(plain["instance_coords"][:1], fixed["instance_coords"])

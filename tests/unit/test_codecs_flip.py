@@ -20,7 +20,9 @@ from poseops.skeletons import get_skeleton
 TOLERANCE_PX = 0.05
 
 
-def random_keypoints(people: int, keypoints: int, size: int, heatmap: int, seed: int) -> torch.Tensor:
+def random_keypoints(
+    people: int, keypoints: int, size: int, heatmap: int, seed: int
+) -> torch.Tensor:
     """[P, K, 2] keypoints at sub-pixel positions, 5 sigma (10 cells) off the borders: whole Gaussians."""
     g = torch.Generator().manual_seed(seed)
     margin = 10 * size / heatmap
@@ -56,7 +58,9 @@ def test_bottomup_codec_decodes_exact_targets_with_and_without_flip_test(size, h
     scores = torch.ones(3)
 
     plain, _, _ = decode_instances(targets["instance_heatmaps"], scores, size)
-    averaged = (targets["instance_heatmaps"] + flip_back(flipped["instance_heatmaps"], permutation)) / 2
+    averaged = (
+        targets["instance_heatmaps"] + flip_back(flipped["instance_heatmaps"], permutation)
+    ) / 2
     with_flip, _, _ = decode_instances(averaged, scores, size)
 
     assert (plain - truth).abs().max() < TOLERANCE_PX
@@ -68,7 +72,8 @@ def test_bottomup_codec_decodes_exact_targets_with_and_without_flip_test(size, h
 
 @pytest.mark.parametrize("size, heatmap", [(64, 64), (256, 64), (128, 32)])
 def test_integral_codec_decodes_exact_targets_with_and_without_flip_test(size, heatmap):
-    permutation = [1, 0, *range(2, 21)]  # a left/right pair, so the swap is exercised (a hand has none)
+    # a left/right pair, so the swap is exercised (a hand has none)
+    permutation = [1, 0, *range(2, 21)]
     truth = random_keypoints(1, 21, size, heatmap, seed=size + heatmap)
 
     def probabilities(xy_px: torch.Tensor) -> torch.Tensor:
@@ -90,4 +95,3 @@ def test_integral_codec_decodes_exact_targets_with_and_without_flip_test(size, h
     decoded_flip, _ = argmax_decode((probs + mirrored_back) / 2)
     assert (to_pixels(decoded, size) - truth).abs().max() <= 0.5 * stride + 1e-3
     assert (to_pixels(decoded_flip, size) - truth).abs().max() <= 0.5 * stride + 1e-3
-

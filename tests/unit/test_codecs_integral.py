@@ -2,7 +2,14 @@
 
 import torch
 
-from poseops.codecs.integral import argmax_decode, gaussian_heatmaps, soft_argmax, spatial_softmax, to_norm, to_pixels
+from poseops.codecs.integral import (
+    argmax_decode,
+    gaussian_heatmaps,
+    soft_argmax,
+    spatial_softmax,
+    to_norm,
+    to_pixels,
+)
 
 
 def test_pixel_norm_roundtrip_and_frame():

@@ -9,7 +9,6 @@ from poseops.models import build_from_config, create_model, list_models
 from poseops.models.blocks.resnet import ResNetTrunk
 from poseops.models.handmle import IMAGE_MEAN, IMAGE_STD, preprocess
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -31,7 +31,14 @@ from poseops.config import AnnotationSource
 from poseops.errors import ConfigError, DataError
 from poseops.skeletons import Skeleton, get_skeleton
 from poseops.storage import (
-    exists, filesystem, join, read_json, require_published, sha256_bytes, write_bytes_atomic, write_json_atomic,
+    exists,
+    filesystem,
+    join,
+    read_json,
+    require_published,
+    sha256_bytes,
+    write_bytes_atomic,
+    write_json_atomic,
 )
 
 # format -> "module:function"; each is read_<format>(file, images_dir, out_folder) -> the internal form

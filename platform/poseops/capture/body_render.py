@@ -19,7 +19,15 @@ import cv2
 import numpy as np
 
 from poseops.capture.bodies import J, Subject
-from poseops.capture.common import ONE, SUBPIXEL_BITS, OccluderStyle, draw_rectangle, fixed, pixel_of, shade
+from poseops.capture.common import (
+    ONE,
+    SUBPIXEL_BITS,
+    OccluderStyle,
+    draw_rectangle,
+    fixed,
+    pixel_of,
+    shade,
+)
 
 OCCLUDER_ID = 255
 OCCLUDERS = OccluderStyle(extent=(0.1, 0.3), pad=2, offset=("normal", 0.12), drift=0.15, stripe_period=6, stripe_width=2)

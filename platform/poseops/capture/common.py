@@ -50,10 +50,16 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
     base = rng.uniform(20, 235, size=3)
     if style == 0:  # smooth low-frequency noise
         cells = int(rng.integers(3, 9))
-        img = cv2.resize(rng.uniform(0, 255, (cells, cells, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+        img = cv2.resize(
+            rng.uniform(0, 255, (cells, cells, 3)).astype(np.float32),
+            (size, size),
+            interpolation=cv2.INTER_CUBIC,
+        )
     elif style == 1:  # gradient plus fine grain
         ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
-        g = ramp[None, :, None] * rng.uniform(-120, 120, 3) + ramp[:, None, None] * rng.uniform(-120, 120, 3)
+        g = ramp[None, :, None] * rng.uniform(-120, 120, 3) + ramp[:, None, None] * rng.uniform(
+            -120, 120, 3
+        )
         img = base + g
     elif style == 2:  # stripes or checks
         period = rng.uniform(6, 24)
@@ -61,7 +67,9 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         wave = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
         if rng.random() < 0.5:
-            wave = wave * np.sin((-xx * math.sin(angle) + yy * math.cos(angle)) * 2 * math.pi / period)
+            wave = wave * np.sin(
+                (-xx * math.sin(angle) + yy * math.cos(angle)) * 2 * math.pi / period
+            )
         img = base + wave[..., None] * rng.uniform(20, 70, 3)
     else:  # clutter of random shapes
         img = np.empty((size, size, 3), np.float32)
@@ -96,11 +104,15 @@ class OccluderStyle:
     stripe_width: int
 
 
-def occluder_track(rng: np.random.Generator, style: OccluderStyle, frames: int, side: int, centres: np.ndarray) -> dict[str, Any]:
+def occluder_track(
+    rng: np.random.Generator, style: OccluderStyle, frames: int, side: int, centres: np.ndarray
+) -> dict[str, Any]:
     """One moving rectangle near `centres` [T, 2]: {x0 [T], y0 [T], w, h, colour, striped}."""
     w, h = (rng.uniform(style.extent[0], style.extent[1], 2) * side).astype(int) + style.pad
     kind, spread = style.offset
-    offset = (rng.uniform(-spread, spread, 2) if kind == "uniform" else rng.normal(0.0, spread, 2)) * side
+    offset = (
+        rng.uniform(-spread, spread, 2) if kind == "uniform" else rng.normal(0.0, spread, 2)
+    ) * side
     drift = rng.uniform(-style.drift, style.drift, 2) * side * np.linspace(-1, 1, frames)[:, None]
     centre = centres + offset + drift
     return {
@@ -115,11 +127,24 @@ def occluder_track(rng: np.random.Generator, style: OccluderStyle, frames: int, 
 
 def occluder_rects(tracks: list[dict], t: int) -> list[tuple[int, int, int, int]]:
     """Inclusive pixel rectangles (x0, y0, x1, y1) of the occluders at frame t."""
-    return [(int(o["x0"][t]), int(o["y0"][t]), int(o["x0"][t]) + o["w"] - 1, int(o["y0"][t]) + o["h"] - 1) for o in tracks]
+    return [
+        (
+            int(o["x0"][t]),
+            int(o["y0"][t]),
+            int(o["x0"][t]) + o["w"] - 1,
+            int(o["y0"][t]) + o["h"] - 1,
+        )
+        for o in tracks
+    ]
 
 
-def draw_rectangle(image: np.ndarray, rect: tuple[int, int, int, int], colour: Sequence[float], striped: bool,
-                   style: OccluderStyle) -> None:
+def draw_rectangle(
+    image: np.ndarray,
+    rect: tuple[int, int, int, int],
+    colour: Sequence[float],
+    striped: bool,
+    style: OccluderStyle,
+) -> None:
     """An occluder in place: a filled inclusive rectangle, with darker vertical stripes if `striped`."""
     x0, y0, x1, y1 = rect
     cv2.rectangle(image, (x0, y0), (x1, y1), colour, -1)
@@ -157,12 +182,22 @@ class NoiseParams:
     @classmethod
     def of(cls, part: Any) -> NoiseParams:
         """The noise fields of a capture part's parameters (HandCaptureParams, BodyCaptureParams)."""
-        return cls(part.label_noise_px, part.label_noise, part.outlier_rate, part.outlier_box_fraction,
-                   getattr(part, "swap_rate", 0.0))
+        return cls(
+            part.label_noise_px,
+            part.label_noise,
+            part.outlier_rate,
+            part.outlier_box_fraction,
+            getattr(part, "swap_rate", 0.0),
+        )
 
 
-def add_label_noise(rng: np.random.Generator, uv: np.ndarray, box_side: float, noise: NoiseParams,
-                    flip_permutation: Sequence[int] | None = None) -> np.ndarray:
+def add_label_noise(
+    rng: np.random.Generator,
+    uv: np.ndarray,
+    box_side: float,
+    noise: NoiseParams,
+    flip_permutation: Sequence[int] | None = None,
+) -> np.ndarray:
     """Training labels [K, 2] = clean uv + jitter (Gaussian or Laplace with std label_noise_px) +
     outliers (a share of the keypoints moved by N(0, (outlier_box_fraction x box side)^2)), then
     left/right swapped (`flip_permutation`) at `swap_rate`. No noise configured: uv itself, no draw."""
@@ -191,7 +226,13 @@ def rounded(values: Any, digits: int) -> list:
 
 def keypoint_rows(uv: np.ndarray, vis: np.ndarray, digits: int) -> list[list[float]]:
     """[K, 3] (x, y, v) rows with x = y = 0 where v = 0 (COCO), coordinates rounded to `digits`."""
-    rows = np.concatenate([np.round(np.asarray(uv, dtype=np.float64), digits), np.asarray(vis, dtype=np.float64)[:, None]], axis=1)
+    rows = np.concatenate(
+        [
+            np.round(np.asarray(uv, dtype=np.float64), digits),
+            np.asarray(vis, dtype=np.float64)[:, None],
+        ],
+        axis=1,
+    )
     rows[np.asarray(vis) == 0, :2] = 0.0
     return rows.tolist()
 
@@ -205,7 +246,9 @@ class VideoFormat:
 
 
 @contextmanager
-def video_writer(path: Path, fmt: VideoFormat, fps: float, width: int, height: int) -> Iterator[cv2.VideoWriter]:
+def video_writer(
+    path: Path, fmt: VideoFormat, fps: float, width: int, height: int
+) -> Iterator[cv2.VideoWriter]:
     """An OpenCV writer into a hidden temporary beside `path`, moved onto `path` once the block ends
     without error (a reader never sees a half-written video). DataError when OpenCV cannot open it."""
     path = Path(path)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from poseops.capture.bodies import make_subject, random_pose, body_joints, to_coco17
+from poseops.capture.bodies import body_joints, make_subject, random_pose, to_coco17
 from poseops.capture.body_render import (
     OCCLUDER_ID,
     apply_lighting,

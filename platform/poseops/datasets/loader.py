@@ -6,7 +6,8 @@ Samples hold no training targets: the family's codec makes them from keypoints a
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import cv2
 import numpy as np

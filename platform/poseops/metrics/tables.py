@@ -7,7 +7,7 @@ instances) that are correct, so left and right joints merge into one row.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
