@@ -1,6 +1,7 @@
 """`make demo`: the whole pipeline on synthetic captures, the champions served and queried, then stopped.
 
-Prints the keypoints the endpoint returned, the path of an overlay image, the wall time and the peak
+Prints the metrics beside the committed ones (`dvc metrics diff HEAD`: empty when the run reproduced
+them), the keypoints the endpoint returned, the path of an overlay image, the wall time and the peak
 memory (the rise of MemTotal - MemAvailable over the run, sampled every 0.5 s).
 """
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from poseops.demo import query_each_family
 from poseops.monitor import RunMonitor
 from poseops.pipeline import dvc_repro
-from poseops.reporting import metrics_summary_table
+from poseops.reporting import committed_metrics_diff, metrics_summary_table
 
 console = Console()
 
@@ -21,6 +22,8 @@ def main() -> None:
         console.rule("dvc repro: capture -> annotate -> derive -> train -> evaluate -> promote")
         dvc_repro()
         metrics_summary_table(print_it=True)
+        console.rule("dvc metrics diff HEAD: this run against the committed metrics")
+        committed_metrics_diff(print_it=True)
         console.rule("serve the champions and query them")
         query_each_family()
     console.rule("done")

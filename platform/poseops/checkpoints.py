@@ -3,8 +3,12 @@
     models/<family>/
       weights.safetensors   the state dict (safetensors: no pickles)
       config.json           {"family", "model", "config": {...the model's full Config...}}
-      manifest.json         written LAST: sha256 + size of the two files, created time, extra
-                            (metrics, run_id, ...). No manifest, no checkpoint.
+      manifest.json         written LAST: sha256 + size of the two files, extra (best epoch,
+                            inference settings). No manifest, no checkpoint.
+
+The folder is a pure function of the weights, config and extra: no times, hosts or run ids, so a
+bit-identical training run publishes a bit-identical folder (and DVC sees no change). Run facts live in
+MLflow (the training run is tagged with the weights' SHA-256: `tracking.runs.find_training_run`).
 
 `save_checkpoint` writes into a temporary sibling folder and renames it onto the target, so a
 reader sees the old checkpoint or the new one, never half of one.
@@ -16,7 +20,6 @@ import json
 import os
 import shutil
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +86,6 @@ def save_checkpoint(
             "format": FORMAT,
             "family": family,
             "model": model_name,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "files": {
                 name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size}
                 for name in (WEIGHTS, CONFIG)
@@ -132,7 +134,7 @@ def verify_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
 def load_checkpoint(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state_dict, info) of a verified checkpoint.
 
-    info: {"family", "model", "config" (dict), "created", "extra", "folder", "weights_sha256"}.
+    info: {"family", "model", "config" (dict), "extra", "folder", "weights_sha256"}.
     """
     folder = Path(folder)
     manifest = verify_checkpoint(folder)
@@ -145,7 +147,6 @@ def load_checkpoint(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
         "family": config["family"],
         "model": config["model"],
         "config": config["config"],
-        "created": manifest.get("created"),
         "extra": manifest.get("extra", {}),
         "folder": str(folder.resolve()),
         "weights_sha256": manifest["files"][WEIGHTS]["sha256"],

@@ -243,8 +243,6 @@ def log_and_register(checkpoint_folder: str | os.PathLike, family: str, run_id: 
         "model": manifest["model"],
         "run_id": run_id,
         "weights_sha256": manifest["files"][WEIGHTS]["sha256"],
-        "checkpoint_created": manifest.get("created", ""),
-        "source_run_id": str(extra.get("run_id", "")),
         **_metric_tags(extra),
     }
     version = mlflow.register_model(logged.model_uri, name, tags=tags)

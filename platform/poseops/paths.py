@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 _MARKERS = ("dvc.yaml", "params.yaml", ".git")
 
@@ -42,3 +46,18 @@ def fixtures_dir() -> Path | None:
         if c.is_dir():
             return c.resolve()
     return None
+
+
+def append_run_log(name: str, record: dict[str, Any], root: str | os.PathLike | None = None) -> Path:
+    """Append one JSON line to `.poseops/logs/<name>.jsonl`, stamped with the time and host.
+
+    Run facts (wall times, executors, hosts, Ray run paths, MLflow run ids) go here and to MLflow,
+    never into a DVC-versioned output: those stay a pure function of their inputs.
+    """
+    logs = state_dir(root) / "logs"
+    logs.mkdir(exist_ok=True)
+    path = logs / f"{name}.jsonl"
+    line = {**record, "at": round(time.time(), 3), "host": socket.gethostname()}
+    with open(path, "a") as f:
+        f.write(json.dumps(line, default=str) + "\n")
+    return path

@@ -89,12 +89,14 @@ def annotate(params: Params, where: Layout) -> dict:
 def derive(family_name: str, params: Params, where: Layout) -> dict:
     """derive@<family>: the same derive_dataset as `poseops data derive` (Ray when attached or large)."""
     from poseops.datasets.derive import derive_dataset
+    from poseops.paths import append_run_log
 
     family, fam = get_family(family_name), params.families[family_name]
     with console.status(f"derive@{family_name}: cutting {family.dataset_kind} shards"):
         card = derive_dataset(
             family.dataset_kind, where.annotations, str(where.derived(family_name)), fam.data, params.data.split,
             skeleton=family.skeleton, repo_root=where.root,
+            run_log=lambda facts: append_run_log("derive", {"family": family_name, **facts}, where.root),
         )
     console.print(f"derive@{family_name}: {card.get('counts')} -> {where.derived(family_name)}")
     return card
@@ -108,6 +110,8 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.checkpoints import save_checkpoint
     from poseops.train.fit import best_checkpoint, fit, history
     from poseops.train.hooks import hooks_for
+    from poseops.paths import append_run_log
+    from poseops.tracking.runs import WEIGHTS_TAG
     from poseops.train.report import log_training_run
 
     family, fam = get_family(family_name), params.families[family_name]
@@ -119,15 +123,16 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
     best_epoch = max(epochs, key=lambda e: e.get(metric, float("-inf"))) if epochs else {}
     with best_checkpoint(result).as_directory() as folder:
         best = Path(folder)
-        run_id = log_training_run(family, fam, best, epochs, where.plots(family_name))
-        save_checkpoint(
+        manifest = save_checkpoint(
             where.model(family_name), family_name, family.model, load_file(str(best / "weights.safetensors")),
             json.loads((best / "config.json").read_text())["config"],
-            extra={
-                "mlflow_run_id": run_id, "ray_run": str(result.path), "best_epoch": best_epoch,
-                "inference": hooks_for(family.dataset_kind).inference(fam),
-            },
+            extra={"best_epoch": best_epoch, "inference": hooks_for(family.dataset_kind).inference(fam)},
         )
+        weights_sha256 = manifest["files"]["weights.safetensors"]["sha256"]
+        run_id = log_training_run(family, fam, best, epochs, where.plots(family_name),
+                                  tags={WEIGHTS_TAG: weights_sha256, "ray_run": str(result.path)})
+    append_run_log("train", {"family": family_name, "mlflow_run_id": run_id, "ray_run": str(result.path),
+                             "weights_sha256": weights_sha256}, where.root)
     console.print(f"train@{family_name}: best {metric} {best_epoch.get(metric, float('nan')):.3f} "
                   f"-> {where.model(family_name)} (MLflow run {run_id})")
     return {"run_id": run_id, "best_epoch": best_epoch}
@@ -137,13 +142,14 @@ def evaluate(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.checkpoints import build_model_from_checkpoint, load_checkpoint
     from poseops.evaluate import evaluate_model
     from poseops.evaluate import log_evaluation
+    from poseops.tracking.runs import find_training_run
 
     family, fam = get_family(family_name), params.families[family_name]
     model = build_model_from_checkpoint(where.model(family_name))
     _, info = load_checkpoint(where.model(family_name))
     with console.status(f"evaluate@{family_name}: scoring the checkpoint and baselines"):
         report = evaluate_model(family, fam, model, str(where.derived(family_name)), where.metrics(family_name))
-    run_id = info.get("extra", {}).get("mlflow_run_id")
+    run_id = find_training_run(family_name, info["weights_sha256"])
     if run_id:
         log_evaluation(run_id, report, where.metrics(family_name))
     primary = family.primary_metric
@@ -155,19 +161,34 @@ def evaluate(family_name: str, params: Params, where: Layout) -> dict:
 
 
 def promote(family_name: str, params: Params, where: Layout) -> dict:
-    """Register the checkpoint, check the gate, and move the `champion` alias (or refuse)."""
+    """Register the checkpoint, check the gate, and move the `champion` alias (or refuse).
+
+    `metrics/<family>/promotion.json` (a DVC output) holds only what follows from the stage's inputs:
+    the outcome, the gate and the metric values it judged, and the content checksums of the model and
+    of the evaluation data. Registry facts (version, run id, time) are tags in the registry, and are
+    returned with the record."""
     from poseops.checkpoints import load_checkpoint
     from poseops.packaging import log_and_register
     from poseops.storage import read_json, write_json_atomic
     from poseops.tracking.registry import promote as promote_version
+    from poseops.tracking.runs import find_training_run
 
     fam = params.families[family_name]
     report = read_json(where.metrics(family_name) / "metrics.json")
     _, info = load_checkpoint(where.model(family_name))
     numbers = {k: v for k, v in report.items() if isinstance(v, (int, float))}
-    version = log_and_register(where.model(family_name), family_name, run_id=info.get("extra", {}).get("mlflow_run_id"))
+    run_id = find_training_run(family_name, info["weights_sha256"])
+    version = log_and_register(where.model(family_name), family_name, run_id=run_id)
     outcome = promote_version(family_name, version["version"], numbers, fam.gate)
-    record = {"family": family_name, "version": version, "gate": fam.gate, "metrics": numbers, "outcome": outcome}
+    record = {
+        "family": family_name,
+        "promoted": True,
+        "alias": outcome["alias"],
+        "weights_sha256": info["weights_sha256"],
+        "dataset_checksum": report.get("dataset_checksum"),
+        "gate": fam.gate,
+        "metrics": numbers,
+    }
     write_json_atomic(where.metrics(family_name) / "promotion.json", record)
     console.print(f"promote@{family_name}: {version['name']} v{version['version']} is champion")
-    return record
+    return {**record, "version": version, "outcome": outcome}

@@ -27,3 +27,32 @@ def metrics_summary_table(root: str | Path | None = None, print_it: bool = False
             )
         Console().print(table)
     return found
+
+
+def committed_metrics_diff(root: str | Path | None = None, print_it: bool = False) -> dict | None:
+    """`dvc metrics diff HEAD`: every metric that differs from the committed metrics files, as DVC's JSON
+    ({file: {metric: {"old", "new", "diff"}}}; empty when the run reproduced them), or None outside a
+    git checkout. Printed as DVC prints it, with a one-line verdict."""
+    import subprocess
+    import sys
+
+    root = Path(root) if root else repo_root()
+    if not (root / ".git").exists():
+        return None
+    dvc = [sys.executable, "-m", "dvc", "metrics", "diff", "HEAD"]
+    found = subprocess.run([*dvc, "--json"], cwd=root, capture_output=True, text=True)
+    if found.returncode != 0:
+        if print_it:
+            Console().print(f"dvc metrics diff HEAD failed: {found.stderr.strip()[-500:]}")
+        return None
+    diff = json.loads(found.stdout or "{}")
+    changed = {file: metrics for file, metrics in diff.items() if metrics}
+    if print_it:
+        console = Console()
+        if changed:
+            shown = subprocess.run([*dvc, "--precision", "6"], cwd=root, capture_output=True, text=True)
+            console.print(shown.stdout.rstrip())
+            console.print(f"[yellow]these metrics differ from the committed ones[/] ({len(changed)} file(s))")
+        else:
+            console.print("dvc metrics diff HEAD: every metric equals the committed one")
+    return changed

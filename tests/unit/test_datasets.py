@@ -16,6 +16,7 @@ from poseops.capture.common import read_video
 from poseops.capture.synthetic_hands import write_hand_captures
 from poseops.config import AugmentParams, CaptureParams, FamilyData, HandCaptureParams, SplitParams
 from poseops.datasets.loader import CropDataset, load_split_arrays, read_card
+from poseops.datasets.derive import dataset_checksum
 from poseops.datasets.shards import derive_dataset
 from poseops.datasets.transforms import apply_affine, box_affine, compose, invert_affine, warp
 from poseops.errors import DataError
@@ -301,7 +302,9 @@ def test_one_chunk_per_task_writes_its_own_shards(annotations, tmp_path):
     lists them in order with row and row-group counts and checksums of the bytes on disk."""
     from poseops.storage import sha256_file
 
-    card = derive_dataset("hand_crop", annotations, str(tmp_path / "ds"), FAMILY, SPLIT, executor="local", chunk_samples=7)
+    facts: list[dict] = []
+    card = derive_dataset("hand_crop", annotations, str(tmp_path / "ds"), FAMILY, SPLIT, executor="local", chunk_samples=7,
+                          run_log=facts.append)
     for split, body in card["splits"].items():
         names = [s["file"] for s in body["shards"]]
         assert names == sorted(names) and len({n.split("-")[1] for n in names}) == -(-card["counts"][split] // 7)
@@ -310,4 +313,7 @@ def test_one_chunk_per_task_writes_its_own_shards(annotations, tmp_path):
             path = tmp_path / "ds" / split / shard["file"]
             assert sha256_file(path) == shard["sha256"]
             assert pq.ParquetFile(path).num_row_groups == shard["row_groups"]
-    assert card["executor"] == {"name": "local", "tasks": sum(-(-n // 7) for n in card["counts"].values())}
+    assert "executor" not in card and "seconds" not in card  # run facts are not content
+    assert len(facts) == 1 and facts[0]["executor"] == "local"
+    assert facts[0]["tasks"] == sum(-(-n // 7) for n in card["counts"].values())
+    assert facts[0]["dataset_checksum"] == dataset_checksum(card)

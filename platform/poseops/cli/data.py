@@ -90,11 +90,19 @@ def data_derive(
     """Derive a family's shards from annotations and raw captures (on Ray; card.json written last)."""
     from poseops.datasets.derive import derive_dataset
     from poseops.families import get_family, load_params
+    from poseops.paths import append_run_log
 
     params, fam = load_params(), get_family(family)
+    facts: dict = {}
+
+    def log(record: dict) -> None:
+        facts.update(record)
+        append_run_log("derive", {"family": family, **record})
+
     card = derive_dataset(fam.dataset_kind, annotations, out, params.families[family].data, params.data.split,
-                          skeleton=fam.skeleton, executor=executor)
-    console.print(f"derived {card.get('counts')} -> {out} ({card['executor']['name']}, {card['executor']['tasks']} tasks)")
+                          skeleton=fam.skeleton, executor=executor, run_log=log)
+    console.print(f"derived {card.get('counts')} -> {out} ({facts['executor']}, {facts['tasks']} tasks, "
+                  f"{facts['seconds']:.1f} s; dataset checksum {facts['dataset_checksum'][:12]})")
 
 
 data_io.register(data_app)

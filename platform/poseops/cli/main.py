@@ -5,7 +5,6 @@ User errors (`PoseopsError`) print as one red message and exit 1, without a trac
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -56,12 +55,9 @@ def config_validate(params: Annotated[Path, typer.Option(help="params file")] = 
 # ---------------------------------------------------------------- stages
 def record_stage_time(root: Path, stage: str, seconds: float) -> None:
     """Append a stage's wall time to .poseops/logs/stage_times.jsonl (read by benchmarks and the demo)."""
-    from poseops.paths import state_dir
+    from poseops.paths import append_run_log
 
-    logs = state_dir(root) / "logs"
-    logs.mkdir(exist_ok=True)
-    with open(logs / "stage_times.jsonl", "a") as f:
-        f.write(json.dumps({"stage": stage, "seconds": round(seconds, 2), "at": time.time()}) + "\n")
+    append_run_log("stage_times", {"stage": stage, "seconds": round(seconds, 2)}, root)
 
 
 def run_stage(stage: str, family: str | None = None, params_path: str | Path | None = None) -> None:

@@ -18,6 +18,7 @@ already attached or $RAY_ADDRESS is set or the job is large, else local.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import defaultdict
@@ -32,7 +33,7 @@ from poseops.annotations.internal import load_annotations
 from poseops.config import FamilyData, SplitParams
 from poseops.errors import DataError
 from poseops.skeletons import Skeleton
-from poseops.storage import clear, exists, join, sha256_file, write_json_atomic
+from poseops.storage import clear, exists, join, sha256_bytes, sha256_file, write_json_atomic
 
 Executor = Literal["auto", "ray", "local"]
 CHUNK_SAMPLES = 256  # items per Ray task
@@ -235,6 +236,7 @@ def derive_dataset(
     executor: Executor = "auto",
     chunk_samples: int = CHUNK_SAMPLES,
     options: Mapping[str, Any] | None = None,
+    run_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Write `<out>/<split>/part-*.parquet` and then `<out>/card.json`; returns the card.
 
@@ -243,6 +245,8 @@ def derive_dataset(
         (lossless) | "jpeg" (quality 95); lifting_sequence: window (T), stride; multiview_group: min_views.
     Any earlier dataset at out_url is unpublished (card first) and replaced. On failure nothing
     readable is left behind. repo_root is accepted for the pipeline's calls and unused.
+    The card is a pure function of the inputs (same labels and options, same bytes on any executor);
+    run facts (executor, task count, wall time) go to `run_log`, never into the card.
     """
     from poseops.datasets.shards import resolve_skeleton
 
@@ -274,12 +278,36 @@ def derive_dataset(
         run = run_on_ray if chosen == "ray" else run_locally
         results = run(kind, chunks, context, out_url, data.max_shard_bytes)
         card = make_card(kind, sk, per_split, results, spec, context, annotations_path, data, split)
-        card.update(seconds=round(time.time() - started, 2), executor={"name": chosen, "tasks": len(chunks)})
         write_json_atomic(card_url, card)
     except BaseException:
         clear(out_url)
         raise
+    if run_log is not None:
+        run_log({"out": out_url, "kind": kind, "executor": chosen, "tasks": len(chunks),
+                 "seconds": round(time.time() - started, 2), "dataset_checksum": dataset_checksum(card)})
     return card
+
+
+def dataset_checksum(card: Mapping[str, Any]) -> str:
+    """SHA-256 of a derived dataset's content: kind, skeleton, schema, source options and labels' hash,
+    split counts, and every shard's name, rows and SHA-256, in card order.
+
+    Two datasets with the same checksum hold the same rows; evaluation, reports and the registry's
+    champion-vs-challenger gate compare "the same evaluation data" by it. Card fields that are not
+    content (none are written now; older cards held `seconds` and `executor`) do not enter it.
+    """
+    content = {
+        "kind": card.get("kind"),
+        "skeleton": card.get("skeleton"),
+        "format": card.get("format"),
+        "source": card.get("source"),
+        "counts": card.get("counts"),
+        "shards": {
+            split: [[s["file"], s["rows"], s["sha256"]] for s in body.get("shards", [])]
+            for split, body in sorted(card.get("splits", {}).items())
+        },
+    }
+    return sha256_bytes(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
 
 
 def make_card(

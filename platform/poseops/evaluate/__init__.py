@@ -7,7 +7,6 @@ mean pose. Bottom-up families: `evaluate.bottomup`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from poseops import metrics
 from poseops.config import FamilyParams
 from poseops.families import Family
 from poseops.skeletons import get_skeleton
-from poseops.storage import sha256_bytes, write_json_atomic
+from poseops.datasets.derive import dataset_checksum
+from poseops.storage import write_json_atomic
 
 PCK_THRESHOLDS = [round(0.01 * i, 2) for i in range(0, 31)]
 
@@ -94,7 +94,7 @@ def evaluate_model(
         "family": family.name,
         "split": split,
         "data": card.get("source", {}).get("kind", "synthetic"),
-        "dataset_checksum": sha256_bytes(json.dumps(card, sort_keys=True).encode()),
+        "dataset_checksum": dataset_checksum(card),
         "num_samples": int(len(pred)),
         "pck": trained["pck"].value,
         "auc": trained["auc"].value,

@@ -167,10 +167,11 @@ def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path,
     table), per_keypoint.json, pck curves and overlays to out_dir."""
     import torch
 
+    from poseops.datasets.derive import dataset_checksum
     from poseops.datasets.loader import read_card
     from poseops.families import inference_settings
     from poseops.models import build_from_config
-    from poseops.storage import sha256_bytes, write_json_atomic
+    from poseops.storage import write_json_atomic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +193,7 @@ def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path,
         "family": family.name,
         "split": split,
         "data": card.get("source", {}).get("kind", "synthetic"),
-        "dataset_checksum": sha256_bytes(json.dumps(card, sort_keys=True).encode()),
+        "dataset_checksum": dataset_checksum(card),
         "num_images": len(predictions),
         "input_size": data["input_size"],
         "num_people": int(sum(int((np.asarray(t["visibility"]) > 0).any(-1).sum()) for t in data["truth"])),

@@ -128,3 +128,24 @@ def find_run(family: str, run_id: str) -> Run:
             f"MLflow run {run_id!r} belongs to experiment {experiment.name!r}, not {experiment_name(family)!r}"
         )
     return run
+
+
+WEIGHTS_TAG = "weights_sha256"
+
+
+def find_training_run(family: str, weights_sha256: str) -> str | None:
+    """The id of the newest finished run of `poseops-<family>` tagged with these weights' SHA-256, or
+    None (e.g. an empty store on a fresh machine). Published checkpoints hold no run ids (they would make
+    identical weights differ), so evaluation and promotion find their training run by content."""
+    store.configure()
+    experiment = mlflow.get_experiment_by_name(experiment_name(family))
+    if experiment is None:
+        return None
+    found = mlflow.search_runs(
+        experiment_ids=[experiment.experiment_id],
+        filter_string=f"tags.{WEIGHTS_TAG} = '{weights_sha256}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return found[0].info.run_id if found else None

@@ -31,6 +31,18 @@ def at_plateau(values: list[float], window: int | None, min_delta: float, min_ep
     return max(recent) - min(recent) < min_delta
 
 
+def make_deterministic(seed: int, threads: int) -> None:
+    """Same seed, worker count and thread count -> the same weights and metrics on the same machine type.
+
+    CPU kernels reduce in an order fixed by the thread count, so it is pinned; deterministic
+    algorithms are asked for with `warn_only` (an op without a deterministic kernel warns, naming
+    itself, instead of failing the run). Data order and augmentation are seeded in the datasets.
+    """
+    torch.set_num_threads(max(1, int(threads)))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+
+
 def agree(flag: bool, world: int) -> bool:
     """Rank 0's decision, shared with every worker (only rank 0 validates)."""
     if world == 1:
@@ -53,8 +65,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(max(1, int(cfg["threads_per_worker"])))
-    torch.manual_seed(cfg["seed"])
+    make_deterministic(cfg["seed"], cfg["threads_per_worker"])
     hooks, val_metric = hooks_for(cfg["dataset_kind"]), cfg["val_metric"]
 
     model = build_from_config(cfg["model_name"], cfg["model_config"])

@@ -9,8 +9,13 @@ from poseops.families import Family
 from poseops.storage import write_json_atomic
 
 
-def log_training_run(family: Family, fam: FamilyParams, best_dir: Path, epochs: list[dict], plots_dir: Path) -> str:
-    """Log one finished training run to MLflow; write the training curve for DVC plots. Returns the run id."""
+def log_training_run(
+    family: Family, fam: FamilyParams, best_dir: Path, epochs: list[dict], plots_dir: Path, tags: dict | None = None
+) -> str:
+    """Log one finished training run to MLflow; write the training curve for DVC plots. Returns the run id.
+
+    `tags`: extra run tags, e.g. the published weights' SHA-256 (`runs.WEIGHTS_TAG`), by which
+    evaluation and promotion find this run again."""
     from poseops.tracking.runs import log_artifact_file, log_epoch_metrics, log_params_flat, start_run
     from poseops.viz.curves import plot_panels
 
@@ -22,7 +27,7 @@ def log_training_run(family: Family, fam: FamilyParams, best_dir: Path, epochs: 
         {k: [e[k] for e in epochs if k in e] for k in ("train_loss", family.val_metric) if any(k in e for e in epochs)},
         "epoch", f"{family.name}: training",
     )
-    with start_run(family.name, run_name=f"train-{family.name}", tags={"stage": "train", "model": family.model}) as run:
+    with start_run(family.name, run_name=f"train-{family.name}", tags={"stage": "train", "model": family.model, **(tags or {})}) as run:
         log_params_flat({"model": fam.model.model_dump(mode="json"), "data": fam.data.model_dump(mode="json"),
                          "train": fam.train.model_dump(mode="json")})
         for e in epochs:
