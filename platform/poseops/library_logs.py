@@ -54,14 +54,19 @@ class _ConsoleFilter:
         self._partial = ""
 
     def write(self, text: str) -> int:
-        self._partial += text
-        *lines, self._partial = self._partial.split("\n")
-        for line in lines:
-            self._line(line + "\n")
+        self.log.write(text)
+        for piece in text.splitlines(keepends=True):
+            if not self._partial and not _ANSI.sub("", piece).startswith("("):
+                # cannot open a worker line: straight through, so live displays (spinners) stay live
+                self.console.write(piece)
+                continue
+            self._partial += piece
+            if self._partial.endswith("\n"):
+                self._console_line(self._partial)
+                self._partial = ""
         return len(text)
 
-    def _line(self, line: str) -> None:
-        self.log.write(line)
+    def _console_line(self, line: str) -> None:
         match = _WORKER_PREFIX.match(_ANSI.sub("", line))
         if match is None:
             self.console.write(line)
@@ -70,7 +75,7 @@ class _ConsoleFilter:
 
     def flush(self) -> None:
         if self._partial:
-            self._line(self._partial)
+            self._console_line(self._partial)
             self._partial = ""
         self.log.flush()
         self.console.flush()

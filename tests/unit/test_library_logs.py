@@ -62,6 +62,20 @@ def test_worker_lines_show_only_a_workers_own_prints_without_the_prefix(tmp_path
     )
 
 
+def test_a_partial_line_that_is_no_worker_line_is_shown_at_once(tmp_path, capsys):
+    with library_logs_to_file("capture", root=tmp_path):
+        sys.stdout.write(
+            "\r⠋ capture: rendering synthetic hands"
+        )  # a live spinner frame, no newline
+        assert capsys.readouterr().out == "\r⠋ capture: rendering synthetic hands"
+        sys.stdout.write(
+            "(RayTrainWorker pid=3) epoch 1/1"
+        )  # could be a worker line: held to its end
+        assert capsys.readouterr().out == ""
+        sys.stdout.write("\n")
+        assert capsys.readouterr().out == "epoch 1/1\n"
+
+
 def test_everything_is_restored_on_exit(tmp_path, capsys):
     ray_logger = logging.getLogger("ray")
     before = (
