@@ -96,7 +96,8 @@ def draw_augmentation(
 
 
 def flip_affine(input_size: int) -> np.ndarray:
-    """Mirror x about the input's centre line (pixel i <-> S-1-i)."""
+    """Mirror x about the input's centre line (pixel i <-> S-1-i): `poseops.codecs.mirror_x`, and what
+    `tensor.flip(-1)` does to an image (tests/unit/test_codecs_flip.py)."""
     return np.array([[-1.0, 0.0, input_size - 1.0], [0.0, 1.0, 0.0]])
 
 
