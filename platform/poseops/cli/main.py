@@ -12,8 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from poseops.cli.assess import assess_cmd
 from poseops.cli.common import console, friendly
 from poseops.cli.data import data_app
+from poseops.cli.registry import registry_app
 from poseops.errors import PoseopsError
 
 app = typer.Typer(
@@ -24,6 +26,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Profiles and params.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(registry_app, name="registry")
+app.command("assess")(assess_cmd)
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
 
@@ -128,9 +132,13 @@ def serve_cmd(
     """Serve each family's champion with Ray Serve, in the foreground; Ctrl-C or SIGTERM stops it."""
     from poseops.deploy import build_champion_app
     from poseops.families import load_params
+    from poseops.pipeline import layout, restore_champions
     from poseops.serve.runner import run_foreground
 
     params = load_params()
+    if alias == "champion":
+        for name in restore_champions(params, layout()):
+            console.print(f"{name}: champion restored in the registry from metrics/{name}/promotion.json")
     app_, names = build_champion_app(params, families=family, alias=alias)
     code = run_foreground(app_, host or params.serve.host, port if port is not None else params.serve.port)
     raise typer.Exit(code or 0)
