@@ -267,17 +267,18 @@ def video_writer(
 
 
 def read_frames(video_path: str | Path) -> Iterator[np.ndarray]:
-    """Decoded frames (BGR [H, W, 3] uint8) of a capture video, in order.
+    """Decoded frames (BGR [H, W, 3] uint8) of a video (a capture's, an ingested clip, a trial to assess),
+    in order: the one place poseops reads videos.
 
     Raises DataError naming the file if it is missing, unreadable or holds no frame.
     """
     path = Path(video_path)
     if not path.is_file():
-        raise DataError(f"{path}: capture video not found")
+        raise DataError(f"{path}: no such video")
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
-            raise DataError(f"{path}: cannot open capture video (corrupt or unknown format)")
+            raise DataError(f"{path}: OpenCV cannot open this video (corrupt or unknown format)")
         count = 0
         while True:
             ok, frame = capture.read()
@@ -286,7 +287,7 @@ def read_frames(video_path: str | Path) -> Iterator[np.ndarray]:
             count += 1
             yield frame
         if count == 0:
-            raise DataError(f"{path}: capture video holds no decodable frame (corrupt?)")
+            raise DataError(f"{path}: the video holds no decodable frame (corrupt?)")
     finally:
         capture.release()
 
