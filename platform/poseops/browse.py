@@ -195,7 +195,9 @@ def stack_parts(parts: list[tuple[str, np.ndarray]]) -> np.ndarray:
 def annotation_samples(url: str, count: int) -> tuple[list[Sample], Skeleton]:
     """Images of an internal annotations file or an import folder (`poseops data import`), spread over the
     file, with every instance of its most common category drawn (stills and video frames alike)."""
-    from poseops.datasets.shards import FrameSource  # pyarrow and the shard machinery: only for this source
+    from poseops.datasets.shards import (
+        FrameSource,  # pyarrow and the shard machinery: only for this source
+    )
 
     path = annotations_file(url)
     data = load_annotations(path)

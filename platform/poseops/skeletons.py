@@ -249,7 +249,7 @@ def _hand_aliases() -> dict[str, str]:
         "little": ("little", "little_finger", "pinky", "pinkie", "pinky_finger", "small_finger", "fourth_finger"),
     }
     anatomical = {"thumb": ("cmc", "mcp", "ip", "tip")}
-    out = {alias: "wrist" for alias in ("hand_root", "root", "wrist_root", "hand_wrist", "palm_root")}
+    out = dict.fromkeys(("hand_root", "root", "wrist_root", "hand_wrist", "palm_root"), "wrist")
     for finger, spellings in fingers.items():
         for j, joint in enumerate(anatomical.get(finger, ("mcp", "pip", "dip", "tip")), start=1):
             for spelling in spellings:
@@ -275,7 +275,7 @@ KEYPOINT_ALIASES: dict[str, dict[str, str]] = {
 
 
 def canonical_names(
-    names: Sequence[str], skeleton: "Skeleton", keypoint_map: Mapping[str, str] | None = None
+    names: Sequence[str], skeleton: Skeleton, keypoint_map: Mapping[str, str] | None = None
 ) -> list[str | None]:
     """Each name as `skeleton` spells it (None where the set has no such joint): a `keypoint_map`
     entry first (the source's own mapping, to the set's names), else the name itself, else its
@@ -295,7 +295,7 @@ def canonical_names(
 
 
 def match_keypoint_set(
-    names: Sequence[str], skeleton: "Skeleton", keypoint_map: Mapping[str, str] | None = None
+    names: Sequence[str], skeleton: Skeleton, keypoint_map: Mapping[str, str] | None = None
 ) -> tuple[int, ...] | None:
     """perm [K] with skeleton joint j = the source's joint perm[j], when `names` name each of the
     set's joints exactly once (in any order and spelling); else None."""

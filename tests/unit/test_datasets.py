@@ -15,8 +15,8 @@ from poseops.annotations.internal import build_annotations, load_annotations, re
 from poseops.capture.common import read_video
 from poseops.capture.synthetic_hands import write_hand_captures
 from poseops.config import AugmentParams, CaptureParams, FamilyData, HandCaptureParams, SplitParams
-from poseops.datasets.loader import CropDataset, load_split_arrays, read_card
 from poseops.datasets.derive import dataset_checksum
+from poseops.datasets.loader import CropDataset, load_split_arrays, read_card
 from poseops.datasets.shards import derive_dataset
 from poseops.datasets.transforms import apply_affine, box_affine, compose, invert_affine, warp
 from poseops.errors import DataError

@@ -8,7 +8,6 @@ from poseops.errors import ConfigError
 from poseops.models import create_model, list_models
 from poseops.models.vmhpe import IMAGE_MEAN, info_nce, preprocess, target_kwargs
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -25,7 +25,13 @@ from poseops.annotations.internal import resolve_image_path
 from poseops.config import SplitParams
 from poseops.datasets.transforms import cut_window, integer_window
 from poseops.errors import DataError
-from poseops.skeletons import SKELETONS, Skeleton, categories_for_skeleton, get_skeleton, skeleton_from_coco_category
+from poseops.skeletons import (
+    SKELETONS,
+    Skeleton,
+    categories_for_skeleton,
+    get_skeleton,
+    skeleton_from_coco_category,
+)
 from poseops.storage import filesystem, join
 
 CARD = "card.json"
