@@ -1,4 +1,4 @@
-"""Seed 004's noisy-label ablation as DVC experiments: 3 losses x {clean, noisy labels} x 3 seeds.
+"""The noisy-label ablation of Lou et al., 2024, "MLE-Loss Driven Robust Hand Pose Estimation", as DVC experiments: 3 losses x {clean, noisy labels} x 3 seeds.
 
     python flows/handmle_noise_grid.py                 # run what is missing, then write the report
     python flows/handmle_noise_grid.py --report-only   # summarise the rows already there
@@ -9,12 +9,17 @@ reports/handmle_noise_grid.jsonl as cells finish, the summary in reports/handmle
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from poseops.experiments import handmle_noise_grid, handmle_report, markdown_table, run_grid, write_report
+from poseops.experiments import (
+    handmle_noise_grid,
+    handmle_report,
+    markdown_table,
+    run_grid,
+    write_report,
+)
 from poseops.paths import repo_root
 
 

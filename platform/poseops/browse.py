@@ -63,7 +63,8 @@ def spread_picks(frames_per_sequence: list[int], views_per_sequence: list[list[s
 # ---------------------------------------------------------------- reading samples
 def hand_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
     """Frames of a hand capture folder, spread over sequences and frames."""
-    from poseops.capture.synthetic_hands import read_frames, read_hand_sequences
+    from poseops.capture.common import read_frames
+    from poseops.capture.synthetic_hands import read_hand_sequences
 
     manifest = read_json(join(folder, "manifest.json"))
     entries = manifest["sequences"]
@@ -194,7 +195,9 @@ def stack_parts(parts: list[tuple[str, np.ndarray]]) -> np.ndarray:
 def annotation_samples(url: str, count: int) -> tuple[list[Sample], Skeleton]:
     """Images of an internal annotations file or an import folder (`poseops data import`), spread over the
     file, with every instance of its most common category drawn (stills and video frames alike)."""
-    from poseops.datasets.shards import FrameSource  # pyarrow and the shard machinery: only for this source
+    from poseops.datasets.shards import (
+        FrameSource,  # pyarrow and the shard machinery: only for this source
+    )
 
     path = annotations_file(url)
     data = load_annotations(path)

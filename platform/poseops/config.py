@@ -81,7 +81,7 @@ class CaptureParams(Strict):
     bodies: BodyCaptureParams | None = Field(None, description="multi-view body sequences (null: none)")
 
     @model_validator(mode="after")
-    def _something_to_render(self) -> "CaptureParams":
+    def _something_to_render(self) -> CaptureParams:
         if self.hands is None and self.bodies is None:
             raise ValueError("set hands, bodies or both: there is nothing to render")
         return self
@@ -188,7 +188,7 @@ class GateParams(BaseModel):
     strict: bool = Field(False, description="a refused promotion exits 1 instead of being recorded")
 
     @model_validator(mode="after")
-    def _threshold_keys(self) -> "GateParams":
+    def _threshold_keys(self) -> GateParams:
         for key, value in (self.model_extra or {}).items():
             if not key.startswith(("min_", "max_")) or len(key) < 5:
                 raise ValueError(f"gate key {key!r} must be min_<metric> or max_<metric> (or min_delta, strict)")
@@ -241,7 +241,7 @@ class ScoringParams(Strict):
 
     sigma_deg: float = Field(15.0, gt=0, description="per-angle similarity exp(-d^2 / (2 sigma^2))")
     weights: dict[AssessTask, dict[str, float]] = Field(
-        default_factory=lambda: {task: {chain: 1.0 for chain in chains} for task, chains in TASK_CHAINS.items()},
+        default_factory=lambda: {task: dict.fromkeys(chains, 1.0) for task, chains in TASK_CHAINS.items()},
         description="per task: chain -> relative weight (a task left out: its chains, equal weights)")
     smoothing: Literal["none", "moving_average", "one_euro"] = "none"
     smoothing_window: int = Field(3, ge=1, description="moving_average: frames")

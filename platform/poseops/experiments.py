@@ -33,7 +33,7 @@ class Cell:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------- the handmle noisy-label grid (seed 004)
+# ---------------------------------------------------------------- the handmle noisy-label grid (Lou et al., 2024, "MLE-Loss Driven Robust Hand Pose Estimation")
 HANDMLE_LOSSES: dict[str, dict[str, Any]] = {
     # RLE form of the MLE loss (residual flow around a Laplace base): the form that trains here
     "mle": {"families.handmle.model.loss_type": "mle", "families.handmle.model.flow_mode": "residual"},

@@ -44,7 +44,7 @@ class Family:
         """The per-epoch validation metric training reports and selects checkpoints by (`val_<primary>`)."""
         return f"val_{self.primary_metric}"
 
-    def make_predictor(self, model: "nn.Module", version: str = "local", **settings):
+    def make_predictor(self, model: nn.Module, version: str = "local", **settings):
         """The serving/evaluation predictor of a checkpoint-built model (`predict(image_bgr, box)`).
 
         settings override the checkpoint's `extra.inference` (crop_margin; input_size, flip_test).
@@ -52,7 +52,7 @@ class Family:
         inference = {**inference_settings(model, self.model), **settings}
         return self.task_module.predictor(model, f"poseops-{self.name}", version, inference)
 
-    def predictor(self, model: "nn.Module", crop_margin: float | None = None, version: str = "local"):
+    def predictor(self, model: nn.Module, crop_margin: float | None = None, version: str = "local"):
         """`records -> predictions` over a checkpoint-built model (the MLflow pyfunc's entry point).
 
         records: [{"image_bgr": uint8 [H,W,3], "box": [x, y, w, h] | None}]. The crop margin is the one
@@ -134,7 +134,7 @@ def validate_params(raw: dict[str, Any], source: str = "params.yaml") -> config_
     return config_schema.validate_params(raw, model_schemas(), source, data_schemas())
 
 
-def inference_settings(model: "nn.Module", model_name: str | None = None) -> dict:
+def inference_settings(model: nn.Module, model_name: str | None = None) -> dict:
     """Preprocessing a checkpoint was trained with (manifest `extra.inference`), over the inference
     defaults of its model's registry entry (`model_name`, else the checkpoint's model)."""
     info = getattr(model, "checkpoint_info", None) or {}

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import importlib
 import importlib.metadata
+import io
+import logging
 import os
 import shutil
 import tempfile
@@ -251,7 +254,12 @@ def log_and_register(checkpoint_folder: str | os.PathLike, family: str, run_id: 
         "weights_sha256": manifest["files"][WEIGHTS]["sha256"],
         **_metric_tags(extra),
     }
-    version = mlflow.register_model(logged.model_uri, name, tags=tags)
+    # MLflow prints "Successfully registered model ..." / "Created version ..." straight to stderr: they
+    # go to its logger instead (the log file under `poseops.library_logs`); the caller reports the version.
+    with contextlib.redirect_stderr(io.StringIO()) as chatter:
+        version = mlflow.register_model(logged.model_uri, name, tags=tags)
+    for line in chatter.getvalue().splitlines():
+        logging.getLogger("mlflow").info(line)
     return {
         "name": name,
         "version": str(version.version),

@@ -108,12 +108,11 @@ def print_coverage(stage: str, summary: dict) -> None:
 
 def derive(family_name: str, params: Params, where: Layout) -> dict:
     """derive@<family>: the same derive_dataset as `poseops data derive` (Ray when attached or large)."""
+    from poseops.annotations.internal import load_annotations
+    from poseops.annotations.keypoint_sets import coverage_lines, family_coverage
     from poseops.datasets.derive import derive_dataset
     from poseops.families import get_family
     from poseops.paths import append_run_log
-
-    from poseops.annotations.internal import load_annotations
-    from poseops.annotations.keypoint_sets import coverage_lines, family_coverage
 
     family, fam = get_family(family_name), params.families[family_name]
     if family.skeleton in SKELETONS:  # a user's own set is read from the annotations by derive itself
@@ -137,9 +136,9 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.checkpoints import save_checkpoint
     from poseops.families import get_family
     from poseops.models import model_entry
-    from poseops.train.fit import best_checkpoint, fit, history
     from poseops.paths import append_run_log
     from poseops.tracking.runs import WEIGHTS_TAG
+    from poseops.train.fit import best_checkpoint, fit, history
     from poseops.train.report import log_training_run
 
     family, fam = get_family(family_name), params.families[family_name]
@@ -247,8 +246,8 @@ def restore_champions(params: Params, where: Layout, alias: str = "champion") ->
     from poseops.checkpoints import load_checkpoint
     from poseops.packaging import log_and_register
     from poseops.storage import read_json
-    from poseops.tracking.registry import get_alias_version, promote as promote_version
-    from poseops.tracking.registry import record_evaluation, registered_name
+    from poseops.tracking.registry import get_alias_version, record_evaluation, registered_name
+    from poseops.tracking.registry import promote as promote_version
 
     restored = []
     for name in params.families:

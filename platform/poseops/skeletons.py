@@ -249,7 +249,7 @@ def _hand_aliases() -> dict[str, str]:
         "little": ("little", "little_finger", "pinky", "pinkie", "pinky_finger", "small_finger", "fourth_finger"),
     }
     anatomical = {"thumb": ("cmc", "mcp", "ip", "tip")}
-    out = {alias: "wrist" for alias in ("hand_root", "root", "wrist_root", "hand_wrist", "palm_root")}
+    out = dict.fromkeys(("hand_root", "root", "wrist_root", "hand_wrist", "palm_root"), "wrist")
     for finger, spellings in fingers.items():
         for j, joint in enumerate(anatomical.get(finger, ("mcp", "pip", "dip", "tip")), start=1):
             for spelling in spellings:
@@ -275,7 +275,7 @@ KEYPOINT_ALIASES: dict[str, dict[str, str]] = {
 
 
 def canonical_names(
-    names: Sequence[str], skeleton: "Skeleton", keypoint_map: Mapping[str, str] | None = None
+    names: Sequence[str], skeleton: Skeleton, keypoint_map: Mapping[str, str] | None = None
 ) -> list[str | None]:
     """Each name as `skeleton` spells it (None where the set has no such joint): a `keypoint_map`
     entry first (the source's own mapping, to the set's names), else the name itself, else its
@@ -295,7 +295,7 @@ def canonical_names(
 
 
 def match_keypoint_set(
-    names: Sequence[str], skeleton: "Skeleton", keypoint_map: Mapping[str, str] | None = None
+    names: Sequence[str], skeleton: Skeleton, keypoint_map: Mapping[str, str] | None = None
 ) -> tuple[int, ...] | None:
     """perm [K] with skeleton joint j = the source's joint perm[j], when `names` name each of the
     set's joints exactly once (in any order and spelling); else None."""
@@ -351,9 +351,10 @@ def categories_for_skeleton(categories: Sequence[dict], skeleton: Skeleton) -> s
 # ---------------------------------------------------------------------------- mappings
 
 # Joints a target set needs that a source set lacks, as the mean of source joints (by name; the
-# first recipe whose joints the source has wins). From COCO-17 to H36M-17 this is notes/001 §9.5:
-# pelvis = mid-hips, thorax = mid-shoulders, spine = (pelvis + thorax)/2, neck/nose = nose,
-# head = mid-eyes, limbs directly. From MPII-16: neck = upper neck, head = head top.
+# first recipe whose joints the source has wins). From COCO-17 to H36M-17 this is the conversion of
+# Zhu et al., 2023, "MotionBERT: A Unified Perspective on Learning Human Motion Representations"
+# (its in-the-wild 2D input): pelvis = mid-hips, thorax = mid-shoulders, spine = (pelvis + thorax)/2,
+# neck/nose = nose, head = mid-eyes, limbs directly (tests/unit/test_skeletons.py::test_coco_to_h36m_mapping). From MPII-16: neck = upper neck, head = head top.
 DERIVED_JOINTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "pelvis": (("left_hip", "right_hip"),),
     "thorax": (("left_shoulder", "right_shoulder"),),
@@ -417,7 +418,7 @@ def angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return angle_between(np.asarray(a) - b, np.asarray(c) - b)
 
 
-# Named angles (notes/000 §8): each is (a, b, c) for ∠(a, b, c); "mid_x" is the midpoint of left_x
+# Named angles (the joint angles of Zhang, He, Wu, 2025, "VMHPE", Tables 1 and 7): each is (a, b, c) for ∠(a, b, c); "mid_x" is the midpoint of left_x
 # and right_x. The trunk lean, arm mean and arm symmetry are built from these in `joint_angles`.
 ANGLES: dict[str, tuple[str, str, str]] = {
     "left_elbow": ("left_shoulder", "left_elbow", "left_wrist"),
@@ -430,7 +431,8 @@ ANGLES: dict[str, tuple[str, str, str]] = {
     "right_knee": ("right_hip", "right_knee", "right_ankle"),
 }
 
-# Task chains of notes/000 Table 7 / §8 step 2 (which angles each task is judged on).
+# Task chains: which angles each task is judged on, after the key angle chains of Zhang, He, Wu, 2025, "VMHPE",
+# Table 7 (tests/unit/test_skeletons.py::test_joint_angles_on_a_known_pose).
 TASK_CHAINS: dict[str, tuple[str, ...]] = {
     "TO": ("left_elbow", "right_elbow"),  # tool operation: wrist-elbow-shoulder
     "PC": ("left_hip", "right_hip"),  # part carrying/transport: trunk-hip-knee

@@ -15,6 +15,7 @@ from torch import nn
 
 from poseops import checkpoints, packaging
 from poseops.errors import ConfigError, DataError, GateRefused
+from poseops.library_logs import library_logs_to_file
 from poseops.models import register_model
 from poseops.tracking import registry, runs, store
 
@@ -115,10 +116,13 @@ def test_run_logs_flat_params_and_epoch_metrics(mlflow_store):
 # --- registered model format + promotion ---------------------------------------------------------------
 
 
-def test_registered_model_loads_back_with_equal_outputs(mlflow_store, tmp_path):
+def test_registered_model_loads_back_with_equal_outputs(mlflow_store, tmp_path, capsys):
     model = _checkpoint(tmp_path / "ck", "toyreg", seed=1, metrics={"pck": 0.9})
-    with runs.start_run("toyreg", "train") as run:
+    with runs.start_run("toyreg", "train") as run, library_logs_to_file("promote", tmp_path) as log:
         info = packaging.log_and_register(tmp_path / "ck", "toyreg", run_id=run.info.run_id)
+    # MLflow's registration chatter (printed to stderr) reaches the stage's log file, not the console
+    assert "Created version" not in capsys.readouterr().err
+    assert "Created version '1' of model 'poseops-toyreg'" in log.read_text()
     assert info["name"] == "poseops-toyreg" and info["run_id"] == run.info.run_id
     assert info["model_uri"] == f"models:/poseops-toyreg/{info['version']}"
     registry.promote("toyreg", info["version"], {"pck": 0.9}, {"min_pck": 0.5})

@@ -2,7 +2,8 @@
 
     images:      id, file_name (relative to the annotations file, or absolute), frame_index (None for a
                  still image), width, height, sequence, subject, source; optional camera_id, view,
-                 group, ignore_regions, task, performer, split, frame_number (helper_notes/SCHEMA.md)
+                 group, ignore_regions, task, performer, split, frame_number (the importers fill them:
+                 tests/unit/test_importers.py)
     annotations: id, image_id, category_id, keypoints [K*3] (x, y, v), num_keypoints, bbox [x, y, w, h],
                  area, iscrowd; optional keypoints_clean [K*2], bbox_raw, area_flagged, keypoints_3d
                  [K*3] world mm, person_id, track_id
@@ -31,7 +32,14 @@ from poseops.config import AnnotationSource
 from poseops.errors import ConfigError, DataError
 from poseops.skeletons import Skeleton, get_skeleton
 from poseops.storage import (
-    exists, filesystem, join, read_json, require_published, sha256_bytes, write_bytes_atomic, write_json_atomic,
+    exists,
+    filesystem,
+    join,
+    read_json,
+    require_published,
+    sha256_bytes,
+    write_bytes_atomic,
+    write_json_atomic,
 )
 
 # format -> "module:function"; each is read_<format>(file, images_dir, out_folder, **options) -> the internal form

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from poseops.capture.common import read_frames
 from poseops.errors import DataError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -81,27 +81,15 @@ class Follower:
 
 def sampled_frames(path: str | Path, frame_step: int = 1, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Every `frame_step`-th frame (BGR uint8) of a video file; DataError naming the file if it cannot
-    be opened or holds more than `max_frames` sampled frames."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such video")
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise DataError(f"{path}: OpenCV cannot open this video")
-    index = sampled = 0
-    try:
-        while True:
-            ok, image = capture.read()
-            if not ok:
-                break
-            if index % frame_step == 0:
-                if max_frames is not None and sampled >= max_frames:
-                    raise DataError(f"{path}: more than {max_frames} sampled frames (assess.max_frames)")
-                sampled += 1
-                yield image
-            index += 1
-    finally:
-        capture.release()
+    be opened or read (`poseops.capture.common.read_frames`) or holds more than `max_frames` sampled frames."""
+    sampled = 0
+    for index, image in enumerate(read_frames(path)):
+        if index % frame_step:
+            continue
+        if max_frames is not None and sampled >= max_frames:
+            raise DataError(f"{path}: more than {max_frames} sampled frames (assess.max_frames)")
+        sampled += 1
+        yield image
 
 
 def keypoints_from_video(path: str | Path, predictor: Any, num_keypoints: int, frame_step: int = 1,

@@ -91,7 +91,15 @@ def record_stage_time(root: Path, stage: str, seconds: float) -> None:
 
 
 def run_stage(stage: str, family: str | None = None, params_path: str | Path | None = None) -> None:
-    """Run one pipeline stage (what dvc.yaml's stages call); exit 1 on a PoseopsError."""
+    """Run one pipeline stage (what dvc.yaml's stages call); exit 1 on a PoseopsError. Ray's and
+    MLflow's logs go to .poseops/logs/<stage>[@<family>].log, not the console (`library_logs_to_file`)."""
+    from poseops.library_logs import library_logs_to_file
+
+    with library_logs_to_file(stage if family is None else f"{stage}@{family}"):
+        _run_stage(stage, family, params_path)
+
+
+def _run_stage(stage: str, family: str | None, params_path: str | Path | None) -> None:
     from poseops import pipeline
     from poseops.families import load_params
 

@@ -25,7 +25,13 @@ from poseops.annotations.internal import resolve_image_path
 from poseops.config import SplitParams
 from poseops.datasets.transforms import cut_window, integer_window
 from poseops.errors import DataError
-from poseops.skeletons import SKELETONS, Skeleton, categories_for_skeleton, get_skeleton, skeleton_from_coco_category
+from poseops.skeletons import (
+    SKELETONS,
+    Skeleton,
+    categories_for_skeleton,
+    get_skeleton,
+    skeleton_from_coco_category,
+)
 from poseops.storage import filesystem, join
 
 CARD = "card.json"
@@ -100,7 +106,7 @@ class FrameSource:
                 raise DataError(f"{path}: image of record {image['id']} cannot be decoded (corrupt or empty)")
             return pixels
         if self._video != path:
-            from poseops.capture.synthetic_hands import read_video
+            from poseops.capture.common import read_video
 
             self._frames, self._video = read_video(path), path
         index = int(image["frame_index"])

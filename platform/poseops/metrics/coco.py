@@ -161,7 +161,7 @@ def coco_keypoint_ap(
         "missing_value": "None where pycocotools has nothing to score (its -1)",
     }
     if not detections:
-        return {**{name: 0.0 for name in STAT_NAMES}, "protocol": {**protocol, "note": "no detections"}}
+        return {**dict.fromkeys(STAT_NAMES, 0.0), "protocol": {**protocol, "note": "no detections"}}
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()

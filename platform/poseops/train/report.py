@@ -16,7 +16,12 @@ def log_training_run(
 
     `tags`: extra run tags, e.g. the published weights' SHA-256 (`runs.WEIGHTS_TAG`), by which
     evaluation and promotion find this run again."""
-    from poseops.tracking.runs import log_artifact_file, log_epoch_metrics, log_params_flat, start_run
+    from poseops.tracking.runs import (
+        log_artifact_file,
+        log_epoch_metrics,
+        log_params_flat,
+        start_run,
+    )
     from poseops.viz.curves import plot_panels
 
     plots_dir.mkdir(parents=True, exist_ok=True)
