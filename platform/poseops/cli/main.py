@@ -14,6 +14,7 @@ import typer
 
 from poseops.cli.common import console, friendly
 from poseops.cli.data import data_app
+from poseops.cli.tune import tune_cmd
 from poseops.errors import PoseopsError
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Profiles and params.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.command("tune")(tune_cmd)
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
 
