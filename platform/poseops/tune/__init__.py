@@ -68,9 +68,6 @@ def run_grid(family: str, grid_name: str, root: Path, params_path: Path | None =
              seeds: Sequence[int] | None = None, storage_path: str | None = None, tracking: bool = True,
              rows: Sequence[str] | None = None) -> dict[str, Any]:
     """Run (or resume) a grid with Ray Tune and write its table; returns the report."""
-    from poseops.tune import report as reporting
-    from poseops.tune.runner import GridRun, result_rows, run_trials
-
     grid = load_grid(family, grid_name)
     trials = grid.trials(list(seeds) if seeds is not None else None)
     if rows:
@@ -78,6 +75,9 @@ def run_grid(family: str, grid_name: str, root: Path, params_path: Path | None =
         if unknown:
             raise ConfigError(f"--rows {unknown}: not rows of {family}/{grid_name} ({', '.join(grid.row_names())})")
         trials = [t for t in trials if t.row in rows]
+    from poseops.tune import report as reporting
+    from poseops.tune.runner import GridRun, result_rows, run_trials  # Ray: only once the grid is known good
+
     params_path = params_path or root / "params.yaml"
     base = read_yaml(params_path)
     run = GridRun(family=family, name=f"{family}_{grid_name}", trials=trials, base_params=base, project_root=root,

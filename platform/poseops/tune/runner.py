@@ -225,6 +225,11 @@ def trial_configs(run: GridRun, data_root: Path) -> list[dict[str, Any]]:
     return configs
 
 
+def trial_name(trial) -> str:
+    """Tune's name and folder of a trial: the grid trial's name (`<row>@s<seed>`), made path-safe."""
+    return _safe(unpack(trial.config)["trial"]["name"]).replace("/", "_") + f"_{trial.trial_id[-5:]}"
+
+
 def scheduler_for(settings: TuneSettings, metric: str):
     if settings.scheduler == "fifo":
         return None
@@ -270,7 +275,7 @@ def run_trials(run: GridRun, search: tuple[Space, str, int] | None = None):
             trainable(run),
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                num_samples=samples, max_concurrent_trials=run.settings.max_concurrent_trials,
+                trial_name_creator=trial_name, trial_dirname_creator=trial_name, num_samples=samples, max_concurrent_trials=run.settings.max_concurrent_trials,
                 scheduler=scheduler_for(run.settings, metric), search_alg=search_alg,
                 **({"metric": metric, "mode": "max"} if search_alg is not None else {})),
             run_config=tune.RunConfig(name=run.name, storage_path=run.storage_path, callbacks=callbacks,
