@@ -232,3 +232,36 @@ def test_search_dimensions_check_their_bounds():
     for family in ("vmhpe", "handmle"):
         assert load_family_grids(family).spaces, family
     assert grids_dir().name == "grids"
+
+
+# ---------------------------------------------------------------- trials prepared on the driver
+def test_trial_configs_derive_each_data_variant_once_and_reject_foreign_inputs(tmp_path, monkeypatch):
+    from poseops.tune import adapter
+    from poseops.tune.runner import GridRun, trial_configs
+
+    derived = []
+
+    def fake_derive(params, family, root):
+        derived.append(root.name)
+        return str(root / "data" / "derived" / family)
+
+    monkeypatch.setattr(adapter, "derive_variant", fake_derive)
+    base = read_yaml(REPO / "params.yaml")
+    grid = load_grid("handmle", "noise")
+    run = GridRun(family="handmle", name="handmle_noise_x", trials=grid.trials([0]), base_params=base,
+                  project_root=tmp_path, storage_path=str(tmp_path / "tune"),
+                  extra_overrides={"families.handmle.train.epochs": 1})
+    configs = {c["trial"]["row"]: c for c in trial_configs(run, tmp_path / "variants")}
+    assert configs["mle/clean"]["trial"]["dataset_url"] == str(tmp_path / "data" / "derived" / "handmle")
+    assert len(set(derived)) == 1 and len(derived) == 3  # the noisy rows share one variant
+    assert configs["heatmap_l2/noisy"]["trial"]["dataset_url"].startswith(str(tmp_path / "variants"))
+    assert configs["mle/noisy"]["params"]["families"]["handmle"]["train"]["epochs"] == 1
+    assert configs["mle/noisy"]["params"]["data"]["capture"]["hands"]["outlier_rate"] == 0.2
+
+    body = minimal()
+    body["grids"]["g"]["axes"][0]["levels"]["b"]["input_from"] = {"family": "vmhpe"}
+    write_grid_file(tmp_path, body)
+    foreign = GridRun(family="handmle", name="g", trials=load_grid("handmle", "g", tmp_path).trials(),
+                      base_params=base, project_root=tmp_path, storage_path=str(tmp_path / "tune"))
+    with pytest.raises(ConfigError, match="takes its input from family 'vmhpe'"):
+        trial_configs(foreign, tmp_path / "variants")

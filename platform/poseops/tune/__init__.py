@@ -9,6 +9,7 @@ into params.yaml so it goes through the pipeline's train -> evaluate -> promote 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,6 +64,13 @@ def dataset_facts(params_raw: Mapping[str, Any], rows: Sequence[Mapping[str, Any
                      "held-out sequences)"}
 
 
+def state_key(base: Mapping[str, Any], trials: Sequence[Any], extra: Mapping[str, Any] | None) -> str:
+    """8 hex of what a grid's results depend on (params, every trial, the extra overrides): the same inputs
+    resume the same Tune state; a changed params.yaml starts a fresh one instead of reusing stale trials."""
+    content = {"params": base, "trials": [t.as_config() for t in trials], "extra": dict(extra or {})}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def run_grid(family: str, grid_name: str, root: Path, params_path: Path | None = None,
              settings: TuneSettings | None = None, extra_overrides: Mapping[str, Any] | None = None,
              seeds: Sequence[int] | None = None, storage_path: str | None = None, tracking: bool = True,
@@ -80,7 +88,7 @@ def run_grid(family: str, grid_name: str, root: Path, params_path: Path | None =
 
     params_path = params_path or root / "params.yaml"
     base = read_yaml(params_path)
-    run = GridRun(family=family, name=f"{family}_{grid_name}", trials=trials, base_params=base, project_root=root,
+    run = GridRun(family=family, name=f"{family}_{grid_name}_{state_key(base, trials, extra_overrides)}", trials=trials, base_params=base, project_root=root,
                   storage_path=storage_path or str(state_root(root)), settings=settings or settings_for(family),
                   extra_overrides=dict(extra_overrides or {}), tracking=tracking, description=grid.description)
     results, parent = run_trials(run)
@@ -89,6 +97,8 @@ def run_grid(family: str, grid_name: str, root: Path, params_path: Path | None =
     report["mlflow_parent_run"] = parent
     report["errors"] = [str(r.error)[:500] for r in results if r.error is not None]
     report["extra_overrides"] = dict(extra_overrides or {})
+    report["profile"] = base.get("profile")
+    report["tune_state"] = str(Path(run.storage_path) / run.name)
     reporting.write_report(report, report_stem(root, family, grid_name))
     return report
 

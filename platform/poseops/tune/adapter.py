@@ -5,8 +5,11 @@ When the training code changes shape, only this module changes. It makes these c
   - `poseops.config.validate_params(raw, schemas)` (the same validation as `families.load_params`);
   - `poseops.train.fit.make_loop_config(family, family_params, dataset_url)` and
     `poseops.train.loop.train_loop_per_worker` (run by a `TorchTrainer` built here, because Ray Tune needs
-    `TuneReportCallback` in the trainer's RunConfig, which `poseops.train.fit.fit` does not take);
-  - `poseops.pipeline.layout/capture/annotate/derive`, only for a row that changes the data (label noise).
+    `TuneReportCallback` in the trainer's RunConfig, which `poseops.train.fit.fit` does not take; each
+    worker records its node id first), and `poseops.train.fit.history(result)`;
+  - `poseops.capture.write_captures`, `poseops.annotations.internal.build_annotations` and
+    `poseops.datasets.derive.derive_dataset` (what the capture, annotate and derive stages call), only
+    for a row that changes the data (label noise), and `datasets.loader.read_card` / `derive.dataset_checksum`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from typing import Any
 
 from poseops.config import Params, validate_params
 from poseops.families import get_family, model_schemas
+
+# The pipeline's layout (dvc.yaml), relative to a project root.
+RAW = Path("data") / "raw" / "synthetic"
+ANNOTATIONS = Path("data") / "annotations" / "labels.json"
+DERIVED = Path("data") / "derived"
 
 
 def validated(raw: Mapping[str, Any], source: str) -> Params:
@@ -41,24 +49,26 @@ def data_fingerprint(params: Params, family_name: str) -> str:
 
 
 def derive_variant(params: Params, family_name: str, root: Path) -> str:
-    """Capture, annotate and derive the family's data for these params under `root` (skipped when its
-    card exists: a dataset exists only once its card is written); returns the derived dataset's URL."""
-    from poseops import pipeline
+    """Capture, annotate and derive the family's data for these params under `root`, in the pipeline's
+    layout (skipped when the card exists: a dataset exists only once its card is written); returns the
+    derived dataset's URL. The same library calls as the capture, annotate and derive stages."""
+    from poseops.annotations.internal import build_annotations
+    from poseops.capture import write_captures
+    from poseops.datasets.derive import derive_dataset
 
-    where = pipeline.layout(root)
-    if not (where.derived(family_name) / "card.json").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        pipeline.capture(params, where)
-        pipeline.annotate(params, where)
-        pipeline.derive(family_name, params, where)
-    return str(where.derived(family_name))
+    family, fam = get_family(family_name), params.families[family_name]
+    out = root / DERIVED / family_name
+    if not (out / "card.json").exists():
+        write_captures(root / RAW, params.data.capture, keep_empty=True)
+        build_annotations(root / RAW, params.data.annotations, root / ANNOTATIONS)
+        derive_dataset(family.dataset_kind, root / ANNOTATIONS, str(out), fam.data, params.data.split,
+                       skeleton=family.skeleton, repo_root=root)
+    return str(out)
 
 
 def project_dataset(project_root: Path, family_name: str) -> str:
     """The pipeline's own derived dataset of the family (what `derive@<family>` wrote)."""
-    from poseops import pipeline
-
-    return str(pipeline.layout(project_root).derived(family_name))
+    return str(project_root / DERIVED / family_name)
 
 
 def dataset_card(dataset_url: str) -> dict:
@@ -86,8 +96,9 @@ def train_trial(params: Params, family_name: str, dataset_url: str, run_name: st
 
     family, fam = get_family(family_name), params.families[family_name]
     trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=make_loop_config(family, fam, dataset_url),
+        train_worker,
+        train_loop_config={**make_loop_config(family, fam, dataset_url),
+                           PLACEMENT_KEY: placement_folder(storage_path, run_name)},
         scaling_config=ScalingConfig(num_workers=fam.train.num_workers,
                                      resources_per_worker={"CPU": fam.train.cpus_per_worker}),
         run_config=RunConfig(
@@ -99,6 +110,42 @@ def train_trial(params: Params, family_name: str, dataset_url: str, run_name: st
         ),
     )
     return trainer.fit()
+
+
+PLACEMENT_KEY = "tune_placement_folder"
+
+
+def placement_folder(storage_path: str, run_name: str) -> str:
+    return f"{storage_path.rstrip('/')}/{run_name}/placement"
+
+
+def train_worker(cfg: dict[str, Any]) -> None:
+    """`train_loop_per_worker`, after writing this worker's rank and Ray node id to the run's storage
+    (`placement/rank<r>.json`), so a grid can show where its trials trained."""
+    import fsspec
+    import ray
+    import ray.train
+
+    from poseops.train.loop import train_loop_per_worker
+
+    folder = cfg[PLACEMENT_KEY]
+    rank = ray.train.get_context().get_world_rank()
+    fs, path = fsspec.core.url_to_fs(folder)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(f"{path}/rank{rank}.json", "w") as out:
+        out.write(json.dumps({"rank": rank, "node_id": ray.get_runtime_context().get_node_id()}))
+    train_loop_per_worker({k: v for k, v in cfg.items() if k != PLACEMENT_KEY})
+
+
+def worker_nodes(storage_path: str, run_name: str) -> list[str]:
+    """The Ray node ids the run's Train workers ran on, by rank."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(placement_folder(storage_path, run_name))
+    if not fs.exists(path):
+        return []
+    found = sorted(fs.glob(f"{path}/rank*.json"))
+    return [json.loads(fs.cat_file(p))["node_id"] for p in found]
 
 
 def epochs_of(result) -> list[dict[str, Any]]:

@@ -96,6 +96,9 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"- Dataset: **{data['name']}** ({data['split']}), checksum(s): "
         + ", ".join(f"`{c}`" for c in data["checksums"]),
         f"- Protocol: {report['protocol']}",
+        f"- Configuration: params.yaml profile `{report.get('profile', '?')}`, the grid's overrides per row"
+        + (", and for every trial " + ", ".join(f"`{k}={v}`" for k, v in report["extra_overrides"].items())
+           if report.get("extra_overrides") else "") + ".",
         f"- Reproduces: {paper['table']} of {paper['citation']}; the paper's dataset: {paper['dataset']}.",
         f"- Ours: mean ± SD (sample, n-1) of {metric} over seeds; paper: {first} as printed"
         + (f" (ours × {1 / scale:g} to compare)" if scale != 1 else "") + ".",

@@ -61,8 +61,8 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
     trial = config["trial"]
     started = time.time()
     params = adapter.validated(config["params"], source=f"trial {trial['name']}")
-    result = adapter.train_trial(params, config["family"], trial["dataset_url"],
-                                 run_name=_safe(f"{config['experiment']}-{trial['name']}"),
+    run_name = _safe(f"{config['experiment']}-{trial['name']}")
+    result = adapter.train_trial(params, config["family"], trial["dataset_url"], run_name=run_name,
                                  storage_path=config["train_storage"])
     epochs = adapter.epochs_of(result)
     metric = adapter.val_metric(config["family"])
@@ -77,6 +77,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
         "checkpoint_path": checkpoint.path if checkpoint is not None else "",
         "trial_seconds": round(time.time() - started, 2),
         "node_id": _node_id(),
+        "worker_nodes": ",".join(adapter.worker_nodes(config["train_storage"], run_name)),
         "history": json.dumps(epochs),
     }
     ray.tune.report(summary)
@@ -153,7 +154,7 @@ class MlflowTrials(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self._child(trial)
         if result.get("done_summary"):
-            for key in ("checkpoint_path", "node_id"):
+            for key in ("checkpoint_path", "node_id", "worker_nodes"):
                 if result.get(key):
                     self.client.set_tag(run_id, key, str(result[key]))
             numbers = {k: result[k] for k in ("best_epoch", "epochs_run", "trial_seconds") if k in result}
@@ -335,6 +336,7 @@ def result_rows(results, family: str) -> list[dict[str, Any]]:
             "metric": metric, "value": m[f"best_{metric}"], "best_epoch": m["best_epoch"],
             "epochs_run": m["epochs_run"], "stopped_at_plateau": bool(m["stopped_at_plateau"]),
             "checkpoint_path": m["checkpoint_path"], "seconds": m["trial_seconds"], "node_id": m["node_id"],
+            "worker_nodes": [n for n in m.get("worker_nodes", "").split(",") if n],
             "trial_id": m.get("trial_id"),
         })
     return rows
