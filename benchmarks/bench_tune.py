@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -103,5 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

@@ -55,11 +55,20 @@ def driver_env(root: Path, cluster, tracking_uri: str | None = None) -> dict[str
 
 
 def finished_trials(root: Path) -> dict[str, bytes]:
-    """Trial folder -> its result.json bytes, for trials whose last report (the summary) is in."""
+    """Trial folder -> its result.json bytes, for trials that Tune's saved experiment state calls TERMINATED
+    (what a restore reads) and whose summary report is in."""
+    terminated = set()
+    for state in (root / ".poseops" / "tune").glob("handmle_a2_loss_*/experiment_state-*.json"):
+        try:
+            trials = json.loads(state.read_text())["trial_data"]
+        except (json.JSONDecodeError, KeyError):  # being written
+            continue
+        terminated |= {json.loads(t[0])["trial_id"] for t in trials if json.loads(t[0])["status"] == "TERMINATED"}
     found = {}
     for result in (root / ".poseops" / "tune").glob("handmle_a2_loss_*/*/result.json"):
         text = result.read_bytes()
-        if b'"done_summary": 1' in text:
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if lines and lines[-1].get("done_summary") and lines[-1]["trial_id"] in terminated:
             found[result.parent.name] = text
     return found
 

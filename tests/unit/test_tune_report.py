@@ -106,3 +106,15 @@ def test_cli_lists_grids():
     result = CliRunner().invoke(app, ["tune", "vmhpe", "--list"])
     assert result.exit_code == 0
     assert "t6_components" in result.output and "4 rows x 3 seeds" in result.output
+
+
+def test_grids_pipeline_has_one_stage_per_grid_file_entry():
+    from poseops.tune.grids import list_grids
+
+    pipeline = yaml.safe_load((REPO / "grids" / "dvc.yaml").read_text())
+    stages = pipeline["vars"][0]["grids"]
+    assert {(s["family"], s["grid"]) for s in stages.values()} == {(f, g) for f, gs in list_grids().items() for g in gs}
+    assert all(key == f"{s['family']}_{s['grid']}" for key, s in stages.items())
+    body = pipeline["stages"]["grid"]["do"]
+    assert body["wdir"] == ".." and "data/derived/${item.family}" in body["deps"]
+    assert {next(iter(o)) for o in body["outs"]} == {f"reports/grids/${{key}}.{s}" for s in ("md", "csv", "png", "json")}

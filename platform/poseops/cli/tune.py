@@ -21,6 +21,7 @@ def tune_cmd(
     samples: Annotated[int, typer.Option(min=1, help="search: number of trials")] = 8,
     scheduler: Annotated[Optional[str], typer.Option(help="fifo or asha (default: the grid file's tune.scheduler)")] = None,
     max_concurrent: Annotated[Optional[int], typer.Option(min=1, help="trials at once (default: tune.max_concurrent_trials)")] = None,
+    cpus_per_trial: Annotated[Optional[float], typer.Option(help="CPUs of each trial's Train workers together (default: tune.cpus_per_trial)")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="comma-separated training seeds (default: the grid's)")] = None,
     rows: Annotated[Optional[str], typer.Option(help="comma-separated rows to run (default: all)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", "-S", help="extra params override key=value for every trial (e.g. a shorter schedule)")] = None,
@@ -47,7 +48,8 @@ def tune_cmd(
     if (grid is None) == (search is None):
         raise ConfigError("give either --grid <name> or --search optuna|random --space <name>")
     root = params.resolve().parent
-    settings = tuning.settings_for(family, scheduler=scheduler, max_concurrent_trials=max_concurrent)
+    settings = tuning.settings_for(family, scheduler=scheduler, max_concurrent_trials=max_concurrent,
+                                   cpus_per_trial=cpus_per_trial)
     extra = tuning.parse_sets(set_ or [])
     if grid is not None:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None

@@ -200,7 +200,9 @@ class TuneSettings(Strict):
     """How a family's trials run; CLI options override these."""
 
     max_concurrent_trials: int = Field(2, ge=1)
-    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs reserved per trial (its Ray Train workers)")
+    cpus_per_trial: float | None = Field(
+        None, gt=0, description="CPUs of a trial's Ray Train workers together (split over train.num_workers); "
+        "None: the family's train.cpus_per_worker as in params.yaml")
     scheduler: Literal["fifo", "asha"] = "fifo"
     asha_grace_epochs: int = Field(2, ge=1)
     asha_reduction_factor: int = Field(2, ge=2)

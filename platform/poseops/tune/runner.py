@@ -49,7 +49,7 @@ class GridRun:
 
 
 # ---------------------------------------------------------------- the trainable
-def run_trial(config: dict[str, Any]) -> dict[str, Any]:
+def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: validate the trial's params, run Ray Train, report the best epoch.
 
     Every epoch reaches Tune through TuneReportCallback (so ASHA can stop a trial); the last report
@@ -80,8 +80,7 @@ def run_trial(config: dict[str, Any]) -> dict[str, Any]:
         "worker_nodes": ",".join(adapter.worker_nodes(config["train_storage"], run_name)),
         "history": json.dumps(epochs),
     }
-    ray.tune.report(summary)
-    return summary
+    ray.tune.report(summary)  # nothing returned: a returned dict would be reported a second time
 
 
 def _node_id() -> str:
@@ -211,7 +210,7 @@ def trial_configs(run: GridRun, data_root: Path) -> list[dict[str, Any]]:
             raise ConfigError(f"grid {run.name}: trial {trial.name} takes its input from family "
                               f"{trial.input_from.family!r}; no {run.family} task consumes another family's "
                               "predictions yet")
-        raw = apply_overrides(run.base_params, {**trial.overrides, **run.extra_overrides},
+        raw = apply_overrides(run.base_params, {**trial.overrides, **resource_overrides(run), **run.extra_overrides},
                               source=f"grid {run.name}, trial {trial.name}")
         params = adapter.validated(raw, source=f"grid {run.name}, trial {trial.name}")
         fingerprint = adapter.data_fingerprint(params, run.family)
@@ -229,6 +228,14 @@ def trial_configs(run: GridRun, data_root: Path) -> list[dict[str, Any]]:
 def trial_name(trial) -> str:
     """Tune's name and folder of a trial: the grid trial's name (`<row>@s<seed>`), made path-safe."""
     return _safe(unpack(trial.config)["trial"]["name"]).replace("/", "_") + f"_{trial.trial_id[-5:]}"
+
+
+def resource_overrides(run: GridRun) -> dict[str, Any]:
+    """`tune.cpus_per_trial` as the family's train.cpus_per_worker (split over its workers); {} when unset."""
+    if run.settings.cpus_per_trial is None:
+        return {}
+    workers = int(run.base_params["families"][run.family]["train"].get("num_workers", 1))
+    return {f"families.{run.family}.train.cpus_per_worker": run.settings.cpus_per_trial / workers}
 
 
 def scheduler_for(settings: TuneSettings, metric: str):
@@ -305,7 +312,7 @@ def search_space(run: GridRun, space: Space, algorithm: str, samples: int, commo
             dims[key] = tune.loguniform(dim.low, dim.high)
         else:
             dims[key] = tune.randint(int(dim.low), int(dim.high))
-    fixed = {**space.fixed, **run.extra_overrides}
+    fixed = {**space.fixed, **resource_overrides(run), **run.extra_overrides}
     adapter.validated(apply_overrides(run.base_params, fixed, source=f"space {run.name}"), "params.yaml")
     dataset = adapter.project_dataset(run.project_root, run.family)
     adapter.dataset_card(dataset)  # the derived data must exist before any trial starts
