@@ -71,6 +71,7 @@ def run_trial(config: dict[str, Any]) -> None:
     summary = {
         "done_summary": 1,
         f"best_{metric}": float(best.get(metric, float("nan"))),
+        metric: float(best.get(metric, float("nan"))),  # searchers and ASHA read the metric in every result
         "best_epoch": int(best.get("epoch", -1)),
         "epochs_run": len(epochs),
         "stopped_at_plateau": int(bool(epochs and epochs[-1].get("plateau"))),
