@@ -265,3 +265,20 @@ def test_trial_configs_derive_each_data_variant_once_and_reject_foreign_inputs(t
                       base_params=base, project_root=tmp_path, storage_path=str(tmp_path / "tune"))
     with pytest.raises(ConfigError, match="takes its input from family 'vmhpe'"):
         trial_configs(foreign, tmp_path / "variants")
+
+
+def test_scheduler_option_and_resources_per_trial(tmp_path):
+    from ray.tune.schedulers import ASHAScheduler
+
+    from poseops.tune.grids import TuneSettings
+    from poseops.tune.runner import GridRun, resource_overrides, scheduler_for
+
+    assert scheduler_for(TuneSettings(), "val_pck") is None
+    assert isinstance(scheduler_for(TuneSettings(scheduler="asha"), "val_pck"), ASHAScheduler)
+    base = read_yaml(REPO / "params.yaml")
+    base["families"]["handmle"]["train"]["num_workers"] = 2
+    run = GridRun(family="handmle", name="x", trials=[], base_params=base, project_root=tmp_path,
+                  storage_path=str(tmp_path), settings=TuneSettings(cpus_per_trial=1.0))
+    assert resource_overrides(run) == {"families.handmle.train.cpus_per_worker": 0.5}
+    run.settings = TuneSettings()
+    assert resource_overrides(run) == {}

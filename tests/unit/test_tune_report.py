@@ -118,3 +118,16 @@ def test_grids_pipeline_has_one_stage_per_grid_file_entry():
     body = pipeline["stages"]["grid"]["do"]
     assert body["wdir"] == ".." and "data/derived/${item.family}" in body["deps"]
     assert {next(iter(o)) for o in body["outs"]} == {f"reports/grids/${{key}}.{s}" for s in ("md", "csv", "png", "json")}
+
+
+def test_tune_state_is_keyed_by_its_inputs():
+    from poseops.config import read_yaml
+    from poseops.tune import state_key
+
+    base = read_yaml(REPO / "params.yaml")
+    trials = load_grid("handmle", "a2_loss").trials()
+    assert state_key(base, trials, {}) == state_key(read_yaml(REPO / "params.yaml"), trials, {})
+    changed = {**base, "seed": base["seed"] + 1}
+    assert state_key(changed, trials, {}) != state_key(base, trials, {})
+    assert state_key(base, trials[:2], {}) != state_key(base, trials, {})
+    assert state_key(base, trials, {"families.handmle.train.epochs": 1}) != state_key(base, trials, {})

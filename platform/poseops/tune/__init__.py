@@ -88,8 +88,10 @@ def run_grid(family: str, grid_name: str, root: Path, params_path: Path | None =
 
     params_path = params_path or root / "params.yaml"
     base = read_yaml(params_path)
-    run = GridRun(family=family, name=f"{family}_{grid_name}_{state_key(base, trials, extra_overrides)}", trials=trials, base_params=base, project_root=root,
-                  storage_path=storage_path or str(state_root(root)), settings=settings or settings_for(family),
+    settings = settings or settings_for(family)
+    key = state_key(base, trials, {**(extra_overrides or {}), "cpus_per_trial": settings.cpus_per_trial})
+    run = GridRun(family=family, name=f"{family}_{grid_name}_{key}", trials=trials, base_params=base,
+                  project_root=root, storage_path=storage_path or str(state_root(root)), settings=settings,
                   extra_overrides=dict(extra_overrides or {}), tracking=tracking, description=grid.description)
     results, parent = run_trials(run)
     found = result_rows(results, family)
@@ -112,9 +114,13 @@ def run_search(family: str, space_name: str, algorithm: str, samples: int, root:
 
     space = load_space(family, space_name)
     params_path = params_path or root / "params.yaml"
-    run = GridRun(family=family, name=f"{family}_search_{space_name}_{algorithm}", trials=[],
-                  base_params=read_yaml(params_path), project_root=root,
-                  storage_path=storage_path or str(state_root(root)), settings=settings or settings_for(family),
+    base = read_yaml(params_path)
+    settings = settings or settings_for(family)
+    key = state_key(base, [], {**(extra_overrides or {}), "space": space.model_dump(mode="json"), "samples": samples,
+                               "cpus_per_trial": settings.cpus_per_trial})
+    run = GridRun(family=family, name=f"{family}_search_{space_name}_{algorithm}_{key}", trials=[],
+                  base_params=base, project_root=root,
+                  storage_path=storage_path or str(state_root(root)), settings=settings,
                   extra_overrides=dict(extra_overrides or {}), tracking=tracking, description=space.description)
     results, parent = run_trials(run, search=(space, algorithm, samples))
     found = result_rows(results, family)

@@ -244,7 +244,7 @@ def scheduler_for(settings: TuneSettings, metric: str):
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(metric=metric, mode="max", time_attr="training_iteration",
+    return ASHAScheduler(time_attr="training_iteration",  # metric and mode: the TuneConfig's
                          grace_period=settings.asha_grace_epochs, reduction_factor=settings.asha_reduction_factor)
 
 
@@ -285,8 +285,7 @@ def run_trials(run: GridRun, search: tuple[Space, str, int] | None = None):
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 trial_name_creator=trial_name, trial_dirname_creator=trial_name, num_samples=samples, max_concurrent_trials=run.settings.max_concurrent_trials,
-                scheduler=scheduler_for(run.settings, metric), search_alg=search_alg,
-                **({"metric": metric, "mode": "max"} if search_alg is not None else {})),
+                scheduler=scheduler_for(run.settings, metric), search_alg=search_alg, metric=metric, mode="max"),
             run_config=tune.RunConfig(name=run.name, storage_path=run.storage_path, callbacks=callbacks,
                                       verbose=1),
         )
