@@ -73,7 +73,7 @@ def tune_cmd(
     best = found["best"]
     console.print(f"best: {best['name']} {best['metric']} {best['value']:.4f} (checkpoint {best['checkpoint_path']})")
     if apply:
-        chosen = {k: v for k, v in best["overrides"].items() if k not in extra}
+        chosen = {k: v for k, v in best["overrides"].items() if k in found["searched"]}  # not --set, resources
         line = tuning.apply_to_params(params, chosen, family)
         console.print(f"applied to {params}; the same as a single experiment:\n{line}")
 
