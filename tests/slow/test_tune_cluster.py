@@ -141,3 +141,26 @@ def test_two_trials_train_on_both_nodes_logging_to_an_mlflow_server(hand_project
         assert all("val_pck" in r.data.metrics and "best_val_pck" in r.data.metrics for r in children)
     finally:
         stop_process(server)
+
+
+@pytest.mark.timeout(300)
+def test_a_label_noise_row_trains_on_its_own_derived_variant(tmp_path):
+    """The noise grid's data axis: a noisy-label row gets its own capture + derive (hands only), whose
+    training labels are corrupted while the clean ones (what validation scores against) are kept."""
+    from poseops.config import read_yaml
+    from poseops.datasets.loader import load_split_arrays
+    from poseops.profiles import write_profile
+    from poseops.tune import adapter
+    from poseops.tune.grids import apply_overrides, load_grid
+
+    write_profile(str(REPO / "profiles" / "tiny.yaml"), tmp_path / "params.yaml")
+    base = read_yaml(tmp_path / "params.yaml")
+    rows = {r.name: r for r in load_grid("handmle", "noise").rows()}
+    urls = {}
+    for name in ("mle/clean", "mle/noisy"):
+        params = adapter.validated(apply_overrides(base, rows[name].overrides), name)
+        urls[name] = adapter.derive_variant(params, "handmle", tmp_path / name.replace("/", "_"))
+    assert not any((tmp_path / "mle_noisy" / "data" / "raw" / "synthetic" / "bodies").iterdir())
+    clean, noisy = (load_split_arrays(urls[n], "train", 32, 1.25) for n in ("mle/clean", "mle/noisy"))
+    assert abs(clean["keypoints"] - clean["keypoints_clean"]).max() < 1e-4
+    assert (abs(noisy["keypoints"] - noisy["keypoints_clean"]) > 1e-3).mean() > 0.5  # jitter on every point

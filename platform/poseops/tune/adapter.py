@@ -59,7 +59,10 @@ def derive_variant(params: Params, family_name: str, root: Path) -> str:
     family, fam = get_family(family_name), params.families[family_name]
     out = root / DERIVED / family_name
     if not (out / "card.json").exists():
-        write_captures(root / RAW, params.data.capture, keep_empty=True)
+        capture = params.data.capture
+        if family.dataset_kind == "hand_crop":  # hand crops read only the hand sequences: skip the bodies
+            capture = capture.model_copy(update={"bodies": None})
+        write_captures(root / RAW, capture, keep_empty=True)
         build_annotations(root / RAW, params.data.annotations, root / ANNOTATIONS)
         derive_dataset(family.dataset_kind, root / ANNOTATIONS, str(out), fam.data, params.data.split,
                        skeleton=family.skeleton, repo_root=root)
