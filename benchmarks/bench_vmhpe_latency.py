@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
 
+from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
 from poseops.models import create_model
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
 
-PAPER_MS = {"VMHPE": 213.4, "CID": 213.1, "DEKR": 336.1}  # RTX 3090, conditions not stated (note 000 section 9)
+PAPER_MS = {"VMHPE": 213.4, "CID": 213.1, "DEKR": 336.1}  # RTX 3090, conditions not stated (Zhang, He, Wu, 2025, "VMHPE", Fig. 9)
 
 
 def bench_preset(profile: str, runs: int, warmup: int, device: torch.device, peak: float) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from poseops.demo import query_each_family
+from poseops.library_logs import library_logs_to_file
 from poseops.monitor import RunMonitor
 from poseops.pipeline import dvc_repro
 from poseops.reporting import committed_metrics_diff, metrics_summary_table
@@ -18,7 +19,7 @@ console = Console()
 
 
 def main() -> None:
-    with RunMonitor() as run:
+    with library_logs_to_file("demo") as log, RunMonitor() as run:
         console.rule("dvc repro: capture -> annotate -> derive -> train -> evaluate -> promote")
         dvc_repro()
         metrics_summary_table(print_it=True)
@@ -28,6 +29,7 @@ def main() -> None:
         query_each_family()
     console.rule("done")
     console.print(run.summary())
+    console.print(f"Ray, MLflow and stage logs: {log.parent}/")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Look at labels: a grid of samples with keypoints, edges and visibility drawn.
 
-Sources: a synthetic hand capture folder, a synthetic body capture folder (both: manifest.json, told apart
+Sources: an import folder (`poseops data import`) or an internal annotations JSON, a synthetic hand
+capture folder, a synthetic body capture folder (both: manifest.json, told apart
 by `manifest["kind"]`), a capture root holding `hands/` and/or `bodies/` capture folders (one
 grid per part, stacked), or a derived dataset (card.json). Visible joints are filled, occluded ones (v = 1)
 hollow grey, v = 0 not drawn; each cell is captioned with where its frame came from.
@@ -9,15 +10,18 @@ hollow grey, v = 0 not drawn; each cell is captioned with where its frame came f
 from __future__ import annotations
 
 import tarfile
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from poseops.annotations.internal import annotations_file, load_annotations
 from poseops.capture import CAPTURE_PARTS
 from poseops.capture.synthetic_bodies import read_sequences
 from poseops.errors import DataError
-from poseops.skeletons import COCO17, SKELETONS, Skeleton, get_skeleton
+from poseops.skeletons import COCO17, SKELETONS, Skeleton, get_skeleton, skeleton_from_coco_category
 from poseops.storage import exists, filesystem, join, read_json
 
 CELL = 192  # px, longer side of a drawn frame
@@ -59,7 +63,8 @@ def spread_picks(frames_per_sequence: list[int], views_per_sequence: list[list[s
 # ---------------------------------------------------------------- reading samples
 def hand_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
     """Frames of a hand capture folder, spread over sequences and frames."""
-    from poseops.capture.synthetic_hands import read_frames, read_hand_sequences
+    from poseops.capture.common import read_frames
+    from poseops.capture.synthetic_hands import read_hand_sequences
 
     manifest = read_json(join(folder, "manifest.json"))
     entries = manifest["sequences"]
@@ -187,10 +192,41 @@ def stack_parts(parts: list[tuple[str, np.ndarray]]) -> np.ndarray:
     return np.vstack(blocks)
 
 
+def annotation_samples(url: str, count: int) -> tuple[list[Sample], Skeleton]:
+    """Images of an internal annotations file or an import folder (`poseops data import`), spread over the
+    file, with every instance of its most common category drawn (stills and video frames alike)."""
+    from poseops.datasets.shards import (
+        FrameSource,  # pyarrow and the shard machinery: only for this source
+    )
+
+    path = annotations_file(url)
+    data = load_annotations(path)
+    if not data["annotations"]:
+        raise DataError(f"{path}: no annotations to show")
+    category_id = Counter(a["category_id"] for a in data["annotations"]).most_common(1)[0][0]
+    category = next(c for c in data["categories"] if c["id"] == category_id)
+    skeleton = skeleton_from_coco_category(category)
+    people: dict = {}
+    for ann in data["annotations"]:
+        if ann["category_id"] == category_id:
+            people.setdefault(ann["image_id"], []).append(np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3))
+    images = [img for img in data["images"] if img["id"] in people]
+    picked = [images[i * len(images) // min(count, len(images))] for i in range(min(count, len(images)))]
+    frames = FrameSource(Path(filesystem(path)[1]))
+    samples = []
+    for img in picked:
+        kps = people[img["id"]]
+        caption = f"{Path(str(img['file_name'])).name}" + (f" f{img['frame_index']}" if img.get("frame_index") is not None else "")
+        samples.append(Sample(frames.frame(img), [kp[:, :2] for kp in kps], [kp[:, 2].astype(int) for kp in kps],
+                              caption[-28:]))
+    return samples, skeleton
+
+
 def capture_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
-    """Samples of a hand or body capture folder, by the capture kind its manifest names (as annotate reads it)."""
+    """Samples of a hand or body capture folder, by the capture kind its manifest names (as annotate reads it),
+    or of an import folder (kind "annotations")."""
     kind = read_json(join(folder, "manifest.json")).get("kind")
-    readers = {"hand": hand_samples, "body": body_samples}
+    readers = {"hand": hand_samples, "body": body_samples, "annotations": annotation_samples}
     if kind not in readers:
         raise DataError(f"{join(folder, 'manifest.json')}: capture kind {kind!r}: no labels to draw "
                         f"(expected {' or '.join(readers)})")
@@ -204,6 +240,8 @@ def label_grid(url: str, count: int = 16, cols: int = 4, part: str | None = None
     Shape: [rows * (CELL + CAPTION_HEIGHT), min(count, cols) * CELL, 3] for one source; a capture root
     stacks one such grid per part, each under a TITLE_HEIGHT strip."""
     url = str(url)
+    if url.endswith(".json") and exists(url):  # an internal annotations file (e.g. data/annotations/labels.json)
+        return samples_grid(*annotation_samples(url, count), cols)
     if part is not None and part not in CAPTURE_PARTS:
         raise DataError(f"part {part!r}: expected one of {', '.join(CAPTURE_PARTS)}")
     if exists(join(url, "card.json")) or exists(join(url, "manifest.json")):

@@ -53,7 +53,11 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
     from poseops.skeletons import get_skeleton
     from poseops.viz.overlay import draw_keypoints
 
+    from poseops.pipeline import restore_champions
+
     params = load_params(params_path)
+    for name in restore_champions(params, layout()):
+        console.print(f"{name}: champion restored in the registry from metrics/{name}/promotion.json")
     app, names = build_champion_app(params)
     answers = {}
     out_dir = state_dir() / "demo"

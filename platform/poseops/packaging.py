@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import importlib
 import importlib.metadata
+import io
+import logging
 import os
 import shutil
 import tempfile
@@ -217,7 +220,8 @@ def _metric_tags(extra: dict[str, Any]) -> dict[str, str]:
 def log_and_register(checkpoint_folder: str | os.PathLike, family: str, run_id: str | None = None) -> dict[str, Any]:
     """Log the checkpoint as a pyfunc under the family's run and register it as `poseops-<family>`.
 
-    Returns {"name", "version", "run_id", "model_uri" (models:/<name>/<version>), "logged_model_uri"}.
+    Returns {"name", "version", "run_id", "model_uri" (models:/<name>/<version>), "logged_model_uri",
+    "registered" (False when a version with the same weights existed: registering is idempotent)}.
     Registration moves no alias: promotion is `poseops.tracking.registry.promote`.
     """
     folder = Path(checkpoint_folder)
@@ -226,6 +230,11 @@ def log_and_register(checkpoint_folder: str | os.PathLike, family: str, run_id: 
         raise CheckpointError(f"{folder / MANIFEST}: checkpoint of family {manifest.get('family')!r}, not {family!r}")
     store.configure()
     name = registry.registered_name(family)
+    existing = registry.find_version_by_weights(name, manifest["files"][WEIGHTS]["sha256"])
+    if existing is not None:
+        return {"name": name, "version": str(existing.version), "run_id": existing.run_id,
+                "model_uri": f"models:/{name}/{existing.version}", "logged_model_uri": existing.source,
+                "registered": False}
     extra = manifest.get("extra") or {}
     with _run_for(family, run_id) as run, tempfile.TemporaryDirectory() as scratch:
         code_file = Path(scratch) / "poseops_pyfunc.py"
@@ -245,13 +254,19 @@ def log_and_register(checkpoint_folder: str | os.PathLike, family: str, run_id: 
         "weights_sha256": manifest["files"][WEIGHTS]["sha256"],
         **_metric_tags(extra),
     }
-    version = mlflow.register_model(logged.model_uri, name, tags=tags)
+    # MLflow prints "Successfully registered model ..." / "Created version ..." straight to stderr: they
+    # go to its logger instead (the log file under `poseops.library_logs`); the caller reports the version.
+    with contextlib.redirect_stderr(io.StringIO()) as chatter:
+        version = mlflow.register_model(logged.model_uri, name, tags=tags)
+    for line in chatter.getvalue().splitlines():
+        logging.getLogger("mlflow").info(line)
     return {
         "name": name,
         "version": str(version.version),
         "run_id": run_id,
         "model_uri": f"models:/{name}/{version.version}",
         "logged_model_uri": logged.model_uri,
+        "registered": True,
     }
 
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from poseops.config import Params
 from poseops.families import get_family
 from poseops.paths import repo_root
+from poseops.skeletons import SKELETONS
 
 console = Console(stderr=True)
 
@@ -80,10 +81,27 @@ def capture(params: Params, where: Layout) -> dict[str, dict]:
 
 def annotate(params: Params, where: Layout) -> dict:
     from poseops.annotations.internal import build_annotations
+    from poseops.annotations.sources import untracked_sources
 
-    summary = build_annotations(where.raw, params.data.annotations, where.annotations)
-    console.print(f"annotate: {summary} -> {where.annotations}")
+    for file in untracked_sources([s.file for s in params.data.annotations], where.root):
+        console.print(f"[yellow]annotate: warning:[/] source {file} is not under data/raw/: DVC does not track it, "
+                      "so a change to it re-runs nothing (`poseops data add` brings it in)", highlight=False)
+    families = {name: get_family(name).skeleton for name in params.families}
+    summary = build_annotations(where.raw, params.data.annotations, where.annotations, families=families)
+    counts = {k: summary[k] for k in ("images", "annotations", "sources")}
+    console.print(f"annotate: {counts} -> {where.annotations}")
+    print_coverage("annotate", summary)
     return summary
+
+
+def print_coverage(stage: str, summary: dict) -> None:
+    """Per source and category, what each family took and why it skipped the rest; repairs; warnings."""
+    for source, repairs in summary.get("repairs", {}).items():
+        console.print(f"{stage}: {source}: repaired {repairs}", highlight=False)
+    for line in summary.get("coverage", []):
+        console.print(f"{stage}: {line}", highlight=False)
+    for warning in summary.get("warnings", []):
+        console.print(f"[yellow]{stage}: warning:[/] {warning}", highlight=False)
 
 
 def derive(family_name: str, params: Params, where: Layout) -> dict:
@@ -91,11 +109,17 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.datasets.derive import derive_dataset
     from poseops.paths import append_run_log
 
+    from poseops.annotations.internal import load_annotations
+    from poseops.annotations.keypoint_sets import coverage_lines, family_coverage
+
     family, fam = get_family(family_name), params.families[family_name]
+    if family.skeleton in SKELETONS:  # a user's own set is read from the annotations by derive itself
+        lines, _ = coverage_lines(family_coverage(load_annotations(where.annotations), {family_name: family.skeleton}))
+        print_coverage(f"derive@{family_name}", {"coverage": lines})
     with console.status(f"derive@{family_name}: cutting {family.dataset_kind} shards"):
         card = derive_dataset(
             family.dataset_kind, where.annotations, str(where.derived(family_name)), fam.data, params.data.split,
-            skeleton=family.skeleton, repo_root=where.root,
+            skeleton=family.skeleton, repo_root=where.root, source_weights=params.data.weights,
             run_log=lambda facts: append_run_log("derive", {"family": family_name, **facts}, where.root),
         )
     console.print(f"derive@{family_name}: {card.get('counts')} -> {where.derived(family_name)}")
@@ -161,34 +185,79 @@ def evaluate(family_name: str, params: Params, where: Layout) -> dict:
 
 
 def promote(family_name: str, params: Params, where: Layout) -> dict:
-    """Register the checkpoint, check the gate, and move the `champion` alias (or refuse).
+    """Register the checkpoint (once per weights), judge it at the gate, move `champion` or refuse.
 
-    `metrics/<family>/promotion.json` (a DVC output) holds only what follows from the stage's inputs:
-    the outcome, the gate and the metric values it judged, and the content checksums of the model and
-    of the evaluation data. Registry facts (version, run id, time) are tags in the registry, and are
-    returned with the record."""
+    A refusal is a recorded result: `promoted: false` and why, exit 0, so `dvc repro` completes; with
+    `gate.strict` it raises GateRefused (the stage exits 1) after writing the record.
+    `metrics/<family>/promotion.json` (a DVC output) holds only what follows from the stage's inputs: the
+    outcome, the gate and the metric values it judged, the content checksums of the model and of the
+    evaluation data. Registry facts (version numbers, run ids, times, who) live in the registry's history
+    and are returned with the record."""
     from poseops.checkpoints import load_checkpoint
+    from poseops.errors import GateRefused
     from poseops.packaging import log_and_register
     from poseops.storage import read_json, write_json_atomic
     from poseops.tracking.registry import promote as promote_version
+    from poseops.tracking.registry import record_evaluation
     from poseops.tracking.runs import find_training_run
 
-    fam = params.families[family_name]
+    family, fam = get_family(family_name), params.families[family_name]
     report = read_json(where.metrics(family_name) / "metrics.json")
     _, info = load_checkpoint(where.model(family_name))
-    numbers = {k: v for k, v in report.items() if isinstance(v, (int, float))}
+    numbers = {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     run_id = find_training_run(family_name, info["weights_sha256"])
     version = log_and_register(where.model(family_name), family_name, run_id=run_id)
-    outcome = promote_version(family_name, version["version"], numbers, fam.gate)
+    record_evaluation(family_name, version["version"], numbers, report.get("dataset_checksum"), report.get("split"))
     record = {
         "family": family_name,
         "promoted": True,
-        "alias": outcome["alias"],
         "weights_sha256": info["weights_sha256"],
         "dataset_checksum": report.get("dataset_checksum"),
-        "gate": fam.gate,
+        "split": report.get("split"),
+        "gate": fam.gate.model_dump(mode="json"),
         "metrics": numbers,
     }
+    try:
+        outcome = promote_version(family_name, version["version"], numbers, fam.gate,
+                                  primary_metric=family.primary_metric, why="promote stage (dvc repro)")
+    except GateRefused as refusal:
+        record.update(promoted=False, refusal={"metric": refusal.metric, "reason": getattr(refusal, "reason", "below"),
+                                              "value": refusal.value, "threshold": refusal.threshold})
+        write_json_atomic(where.metrics(family_name) / "promotion.json", record)
+        console.print(f"promote@{family_name}: [yellow]refused[/]: {refusal}")
+        if fam.gate.strict:
+            raise
+        return {**record, "version": version, "outcome": None, "message": str(refusal)}
     write_json_atomic(where.metrics(family_name) / "promotion.json", record)
-    console.print(f"promote@{family_name}: {version['name']} v{version['version']} is champion")
+    state = "is champion" if outcome["changed"] else "is champion already (same weights)"
+    console.print(f"promote@{family_name}: {version['name']} v{outcome['version']} {state}")
     return {**record, "version": version, "outcome": outcome}
+
+
+def restore_champions(params: Params, where: Layout, alias: str = "champion") -> list[str]:
+    """Register and alias each family's published model that its promotion record says was promoted,
+    where the registry has no `alias` for it (an emptied `.poseops/`, a fresh machine, a new server): DVC
+    skips the cached promote stage, so without this nothing would be served. Returns the restored families."""
+    from poseops.checkpoints import load_checkpoint
+    from poseops.packaging import log_and_register
+    from poseops.storage import read_json
+    from poseops.tracking.registry import get_alias_version, promote as promote_version
+    from poseops.tracking.registry import record_evaluation, registered_name
+
+    restored = []
+    for name in params.families:
+        record_path = where.metrics(name) / "promotion.json"
+        if get_alias_version(registered_name(name), alias) is not None or not record_path.exists():
+            continue
+        record = read_json(record_path)
+        if not record.get("promoted") or not (where.model(name) / "manifest.json").exists():
+            continue
+        _, info = load_checkpoint(where.model(name))
+        if info["weights_sha256"] != record.get("weights_sha256"):
+            continue  # models/ moved on since the record: the promote stage must judge it
+        version = log_and_register(where.model(name), name)
+        record_evaluation(name, version["version"], record["metrics"], record.get("dataset_checksum"), record.get("split"))
+        promote_version(name, version["version"], record["metrics"], params.families[name].gate, alias,
+                        why=f"restored from {record_path.relative_to(where.root)}")
+        restored.append(name)
+    return restored

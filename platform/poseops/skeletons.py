@@ -8,6 +8,8 @@ skeleton that has the joints they need, including one read from a COCO file's ca
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +51,28 @@ class Skeleton:
         return tuple(perm)
 
 
+# ---------------------------------------------------------------------------- names as users write them
+
+# Body parts that take a side; `normalize_name` reads `l`/`left`/`r`/`right` as a side only before
+# (or after) one of these, so `little1` or `ring1` never lose a letter.
+_SIDED_PARTS = ("eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "foot", "heel", "hand",
+                "big_toe", "small_toe")
+_SIDE_BEFORE = re.compile(r"^(left|right|l|r)_?(" + "|".join(_SIDED_PARTS) + r")$")
+_SIDE_AFTER = re.compile(r"^(" + "|".join(_SIDED_PARTS) + r")_?(left|right|l|r)$")
+
+
+def normalize_name(name: str) -> str:
+    """A keypoint name in snake case with its side spelled out: `LShoulder`, `l_shoulder`,
+    `left-shoulder`, `shoulder_left` and `Left Shoulder` all become `left_shoulder`."""
+    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name).strip())
+    s = re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
+    m = _SIDE_BEFORE.match(s) or _SIDE_AFTER.match(s)
+    if m:
+        side, part = (m.group(1), m.group(2)) if _SIDE_BEFORE.match(s) else (m.group(2), m.group(1))
+        s = f"{'left' if side.startswith('l') else 'right'}_{part}"
+    return s
+
+
 # ---------------------------------------------------------------------------- inference by name
 
 _GROUP_WORDS = ("wrist", "elbow", "shoulder", "hip", "knee", "ankle")
@@ -69,12 +93,13 @@ def _groups_from_names(names: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
 
 
 def _flip_pairs_from_names(names: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
-    """(left, right) index pairs for names `left_x` / `right_x` (also `l_x` / `r_x`)."""
+    """(left, right) index pairs for names `left_x` / `right_x`, in any of the common spellings
+    (`l_x`, `LShoulder`, `shoulder_left`, ...: see `normalize_name`)."""
+    normal = [normalize_name(n) for n in names]
     pairs = []
-    for i, n in enumerate(names):
-        for left, right in (("left_", "right_"), ("l_", "r_")):
-            if n.startswith(left) and right + n[len(left):] in names:
-                pairs.append((i, names.index(right + n[len(left):])))
+    for i, n in enumerate(normal):
+        if n.startswith("left_") and "right_" + n[5:] in normal:
+            pairs.append((i, normal.index("right_" + n[5:])))
     return tuple(pairs)
 
 
@@ -210,12 +235,126 @@ def skeleton_from_coco_category(category: dict) -> Skeleton:
     )
 
 
+# ---------------------------------------------------------------------------- alias tables
+
+def _hand_aliases() -> dict[str, str]:
+    """The namings of the 21 hand joints in common releases: numbered (`index1`, FreiHAND, COCO-WholeBody),
+    mmpose's OneHand10K/RHD names (`forefinger1`, `middle_finger1`, `pinky_finger1`), MediaPipe's anatomical
+    ones (`INDEX_FINGER_MCP`, `THUMB_CMC`, `PINKY_TIP`) and InterHand2.6M's (`thumb4` .. `pinky1`, tip = 4)."""
+    fingers = {
+        "thumb": ("thumb", "thumb_finger"),
+        "index": ("index", "forefinger", "fore_finger", "index_finger", "pointer", "first_finger"),
+        "middle": ("middle", "middle_finger", "second_finger"),
+        "ring": ("ring", "ring_finger", "third_finger"),
+        "little": ("little", "little_finger", "pinky", "pinkie", "pinky_finger", "small_finger", "fourth_finger"),
+    }
+    anatomical = {"thumb": ("cmc", "mcp", "ip", "tip")}
+    out = dict.fromkeys(("hand_root", "root", "wrist_root", "hand_wrist", "palm_root"), "wrist")
+    for finger, spellings in fingers.items():
+        for j, joint in enumerate(anatomical.get(finger, ("mcp", "pip", "dip", "tip")), start=1):
+            for spelling in spellings:
+                for alias in (f"{spelling}{j}", f"{spelling}_{j}", f"{spelling}_{joint}"):
+                    out[alias] = f"{finger}{j}"
+    return out
+
+
+# Per keypoint set: a user's name (after `normalize_name`) -> the set's own name. The body sets share
+# the sided names through `normalize_name`; these add the other words releases use for the same joint
+# (mmpose's Human3.6M names `root`, `right_foot`, `neck_base`; MPII's `neck`/`head` for upper neck and
+# head top; Panoptic's `body_center`).
+KEYPOINT_ALIASES: dict[str, dict[str, str]] = {
+    "coco17": {"nose_tip": "nose"},
+    "h36m17": {"root": "pelvis", "mid_hip": "pelvis", "hip": "pelvis", "right_foot": "right_ankle",
+               "left_foot": "left_ankle", "chest": "thorax", "neck_base": "neck", "nose": "neck",
+               "head_top": "head", "site": "head"},
+    "mpii16": {"neck": "upper_neck", "head": "head_top", "headtop": "head_top", "top_head": "head_top",
+               "root": "pelvis", "mid_hip": "pelvis", "chest": "thorax"},
+    "panoptic19": {"body_center": "pelvis", "bodycenter": "pelvis", "mid_hip": "pelvis", "root": "pelvis"},
+    "hand21": _hand_aliases(),
+}
+
+
+def canonical_names(
+    names: Sequence[str], skeleton: Skeleton, keypoint_map: Mapping[str, str] | None = None
+) -> list[str | None]:
+    """Each name as `skeleton` spells it (None where the set has no such joint): a `keypoint_map`
+    entry first (the source's own mapping, to the set's names), else the name itself, else its
+    normalized form, else that form through `KEYPOINT_ALIASES`."""
+    keypoint_map = keypoint_map or {}
+    aliases = KEYPOINT_ALIASES.get(skeleton.name, {})
+    out: list[str | None] = []
+    for name in names:
+        name = keypoint_map.get(name, name)
+        if name in skeleton.keypoints:
+            out.append(name)
+            continue
+        normal = normalize_name(name)
+        normal = normal if normal in skeleton.keypoints else aliases.get(normal)
+        out.append(normal)
+    return out
+
+
+def match_keypoint_set(
+    names: Sequence[str], skeleton: Skeleton, keypoint_map: Mapping[str, str] | None = None
+) -> tuple[int, ...] | None:
+    """perm [K] with skeleton joint j = the source's joint perm[j], when `names` name each of the
+    set's joints exactly once (in any order and spelling); else None."""
+    mapped = canonical_names(names, skeleton, keypoint_map)
+    if len(names) != skeleton.num_keypoints or None in mapped or len(set(mapped)) != len(mapped):
+        return None
+    return tuple(mapped.index(k) for k in skeleton.keypoints)
+
+
+def closest_keypoint_set(names: Sequence[str], keypoint_map: Mapping[str, str] | None = None) -> tuple[str, int]:
+    """(built-in set, how many of `names` it has under some spelling): the set sharing most joints,
+    ties to the one whose size is nearest."""
+    scored = []
+    for skeleton in SKELETONS.values():
+        shared = len({n for n in canonical_names(names, skeleton, keypoint_map) if n is not None})
+        scored.append((-shared, abs(skeleton.num_keypoints - len(names)), skeleton.name, shared))
+    best = min(scored)
+    return best[2], best[3]
+
+
+def edges_from_names(names: Sequence[str], keypoint_map: Mapping[str, str] | None = None) -> tuple[tuple[int, int], ...]:
+    """0-based edges among `names` taken from the built-in sets: every edge of a set whose two joints
+    `names` holds (under any spelling), without repeats."""
+    edges: list[tuple[int, int]] = []
+    for skeleton in SKELETONS.values():
+        mapped = canonical_names(names, skeleton, keypoint_map)
+        where = {m: i for i, m in enumerate(mapped) if m is not None}
+        for a, b in skeleton.edges:
+            ka, kb = skeleton.keypoints[a], skeleton.keypoints[b]
+            if ka in where and kb in where:
+                edge = (where[ka], where[kb])
+                if edge not in edges and edge[::-1] not in edges:
+                    edges.append(edge)
+    return tuple(edges)
+
+
+def categories_for_skeleton(categories: Sequence[dict], skeleton: Skeleton) -> set:
+    """Ids of the categories whose keypoints are the skeleton's.
+
+    A category matches by its joint names (an imported category in another naming has been mapped to
+    the set's names already: `poseops.annotations.keypoint_sets`). Only when no category does, a
+    built-in skeleton also takes the categories with its number of joints under other names
+    (PoseTrack's COCO-order `head_bottom`, `head_top`), so annotations holding two 17-joint forms of
+    each person (COCO-17 `person` and `person_h36m17` of the synthetic bodies) give each skeleton its
+    own form, never both.
+    """
+    by_name = {c["id"] for c in categories if tuple(c.get("keypoints") or ()) == skeleton.keypoints}
+    if by_name or skeleton.name not in SKELETONS:
+        return by_name
+    return {c["id"] for c in categories if len(c.get("keypoints") or ()) == skeleton.num_keypoints}
+
+
 # ---------------------------------------------------------------------------- mappings
 
 # Joints a target set needs that a source set lacks, as the mean of source joints (by name; the
-# first recipe whose joints the source has wins). From COCO-17 to H36M-17 this is notes/001 §9.5:
-# pelvis = mid-hips, thorax = mid-shoulders, spine = (pelvis + thorax)/2, neck/nose = nose,
-# head = mid-eyes, limbs directly. From MPII-16: neck = upper neck, head = head top.
+# first recipe whose joints the source has wins). From COCO-17 to H36M-17 this is the conversion of
+# Zhu et al., 2023, "MotionBERT: A Unified Perspective on Learning Human Motion Representations"
+# (its in-the-wild 2D input): pelvis = mid-hips, thorax = mid-shoulders, spine = (pelvis + thorax)/2,
+# neck/nose = nose, head = mid-eyes, limbs directly (tests/unit/test_skeletons.py::test_coco_to_h36m_mapping). From MPII-16: neck = upper neck, head = head top.
 DERIVED_JOINTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "pelvis": (("left_hip", "right_hip"),),
     "thorax": (("left_shoulder", "right_shoulder"),),
@@ -279,7 +418,7 @@ def angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return angle_between(np.asarray(a) - b, np.asarray(c) - b)
 
 
-# Named angles (notes/000 §8): each is (a, b, c) for ∠(a, b, c); "mid_x" is the midpoint of left_x
+# Named angles (the joint angles of Zhang, He, Wu, 2025, "VMHPE", Tables 1 and 7): each is (a, b, c) for ∠(a, b, c); "mid_x" is the midpoint of left_x
 # and right_x. The trunk lean, arm mean and arm symmetry are built from these in `joint_angles`.
 ANGLES: dict[str, tuple[str, str, str]] = {
     "left_elbow": ("left_shoulder", "left_elbow", "left_wrist"),
@@ -292,7 +431,8 @@ ANGLES: dict[str, tuple[str, str, str]] = {
     "right_knee": ("right_hip", "right_knee", "right_ankle"),
 }
 
-# Task chains of notes/000 Table 7 / §8 step 2 (which angles each task is judged on).
+# Task chains: which angles each task is judged on, after the key angle chains of Zhang, He, Wu, 2025, "VMHPE",
+# Table 7 (tests/unit/test_skeletons.py::test_joint_angles_on_a_known_pose).
 TASK_CHAINS: dict[str, tuple[str, ...]] = {
     "TO": ("left_elbow", "right_elbow"),  # tool operation: wrist-elbow-shoulder
     "PC": ("left_hip", "right_hip"),  # part carrying/transport: trunk-hip-knee

@@ -35,20 +35,25 @@ def dvc(project: Path, *args: str) -> str:
 
 
 def placeholder_outputs(project: Path, families: list[str]) -> list[str]:
-    """Create every per-family stage output as a small file or folder; return those stages' names."""
+    """Create every per-family stage output, and those of the stages beside the data flow (assess), as a
+    small file or folder; return those stages' names."""
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     names = []
     for name, stage in stages.items():
-        if "foreach" not in stage:
+        if "foreach" in stage:
+            items = [(f"{name}@{family}", stage["do"], family) for family in families]
+        elif name not in ("capture", "annotate"):
+            items = [(name, stage, "")]
+        else:
             continue
-        for family in families:
-            names.append(f"{name}@{family}")
+        for stage_name, body, family in items:
+            names.append(stage_name)
             for kind in ("outs", "metrics", "plots"):
-                for entry in stage["do"].get(kind, []):
+                for entry in body.get(kind, []):
                     path = project / (entry if isinstance(entry, str) else next(iter(entry))).replace("${key}", family)
                     target = path if path.suffix else path / "placeholder.txt"
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(f"placeholder for {name}@{family}\n")
+                    target.write_text(f"placeholder for {stage_name}\n")
     return names
 
 

@@ -52,7 +52,9 @@ def test_every_stage_then_the_endpoint(tiny_project):
     pipeline.train("handmle", params, where)
     assert (where.model("handmle") / "manifest.json").exists()
     report = pipeline.evaluate("handmle", params, where)
-    assert json.loads((where.metrics("handmle") / "metrics.json").read_text())["pck"] == report["pck"]
+    written = json.loads((where.metrics("handmle") / "metrics.json").read_text())
+    assert written["pck"] == report["pck"]
+    assert written["data"] == "synthetic" and written["data_mix"] == {"synthetic": card["counts"]["train"]}
     assert (where.metrics("handmle") / "pck_curve.png").stat().st_size > 0
     promotion = pipeline.promote("handmle", params, where)
     assert promotion["version"]["name"] == "poseops-handmle"
@@ -141,8 +143,58 @@ def test_running_the_stages_again_gives_the_same_bytes(tiny_project):
     assert changed == [], changed
     assert dataset_checksum(read_card(str(where.derived("handmle")))) == first_checksum
     assert json.loads((where.metrics("handmle") / "metrics.json").read_text())["dataset_checksum"] == first_checksum
-    # run facts went to the registry and the logs instead
-    assert promoted["version"]["run_id"] == again["run_id"]
+    # the same weights are registered once; run facts went to MLflow and the logs instead
+    assert promoted["version"]["registered"] is False
     logs = tiny_project / ".poseops" / "logs"
     assert len((logs / "derive.jsonl").read_text().splitlines()) >= 4
     assert again["run_id"] in (logs / "train.jsonl").read_text()
+
+
+def test_a_refusal_is_recorded_strict_fails_and_an_empty_registry_gets_the_champions_back(tiny_project, monkeypatch):
+    """An untrained challenger at promote@handmle is refused: `promoted: false` recorded, the champion kept;
+    with `gate.strict` it raises (the stage exits 1). On an empty store `restore_champions` re-registers
+    what the promotion records say was promoted (DVC skips the cached promote stage there)."""
+    import yaml
+
+    from poseops.checkpoints import load_checkpoint, save_checkpoint
+    from poseops.errors import GateRefused
+    from poseops.models import build_from_config
+    from poseops.tracking.registry import get_alias_version
+
+    where = pipeline.layout(tiny_project)
+    params = load_params(tiny_project / "params.yaml")
+    if not (where.metrics("handmle") / "promotion.json").exists():
+        pytest.skip("runs after test_every_stage_then_the_endpoint, on its project")
+    champion = get_alias_version("poseops-handmle")
+    trained = tiny_project / "trained-handmle"
+    shutil.copytree(where.model("handmle"), trained)
+    state, info = load_checkpoint(trained)
+    untrained = build_from_config(info["model"], info["config"])
+    save_checkpoint(where.model("handmle"), "handmle", info["model"], untrained.state_dict(), info["config"], info["extra"])
+
+    def with_gate(**gate) -> object:
+        raw = yaml.safe_load((tiny_project / "params.yaml").read_text())
+        raw["families"]["handmle"]["gate"] = gate
+        path = tiny_project / "params-gate.yaml"
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return load_params(path)
+
+    refused = pipeline.promote("handmle", with_gate(min_pck=1.1), where)
+    record = json.loads((where.metrics("handmle") / "promotion.json").read_text())
+    assert refused["promoted"] is False and record["promoted"] is False
+    assert record["refusal"]["metric"] == "pck" and record["refusal"]["threshold"] == 1.1
+    assert get_alias_version("poseops-handmle") == champion
+    with pytest.raises(GateRefused):
+        pipeline.promote("handmle", with_gate(min_pck=1.1, strict=True), where)
+    assert get_alias_version("poseops-handmle") == champion
+
+    shutil.rmtree(where.model("handmle"))
+    shutil.copytree(trained, where.model("handmle"))
+    again = pipeline.promote("handmle", params, where)  # the same weights: the champion already
+    assert again["promoted"] and again["outcome"]["changed"] is False and again["outcome"]["version"] == champion
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_project / 'empty-store.db'}")
+    assert get_alias_version("poseops-handmle") is None
+    assert pipeline.restore_champions(params, where) == ["handmle", "vmhpe"]
+    assert get_alias_version("poseops-handmle") is not None and get_alias_version("poseops-vmhpe") is not None
+    assert pipeline.restore_champions(params, where) == []

@@ -104,12 +104,11 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(postgres, tmp_path_factory):
-    """`mlflow server` (1 worker) on the cluster, artifacts proxied to a temp folder: yields its URL."""
+def start_mlflow_server(postgres, root: Path):
+    """`mlflow server` (1 worker) on the PostgreSQL cluster, artifacts proxied to `root/artifacts`:
+    returns (process, url, port) once /health answers."""
     pg_port, pg_user = postgres
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port, log = free_port(), root / "mlflow-server.log"
+    port, log = free_port(), root / f"mlflow-server-{free_port()}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     process = start_process(
         [
@@ -121,12 +120,23 @@ def mlflow_server(postgres, tmp_path_factory):
         log_path=log, env=env, cwd=root,
     )
     url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/health", timeout=90, process=process, log_path=log)
+    return process, url, port
+
+
+def stop_mlflow_server(process, url: str, port: int) -> None:
+    stop_process(process)
+    wait_until(lambda: not port_open(port), 10, f"{url} closed")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres, tmp_path_factory):
+    """The module's `mlflow server` on PostgreSQL: yields its URL."""
+    process, url, port = start_mlflow_server(postgres, tmp_path_factory.mktemp("mlflow-server"))
     try:
-        wait_http(f"{url}/health", timeout=90, process=process, log_path=log)
         yield url
     finally:
-        stop_process(process)
-        wait_until(lambda: not port_open(port), 10, f"{url} closed")
+        stop_mlflow_server(process, url, port)
 
 
 @pytest.fixture
@@ -162,3 +172,43 @@ def test_register_promote_and_download_through_a_postgres_backed_server(server_u
 
     history = registry.alias_history("poseops-pgtoy")
     assert history[0]["aliases"] == ["champion"] and history[0]["tags"]["metric.pck"] == "0.8"
+
+
+def test_promotion_history_and_rollback_survive_a_server_restart(postgres, tmp_path, monkeypatch):
+    """History (who, when, why, metrics) and aliases live in PostgreSQL: a restarted server (this test's
+    own, killed and started again on the same database) reads them back, and rollback still works."""
+    monkeypatch.setenv("POSEOPS_ROOT", str(tmp_path))
+    monkeypatch.setenv("POSEOPS_USER", "ops-bob")
+    process, url, port = start_mlflow_server(postgres, tmp_path)
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        versions = []
+        for seed, pck in ((1, 0.6), (2, 0.7)):
+            torch.manual_seed(seed)
+            model = build_pg_toy(PgToyConfig()).eval()
+            checkpoints.save_checkpoint(tmp_path / f"ck{seed}", "pghist", "test_pg_toy", model.state_dict(),
+                                        PgToyConfig(), {})
+            version = packaging.log_and_register(tmp_path / f"ck{seed}", "pghist")["version"]
+            registry.record_evaluation("pghist", version, {"pck": pck}, "data-x", "test")
+            registry.promote("pghist", version, gate={"min_pck": 0.5}, primary_metric="pck", why=f"seed {seed}")
+            versions.append(version)
+        before = registry.history("pghist")
+    finally:
+        stop_mlflow_server(process, url, port)
+    mlflow.set_tracking_uri(None)
+
+    process, url, port = start_mlflow_server(postgres, tmp_path)
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        assert registry.history("pghist") == before
+        assert [(e["event"], e["version"], e["by"], e["why"]) for e in before] == [
+            ("promoted", versions[0], "ops-bob", "seed 1"), ("promoted", versions[1], "ops-bob", "seed 2")]
+        assert before[1]["metrics"] == {"pck": 0.7}
+        assert registry.get_alias_version("poseops-pghist") == versions[1]
+        registry.rollback("pghist", why="canary errors")
+        assert registry.get_alias_version("poseops-pghist") == versions[0]
+        assert registry.history("pghist")[-1]["why"] == "canary errors"
+    finally:
+        stop_mlflow_server(process, url, port)
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)

@@ -48,11 +48,72 @@ def test_trained_vmhpe_passes_its_gate_on_unseen_sequences(smoke_project):
     assert report["ap"] - report["baselines"]["untrained_ap"] >= 0.1, report
 
 
+def champion_of(project: Path, family: str) -> dict:
+    """The registry's champion of `family` in `project`'s MLflow store: version and evidence tags."""
+    import os
+
+    from poseops.tracking.registry import get_alias_version, version_evidence
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / '.poseops/mlflow.db'}"
+    try:
+        version = get_alias_version(f"poseops-{family}")
+        return {"version": version, **(version_evidence(f"poseops-{family}", version) if version else {})}
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_promotion_made_a_champion(smoke_project, family):
+    """The registry's `champion` alias holds the model the promotion record judged, evaluated on the data
+    the record names (or, where that run was refused against a better champion, the champion beat it)."""
     record = json.loads((smoke_project / f"metrics/{family}/promotion.json").read_text())
-    assert record["version"]["name"] == f"poseops-{family}"
-    assert (smoke_project / ".poseops/mlflow.db").exists()
+    champion = champion_of(smoke_project, family)
+    assert champion["version"] is not None
+    assert champion["dataset_checksum"] == record["dataset_checksum"]
+    if record["promoted"]:
+        assert champion["weights_sha256"] == record["weights_sha256"]
+    else:
+        assert record["refusal"]["reason"] == "champion" and champion["weights_sha256"] != record["weights_sha256"]
+
+
+def test_a_refused_promotion_is_recorded_and_strict_stops_dvc_repro(smoke_project, ray_cluster):
+    """An untrained challenger at an unreachable gate: `dvc repro` of the promote stage completes with
+    `promoted: false` recorded and the champion kept; with `gate.strict` the stage exits 1 and `dvc repro`
+    fails there. (The published weights are swapped for untrained ones: the champion's own weights are
+    the champion already, never refused.)"""
+    from poseops.checkpoints import load_checkpoint, save_checkpoint
+    from poseops.models import build_from_config
+
+    params_path, record_path = smoke_project / "params.yaml", smoke_project / "metrics/handmle/promotion.json"
+    original, champion = params_path.read_text(), champion_of(smoke_project, "handmle")["version"]
+    env = project_env(ray_cluster)
+    _, info = load_checkpoint(smoke_project / "models/handmle")
+    untrained = build_from_config(info["model"], info["config"])
+    save_checkpoint(smoke_project / "models/handmle", "handmle", info["model"], untrained.state_dict(),
+                    info["config"], info["extra"])
+    try:
+        params = yaml.safe_load(original)
+        params["families"]["handmle"]["gate"]["min_pck"] = 1.1
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        run = dvc(smoke_project, "repro", "--single-item", "promote@handmle", env=env)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        record = json.loads(record_path.read_text())
+        assert record["promoted"] is False and record["refusal"]["metric"] == "pck"
+        assert champion_of(smoke_project, "handmle")["version"] == champion
+
+        params["families"]["handmle"]["gate"]["strict"] = True
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        run = dvc(smoke_project, "repro", "--single-item", "promote@handmle", env=env)
+        assert run.returncode != 0 and "refused" in run.stdout + run.stderr
+        assert champion_of(smoke_project, "handmle")["version"] == champion
+    finally:
+        params_path.write_text(original)
+        assert dvc(smoke_project, "checkout", "-f", "train@handmle").returncode == 0  # the trained weights back
+        assert dvc(smoke_project, "repro", "promote@handmle", env=env).returncode == 0
 
 
 # ---------------------------------------------------------------- DVC's bookkeeping
@@ -150,6 +211,14 @@ def test_bad_requests_get_4xx_never_500(endpoint, family):
     assert httpx.post(url, files={"image": ("x.png", noise, "image/png")}).status_code == 422
 
 
+def champion_folder(project: Path, family: str) -> Path:
+    """The served checkpoint: models/<family> when it is the champion (a refused challenger is not)."""
+    record = json.loads((project / f"metrics/{family}/promotion.json").read_text())
+    if not record["promoted"]:
+        pytest.skip(f"{family}: the pipeline's model was refused; the endpoint serves an earlier champion")
+    return project / "models" / family
+
+
 def val_example(project: Path, family: str):
     from poseops.demo import validation_example
 
@@ -190,7 +259,7 @@ def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_proje
 
     base, _ = endpoint
     fam = load_params(smoke_project / "params.yaml").families[family]
-    model = build_model_from_checkpoint(smoke_project / "models" / family)
+    model = build_model_from_checkpoint(champion_folder(smoke_project, family))
     val = load_split_arrays(str(smoke_project / "data/derived" / family), "val", fam.model.input_size, fam.data.crop_margin)
     evaluated, _ = predict_arrays(model, val["image"][:1])  # evaluate's own path: input px
     image, box = val_example(smoke_project, family)
@@ -208,7 +277,7 @@ def test_vmhpe_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke
 
     base, _ = endpoint
     fam = load_params(smoke_project / "params.yaml").families["vmhpe"]
-    model = build_model_from_checkpoint(smoke_project / "models" / "vmhpe")
+    model = build_model_from_checkpoint(champion_folder(smoke_project, "vmhpe"))
     image, box = val_example(smoke_project, "vmhpe")
     assert box is None
     expected = predict_split(model, split_from_images([image], fam.model.input_size), flip_test=True)[0]

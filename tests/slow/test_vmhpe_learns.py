@@ -1,4 +1,4 @@
-"""vmhpe is multi-person for real (issue 9, item 4): trained with plain torch steps on 32 synthetic
+"""vmhpe is multi-person for real: trained with plain torch steps on 32 synthetic
 256-px images of 2-3 people, then scored on those images through the endpoint's inference path.
 
 Pass: COCO AP > 0.3, and the number of returned people with score > 0.3 equals the true count in at
@@ -24,7 +24,7 @@ from poseops.models.vmhpe import target_kwargs
 from poseops.train.steps import bottomup_collate, bottomup_train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers_people import people_images  # noqa: E402
+from helpers_people import people_images
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Seed 000's Tables 1-2, measured on synthetic body labels read back from disk through the data API
+"""Tables 1-2 of Zhang, He, Wu, 2025, "VMHPE", measured on synthetic body labels read back from disk through the data API
 (capture folder -> internal annotation form), never from the generator's internals.
 
 Front view, the performer's COCO-17 labels (`keypoints_clean`: the written exact projections), the first

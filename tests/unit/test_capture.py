@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from poseops.capture.synthetic_hands import read_frame, read_frames, read_hand_sequences, read_video, write_hand_captures
+from poseops.capture.common import read_frame, read_frames, read_video
+from poseops.capture.synthetic_hands import read_hand_sequences, write_hand_captures
 from poseops.config import CaptureParams, HandCaptureParams
 from poseops.errors import DataError
 from poseops.skeletons import HAND21

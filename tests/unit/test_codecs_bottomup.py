@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from poseops.codecs.bottomup import (
-    centre_nms_kernel, decode_instances, encode_targets, find_centres, flip_back, gaussian_maps, peak_mask,
-    person_centres, to_heatmap_frame, to_input_frame,
+    centre_nms_kernel,
+    decode_instances,
+    encode_targets,
+    find_centres,
+    flip_back,
+    gaussian_maps,
+    peak_mask,
+    person_centres,
+    to_heatmap_frame,
+    to_input_frame,
 )
 
 
@@ -18,12 +26,12 @@ def people(count, size, seed=0, spread=0.18):
     return torch.cat([xy, torch.full((count, 17, 1), 2.0)], dim=-1)
 
 
-def test_frames_are_inverse_and_cell_centres_map_to_cid_pixels():
-    xy = torch.tensor([[2.0, 2.0], [6.0, 10.0], [13.3, 0.7]])
+def test_frames_are_inverse_and_cell_centres_map_to_the_middle_of_their_pixels():
+    xy = torch.tensor([[1.5, 1.5], [6.0, 10.0], [13.3, 0.7]])
     hm = to_heatmap_frame(xy, 64, 16)
-    assert torch.allclose(hm[0], torch.zeros(2))  # cell 0's centre is input pixel 0*4+2
+    assert torch.allclose(hm[0], torch.zeros(2))  # cell 0 covers pixels 0..3 (centres at integers): middle 1.5
     assert torch.allclose(to_input_frame(hm, 64, 16), xy)
-    assert torch.allclose(to_input_frame(torch.tensor([[3.0, 5.0]]), (64, 32), (16, 8)), torch.tensor([[14.0, 22.0]]))
+    assert torch.allclose(to_input_frame(torch.tensor([[3.0, 5.0]]), (64, 32), (16, 8)), torch.tensor([[13.5, 21.5]]))
 
 
 def test_encode_targets_shapes_centres_and_small_people():
@@ -67,7 +75,10 @@ def test_whole_people_keep_a_cut_persons_true_centre_and_drop_outside_ones():
     cut[..., 2] = torch.where(inside, cut[..., 2], torch.zeros_like(cut[..., 2]))  # as the loader hands it over
     plain = encode_targets([cut], size, 16, min_person_area=0)
     fixed = encode_targets([cut], size, 16, min_person_area=0, whole_people=[stats])
-    cells = lambda xy: to_heatmap_frame(xy, size, 16).round().long().flip(-1)  # (y, x)
+
+    def cells(xy):  # (y, x) cells
+        return to_heatmap_frame(xy, size, 16).round().long().flip(-1)
+
     assert torch.equal(fixed["instance_coords"], cells(stats[:1, :2]))
     assert torch.equal(plain["instance_coords"], cells(person_centres(cut)[0]))
     assert not torch.equal(plain["instance_coords"][:1], fixed["instance_coords"])

@@ -2,15 +2,23 @@
 
 import torch
 
-from poseops.codecs.integral import argmax_decode, gaussian_heatmaps, soft_argmax, spatial_softmax, to_norm, to_pixels
+from poseops.codecs.integral import (
+    argmax_decode,
+    gaussian_heatmaps,
+    soft_argmax,
+    spatial_softmax,
+    to_norm,
+    to_pixels,
+)
 
 
 def test_pixel_norm_roundtrip_and_frame():
-    xy = torch.tensor([[[0.0, 256.0], [128.0, 64.0]]])
+    # pixel centres at integers (poseops.codecs): a 256-px input spans [-0.5, 255.5], its centre is 127.5
+    xy = torch.tensor([[[-0.5, 255.5], [127.5, 63.5]]])
     norm = to_norm(xy, 256)
     assert torch.allclose(norm, torch.tensor([[[-0.5, 0.5], [0.0, -0.25]]]))
     assert torch.allclose(to_pixels(norm, 256), xy)
-    assert torch.allclose(to_norm(torch.tensor([100.0, 50.0]), (200, 100)), torch.tensor([0.0, 0.0]))
+    assert torch.allclose(to_norm(torch.tensor([99.5, 49.5]), (200, 100)), torch.tensor([0.0, 0.0]))
 
 
 def test_soft_argmax_of_peaked_logits_hits_cell_centre():
@@ -18,8 +26,8 @@ def test_soft_argmax_of_peaked_logits_hits_cell_centre():
     logits[0, 1, 10, 40] = 0  # y = 10, x = 40
     coords = soft_argmax(logits)
     assert torch.allclose(coords[0, 1], torch.tensor([(40 + 0.5) / 64 - 0.5, (10 + 0.5) / 64 - 0.5]))
-    # the same point in input pixels of a 256 crop is cell centre * 4
-    assert torch.allclose(to_pixels(coords[0, 1], 256), torch.tensor([40.5 * 4, 10.5 * 4]))
+    # the same point in input pixels of a 256 crop: cell c covers pixels 4c .. 4c+3, centre 4c + 1.5
+    assert torch.allclose(to_pixels(coords[0, 1], 256), torch.tensor([40 * 4 + 1.5, 10 * 4 + 1.5]))
     assert torch.allclose(coords[1], torch.zeros(3, 2), atol=1e-6)  # uniform map -> centre
 
 

@@ -12,10 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from poseops.annotations.internal import build_annotations, load_annotations, resolve_image_path
-from poseops.capture.synthetic_hands import read_video, write_hand_captures
+from poseops.capture.common import read_video
+from poseops.capture.synthetic_hands import write_hand_captures
 from poseops.config import AugmentParams, CaptureParams, FamilyData, HandCaptureParams, SplitParams
-from poseops.datasets.loader import CropDataset, load_split_arrays, read_card
 from poseops.datasets.derive import dataset_checksum
+from poseops.datasets.loader import CropDataset, load_split_arrays, read_card
 from poseops.datasets.shards import derive_dataset
 from poseops.datasets.transforms import apply_affine, box_affine, compose, invert_affine, warp
 from poseops.errors import DataError

@@ -91,7 +91,7 @@ def test_import_validate_export_through_an_object_store_url(real_fixtures, tmp_p
     url = "memory://poseops-test-export/coco"
     import_annotations("coco", real_fixtures / "coco" / "test_coco.json", None, url)
     try:
-        assert check_annotations_url(url)["annotations"] == 14
+        assert check_annotations_url(url)[0]["annotations"] == 14
         export_coco(url, tmp_path / "coco.json")
         coco = quiet_coco(tmp_path / "coco.json")
         assert all(Path(i["file_name"]).resolve().is_file() for i in coco.loadImgs(coco.getImgIds()))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from typer.testing import CliRunner
 
-from poseops.capture.synthetic_hands import read_video
+from poseops.capture.common import read_video
 from poseops.cli.main import app
 from poseops.storage import sha256_file
 

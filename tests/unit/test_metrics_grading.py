@@ -1,4 +1,4 @@
-"""Seed 000 Table 4 method grades: first matching row wins; no match is 'ungraded' with a reason."""
+"""VMHPE (Zhang, He, Wu, 2025) Table 4 method grades: first matching row wins; no match is 'ungraded' with a reason."""
 
 import pytest
 

@@ -9,7 +9,6 @@ from poseops.models import build_from_config, create_model, list_models
 from poseops.models.blocks.resnet import ResNetTrunk
 from poseops.models.handmle import IMAGE_MEAN, IMAGE_STD, preprocess
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -33,7 +32,7 @@ def test_registered():
     assert "handmle" in list_models()
 
 
-def test_paper_preset_is_the_notes_network():
+def test_paper_preset_is_the_papers_network():
     torch.manual_seed(0)
     model = create_model("handmle", "paper").eval()
     assert model.config.input_size == 256 and model.config.num_stages == 5 and model.config.flow_couplings == 6

@@ -8,7 +8,6 @@ from poseops.errors import ConfigError
 from poseops.models import create_model, list_models
 from poseops.models.vmhpe import IMAGE_MEAN, info_nce, preprocess, target_kwargs
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -148,8 +147,9 @@ def test_predict_returns_people_per_image(flip_test):
         p = r["scores"].shape[0]
         assert 1 <= p <= 5
         assert r["keypoints"].shape == (p, 17, 2) and r["keypoint_scores"].shape == (p, 17)
-        assert (r["keypoints"][..., 0] >= 0).all() and (r["keypoints"][..., 0] <= 96).all()
-        assert (r["keypoints"][..., 1] >= 0).all() and (r["keypoints"][..., 1] <= 64).all()
+        # inside the image, which spans [-0.5, W - 0.5] (pixel centres at integers, `poseops.codecs`)
+        assert (r["keypoints"][..., 0] >= -0.5).all() and (r["keypoints"][..., 0] <= 95.5).all()
+        assert (r["keypoints"][..., 1] >= -0.5).all() and (r["keypoints"][..., 1] <= 63.5).all()
 
 
 def test_preprocess_accepts_hwc_and_chw():

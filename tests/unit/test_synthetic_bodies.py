@@ -13,7 +13,7 @@ from poseops.capture.synthetic_bodies import read_sequences, write_body_captures
 from poseops.config import BodyCaptureParams, CaptureParams
 from poseops.geometry import Camera, project_world, triangulate
 
-# 20 sequences (the issue asks triangulation and reprojection over 20), 2 kept frames each, 3 views.
+# 20 sequences (triangulation and reprojection are checked over 20), 2 kept frames each, 3 views.
 PARAMS = CaptureParams(seed=3, bodies=BodyCaptureParams(sequences=20, frames_per_sequence=2, image_size=128, views=3))
 
 

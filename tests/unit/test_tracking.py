@@ -15,6 +15,7 @@ from torch import nn
 
 from poseops import checkpoints, packaging
 from poseops.errors import ConfigError, DataError, GateRefused
+from poseops.library_logs import library_logs_to_file
 from poseops.models import register_model
 from poseops.tracking import registry, runs, store
 
@@ -115,10 +116,13 @@ def test_run_logs_flat_params_and_epoch_metrics(mlflow_store):
 # --- registered model format + promotion ---------------------------------------------------------------
 
 
-def test_registered_model_loads_back_with_equal_outputs(mlflow_store, tmp_path):
+def test_registered_model_loads_back_with_equal_outputs(mlflow_store, tmp_path, capsys):
     model = _checkpoint(tmp_path / "ck", "toyreg", seed=1, metrics={"pck": 0.9})
-    with runs.start_run("toyreg", "train") as run:
+    with runs.start_run("toyreg", "train") as run, library_logs_to_file("promote", tmp_path) as log:
         info = packaging.log_and_register(tmp_path / "ck", "toyreg", run_id=run.info.run_id)
+    # MLflow's registration chatter (printed to stderr) reaches the stage's log file, not the console
+    assert "Created version" not in capsys.readouterr().err
+    assert "Created version '1' of model 'poseops-toyreg'" in log.read_text()
     assert info["name"] == "poseops-toyreg" and info["run_id"] == run.info.run_id
     assert info["model_uri"] == f"models:/poseops-toyreg/{info['version']}"
     registry.promote("toyreg", info["version"], {"pck": 0.9}, {"min_pck": 0.5})
@@ -176,3 +180,75 @@ def test_checkpoint_of_another_family_is_not_registered(mlflow_store, tmp_path):
     _checkpoint(tmp_path / "ck", "toyone", seed=4)
     with pytest.raises(checkpoints.CheckpointError, match="toyone"):
         packaging.log_and_register(tmp_path / "ck", "toytwo")
+
+
+# --- champion vs challenger, idempotent registration, rollback, history -----------------------------
+
+
+def _registered(tmp_path, family: str, seed: int, pck: float, checksum: str = "data-a") -> str:
+    _checkpoint(tmp_path / f"s{seed}", family, seed=seed)
+    version = packaging.log_and_register(tmp_path / f"s{seed}", family)["version"]
+    registry.record_evaluation(family, version, {"pck": pck}, checksum, "test")
+    return version
+
+
+def test_a_challenger_must_beat_the_champion_on_the_same_data(mlflow_store, tmp_path):
+    from poseops.config import GateParams
+
+    gate = GateParams(min_pck=0.5, min_delta=0.02)
+    first = _registered(tmp_path, "toychamp", 20, 0.70)
+    assert registry.promote("toychamp", first, gate=gate, primary_metric="pck")["previous_version"] is None
+
+    worse = _registered(tmp_path, "toychamp", 21, 0.71)  # passes min_pck, but not by min_delta
+    with pytest.raises(registry.ChampionNotBeaten) as refused:
+        registry.promote("toychamp", worse, gate=gate, primary_metric="pck")
+    message = str(refused.value)
+    assert f"v{worse}" in message and f"champion v{first}" in message
+    assert "pck = 0.7100" in message and "0.7000" in message and "min_delta 0.02" in message
+    assert registry.get_alias_version("poseops-toychamp") == first
+
+    other_data = _registered(tmp_path, "toychamp", 22, 0.95, checksum="data-b")
+    with pytest.raises(registry.ChampionNotBeaten, match="other data"):
+        registry.promote("toychamp", other_data, gate=gate, primary_metric="pck")
+    assert registry.get_alias_version("poseops-toychamp") == first
+
+    better = _registered(tmp_path, "toychamp", 23, 0.73)
+    outcome = registry.promote("toychamp", better, gate=gate, primary_metric="pck", why="beats v1")
+    assert outcome["changed"] and outcome["previous_version"] == first
+    assert registry.get_alias_version("poseops-toychamp") == better
+
+
+def test_the_same_weights_register_once_and_are_the_champion_already(mlflow_store, tmp_path):
+    first = _registered(tmp_path, "toyidem", 30, 0.8)
+    registry.promote("toyidem", first, gate={"min_pck": 0.5}, primary_metric="pck")
+    again = packaging.log_and_register(tmp_path / "s30", "toyidem")
+    assert again["version"] == first and again["registered"] is False
+    assert len(registry.alias_history("poseops-toyidem")) == 1
+    outcome = registry.promote("toyidem", again["version"], gate={"min_pck": 0.5}, primary_metric="pck")
+    assert outcome["changed"] is False and outcome["version"] == first
+
+
+def test_rollback_returns_to_the_previous_champion_and_history_says_who_when_why(mlflow_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("POSEOPS_USER", "ops-alice")
+    v1 = _registered(tmp_path, "toyroll", 40, 0.6)
+    registry.promote("toyroll", v1, gate={}, primary_metric="pck", why="first")
+    v2 = _registered(tmp_path, "toyroll", 41, 0.7)
+    registry.promote("toyroll", v2, gate={}, primary_metric="pck", why="better")
+    v3 = _registered(tmp_path, "toyroll", 42, 0.5)
+    with pytest.raises(GateRefused):
+        registry.promote("toyroll", v3, gate={}, primary_metric="pck")
+
+    back = registry.rollback("toyroll", why="latency regression")
+    assert (back["version"], back["previous_version"]) == (v1, v2)
+    assert registry.get_alias_version("poseops-toyroll") == v1
+    with pytest.raises(DataError, match="no earlier one"):
+        registry.rollback("toyroll")
+
+    events = registry.history("toyroll")
+    assert [(e["event"], e["version"]) for e in events] == [
+        ("promoted", v1), ("promoted", v2), ("refused", v3), ("rollback", v1)]
+    assert all(e["by"] == "ops-alice" and e["at"] for e in events)
+    assert events[1]["why"] == "better" and events[1]["metrics"] == {"pck": 0.7}
+    assert events[3]["why"] == "latency regression" and events[3]["previous"] == v2
+    description = registry.client().get_model_version("poseops-toyroll", v1).description
+    assert "promoted by ops-alice" in description and "rollback by ops-alice: latency regression" in description

@@ -1,6 +1,8 @@
 """COCO keypoints JSON -> the internal form (any skeleton its `categories` declare).
 
-People with no labelled keypoint and crowd regions are kept: they are ignore information for
+A COCO-WholeBody file's hands (`lefthand_kpts`, `righthand_kpts`) become annotations of a `hand`
+category (hand21) beside the bodies, so hand families can use them. People with no labelled keypoint
+and crowd regions are kept: they are ignore information for
 bottom-up training and for COCO AP (a crowd's box is also added to its image's `ignore_regions`).
 Ids are the file's own, so errors name the records as the user knows them; `merge` renumbers.
 `coco_to_internal` is shared by the COCO-style forms of FreiHAND and PoseTrack.
@@ -11,12 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from poseops.annotations.internal import relative_to
+from poseops.annotations.internal import category_for, relative_to
 from poseops.errors import DataError
+from poseops.skeletons import HAND21
 from poseops.storage import read_json
 
-ANNOTATION_FIELDS = ("id", "image_id", "category_id", "keypoints", "bbox")
-OPTIONAL_FIELDS = ("area", "iscrowd", "num_keypoints", "track_id", "keypoints_3d", "person_id", "bbox_head")
+ANNOTATION_FIELDS = ("id", "image_id", "category_id", "keypoints")
+# a missing bbox or area is a repair (poseops.annotations.checks), not a refusal
+OPTIONAL_FIELDS = ("bbox", "area", "iscrowd", "num_keypoints", "track_id", "keypoints_3d", "person_id", "bbox_head")
 
 
 def image_size(path: Path) -> tuple[int | None, int | None]:
@@ -78,10 +82,11 @@ def coco_to_internal(
     for c in data["categories"]:
         if not isinstance(c, dict) or "id" not in c:
             raise DataError(f"{file}: category record {c!r} lacks an id")
-        categories.append(
-            {"id": c["id"], "name": c.get("name", "person"), "keypoints": list(c.get("keypoints") or []),
-             "skeleton": [list(e) for e in c.get("skeleton") or []]}
-        )
+        category = {"id": c["id"], "name": c.get("name", "person"), "keypoints": list(c.get("keypoints") or []),
+                    "skeleton": [list(e) if isinstance(e, (list, tuple)) else e for e in c.get("skeleton") or []]}
+        if c.get("sigmas") is not None:
+            category["sigmas"] = c["sigmas"]
+        categories.append(category)
     annotations = []
     crowds: dict[Any, list] = {}
     for ann in data["annotations"]:
@@ -92,13 +97,54 @@ def coco_to_internal(
             raise DataError(f"{file}: annotation id {ann.get('id')!r} lacks {', '.join(missing)}")
         record = {k: ann[k] for k in ANNOTATION_FIELDS + OPTIONAL_FIELDS if k in ann}
         record["iscrowd"] = int(bool(record.get("iscrowd", 0)))
-        if record["iscrowd"]:
+        if record["iscrowd"] and "bbox" in ann:
             crowds.setdefault(ann["image_id"], []).append(list(ann["bbox"]))
         annotations.append(record)
     for img in images:
         if img["id"] in crowds:
             img["ignore_regions"] = list(img.get("ignore_regions") or []) + crowds[img["id"]]
-    return {"images": images, "annotations": annotations, "categories": categories, "info": {"sources": [str(file)]}}
+    info: dict[str, Any] = {"sources": [str(file)]}
+    hands, unlabelled = wholebody_hands(data["annotations"], categories)
+    if hands:
+        categories.append(category_for(HAND21, max(int(c["id"]) for c in categories) + 1, "hand"))
+        for hand in hands:
+            annotations.append({**hand, "category_id": categories[-1]["id"]})
+        info["wholebody_hands"] = {"taken": len(hands), "not_labelled": unlabelled}
+    left_out = [part for part in ("face", "foot") if any(isinstance(a, dict) and a.get(f"{part}_valid")
+                                                         for a in data["annotations"])]
+    if left_out:  # said, never dropped silently
+        info["warnings"] = [f"COCO-WholeBody {' and '.join(left_out)} keypoints are not imported (no built-in "
+                            f"{' or '.join(left_out)} keypoint set); bodies and hands are"]
+    return {"images": images, "annotations": annotations, "categories": categories, "info": info}
+
+
+def wholebody_hands(annotations: list[dict], categories: list[dict]) -> tuple[list[dict], int]:
+    """The hands of COCO-WholeBody annotations (Jin et al. 2020, "Whole-Body Human Pose Estimation in the
+    Wild": `lefthand_kpts` / `righthand_kpts` [21·3] in hand21's order, `*_box`, `*_valid`) as hand
+    annotations (category id left to the caller), and how many hands were not labelled (valid false).
+    Ids continue after the file's largest, so the body annotations keep theirs; `person_id` links each
+    hand to its body annotation."""
+    if not any(isinstance(a, dict) and "lefthand_kpts" in a for a in annotations):
+        return [], 0
+    next_id = max((int(a["id"]) for a in annotations if isinstance(a.get("id"), int)), default=0) + 1
+    hands, unlabelled = [], 0
+    for ann in annotations:
+        for side in ("left", "right"):
+            points = ann.get(f"{side}hand_kpts")
+            if points is None:
+                continue
+            if not ann.get(f"{side}hand_valid"):
+                unlabelled += 1
+                continue
+            hand = {"id": next_id, "image_id": ann["image_id"], "keypoints": list(points), "iscrowd": 0,
+                    "num_keypoints": sum(1 for v in list(points)[2::3] if isinstance(v, (int, float)) and v > 0),
+                    "side": side, "person_id": f"wholebody:{ann['id']}"}
+            box = ann.get(f"{side}hand_box")
+            if box is not None and len(box) == 4 and box[2] > 0 and box[3] > 0:
+                hand["bbox"] = list(box)
+            hands.append(hand)
+            next_id += 1
+    return hands, unlabelled
 
 
 def read_coco(file: str | Path, images_dir: str | Path | None, out_folder: Path | None) -> dict[str, Any]:

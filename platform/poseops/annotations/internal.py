@@ -2,7 +2,8 @@
 
     images:      id, file_name (relative to the annotations file, or absolute), frame_index (None for a
                  still image), width, height, sequence, subject, source; optional camera_id, view,
-                 group, ignore_regions, task, performer, split, frame_number (helper_notes/SCHEMA.md)
+                 group, ignore_regions, task, performer, split, frame_number (the importers fill them:
+                 tests/unit/test_importers.py)
     annotations: id, image_id, category_id, keypoints [K*3] (x, y, v), num_keypoints, bbox [x, y, w, h],
                  area, iscrowd; optional keypoints_clean [K*2], bbox_raw, area_flagged, keypoints_3d
                  [K*3] world mm, person_id, track_id
@@ -24,25 +25,50 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from poseops.annotations.checks import check, raise_problems
+from poseops.annotations.checks import Repairs, check, raise_problems
+from poseops.annotations.keypoint_sets import coverage_lines, family_coverage, map_categories
 from poseops.capture import CAPTURE_PARTS
 from poseops.config import AnnotationSource
 from poseops.errors import ConfigError, DataError
 from poseops.skeletons import Skeleton, get_skeleton
 from poseops.storage import (
-    exists, filesystem, join, read_json, require_published, sha256_bytes, write_bytes_atomic, write_json_atomic,
+    exists,
+    filesystem,
+    join,
+    read_json,
+    require_published,
+    sha256_bytes,
+    write_bytes_atomic,
+    write_json_atomic,
 )
 
-# format -> "module:function"; each is read_<format>(file, images_dir, out_folder) -> the internal form
+# format -> "module:function"; each is read_<format>(file, images_dir, out_folder, **options) -> the internal form
 IMPORTERS = {
     "coco": "poseops.annotations.coco:read_coco",
+    "mpii": "poseops.annotations.mpii:read_mpii",
+    "posetrack": "poseops.annotations.posetrack:read_posetrack",
+    "interhand": "poseops.annotations.interhand:read_interhand",
     "h36m": "poseops.annotations.h36m:read_h36m",
     "freihand": "poseops.annotations.freihand:read_freihand",
     "panoptic": "poseops.annotations.panoptic:read_panoptic",
-    "posetrack": "poseops.annotations.posetrack:read_posetrack",
 }
 SUPPORTED_FORMATS = tuple(IMPORTERS)
+# A user's importer: an entry point `<format> = "package.module:read"` in this group, with the same
+# signature as the built-in readers (see README.md, "Importer plug-ins").
+PLUGIN_GROUP = "poseops.importers"
 ANNOTATIONS_FILE, MANIFEST_FILE = "annotations.json", "manifest.json"
+
+
+def plugin_importers() -> dict[str, Any]:
+    """Format name -> entry point of every installed importer plug-in (built-in names win)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name not in IMPORTERS}
+
+
+def import_formats() -> dict[str, str]:
+    """Every format `poseops data import` reads: name -> where its reader lives."""
+    return {**IMPORTERS, **{name: ep.value for name, ep in plugin_importers().items()}}
 
 
 def category_for(skeleton: Skeleton, category_id: int, name: str) -> dict[str, Any]:
@@ -180,19 +206,38 @@ def merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def importer(fmt: str):
-    """The reader of a format, read_<format>(file, images_dir, out_folder) (imported on first use)."""
-    if fmt not in IMPORTERS:
-        raise ConfigError(f"annotation format {fmt!r} is not supported; supported: {', '.join(SUPPORTED_FORMATS)}")
-    module, name = IMPORTERS[fmt].split(":")
-    return getattr(import_module(module), name)
+    """The reader of a format, read_<format>(file, images_dir, out_folder, **options) (imported on first
+    use): a built-in one, else an installed plug-in's."""
+    if fmt in IMPORTERS:
+        module, name = IMPORTERS[fmt].split(":")
+        return getattr(import_module(module), name)
+    plugins = plugin_importers()
+    if fmt in plugins:
+        try:
+            return plugins[fmt].load()
+        except Exception as e:  # a broken plug-in: name it, keep its reason
+            raise ConfigError(f"importer plug-in {fmt!r} ({plugins[fmt].value}) cannot be loaded: {e}") from e
+    raise ConfigError(f"annotation format {fmt!r} is not supported; supported: {', '.join(import_formats())}")
 
 
-def import_source(source: AnnotationSource, out_folder: Path | None) -> dict[str, Any]:
+def read_part(fmt: str, file: str | Path, images: str | Path | None, out_folder: Path | None,
+              repairs: Repairs, keypoint_map: dict[str, str] | None = None, **options: Any) -> dict[str, Any]:
+    """One source read by its format's reader, its categories mapped onto known keypoint sets
+    (`poseops.annotations.keypoint_sets`); not yet checked."""
+    part = importer(fmt)(file, images, out_folder, **options)
+    if not isinstance(part, dict) or not all(isinstance(part.get(k), list) for k in ("images", "annotations", "categories")):
+        raise DataError(f"{file}: the {fmt} importer returned no images/annotations/categories lists")
+    for warning in (part.get("info") or {}).get("warnings", []):  # what a reader could not take, said
+        repairs.warn(f"{file}: {warning}")
+    return map_categories(part, repairs, keypoint_map)
+
+
+def import_source(source: AnnotationSource, out_folder: Path | None, repairs: Repairs | None = None) -> dict[str, Any]:
     """One `params.yaml: data.annotations` entry read into the internal form."""
-    if source.format not in IMPORTERS:
+    if source.format not in import_formats():
         raise ConfigError(
             f"params.yaml: data.annotations: format {source.format!r} is not supported; supported: "
-            + ", ".join(SUPPORTED_FORMATS)
+            + ", ".join(import_formats())
         )
     if not Path(source.file).exists():
         raise ConfigError(f"params.yaml: data.annotations: {source.format} source {source.file!r} not found")
@@ -201,33 +246,68 @@ def import_source(source: AnnotationSource, out_folder: Path | None) -> dict[str
         options["views"] = source.views
     if source.cameras is not None:
         options["cameras_file"] = source.cameras
-    return importer(source.format)(source.file, source.images, out_folder, **options)
+    part = read_part(source.format, source.file, source.images, out_folder, Repairs() if repairs is None else repairs,
+                     keypoint_map=source.keypoint_map, **options)
+    if source.name:  # the name datasets, weights (data.weights) and metrics know the source by
+        part = {**part, "images": [{**img, "source": source.name} if isinstance(img, dict) else img
+                                   for img in part["images"]]}
+    return part
 
 
 def build_annotations(
-    raw_dir: str | Path | None, sources: Sequence[AnnotationSource], out_path: str | Path
-) -> dict[str, int]:
+    raw_dir: str | Path | None, sources: Sequence[AnnotationSource], out_path: str | Path,
+    families: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Merge the synthetic captures' labels (unless raw_dir is None) and every extra source into one
     validated file; nothing is written when anything is wrong. Each part is checked (image files
     included) under its own file name and record ids before merging renumbers them, then the merge
-    (e.g. a subject in two fixed splits across sources)."""
+    (e.g. a subject in two fixed splits across sources). A source with `strict` refuses repairs.
+
+    With `families` (name -> keypoint set), the summary has `coverage` lines (per source and category,
+    what each family takes and why it skips the rest) and `warnings` (a category no family takes, with
+    the closest set); a strict source's untaken category is an error."""
     out_path = Path(out_path)
-    parts = []
+    parts, repair_summaries, warnings = [], {}, []
     for folder in capture_folders(raw_dir) if raw_dir is not None else []:
         parts.append(validate(from_capture_folder(folder, out_path.parent), str(folder / "manifest.json"),
                               base=out_path.parent))
+    strict_sources = set()
     for source in sources:
-        parts.append(validate(import_source(source, out_path.parent), source.file, base=out_path.parent))
+        repairs = Repairs()
+        part = import_source(source, out_path.parent, repairs)
+        parts.append(validate(part, source.file, base=out_path.parent, strict=source.strict, repairs=repairs))
+        if repairs:
+            repair_summaries[source.file] = repairs.summary()
+            warnings += repairs.warnings
+        if source.strict:
+            strict_sources |= {img.get("source") for img in parts[-1]["images"]}
     merged = validate(merge(parts), str(out_path))
+    summary: dict[str, Any] = {"images": len(merged["images"]), "annotations": len(merged["annotations"]),
+                               "sources": len(parts), "repairs": repair_summaries}
+    if families:
+        rows = family_coverage(merged, families)
+        summary["coverage"], untaken = coverage_lines(rows)
+        refused = [w for row, w in zip([r for r in rows if r["closest"] is not None], untaken)
+                   if row["source"] in strict_sources]
+        if refused:
+            raise DataError(f"{out_path}: " + "; ".join(refused) + " (refused: the source is strict)")
+        warnings += untaken
+    summary["warnings"] = warnings
     write_json_atomic(out_path, merged)
-    return {"images": len(merged["images"]), "annotations": len(merged["annotations"]), "sources": len(parts)}
+    return summary
 
 
-def validate(data: Any, source: str, base: str | Path | None = None) -> dict[str, Any]:
-    """The mended form of `data` (boxes clipped, missing areas filled: see checks.py), or DataError
-    naming the file and every bad record. With `base` (the folder relative file names start from),
-    every image file must exist and be non-empty."""
-    mended, problems = check(data, source, base)
+def validate(
+    data: Any, source: str, base: str | Path | None = None, strict: bool = False, repairs: Repairs | None = None
+) -> dict[str, Any]:
+    """The repaired form of `data` (see checks.py: which flaws are errors, which are repaired), or
+    DataError naming the file and every bad record. With `base` (the folder relative file names start
+    from), every image file must exist and be non-empty. The repairs are counted in `repairs`;
+    `strict` refuses every repair and warning (those already in `repairs` included)."""
+    repairs = Repairs() if repairs is None else repairs
+    mended, problems = check(data, source, base, repairs)
+    if strict and not problems:
+        problems = repairs.as_problems(source)
     raise_problems(problems, source)
     return mended
 
@@ -247,13 +327,17 @@ def load_annotations(path: str | Path) -> dict[str, Any]:
     return validate(read_json(path), str(path))
 
 
-def check_annotations_url(url: str | Path) -> dict[str, Any]:
-    """`poseops data validate`: the file (or import folder) with its image files checked; returns counts."""
+def check_annotations_url(url: str | Path, strict: bool = False) -> tuple[dict[str, Any], Repairs]:
+    """`poseops data validate`: the file (or import folder) with its image files checked; returns
+    (counts, the repairs loading it would make)."""
     path = annotations_file(url)
     local = _is_local(path)
-    data = validate(read_json(path), str(path), base=Path(filesystem(path)[1]).parent if local else Path("/"))
-    return {"images": len(data["images"]), "annotations": len(data["annotations"]),
-            "categories": len(data["categories"]), "cameras": len(data.get("cameras") or [])}
+    repairs = Repairs()
+    data = validate(read_json(path), str(path), base=Path(filesystem(path)[1]).parent if local else Path("/"),
+                    strict=strict, repairs=repairs)
+    counts = {"images": len(data["images"]), "annotations": len(data["annotations"]),
+              "categories": len(data["categories"]), "cameras": len(data.get("cameras") or [])}
+    return counts, repairs
 
 
 def _is_local(url: str | Path) -> bool:
@@ -262,23 +346,41 @@ def _is_local(url: str | Path) -> bool:
     return isinstance(filesystem(url)[0], LocalFileSystem)
 
 
+def preview_import(
+    fmt: str, file: str | Path, images: str | Path | None, strict: bool = False,
+    keypoint_map: dict[str, str] | None = None, **options: Any,
+) -> tuple[dict[str, Any], Repairs]:
+    """(the checked internal form, its repairs) of `file` in format `fmt`, image files included, as
+    `import_annotations` would publish it; writes nothing (`poseops data validate --format`)."""
+    repairs = Repairs()
+    part = read_part(fmt, file, images, None, repairs, keypoint_map=keypoint_map, **options)
+    return validate(part, str(file), base=Path("/"), strict=strict, repairs=repairs), repairs
+
+
 def import_annotations(
-    fmt: str, file: str | Path, images: str | Path | None, out: str | Path, **options: Any
+    fmt: str, file: str | Path, images: str | Path | None, out: str | Path, strict: bool = False,
+    keypoint_map: dict[str, str] | None = None, **options: Any,
 ) -> dict[str, Any]:
     """Read `file` in format `fmt`, validate it (image files included) and publish it at folder `out`:
-    annotations.json, then manifest.json last. Nothing is written when anything is wrong. `options`
-    go to the format's reader (e.g. `views` for panoptic, `cameras_file` for h36m).
+    annotations.json, then manifest.json last. Nothing is written when anything is wrong; `strict`
+    refuses every repair and warning. `options` go to the format's reader (e.g. `views` for panoptic,
+    `cameras_file` for h36m); `keypoint_map` maps the file's keypoint names to a known set's.
 
-    Returns the manifest: format, source, counts (boxes clipped, areas computed here), file + sha256."""
+    Returns the manifest: format, source, counts, the repairs made (with a one-line summary), warnings,
+    keypoint-set mappings, file + sha256."""
     out_folder = Path(filesystem(out)[1]) if _is_local(out) else None
-    part = importer(fmt)(file, images, out_folder, **options)
-    mended = validate(part, str(file), base=out_folder if out_folder is not None else Path("/"))
+    repairs = Repairs()
+    part = read_part(fmt, file, images, out_folder, repairs, keypoint_map=keypoint_map, **options)
+    mended = validate(part, str(file), base=out_folder if out_folder is not None else Path("/"), strict=strict,
+                      repairs=repairs)
     payload = (json.dumps(mended, indent=1, sort_keys=True) + "\n").encode()
     manifest = {
         "kind": "annotations",
         "format": fmt,
         "source": {"file": str(Path(file).resolve()), "images": str(Path(images).resolve()) if images else None,
-                   "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}},
+                   "options": {k: list(v) if isinstance(v, tuple) else (str(v) if isinstance(v, Path) else v)
+                               for k, v in options.items()},
+                   "keypoint_map": keypoint_map},
         "annotations": {"file": ANNOTATIONS_FILE, "sha256": sha256_bytes(payload)},
         "counts": {
             "images": len(mended["images"]),
@@ -288,6 +390,12 @@ def import_annotations(
             "boxes_clipped": sum(1 for a in mended["annotations"] if "bbox_raw" in a),
             "areas_computed": sum(1 for a in mended["annotations"] if a.get("area_flagged")),
         },
+        "area_sources": {src: sum(1 for a in mended["annotations"] if a.get("area_source") == src)
+                         for src in ("bbox", "keypoints")},
+        "repairs": repairs.entries(),
+        "repair_summary": repairs.summary(),
+        "warnings": list(repairs.warnings),
+        "keypoint_mappings": mended.get("info", {}).get("keypoint_mappings", []),
     }
     manifest_url = join(out, MANIFEST_FILE)
     if exists(manifest_url):  # unpublish the earlier import before replacing it

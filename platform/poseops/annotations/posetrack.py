@@ -18,6 +18,7 @@ from typing import Any
 
 from poseops.annotations.coco import coco_to_internal, read_coco_json
 from poseops.errors import DataError
+from poseops.skeletons import COCO17
 
 CATEGORY_NAME = "person_posetrack18"
 
@@ -83,4 +84,7 @@ def read_posetrack(file: str | Path, images_dir: str | Path | None, out_folder: 
     for cat in part["categories"]:
         if cat["name"] == "person" and len(cat["keypoints"]) == 17:
             cat["name"] = CATEGORY_NAME
+            # PoseTrack's 17 points are COCO's order with head_bottom / head_top for the eyes; mmpose's
+            # PoseTrack18 metadata scores them with COCO-17's OKS sigmas
+            cat.setdefault("sigmas", list(COCO17.sigmas))
     return part

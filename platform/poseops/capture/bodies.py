@@ -9,8 +9,8 @@ x to the person's right, y forward, z up. A pose is a vector of named joint angl
 (`POSE_PARAMS`, clipped to `JOINT_LIMITS`); `body_joints` turns (subject, pose, root) into joint
 positions by forward kinematics with the lower ankle on the ground.
 
-Motions (`task_motion`, `action_motion`) are smooth per-frame pose tracks for seed 000's five
-maintenance tasks (TO, PF, CR, CT, PC; expert or trainee performer) and general actions (walk,
+Motions (`task_motion`, `action_motion`) are smooth per-frame pose tracks for the five
+maintenance tasks of Zhang, He, Wu, 2025, "VMHPE: Human Pose Estimation for Virtual Maintenance Tasks" (TO, PF, CR, CT, PC; expert or trainee performer) and general actions (walk,
 squat, reach, turn), sampled at the capture rate (30 fps).
 """
 
@@ -88,7 +88,8 @@ def neutral_pose() -> np.ndarray:
 
 
 # ---------------------------------------------------------------- subjects
-# Template bone lengths, mm (notes/001 §10: rough Human3.6M lengths).
+# Template bone lengths, mm: rough means of the Human3.6M subjects (Ionescu, Papava, Olaru, Sminchisescu, 2014,
+# "Human3.6M", TPAMI).
 TEMPLATE_BONES: dict[str, float] = {
     "pelvis_hip": 130.0,
     "hip_knee": 450.0,
@@ -243,12 +244,12 @@ def random_pose(rng: np.random.Generator) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- motions
-CAPTURE_FPS = 30  # seed 000: Azure Kinect 3840x2160 at 30 fps, 1 frame kept in 10
+CAPTURE_FPS = 30  # Zhang, He, Wu, 2025, "VMHPE", Sec. 3.1.1: Azure Kinect 3840x2160 at 30 fps, 1 frame kept in 10
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A maintenance task of seed 000 with its Tables 1-2 statistics (2D, front view, 2160 rows)."""
+    """A maintenance task of Zhang, He, Wu, 2025, "VMHPE" with its Tables 1-2 statistics (2D, front view, 2160 rows)."""
 
     code: str
     name: str

@@ -19,10 +19,18 @@ import cv2
 import numpy as np
 
 from poseops.capture.bodies import J, Subject
+from poseops.capture.common import (
+    ONE,
+    SUBPIXEL_BITS,
+    OccluderStyle,
+    draw_rectangle,
+    fixed,
+    pixel_of,
+    shade,
+)
 
 OCCLUDER_ID = 255
-_SHIFT = 4  # sub-pixel bits
-_ONE = 1 << _SHIFT
+OCCLUDERS = OccluderStyle(extent=(0.1, 0.3), pad=2, offset=("normal", 0.12), drift=0.15, stripe_period=6, stripe_width=2)
 
 # Drawn parts: (name, joint a, joint b, width mm, colour key). Colour keys pick a Subject colour.
 LIMBS: tuple[tuple[str, str, str, float, str], ...] = (
@@ -42,14 +50,6 @@ HAND_RADIUS_MM = 55.0
 FOOT_RADIUS_MM = 60.0
 
 
-def _fixed(p: np.ndarray) -> tuple[int, int]:
-    return int(round(float(p[0]) * _ONE)), int(round(float(p[1]) * _ONE))
-
-
-def _shade(colour: tuple[float, ...], factor: float) -> tuple[float, ...]:
-    return tuple(float(min(255.0, c * factor)) for c in colour)
-
-
 @dataclass
 class Canvas:
     """A colour image [H, W, 3] uint8 and its owner mask [H, W] uint8, drawn together."""
@@ -64,42 +64,39 @@ class Canvas:
     def capsule(self, a: np.ndarray, b: np.ndarray, width: float, colour: tuple, owner: int) -> None:
         """A limb from a to b (px), `width` px thick, shaded as a cylinder (dark rim, light core)."""
         w = max(2, int(round(width)))
-        pa, pb = _fixed(a), _fixed(b)
-        cv2.line(self.mask, pa, pb, owner, w, cv2.LINE_8, _SHIFT)
-        cv2.line(self.image, pa, pb, _shade(colour, 0.55), w, cv2.LINE_8, _SHIFT)
-        cv2.line(self.image, pa, pb, colour, max(1, int(round(w * 0.7))), cv2.LINE_8, _SHIFT)
-        cv2.line(self.image, pa, pb, _shade(colour, 1.3), max(1, int(round(w * 0.25))), cv2.LINE_8, _SHIFT)
+        pa, pb = fixed(a), fixed(b)
+        cv2.line(self.mask, pa, pb, owner, w, cv2.LINE_8, SUBPIXEL_BITS)
+        cv2.line(self.image, pa, pb, shade(colour, 0.55), w, cv2.LINE_8, SUBPIXEL_BITS)
+        cv2.line(self.image, pa, pb, colour, max(1, int(round(w * 0.7))), cv2.LINE_8, SUBPIXEL_BITS)
+        cv2.line(self.image, pa, pb, shade(colour, 1.3), max(1, int(round(w * 0.25))), cv2.LINE_8, SUBPIXEL_BITS)
 
     def disc(self, centre: np.ndarray, radius: float, colour: tuple, owner: int) -> None:
         """A shaded ball of `radius` px."""
-        r = max(1, int(round(radius * _ONE)))
-        c = _fixed(centre)
-        cv2.circle(self.mask, c, r, owner, -1, cv2.LINE_8, _SHIFT)
-        cv2.circle(self.image, c, r, _shade(colour, 0.6), -1, cv2.LINE_8, _SHIFT)
-        cv2.circle(self.image, c, max(1, int(r * 0.8)), colour, -1, cv2.LINE_8, _SHIFT)
+        r = max(1, int(round(radius * ONE)))
+        c = fixed(centre)
+        cv2.circle(self.mask, c, r, owner, -1, cv2.LINE_8, SUBPIXEL_BITS)
+        cv2.circle(self.image, c, r, shade(colour, 0.6), -1, cv2.LINE_8, SUBPIXEL_BITS)
+        cv2.circle(self.image, c, max(1, int(r * 0.8)), colour, -1, cv2.LINE_8, SUBPIXEL_BITS)
         off = (c[0] - int(r * 0.25), c[1] - int(r * 0.25))
-        cv2.circle(self.image, off, max(1, int(r * 0.35)), _shade(colour, 1.25), -1, cv2.LINE_8, _SHIFT)
+        cv2.circle(self.image, off, max(1, int(r * 0.35)), shade(colour, 1.25), -1, cv2.LINE_8, SUBPIXEL_BITS)
 
     def polygon(self, points: np.ndarray, colour: tuple, owner: int) -> None:
         """A filled convex polygon through points [N, 2] px with a darker outline."""
-        pts = np.array([_fixed(p) for p in points], np.int32)
+        pts = np.array([fixed(p) for p in points], np.int32)
         hull = cv2.convexHull(pts)
-        cv2.fillConvexPoly(self.mask, hull, owner, cv2.LINE_8, _SHIFT)
-        cv2.fillConvexPoly(self.image, hull, colour, cv2.LINE_8, _SHIFT)
+        cv2.fillConvexPoly(self.mask, hull, owner, cv2.LINE_8, SUBPIXEL_BITS)
+        cv2.fillConvexPoly(self.image, hull, colour, cv2.LINE_8, SUBPIXEL_BITS)
 
     def rectangle(self, x0: int, y0: int, x1: int, y1: int, colour: tuple, striped: bool, owner: int) -> None:
         """An occluder: an inclusive pixel rectangle."""
         cv2.rectangle(self.mask, (x0, y0), (x1, y1), owner, -1)
-        cv2.rectangle(self.image, (x0, y0), (x1, y1), colour, -1)
-        if striped:
-            for x in range(x0 + 2, x1, 6):
-                cv2.line(self.image, (x, y0), (x, y1), _shade(colour, 0.7), 2)
+        draw_rectangle(self.image, (x0, y0, x1, y1), colour, striped, OCCLUDERS)
 
     def ellipse(self, centre: tuple[int, int], axes: tuple[int, int], angle: float, colour: tuple, owner: int) -> None:
         """An occluder: a filled ellipse (integer pixel geometry)."""
         cv2.ellipse(self.mask, centre, axes, angle, 0, 360, owner, -1)
         cv2.ellipse(self.image, centre, axes, angle, 0, 360, colour, -1)
-        cv2.ellipse(self.image, centre, (max(1, axes[0] // 2), max(1, axes[1] // 2)), angle, 0, 360, _shade(colour, 1.2), -1)
+        cv2.ellipse(self.image, centre, (max(1, axes[0] // 2), max(1, axes[1] // 2)), angle, 0, 360, shade(colour, 1.2), -1)
 
 
 def _px_per_mm(focal: float, depth: float) -> float:
@@ -128,7 +125,7 @@ def body_parts(uv: np.ndarray, depth: np.ndarray, subject: Subject, focal: float
     for side in ("left", "right"):
         w, an = J[f"{side}_wrist"], J[f"{side}_ankle"]
         parts.append((float(depth[w]) - 1.0, "disc", (uv[w], HAND_RADIUS_MM * _px_per_mm(focal, depth[w]), subject.skin)))
-        parts.append((float(depth[an]) - 1.0, "disc", (uv[an], FOOT_RADIUS_MM * wf * _px_per_mm(focal, depth[an]), _shade(subject.trousers, 0.6))))
+        parts.append((float(depth[an]) - 1.0, "disc", (uv[an], FOOT_RADIUS_MM * wf * _px_per_mm(focal, depth[an]), shade(subject.trousers, 0.6))))
     # head: a ball centred between the neck joint and the head top, pushed forward towards the nose
     centre_idx = [J["neck"], J["head"], J["nose"]]
     zc = float(depth[centre_idx].mean())
@@ -200,7 +197,7 @@ def visibility(uv: np.ndarray, depth: np.ndarray, mask: np.ndarray, owner: int) 
     """COCO visibility [K] of points uv [K, 2] (camera depth [K]) of person `owner` (= index + 1) given the
     scene's owner mask: 0 outside the frame or behind the camera, 1 covered by another owner, else 2."""
     h, w = mask.shape
-    px = np.floor(uv + 0.5).astype(np.int64)
+    px = pixel_of(uv)
     inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (depth > 1.0)
     vis = np.zeros(len(uv), np.int64)
     for k in np.flatnonzero(inside):

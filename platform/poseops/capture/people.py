@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from poseops.capture.bodies import make_subject, random_pose, body_joints, to_coco17
+from poseops.capture.bodies import body_joints, make_subject, random_pose, to_coco17
 from poseops.capture.body_render import (
     OCCLUDER_ID,
     apply_lighting,
@@ -25,7 +25,7 @@ from poseops.capture.body_render import (
     person_view,
     visibility,
 )
-from poseops.capture.synthetic_hands import _background
+from poseops.capture.common import textured_background
 from poseops.geometry import Camera, project_world, world_to_camera
 
 _STREAM = 0x9E0E  # seed-stream tag of still images
@@ -79,7 +79,7 @@ def spread_positions(
 
 def render_people_image(rng: np.random.Generator, size: int, num_people: int):
     """One scene: (image BGR [size, size, 3] uint8, people labels, views, occluders, background, camera)."""
-    background = _background(rng, size)
+    background = textured_background(rng, size)
     focal = size * rng.uniform(1.5, 2.3)
     cam_height = rng.uniform(1000.0, 1600.0)
     camera = look_camera(np.array([0.0, 0.0, cam_height]), rng.uniform(0.0, 12.0), 0.0, focal, size, size)

@@ -4,7 +4,7 @@ Two kinds of camera, each naming its distortion model (`poseops.geometry.Camera.
 - the four real Human3.6M cameras (`H36M_INTRINSICS`, `H36M_EXTRINSICS`: copied once from the
   dataset's `cameras.pkl` as `poseops.geometry.load_h36m_cameras` reads it; world->camera, mm,
   model "h36m"), for seven subjects' calibrations;
-- a "front" camera like seed 000's capture (an Azure Kinect colour camera, 3840x2160, 90°x59° field
+- a "front" camera like the capture of Zhang, He, Wu, 2025, "VMHPE" (an Azure Kinect colour camera, 3840x2160, 90°x59° field
   of view, 2.5 m from the work area; model "opencv" with a mild radial distortion), placed per
   sequence so that the performer is seen across (in profile), where forward lean shows.
 

@@ -1,6 +1,7 @@
 """Synthetic multi-view, multi-person body captures with exact COCO-17 / H36M-17 / 3D labels.
 
-A sequence is one scene: a performer doing one of seed 000's maintenance tasks (expert or trainee)
+A sequence is one scene: a performer doing one of the maintenance tasks of Zhang, He, Wu, 2025,
+"VMHPE: Human Pose Estimation for Virtual Maintenance Tasks" (expert or trainee)
 or a general action (`poseops.capture.bodies`), plus up to two more people (a partner who receives
 the part in a transfer, bystanders doing general actions), seen by a calibrated rig
 (`poseops.capture.rigs`: a Kinect-like "front" camera 2.5 m from the performer, who is seen in
@@ -8,7 +9,7 @@ profile, and up to four real Human3.6M cameras). Each view is drawn with OpenCV
 (`poseops.capture.body_render`): its own background, lighting and 2D occluders; visibility comes
 from the drawn masks (depth order, occluders), never from a coin flip.
 
-Frames are kept 1 in `frame_step` of a 30 fps capture (seed 000: 1 in 10), so videos play at
+Frames are kept 1 in `frame_step` of a 30 fps capture (VMHPE, Sec. 3.1.1: one frame in 10), so videos play at
 30 / frame_step fps.
 
 Output folder (never more than 1,000 files in any folder):
@@ -40,6 +41,7 @@ import numpy as np
 from poseops.capture import bodies as B
 from poseops.capture.body_render import (
     OCCLUDER_ID,
+    OCCLUDERS,
     apply_gain,
     draw_scene,
     lighting_field,
@@ -47,8 +49,18 @@ from poseops.capture.body_render import (
     person_view,
     visibility,
 )
+from poseops.capture.common import (
+    NoiseParams,
+    VideoFormat,
+    add_label_noise,
+    keypoint_rows,
+    occluder_rects,
+    occluder_track,
+    rounded,
+    textured_background,
+    video_writer,
+)
 from poseops.capture.rigs import H36M_SUBJECTS, sequence_rig
-from poseops.capture.synthetic_hands import _background
 from poseops.config import BodyCaptureParams, CaptureParams
 from poseops.errors import DataError
 from poseops.geometry import Camera, project_world, world_to_camera
@@ -57,7 +69,7 @@ from poseops.storage import sha256_file, write_json_atomic
 
 GENERATOR_NAME = "poseops.synthetic_bodies"
 GENERATOR_VERSION = 1
-VIDEO_FORMAT = {"suffix": ".mp4", "fourcc": "mp4v", "codec": "mpeg4 part 2 (mp4v), lossy"}
+VIDEO_FORMAT = VideoFormat(suffix=".mp4", fourcc="mp4v", codec="mpeg4 part 2 (mp4v), lossy")
 SEQUENCES_PER_CHUNK = 100  # 100 sequences x <= 5 views = 500 videos per folder
 ACTION_FRAMES = 20
 _STREAM = 0xB0D1
@@ -194,33 +206,16 @@ def plan_sequence(
 # ---------------------------------------------------------------- rendering
 def _occluder_tracks(rng: np.random.Generator, frames: int, width: int, height: int, centres: np.ndarray, count: int) -> list[dict]:
     """`count` slowly moving rectangles per view, placed near the performer's image centre [T, 2]."""
-    tracks = []
-    side = min(width, height)
-    for _ in range(count):
-        w, h = (rng.uniform(0.1, 0.3, 2) * side).astype(int) + 2
-        offset = rng.normal(0.0, 0.12, 2) * side
-        drift = rng.uniform(-0.15, 0.15, 2) * side * np.linspace(-1, 1, frames)[:, None]
-        c = centres + offset + drift
-        tracks.append(
-            {
-                "x0": np.round(c[:, 0] - w / 2).astype(int), "y0": np.round(c[:, 1] - h / 2).astype(int),
-                "w": int(w), "h": int(h),
-                "colour": tuple(float(v) for v in rng.uniform(0, 255, 3)), "striped": bool(rng.random() < 0.5),
-            }
-        )
-    return tracks
+    return [occluder_track(rng, OCCLUDERS, frames, min(width, height), centres) for _ in range(count)]
 
 
 def _occluders_at(tracks: list[dict], t: int) -> list[tuple[str, tuple]]:
-    out = []
-    for o in tracks:
-        x0, y0 = int(o["x0"][t]), int(o["y0"][t])
-        out.append(("rectangle", (x0, y0, x0 + o["w"] - 1, y0 + o["h"] - 1, o["colour"], o["striped"])))
-    return out
+    """The occluders at frame t as `draw_scene` primitives."""
+    return [("rectangle", (*rect, o["colour"], o["striped"])) for o, rect in zip(tracks, occluder_rects(tracks, t))]
 
 
 def _background_for(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    return _background(rng, max(width, height))[:height, :width].copy()
+    return textured_background(rng, max(width, height))[:height, :width].copy()
 
 
 @dataclass
@@ -270,37 +265,7 @@ def render_frame(view: ViewRender, plan: SequencePlan, t: int) -> tuple[np.ndarr
     return image, labels, (canvas, people, occluders)
 
 
-# ---------------------------------------------------------------- label noise
-def _noisy(rng: np.random.Generator, uv: np.ndarray, box_side: float, bodies: BodyCaptureParams) -> np.ndarray:
-    """Training labels [22, 2] = clean + jitter + outliers, and left/right swapped at `swap_rate`.
-    With no noise configured: the clean labels, and no random draw."""
-    out = uv
-    if bodies.label_noise_px > 0 or bodies.outlier_rate > 0:
-        sigma = bodies.label_noise_px
-        if bodies.label_noise == "laplace":
-            noise = rng.laplace(0, sigma / math.sqrt(2), uv.shape)
-        else:
-            noise = rng.normal(0, sigma, uv.shape)
-        jumps = rng.random(len(uv)) < bodies.outlier_rate
-        noise[jumps] += rng.normal(0, bodies.outlier_box_fraction * box_side, (int(jumps.sum()), 2))
-        out = uv + noise
-    if bodies.swap_rate > 0 and rng.random() < bodies.swap_rate:
-        out = out[list(_BODY_FLIP)]
-    return out
-
-
 # ---------------------------------------------------------------- writing
-def _r(values: Any, digits: int) -> list:
-    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
-
-
-def _keypoints(uv: np.ndarray, vis: np.ndarray) -> list[list[float]]:
-    """[K, 3] x, y, v with x = y = 0 where v = 0 (COCO), 4 decimals."""
-    kp = np.concatenate([np.round(uv, 4), vis[:, None].astype(np.float64)], axis=1)
-    kp[vis == 0, :2] = 0.0
-    return kp.tolist()
-
-
 def _camera_record(cam: Camera) -> dict:
     return cam.model_dump(mode="json")
 
@@ -341,13 +306,6 @@ class _ShardWriter:
         return [{**e, "sha256": sha256_file(root / e["file"])} for e in self.entries]
 
 
-def _open_video(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FORMAT["fourcc"]), fps, (width, height))
-    if not writer.isOpened():
-        raise DataError(f"{path}: OpenCV cannot open an {VIDEO_FORMAT['fourcc']} video writer")
-    return writer
-
-
 def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     """Render `params.bodies` synthetic multi-view body captures into `out_dir`; return the manifest.
 
@@ -355,6 +313,7 @@ def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     new one is written last, so readers never see a half-written capture set.
     """
     bodies = params.bodies if params.bodies is not None else BodyCaptureParams()
+    noise = NoiseParams.of(bodies)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # unpublish before touching anything
@@ -388,36 +347,33 @@ def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
             view_entries = []
             for view in views:
                 w, h = int(view.camera.width), int(view.camera.height)
-                path = chunk / f"{sequence_id}_{view.name}{VIDEO_FORMAT['suffix']}"
-                tmp = path.with_name(f".{path.name}")
-                writer = _open_video(tmp, fps, w, h)
-                for t in range(plan.frames):
-                    image, labels, _ = render_frame(view, plan, t)
-                    writer.write(image)
-                    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, bodies.jpeg_quality])
-                    if not ok:
-                        raise DataError(f"{out}: cannot encode frame {t} of {sequence_id}/{view.name} as JPEG")
-                    member = f"{sequence_id}/{view.name}/{t:05d}.jpg"
-                    shard = shards.add(member, jpeg.tobytes())
-                    frames[t]["views"][view.name] = {
-                        "image": {"shard": shard, "member": member},
-                        "occluders": [list(map(int, o[1][:4])) for o in _occluders_at(view.occluders, t)],
-                        "people": [_person_labels(rng, plan.people[p], lab, bodies) for p, lab in enumerate(labels)],
-                    }
-                    counts["images"] += 1
-                    for lab in labels:
-                        counts["person_views"] += 1
-                        counts["keypoints_labelled"] += int((lab["vis"][B.COCO17_FROM_BODY] > 0).sum())
-                        counts["keypoints_occluded"] += int((lab["vis"][B.COCO17_FROM_BODY] == 1).sum())
-                writer.release()
-                tmp.replace(path)
+                path = chunk / f"{sequence_id}_{view.name}{VIDEO_FORMAT.suffix}"
+                with video_writer(path, VIDEO_FORMAT, fps, w, h) as writer:
+                    for t in range(plan.frames):
+                        image, labels, _ = render_frame(view, plan, t)
+                        writer.write(image)
+                        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, bodies.jpeg_quality])
+                        if not ok:
+                            raise DataError(f"{out}: cannot encode frame {t} of {sequence_id}/{view.name} as JPEG")
+                        member = f"{sequence_id}/{view.name}/{t:05d}.jpg"
+                        shard = shards.add(member, jpeg.tobytes())
+                        frames[t]["views"][view.name] = {
+                            "image": {"shard": shard, "member": member},
+                            "occluders": [list(map(int, o[1][:4])) for o in _occluders_at(view.occluders, t)],
+                            "people": [_person_labels(rng, plan.people[p], lab, noise) for p, lab in enumerate(labels)],
+                        }
+                        counts["images"] += 1
+                        for lab in labels:
+                            counts["person_views"] += 1
+                            counts["keypoints_labelled"] += int((lab["vis"][B.COCO17_FROM_BODY] > 0).sum())
+                            counts["keypoints_occluded"] += int((lab["vis"][B.COCO17_FROM_BODY] == 1).sum())
                 rel = path.relative_to(out).as_posix()
                 view_entries.append({"name": view.name, "file": rel, "sha256": sha256_file(path), "width": w,
-                                     "height": h, "camera_model": view.camera.model, "codec": VIDEO_FORMAT["codec"]})
+                                     "height": h, "camera_model": view.camera.model, "codec": VIDEO_FORMAT.codec})
                 cameras.setdefault(sequence_id, {})[view.name] = _camera_record(view.camera)
             for t in range(plan.frames):
                 frames[t]["people"] = [
-                    {"person_id": f"{sequence_id}:{p.index}", "keypoints_3d": _r(p.joints[t], 3)} for p in plan.people
+                    {"person_id": f"{sequence_id}:{p.index}", "keypoints_3d": rounded(p.joints[t], 3)} for p in plan.people
                 ]
             record = sequence_record(plan, bodies, fps, frames)
             labels_fh.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
@@ -445,23 +401,23 @@ def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     return manifest
 
 
-def _person_labels(rng: np.random.Generator, person: PersonTrack, lab: dict, bodies: BodyCaptureParams) -> dict:
+def _person_labels(rng: np.random.Generator, person: PersonTrack, lab: dict, noise: NoiseParams) -> dict:
     """One person in one view and frame: COCO-17 and H36M-17 labels (training and clean)."""
     uv, vis = lab["uv"], lab["vis"]
     box_side = max(lab["bbox_raw"][2], lab["bbox_raw"][3])
-    noisy = _noisy(rng, uv, box_side, bodies)
+    noisy = add_label_noise(rng, uv, box_side, noise, _BODY_FLIP)
     coco, h36m = B.COCO17_FROM_BODY, B.H36M17_FROM_BODY
     return {
         "person_id": person.index,
         "role": person.role,
         "subject": person.subject.name,
         "activity": person.activity,
-        "keypoints": _keypoints(noisy[coco], vis[coco]),
-        "keypoints_clean": _r(uv[coco], 4),
-        "keypoints_h36m": _keypoints(noisy[h36m], vis[h36m]),
-        "keypoints_h36m_clean": _r(uv[h36m], 4),
-        "bbox": _r(lab["bbox"], 3),
-        "bbox_raw": _r(lab["bbox_raw"], 3),
+        "keypoints": keypoint_rows(noisy[coco], vis[coco], 4),
+        "keypoints_clean": rounded(uv[coco], 4),
+        "keypoints_h36m": keypoint_rows(noisy[h36m], vis[h36m], 4),
+        "keypoints_h36m_clean": rounded(uv[h36m], 4),
+        "bbox": rounded(lab["bbox"], 3),
+        "bbox_raw": rounded(lab["bbox_raw"], 3),
     }
 
 

@@ -29,8 +29,25 @@ from typing import Any
 import cv2
 import numpy as np
 
+from poseops.capture.common import (
+    ONE,
+    SUBPIXEL_BITS,
+    NoiseParams,
+    OccluderStyle,
+    VideoFormat,
+    add_label_noise,
+    covered_by,
+    draw_rectangle,
+    fixed,
+    keypoint_rows,
+    occluder_rects,
+    occluder_track,
+    rounded,
+    shade,
+    textured_background,
+    video_writer,
+)
 from poseops.config import CaptureParams, HandCaptureParams
-from poseops.errors import DataError
 from poseops.geometry import rotation_x, rotation_y, rotation_z
 from poseops.skeletons import HAND21
 from poseops.storage import sha256_file, write_json_atomic
@@ -44,7 +61,8 @@ FPS = 25
 # (VIDEOWRITER_PROP_QUALITY is refused) and loses a mean 3-4 grey levels with errors up to ~90 at
 # edges on textured frames. FFV1 is lossless and, in AVI, byte-deterministic (Matroska writes a
 # random segment id), so decoded frames are exactly the rendered ones.
-VIDEO_FORMAT = {"suffix": ".avi", "fourcc": "FFV1", "codec": "ffv1 (lossless)"}
+VIDEO_FORMAT = VideoFormat(suffix=".avi", fourcc="FFV1", codec="ffv1 (lossless)")
+OCCLUDERS = OccluderStyle(extent=(0.15, 0.35), pad=0, offset=("uniform", 0.3), drift=0.2, stripe_period=5, stripe_width=1)
 
 NUM_KEYPOINTS = 21
 _FINGERS = ("thumb", "index", "middle", "ring", "little")
@@ -162,52 +180,6 @@ def _project(joints: np.ndarray, motion: dict[str, np.ndarray], t: int, side: st
 
 
 # ---------------------------------------------------------------- rendering
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A textured BGR background [size, size, 3] uint8 (noise-free: lossless video stays small)."""
-    style = int(rng.integers(0, 4))
-    base = rng.uniform(20, 235, size=3)
-    if style == 0:  # smooth low-frequency noise
-        cells = int(rng.integers(3, 9))
-        img = cv2.resize(rng.uniform(0, 255, (cells, cells, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-    elif style == 1:  # gradient plus fine grain
-        ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
-        g = ramp[None, :, None] * rng.uniform(-120, 120, 3) + ramp[:, None, None] * rng.uniform(-120, 120, 3)
-        img = base + g
-    elif style == 2:  # stripes or checks
-        period = rng.uniform(6, 24)
-        angle = rng.uniform(0, math.pi)
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        wave = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period)
-        if rng.random() < 0.5:
-            wave = wave * np.sin((-xx * math.sin(angle) + yy * math.cos(angle)) * 2 * math.pi / period)
-        img = base + wave[..., None] * rng.uniform(20, 70, 3)
-    else:  # clutter of random shapes
-        img = np.empty((size, size, 3), np.float32)
-        img[:] = base
-        for _ in range(int(rng.integers(6, 16))):
-            colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
-            centre = tuple(int(c) for c in rng.integers(0, size, 2))
-            if rng.random() < 0.5:
-                cv2.circle(img, centre, int(rng.integers(3, size // 4)), colour, -1)
-            else:
-                other = tuple(int(c) for c in rng.integers(0, size, 2))
-                cv2.rectangle(img, centre, other, colour, -1)
-        img = cv2.GaussianBlur(img, (0, 0), 1.0)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-_SHIFT = 4  # sub-pixel bits for OpenCV drawing
-_ONE = 1 << _SHIFT
-
-
-def _fixed(p: np.ndarray) -> tuple[int, int]:
-    return int(round(p[0] * _ONE)), int(round(p[1] * _ONE))
-
-
-def _shade(colour: tuple[float, float, float], factor: float) -> tuple[float, float, float]:
-    return tuple(float(min(255.0, c * factor)) for c in colour)
-
-
 def limb_width(span_px: float) -> int:
     """Thickness of a finger in pixels for a hand whose box's longer side is `span_px`."""
     return max(2, int(round(span_px * 0.07)))
@@ -216,69 +188,36 @@ def limb_width(span_px: float) -> int:
 def _draw_hand(img: np.ndarray, uv: np.ndarray, depth: np.ndarray, skin: tuple, width: int) -> None:
     """Draw a shaded hand in place: palm polygon, then fingers far-to-near, with joint discs."""
     palm_idx = [0, 1, 5, 9, 13, 17]
-    palm = np.array([_fixed(uv[i]) for i in palm_idx], dtype=np.int32)
+    palm = np.array([fixed(uv[i]) for i in palm_idx], dtype=np.int32)
     hull = cv2.convexHull(palm)
-    cv2.fillConvexPoly(img, hull, _shade(skin, 0.9), cv2.LINE_AA, _SHIFT)
-    cv2.polylines(img, [hull], True, _shade(skin, 0.6), max(1, width // 3), cv2.LINE_AA, _SHIFT)
+    cv2.fillConvexPoly(img, hull, shade(skin, 0.9), cv2.LINE_AA, SUBPIXEL_BITS)
+    cv2.polylines(img, [hull], True, shade(skin, 0.6), max(1, width // 3), cv2.LINE_AA, SUBPIXEL_BITS)
     order = np.argsort([depth[1 + 4 * f : 5 + 4 * f].mean() for f in range(5)])[::-1]  # far first
     for f in order:
         chain = ([0] if f == 0 else []) + list(range(1 + 4 * f, 5 + 4 * f))  # thumb starts at the wrist
         for a, b in zip(chain[:-1], chain[1:]):
-            pa, pb = _fixed(uv[a]), _fixed(uv[b])
-            cv2.line(img, pa, pb, _shade(skin, 0.55), width + 2, cv2.LINE_AA, _SHIFT)
-            cv2.line(img, pa, pb, skin, width, cv2.LINE_AA, _SHIFT)
-            cv2.line(img, pa, pb, _shade(skin, 1.2), max(1, width // 3), cv2.LINE_AA, _SHIFT)
+            pa, pb = fixed(uv[a]), fixed(uv[b])
+            cv2.line(img, pa, pb, shade(skin, 0.55), width + 2, cv2.LINE_AA, SUBPIXEL_BITS)
+            cv2.line(img, pa, pb, skin, width, cv2.LINE_AA, SUBPIXEL_BITS)
+            cv2.line(img, pa, pb, shade(skin, 1.2), max(1, width // 3), cv2.LINE_AA, SUBPIXEL_BITS)
         for j in chain[1:]:
-            cv2.circle(img, _fixed(uv[j]), max(1, width // 2) * _ONE, _shade(skin, 0.8), -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(img, fixed(uv[j]), max(1, width // 2) * ONE, shade(skin, 0.8), -1, cv2.LINE_AA, SUBPIXEL_BITS)
 
 
 def _occluder_tracks(rng: np.random.Generator, frames: int, size: int, centre_track: np.ndarray) -> list[dict]:
     """0-2 moving rectangles per sequence, drawn near the hand so that they do cover joints."""
-    tracks = []
-    for _ in range(int(rng.choice([0, 1, 1, 2]))):
-        w, h = (rng.uniform(0.15, 0.35, 2) * size).astype(int)
-        offset = rng.uniform(-0.3, 0.3, 2) * size
-        drift = rng.uniform(-0.2, 0.2, 2) * size * np.linspace(-1, 1, frames)[:, None]
-        centre = centre_track + offset + drift
-        tracks.append(
-            {
-                "x0": np.round(centre[:, 0] - w / 2).astype(int),
-                "y0": np.round(centre[:, 1] - h / 2).astype(int),
-                "w": int(w),
-                "h": int(h),
-                "colour": tuple(float(c) for c in rng.uniform(0, 255, 3)),
-                "striped": bool(rng.random() < 0.5),
-            }
-        )
-    return tracks
-
-
-def occluder_rects(tracks: list[dict], t: int) -> list[tuple[int, int, int, int]]:
-    """Inclusive pixel rectangles (x0, y0, x1, y1) of the occluders at frame t."""
-    return [(int(o["x0"][t]), int(o["y0"][t]), int(o["x0"][t]) + o["w"] - 1, int(o["y0"][t]) + o["h"] - 1) for o in tracks]
-
-
-def covered_by(points: np.ndarray, rects: list[tuple[int, int, int, int]]) -> np.ndarray:
-    """[K] bool: the pixel holding each point [K, 2] (pixel-centre convention) lies in a rectangle."""
-    px = np.floor(points + 0.5).astype(int)
-    hit = np.zeros(len(points), dtype=bool)
-    for x0, y0, x1, y1 in rects:
-        hit |= (px[:, 0] >= x0) & (px[:, 0] <= x1) & (px[:, 1] >= y0) & (px[:, 1] <= y1)
-    return hit
+    return [occluder_track(rng, OCCLUDERS, frames, size, centre_track) for _ in range(int(rng.choice([0, 1, 1, 2])))]
 
 
 def _draw_occluders(img: np.ndarray, tracks: list[dict], t: int) -> None:
-    for o, (x0, y0, x1, y1) in zip(tracks, occluder_rects(tracks, t)):
-        cv2.rectangle(img, (x0, y0), (x1, y1), o["colour"], -1)
-        if o["striped"]:
-            for x in range(x0 + 2, x1, 5):
-                cv2.line(img, (x, y0), (x, y1), _shade(o["colour"], 0.7), 1)
+    for o, rect in zip(tracks, occluder_rects(tracks, t)):
+        draw_rectangle(img, rect, o["colour"], o["striped"], OCCLUDERS)
 
 
 def render_sequence(rng: np.random.Generator, shape: dict[str, Any], side: str, frames: int, size: int) -> tuple[list[np.ndarray], list[dict]]:
     """Frames (BGR [size, size, 3] uint8) and per-frame labels of one sequence."""
     motion = _sequence_motion(rng, frames, size)
-    background = _background(rng, size)
+    background = textured_background(rng, size)
     centres = []
     poses = []
     for t in range(frames):
@@ -308,38 +247,7 @@ def render_sequence(rng: np.random.Generator, shape: dict[str, Any], side: str, 
     return images, labels
 
 
-# ---------------------------------------------------------------- label noise (optional parameters)
-def _noisy(rng: np.random.Generator, uv: np.ndarray, box_side: float, hands: Any) -> np.ndarray:
-    """Training labels = clean + jitter (Gaussian or Laplace, sigma px) + outliers (a share of the keypoints
-    moved by N(0, (fraction x box side)^2)). With no noise configured, the clean labels and no draw."""
-    sigma, outlier_rate = hands.label_noise_px, hands.outlier_rate
-    if sigma <= 0 and outlier_rate <= 0:
-        return uv
-    if hands.label_noise == "laplace":
-        noise = rng.laplace(0, sigma / math.sqrt(2), uv.shape)
-    else:
-        noise = rng.normal(0, sigma, uv.shape)
-    jumps = rng.random(len(uv)) < outlier_rate
-    noise[jumps] += rng.normal(0, hands.outlier_box_fraction * box_side, (int(jumps.sum()), 2))
-    return uv + noise
-
-
 # ---------------------------------------------------------------- writing
-def _round(values: np.ndarray | list, digits: int = 3) -> list:
-    return np.round(np.asarray(values, dtype=float), digits).tolist()
-
-
-def _write_video(path: Path, frames: list[np.ndarray], size: int) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_FORMAT["fourcc"]), FPS, (size, size))
-    if not writer.isOpened():
-        raise DataError(f"{path}: OpenCV cannot open a {VIDEO_FORMAT['fourcc']} video writer")
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    tmp.replace(path)
-
-
 def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     """Render `params.hands.sequences` synthetic hand videos into `out_dir`; return the manifest.
 
@@ -351,11 +259,12 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # unpublish before touching anything
-    for stale in list(out.glob(f"seq_*{VIDEO_FORMAT['suffix']}")) + [out / "labels.json", out / LABELS_FILE]:
+    for stale in list(out.glob(f"seq_*{VIDEO_FORMAT.suffix}")) + [out / "labels.json", out / LABELS_FILE]:
         stale.unlink(missing_ok=True)
 
     hands = params.hands if params.hands is not None else HandCaptureParams()
     size, frames = hands.image_size, hands.frames_per_sequence
+    noise = NoiseParams.of(hands)
     root = np.random.SeedSequence([params.seed, 0x4A2D])
     (subject_seq,) = root.spawn(1)  # child 0; sequence i gets child 1 + i, spawned when it is rendered
     num_subjects = max(2, math.ceil(hands.sequences / 2))
@@ -373,19 +282,19 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
             subject = f"hand_{index % num_subjects:03d}"
             side = subject_sides[subject]  # a hand identity is one hand: its side is fixed
             images, frame_labels = render_sequence(rng, subjects[subject], side, frames, size)
-            path = out / f"{sequence_id}{VIDEO_FORMAT['suffix']}"
-            _write_video(path, images, size)
+            path = out / f"{sequence_id}{VIDEO_FORMAT.suffix}"
+            with video_writer(path, VIDEO_FORMAT, FPS, size, size) as writer:
+                for image in images:
+                    writer.write(image)
             records = []
             for t, lab in enumerate(frame_labels):
-                uv_noisy = _noisy(rng, lab["uv"], max(lab["bbox"][2], lab["bbox"][3]), hands)
-                kp = np.concatenate([uv_noisy, lab["vis"][:, None]], axis=1)
-                kp[lab["vis"] == 0, :2] = 0.0
+                uv_noisy = add_label_noise(rng, lab["uv"], max(lab["bbox"][2], lab["bbox"][3]), noise)
                 records.append(
                     {
                         "frame_index": t,
-                        "keypoints": _round(kp),
-                        "keypoints_clean": _round(lab["uv"]),
-                        "bbox": _round(lab["bbox"]),
+                        "keypoints": keypoint_rows(uv_noisy, lab["vis"], 3),
+                        "keypoints_clean": rounded(lab["uv"], 3),
+                        "bbox": rounded(lab["bbox"], 3),
                         "occluders": lab["occluders"],  # inclusive pixel rectangles [x0, y0, x1, y1]
                         "subject": subject,
                         "side": side,
@@ -406,7 +315,7 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
                     "height": size,
                     "subject": subject,
                     "side": side,
-                    "codec": VIDEO_FORMAT["codec"],
+                    "codec": VIDEO_FORMAT.codec,
                 }
             )
     labels_tmp.replace(out / LABELS_FILE)
@@ -438,41 +347,3 @@ def read_hand_sequences(folder: str | Path) -> Iterator[dict[str, Any]]:
     from poseops.capture import read_label_records
 
     return read_label_records(folder)
-
-
-def read_frames(video_path: str | Path) -> Iterator[np.ndarray]:
-    """Decoded frames (BGR [H, W, 3] uint8) of a capture video, in order.
-
-    Raises DataError naming the file if it is missing, unreadable or holds no frame.
-    """
-    path = Path(video_path)
-    if not path.is_file():
-        raise DataError(f"{path}: capture video not found")
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise DataError(f"{path}: cannot open capture video (corrupt or unknown format)")
-        count = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            count += 1
-            yield frame
-        if count == 0:
-            raise DataError(f"{path}: capture video holds no decodable frame (corrupt?)")
-    finally:
-        capture.release()
-
-
-def read_video(video_path: str | Path) -> list[np.ndarray]:
-    """All frames of a capture video (see `read_frames`)."""
-    return list(read_frames(video_path))
-
-
-def read_frame(video_path: str | Path, index: int) -> np.ndarray:
-    """Frame `index` (BGR [H, W, 3] uint8) of a capture video; DataError naming file and index if absent."""
-    for i, frame in enumerate(read_frames(video_path)):
-        if i == index:
-            return frame
-    raise DataError(f"{video_path}: capture video has no frame {index}")

@@ -63,7 +63,8 @@ def data_synth(
 @data_app.command("show")
 @friendly
 def data_show(
-    url: Annotated[str, typer.Argument(help="a capture folder or root (hands/, bodies/) or a derived dataset (card.json)")],
+    url: Annotated[str, typer.Argument(help="an import folder or annotations JSON, a capture folder or root "
+                                            "(hands/, bodies/), or a derived dataset (card.json)")],
     out: Annotated[Path, typer.Option(help="PNG to write")] = Path("grid.png"),
     count: Annotated[int, typer.Option(help="samples to draw (per part of a capture root)")] = 16,
     part: Annotated[Optional[str], typer.Option(help="of a capture root, draw only: hands or bodies")] = None,
@@ -92,7 +93,14 @@ def data_derive(
     from poseops.families import get_family, load_params
     from poseops.paths import append_run_log
 
+    from poseops.annotations.internal import load_annotations
+    from poseops.annotations.keypoint_sets import coverage_lines, family_coverage
+    from poseops.skeletons import SKELETONS
+
     params, fam = load_params(), get_family(family)
+    if fam.skeleton in SKELETONS:  # what this family takes of each source and category, and why not the rest
+        for line in coverage_lines(family_coverage(load_annotations(annotations), {family: fam.skeleton}))[0]:
+            console.print(f"derive@{family}: {line}", highlight=False)
     facts: dict = {}
 
     def log(record: dict) -> None:
@@ -100,7 +108,7 @@ def data_derive(
         append_run_log("derive", {"family": family, **record})
 
     card = derive_dataset(fam.dataset_kind, annotations, out, params.families[family].data, params.data.split,
-                          skeleton=fam.skeleton, executor=executor, run_log=log)
+                          skeleton=fam.skeleton, executor=executor, run_log=log, source_weights=params.data.weights)
     console.print(f"derived {card.get('counts')} -> {out} ({facts['executor']}, {facts['tasks']} tasks, "
                   f"{facts['seconds']:.1f} s; dataset checksum {facts['dataset_checksum'][:12]})")
 

@@ -12,8 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from poseops.cli.assess import assess_cmd
 from poseops.cli.common import console, friendly
 from poseops.cli.data import data_app
+from poseops.cli.registry import registry_app
 from poseops.cli.tune import tune_cmd
 from poseops.errors import PoseopsError
 
@@ -25,6 +27,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Profiles and params.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(registry_app, name="registry")
+app.command("assess")(assess_cmd)
 app.command("tune")(tune_cmd)
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
@@ -63,7 +67,15 @@ def record_stage_time(root: Path, stage: str, seconds: float) -> None:
 
 
 def run_stage(stage: str, family: str | None = None, params_path: str | Path | None = None) -> None:
-    """Run one pipeline stage (what dvc.yaml's stages call); exit 1 on a PoseopsError."""
+    """Run one pipeline stage (what dvc.yaml's stages call); exit 1 on a PoseopsError. Ray's and
+    MLflow's logs go to .poseops/logs/<stage>[@<family>].log, not the console (`library_logs_to_file`)."""
+    from poseops.library_logs import library_logs_to_file
+
+    with library_logs_to_file(stage if family is None else f"{stage}@{family}"):
+        _run_stage(stage, family, params_path)
+
+
+def _run_stage(stage: str, family: str | None, params_path: str | Path | None) -> None:
     from poseops import pipeline
     from poseops.families import load_params
 
@@ -122,9 +134,13 @@ def serve_cmd(
     """Serve each family's champion with Ray Serve, in the foreground; Ctrl-C or SIGTERM stops it."""
     from poseops.deploy import build_champion_app
     from poseops.families import load_params
+    from poseops.pipeline import layout, restore_champions
     from poseops.serve.runner import run_foreground
 
     params = load_params()
+    if alias == "champion":
+        for name in restore_champions(params, layout()):
+            console.print(f"{name}: champion restored in the registry from metrics/{name}/promotion.json")
     app_, names = build_champion_app(params, families=family, alias=alias)
     code = run_foreground(app_, host or params.serve.host, port if port is not None else params.serve.port)
     raise typer.Exit(code or 0)

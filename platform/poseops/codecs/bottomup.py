@@ -1,9 +1,10 @@
 """Bottom-up multi-person codec (CID-style): Gaussian targets, person centres, centre NMS, decoding.
 
-Frames
-- Input pixels: pixel i covers [i, i+1). A heatmap of width w over an input of width W has stride
-  W / w; cell c covers input [c*stride, (c+1)*stride) and its centre is input (c + 0.5) * stride
-  (CID's `x * 4 + 2` at stride 4). So x_hm = x_px / stride - 0.5 is the continuous cell coordinate.
+Frames (the package's pixel convention, `poseops.codecs`)
+- Input pixels: the centre of pixel i is x = i (OpenCV's convention, as in the loaders). A heatmap of
+  width w over an input of width W has stride s = W / w; cell c covers input [c s - 0.5, (c+1) s - 0.5)
+  and its centre is input (c + 0.5) s - 0.5. So x_hm = (x_px + 0.5) / s - 0.5 is the continuous cell
+  coordinate, and mirroring the map (c -> w - 1 - c) mirrors the input (x -> W - 1 - x).
 - Keypoints per image: [P, K, 3] = (x, y, v) in input pixels, COCO visibility (0 = unlabelled).
 - Heatmaps: [.., K, h, w]; the centre map is channel K of the "multi" maps [B, K+1, h, w].
 
@@ -21,6 +22,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from poseops.codecs import flip_back  # noqa: F401 (the flip test's map mirror, re-exported)
 
 Refine = Literal["quadratic", "quarter", "none"]
 
@@ -64,17 +67,17 @@ def gaussian_maps(points_hm: Tensor, valid: Tensor, heatmap_size: int | tuple[in
 
 
 def to_heatmap_frame(xy_px: Tensor, input_size: int | tuple[int, int], heatmap_size: int | tuple[int, int]) -> Tensor:
-    """Input pixels [..., 2] -> continuous cell coordinates [..., 2] (cell c's centre is c)."""
+    """Input pixels [..., 2] -> continuous cell coordinates [..., 2] (cell c's centre is c): (x + 0.5) / s - 0.5."""
     (iw, ih), (hw, hh) = _size(input_size), _size(heatmap_size)
     stride = xy_px.new_tensor([iw / hw, ih / hh])
-    return xy_px / stride - 0.5
+    return (xy_px + 0.5) / stride - 0.5
 
 
 def to_input_frame(xy_hm: Tensor, input_size: int | tuple[int, int], heatmap_size: int | tuple[int, int]) -> Tensor:
     """Continuous cell coordinates [..., 2] -> input pixels [..., 2]; inverse of `to_heatmap_frame`."""
     (iw, ih), (hw, hh) = _size(input_size), _size(heatmap_size)
     stride = xy_hm.new_tensor([iw / hw, ih / hh])
-    return (xy_hm + 0.5) * stride
+    return (xy_hm + 0.5) * stride - 0.5
 
 
 def encode_targets(
@@ -193,12 +196,6 @@ def find_centres(centre_map: Tensor, max_people: int = 30, threshold: float = 0.
     return coords, scores
 
 
-def flip_back(heatmaps: Tensor, flip_permutation: tuple[int, ...] | list[int] | None) -> Tensor:
-    """Heatmaps [..., K, h, w] computed on a mirrored image -> the original frame (mirror x, swap L/R)."""
-    flipped = heatmaps.flip(-1)
-    return flipped if flip_permutation is None else flipped[..., list(flip_permutation), :, :]
-
-
 def refine_peaks(maps: Tensor, x: Tensor, y: Tensor, refine: Refine) -> tuple[Tensor, Tensor]:
     """Sub-cell offsets (dx, dy) [N, K] at integer peaks (x, y) [N, K] of maps [N, K, h, w].
 
@@ -234,7 +231,7 @@ def decode_instances(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-instance heatmaps [N, K, h, w] and centre scores [N] -> people in input pixels.
 
-    Smooth, argmax per keypoint, sub-cell refine, map cells to input pixels ((c + 0.5) * stride).
+    Smooth, argmax per keypoint, sub-cell refine, map cells to input pixels ((c + 0.5) * stride - 0.5).
     Returns (keypoints [N, K, 2], keypoint_scores [N, K] = peak * centre score, scores [N] = mean).
     """
     n, k, h, w = heatmaps.shape

@@ -1,10 +1,13 @@
 """Integral regression (soft-argmax) and heatmap codecs, in normalised coordinates.
 
-Conventions
-- Pixel i of an image covers [i, i+1): its centre is at i + 0.5 (continuous pixel coordinates).
-- Normalised coordinates `xy_norm` lie in [-0.5, 0.5] across the whole input: x_norm = x_px / S - 0.5.
-- Heatmap cell p (0-based) of an h-wide map has its centre at (p + 0.5) / h - 0.5 (note 004 D10),
-  which is the same point as input pixel (p + 0.5) * S / h: heatmaps and inputs share one frame.
+Conventions (the package's pixel convention, `poseops.codecs`)
+- The centre of pixel i is x = i (OpenCV's convention); pixel i covers [i - 0.5, i + 0.5), so an
+  S-wide input spans [-0.5, S - 0.5].
+- Normalised coordinates `xy_norm` lie in [-0.5, 0.5] across that span: x_norm = (x_px + 0.5) / S - 0.5;
+  mirroring the input (x -> S - 1 - x) is x_norm -> -x_norm.
+- Heatmap cell p (0-based) of an h-wide map has its centre at (p + 0.5) / h - 0.5 (the cell centres of
+  Sun, Xiao, Liang, Wei, 2018, "Integral Human Pose Regression", Eq. 2's sum over locations), which is
+  input pixel (p + 0.5) * S / h - 0.5: heatmaps and inputs share one frame.
 - Coordinates are (x, y) pairs in the last axis.
 """
 
@@ -16,15 +19,15 @@ from torch import Tensor
 
 
 def to_norm(xy_px: Tensor, input_size: int | tuple[int, int]) -> Tensor:
-    """Input-pixel coordinates [..., 2] -> normalised [..., 2] (x / W - 0.5, y / H - 0.5)."""
+    """Input-pixel coordinates [..., 2] -> normalised [..., 2] ((x + 0.5) / W - 0.5, (y + 0.5) / H - 0.5)."""
     width, height = _size(input_size)
-    return xy_px / xy_px.new_tensor([width, height]) - 0.5
+    return (xy_px + 0.5) / xy_px.new_tensor([width, height]) - 0.5
 
 
 def to_pixels(xy_norm: Tensor, input_size: int | tuple[int, int]) -> Tensor:
     """Normalised coordinates [..., 2] -> input pixels [..., 2]; inverse of `to_norm`."""
     width, height = _size(input_size)
-    return (xy_norm + 0.5) * xy_norm.new_tensor([width, height])
+    return (xy_norm + 0.5) * xy_norm.new_tensor([width, height]) - 0.5
 
 
 def cell_centres(size: int, like: Tensor) -> Tensor:
@@ -46,7 +49,7 @@ def integrate(probs: Tensor) -> Tensor:
 
 
 def soft_argmax(logits: Tensor) -> Tensor:
-    """Integral regression (note 004 Eq. 1): heatmap logits [B, K, H, W] -> xy_norm [B, K, 2] in [-0.5, 0.5]."""
+    """Integral regression (Lou, Lin, Zhu, Chen, 2024, "MLE-Loss Driven Robust Hand Pose Estimation", Eq. 1): heatmap logits [B, K, H, W] -> xy_norm [B, K, 2] in [-0.5, 0.5]."""
     return integrate(spatial_softmax(logits))
 
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from poseops.annotations.internal import load_annotations
+from poseops.annotations.mix import source_mix, weigh_sources
 from poseops.config import FamilyData, SplitParams
 from poseops.errors import DataError
 from poseops.skeletons import Skeleton
@@ -236,9 +237,13 @@ def derive_dataset(
     executor: Executor = "auto",
     chunk_samples: int = CHUNK_SAMPLES,
     options: Mapping[str, Any] | None = None,
+    source_weights: Mapping[str, float] | None = None,
     run_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Write `<out>/<split>/part-*.parquet` and then `<out>/card.json`; returns the card.
+
+    source_weights: image source -> share of its training samples kept (params.yaml `data.weights`; see
+        poseops.annotations.mix); the card's `source.mix` counts each split's samples per source.
 
     kind: hand_crop | topdown_crop | bottomup_image | lifting_sequence | multiview_group.
     options: kind settings over `data.kind_options()` (from params.yaml): crop kinds: crop_format "png"
@@ -265,6 +270,8 @@ def derive_dataset(
             f"(no annotation with {sk.num_keypoints} keypoints ({sk.name}) and what {kind} needs)"
         )
     per_split = assign_splits(items, split, data.max_samples)
+    per_split["train"] = weigh_sources(per_split["train"], source_weights or {}, labels, split.seed,
+                                       str(annotations_path))
     chunks = make_chunks(per_split, chunk_samples)
     context = RowContext(str(annotations_path.resolve()), sk.num_keypoints, data.shard_margin, options)
     chosen = choose_executor(executor, out_url, len(items))
@@ -341,9 +348,10 @@ def make_card(
         },
         "counts": {name: len(items) for name, items in per_split.items()},
         "source": {
+            "mix": {name: source_mix(items) for name, items in per_split.items()},
             "annotations": annotations_path.name,
             "annotations_sha256": sha256_file(annotations_path),
-            "kind": "synthetic" if sources == {"synthetic"} else "real",
+            "kind": "synthetic" if sources == {"synthetic"} else ("mixed" if "synthetic" in sources else "real"),
             "data": data.model_dump(mode="json"),
             "split": split.model_dump(mode="json"),
             "options": dict(context.options),

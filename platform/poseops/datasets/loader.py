@@ -1,12 +1,13 @@
 """Stream a derived split into training batches: row groups in a seeded per-epoch order, a shuffle
-buffer, a disjoint share per Ray Train worker (and per DataLoader worker), and the notes' augmentation.
+buffer, a disjoint share per Ray Train worker (and per DataLoader worker), and the families' augmentation (`AugmentParams`).
 
 Samples hold no training targets: the family's codec makes them from keypoints after augmentation.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -83,7 +84,7 @@ def norm_size(points: np.ndarray, visible: np.ndarray) -> float:
 def draw_augmentation(
     augment: AugmentParams | None, rng: np.random.Generator | None, can_flip: bool
 ) -> tuple[float, float, tuple[float, float], bool]:
-    """(rotation_deg, scale, shift (fractions of the side), flip) drawn from the notes' ranges; identity
+    """(rotation_deg, scale, shift (fractions of the side), flip) drawn from `augment`'s ranges; identity
     without augment or rng."""
     if augment is None or rng is None:
         return 0.0, 1.0, (0.0, 0.0), False
@@ -95,7 +96,8 @@ def draw_augmentation(
 
 
 def flip_affine(input_size: int) -> np.ndarray:
-    """Mirror x about the input's centre line (pixel i <-> S-1-i)."""
+    """Mirror x about the input's centre line (pixel i <-> S-1-i): `poseops.codecs.mirror_x`, and what
+    `tensor.flip(-1)` does to an image (tests/unit/test_codecs_flip.py)."""
     return np.array([[-1.0, 0.0, input_size - 1.0], [0.0, 1.0, 0.0]])
 
 

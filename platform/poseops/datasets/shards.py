@@ -25,7 +25,13 @@ from poseops.annotations.internal import resolve_image_path
 from poseops.config import SplitParams
 from poseops.datasets.transforms import cut_window, integer_window
 from poseops.errors import DataError
-from poseops.skeletons import SKELETONS, Skeleton, get_skeleton, skeleton_from_coco_category
+from poseops.skeletons import (
+    SKELETONS,
+    Skeleton,
+    categories_for_skeleton,
+    get_skeleton,
+    skeleton_from_coco_category,
+)
 from poseops.storage import filesystem, join
 
 CARD = "card.json"
@@ -101,7 +107,7 @@ class FrameSource:
                 raise DataError(f"{path}: image of record {image['id']} cannot be decoded (corrupt or empty)")
             return pixels
         if self._video != path:
-            from poseops.capture.synthetic_hands import read_video
+            from poseops.capture.common import read_video
 
             self._frames, self._video = read_video(path), path
         index = int(image["frame_index"])
@@ -302,17 +308,8 @@ def resolve_skeleton(skeleton: str | Skeleton, labels: dict, source: str) -> Ske
 
 
 def skeleton_categories(categories: list[dict], skeleton: Skeleton) -> set[int]:
-    """Ids of the categories whose keypoints are the skeleton's.
-
-    A category matches by its joint names. Only when no category does, a built-in skeleton also takes
-    the categories with its number of joints under other names (PoseTrack's COCO-order `head_bottom`,
-    `head_top`), so annotations holding two 17-joint forms of each person (COCO-17 `person` and
-    `person_h36m17` of the synthetic bodies) give each skeleton its own form, never both.
-    """
-    by_name = {c["id"] for c in categories if tuple(c["keypoints"]) == skeleton.keypoints}
-    if by_name or skeleton.name not in SKELETONS:
-        return by_name
-    return {c["id"] for c in categories if len(c["keypoints"]) == skeleton.num_keypoints}
+    """Ids of the categories whose keypoints are the skeleton's (see poseops.skeletons.categories_for_skeleton)."""
+    return categories_for_skeleton(categories, skeleton)
 
 
 def instances(data: dict, skeleton: Skeleton) -> Iterator[tuple[dict, dict]]:

@@ -1,7 +1,7 @@
 """Crop geometry shared by derive, the loader, evaluate and serving (so all see the same pixels).
 
-Pixel convention: OpenCV's, the centre of pixel (col i, row j) is at (x, y) = (i, j). A crop of side
-S centred on c maps c to ((S - 1) / 2, (S - 1) / 2). Affines are 2x3 float64 matrices acting on
+Pixel convention: the package's one convention (`poseops.codecs`), OpenCV's: the centre of pixel
+(col i, row j) is at (x, y) = (i, j). A crop of side S centred on c maps c to ((S - 1) / 2, (S - 1) / 2). Affines are 2x3 float64 matrices acting on
 column vectors [x, y, 1].
 """
 

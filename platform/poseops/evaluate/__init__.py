@@ -94,6 +94,7 @@ def evaluate_model(
         "family": family.name,
         "split": split,
         "data": card.get("source", {}).get("kind", "synthetic"),
+        "data_mix": card.get("source", {}).get("mix", {}).get("train", {}),  # training samples per source
         "dataset_checksum": dataset_checksum(card),
         "num_samples": int(len(pred)),
         "pck": trained["pck"].value,

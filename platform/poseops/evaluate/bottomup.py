@@ -193,6 +193,7 @@ def evaluate_bottomup(family, fam, model, dataset_url: str, out_dir: str | Path,
         "family": family.name,
         "split": split,
         "data": card.get("source", {}).get("kind", "synthetic"),
+        "data_mix": card.get("source", {}).get("mix", {}).get("train", {}),  # training samples per source
         "dataset_checksum": dataset_checksum(card),
         "num_images": len(predictions),
         "input_size": data["input_size"],

@@ -1,4 +1,4 @@
-"""Seed 000's method grade (Table 4): AP and inference time -> a grade for virtual maintenance use.
+"""The method grade of Zhang, He, Wu, 2025, "VMHPE" (Table 4): AP and inference time -> a grade for virtual maintenance use.
 
 Rules are checked in table order and the first match wins; no match gives "ungraded" with the reason.
 The table's latency bounds do not grow with the grade, so some methods fit none (DEKR: 92.1 AP at
@@ -13,8 +13,7 @@ from poseops.errors import DataError
 
 TABLE4_CITATION = (
     "Zhang, He, Wu, 'VMHPE: Human Pose Estimation for Virtual Maintenance Tasks' (2025), Table 4: "
-    "Classification standards for human pose estimation methods in virtual maintenance scenarios "
-    "(seeds/000_adde3cd753131a64.txt; notes/000_vmhpe.md section 9)"
+    "Classification standards for human pose estimation methods in virtual maintenance scenarios"
 )
 
 # (grade, AP range in %, latency rule in ms). Ranges are read inclusively where the paper writes
@@ -55,7 +54,7 @@ def method_grade(ap_percent: float, latency_ms: float, table: tuple[dict, ...] =
     for name, value, low, high in (("ap_percent", ap_percent, 0.0, 100.0), ("latency_ms", latency_ms, 0.0, math.inf)):
         if not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
             raise DataError(f"{name}: expected a number in [{low:g}, {high:g}], got {value!r}")
-    protocol = {"table": "seed 000 Table 4", "citation": TABLE4_CITATION,
+    protocol = {"table": "Zhang, He, Wu, 2025, VMHPE, Table 4", "citation": TABLE4_CITATION,
                 "rule": "rows checked in order, first match wins", "ap_percent": float(ap_percent),
                 "latency_ms": float(latency_ms)}
     misses = []

@@ -1,4 +1,5 @@
-"""Per-keypoint and per-joint-group tables (seed 000 Table 5 layout for COCO-17).
+"""Per-keypoint and per-joint-group tables (the Table 5 layout of
+Zhang, He, Wu, 2025, "VMHPE: Human Pose Estimation for Virtual Maintenance Tasks" for COCO-17).
 
 Scores are pooled: a group's PCK is the fraction of all visible keypoints of that group (over all
 instances) that are correct, so left and right joints merge into one row.
@@ -6,7 +7,7 @@ instances) that are correct, so left and right joints merge into one row.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -19,7 +20,7 @@ COCO17_KEYPOINTS = (
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
 
-# Seed 000 Table 5's rows, in its order; "head" = the 5 face points (notes/000_vmhpe.md section 5).
+# The rows of VMHPE's Table 5 (Zhang, He, Wu, 2025), in its order; "head" = the 5 face points.
 COCO17_TABLE5_GROUPS: dict[str, tuple[int, ...]] = {
     "wrist": (9, 10),
     "elbow": (7, 8),

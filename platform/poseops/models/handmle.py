@@ -1,6 +1,6 @@
 """handmle: multi-stage heatmap network with an RLE-style MLE (RealNVP) loss for 21 hand keypoints.
 
-Lou et al., "MLE-Loss Driven Robust Hand Pose Estimation", IEEE Access 2024 (method note 004).
+Lou, Lin, Zhu, Chen, "MLE-Loss Driven Robust Hand Pose Estimation", IEEE Access 2024.
 
     images [B,3,S,S] --ResNet trunk--> F [B,C,S/32,S/32]              (shared, computed once)
     stage t: cat(reduce_t(F), heatmap_in_t(avgpool(H~_{t-1})))         (t = 1: reduce_t(F) only)
@@ -29,7 +29,7 @@ from poseops.models.blocks.images import IMAGE_MEAN, IMAGE_STD, preprocess  # no
 from poseops.models.blocks.realnvp import RealNVP
 from poseops.models.blocks.resnet import ResNetTrunk, load_pretrained
 
-SIGMA_EPS = 1e-9  # note D9: sigma = activation(x) + 1e-9
+SIGMA_EPS = 1e-9  # sigma = activation(x) + 1e-9: a scale that is divided by (Lou et al., 2024, Eq. 3), never 0
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -50,8 +50,8 @@ class Config(BaseModel):
     flow_mode: Literal["direct", "residual"] = "direct"  # direct: Eq. 4; residual: RLE's + log Q (Laplace)
     loss_type: Literal["mle", "integral_l1", "heatmap_l2"] = "mle"
     sigma_activation: Literal["sigmoid", "softplus"] = "sigmoid"
-    stage_input: Literal["softmax", "logits"] = "softmax"  # heatmap passed to the next stage (D6)
-    stage1_heatmap_input: bool = Field(False, description="D4 alternative: stage 1 gets a zero heatmap branch")
+    stage_input: Literal["softmax", "logits"] = "softmax"  # heatmap passed to the next stage (Lou et al., 2024, Sec. III-A)
+    stage1_heatmap_input: bool = Field(False, description="stage 1 gets a zero heatmap branch, so all stages are alike")
     heatmap_sigma_px: float = Field(2.0, gt=0, description="Gaussian target sigma for heatmap_l2, in heatmap cells")
 
     @model_validator(mode="after")
@@ -79,7 +79,8 @@ class Config(BaseModel):
 
 
 PRESETS: dict[str, dict] = {
-    # the note's network: ResNet-50, 256x256, 5 stages, 64x64 heatmaps, 6-coupling RealNVP per stage
+    # Lou et al., 2024, Fig. 2 and Sec. IV-A: ResNet-50, 256x256, 5 stages, 64x64 heatmaps; 6-coupling RealNVP per stage
+    # (tests/unit/test_models_handmle.py::test_paper_preset_is_the_papers_network)
     "paper": dict(input_size=256, backbone_depth=50, backbone_width=64, backbone_stages=4, num_stages=5,
                   head_width=256, deconv_layers=3, var_hidden=256, flow_couplings=6),
     # same code on 2 CPU cores: ResNet-18/32 to layer3 (stride 16), 64 px -> 4x4 features -> 16x16 heatmaps
@@ -171,7 +172,8 @@ class HandMLE(nn.Module):
         return F.softplus(sigma_logits) + SIGMA_EPS
 
     def loss(self, outputs: dict[str, Tensor], target_norm: Tensor, weight: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """Summed stage losses (D11: sum over stages, keypoints, axes; mean over the batch; times weight).
+        """Summed stage losses (Lou et al., 2024, Eq. 6; its reduction, which the paper leaves open: sum over
+        stages, keypoints, axes; mean over the batch; times weight).
 
         outputs from `forward`; target_norm [B,K,2] in [-0.5, 0.5]; weight [B,K] (0 = ignore keypoint).
         Returns (scalar loss, {"loss_stage1": float, ..., "loss": float}).

@@ -1,4 +1,4 @@
-"""vmhpe: bottom-up multi-person 2D pose (COCO-17), CID + MFCM + MFFM on HRNet (method note 000).
+"""vmhpe: bottom-up multi-person 2D pose (COCO-17), CID + MFCM + MFFM on HRNet.
 
 Zhang, He, Wu, "VMHPE: Human Pose Estimation for Virtual Maintenance Tasks", 2025.
 
@@ -108,7 +108,8 @@ class Config(BaseModel):
 
 
 PRESETS: dict[str, dict] = {
-    # the note's network: HRNet-W32 (official layout), 512 input, 128 heatmaps, E=16, MFCM + MFFM, CID head
+    # the paper's network: HRNet-W32 (Zhang, He, Wu, 2025, Table 3; official layout), 512 input, 128 heatmaps,
+    # E=16, MFCM + MFFM, CID head (tests/unit/test_models_vmhpe.py::test_paper_preset_is_hrnet_w32_at_512)
     "paper": dict(input_size=512, width=32, stem_width=64, blocks=4, modules=(1, 4, 3), components="both",
                   embed_dim=16, ke_type="cid"),
     # same code on 2 CPU cores: HRNet-W16, one block per branch, one module per stage, 128 input
@@ -351,7 +352,9 @@ def heatmap_loss(pred: Tensor, target: Tensor, weight: Tensor, kind: str) -> Ten
 
 
 def info_nce(anchors: Tensor, positives: Tensor, image: Tensor, temperature: float, kind: str) -> Tensor:
-    """InfoNCE over L2-normalised instance features [N,D] (note 10.2).
+    """InfoNCE over L2-normalised instance features [N,D] (van den Oord, Li, Vinyals, 2018, "Representation Learning
+    with Contrastive Predictive Coding", Eq. 4; CID's instance contrast: Wang, Zhang, 2022, "Contextual Instance
+    Decoupling for Robust Multi-Person Pose Estimation", CVPR).
 
     batch: logits = a . p^T / tau over every instance in the batch, cross-entropy toward the diagonal
     (positive = the same person at a second jitter; negatives = all other people in the batch).

@@ -4,6 +4,7 @@ Routes (OpenAPI at /docs):
     POST /v1/{family}/predict   body -> images.decode_request -> family client -> PredictResponse
     GET  /v1/models             name and version served per family
     GET  /healthz               {"status": "ok", "families": [...]}
+    POST /v1/assess             two keypoint sequences -> similarity, grade, breakdown (serve/assess.py)
 
 `create_api(clients, limits)` builds the app over any `FamilyClient` (an in-process `LocalClient`
 in unit tests, a `HandleClient` around a Serve `DeploymentHandle` in the `Ingress` deployment).
@@ -28,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from poseops.config import ServeParams
 from poseops.errors import PoseopsError, RequestError
 from poseops.serve import Box, Predictor, model_info, predict_body
+from poseops.serve.assess import assess_router
 from poseops.serve.images import check_body_size, check_declared_length, decode_request
 from poseops.serve.schemas import (
     ErrorResponse,
@@ -170,6 +172,7 @@ def create_api(clients: Mapping[str, FamilyClient], limits: ServeParams) -> Fast
         )
         return await client.predict(image, box_xywh)
 
+    api.include_router(assess_router(limits, clients=clients))  # POST /v1/assess (poseops.serve.assess)
     return api
 
 

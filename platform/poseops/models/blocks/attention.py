@@ -1,4 +1,4 @@
-"""Attention blocks of VMHPE (method note 000, section 3): instance-conditioned channel/spatial
+"""Attention blocks of VMHPE (Zhang, He, Wu, 2025, Sec. 3.2): instance-conditioned channel/spatial
 attention (CID's GFD, modified: Eqs. 1-10), MFCM (Eqs. 11-19) and MFFM (Eqs. 20-28).
 
 Shapes: global maps [N, C, h, w] (one row per instance after indexing by image id), instance
