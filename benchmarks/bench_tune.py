@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 from bench_derive import tree_pss, used_bytes
-
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
 
@@ -78,11 +77,22 @@ def main() -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     ray.init(address="local", num_cpus=2, include_dashboard=False)
-    extra = {"families.handmle.train.epochs": args.epochs, "families.handmle.train.plateau_window": None,
-             "families.handmle.train.plateau_min_epochs": 0, "families.handmle.train.lr_milestones": []}
+    extra = {
+        "families.handmle.train.epochs": args.epochs,
+        "families.handmle.train.plateau_window": None,
+        "families.handmle.train.plateau_min_epochs": 0,
+        "families.handmle.train.lr_milestones": [],
+    }
     started = time.perf_counter()
-    report = run_grid("handmle", "a2_loss", root, settings=settings_for("handmle", max_concurrent_trials=2),
-                      extra_overrides=extra, seeds=[0, 1], rows=["mle", "integral_l1"])
+    report = run_grid(
+        "handmle",
+        "a2_loss",
+        root,
+        settings=settings_for("handmle", max_concurrent_trials=2),
+        extra_overrides=extra,
+        seeds=[0, 1],
+        rows=["mle", "integral_l1"],
+    )
     wall = time.perf_counter() - started
     done.set()
     sampler.join()
@@ -90,12 +100,19 @@ def main() -> None:
 
     trial_seconds = [t["seconds"] for t in report["trials"]]
     result = {
-        "profile": args.profile, "epochs": args.epochs, "trials": len(trial_seconds), "max_concurrent_trials": 2,
-        "ray_cpus": 2, "wall_s": round(wall, 1), "sum_trial_s": round(sum(trial_seconds), 1),
-        "trial_s": trial_seconds, "wall_over_sum": round(wall / sum(trial_seconds), 3) if trial_seconds else None,
+        "profile": args.profile,
+        "epochs": args.epochs,
+        "trials": len(trial_seconds),
+        "max_concurrent_trials": 2,
+        "ray_cpus": 2,
+        "wall_s": round(wall, 1),
+        "sum_trial_s": round(sum(trial_seconds), 1),
+        "trial_s": trial_seconds,
+        "wall_over_sum": round(wall / sum(trial_seconds), 3) if trial_seconds else None,
         "peak_tree_pss_gib": round(peak_tree[0] / 2**30, 2),
         "peak_machine_rise_gib": round((peak_machine[0] - baseline) / 2**30, 2),
-        "target_peak_gib": 6.0, "load_average_1min_at_end": os.getloadavg()[0],
+        "target_peak_gib": 6.0,
+        "load_average_1min_at_end": os.getloadavg()[0],
     }
     write_json_atomic(state_dir(REPO) / "bench" / f"tune_{args.profile}.json", result)
     print(json.dumps(result, indent=2))

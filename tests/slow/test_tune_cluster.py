@@ -15,16 +15,33 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.helpers_servers import free_port, start_process, stop_process, wait_http
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-ONE_EPOCH = ["--set", "families.handmle.train.epochs=1", "--set", "families.handmle.train.plateau_window=null",
-             "--set", "families.handmle.train.plateau_min_epochs=0", "--set", "families.handmle.train.lr_milestones=[]"]
-GRID = ["tune", "handmle", "--grid", "a2_loss", "--rows", "mle,integral_l1", "--max-concurrent", "2", *ONE_EPOCH]
+ONE_EPOCH = [
+    "--set",
+    "families.handmle.train.epochs=1",
+    "--set",
+    "families.handmle.train.plateau_window=null",
+    "--set",
+    "families.handmle.train.plateau_min_epochs=0",
+    "--set",
+    "families.handmle.train.lr_milestones=[]",
+]
+GRID = [
+    "tune",
+    "handmle",
+    "--grid",
+    "a2_loss",
+    "--rows",
+    "mle,integral_l1",
+    "--max-concurrent",
+    "2",
+    *ONE_EPOCH,
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +58,25 @@ def hand_project(tmp_path_factory):
     )
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update(POSEOPS_ROOT=str(root), PYTHONPATH=str(REPO / "platform"))
-    subprocess.run([sys.executable, "-c", script], cwd=root, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return root
 
 
 def driver_env(root: Path, cluster, tracking_uri: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
-    env.update(cluster.env(), POSEOPS_ROOT=str(root), PYTHONPATH=str(REPO / "platform"),
-               PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    env.update(
+        cluster.env(),
+        POSEOPS_ROOT=str(root),
+        PYTHONPATH=str(REPO / "platform"),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return env
@@ -63,7 +91,11 @@ def finished_trials(root: Path) -> dict[str, bytes]:
             trials = json.loads(state.read_text())["trial_data"]
         except (json.JSONDecodeError, KeyError):  # being written
             continue
-        terminated |= {json.loads(t[0])["trial_id"] for t in trials if json.loads(t[0])["status"] == "TERMINATED"}
+        terminated |= {
+            json.loads(t[0])["trial_id"]
+            for t in trials
+            if json.loads(t[0])["status"] == "TERMINATED"
+        }
     found = {}
     for result in (root / ".poseops" / "tune").glob("handmle_a2_loss_*/*/result.json"):
         text = result.read_bytes()
@@ -89,16 +121,28 @@ def test_killed_grid_restores_without_rerunning_finished_trials(hand_project, ra
     first = start_process(args, log, env=driver_env(root, ray_cluster), cwd=root)
     deadline = time.monotonic() + 240
     while not finished_trials(root):
-        assert first.poll() is None, f"the driver ended before any trial finished:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no trial finished in 240 s:\n{log.read_text()[-3000:]}"
+        assert first.poll() is None, (
+            f"the driver ended before any trial finished:\n{log.read_text()[-3000:]}"
+        )
+        assert time.monotonic() < deadline, (
+            f"no trial finished in 240 s:\n{log.read_text()[-3000:]}"
+        )
         time.sleep(1)
-    os.killpg(first.pid, signal.SIGKILL)  # the driver and its process group, as a lost head shell would
+    os.killpg(
+        first.pid, signal.SIGKILL
+    )  # the driver and its process group, as a lost head shell would
     first.wait(timeout=30)
     before = finished_trials(root)
     assert 1 <= len(before) < 4
 
-    second = subprocess.run(args, env=driver_env(root, ray_cluster), cwd=root, capture_output=True, text=True,
-                            timeout=360)
+    second = subprocess.run(
+        args,
+        env=driver_env(root, ray_cluster),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=360,
+    )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     after = finished_trials(root)
     assert len(after) == 4
@@ -109,27 +153,62 @@ def test_killed_grid_restores_without_rerunning_finished_trials(hand_project, ra
     report = json.loads((root / "reports" / "grids" / "handmle_a2_loss.json").read_text())
     runs = {e["row"]: e["runs"] for e in report["summary"]}
     assert runs == {"mle": 2, "integral_l1": 2, "heatmap_l2": 0}
-    assert sorted(t["name"] for t in report["trials"]) == ["integral_l1@s0", "integral_l1@s1", "mle@s0", "mle@s1"]
-    children = child_runs(f"sqlite:///{root / '.poseops' / 'mlflow.db'}", report["mlflow_parent_run"])
-    assert sorted(r.data.tags["tune_trial"] for r in children) == sorted(t["name"] for t in report["trials"])
+    assert sorted(t["name"] for t in report["trials"]) == [
+        "integral_l1@s0",
+        "integral_l1@s1",
+        "mle@s0",
+        "mle@s1",
+    ]
+    children = child_runs(
+        f"sqlite:///{root / '.poseops' / 'mlflow.db'}", report["mlflow_parent_run"]
+    )
+    assert sorted(r.data.tags["tune_trial"] for r in children) == sorted(
+        t["name"] for t in report["trials"]
+    )
     assert {r.info.status for r in children} == {"FINISHED"}
 
 
 @pytest.mark.timeout(300)
-def test_two_trials_train_on_both_nodes_logging_to_an_mlflow_server(hand_project, ray_cluster, tmp_path):
+def test_two_trials_train_on_both_nodes_logging_to_an_mlflow_server(
+    hand_project, ray_cluster, tmp_path
+):
     port = free_port()
     server_log = tmp_path / "mlflow.log"
-    server = start_process([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                            "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                            "--artifacts-destination", str(tmp_path / "artifacts")], server_log)
+    server = start_process(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        server_log,
+    )
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=90, process=server, log_path=server_log)
+        wait_http(
+            f"http://127.0.0.1:{port}/health", timeout=90, process=server, log_path=server_log
+        )
         uri = f"http://127.0.0.1:{port}"
         args = [str(BIN / "poseops"), *GRID, "--seeds", "5", "--storage", str(tmp_path / "tune")]
-        run = subprocess.run(args, env=driver_env(hand_project, ray_cluster, uri), cwd=hand_project,
-                             capture_output=True, text=True, timeout=280)
+        run = subprocess.run(
+            args,
+            env=driver_env(hand_project, ray_cluster, uri),
+            cwd=hand_project,
+            capture_output=True,
+            text=True,
+            timeout=280,
+        )
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        report = json.loads((hand_project / "reports" / "grids" / "handmle_a2_loss.json").read_text())
+        report = json.loads(
+            (hand_project / "reports" / "grids" / "handmle_a2_loss.json").read_text()
+        )
         assert len(report["trials"]) == 2
         nodes = [t["worker_nodes"] for t in report["trials"]]
         assert all(len(n) == 1 for n in nodes), nodes  # one Train worker per trial
@@ -138,7 +217,9 @@ def test_two_trials_train_on_both_nodes_logging_to_an_mlflow_server(hand_project
         assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
         assert {r.data.tags["worker_nodes"] for r in children} == {n[0] for n in nodes}
         assert all(r.data.tags["checkpoint_path"] for r in children)
-        assert all("val_pck" in r.data.metrics and "best_val_pck" in r.data.metrics for r in children)
+        assert all(
+            "val_pck" in r.data.metrics and "best_val_pck" in r.data.metrics for r in children
+        )
     finally:
         stop_process(server)
 
@@ -161,6 +242,10 @@ def test_a_label_noise_row_trains_on_its_own_derived_variant(tmp_path):
         params = adapter.validated(apply_overrides(base, rows[name].overrides), name)
         urls[name] = adapter.derive_variant(params, "handmle", tmp_path / name.replace("/", "_"))
     assert not any((tmp_path / "mle_noisy" / "data" / "raw" / "synthetic" / "bodies").iterdir())
-    clean, noisy = (load_split_arrays(urls[n], "train", 32, 1.25) for n in ("mle/clean", "mle/noisy"))
+    clean, noisy = (
+        load_split_arrays(urls[n], "train", 32, 1.25) for n in ("mle/clean", "mle/noisy")
+    )
     assert abs(clean["keypoints"] - clean["keypoints_clean"]).max() < 1e-4
-    assert (abs(noisy["keypoints"] - noisy["keypoints_clean"]) > 1e-3).mean() > 0.5  # jitter on every point
+    assert (
+        abs(noisy["keypoints"] - noisy["keypoints_clean"]) > 1e-3
+    ).mean() > 0.5  # jitter on every point

@@ -15,7 +15,13 @@ from poseops.errors import ConfigError
 from poseops.models import create_model
 from poseops.tune.adapter import data_fingerprint, validated
 from poseops.tune.grids import (
-    Dimension, apply_overrides, data_overrides, grids_dir, list_grids, load_family_grids, load_grid,
+    Dimension,
+    apply_overrides,
+    data_overrides,
+    grids_dir,
+    list_grids,
+    load_family_grids,
+    load_grid,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +69,11 @@ def test_every_trial_is_valid_params(family, name):
 
 def test_paper_numbers_are_the_papers():
     t6 = load_grid("vmhpe", "t6_components").paper
-    assert t6.rows["none"]["AP"] == 92.1 and t6.rows["both"]["AP"] == 94.4 and t6.rows["mffm"]["AR"] == 95.4
+    assert (
+        t6.rows["none"]["AP"] == 92.1
+        and t6.rows["both"]["AP"] == 94.4
+        and t6.rows["mffm"]["AR"] == 95.4
+    )
     assert load_grid("vmhpe", "f11_embed").paper.rows["e16"] == {"AP": 94.4, "AR": 95.8}
     gaps = {(g.a, g.b): g.value for g in load_grid("handmle", "noise").paper.gaps}
     assert gaps == {("mle", "integral_l1"): 0.37, ("mle", "heatmap_l2"): 2.7}
@@ -84,10 +94,13 @@ def handmle_batch(size: int, seed: int = 0):
 
 def noisy_labels(target_px: torch.Tensor, hands: HandCaptureParams, size: int) -> torch.Tensor:
     """The synthetic capture's own label corruption applied to the batch's labels."""
-    from poseops.capture.synthetic_hands import _noisy
+    from poseops.capture.common import NoiseParams, add_label_noise
 
     rng = np.random.default_rng(0)
-    out = [_noisy(rng, t.numpy().astype(np.float64), float(size), hands) for t in target_px]
+    noise = NoiseParams.of(hands)
+    out = [
+        add_label_noise(rng, t.numpy().astype(np.float64), float(size), noise) for t in target_px
+    ]
     return torch.tensor(np.stack(out), dtype=torch.float32)
 
 
@@ -107,7 +120,9 @@ def vmhpe_signature(model_overrides: dict, capture_overrides: dict) -> tuple[int
     from poseops.codecs.bottomup import encode_targets
     from poseops.models.vmhpe import target_kwargs
 
-    assert not capture_overrides, "no vmhpe axis changes the captures yet: add its label corruption here"
+    assert not capture_overrides, (
+        "no vmhpe axis changes the captures yet: add its label corruption here"
+    )
     torch.manual_seed(0)
     model = create_model("vmhpe", "tiny", **model_overrides).eval()
     size = model.config.input_size
@@ -119,7 +134,9 @@ def vmhpe_signature(model_overrides: dict, capture_overrides: dict) -> tuple[int
         keypoints.append(torch.cat([xy, torch.full((2, 17, 1), 2.0)], dim=-1))
     images = torch.randn(2, 3, size, size, generator=g)
     with torch.no_grad():
-        loss, _ = model.loss(model(images), encode_targets(keypoints, **target_kwargs(model.config)))
+        loss, _ = model.loss(
+            model(images), encode_targets(keypoints, **target_kwargs(model.config))
+        )
     return sum(p.numel() for p in model.parameters()), round(float(loss), 6)
 
 
@@ -134,7 +151,9 @@ def split_level(family: str, overrides: dict) -> tuple[dict, dict]:
         elif key.startswith("data.capture.hands."):
             capture[key.rsplit(".", 1)[-1]] = value
         else:
-            raise AssertionError(f"{key}: an axis key this test cannot judge; teach it how the key acts")
+            raise AssertionError(
+                f"{key}: an axis key this test cannot judge; teach it how the key acts"
+            )
     return model, capture
 
 
@@ -147,9 +166,11 @@ def test_every_axis_changes_the_parameter_count_or_the_loss(family, name):
             signatures[level_name] = SIGNATURE[family](*split_level(family, level.set))
         levels = list(signatures)
         for i, a in enumerate(levels):
-            for b in levels[i + 1:]:
-                assert signatures[a] != signatures[b], f"{name}: axis {axis.name}: {a} and {b} build the same " \
-                                                       f"model with the same loss {signatures[a]}"
+            for b in levels[i + 1 :]:
+                assert signatures[a] != signatures[b], (
+                    f"{name}: axis {axis.name}: {a} and {b} build the same "
+                    f"model with the same loss {signatures[a]}"
+                )
 
 
 # ---------------------------------------------------------------- data variants
@@ -159,7 +180,9 @@ def test_only_rows_that_change_the_data_get_their_own_dataset():
     for trial in load_grid("handmle", "noise").trials([0]):
         params = validated(apply_overrides(base, trial.overrides), trial.name)
         fingerprints[trial.row] = data_fingerprint(params, "handmle")
-    assert len({fingerprints[f"{loss}/noisy"] for loss in ("mle", "integral_l1", "heatmap_l2")}) == 1
+    assert (
+        len({fingerprints[f"{loss}/noisy"] for loss in ("mle", "integral_l1", "heatmap_l2")}) == 1
+    )
     assert fingerprints["mle/noisy"] != fingerprints["mle/clean"]
     assert fingerprints["mle/clean"] == data_fingerprint(validated(base, "params.yaml"), "handmle")
     assert data_overrides(load_grid("handmle", "a2_loss").trials()[0].overrides, "handmle") == {}
@@ -173,15 +196,18 @@ def write_grid_file(folder: Path, body: dict) -> Path:
 
 
 def minimal(**grid) -> dict:
-    body = {"paper": {"citation": "A (2024), T", "table": "T1", "dataset": "D", "metrics": ["PCK"]},
-            "axes": [{"name": "loss", "levels": {"a": {"set": {}}, "b": {"set": {}}}}], **grid}
+    body = {
+        "paper": {"citation": "A (2024), T", "table": "T1", "dataset": "D", "metrics": ["PCK"]},
+        "axes": [{"name": "loss", "levels": {"a": {"set": {}}, "b": {"set": {}}}}],
+        **grid,
+    }
     return {"family": "handmle", "metric": "pck", "grids": {"g": body}}
 
 
 def test_a_paper_row_that_is_no_grid_row_names_the_file_and_key(tmp_path):
     body = minimal()
     body["grids"]["g"]["paper"]["rows"] = {"c": {"PCK": 1.0}}
-    path = write_grid_file(tmp_path, body)
+    write_grid_file(tmp_path, body)
     with pytest.raises(ConfigError, match=r"handmle\.yaml: grids\.g.*'c' is not a row"):
         load_grid("handmle", "g", tmp_path)
 
@@ -207,16 +233,26 @@ def test_missing_family_file_and_grid_are_named(tmp_path):
 
 def test_override_of_a_missing_key_names_it():
     with pytest.raises(ConfigError, match="families.handmle.modle"):
-        apply_overrides(read_yaml(REPO / "params.yaml"), {"families.handmle.modle.num_stages": 2}, "grid x")
+        apply_overrides(
+            read_yaml(REPO / "params.yaml"), {"families.handmle.modle.num_stages": 2}, "grid x"
+        )
     with pytest.raises(ConfigError, match=r"num_stagez: unknown key"):
-        validated(apply_overrides(read_yaml(REPO / "params.yaml"), {"families.handmle.model.num_stagez": 2}), "g")
+        validated(
+            apply_overrides(
+                read_yaml(REPO / "params.yaml"), {"families.handmle.model.num_stagez": 2}
+            ),
+            "g",
+        )
 
 
 def test_input_from_another_family_is_part_of_the_format(tmp_path):
     body = minimal()
     body["family"] = "handmle"
-    body["grids"]["g"]["axes"][0]["levels"]["b"]["input_from"] = {"family": "vmhpe", "grid": "t6_components",
-                                                                   "row": "both"}
+    body["grids"]["g"]["axes"][0]["levels"]["b"]["input_from"] = {
+        "family": "vmhpe",
+        "grid": "t6_components",
+        "row": "both",
+    }
     write_grid_file(tmp_path, body)
     rows = {r.name: r for r in load_grid("handmle", "g", tmp_path).rows()}
     assert rows["a"].input_from is None
@@ -235,7 +271,9 @@ def test_search_dimensions_check_their_bounds():
 
 
 # ---------------------------------------------------------------- trials prepared on the driver
-def test_trial_configs_derive_each_data_variant_once_and_reject_foreign_inputs(tmp_path, monkeypatch):
+def test_trial_configs_derive_each_data_variant_once_and_reject_foreign_inputs(
+    tmp_path, monkeypatch
+):
     from poseops.tune import adapter
     from poseops.tune.runner import GridRun, trial_configs
 
@@ -248,21 +286,37 @@ def test_trial_configs_derive_each_data_variant_once_and_reject_foreign_inputs(t
     monkeypatch.setattr(adapter, "derive_variant", fake_derive)
     base = read_yaml(REPO / "params.yaml")
     grid = load_grid("handmle", "noise")
-    run = GridRun(family="handmle", name="handmle_noise_x", trials=grid.trials([0]), base_params=base,
-                  project_root=tmp_path, storage_path=str(tmp_path / "tune"),
-                  extra_overrides={"families.handmle.train.epochs": 1})
+    run = GridRun(
+        family="handmle",
+        name="handmle_noise_x",
+        trials=grid.trials([0]),
+        base_params=base,
+        project_root=tmp_path,
+        storage_path=str(tmp_path / "tune"),
+        extra_overrides={"families.handmle.train.epochs": 1},
+    )
     configs = {c["trial"]["row"]: c for c in trial_configs(run, tmp_path / "variants")}
-    assert configs["mle/clean"]["trial"]["dataset_url"] == str(tmp_path / "data" / "derived" / "handmle")
+    assert configs["mle/clean"]["trial"]["dataset_url"] == str(
+        tmp_path / "data" / "derived" / "handmle"
+    )
     assert len(set(derived)) == 1 and len(derived) == 3  # the noisy rows share one variant
-    assert configs["heatmap_l2/noisy"]["trial"]["dataset_url"].startswith(str(tmp_path / "variants"))
+    assert configs["heatmap_l2/noisy"]["trial"]["dataset_url"].startswith(
+        str(tmp_path / "variants")
+    )
     assert configs["mle/noisy"]["params"]["families"]["handmle"]["train"]["epochs"] == 1
     assert configs["mle/noisy"]["params"]["data"]["capture"]["hands"]["outlier_rate"] == 0.2
 
     body = minimal()
     body["grids"]["g"]["axes"][0]["levels"]["b"]["input_from"] = {"family": "vmhpe"}
     write_grid_file(tmp_path, body)
-    foreign = GridRun(family="handmle", name="g", trials=load_grid("handmle", "g", tmp_path).trials(),
-                      base_params=base, project_root=tmp_path, storage_path=str(tmp_path / "tune"))
+    foreign = GridRun(
+        family="handmle",
+        name="g",
+        trials=load_grid("handmle", "g", tmp_path).trials(),
+        base_params=base,
+        project_root=tmp_path,
+        storage_path=str(tmp_path / "tune"),
+    )
     with pytest.raises(ConfigError, match="takes its input from family 'vmhpe'"):
         trial_configs(foreign, tmp_path / "variants")
 
@@ -277,8 +331,15 @@ def test_scheduler_option_and_resources_per_trial(tmp_path):
     assert isinstance(scheduler_for(TuneSettings(scheduler="asha"), "val_pck"), ASHAScheduler)
     base = read_yaml(REPO / "params.yaml")
     base["families"]["handmle"]["train"]["num_workers"] = 2
-    run = GridRun(family="handmle", name="x", trials=[], base_params=base, project_root=tmp_path,
-                  storage_path=str(tmp_path), settings=TuneSettings(cpus_per_trial=1.0))
+    run = GridRun(
+        family="handmle",
+        name="x",
+        trials=[],
+        base_params=base,
+        project_root=tmp_path,
+        storage_path=str(tmp_path),
+        settings=TuneSettings(cpus_per_trial=1.0),
+    )
     assert resource_overrides(run) == {"families.handmle.train.cpus_per_worker": 0.5}
     run.settings = TuneSettings()
     assert resource_overrides(run) == {}

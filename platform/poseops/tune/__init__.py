@@ -20,7 +20,13 @@ import yaml
 from poseops.config import read_yaml
 from poseops.errors import ConfigError
 from poseops.tune.grids import (
-    SEED_KEY, Grid, TuneSettings, apply_overrides, load_family_grids, load_grid, load_space,
+    SEED_KEY,
+    Grid,
+    TuneSettings,
+    apply_overrides,
+    load_family_grids,
+    load_grid,
+    load_space,
 )
 
 REPORTS = Path("reports") / "grids"
@@ -51,7 +57,9 @@ def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def dataset_facts(params_raw: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def dataset_facts(
+    params_raw: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
     """Name (synthetic, or real when annotations are imported), split and checksums of the data the rows used."""
     from poseops.tune.adapter import dataset_card, dataset_checksum
 
@@ -59,40 +67,75 @@ def dataset_facts(params_raw: Mapping[str, Any], rows: Sequence[Mapping[str, Any
     checksums = [dataset_checksum(dataset_card(url)) for url in urls]
     real = bool(params_raw.get("data", {}).get("annotations"))
     split = params_raw.get("data", {}).get("split", {})
-    return {"name": "real" if real else "synthetic", "checksums": checksums, "urls": urls,
-            "split": f"validation split (val_fraction {split.get('val_fraction')}, split seed {split.get('seed')}, "
-                     "held-out sequences)"}
+    return {
+        "name": "real" if real else "synthetic",
+        "checksums": checksums,
+        "urls": urls,
+        "split": f"validation split (val_fraction {split.get('val_fraction')}, split seed {split.get('seed')}, "
+        "held-out sequences)",
+    }
 
 
-def state_key(base: Mapping[str, Any], trials: Sequence[Any], extra: Mapping[str, Any] | None) -> str:
+def state_key(
+    base: Mapping[str, Any], trials: Sequence[Any], extra: Mapping[str, Any] | None
+) -> str:
     """8 hex of what a grid's results depend on (params, every trial, the extra overrides): the same inputs
     resume the same Tune state; a changed params.yaml starts a fresh one instead of reusing stale trials."""
-    content = {"params": base, "trials": [t.as_config() for t in trials], "extra": dict(extra or {})}
+    content = {
+        "params": base,
+        "trials": [t.as_config() for t in trials],
+        "extra": dict(extra or {}),
+    }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def run_grid(family: str, grid_name: str, root: Path, params_path: Path | None = None,
-             settings: TuneSettings | None = None, extra_overrides: Mapping[str, Any] | None = None,
-             seeds: Sequence[int] | None = None, storage_path: str | None = None, tracking: bool = True,
-             rows: Sequence[str] | None = None) -> dict[str, Any]:
+def run_grid(
+    family: str,
+    grid_name: str,
+    root: Path,
+    params_path: Path | None = None,
+    settings: TuneSettings | None = None,
+    extra_overrides: Mapping[str, Any] | None = None,
+    seeds: Sequence[int] | None = None,
+    storage_path: str | None = None,
+    tracking: bool = True,
+    rows: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) a grid with Ray Tune and write its table; returns the report."""
     grid = load_grid(family, grid_name)
     trials = grid.trials(list(seeds) if seeds is not None else None)
     if rows:
         unknown = sorted(set(rows) - set(grid.row_names()))
         if unknown:
-            raise ConfigError(f"--rows {unknown}: not rows of {family}/{grid_name} ({', '.join(grid.row_names())})")
+            raise ConfigError(
+                f"--rows {unknown}: not rows of {family}/{grid_name} ({', '.join(grid.row_names())})"
+            )
         trials = [t for t in trials if t.row in rows]
     from poseops.tune import report as reporting
-    from poseops.tune.runner import GridRun, result_rows, run_trials  # Ray: only once the grid is known good
+    from poseops.tune.runner import (  # Ray: only once the grid is known good
+        GridRun,
+        result_rows,
+        run_trials,
+    )
 
     params_path = params_path or root / "params.yaml"
     base = read_yaml(params_path)
     settings = settings or settings_for(family)
-    key = state_key(base, trials, {**(extra_overrides or {}), "cpus_per_trial": settings.cpus_per_trial})
-    run = GridRun(family=family, name=f"{family}_{grid_name}_{key}", trials=trials, base_params=base,
-                  project_root=root, storage_path=storage_path or str(state_root(root)), settings=settings,
-                  extra_overrides=dict(extra_overrides or {}), tracking=tracking, description=grid.description)
+    key = state_key(
+        base, trials, {**(extra_overrides or {}), "cpus_per_trial": settings.cpus_per_trial}
+    )
+    run = GridRun(
+        family=family,
+        name=f"{family}_{grid_name}_{key}",
+        trials=trials,
+        base_params=base,
+        project_root=root,
+        storage_path=storage_path or str(state_root(root)),
+        settings=settings,
+        extra_overrides=dict(extra_overrides or {}),
+        tracking=tracking,
+        description=grid.description,
+    )
     results, parent = run_trials(run)
     found = result_rows(results, family)
     report = reporting.build_report(grid, found, dataset_facts(base, found))
@@ -105,10 +148,18 @@ def run_grid(family: str, grid_name: str, root: Path, params_path: Path | None =
     return report
 
 
-def run_search(family: str, space_name: str, algorithm: str, samples: int, root: Path,
-               params_path: Path | None = None, settings: TuneSettings | None = None,
-               extra_overrides: Mapping[str, Any] | None = None, storage_path: str | None = None,
-               tracking: bool = True) -> dict[str, Any]:
+def run_search(
+    family: str,
+    space_name: str,
+    algorithm: str,
+    samples: int,
+    root: Path,
+    params_path: Path | None = None,
+    settings: TuneSettings | None = None,
+    extra_overrides: Mapping[str, Any] | None = None,
+    storage_path: str | None = None,
+    tracking: bool = True,
+) -> dict[str, Any]:
     """Random or Optuna search over a space of the family's grid file; returns {"rows", "best"}."""
     from poseops.tune.runner import GridRun, best_row, result_rows, run_trials
 
@@ -116,16 +167,36 @@ def run_search(family: str, space_name: str, algorithm: str, samples: int, root:
     params_path = params_path or root / "params.yaml"
     base = read_yaml(params_path)
     settings = settings or settings_for(family)
-    key = state_key(base, [], {**(extra_overrides or {}), "space": space.model_dump(mode="json"), "samples": samples,
-                               "cpus_per_trial": settings.cpus_per_trial})
-    run = GridRun(family=family, name=f"{family}_search_{space_name}_{algorithm}_{key}", trials=[],
-                  base_params=base, project_root=root,
-                  storage_path=storage_path or str(state_root(root)), settings=settings,
-                  extra_overrides=dict(extra_overrides or {}), tracking=tracking, description=space.description)
+    key = state_key(
+        base,
+        [],
+        {
+            **(extra_overrides or {}),
+            "space": space.model_dump(mode="json"),
+            "samples": samples,
+            "cpus_per_trial": settings.cpus_per_trial,
+        },
+    )
+    run = GridRun(
+        family=family,
+        name=f"{family}_search_{space_name}_{algorithm}_{key}",
+        trials=[],
+        base_params=base,
+        project_root=root,
+        storage_path=storage_path or str(state_root(root)),
+        settings=settings,
+        extra_overrides=dict(extra_overrides or {}),
+        tracking=tracking,
+        description=space.description,
+    )
     results, parent = run_trials(run, search=(space, algorithm, samples))
     found = result_rows(results, family)
-    return {"rows": found, "best": best_row(found), "mlflow_parent_run": parent,
-            "searched": list(space.dimensions)}
+    return {
+        "rows": found,
+        "best": best_row(found),
+        "mlflow_parent_run": parent,
+        "searched": list(space.dimensions),
+    }
 
 
 def best_grid_row(report: Mapping[str, Any], grid: Grid) -> tuple[str, dict[str, Any]]:

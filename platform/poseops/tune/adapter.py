@@ -43,8 +43,10 @@ def data_fingerprint(params: Params, family_name: str) -> str:
     """SHA-256 (16 hex) of everything the family's derived data depends on: capture, annotations, split,
     and the family's data block without augmentation (applied at training time)."""
     fam = params.families[family_name]
-    content = {"data": params.data.model_dump(mode="json"),
-               "family_data": fam.data.model_dump(mode="json", exclude={"augment"})}
+    content = {
+        "data": params.data.model_dump(mode="json"),
+        "family_data": fam.data.model_dump(mode="json", exclude={"augment"}),
+    }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -60,12 +62,21 @@ def derive_variant(params: Params, family_name: str, root: Path) -> str:
     out = root / DERIVED / family_name
     if not (out / "card.json").exists():
         capture = params.data.capture
-        if family.dataset_kind == "hand_crop":  # hand crops read only the hand sequences: skip the bodies
+        if (
+            family.dataset_kind == "hand_crop"
+        ):  # hand crops read only the hand sequences: skip the bodies
             capture = capture.model_copy(update={"bodies": None})
         write_captures(root / RAW, capture, keep_empty=True)
         build_annotations(root / RAW, params.data.annotations, root / ANNOTATIONS)
-        derive_dataset(family.dataset_kind, root / ANNOTATIONS, str(out), fam.data, params.data.split,
-                       skeleton=family.skeleton, repo_root=root)
+        derive_dataset(
+            family.dataset_kind,
+            root / ANNOTATIONS,
+            str(out),
+            fam.data,
+            params.data.split,
+            skeleton=family.skeleton,
+            repo_root=root,
+        )
     return str(out)
 
 
@@ -86,7 +97,9 @@ def dataset_checksum(card: Mapping[str, Any]) -> str:
     return checksum(card)
 
 
-def train_trial(params: Params, family_name: str, dataset_url: str, run_name: str, storage_path: str):
+def train_trial(
+    params: Params, family_name: str, dataset_url: str, run_name: str, storage_path: str
+):
     """One Ray Train run inside a Ray Tune trial: every epoch's metrics (and the checkpoint's path) reach
     Tune through `TuneReportCallback`. Returns the `ray.train.Result`."""
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
@@ -95,20 +108,26 @@ def train_trial(params: Params, family_name: str, dataset_url: str, run_name: st
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from poseops.train.fit import make_loop_config
-    from poseops.train.loop import train_loop_per_worker
 
     family, fam = get_family(family_name), params.families[family_name]
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={**make_loop_config(family, fam, dataset_url),
-                           PLACEMENT_KEY: placement_folder(storage_path, run_name)},
-        scaling_config=ScalingConfig(num_workers=fam.train.num_workers,
-                                     resources_per_worker={"CPU": fam.train.cpus_per_worker}),
+        train_loop_config={
+            **make_loop_config(family, fam, dataset_url),
+            PLACEMENT_KEY: placement_folder(storage_path, run_name),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=fam.train.num_workers,
+            resources_per_worker={"CPU": fam.train.cpus_per_worker},
+        ),
         run_config=RunConfig(
             name=run_name,
             storage_path=storage_path,
-            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=family.val_metric,
-                                               checkpoint_score_order="max"),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1,
+                checkpoint_score_attribute=family.val_metric,
+                checkpoint_score_order="max",
+            ),
             callbacks=[TuneReportCallback()],
         ),
     )

@@ -37,12 +37,18 @@ class InputFrom(Strict):
     """A row whose input is another family's predictions (e.g. a lifter fed by a 2D family's variant)."""
 
     family: str
-    grid: str | None = Field(None, description="the other family's grid holding the variant (None: its params.yaml)")
-    row: str | None = Field(None, description="that grid's row (None: the other family as configured)")
+    grid: str | None = Field(
+        None, description="the other family's grid holding the variant (None: its params.yaml)"
+    )
+    row: str | None = Field(
+        None, description="that grid's row (None: the other family as configured)"
+    )
 
 
 class Level(Strict):
-    set: dict[str, Any] = Field(default_factory=dict, description="params.yaml overrides, dotted keys")
+    set: dict[str, Any] = Field(
+        default_factory=dict, description="params.yaml overrides, dotted keys"
+    )
     input_from: InputFrom | None = None
 
 
@@ -51,12 +57,14 @@ class Axis(Strict):
     levels: dict[str, Level]
 
     @model_validator(mode="after")
-    def _levels(self) -> "Axis":
+    def _levels(self) -> Axis:
         if len(self.levels) < 2:
             raise ValueError(f"axis {self.name!r} needs at least 2 levels, got {list(self.levels)}")
         for level in self.levels:
             if ROW_SEPARATOR in level:
-                raise ValueError(f"axis {self.name!r}: level name {level!r} must not contain {ROW_SEPARATOR!r}")
+                raise ValueError(
+                    f"axis {self.name!r}: level name {level!r} must not contain {ROW_SEPARATOR!r}"
+                )
         return self
 
 
@@ -72,7 +80,9 @@ class Paper(Strict):
     table: str
     dataset: str
     metrics: list[str]
-    rows: dict[str, dict[str, float]] = Field(default_factory=dict, description="row name -> {metric: value}")
+    rows: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="row name -> {metric: value}"
+    )
     gaps: list[PaperGap] = []
     claims: list[str] = []
 
@@ -87,17 +97,21 @@ class Grid(Strict):
     axes: list[Axis]
     fixed: dict[str, Any] = Field(default_factory=dict, description="overrides every row shares")
     seeds: list[int] = [0]
-    compare: list[tuple[str, str]] = Field(default_factory=list, description="row pairs whose gap is tested")
+    compare: list[tuple[str, str]] = Field(
+        default_factory=list, description="row pairs whose gap is tested"
+    )
     metric: str = "pck"
     paper_scale: float = 1.0
     protocol: str = ""
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Grid":
+    def _consistent(self) -> Grid:
         names = set(self.row_names())
         for row in self.paper.rows:
             if row not in names:
-                raise ValueError(f"paper.rows: {row!r} is not a row of this grid (rows: {sorted(names)})")
+                raise ValueError(
+                    f"paper.rows: {row!r} is not a row of this grid (rows: {sorted(names)})"
+                )
         for gap in self.paper.gaps:
             for side in (gap.a, gap.b):
                 if not any(side in r.split(ROW_SEPARATOR) or side == r for r in names):
@@ -105,7 +119,9 @@ class Grid(Strict):
         for a, b in self.compare:
             for side in (a, b):
                 if side not in names:
-                    raise ValueError(f"compare: {side!r} is not a row of this grid (rows: {sorted(names)})")
+                    raise ValueError(
+                        f"compare: {side!r} is not a row of this grid (rows: {sorted(names)})"
+                    )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}")
         if len({a.name for a in self.axes}) != len(self.axes):
@@ -117,29 +133,40 @@ class Grid(Strict):
         return f"val_{self.metric}"
 
     def row_names(self) -> list[str]:
-        return [ROW_SEPARATOR.join(combo) for combo in itertools.product(*(list(a.levels) for a in self.axes))]
+        return [
+            ROW_SEPARATOR.join(combo)
+            for combo in itertools.product(*(list(a.levels) for a in self.axes))
+        ]
 
-    def rows(self) -> list["Row"]:
+    def rows(self) -> list[Row]:
         rows = []
         for combo in itertools.product(*(list(a.levels.items()) for a in self.axes)):
             overrides: dict[str, Any] = dict(self.fixed)
             inputs = [level.input_from for _, level in combo if level.input_from is not None]
             for _, level in combo:
                 overrides.update(level.set)
-            rows.append(Row(
-                name=ROW_SEPARATOR.join(name for name, _ in combo),
-                labels={axis.name: name for axis, (name, _) in zip(self.axes, combo)},
-                overrides=overrides,
-                input_from=inputs[-1] if inputs else None,
-            ))
+            rows.append(
+                Row(
+                    name=ROW_SEPARATOR.join(name for name, _ in combo),
+                    labels={axis.name: name for axis, (name, _) in zip(self.axes, combo)},
+                    overrides=overrides,
+                    input_from=inputs[-1] if inputs else None,
+                )
+            )
         return rows
 
-    def trials(self, seeds: list[int] | None = None) -> list["Trial"]:
+    def trials(self, seeds: list[int] | None = None) -> list[Trial]:
         """Every row at every seed, seed-major: a grid stopped early still covers every row once."""
         seed_key = SEED_KEY.format(family=self.family)
         return [
-            Trial(name=f"{row.name}@s{seed}", row=row.name, seed=seed, labels=row.labels,
-                  overrides={**row.overrides, seed_key: seed}, input_from=row.input_from)
+            Trial(
+                name=f"{row.name}@s{seed}",
+                row=row.name,
+                seed=seed,
+                labels=row.labels,
+                overrides={**row.overrides, seed_key: seed},
+                input_from=row.input_from,
+            )
             for seed in (seeds if seeds is not None else self.seeds)
             for row in self.rows()
         ]
@@ -164,9 +191,14 @@ class Trial:
 
     def as_config(self) -> dict[str, Any]:
         """Plain data for a Tune trial's config (kept in Tune's experiment state, so a restore has it)."""
-        return {"name": self.name, "row": self.row, "seed": self.seed, "labels": dict(self.labels),
-                "overrides": dict(self.overrides),
-                "input_from": self.input_from.model_dump() if self.input_from else None}
+        return {
+            "name": self.name,
+            "row": self.row,
+            "seed": self.seed,
+            "labels": dict(self.labels),
+            "overrides": dict(self.overrides),
+            "input_from": self.input_from.model_dump() if self.input_from else None,
+        }
 
 
 # ---------------------------------------------------------------- search spaces (random / optuna)
@@ -179,7 +211,7 @@ class Dimension(Strict):
     values: list[Any] | None = None
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Dimension":
+    def _bounds(self) -> Dimension:
         if self.kind == "choice":
             if not self.values:
                 raise ValueError("choice needs a non-empty `values`")
@@ -201,8 +233,11 @@ class TuneSettings(Strict):
 
     max_concurrent_trials: int = Field(2, ge=1)
     cpus_per_trial: float | None = Field(
-        None, gt=0, description="CPUs of a trial's Ray Train workers together (split over train.num_workers); "
-        "None: the family's train.cpus_per_worker as in params.yaml")
+        None,
+        gt=0,
+        description="CPUs of a trial's Ray Train workers together (split over train.num_workers); "
+        "None: the family's train.cpus_per_worker as in params.yaml",
+    )
     scheduler: Literal["fifo", "asha"] = "fifo"
     asha_grace_epochs: int = Field(2, ge=1)
     asha_reduction_factor: int = Field(2, ge=2)
@@ -227,12 +262,16 @@ def grid_file(family: str, folder: str | Path | None = None) -> Path:
     path = Path(folder or grids_dir()) / f"{family}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in Path(folder or grids_dir()).glob("*.yaml"))
-        raise ConfigError(f"{path}: no grid file for family {family!r}; grid files: {', '.join(known) or 'none'}")
+        raise ConfigError(
+            f"{path}: no grid file for family {family!r}; grid files: {', '.join(known) or 'none'}"
+        )
     return path
 
 
 def _describe(exc: ValidationError, source: str) -> str:
-    return "\n".join(f"{source}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return "\n".join(
+        f"{source}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+    )
 
 
 def load_family_grids(family: str, folder: str | Path | None = None) -> FamilyGrids:
@@ -256,9 +295,16 @@ def _grid(found: FamilyGrids, name: str, path: Path) -> Grid:
     body = dict(found.grids[name])
     body["fixed"] = {**found.fixed, **body.get("fixed", {})}
     try:
-        return Grid.model_validate({"family": found.family, "name": name, "metric": found.metric,
-                                    "paper_scale": found.paper_scale,
-                                    "protocol": found.protocol, **body})
+        return Grid.model_validate(
+            {
+                "family": found.family,
+                "name": name,
+                "metric": found.metric,
+                "paper_scale": found.paper_scale,
+                "protocol": found.protocol,
+                **body,
+            }
+        )
     except ValidationError as exc:
         raise ConfigError(_describe(exc, f"{path}: grids.{name}")) from None
 
@@ -266,25 +312,34 @@ def _grid(found: FamilyGrids, name: str, path: Path) -> Grid:
 def load_grid(family: str, name: str, folder: str | Path | None = None) -> Grid:
     found = load_family_grids(family, folder)
     if name not in found.grids:
-        raise ConfigError(f"{grid_file(family, folder)}: no grid {name!r}; grids: {', '.join(found.grids)}")
+        raise ConfigError(
+            f"{grid_file(family, folder)}: no grid {name!r}; grids: {', '.join(found.grids)}"
+        )
     return _grid(found, name, grid_file(family, folder))
 
 
 def load_space(family: str, name: str, folder: str | Path | None = None) -> Space:
     found = load_family_grids(family, folder)
     if name not in found.spaces:
-        raise ConfigError(f"{grid_file(family, folder)}: no search space {name!r}; spaces: "
-                          f"{', '.join(found.spaces) or 'none'}")
+        raise ConfigError(
+            f"{grid_file(family, folder)}: no search space {name!r}; spaces: "
+            f"{', '.join(found.spaces) or 'none'}"
+        )
     return found.spaces[name]
 
 
 def list_grids(folder: str | Path | None = None) -> dict[str, list[str]]:
     """family -> its grid names, for every grid file."""
-    return {p.stem: list(load_family_grids(p.stem, folder).grids) for p in sorted(Path(folder or grids_dir()).glob("*.yaml"))}
+    return {
+        p.stem: list(load_family_grids(p.stem, folder).grids)
+        for p in sorted(Path(folder or grids_dir()).glob("*.yaml"))
+    }
 
 
 # ---------------------------------------------------------------- overrides on params
-def apply_overrides(raw_params: Mapping[str, Any], overrides: Mapping[str, Any], source: str = "grid") -> dict[str, Any]:
+def apply_overrides(
+    raw_params: Mapping[str, Any], overrides: Mapping[str, Any], source: str = "grid"
+) -> dict[str, Any]:
     """A deep copy of a params mapping with dotted-key overrides set; ConfigError for a key whose parent
     is missing (a typo would otherwise add a key the schema then rejects without naming the grid)."""
     params = copy.deepcopy(dict(raw_params))
@@ -293,15 +348,23 @@ def apply_overrides(raw_params: Mapping[str, Any], overrides: Mapping[str, Any],
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
             if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"{source}: override {key!r}: params has no {'.'.join(parts[: depth + 1])!r}")
+                raise ConfigError(
+                    f"{source}: override {key!r}: params has no {'.'.join(parts[: depth + 1])!r}"
+                )
             node = node[part]
         if not isinstance(node, dict):
-            raise ConfigError(f"{source}: override {key!r}: {'.'.join(parts[:-1])!r} is not a mapping")
+            raise ConfigError(
+                f"{source}: override {key!r}: {'.'.join(parts[:-1])!r} is not a mapping"
+            )
         node[parts[-1]] = copy.deepcopy(value)
     return params
 
 
 def data_overrides(overrides: Mapping[str, Any], family: str) -> dict[str, Any]:
     """The overrides that change a family's training data (capture, split or its data block)."""
-    return {k: v for k, v in overrides.items() if k.startswith(("data.", f"families.{family}.data."))
-            and not k.startswith(f"families.{family}.data.augment.")}
+    return {
+        k: v
+        for k, v in overrides.items()
+        if k.startswith(("data.", f"families.{family}.data."))
+        and not k.startswith(f"families.{family}.data.augment.")
+    }

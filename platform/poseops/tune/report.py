@@ -26,14 +26,21 @@ def summarise(grid: Grid, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     for row in grid.rows():
         runs = sorted((r for r in rows if r["row"] == row.name), key=lambda r: r["seed"])
         values = np.array([r["value"] for r in runs], dtype=float)
-        entries.append({
-            "row": row.name, **row.labels, "runs": len(runs), "seeds": [r["seed"] for r in runs],
-            "mean": float(values.mean()) if len(values) else None,
-            "sd": float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else None),
-            "values": values.round(4).tolist(),
-            "epochs_run": [r["epochs_run"] for r in runs],
-            "paper": grid.paper.rows.get(row.name, {}),
-        })
+        entries.append(
+            {
+                "row": row.name,
+                **row.labels,
+                "runs": len(runs),
+                "seeds": [r["seed"] for r in runs],
+                "mean": float(values.mean()) if len(values) else None,
+                "sd": float(values.std(ddof=1))
+                if len(values) > 1
+                else (0.0 if len(values) else None),
+                "values": values.round(4).tolist(),
+                "epochs_run": [r["epochs_run"] for r in runs],
+                "paper": grid.paper.rows.get(row.name, {}),
+            }
+        )
     return entries
 
 
@@ -43,15 +50,30 @@ def gaps(grid: Grid, summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     for a, b in grid.compare:
         first, second = by_row[a], by_row[b]
         if not first["runs"] or not second["runs"]:
-            out.append({"a": a, "b": b, "difference": None, "pooled_sd": None, "exceeds_2sd": None,
-                        "paper": paper_gap(grid, a, b)})
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "difference": None,
+                    "pooled_sd": None,
+                    "exceeds_2sd": None,
+                    "paper": paper_gap(grid, a, b),
+                }
+            )
             continue
         difference = first["mean"] - second["mean"]
         pooled = math.sqrt((first["sd"] ** 2 + second["sd"] ** 2) / 2)
         enough = first["runs"] > 1 and second["runs"] > 1
-        out.append({"a": a, "b": b, "difference": difference, "pooled_sd": pooled,
-                    "exceeds_2sd": bool(abs(difference) > 2 * pooled) if enough else None,
-                    "paper": paper_gap(grid, a, b)})
+        out.append(
+            {
+                "a": a,
+                "b": b,
+                "difference": difference,
+                "pooled_sd": pooled,
+                "exceeds_2sd": bool(abs(difference) > 2 * pooled) if enough else None,
+                "paper": paper_gap(grid, a, b),
+            }
+        )
     return out
 
 
@@ -68,13 +90,21 @@ def paper_gap(grid: Grid, a: str, b: str) -> float | None:
     return None
 
 
-def build_report(grid: Grid, rows: Sequence[Mapping[str, Any]], dataset: Mapping[str, Any]) -> dict[str, Any]:
+def build_report(
+    grid: Grid, rows: Sequence[Mapping[str, Any]], dataset: Mapping[str, Any]
+) -> dict[str, Any]:
     summary = summarise(grid, rows)
     return {
-        "family": grid.family, "grid": grid.name, "description": grid.description,
-        "metric": grid.val_metric, "protocol": grid.protocol, "dataset": dict(dataset),
-        "paper": grid.paper.model_dump(mode="json"), "paper_scale": grid.paper_scale,
-        "summary": summary, "gaps": gaps(grid, summary),
+        "family": grid.family,
+        "grid": grid.name,
+        "description": grid.description,
+        "metric": grid.val_metric,
+        "protocol": grid.protocol,
+        "dataset": dict(dataset),
+        "paper": grid.paper.model_dump(mode="json"),
+        "paper_scale": grid.paper_scale,
+        "summary": summary,
+        "gaps": gaps(grid, summary),
         "trials": [dict(r) for r in rows],
         "missing_rows": [e["row"] for e in summary if not e["runs"]],
     }
@@ -97,11 +127,17 @@ def markdown(report: Mapping[str, Any]) -> str:
         + ", ".join(f"`{c}`" for c in data["checksums"]),
         f"- Protocol: {report['protocol']}",
         f"- Configuration: params.yaml profile `{report.get('profile', '?')}`, the grid's overrides per row"
-        + (", and for every trial " + ", ".join(f"`{k}={v}`" for k, v in report["extra_overrides"].items())
-           if report.get("extra_overrides") else "") + ".",
+        + (
+            ", and for every trial "
+            + ", ".join(f"`{k}={v}`" for k, v in report["extra_overrides"].items())
+            if report.get("extra_overrides")
+            else ""
+        )
+        + ".",
         f"- Reproduces: {paper['table']} of {paper['citation']}; the paper's dataset: {paper['dataset']}.",
         f"- Ours: mean ± SD (sample, n-1) of {metric} over seeds; paper: {first} as printed"
-        + (f" (ours × {1 / scale:g} to compare)" if scale != 1 else "") + ".",
+        + (f" (ours × {1 / scale:g} to compare)" if scale != 1 else "")
+        + ".",
         "",
         f"| row | runs | ours {metric} | ours (paper scale) | paper {first} | epochs run |",
         "|---|---|---|---|---|---|",
@@ -110,16 +146,24 @@ def markdown(report: Mapping[str, Any]) -> str:
         ours = "not run" if e["mean"] is None else f"{e['mean']:.3f} ± {e['sd']:.3f}"
         scaled = "" if e["mean"] is None else f"{e['mean'] / scale:.1f} ± {e['sd'] / scale:.1f}"
         printed = e["paper"].get(first)
-        lines.append(f"| {e['row']} | {e['runs']} | {ours} | {scaled} | {'—' if printed is None else printed} | "
-                     f"{e['epochs_run']} |")
+        lines.append(
+            f"| {e['row']} | {e['runs']} | {ours} | {scaled} | {'—' if printed is None else printed} | "
+            f"{e['epochs_run']} |"
+        )
     if report["gaps"]:
         lines += ["", "| a − b | ours | pooled SD | gap > 2 SD | paper |", "|---|---|---|---|---|"]
         verdict = {True: "yes", False: "no", None: "n/a (fewer than 2 runs each)"}
         for g in report["gaps"]:
-            ours = "n/a" if g["difference"] is None else f"{g['difference']:+.4f} ({g['difference'] / scale:+.2f})"
+            ours = (
+                "n/a"
+                if g["difference"] is None
+                else f"{g['difference']:+.4f} ({g['difference'] / scale:+.2f})"
+            )
             printed = "—" if g["paper"] is None else f"{g['paper']:+.2f}"
-            lines.append(f"| {g['a']} − {g['b']} | {ours} | {_fmt(g['pooled_sd'], 4)} | {verdict[g['exceeds_2sd']]} "
-                         f"| {printed} |")
+            lines.append(
+                f"| {g['a']} − {g['b']} | {ours} | {_fmt(g['pooled_sd'], 4)} | {verdict[g['exceeds_2sd']]} "
+                f"| {printed} |"
+            )
     for claim in paper.get("claims", []):
         lines += ["", f"Paper's claim (no numbers printed): {claim}."]
     if report["missing_rows"]:
@@ -131,13 +175,39 @@ def csv_text(report: Mapping[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     first = report["paper"]["metrics"][0] if report["paper"]["metrics"] else ""
-    writer.writerow(["family", "grid", "row", "runs", "metric", "mean", "sd", "values", "paper_metric", "paper_value",
-                     "dataset", "dataset_checksums"])
+    writer.writerow(
+        [
+            "family",
+            "grid",
+            "row",
+            "runs",
+            "metric",
+            "mean",
+            "sd",
+            "values",
+            "paper_metric",
+            "paper_value",
+            "dataset",
+            "dataset_checksums",
+        ]
+    )
     for e in report["summary"]:
-        writer.writerow([report["family"], report["grid"], e["row"], e["runs"], report["metric"],
-                         "" if e["mean"] is None else f"{e['mean']:.6f}", "" if e["sd"] is None else f"{e['sd']:.6f}",
-                         " ".join(f"{v:.4f}" for v in e["values"]), first, e["paper"].get(first, ""),
-                         report["dataset"]["name"], " ".join(report["dataset"]["checksums"])])
+        writer.writerow(
+            [
+                report["family"],
+                report["grid"],
+                e["row"],
+                e["runs"],
+                report["metric"],
+                "" if e["mean"] is None else f"{e['mean']:.6f}",
+                "" if e["sd"] is None else f"{e['sd']:.6f}",
+                " ".join(f"{v:.4f}" for v in e["values"]),
+                first,
+                e["paper"].get(first, ""),
+                report["dataset"]["name"],
+                " ".join(report["dataset"]["checksums"]),
+            ]
+        )
     return out.getvalue()
 
 
@@ -151,10 +221,22 @@ def write_report(report: Mapping[str, Any], stem: Path) -> list[Path]:
     stem.with_suffix(".csv").write_text(csv_text(report))
     scale, first = report["paper_scale"], (report["paper"]["metrics"] or ["metric"])[0]
     rows = [e["row"] for e in report["summary"]]
-    series = {"ours": ([0.0 if e["mean"] is None else e["mean"] / scale for e in report["summary"]],
-                       [0.0 if e["sd"] is None else e["sd"] / scale for e in report["summary"]])}
+    series = {
+        "ours": (
+            [0.0 if e["mean"] is None else e["mean"] / scale for e in report["summary"]],
+            [0.0 if e["sd"] is None else e["sd"] / scale for e in report["summary"]],
+        )
+    }
     if any(first in e["paper"] for e in report["summary"]):
-        series["paper"] = ([e["paper"].get(first, 0.0) for e in report["summary"]], [0.0] * len(rows))
-    plot_grouped_bars(stem.with_suffix(".png"), rows, series, f"{first} (paper scale)",
-                      f"{report['family']} {report['grid']} on {report['dataset']['name']} data")
+        series["paper"] = (
+            [e["paper"].get(first, 0.0) for e in report["summary"]],
+            [0.0] * len(rows),
+        )
+    plot_grouped_bars(
+        stem.with_suffix(".png"),
+        rows,
+        series,
+        f"{first} (paper scale)",
+        f"{report['family']} {report['grid']} on {report['dataset']['name']} data",
+    )
     return [stem.with_suffix(s) for s in (".json", ".md", ".csv", ".png")]

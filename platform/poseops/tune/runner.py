@@ -42,7 +42,9 @@ class GridRun:
     project_root: Path
     storage_path: str
     settings: TuneSettings = field(default_factory=TuneSettings)
-    extra_overrides: dict[str, Any] = field(default_factory=dict)  # `--set`, applied after every row's
+    extra_overrides: dict[str, Any] = field(
+        default_factory=dict
+    )  # `--set`, applied after every row's
     tracking: bool = True
     trial_driver_on_head: bool = True
     description: str = ""
@@ -62,8 +64,13 @@ def run_trial(config: dict[str, Any]) -> None:
     started = time.time()
     params = adapter.validated(config["params"], source=f"trial {trial['name']}")
     run_name = _safe(f"{config['experiment']}-{trial['name']}")
-    result = adapter.train_trial(params, config["family"], trial["dataset_url"], run_name=run_name,
-                                 storage_path=config["train_storage"])
+    result = adapter.train_trial(
+        params,
+        config["family"],
+        trial["dataset_url"],
+        run_name=run_name,
+        storage_path=config["train_storage"],
+    )
     epochs = adapter.epochs_of(result)
     metric = adapter.val_metric(config["family"])
     best = max(epochs, key=lambda e: e.get(metric, float("-inf"))) if epochs else {}
@@ -71,7 +78,9 @@ def run_trial(config: dict[str, Any]) -> None:
     summary = {
         "done_summary": 1,
         f"best_{metric}": float(best.get(metric, float("nan"))),
-        metric: float(best.get(metric, float("nan"))),  # searchers and ASHA read the metric in every result
+        metric: float(
+            best.get(metric, float("nan"))
+        ),  # searchers and ASHA read the metric in every result
         "best_epoch": int(best.get("epoch", -1)),
         "epochs_run": len(epochs),
         "stopped_at_plateau": int(bool(epochs and epochs[-1].get("plateau"))),
@@ -103,7 +112,12 @@ class MlflowTrials(Callback):
     the parent and children are found again by tags, so no trial gets two runs."""
 
     def __init__(self, family: str, grid_name: str, parent_run_id: str, tracking_uri: str):
-        self.family, self.grid_name, self.parent, self.tracking_uri = family, grid_name, parent_run_id, tracking_uri
+        self.family, self.grid_name, self.parent, self.tracking_uri = (
+            family,
+            grid_name,
+            parent_run_id,
+            tracking_uri,
+        )
         self._client = None
         self.runs: dict[str, str] = {}
 
@@ -134,15 +148,28 @@ class MlflowTrials(Callback):
         if found:
             run_id = found[0].info.run_id
         else:
-            run = self.client.create_run(self.experiment_id, run_name=f"{self.grid_name}:{spec['name']}", tags={
-                "mlflow.parentRunId": self.parent, "family": self.family, "tune_grid": self.grid_name,
-                "tune_trial": spec["name"], "tune_trial_id": trial.trial_id, "row": spec["row"],
-                **{f"label.{k}": v for k, v in spec["labels"].items()}})
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=f"{self.grid_name}:{spec['name']}",
+                tags={
+                    "mlflow.parentRunId": self.parent,
+                    "family": self.family,
+                    "tune_grid": self.grid_name,
+                    "tune_trial": spec["name"],
+                    "tune_trial_id": trial.trial_id,
+                    "row": spec["row"],
+                    **{f"label.{k}": v for k, v in spec["labels"].items()},
+                },
+            )
             run_id = run.info.run_id
             from poseops.tracking.runs import _param_text
 
-            params = {"row": spec["row"], "seed": spec["seed"], "dataset": spec["dataset_url"],
-                      **spec["overrides"]}
+            params = {
+                "row": spec["row"],
+                "seed": spec["seed"],
+                "dataset": spec["dataset_url"],
+                **spec["overrides"],
+            }
             for key, value in params.items():
                 self.client.log_param(run_id, key, _param_text(value))
         self.runs[trial.trial_id] = run_id
@@ -157,16 +184,24 @@ class MlflowTrials(Callback):
             for key in ("checkpoint_path", "node_id", "worker_nodes"):
                 if result.get(key):
                     self.client.set_tag(run_id, key, str(result[key]))
-            numbers = {k: result[k] for k in ("best_epoch", "epochs_run", "trial_seconds") if k in result}
+            numbers = {
+                k: result[k] for k in ("best_epoch", "epochs_run", "trial_seconds") if k in result
+            }
             numbers.update({k: v for k, v in result.items() if k.startswith("best_val_")})
             step = int(result.get("epochs_run", 0))
         else:
-            numbers = {k: v for k, v in result.items() if k in ("train_loss", "lr") or k.startswith("val_")}
+            numbers = {
+                k: v for k, v in result.items() if k in ("train_loss", "lr") or k.startswith("val_")
+            }
             step = int(result.get("epoch", result.get("training_iteration", 0)))
             if result.get("checkpoint_path"):
                 self.client.set_tag(run_id, "last_checkpoint_path", str(result["checkpoint_path"]))
         for key, value in numbers.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
+            if (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(float(value))
+            ):
                 self.client.log_metric(run_id, key, float(value), step=step)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -176,7 +211,9 @@ class MlflowTrials(Callback):
         self.client.set_terminated(self._child(trial), "FAILED")
 
 
-def parent_run(family: str, grid_name: str, storage_key: str, description: str = "") -> tuple[str, str]:
+def parent_run(
+    family: str, grid_name: str, storage_key: str, description: str = ""
+) -> tuple[str, str]:
     """The grid's MLflow parent run: the unfinished one of this grid's Tune state (a restore), or a new one."""
     from mlflow import MlflowClient
 
@@ -186,13 +223,23 @@ def parent_run(family: str, grid_name: str, storage_key: str, description: str =
     uri = store.configure()
     experiment = ensure_experiment(family)
     client = MlflowClient(tracking_uri=uri)
-    found = client.search_runs([experiment.experiment_id],
-                               filter_string=f"tags.tune_state = '{storage_key}' and attributes.status = 'RUNNING'",
-                               max_results=1)
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.tune_state = '{storage_key}' and attributes.status = 'RUNNING'",
+        max_results=1,
+    )
     if found:
         return found[0].info.run_id, uri
-    run = client.create_run(experiment.experiment_id, run_name=f"tune:{grid_name}", tags={
-        "family": family, "tune_grid": grid_name, "tune_state": storage_key, "mlflow.note.content": description})
+    run = client.create_run(
+        experiment.experiment_id,
+        run_name=f"tune:{grid_name}",
+        tags={
+            "family": family,
+            "tune_grid": grid_name,
+            "tune_state": storage_key,
+            "mlflow.note.content": description,
+        },
+    )
     return run.info.run_id, uri
 
 
@@ -208,27 +255,38 @@ def trial_configs(run: GridRun, data_root: Path) -> list[dict[str, Any]]:
     configs = []
     for trial in run.trials:
         if trial.input_from is not None:
-            raise ConfigError(f"grid {run.name}: trial {trial.name} takes its input from family "
-                              f"{trial.input_from.family!r}; no {run.family} task consumes another family's "
-                              "predictions yet")
-        raw = apply_overrides(run.base_params, {**trial.overrides, **resource_overrides(run), **run.extra_overrides},
-                              source=f"grid {run.name}, trial {trial.name}")
+            raise ConfigError(
+                f"grid {run.name}: trial {trial.name} takes its input from family "
+                f"{trial.input_from.family!r}; no {run.family} task consumes another family's "
+                "predictions yet"
+            )
+        raw = apply_overrides(
+            run.base_params,
+            {**trial.overrides, **resource_overrides(run), **run.extra_overrides},
+            source=f"grid {run.name}, trial {trial.name}",
+        )
         params = adapter.validated(raw, source=f"grid {run.name}, trial {trial.name}")
         fingerprint = adapter.data_fingerprint(params, run.family)
         if fingerprint == base_print:
             dataset = adapter.project_dataset(run.project_root, run.family)
         else:
             dataset = adapter.derive_variant(params, run.family, data_root / fingerprint)
-        spec = {**trial.as_config(), "overrides": {**trial.overrides, **run.extra_overrides},
-                "dataset_url": dataset, "data_fingerprint": fingerprint,
-                "data_changed": sorted(data_overrides(trial.overrides, run.family))}
+        spec = {
+            **trial.as_config(),
+            "overrides": {**trial.overrides, **run.extra_overrides},
+            "dataset_url": dataset,
+            "data_fingerprint": fingerprint,
+            "data_changed": sorted(data_overrides(trial.overrides, run.family)),
+        }
         configs.append({"trial": spec, "params": raw})
     return configs
 
 
 def trial_name(trial) -> str:
     """Tune's name and folder of a trial: the grid trial's name (`<row>@s<seed>`), made path-safe."""
-    return _safe(unpack(trial.config)["trial"]["name"]).replace("/", "_") + f"_{trial.trial_id[-5:]}"
+    return (
+        _safe(unpack(trial.config)["trial"]["name"]).replace("/", "_") + f"_{trial.trial_id[-5:]}"
+    )
 
 
 def resource_overrides(run: GridRun) -> dict[str, Any]:
@@ -244,16 +302,23 @@ def scheduler_for(settings: TuneSettings, metric: str):
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="training_iteration",  # metric and mode: the TuneConfig's
-                         grace_period=settings.asha_grace_epochs, reduction_factor=settings.asha_reduction_factor)
+    return ASHAScheduler(
+        time_attr="training_iteration",  # metric and mode: the TuneConfig's
+        grace_period=settings.asha_grace_epochs,
+        reduction_factor=settings.asha_reduction_factor,
+    )
 
 
 def trainable(run: GridRun):
     from ray import tune
 
-    resources: dict[str, float] = {"cpu": 0.01}  # Ray rejects 0; the Train workers reserve their own CPUs
+    resources: dict[str, float] = {
+        "cpu": 0.01
+    }  # Ray rejects 0; the Train workers reserve their own CPUs
     if run.trial_driver_on_head:
-        resources[HEAD_NODE_RESOURCE] = 0.001  # trial drivers sit on the head: workers get the other nodes
+        resources[HEAD_NODE_RESOURCE] = (
+            0.001  # trial drivers sit on the head: workers get the other nodes
+        )
     return tune.with_resources(run_trial, resources)
 
 
@@ -266,13 +331,20 @@ def run_trials(run: GridRun, search: tuple[Space, str, int] | None = None):
     metric = adapter.val_metric(run.family)
     ensure_ray()
     state = os.path.join(run.storage_path, run.name)
-    parent, uri = parent_run(run.family, run.name, state, run.description) if run.tracking else (None, None)
+    parent, uri = (
+        parent_run(run.family, run.name, state, run.description) if run.tracking else (None, None)
+    )
     callbacks = [MlflowTrials(run.family, run.name, parent, uri)] if parent else []
     if tune.Tuner.can_restore(state):
-        tuner = tune.Tuner.restore(state, trainable=trainable(run), resume_errored=True, restart_errored=False)
+        tuner = tune.Tuner.restore(
+            state, trainable=trainable(run), resume_errored=True, restart_errored=False
+        )
     else:
-        common = {"family": run.family, "experiment": run.name,
-                  "train_storage": os.path.join(run.storage_path, run.name + "-train")}
+        common = {
+            "family": run.family,
+            "experiment": run.name,
+            "train_storage": os.path.join(run.storage_path, run.name + "-train"),
+        }
         if search is None:
             configs = trial_configs(run, Path(run.storage_path) / "data")
             # each trial's params and spec travel together: grid_search over the pairs
@@ -284,10 +356,18 @@ def run_trials(run: GridRun, search: tuple[Space, str, int] | None = None):
             trainable(run),
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                trial_name_creator=trial_name, trial_dirname_creator=trial_name, num_samples=samples, max_concurrent_trials=run.settings.max_concurrent_trials,
-                scheduler=scheduler_for(run.settings, metric), search_alg=search_alg, metric=metric, mode="max"),
-            run_config=tune.RunConfig(name=run.name, storage_path=run.storage_path, callbacks=callbacks,
-                                      verbose=1),
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_name,
+                num_samples=samples,
+                max_concurrent_trials=run.settings.max_concurrent_trials,
+                scheduler=scheduler_for(run.settings, metric),
+                search_alg=search_alg,
+                metric=metric,
+                mode="max",
+            ),
+            run_config=tune.RunConfig(
+                name=run.name, storage_path=run.storage_path, callbacks=callbacks, verbose=1
+            ),
         )
     results = tuner.fit()
     errors = [r for r in results if r.error is not None]
@@ -313,7 +393,9 @@ def search_space(run: GridRun, space: Space, algorithm: str, samples: int, commo
         else:
             dims[key] = tune.randint(int(dim.low), int(dim.high))
     fixed = {**space.fixed, **resource_overrides(run), **run.extra_overrides}
-    adapter.validated(apply_overrides(run.base_params, fixed, source=f"space {run.name}"), "params.yaml")
+    adapter.validated(
+        apply_overrides(run.base_params, fixed, source=f"space {run.name}"), "params.yaml"
+    )
     dataset = adapter.project_dataset(run.project_root, run.family)
     adapter.dataset_card(dataset)  # the derived data must exist before any trial starts
     search_alg = None
@@ -323,7 +405,13 @@ def search_space(run: GridRun, space: Space, algorithm: str, samples: int, commo
         search_alg = OptunaSearch()
     elif algorithm != "random":
         raise ConfigError(f"--search {algorithm!r}: choose optuna or random")
-    param_space = {**common, "search": dims, "fixed": fixed, "base_params": run.base_params, "dataset_url": dataset}
+    param_space = {
+        **common,
+        "search": dims,
+        "fixed": fixed,
+        "base_params": run.base_params,
+        "dataset_url": dataset,
+    }
     return param_space, search_alg, samples
 
 
@@ -337,15 +425,26 @@ def result_rows(results, family: str) -> list[dict[str, Any]]:
             continue
         config = unpack(result.config)
         spec, m = config["trial"], result.metrics
-        rows.append({
-            "name": spec["name"], "row": spec["row"], "seed": spec["seed"], **spec["labels"],
-            "overrides": spec["overrides"], "dataset_url": spec["dataset_url"],
-            "metric": metric, "value": m[f"best_{metric}"], "best_epoch": m["best_epoch"],
-            "epochs_run": m["epochs_run"], "stopped_at_plateau": bool(m["stopped_at_plateau"]),
-            "checkpoint_path": m["checkpoint_path"], "seconds": m["trial_seconds"], "node_id": m["node_id"],
-            "worker_nodes": [n for n in m.get("worker_nodes", "").split(",") if n],
-            "trial_id": m.get("trial_id"),
-        })
+        rows.append(
+            {
+                "name": spec["name"],
+                "row": spec["row"],
+                "seed": spec["seed"],
+                **spec["labels"],
+                "overrides": spec["overrides"],
+                "dataset_url": spec["dataset_url"],
+                "metric": metric,
+                "value": m[f"best_{metric}"],
+                "best_epoch": m["best_epoch"],
+                "epochs_run": m["epochs_run"],
+                "stopped_at_plateau": bool(m["stopped_at_plateau"]),
+                "checkpoint_path": m["checkpoint_path"],
+                "seconds": m["trial_seconds"],
+                "node_id": m["node_id"],
+                "worker_nodes": [n for n in m.get("worker_nodes", "").split(",") if n],
+                "trial_id": m.get("trial_id"),
+            }
+        )
     return rows
 
 
@@ -356,9 +455,20 @@ def unpack(config: Mapping[str, Any]) -> dict[str, Any]:
     if "search" in config:
         overrides = {**config["fixed"], **config["search"]}
         name = ",".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in config["search"].items())
-        spec = {"name": name, "row": name, "seed": None, "labels": {}, "overrides": overrides,
-                "dataset_url": config["dataset_url"], "input_from": None}
-        return {**config, "trial": spec, "params": apply_overrides(config["base_params"], overrides)}
+        spec = {
+            "name": name,
+            "row": name,
+            "seed": None,
+            "labels": {},
+            "overrides": overrides,
+            "dataset_url": config["dataset_url"],
+            "input_from": None,
+        }
+        return {
+            **config,
+            "trial": spec,
+            "params": apply_overrides(config["base_params"], overrides),
+        }
     return dict(config)
 
 
