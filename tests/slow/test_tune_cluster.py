@@ -196,7 +196,18 @@ def test_two_trials_train_on_both_nodes_logging_to_an_mlflow_server(
             f"http://127.0.0.1:{port}/health", timeout=90, process=server, log_path=server_log
         )
         uri = f"http://127.0.0.1:{port}"
-        args = [str(BIN / "poseops"), *GRID, "--seeds", "5", "--storage", str(tmp_path / "tune")]
+        # 3 epochs: each trial's Train worker holds its CPU long enough that the two workers overlap even on
+        # a loaded machine (a worker group that starts after the other ended may take the freed CPU)
+        args = [
+            str(BIN / "poseops"),
+            *GRID,
+            "--seeds",
+            "5",
+            "--storage",
+            str(tmp_path / "tune"),
+            "--set",
+            "families.handmle.train.epochs=3",
+        ]
         run = subprocess.run(
             args,
             env=driver_env(hand_project, ray_cluster, uri),
