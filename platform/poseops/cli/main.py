@@ -16,6 +16,7 @@ from poseops.cli.assess import assess_cmd
 from poseops.cli.common import console, friendly
 from poseops.cli.data import data_app
 from poseops.cli.registry import registry_app
+from poseops.cli.tune import tune_cmd
 from poseops.errors import PoseopsError
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
 app.command("assess")(assess_cmd)
+app.command("tune")(tune_cmd)
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
 

@@ -1,0 +1,228 @@
+"""Ray Tune runs the ablation grids (data: `poseops/grids/<family>.yaml`) and searches.
+
+    from poseops.tune import run_grid
+    report = run_grid("handmle", "a2_loss", root=Path("."))        # reports/grids/handmle_a2_loss.*
+
+A single experiment stays `dvc exp run -S key=value`; `apply_best` writes a grid's or search's winner
+into params.yaml so it goes through the pipeline's train -> evaluate -> promote like any change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from poseops.config import read_yaml
+from poseops.errors import ConfigError
+from poseops.tune.grids import (
+    SEED_KEY,
+    Grid,
+    TuneSettings,
+    apply_overrides,
+    load_family_grids,
+    load_grid,
+    load_space,
+)
+
+REPORTS = Path("reports") / "grids"
+
+
+def state_root(root: Path) -> Path:
+    return root / ".poseops" / "tune"
+
+
+def report_stem(root: Path, family: str, grid: str) -> Path:
+    return root / REPORTS / f"{family}_{grid}"
+
+
+def settings_for(family: str, **overrides: Any) -> TuneSettings:
+    """The family's tune settings from its grid file, with the CLI's values (None: keep) over them."""
+    base = load_family_grids(family).tune
+    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` strings (values as YAML, like `dvc exp run -S`) -> {key: value}."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def dataset_facts(
+    params_raw: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Name (synthetic, or real when annotations are imported), split and checksums of the data the rows used."""
+    from poseops.tune.adapter import dataset_card, dataset_checksum
+
+    urls = sorted({r["dataset_url"] for r in rows})
+    checksums = [dataset_checksum(dataset_card(url)) for url in urls]
+    real = bool(params_raw.get("data", {}).get("annotations"))
+    split = params_raw.get("data", {}).get("split", {})
+    return {
+        "name": "real" if real else "synthetic",
+        "checksums": checksums,
+        "urls": urls,
+        "split": f"validation split (val_fraction {split.get('val_fraction')}, split seed {split.get('seed')}, "
+        "held-out sequences)",
+    }
+
+
+def state_key(
+    base: Mapping[str, Any], trials: Sequence[Any], extra: Mapping[str, Any] | None
+) -> str:
+    """8 hex of what a grid's results depend on (params, every trial, the extra overrides): the same inputs
+    resume the same Tune state; a changed params.yaml starts a fresh one instead of reusing stale trials."""
+    content = {
+        "params": base,
+        "trials": [t.as_config() for t in trials],
+        "extra": dict(extra or {}),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def run_grid(
+    family: str,
+    grid_name: str,
+    root: Path,
+    params_path: Path | None = None,
+    settings: TuneSettings | None = None,
+    extra_overrides: Mapping[str, Any] | None = None,
+    seeds: Sequence[int] | None = None,
+    storage_path: str | None = None,
+    tracking: bool = True,
+    rows: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a grid with Ray Tune and write its table; returns the report."""
+    grid = load_grid(family, grid_name)
+    trials = grid.trials(list(seeds) if seeds is not None else None)
+    if rows:
+        unknown = sorted(set(rows) - set(grid.row_names()))
+        if unknown:
+            raise ConfigError(
+                f"--rows {unknown}: not rows of {family}/{grid_name} ({', '.join(grid.row_names())})"
+            )
+        trials = [t for t in trials if t.row in rows]
+    from poseops.tune import report as reporting
+    from poseops.tune.runner import (  # Ray: only once the grid is known good
+        GridRun,
+        result_rows,
+        run_trials,
+    )
+
+    params_path = params_path or root / "params.yaml"
+    base = read_yaml(params_path)
+    settings = settings or settings_for(family)
+    key = state_key(
+        base, trials, {**(extra_overrides or {}), "cpus_per_trial": settings.cpus_per_trial}
+    )
+    run = GridRun(
+        family=family,
+        name=f"{family}_{grid_name}_{key}",
+        trials=trials,
+        base_params=base,
+        project_root=root,
+        storage_path=storage_path or str(state_root(root)),
+        settings=settings,
+        extra_overrides=dict(extra_overrides or {}),
+        tracking=tracking,
+        description=grid.description,
+    )
+    results, parent = run_trials(run)
+    found = result_rows(results, family)
+    report = reporting.build_report(grid, found, dataset_facts(base, found))
+    report["mlflow_parent_run"] = parent
+    report["errors"] = [str(r.error)[:500] for r in results if r.error is not None]
+    report["extra_overrides"] = dict(extra_overrides or {})
+    report["profile"] = base.get("profile")
+    report["tune_state"] = str(Path(run.storage_path) / run.name)
+    reporting.write_report(report, report_stem(root, family, grid_name))
+    return report
+
+
+def run_search(
+    family: str,
+    space_name: str,
+    algorithm: str,
+    samples: int,
+    root: Path,
+    params_path: Path | None = None,
+    settings: TuneSettings | None = None,
+    extra_overrides: Mapping[str, Any] | None = None,
+    storage_path: str | None = None,
+    tracking: bool = True,
+) -> dict[str, Any]:
+    """Random or Optuna search over a space of the family's grid file; returns {"rows", "best"}."""
+    from poseops.tune.runner import GridRun, best_row, result_rows, run_trials
+
+    space = load_space(family, space_name)
+    params_path = params_path or root / "params.yaml"
+    base = read_yaml(params_path)
+    settings = settings or settings_for(family)
+    key = state_key(
+        base,
+        [],
+        {
+            **(extra_overrides or {}),
+            "space": space.model_dump(mode="json"),
+            "samples": samples,
+            "cpus_per_trial": settings.cpus_per_trial,
+        },
+    )
+    run = GridRun(
+        family=family,
+        name=f"{family}_search_{space_name}_{algorithm}_{key}",
+        trials=[],
+        base_params=base,
+        project_root=root,
+        storage_path=storage_path or str(state_root(root)),
+        settings=settings,
+        extra_overrides=dict(extra_overrides or {}),
+        tracking=tracking,
+        description=space.description,
+    )
+    results, parent = run_trials(run, search=(space, algorithm, samples))
+    found = result_rows(results, family)
+    return {
+        "rows": found,
+        "best": best_row(found),
+        "mlflow_parent_run": parent,
+        "searched": list(space.dimensions),
+    }
+
+
+def best_grid_row(report: Mapping[str, Any], grid: Grid) -> tuple[str, dict[str, Any]]:
+    """The row with the highest mean (ties: grid order) and its grid overrides, without the seed."""
+    entries = [e for e in report["summary"] if e["mean"] is not None]
+    if not entries:
+        raise ConfigError(f"{grid.family}/{grid.name}: no row finished; nothing to apply")
+    best = max(entries, key=lambda e: e["mean"])
+    overrides = next(r.overrides for r in grid.rows() if r.name == best["row"])
+    return best["row"], overrides
+
+
+def apply_to_params(params_path: Path, overrides: Mapping[str, Any], family: str) -> str:
+    """Write `overrides` (dotted keys) into params.yaml, validated first; returns the equivalent
+    `dvc exp run -S ...` line. Leading comment lines of params.yaml are kept."""
+    from poseops.tune.adapter import validated
+
+    overrides = {k: v for k, v in overrides.items() if k != SEED_KEY.format(family=family)}
+    text = params_path.read_text()
+    raw = apply_overrides(read_yaml(params_path), overrides, source=str(params_path))
+    validated(raw, source=f"{params_path} with the applied values")
+    header_lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        header_lines.append(line)
+    header = "\n".join(header_lines) + ("\n" if header_lines else "")
+    params_path.write_text(header + yaml.safe_dump(raw, sort_keys=False))
+    return "dvc exp run " + " ".join(f"-S '{k}={json.dumps(v)}'" for k, v in overrides.items())

@@ -1,0 +1,177 @@
+"""The one seam between Ray Tune and the training code: everything the tune package needs from it.
+
+When the training code changes shape, only this module changes. It makes these calls:
+  - `poseops.families.get_family(name)` and `poseops.families.model_schemas()`;
+  - `poseops.config.validate_params(raw, schemas)` (the same validation as `families.load_params`);
+  - `poseops.train.fit.make_loop_config(family, family_params, dataset_url)` and
+    `poseops.train.loop.train_loop_per_worker` (run by a `TorchTrainer` built here, because Ray Tune needs
+    `TuneReportCallback` in the trainer's RunConfig, which `poseops.train.fit.fit` does not take; each
+    worker records its node id first), and `poseops.train.fit.history(result)`;
+  - `poseops.capture.write_captures`, `poseops.annotations.internal.build_annotations` and
+    `poseops.datasets.derive.derive_dataset` (what the capture, annotate and derive stages call), only
+    for a row that changes the data (label noise), and `datasets.loader.read_card` / `derive.dataset_checksum`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from poseops.config import Params, validate_params
+from poseops.families import get_family, model_schemas
+
+# The pipeline's layout (dvc.yaml), relative to a project root.
+RAW = Path("data") / "raw" / "synthetic"
+ANNOTATIONS = Path("data") / "annotations" / "labels.json"
+DERIVED = Path("data") / "derived"
+
+
+def validated(raw: Mapping[str, Any], source: str) -> Params:
+    """A params mapping validated like params.yaml (ConfigError names `source` and the key)."""
+    return validate_params(raw, model_schemas(), source=source)
+
+
+def val_metric(family_name: str) -> str:
+    return get_family(family_name).val_metric
+
+
+def data_fingerprint(params: Params, family_name: str) -> str:
+    """SHA-256 (16 hex) of everything the family's derived data depends on: capture, annotations, split,
+    and the family's data block without augmentation (applied at training time)."""
+    fam = params.families[family_name]
+    content = {
+        "data": params.data.model_dump(mode="json"),
+        "family_data": fam.data.model_dump(mode="json", exclude={"augment"}),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def derive_variant(params: Params, family_name: str, root: Path) -> str:
+    """Capture, annotate and derive the family's data for these params under `root`, in the pipeline's
+    layout (skipped when the card exists: a dataset exists only once its card is written); returns the
+    derived dataset's URL. The same library calls as the capture, annotate and derive stages."""
+    from poseops.annotations.internal import build_annotations
+    from poseops.capture import write_captures
+    from poseops.datasets.derive import derive_dataset
+
+    family, fam = get_family(family_name), params.families[family_name]
+    out = root / DERIVED / family_name
+    if not (out / "card.json").exists():
+        capture = params.data.capture
+        if (
+            family.dataset_kind == "hand_crop"
+        ):  # hand crops read only the hand sequences: skip the bodies
+            capture = capture.model_copy(update={"bodies": None})
+        write_captures(root / RAW, capture, keep_empty=True)
+        build_annotations(root / RAW, params.data.annotations, root / ANNOTATIONS)
+        derive_dataset(
+            family.dataset_kind,
+            root / ANNOTATIONS,
+            str(out),
+            fam.data,
+            params.data.split,
+            skeleton=family.skeleton,
+            repo_root=root,
+        )
+    return str(out)
+
+
+def project_dataset(project_root: Path, family_name: str) -> str:
+    """The pipeline's own derived dataset of the family (what `derive@<family>` wrote)."""
+    return str(project_root / DERIVED / family_name)
+
+
+def dataset_card(dataset_url: str) -> dict:
+    from poseops.datasets.loader import read_card
+
+    return read_card(dataset_url)
+
+
+def dataset_checksum(card: Mapping[str, Any]) -> str:
+    from poseops.datasets.derive import dataset_checksum as checksum
+
+    return checksum(card)
+
+
+def train_trial(
+    params: Params, family_name: str, dataset_url: str, run_name: str, storage_path: str
+):
+    """One Ray Train run inside a Ray Tune trial: every epoch's metrics (and the checkpoint's path) reach
+    Tune through `TuneReportCallback`. Returns the `ray.train.Result`."""
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from poseops.train.fit import make_loop_config
+
+    family, fam = get_family(family_name), params.families[family_name]
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={
+            **make_loop_config(family, fam, dataset_url),
+            PLACEMENT_KEY: placement_folder(storage_path, run_name),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=fam.train.num_workers,
+            resources_per_worker={"CPU": fam.train.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1,
+                checkpoint_score_attribute=family.val_metric,
+                checkpoint_score_order="max",
+            ),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    return trainer.fit()
+
+
+PLACEMENT_KEY = "tune_placement_folder"
+
+
+def placement_folder(storage_path: str, run_name: str) -> str:
+    return f"{storage_path.rstrip('/')}/{run_name}/placement"
+
+
+def train_worker(cfg: dict[str, Any]) -> None:
+    """`train_loop_per_worker`, after writing this worker's rank and Ray node id to the run's storage
+    (`placement/rank<r>.json`), so a grid can show where its trials trained."""
+    import fsspec
+    import ray
+    import ray.train
+
+    from poseops.train.loop import train_loop_per_worker
+
+    folder = cfg[PLACEMENT_KEY]
+    rank = ray.train.get_context().get_world_rank()
+    fs, path = fsspec.core.url_to_fs(folder)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(f"{path}/rank{rank}.json", "w") as out:
+        out.write(json.dumps({"rank": rank, "node_id": ray.get_runtime_context().get_node_id()}))
+    train_loop_per_worker({k: v for k, v in cfg.items() if k != PLACEMENT_KEY})
+
+
+def worker_nodes(storage_path: str, run_name: str) -> list[str]:
+    """The Ray node ids the run's Train workers ran on, by rank."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(placement_folder(storage_path, run_name))
+    if not fs.exists(path):
+        return []
+    found = sorted(fs.glob(f"{path}/rank*.json"))
+    return [json.loads(fs.cat_file(p))["node_id"] for p in found]
+
+
+def epochs_of(result) -> list[dict[str, Any]]:
+    """Per-epoch metrics of a finished training run (rank 0's last report carries every epoch)."""
+    from poseops.train.fit import history
+
+    return history(result)

@@ -1,0 +1,242 @@
+"""A grid's result table beside the paper's numbers: `reports/grids/<family>_<grid>.{md,csv,png,json}`.
+
+Per row: mean and sample SD of the validation metric over seeds; per compared pair: the gap, the pooled SD
+and whether the gap exceeds 2 pooled SDs (None with one run: no spread to compare against); and the
+paper's value or gap beside ours, on the paper's scale (percent) where it prints one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poseops.storage import write_json_atomic
+from poseops.tune.grids import Grid
+
+
+def summarise(grid: Grid, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per grid row (in grid order), with the runs found for it (a missing row has 0 runs)."""
+    entries = []
+    for row in grid.rows():
+        runs = sorted((r for r in rows if r["row"] == row.name), key=lambda r: r["seed"])
+        values = np.array([r["value"] for r in runs], dtype=float)
+        entries.append(
+            {
+                "row": row.name,
+                **row.labels,
+                "runs": len(runs),
+                "seeds": [r["seed"] for r in runs],
+                "mean": float(values.mean()) if len(values) else None,
+                "sd": float(values.std(ddof=1))
+                if len(values) > 1
+                else (0.0 if len(values) else None),
+                "values": values.round(4).tolist(),
+                "epochs_run": [r["epochs_run"] for r in runs],
+                "paper": grid.paper.rows.get(row.name, {}),
+            }
+        )
+    return entries
+
+
+def gaps(grid: Grid, summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    by_row = {e["row"]: e for e in summary}
+    out = []
+    for a, b in grid.compare:
+        first, second = by_row[a], by_row[b]
+        if not first["runs"] or not second["runs"]:
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "difference": None,
+                    "pooled_sd": None,
+                    "exceeds_2sd": None,
+                    "paper": paper_gap(grid, a, b),
+                }
+            )
+            continue
+        difference = first["mean"] - second["mean"]
+        pooled = math.sqrt((first["sd"] ** 2 + second["sd"] ** 2) / 2)
+        enough = first["runs"] > 1 and second["runs"] > 1
+        out.append(
+            {
+                "a": a,
+                "b": b,
+                "difference": difference,
+                "pooled_sd": pooled,
+                "exceeds_2sd": bool(abs(difference) > 2 * pooled) if enough else None,
+                "paper": paper_gap(grid, a, b),
+            }
+        )
+    return out
+
+
+def paper_gap(grid: Grid, a: str, b: str) -> float | None:
+    """The paper's a - b in its own units: a printed gap whose levels match, or the difference of two rows."""
+    metric = grid.paper.metrics[0] if grid.paper.metrics else None
+    rows = grid.paper.rows
+    if a in rows and b in rows and metric in rows[a] and metric in rows[b]:
+        return rows[a][metric] - rows[b][metric]
+    levels_a, levels_b = set(a.split("/")), set(b.split("/"))
+    for gap in grid.paper.gaps:
+        if gap.a in levels_a and gap.b in levels_b:
+            return gap.value
+    return None
+
+
+def build_report(
+    grid: Grid, rows: Sequence[Mapping[str, Any]], dataset: Mapping[str, Any]
+) -> dict[str, Any]:
+    summary = summarise(grid, rows)
+    return {
+        "family": grid.family,
+        "grid": grid.name,
+        "description": grid.description,
+        "metric": grid.val_metric,
+        "protocol": grid.protocol,
+        "dataset": dict(dataset),
+        "paper": grid.paper.model_dump(mode="json"),
+        "paper_scale": grid.paper_scale,
+        "summary": summary,
+        "gaps": gaps(grid, summary),
+        "trials": [dict(r) for r in rows],
+        "missing_rows": [e["row"] for e in summary if not e["runs"]],
+    }
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    paper, scale, metric = report["paper"], report["paper_scale"], report["metric"]
+    first = paper["metrics"][0] if paper["metrics"] else "metric"
+    data = report["dataset"]
+    lines = [
+        f"# {report['family']} / {report['grid']}",
+        "",
+        report["description"].strip(),
+        "",
+        f"- Dataset: **{data['name']}** ({data['split']}), checksum(s): "
+        + ", ".join(f"`{c}`" for c in data["checksums"]),
+        f"- Protocol: {report['protocol']}",
+        f"- Configuration: params.yaml profile `{report.get('profile', '?')}`, the grid's overrides per row"
+        + (
+            ", and for every trial "
+            + ", ".join(f"`{k}={v}`" for k, v in report["extra_overrides"].items())
+            if report.get("extra_overrides")
+            else ""
+        )
+        + ".",
+        f"- Reproduces: {paper['table']} of {paper['citation']}; the paper's dataset: {paper['dataset']}.",
+        f"- Ours: mean ± SD (sample, n-1) of {metric} over seeds; paper: {first} as printed"
+        + (f" (ours × {1 / scale:g} to compare)" if scale != 1 else "")
+        + ".",
+        "",
+        f"| row | runs | ours {metric} | ours (paper scale) | paper {first} | epochs run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in report["summary"]:
+        ours = "not run" if e["mean"] is None else f"{e['mean']:.3f} ± {e['sd']:.3f}"
+        scaled = "" if e["mean"] is None else f"{e['mean'] / scale:.1f} ± {e['sd'] / scale:.1f}"
+        printed = e["paper"].get(first)
+        lines.append(
+            f"| {e['row']} | {e['runs']} | {ours} | {scaled} | {'—' if printed is None else printed} | "
+            f"{e['epochs_run']} |"
+        )
+    if report["gaps"]:
+        lines += ["", "| a − b | ours | pooled SD | gap > 2 SD | paper |", "|---|---|---|---|---|"]
+        verdict = {True: "yes", False: "no", None: "n/a (fewer than 2 runs each)"}
+        for g in report["gaps"]:
+            ours = (
+                "n/a"
+                if g["difference"] is None
+                else f"{g['difference']:+.4f} ({g['difference'] / scale:+.2f})"
+            )
+            printed = "—" if g["paper"] is None else f"{g['paper']:+.2f}"
+            lines.append(
+                f"| {g['a']} − {g['b']} | {ours} | {_fmt(g['pooled_sd'], 4)} | {verdict[g['exceeds_2sd']]} "
+                f"| {printed} |"
+            )
+    for claim in paper.get("claims", []):
+        lines += ["", f"Paper's claim (no numbers printed): {claim}."]
+    if report["missing_rows"]:
+        lines += ["", f"Rows not run: {', '.join(report['missing_rows'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(report: Mapping[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    first = report["paper"]["metrics"][0] if report["paper"]["metrics"] else ""
+    writer.writerow(
+        [
+            "family",
+            "grid",
+            "row",
+            "runs",
+            "metric",
+            "mean",
+            "sd",
+            "values",
+            "paper_metric",
+            "paper_value",
+            "dataset",
+            "dataset_checksums",
+        ]
+    )
+    for e in report["summary"]:
+        writer.writerow(
+            [
+                report["family"],
+                report["grid"],
+                e["row"],
+                e["runs"],
+                report["metric"],
+                "" if e["mean"] is None else f"{e['mean']:.6f}",
+                "" if e["sd"] is None else f"{e['sd']:.6f}",
+                " ".join(f"{v:.4f}" for v in e["values"]),
+                first,
+                e["paper"].get(first, ""),
+                report["dataset"]["name"],
+                " ".join(report["dataset"]["checksums"]),
+            ]
+        )
+    return out.getvalue()
+
+
+def write_report(report: Mapping[str, Any], stem: Path) -> list[Path]:
+    """<stem>.json, .md, .csv and .png (ours mean ± SD per row beside the paper's value on its scale)."""
+    from poseops.viz.curves import plot_grouped_bars
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(stem.with_suffix(".json"), report)
+    stem.with_suffix(".md").write_text(markdown(report))
+    stem.with_suffix(".csv").write_text(csv_text(report))
+    scale, first = report["paper_scale"], (report["paper"]["metrics"] or ["metric"])[0]
+    rows = [e["row"] for e in report["summary"]]
+    series = {
+        "ours": (
+            [0.0 if e["mean"] is None else e["mean"] / scale for e in report["summary"]],
+            [0.0 if e["sd"] is None else e["sd"] / scale for e in report["summary"]],
+        )
+    }
+    if any(first in e["paper"] for e in report["summary"]):
+        series["paper"] = (
+            [e["paper"].get(first, 0.0) for e in report["summary"]],
+            [0.0] * len(rows),
+        )
+    plot_grouped_bars(
+        stem.with_suffix(".png"),
+        rows,
+        series,
+        f"{first} (paper scale)",
+        f"{report['family']} {report['grid']} on {report['dataset']['name']} data",
+    )
+    return [stem.with_suffix(s) for s in (".json", ".md", ".csv", ".png")]

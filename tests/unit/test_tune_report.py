@@ -1,0 +1,170 @@
+"""Grid tables (mean ± SD, gaps against 2 pooled SDs, the paper beside ours), `--apply`, and CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from poseops.cli.main import app
+from poseops.tune import apply_to_params, best_grid_row, parse_sets
+from poseops.tune.grids import load_grid
+from poseops.tune.report import build_report, csv_text, markdown, write_report
+
+REPO = Path(__file__).resolve().parents[2]
+DATASET = {
+    "name": "synthetic",
+    "checksums": ["abc123"],
+    "split": "validation split",
+    "urls": ["data/derived/vmhpe"],
+}
+
+
+def rows_for(grid, values: dict[str, list[float]]) -> list[dict]:
+    return [
+        {"row": row, "seed": seed, "value": v, "epochs_run": 3, "dataset_url": "data/derived/vmhpe"}
+        for row, vs in values.items()
+        for seed, v in enumerate(vs)
+    ]
+
+
+def test_mean_sd_and_gaps_beside_the_paper(tmp_path):
+    grid = load_grid("vmhpe", "t6_components")
+    values = {"none": [0.50, 0.52, 0.51], "mfcm": [0.50, 0.53, 0.51], "mffm": [0.60, 0.61, 0.62]}
+    report = build_report(grid, rows_for(grid, values), DATASET)
+    by_row = {e["row"]: e for e in report["summary"]}
+    assert by_row["none"]["mean"] == pytest.approx(0.51) and by_row["none"]["sd"] == pytest.approx(
+        0.01
+    )
+    assert by_row["both"]["runs"] == 0 and report["missing_rows"] == ["both"]
+    gaps = {(g["a"], g["b"]): g for g in report["gaps"]}
+    assert gaps[("mffm", "none")]["difference"] == pytest.approx(0.10)
+    assert gaps[("mffm", "none")]["exceeds_2sd"] is True
+    assert gaps[("mfcm", "none")]["exceeds_2sd"] is False  # 0.0033 against a pooled SD of ~0.014
+    assert gaps[("mffm", "none")]["paper"] == pytest.approx(93.8 - 92.1)
+    assert gaps[("both", "none")]["difference"] is None
+    text = markdown(report)
+    assert "| none | 3 | 0.510 ± 0.010 | 51.0 ± 1.0 | 92.1 |" in text
+    assert "**synthetic**" in text and "`abc123`" in text and "Rows not run: both" in text
+    table = list(csv.DictReader(io.StringIO(csv_text(report))))
+    assert [r["row"] for r in table] == ["none", "mfcm", "mffm", "both"] and table[0][
+        "paper_value"
+    ] == "92.1"
+    written = write_report(report, tmp_path / "vmhpe_t6_components")
+    assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_one_seed_gives_no_verdict_and_printed_gaps_reach_the_table():
+    grid = load_grid("handmle", "noise")
+    values = {
+        f"{loss}/{labels}": [0.4]
+        for loss in ("mle", "integral_l1", "heatmap_l2")
+        for labels in ("clean", "noisy")
+    }
+    report = build_report(grid, rows_for(grid, values), DATASET)
+    gaps = {(g["a"], g["b"]): g for g in report["gaps"]}
+    assert gaps[("mle/noisy", "heatmap_l2/noisy")]["paper"] == 2.7
+    assert all(g["exceeds_2sd"] is None for g in report["gaps"])
+    assert best_grid_row(report, grid)[0] == "mle/clean"  # ties keep grid order
+
+
+def test_apply_writes_params_and_prints_the_dvc_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    grid = load_grid("handmle", "a2_loss")
+    report = build_report(
+        grid, rows_for(grid, {"mle": [0.3], "integral_l1": [0.5], "heatmap_l2": [0.4]}), DATASET
+    )
+    row, overrides = best_grid_row(report, grid)
+    assert row == "integral_l1"
+    line = apply_to_params(params, {**overrides, "families.handmle.train.seed": 2}, "handmle")
+    written = yaml.safe_load(params.read_text())
+    assert written["families"]["handmle"]["model"]["loss_type"] == "integral_l1"
+    assert written["families"]["handmle"]["train"]["epochs"] == 22
+    assert (
+        written["families"]["handmle"]["train"]["seed"] == 0
+    )  # the seed is a replicate, not a choice
+    assert params.read_text().startswith("# Resolved from profiles/smoke.yaml")
+    assert (
+        line.startswith("dvc exp run ")
+        and "-S 'families.handmle.model.loss_type=\"integral_l1\"'" in line
+    )
+
+
+def test_apply_refuses_an_invalid_value_and_leaves_params(tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    before = params.read_text()
+    from poseops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loss_type"):
+        apply_to_params(params, {"families.handmle.model.loss_type": "l7"}, "handmle")
+    assert params.read_text() == before
+
+
+def test_set_values_parse_as_yaml():
+    assert parse_sets(["a.b=1", "c=[14]", "d=null", "e=mle"]) == {
+        "a.b": 1,
+        "c": [14],
+        "d": None,
+        "e": "mle",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tune", "handmle"], "either --grid"),
+        (["tune", "handmle", "--grid", "nope"], "no grid 'nope'"),
+        (["tune", "handmle", "--search", "random"], "--space"),
+        (["tune", "handmle", "--grid", "a2_loss", "--rows", "l9"], "not rows of handmle/a2_loss"),
+    ],
+)
+def test_cli_user_errors_are_one_line(args, message, tmp_path, monkeypatch):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+
+
+def test_cli_lists_grids():
+    result = CliRunner().invoke(app, ["tune", "vmhpe", "--list"])
+    assert result.exit_code == 0
+    assert "t6_components" in result.output and "4 rows x 3 seeds" in result.output
+
+
+def test_grids_pipeline_has_one_stage_per_grid_file_entry():
+    from poseops.tune.grids import list_grids
+
+    pipeline = yaml.safe_load((REPO / "grids" / "dvc.yaml").read_text())
+    stages = pipeline["vars"][0]["grids"]
+    assert {(s["family"], s["grid"]) for s in stages.values()} == {
+        (f, g) for f, gs in list_grids().items() for g in gs
+    }
+    assert all(key == f"{s['family']}_{s['grid']}" for key, s in stages.items())
+    body = pipeline["stages"]["grid"]["do"]
+    assert body["wdir"] == ".." and "data/derived/${item.family}" in body["deps"]
+    assert {next(iter(o)) for o in body["outs"]} == {
+        f"reports/grids/${{key}}.{s}" for s in ("md", "csv", "png", "json")
+    }
+
+
+def test_tune_state_is_keyed_by_its_inputs():
+    from poseops.config import read_yaml
+    from poseops.tune import state_key
+
+    base = read_yaml(REPO / "params.yaml")
+    trials = load_grid("handmle", "a2_loss").trials()
+    assert state_key(base, trials, {}) == state_key(read_yaml(REPO / "params.yaml"), trials, {})
+    changed = {**base, "seed": base["seed"] + 1}
+    assert state_key(changed, trials, {}) != state_key(base, trials, {})
+    assert state_key(base, trials[:2], {}) != state_key(base, trials, {})
+    assert state_key(base, trials, {"families.handmle.train.epochs": 1}) != state_key(
+        base, trials, {}
+    )
