@@ -112,7 +112,7 @@ def handmle_signature(model_overrides: dict, capture_overrides: dict) -> tuple[i
     if capture_overrides:
         target_px = noisy_labels(target_px, HandCaptureParams(**capture_overrides), size)
     with torch.no_grad():
-        loss, _ = model.loss(model(images), to_norm(target_px, size), weight)
+        loss = model.loss(model(images), {"target_norm": to_norm(target_px, size), "weight": weight})["loss"]
     return sum(p.numel() for p in model.parameters()), round(float(loss), 6)
 
 
@@ -134,9 +134,9 @@ def vmhpe_signature(model_overrides: dict, capture_overrides: dict) -> tuple[int
         keypoints.append(torch.cat([xy, torch.full((2, 17, 1), 2.0)], dim=-1))
     images = torch.randn(2, 3, size, size, generator=g)
     with torch.no_grad():
-        loss, _ = model.loss(
-            model(images), encode_targets(keypoints, **target_kwargs(model.config))
-        )
+        loss = model.loss(
+            model(images), {"targets": encode_targets(keypoints, **target_kwargs(model.config))}
+        )["loss"]
     return sum(p.numel() for p in model.parameters()), round(float(loss), 6)
 
 

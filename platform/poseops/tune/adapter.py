@@ -1,8 +1,8 @@
 """The one seam between Ray Tune and the training code: everything the tune package needs from it.
 
 When the training code changes shape, only this module changes. It makes these calls:
-  - `poseops.families.get_family(name)` and `poseops.families.model_schemas()`;
-  - `poseops.config.validate_params(raw, schemas)` (the same validation as `families.load_params`);
+  - `poseops.families.get_family(name)` and `poseops.families.validate_params(raw)` (the same validation
+    as `families.load_params`: model blocks by their Config, data blocks by their task's options);
   - `poseops.train.fit.make_loop_config(family, family_params, dataset_url)` and
     `poseops.train.loop.train_loop_per_worker` (run by a `TorchTrainer` built here, because Ray Tune needs
     `TuneReportCallback` in the trainer's RunConfig, which `poseops.train.fit.fit` does not take; each
@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from poseops.config import Params, validate_params
-from poseops.families import get_family, model_schemas
+from poseops.config import Params
+from poseops.families import get_family, validate_params
 
 # The pipeline's layout (dvc.yaml), relative to a project root.
 RAW = Path("data") / "raw" / "synthetic"
@@ -32,7 +32,7 @@ DERIVED = Path("data") / "derived"
 
 def validated(raw: Mapping[str, Any], source: str) -> Params:
     """A params mapping validated like params.yaml (ConfigError names `source` and the key)."""
-    return validate_params(raw, model_schemas(), source=source)
+    return validate_params(raw, source=source)
 
 
 def val_metric(family_name: str) -> str:
@@ -62,14 +62,12 @@ def derive_variant(params: Params, family_name: str, root: Path) -> str:
     out = root / DERIVED / family_name
     if not (out / "card.json").exists():
         capture = params.data.capture
-        if (
-            family.dataset_kind == "hand_crop"
-        ):  # hand crops read only the hand sequences: skip the bodies
+        if family.skeleton == "hand21":  # hand crops read only the hand sequences: skip the bodies
             capture = capture.model_copy(update={"bodies": None})
         write_captures(root / RAW, capture, keep_empty=True)
         build_annotations(root / RAW, params.data.annotations, root / ANNOTATIONS)
         derive_dataset(
-            family.dataset_kind,
+            family.task_module.rows,
             root / ANNOTATIONS,
             str(out),
             fam.data,
