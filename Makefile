@@ -13,7 +13,7 @@ PYTEST := $(BIN)/python -m pytest -q --durations=15
 
 help:
 	@echo "make demo       run the whole pipeline on synthetic captures, serve it, query it"
-	@echo "make lint       the import-layer contracts (pyproject.toml [tool.importlinter])"
+	@echo "make lint       ruff (check, format) and the import-layer contracts (pyproject.toml)"
 	@echo "make test       unit and fast integration tests"
 	@echo "make test-slow  learning, cluster, fault, load and fuzz tests"
 	@echo "make bench      benchmarks (figures printed and written to .poseops/bench/)"
@@ -29,9 +29,11 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-test: install
+test: install lint
 	$(PYTEST)
 
 test-slow: install

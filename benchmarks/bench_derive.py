@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from bench_loader import synthetic_jpegs
-
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
 
@@ -49,10 +48,15 @@ def child(args: argparse.Namespace) -> None:
     import ray
 
     from poseops.config import SplitParams
-    from poseops.tasks import get_task
     from poseops.datasets.derive import derive_dataset
+    from poseops.tasks import get_task
 
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES)
+    ray.init(
+        address="local",
+        num_cpus=args.cpus,
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE_BYTES,
+    )
 
     @ray.remote(num_cpus=1)
     def warm() -> int:
@@ -62,8 +66,16 @@ def child(args: argparse.Namespace) -> None:
 
     ray.get([warm.remote() for _ in range(args.cpus)])
     started = time.perf_counter()
-    card = derive_dataset(get_task("topdown_crop").rows, args.labels, args.out, get_task("topdown_crop").Options(),
-                          SplitParams(val_fraction=0.1), skeleton="coco17", executor="ray", chunk_samples=args.chunk)
+    card = derive_dataset(
+        get_task("topdown_crop").rows,
+        args.labels,
+        args.out,
+        get_task("topdown_crop").Options(),
+        SplitParams(val_fraction=0.1),
+        skeleton="coco17",
+        executor="ray",
+        chunk_samples=args.chunk,
+    )
     seconds = time.perf_counter() - started
     streamed = 0
     if args.stream:
@@ -73,8 +85,16 @@ def child(args: argparse.Namespace) -> None:
         for _ in CropDataset(args.out, "train", 256, 1.25, augment=AugmentParams(), seed=0):
             streamed += 1
     ray.shutdown()
-    print(json.dumps({"seconds": seconds, "samples": sum(card["counts"].values()), "tasks": card["executor"]["tasks"],
-                      "streamed": streamed}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "samples": sum(card["counts"].values()),
+                "tasks": card["executor"]["tasks"],
+                "streamed": streamed,
+            }
+        )
+    )
 
 
 def tree_pss(pid: int) -> int:
@@ -95,14 +115,29 @@ def tree_pss(pid: int) -> int:
     return total
 
 
-def run_child(labels: Path, out: Path, cpus: int, stream: bool, chunk: int) -> tuple[dict, int, int]:
+def run_child(
+    labels: Path, out: Path, cpus: int, stream: bool, chunk: int
+) -> tuple[dict, int, int]:
     """(the child's JSON, peak rise of machine memory, peak PSS of the child's process tree), bytes."""
     baseline = used_bytes()
     peak, peak_tree = [baseline], [0]
     done = threading.Event()
-    command = [sys.executable, __file__, "--child", "--labels", str(labels), "--out", str(out), "--cpus", str(cpus),
-               "--chunk", str(chunk)] + (["--stream"] if stream else [])
-    child_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+        "--cpus",
+        str(cpus),
+        "--chunk",
+        str(chunk),
+    ] + (["--stream"] if stream else [])
+    child_process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
     def sample() -> None:
         while not done.is_set():
@@ -125,20 +160,31 @@ def subset(labels: Path, images: int) -> Path:
     form = json.loads(labels.read_text())
     keep = {img["id"] for img in form["images"][:images]}
     out = labels.with_name(f"annotations_first{images}.json")
-    out.write_text(json.dumps({**form, "images": [i for i in form["images"] if i["id"] in keep],
-                               "annotations": [a for a in form["annotations"] if a["image_id"] in keep]}))
+    out.write_text(
+        json.dumps(
+            {
+                **form,
+                "images": [i for i in form["images"] if i["id"] in keep],
+                "annotations": [a for a in form["annotations"] if a["image_id"] in keep],
+            }
+        )
+    )
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--data", default=str(state_dir() / "bench" / "derive_data"))
     parser.add_argument("--json", default=str(state_dir() / "bench" / "derive.json"))
     parser.add_argument("--chunk", type=int, default=64, help="items per Ray task")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--stream-in-memory-runs", action="store_true", help="also stream one loader epoch")
+    parser.add_argument(
+        "--stream-in-memory-runs", action="store_true", help="also stream one loader epoch"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--labels", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -154,25 +200,45 @@ def main() -> None:
     if not args.skip_speed:
         speed = {}
         for cpus in (1, 2):
-            speed[cpus], _, _ = run_child(labels, data / f"out_{cpus}cpu", cpus, stream=False, chunk=args.chunk)
-            print(f"  Ray {cpus} CPU: {speed[cpus]['samples']} crops in {speed[cpus]['seconds']:.1f} s "
-                  f"({speed[cpus]['tasks']} tasks; load average {os.getloadavg()[0]:.1f})", flush=True)
+            speed[cpus], _, _ = run_child(
+                labels, data / f"out_{cpus}cpu", cpus, stream=False, chunk=args.chunk
+            )
+            print(
+                f"  Ray {cpus} CPU: {speed[cpus]['samples']} crops in {speed[cpus]['seconds']:.1f} s "
+                f"({speed[cpus]['tasks']} tasks; load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
         speedup = speed[1]["seconds"] / speed[2]["seconds"]
-        print(f"derive 2 CPUs vs 1: {speed[1]['seconds']:.1f} s / {speed[2]['seconds']:.1f} s = {speedup:.2f}x "
-              "(target >= 1.7x)")
+        print(
+            f"derive 2 CPUs vs 1: {speed[1]['seconds']:.1f} s / {speed[2]['seconds']:.1f} s = {speedup:.2f}x "
+            "(target >= 1.7x)"
+        )
         result.update(speed=speed, speedup_2_over_1=speedup)
     if not args.skip_memory:
         memory = {}
         for n in (args.images // 10, args.images):
-            info, rise, tree = run_child(subset(labels, n), data / f"mem_{n}", 2, stream=args.stream_in_memory_runs,
-                                         chunk=args.chunk)
+            info, rise, tree = run_child(
+                subset(labels, n),
+                data / f"mem_{n}",
+                2,
+                stream=args.stream_in_memory_runs,
+                chunk=args.chunk,
+            )
             memory[n] = {"peak_rise_bytes": rise, "peak_tree_pss_bytes": tree, **info}
-            print(f"  {n:5d} images ({info['samples']} crops, {info['streamed']} streamed): machine-wide rise "
-                  f"{rise / 2**30:.2f} GiB, process-tree PSS {tree / 2**30:.2f} GiB", flush=True)
+            print(
+                f"  {n:5d} images ({info['samples']} crops, {info['streamed']} streamed): machine-wide rise "
+                f"{rise / 2**30:.2f} GiB, process-tree PSS {tree / 2**30:.2f} GiB",
+                flush=True,
+            )
         small, large = (memory[n] for n in (args.images // 10, args.images))
-        for key, label in (("peak_rise_bytes", "machine-wide rise"), ("peak_tree_pss_bytes", "process-tree PSS")):
-            print(f"peak memory, {label}: {small[key] / 2**30:.2f} GiB vs {large[key] / 2**30:.2f} GiB (10x the data): "
-                  f"{(large[key] / small[key] - 1) * 100:+.0f}% (target < 2 GB, within 10%)")
+        for key, label in (
+            ("peak_rise_bytes", "machine-wide rise"),
+            ("peak_tree_pss_bytes", "process-tree PSS"),
+        ):
+            print(
+                f"peak memory, {label}: {small[key] / 2**30:.2f} GiB vs {large[key] / 2**30:.2f} GiB (10x the data): "
+                f"{(large[key] / small[key] - 1) * 100:+.0f}% (target < 2 GB, within 10%)"
+            )
         result["memory"] = memory
     write_json_atomic(args.json, result)
 

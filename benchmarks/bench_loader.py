@@ -28,23 +28,42 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from poseops.config import AugmentParams, SplitParams
-from poseops.tasks import get_task
 from poseops.datasets.derive import derive_dataset
 from poseops.datasets.loader import CropDataset, make_sample, read_card, read_row_group, row_groups
 from poseops.paths import state_dir
 from poseops.skeletons import get_skeleton
 from poseops.storage import write_json_atomic
+from poseops.tasks import get_task
 
 WIDTH, HEIGHT = 1920, 1080
 INPUT_SIZE = 256
 CROP_MARGIN = 1.25
-AUGMENT = AugmentParams(rotation_deg=30, scale=(0.75, 1.25), shift=0.05, color_jitter=0.2, flip=True)
+AUGMENT = AugmentParams(
+    rotation_deg=30, scale=(0.75, 1.25), shift=0.05, color_jitter=0.2, flip=True
+)
 SK = get_skeleton("coco17")
 # a standing person, unit height, x relative to the body's centre line (coco17 order)
-POSE = np.array([
-    [0, .06], [-.03, .04], [.03, .04], [-.06, .05], [.06, .05], [-.12, .2], [.12, .2], [-.16, .36], [.16, .36],
-    [-.18, .5], [.18, .5], [-.08, .52], [.08, .52], [-.09, .74], [.09, .74], [-.1, .96], [.1, .96],
-])
+POSE = np.array(
+    [
+        [0, 0.06],
+        [-0.03, 0.04],
+        [0.03, 0.04],
+        [-0.06, 0.05],
+        [0.06, 0.05],
+        [-0.12, 0.2],
+        [0.12, 0.2],
+        [-0.16, 0.36],
+        [0.16, 0.36],
+        [-0.18, 0.5],
+        [0.18, 0.5],
+        [-0.08, 0.52],
+        [0.08, 0.52],
+        [-0.09, 0.74],
+        [0.09, 0.74],
+        [-0.1, 0.96],
+        [0.1, 0.96],
+    ]
+)
 
 
 # ---------------------------------------------------------------- synthetic data
@@ -67,7 +86,13 @@ def synthetic_person(rng: np.random.Generator) -> np.ndarray:
 def draw_person(image: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator) -> None:
     colour = rng.integers(0, 256, 3).tolist()
     for a, b in SK.edges:
-        cv2.line(image, tuple(int(v) for v in keypoints[a, :2]), tuple(int(v) for v in keypoints[b, :2]), colour, 14)
+        cv2.line(
+            image,
+            tuple(int(v) for v in keypoints[a, :2]),
+            tuple(int(v) for v in keypoints[b, :2]),
+            colour,
+            14,
+        )
     for x, y, _ in keypoints:
         cv2.circle(image, (int(x), int(y)), 9, (255 - np.array(colour)).tolist(), -1)
 
@@ -89,15 +114,38 @@ def synthetic_jpegs(folder: Path, count: int, people: int = 1, seed: int = 0) ->
         for kp in persons:
             draw_person(image, kp, rng)
         cv2.imwrite(str(folder / name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        images.append({"id": i + 1, "file_name": name, "frame_index": None, "width": WIDTH, "height": HEIGHT,
-                       "sequence": f"img{i}", "subject": "", "source": "synthetic"})
+        images.append(
+            {
+                "id": i + 1,
+                "file_name": name,
+                "frame_index": None,
+                "width": WIDTH,
+                "height": HEIGHT,
+                "sequence": f"img{i}",
+                "subject": "",
+                "source": "synthetic",
+            }
+        )
         for kp in persons:
             (x0, y0), (x1, y1) = kp[:, :2].min(0) - 15, kp[:, :2].max(0) + 15
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "keypoints": kp.ravel().tolist(),
-                         "num_keypoints": 17, "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                         "iscrowd": 0})
-    category = {"id": 1, "name": "person", "keypoints": list(SK.keypoints),
-                "skeleton": [[a + 1, b + 1] for a, b in SK.edges]}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "keypoints": kp.ravel().tolist(),
+                    "num_keypoints": 17,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
+    category = {
+        "id": 1,
+        "name": "person",
+        "keypoints": list(SK.keypoints),
+        "skeleton": [[a + 1, b + 1] for a, b in SK.edges],
+    }
     labels.write_text(json.dumps({"images": images, "annotations": anns, "categories": [category]}))
     return labels
 
@@ -110,7 +158,10 @@ class NaiveJpegCrops(Dataset):
         form = json.loads(labels.read_text())
         images = {img["id"]: img for img in form["images"]}
         anns = {a["id"]: a for a in form["annotations"]}
-        self.samples = [(labels.parent / images[anns[i]["image_id"]]["file_name"], anns[i]) for i in annotation_ids]
+        self.samples = [
+            (labels.parent / images[anns[i]["image_id"]]["file_name"], anns[i])
+            for i in annotation_ids
+        ]
         self.flip = np.asarray(SK.flip_permutation())
 
     def __len__(self) -> int:
@@ -119,10 +170,18 @@ class NaiveJpegCrops(Dataset):
     def __getitem__(self, index: int) -> dict:
         path, ann = self.samples[index]
         kp = np.asarray(ann["keypoints"]).reshape(-1, 3)
-        row = {"keypoints": kp[:, :2].ravel(), "keypoints_clean": kp[:, :2].ravel(), "visibility": kp[:, 2],
-               "box_in_crop": ann["bbox"], "affine": [1, 0, 0, 0, 1, 0], "sample_id": ann["id"]}
+        row = {
+            "keypoints": kp[:, :2].ravel(),
+            "keypoints_clean": kp[:, :2].ravel(),
+            "visibility": kp[:, 2],
+            "box_in_crop": ann["bbox"],
+            "affine": [1, 0, 0, 0, 1, 0],
+            "sample_id": ann["id"],
+        }
         rng = np.random.default_rng([index, int(time.perf_counter_ns() % 1000)])
-        sample = make_sample(row, INPUT_SIZE, CROP_MARGIN, AUGMENT, rng, self.flip, pixels=cv2.imread(str(path)))
+        sample = make_sample(
+            row, INPUT_SIZE, CROP_MARGIN, AUGMENT, rng, self.flip, pixels=cv2.imread(str(path))
+        )
         return to_tensors(sample)
 
 
@@ -153,12 +212,21 @@ def one_thread(_: int) -> None:
     cv2.setNumThreads(1)
 
 
-def samples_per_second(dataset, seconds: float, warmup: float, workers: int = 2, batch: int = 32) -> dict:
+def samples_per_second(
+    dataset, seconds: float, warmup: float, workers: int = 2, batch: int = 32
+) -> dict:
     """Steady-state throughput: batches after `warmup` s are counted for at least `seconds` s."""
     shuffle = not isinstance(dataset, torch.utils.data.IterableDataset)
-    loader = DataLoader(dataset, batch_size=batch, num_workers=workers, shuffle=shuffle or None,
-                        worker_init_fn=one_thread, persistent_workers=True, prefetch_factor=4,
-                        multiprocessing_context="spawn")  # forked workers deadlock in OpenCV's pool used here
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        num_workers=workers,
+        shuffle=shuffle or None,
+        worker_init_fn=one_thread,
+        persistent_workers=True,
+        prefetch_factor=4,
+        multiprocessing_context="spawn",
+    )  # forked workers deadlock in OpenCV's pool used here
     start, counted, began = time.perf_counter(), 0, None
     while True:
         for batch_ in loader:
@@ -169,11 +237,17 @@ def samples_per_second(dataset, seconds: float, warmup: float, workers: int = 2,
                 continue
             counted += len(batch_["sample_id"])
             if now - began >= seconds:
-                return {"samples_per_s": counted / (now - began), "samples": counted, "seconds": now - began}
+                return {
+                    "samples_per_s": counted / (now - began),
+                    "samples": counted,
+                    "seconds": now - began,
+                }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--images", type=int, default=1000)
@@ -193,32 +267,52 @@ def main() -> None:
         url = str(data / f"shards_{crop_format}")
         card = read_card(url) if (data / f"shards_{crop_format}" / "card.json").exists() else None
         if card is None or card["counts"]["train"] + card["counts"]["val"] != args.images:
-            card = derive_dataset(get_task("topdown_crop").rows, labels, url, get_task("topdown_crop").Options(),
-                                  SplitParams(val_fraction=0.02), skeleton="coco17", executor="local",
-                                  options={"crop_format": crop_format})
-        rows = [r for path, group in row_groups(url, "train", card) for r in read_row_group(path, group)]
+            card = derive_dataset(
+                get_task("topdown_crop").rows,
+                labels,
+                url,
+                get_task("topdown_crop").Options(),
+                SplitParams(val_fraction=0.02),
+                skeleton="coco17",
+                executor="local",
+                options={"crop_format": crop_format},
+            )
+        rows = [
+            r for path, group in row_groups(url, "train", card) for r in read_row_group(path, group)
+        ]
         crops = data / f"crops_{crop_format}"
         crops.mkdir(exist_ok=True)
         for r in rows:
-            target = crops / f"{r['sample_id']}.png"  # the name's suffix does not matter to imdecode
+            target = (
+                crops / f"{r['sample_id']}.png"
+            )  # the name's suffix does not matter to imdecode
             if not target.exists() or target.stat().st_size != len(r["image"]):
                 target.write_bytes(r["image"])
         sizes[crop_format] = sum(len(r["image"]) for r in rows) / 1e6
         metadata = [{k: v for k, v in r.items() if k != "image"} for r in rows]
         datasets[f"folder_{crop_format}"] = CropFolder(crops, metadata)
-        datasets[f"shards_{crop_format}"] = CropDataset(url, "train", INPUT_SIZE, CROP_MARGIN, augment=AUGMENT,
-                                                        seed=0, skeleton="coco17")
-    datasets = {"naive_jpeg": NaiveJpegCrops(labels, [int(r["annotation_id"]) for r in rows]), **datasets}
+        datasets[f"shards_{crop_format}"] = CropDataset(
+            url, "train", INPUT_SIZE, CROP_MARGIN, augment=AUGMENT, seed=0, skeleton="coco17"
+        )
+    datasets = {
+        "naive_jpeg": NaiveJpegCrops(labels, [int(r["annotation_id"]) for r in rows]),
+        **datasets,
+    }
     jpeg_mb = sum(p.stat().st_size for p in (data / "jpegs").glob("*.jpg")) / 1e6
-    print(f"data: {args.images} JPEGs {WIDTH}x{HEIGHT} q90 ({jpeg_mb:.0f} MB, made in {generated:.0f} s); "
-          f"train split {len(rows)} crops (<= 512 px side): PNG {sizes['png']:.0f} MB, JPEG q95 {sizes['jpeg']:.0f} MB",
-          flush=True)
+    print(
+        f"data: {args.images} JPEGs {WIDTH}x{HEIGHT} q90 ({jpeg_mb:.0f} MB, made in {generated:.0f} s); "
+        f"train split {len(rows)} crops (<= 512 px side): PNG {sizes['png']:.0f} MB, JPEG q95 {sizes['jpeg']:.0f} MB",
+        flush=True,
+    )
 
     results = {}
     for name, dataset in datasets.items():
         results[name] = samples_per_second(dataset, args.seconds, args.warmup)
-        print(f"  {name:12s} {results[name]['samples_per_s']:8.1f} samples/s "
-              f"({results[name]['samples']} in {results[name]['seconds']:.1f} s)", flush=True)
+        print(
+            f"  {name:12s} {results[name]['samples_per_s']:8.1f} samples/s "
+            f"({results[name]['samples']} in {results[name]['seconds']:.1f} s)",
+            flush=True,
+        )
     rate = {name: r["samples_per_s"] for name, r in results.items()}
     ratios = {
         "shards_png_over_naive": rate["shards_png"] / rate["naive_jpeg"],
@@ -227,12 +321,27 @@ def main() -> None:
         "shards_jpeg_over_folder_jpeg": rate["shards_jpeg"] / rate["folder_jpeg"],
     }
     print("side by side (samples/s): " + ", ".join(f"{k} {v:.1f}" for k, v in rate.items()))
-    print("ratios (target shards/naive >= 3x; shards/folder ~1x): " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
-    print(f"input {INPUT_SIZE}px, 2 loader workers (spawn), batch 32, steady state {args.seconds:.0f} s each")
-    write_json_atomic(args.out, {
-        "results": results, "ratios": ratios, "images": args.images, "train_samples": len(rows),
-        "input_size": INPUT_SIZE, "workers": 2, "jpeg_mb": jpeg_mb, "crop_mb": sizes, "steady_seconds": args.seconds,
-    })
+    print(
+        "ratios (target shards/naive >= 3x; shards/folder ~1x): "
+        + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
+    )
+    print(
+        f"input {INPUT_SIZE}px, 2 loader workers (spawn), batch 32, steady state {args.seconds:.0f} s each"
+    )
+    write_json_atomic(
+        args.out,
+        {
+            "results": results,
+            "ratios": ratios,
+            "images": args.images,
+            "train_samples": len(rows),
+            "input_size": INPUT_SIZE,
+            "workers": 2,
+            "jpeg_mb": jpeg_mb,
+            "crop_mb": sizes,
+            "steady_seconds": args.seconds,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def main() -> None:
     for stage, seconds in figures["stage_seconds"].items():
         print(f"{stage:24s} {seconds:8.1f}")
     if "noop_repro_seconds" in figures:
-        print(f"no-op dvc repro: median {figures['noop_repro_seconds']['median']:.2f} s over 3 runs")
+        print(
+            f"no-op dvc repro: median {figures['noop_repro_seconds']['median']:.2f} s over 3 runs"
+        )
     else:
         print("no dvc.lock yet: run `make demo` first for the no-op figure")
     write_json_atomic(args.out, figures)

@@ -22,7 +22,11 @@ from poseops.models import create_model
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
 
-PAPER_MS = {"VMHPE": 213.4, "CID": 213.1, "DEKR": 336.1}  # RTX 3090, conditions not stated (Zhang, He, Wu, 2025, "VMHPE", Fig. 9)
+PAPER_MS = {
+    "VMHPE": 213.4,
+    "CID": 213.1,
+    "DEKR": 336.1,
+}  # RTX 3090, conditions not stated (Zhang, He, Wu, 2025, "VMHPE", Fig. 9)
 
 
 def bench_preset(profile: str, runs: int, warmup: int, device: torch.device, peak: float) -> dict:
@@ -30,9 +34,12 @@ def bench_preset(profile: str, runs: int, warmup: int, device: torch.device, pea
     model = create_model("vmhpe", profile, centre_threshold=0.0).to(device).eval()
     size = model.config.input_size
     images = torch.randn(1, 3, size, size, device=device)
-    row: dict = {"input": [size, size], "params": sum(p.numel() for p in model.parameters()),
-                 "backbone_params": sum(p.numel() for p in model.backbone.parameters()),
-                 "proposals": model.config.max_people}
+    row: dict = {
+        "input": [size, size],
+        "params": sum(p.numel() for p in model.parameters()),
+        "backbone_params": sum(p.numel() for p in model.backbone.parameters()),
+        "proposals": model.config.max_people,
+    }
     cases = {
         "forward": lambda: model(images),
         "predict": lambda: model.predict(images),
@@ -42,13 +49,19 @@ def bench_preset(profile: str, runs: int, warmup: int, device: torch.device, pea
         for name, fn in cases.items():
             seconds = median_seconds(fn, runs, warmup, device)
             work = gflops(fn)
-            row[name] = {"ms": 1000 * seconds, "gflops": work, "gflop_per_s": work / seconds,
-                         "fraction_of_sgemm_peak": work / seconds / peak}
+            row[name] = {
+                "ms": 1000 * seconds,
+                "gflops": work,
+                "gflop_per_s": work / seconds,
+                "fraction_of_sgemm_peak": work / seconds / peak,
+            }
     return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -60,20 +73,35 @@ def main() -> None:
     device = torch.device(args.device)
     peak = sgemm_peak_gflops(device)
     figures: dict = {
-        "device": device_name(device), "cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
-        "batch": 1, "runs": args.runs, "warmup": args.warmup, "sgemm_peak_gflop_per_s": peak,
-        "paper_ms_rtx3090": PAPER_MS, "presets": {},
+        "device": device_name(device),
+        "cpu": cpu_name(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "batch": 1,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "sgemm_peak_gflop_per_s": peak,
+        "paper_ms_rtx3090": PAPER_MS,
+        "presets": {},
     }
-    print(f"sgemm 2048^2 fp32 peak on {figures['device']} ({args.threads} threads): {peak:.1f} GFLOP/s")
-    print(f"{'preset':8s} {'case':13s} {'input':>9s} {'ms':>9s} {'GFLOPs':>8s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    print(
+        f"sgemm 2048^2 fp32 peak on {figures['device']} ({args.threads} threads): {peak:.1f} GFLOP/s"
+    )
+    print(
+        f"{'preset':8s} {'case':13s} {'input':>9s} {'ms':>9s} {'GFLOPs':>8s} {'GFLOP/s':>8s} {'of peak':>8s}"
+    )
     for profile in args.profiles:
         row = bench_preset(profile, args.runs, args.warmup, device, peak)
         figures["presets"][profile] = row
         for case in ("forward", "predict", "predict_flip"):
             r = row[case]
-            print(f"{profile:8s} {case:13s} {row['input'][0]:>4d}x{row['input'][1]:<4d} {r['ms']:9.1f} {r['gflops']:8.2f} "
-                  f"{r['gflop_per_s']:8.1f} {100 * r['fraction_of_sgemm_peak']:7.1f}%")
-    print(f"paper (RTX 3090, conditions not stated): VMHPE {PAPER_MS['VMHPE']} ms, CID {PAPER_MS['CID']} ms")
+            print(
+                f"{profile:8s} {case:13s} {row['input'][0]:>4d}x{row['input'][1]:<4d} {r['ms']:9.1f} {r['gflops']:8.2f} "
+                f"{r['gflop_per_s']:8.1f} {100 * r['fraction_of_sgemm_peak']:7.1f}%"
+            )
+    print(
+        f"paper (RTX 3090, conditions not stated): VMHPE {PAPER_MS['VMHPE']} ms, CID {PAPER_MS['CID']} ms"
+    )
     write_json_atomic(args.out, figures)
     print(f"wrote {args.out}")
 

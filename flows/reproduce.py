@@ -7,7 +7,7 @@ On a cluster: ray job submit --address http://HEAD:8265 -- python flows/reproduc
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,7 +16,11 @@ from poseops.profiles import write_profile
 from poseops.reporting import metrics_summary_table
 
 
-def main(profile: Annotated[Optional[str], typer.Option(help="profile to write into params.yaml first")] = None) -> None:
+def main(
+    profile: Annotated[
+        str | None, typer.Option(help="profile to write into params.yaml first")
+    ] = None,
+) -> None:
     if profile:
         write_profile(profile, "params.yaml")
     dvc_repro()

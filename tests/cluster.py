@@ -33,19 +33,36 @@ def start_cluster(head_cpus: int = 2, worker_cpus: int = 1, dashboard: bool = Tr
     os.environ["RAY_AUTH_MODE"] = "token"
     port, dash = free_port(), free_port()
     head = [
-        str(BIN / "ray"), "start", "--head", f"--port={port}", f"--num-cpus={head_cpus}",
-        "--disable-usage-stats", "--node-ip-address=127.0.0.1", "--object-store-memory=500000000",
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        f"--port={port}",
+        f"--num-cpus={head_cpus}",
+        "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1",
+        "--object-store-memory=500000000",
     ]
-    head += [f"--dashboard-port={dash}", "--include-dashboard=true", "--dashboard-host=127.0.0.1"] if dashboard else [
-        "--include-dashboard=false"
-    ]
+    head += (
+        [f"--dashboard-port={dash}", "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
+        if dashboard
+        else ["--include-dashboard=false"]
+    )
     subprocess.run(head, check=True, capture_output=True, timeout=120)
     address = f"127.0.0.1:{port}"
     if worker_cpus:
         subprocess.run(
-            [str(BIN / "ray"), "start", f"--address={address}", f"--num-cpus={worker_cpus}",
-             "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--object-store-memory=300000000"],
-            check=True, capture_output=True, timeout=120,
+            [
+                str(BIN / "ray"),
+                "start",
+                f"--address={address}",
+                f"--num-cpus={worker_cpus}",
+                "--node-ip-address=127.0.0.1",
+                "--disable-usage-stats",
+                "--object-store-memory=300000000",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
     return LocalCluster(address=address, dashboard_url=f"http://127.0.0.1:{dash}")
 

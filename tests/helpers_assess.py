@@ -13,7 +13,15 @@ import numpy as np
 from poseops.skeletons import COCO17
 
 J = {name: i for i, name in enumerate(COCO17.keypoints)}
-CHAINS = ("left_elbow", "right_elbow", "trunk_lean", "left_hip", "right_hip", "left_knee", "right_knee")
+CHAINS = (
+    "left_elbow",
+    "right_elbow",
+    "trunk_lean",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+)
 
 
 def _rotate(v: np.ndarray, deg: float) -> np.ndarray:
@@ -31,7 +39,13 @@ def figure(angles: dict[str, float], origin=(200.0, 300.0)) -> np.ndarray:
     points[[J["left_hip"], J["right_hip"]]] = hip
     points[[J["left_shoulder"], J["right_shoulder"]]] = shoulder
     head = shoulder + 40.0 * up
-    for name, dx in (("nose", 8.0), ("left_eye", 5.0), ("right_eye", 6.0), ("left_ear", -3.0), ("right_ear", -2.0)):
+    for name, dx in (
+        ("nose", 8.0),
+        ("left_eye", 5.0),
+        ("right_eye", 6.0),
+        ("left_ear", -3.0),
+        ("right_ear", -2.0),
+    ):
         points[J[name]] = head + np.array([dx, -4.0])
     for side in ("left", "right"):
         knee = hip + 100.0 * _rotate(up, angles[f"{side}_hip"])
@@ -69,7 +83,9 @@ def reference(frames: int = 30) -> np.ndarray:
     return motion(np.linspace(0.0, 1.0, frames))
 
 
-def warped_phase(rng: np.random.Generator, frames: int = 30, low: float = 0.7, high: float = 1.4) -> np.ndarray:
+def warped_phase(
+    rng: np.random.Generator, frames: int = 30, low: float = 0.7, high: float = 1.4
+) -> np.ndarray:
     """Phases of a trial of the same motion at a random speed in [low, high] x the reference's, which
     changes smoothly along the motion (a monotone time warp)."""
     knots = rng.uniform(low, high, size=5)

@@ -1,9 +1,9 @@
 """Start and stop local servers for tests: free ports, waiting for readiness, process groups.
 
-    port = free_port()
-    proc = start_process(["mlflow", "server", "--port", str(port)], log_path=tmp / "mlflow.log")
-    wait_http(f"http://127.0.0.1:{port}/health", timeout=60, process=proc, log_path=tmp / "mlflow.log")
-    stop_process(proc)
+port = free_port()
+proc = start_process(["mlflow", "server", "--port", str(port)], log_path=tmp / "mlflow.log")
+wait_http(f"http://127.0.0.1:{port}/health", timeout=60, process=proc, log_path=tmp / "mlflow.log")
+stop_process(proc)
 """
 
 from __future__ import annotations
@@ -33,10 +33,15 @@ def start_process(
     cwd: str | os.PathLike | None = None,
 ) -> subprocess.Popen:
     """Start `args` in its own process group, stdout+stderr to `log_path`."""
-    log = open(log_path, "ab")  # noqa: SIM115 - the child keeps it
+    log = open(log_path, "ab")
     try:
         return subprocess.Popen(
-            list(args), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+            list(args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
         )
     finally:
         log.close()
@@ -47,15 +52,23 @@ def log_tail(log_path: str | os.PathLike, chars: int = 3000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
-def wait_until(check, timeout: float, what: str, process: subprocess.Popen | None = None,
-               log_path: str | os.PathLike | None = None, interval: float = 0.2) -> None:
+def wait_until(
+    check,
+    timeout: float,
+    what: str,
+    process: subprocess.Popen | None = None,
+    log_path: str | os.PathLike | None = None,
+    interval: float = 0.2,
+) -> None:
     """Poll `check()` until it is true; fail with the log tail if `process` dies or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with {process.returncode}\n{log_tail(log_path or '')}")
+            raise RuntimeError(
+                f"{what}: process exited with {process.returncode}\n{log_tail(log_path or '')}"
+            )
         time.sleep(interval)
     raise TimeoutError(f"{what}: not ready after {timeout:.0f} s\n{log_tail(log_path or '')}")
 
@@ -68,8 +81,12 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def wait_http(url: str, timeout: float = 60, process: subprocess.Popen | None = None,
-              log_path: str | os.PathLike | None = None) -> None:
+def wait_http(
+    url: str,
+    timeout: float = 60,
+    process: subprocess.Popen | None = None,
+    log_path: str | os.PathLike | None = None,
+) -> None:
     """Wait until GET `url` answers 200."""
     wait_until(lambda: http_ok(url), timeout, url, process, log_path)
 

@@ -1,9 +1,9 @@
 """A local S3 server for tests: moto's server mode on a free loopback port (as s3fs tests itself).
 
-    server = start_s3_server(tmp / "moto.log")
-    with s3_environment(server):          # AWS_* for this process, its children and Ray tasks
-        fs = s3_filesystem(); fs.mkdir("bucket")
-    stop_s3_server(server)
+server = start_s3_server(tmp / "moto.log")
+with s3_environment(server):          # AWS_* for this process, its children and Ray tasks
+    fs = s3_filesystem(); fs.mkdir("bucket")
+stop_s3_server(server)
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class S3Server:
 
 def start_s3_server(log_path: str | os.PathLike, timeout: float = 30) -> S3Server:
     port = free_port()
-    process = start_process([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log_path=log_path)
+    process = start_process(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log_path=log_path
+    )
     wait_until(lambda: port_open(port), timeout, "moto_server", process, log_path)
     return S3Server(f"http://127.0.0.1:{port}", process, Path(log_path))
 

@@ -40,7 +40,9 @@ class Sample:
 
 
 # ---------------------------------------------------------------- choosing frames
-def spread_picks(frames_per_sequence: list[int], views_per_sequence: list[list[str]], count: int) -> list[tuple[int, str, int]]:
+def spread_picks(
+    frames_per_sequence: list[int], views_per_sequence: list[list[str]], count: int
+) -> list[tuple[int, str, int]]:
     """`count` (sequence index, view, frame) picks spread over sequences, then views, then frames.
 
     Sample i goes to sequence floor(i * S / count) when count <= S, else to i mod S (every sequence once
@@ -56,7 +58,9 @@ def spread_picks(frames_per_sequence: list[int], views_per_sequence: list[list[s
         n = owners.count(s)
         views, frames = views_per_sequence[s], frames_per_sequence[s]
         for j in range(n):
-            picks.append((s, views[(s + j) % len(views)], min(frames - 1, int((j + 0.5) * frames / n))))
+            picks.append(
+                (s, views[(s + j) % len(views)], min(frames - 1, int((j + 0.5) * frames / n)))
+            )
     return picks
 
 
@@ -83,12 +87,16 @@ def hand_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
                 break
         records = labels.get(entry["id"])
         if records is None:
-            raise DataError(f"{join(folder, manifest['labels']['file'])}: no labels for sequence {entry['id']!r}")
+            raise DataError(
+                f"{join(folder, manifest['labels']['file'])}: no labels for sequence {entry['id']!r}"
+            )
         for t in wanted:
             if t not in frames:
                 raise DataError(f"{join(folder, entry['file'])}: capture video has no frame {t}")
             kp = np.asarray(records[t]["keypoints"], dtype=np.float64)
-            samples.append(Sample(frames[t], [kp[:, :2]], [kp[:, 2].astype(int)], f"{entry['id']} f{t}"))
+            samples.append(
+                Sample(frames[t], [kp[:, :2]], [kp[:, 2].astype(int)], f"{entry['id']} f{t}")
+            )
     return samples, get_skeleton(manifest.get("skeleton", "hand21"))
 
 
@@ -107,13 +115,21 @@ def body_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
     """Frames of a body capture folder spread over sequences and views; every person's COCO-17 labels."""
     manifest = read_json(join(folder, "manifest.json"))
     entries = manifest["sequences"]
-    picks = spread_picks([e["frames"] for e in entries], [[v["name"] for v in e["views"]] for e in entries], count)
-    wanted = {entries[s]["id"]: [(v, t) for q, v, t in picks if q == s] for s in {s for s, _, _ in picks}}
+    picks = spread_picks(
+        [e["frames"] for e in entries], [[v["name"] for v in e["views"]] for e in entries], count
+    )
+    wanted = {
+        entries[s]["id"]: [(v, t) for q, v, t in picks if q == s] for s in {s for s, _, _ in picks}
+    }
     located = []  # (sequence id, view, frame, shard, member, people labels)
-    for record in read_sequences(folder):  # one sequence at a time: keep only the picked frames' labels
+    for record in read_sequences(
+        folder
+    ):  # one sequence at a time: keep only the picked frames' labels
         for view, t in wanted.get(record["id"], []):
             at = record["frames"][t]["views"][view]
-            located.append((record["id"], view, t, at["image"]["shard"], at["image"]["member"], at["people"]))
+            located.append(
+                (record["id"], view, t, at["image"]["shard"], at["image"]["member"], at["people"])
+            )
     samples = []
     for sequence_id, view, t, shard, member, people in located:
         data = read_shard_member(join(folder, shard), member)
@@ -121,8 +137,14 @@ def body_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
         if image is None:
             raise DataError(f"{join(folder, shard)}: member {member} is not a decodable JPEG")
         kps = [np.asarray(p["keypoints"], dtype=np.float64) for p in people]
-        samples.append(Sample(image, [kp[:, :2] for kp in kps], [kp[:, 2].astype(int) for kp in kps],
-                              f"{sequence_id} {view} f{t}"))
+        samples.append(
+            Sample(
+                image,
+                [kp[:, :2] for kp in kps],
+                [kp[:, 2].astype(int) for kp in kps],
+                f"{sequence_id} {view} f{t}",
+            )
+        )
     return samples, COCO17
 
 
@@ -132,8 +154,15 @@ def dataset_samples(url: str, count: int, split: str = "train") -> tuple[list[Sa
 
     card = read_card(url)
     meta = card["skeleton"]
-    skeleton = get_skeleton(meta["name"]) if meta["name"] in SKELETONS else Skeleton(
-        meta["name"], tuple(meta["keypoints"]), tuple(map(tuple, meta["edges"])), tuple(map(tuple, meta.get("flip_pairs", [])))
+    skeleton = (
+        get_skeleton(meta["name"])
+        if meta["name"] in SKELETONS
+        else Skeleton(
+            meta["name"],
+            tuple(meta["keypoints"]),
+            tuple(map(tuple, meta["edges"])),
+            tuple(map(tuple, meta.get("flip_pairs", []))),
+        )
     )
     k = len(skeleton.keypoints)
     samples = []
@@ -141,7 +170,9 @@ def dataset_samples(url: str, count: int, split: str = "train") -> tuple[list[Sa
         for row in read_row_group(path, group):
             points = np.asarray(row["keypoints"], dtype=np.float64).reshape(-1, k, 2)
             vis = np.asarray(row["visibility"]).reshape(-1, k)
-            samples.append(Sample(decode(row), list(points), list(vis), str(row.get("sample_id", ""))[:32]))
+            samples.append(
+                Sample(decode(row), list(points), list(vis), str(row.get("sample_id", ""))[:32])
+            )
             if len(samples) >= count:
                 return samples, skeleton
     return samples, skeleton
@@ -155,13 +186,23 @@ def draw_sample(sample: Sample, skeleton: Skeleton, cell: int = CELL) -> np.ndar
 
     h, w = sample.image.shape[:2]
     zoom = cell / max(h, w)
-    tile = cv2.resize(np.ascontiguousarray(sample.image), (max(1, round(w * zoom)), max(1, round(h * zoom))))
+    tile = cv2.resize(
+        np.ascontiguousarray(sample.image), (max(1, round(w * zoom)), max(1, round(h * zoom)))
+    )
     for points, vis in zip(sample.keypoints, sample.visibility):
         draw_keypoints(tile, points * zoom, skeleton, vis)
     out = np.zeros((cell + CAPTION_HEIGHT, cell, 3), np.uint8)
     out[: tile.shape[0], : tile.shape[1]] = tile
-    cv2.putText(out, sample.caption, (2, cell + CAPTION_HEIGHT - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
-                (230, 230, 230), 1, cv2.LINE_AA)
+    cv2.putText(
+        out,
+        sample.caption,
+        (2, cell + CAPTION_HEIGHT - 4),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.38,
+        (230, 230, 230),
+        1,
+        cv2.LINE_AA,
+    )
     return out
 
 
@@ -176,7 +217,9 @@ def tile_grid(cells: list[np.ndarray], cols: int) -> np.ndarray:
     return grid
 
 
-def samples_grid(samples: list[Sample], skeleton: Skeleton, cols: int = 4, cell: int = CELL) -> np.ndarray:
+def samples_grid(
+    samples: list[Sample], skeleton: Skeleton, cols: int = 4, cell: int = CELL
+) -> np.ndarray:
     return tile_grid([draw_sample(s, skeleton, cell) for s in samples], cols)
 
 
@@ -186,7 +229,16 @@ def stack_parts(parts: list[tuple[str, np.ndarray]]) -> np.ndarray:
     blocks = []
     for title, grid in parts:
         block = np.zeros((TITLE_HEIGHT + grid.shape[0], width, 3), np.uint8)
-        cv2.putText(block, title, (4, TITLE_HEIGHT - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            block,
+            title,
+            (4, TITLE_HEIGHT - 6),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.55,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
         block[TITLE_HEIGHT:, : grid.shape[1]] = grid
         blocks.append(block)
     return np.vstack(blocks)
@@ -209,16 +261,28 @@ def annotation_samples(url: str, count: int) -> tuple[list[Sample], Skeleton]:
     people: dict = {}
     for ann in data["annotations"]:
         if ann["category_id"] == category_id:
-            people.setdefault(ann["image_id"], []).append(np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3))
+            people.setdefault(ann["image_id"], []).append(
+                np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+            )
     images = [img for img in data["images"] if img["id"] in people]
-    picked = [images[i * len(images) // min(count, len(images))] for i in range(min(count, len(images)))]
+    picked = [
+        images[i * len(images) // min(count, len(images))] for i in range(min(count, len(images)))
+    ]
     frames = FrameSource(Path(filesystem(path)[1]))
     samples = []
     for img in picked:
         kps = people[img["id"]]
-        caption = f"{Path(str(img['file_name'])).name}" + (f" f{img['frame_index']}" if img.get("frame_index") is not None else "")
-        samples.append(Sample(frames.frame(img), [kp[:, :2] for kp in kps], [kp[:, 2].astype(int) for kp in kps],
-                              caption[-28:]))
+        caption = f"{Path(str(img['file_name'])).name}" + (
+            f" f{img['frame_index']}" if img.get("frame_index") is not None else ""
+        )
+        samples.append(
+            Sample(
+                frames.frame(img),
+                [kp[:, :2] for kp in kps],
+                [kp[:, 2].astype(int) for kp in kps],
+                caption[-28:],
+            )
+        )
     return samples, skeleton
 
 
@@ -228,8 +292,10 @@ def capture_samples(folder: str, count: int) -> tuple[list[Sample], Skeleton]:
     kind = read_json(join(folder, "manifest.json")).get("kind")
     readers = {"hand": hand_samples, "body": body_samples, "annotations": annotation_samples}
     if kind not in readers:
-        raise DataError(f"{join(folder, 'manifest.json')}: capture kind {kind!r}: no labels to draw "
-                        f"(expected {' or '.join(readers)})")
+        raise DataError(
+            f"{join(folder, 'manifest.json')}: capture kind {kind!r}: no labels to draw "
+            f"(expected {' or '.join(readers)})"
+        )
     return readers[kind](folder, count)
 
 
@@ -240,7 +306,9 @@ def label_grid(url: str, count: int = 16, cols: int = 4, part: str | None = None
     Shape: [rows * (CELL + CAPTION_HEIGHT), min(count, cols) * CELL, 3] for one source; a capture root
     stacks one such grid per part, each under a TITLE_HEIGHT strip."""
     url = str(url)
-    if url.endswith(".json") and exists(url):  # an internal annotations file (e.g. data/annotations/labels.json)
+    if url.endswith(".json") and exists(
+        url
+    ):  # an internal annotations file (e.g. data/annotations/labels.json)
         return samples_grid(*annotation_samples(url, count), cols)
     if part is not None and part not in CAPTURE_PARTS:
         raise DataError(f"part {part!r}: expected one of {', '.join(CAPTURE_PARTS)}")
@@ -252,11 +320,15 @@ def label_grid(url: str, count: int = 16, cols: int = 4, part: str | None = None
         return samples_grid(samples, skeleton, cols)
     present = [p for p in CAPTURE_PARTS if exists(join(url, p, "manifest.json"))]
     if not present:
-        raise DataError(f"{url}: neither a derived dataset (card.json), a capture folder (manifest.json) "
-                        f"nor a capture root ({'/, '.join(CAPTURE_PARTS)}/ with manifest.json)")
+        raise DataError(
+            f"{url}: neither a derived dataset (card.json), a capture folder (manifest.json) "
+            f"nor a capture root ({'/, '.join(CAPTURE_PARTS)}/ with manifest.json)"
+        )
     if part is not None:
         if part not in present:
-            raise DataError(f"{url}: capture root has no published {part}/ (has: {', '.join(present)})")
+            raise DataError(
+                f"{url}: capture root has no published {part}/ (has: {', '.join(present)})"
+            )
         present = [part]
     grids = []
     for name in present:

@@ -43,7 +43,7 @@ def _plain_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Te
     """CPU, contiguous, unshared tensors; strips a DDP `module.` / compile `_orig_mod.` prefix."""
     for prefix in _WRAPPER_PREFIXES:
         if state_dict and all(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
     plain: dict[str, torch.Tensor] = {}
     storages: set[int] = set()
     for key, tensor in state_dict.items():
@@ -87,7 +87,10 @@ def save_checkpoint(
             "family": family,
             "model": model_name,
             "files": {
-                name: {"sha256": sha256_file(staging / name), "bytes": (staging / name).stat().st_size}
+                name: {
+                    "sha256": sha256_file(staging / name),
+                    "bytes": (staging / name).stat().st_size,
+                }
                 for name in (WEIGHTS, CONFIG)
             },
             "extra": extra or {},
@@ -169,6 +172,8 @@ def build_model_from_checkpoint(folder: str | os.PathLike) -> nn.Module:
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{Path(folder) / WEIGHTS}: does not fit model {info['model']!r}: {exc}") from None
+        raise CheckpointError(
+            f"{Path(folder) / WEIGHTS}: does not fit model {info['model']!r}: {exc}"
+        ) from None
     model.checkpoint_info = info
     return model.eval()

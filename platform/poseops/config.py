@@ -38,19 +38,30 @@ class HandCaptureParams(Strict):
     label_noise_px: float = Field(0.0, ge=0, description="jitter sigma, px")
     label_noise: Literal["gaussian", "laplace"] = "gaussian"
     outlier_rate: float = Field(0.0, ge=0, le=1, description="share of keypoints moved far")
-    outlier_box_fraction: float = Field(0.3, ge=0, description="outlier displacement sigma / hand box side")
+    outlier_box_fraction: float = Field(
+        0.3, ge=0, description="outlier displacement sigma / hand box side"
+    )
 
 
 class BodyCaptureParams(Strict):
     """Synthetic multi-view body captures (poseops.capture.synthetic_bodies)."""
 
-    sequences: int = Field(20, ge=1, description="sequences; kinds cycle over tasks x performers, then actions")
-    frames_per_sequence: int | None = Field(None, ge=2, description="kept frames; None: Table 2 durations (actions 20)")
+    sequences: int = Field(
+        20, ge=1, description="sequences; kinds cycle over tasks x performers, then actions"
+    )
+    frames_per_sequence: int | None = Field(
+        None, ge=2, description="kept frames; None: Table 2 durations (actions 20)"
+    )
     frame_step: int = Field(10, ge=1, description="capture frames (30 fps) per kept frame")
     image_size: int = Field(256, ge=64, multiple_of=2, description="render height, px")
     views: int = Field(5, ge=1, le=5, description="front (Kinect-like) + up to 4 Human3.6M cameras")
-    zoom: float = Field(1.0, ge=1.0, le=4.0, description="focal lengths x zoom: people fill more of each view "
-                        "(1: the real calibrations, at which Tables 1-2 hold)")
+    zoom: float = Field(
+        1.0,
+        ge=1.0,
+        le=4.0,
+        description="focal lengths x zoom: people fill more of each view "
+        "(1: the real calibrations, at which Tables 1-2 hold)",
+    )
     people: tuple[int, int] = Field((1, 3), description="people per sequence (low, high)")
     tasks: list[Literal["TO", "PF", "CR", "CT", "PC"]] = ["TO", "PF", "CR", "CT", "PC"]
     performers: list[Literal["expert", "trainee"]] = ["expert", "trainee"]
@@ -62,8 +73,12 @@ class BodyCaptureParams(Strict):
     label_noise_px: float = Field(0.0, ge=0, description="jitter sigma, px")
     label_noise: Literal["gaussian", "laplace"] = "gaussian"
     outlier_rate: float = Field(0.0, ge=0, le=1, description="share of keypoints moved far")
-    outlier_box_fraction: float = Field(0.3, ge=0, description="outlier displacement sigma / person box side")
-    swap_rate: float = Field(0.0, ge=0, le=1, description="share of person labels with left/right swapped")
+    outlier_box_fraction: float = Field(
+        0.3, ge=0, description="outlier displacement sigma / person box side"
+    )
+    swap_rate: float = Field(
+        0.0, ge=0, le=1, description="share of person labels with left/right swapped"
+    )
 
     @field_validator("people", "occluders")
     @classmethod
@@ -77,8 +92,12 @@ class BodyCaptureParams(Strict):
 class CaptureParams(Strict):
     generator: Literal["synthetic"] = "synthetic"
     seed: int = 0
-    hands: HandCaptureParams | None = Field(HandCaptureParams(), description="hand sequences (null: none)")
-    bodies: BodyCaptureParams | None = Field(None, description="multi-view body sequences (null: none)")
+    hands: HandCaptureParams | None = Field(
+        HandCaptureParams(), description="hand sequences (null: none)"
+    )
+    bodies: BodyCaptureParams | None = Field(
+        None, description="multi-view body sequences (null: none)"
+    )
 
     @model_validator(mode="after")
     def _something_to_render(self) -> CaptureParams:
@@ -88,19 +107,31 @@ class CaptureParams(Strict):
 
 
 class AnnotationSource(Strict):
-    format: str = Field(description="coco, mpii, posetrack, interhand, h36m, freihand, panoptic, or an importer "
-                                    "plug-in's name (checked when the source is read)")
+    format: str = Field(
+        description="coco, mpii, posetrack, interhand, h36m, freihand, panoptic, or an importer "
+        "plug-in's name (checked when the source is read)"
+    )
     file: str
     images: str | None = None
-    views: list[str] | None = Field(None, description="panoptic: camera views to import (default: five HD views)")
+    views: list[str] | None = Field(
+        None, description="panoptic: camera views to import (default: five HD views)"
+    )
     cameras: str | None = Field(None, description="h36m: cameras.pkl (default: beside the npz)")
-    name: str | None = Field(None, description="the source's name in datasets and weights (default: format:file name)")
-    keypoint_map: dict[str, str] | None = Field(None, description="the file's keypoint names -> a known set's names")
-    strict: bool = Field(False, description="refuse repairs, warnings and categories no family takes")
+    name: str | None = Field(
+        None, description="the source's name in datasets and weights (default: format:file name)"
+    )
+    keypoint_map: dict[str, str] | None = Field(
+        None, description="the file's keypoint names -> a known set's names"
+    )
+    strict: bool = Field(
+        False, description="refuse repairs, warnings and categories no family takes"
+    )
 
 
 class SplitParams(Strict):
-    val_fraction: float = Field(0.25, gt=0, lt=1, description="share of sequences held out for validation")
+    val_fraction: float = Field(
+        0.25, gt=0, lt=1, description="share of sequences held out for validation"
+    )
     seed: int = 0
 
 
@@ -109,8 +140,10 @@ class DataParams(Strict):
     annotations: list[AnnotationSource] = []
     split: SplitParams = SplitParams()
     weights: dict[str, float] = Field(
-        {}, description="source (an image's `source`: synthetic, a source's name, ...) -> share of its training "
-                        "samples kept, 0..1 (default 1); validation keeps every source")
+        {},
+        description="source (an image's `source`: synthetic, a source's name, ...) -> share of its training "
+        "samples kept, 0..1 (default 1); validation keeps every source",
+    )
 
     @field_validator("weights")
     @classmethod
@@ -136,7 +169,9 @@ class FamilyData(Strict):
     `kind`. A family's `data` block in params.yaml names no kind: its row's task supplies it."""
 
     kind: str
-    shard_margin: float = Field(1.5, ge=1.0, le=3.0, description="stored crop side / box's longer side")
+    shard_margin: float = Field(
+        1.5, ge=1.0, le=3.0, description="stored crop side / box's longer side"
+    )
     max_shard_bytes: int = Field(64 << 20, ge=1 << 16)
     max_samples: int | None = Field(None, ge=1, description="cap per split (tiny profiles)")
 
@@ -160,13 +195,18 @@ class FamilyTrain(Strict):
     # `plateau_min_delta` of each other (None: always run `epochs`, which stays the cap).
     plateau_window: int | None = Field(None, ge=2)
     plateau_min_delta: float = Field(0.005, gt=0)
-    plateau_min_epochs: int = Field(0, ge=0, description="epochs before a plateau may stop training")
+    plateau_min_epochs: int = Field(
+        0, ge=0, description="epochs before a plateau may stop training"
+    )
 
 
 class FamilyEvaluate(Strict):
     max_images: int | None = Field(
-        None, ge=1, description="bottom-up: score at most this many validation images, spread evenly over "
-        "the split (None: all of them)")
+        None,
+        ge=1,
+        description="bottom-up: score at most this many validation images, spread evenly over "
+        "the split (None: all of them)",
+    )
 
 
 class FamilyServe(Strict):
@@ -184,14 +224,18 @@ class GateParams(BaseModel):
     Reads like the mapping of thresholds (`"min_ap" in gate`, `gate["min_ap"]`)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    min_delta: float = Field(0.0, description="a challenger's primary metric must exceed the champion's by this")
+    min_delta: float = Field(
+        0.0, description="a challenger's primary metric must exceed the champion's by this"
+    )
     strict: bool = Field(False, description="a refused promotion exits 1 instead of being recorded")
 
     @model_validator(mode="after")
     def _threshold_keys(self) -> GateParams:
         for key, value in (self.model_extra or {}).items():
             if not key.startswith(("min_", "max_")) or len(key) < 5:
-                raise ValueError(f"gate key {key!r} must be min_<metric> or max_<metric> (or min_delta, strict)")
+                raise ValueError(
+                    f"gate key {key!r} must be min_<metric> or max_<metric> (or min_delta, strict)"
+                )
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"gate key {key!r}: threshold {value!r} is not a number")
         return self
@@ -241,22 +285,38 @@ class ScoringParams(Strict):
 
     sigma_deg: float = Field(15.0, gt=0, description="per-angle similarity exp(-d^2 / (2 sigma^2))")
     weights: dict[AssessTask, dict[str, float]] = Field(
-        default_factory=lambda: {task: dict.fromkeys(chains, 1.0) for task, chains in TASK_CHAINS.items()},
-        description="per task: chain -> relative weight (a task left out: its chains, equal weights)")
+        default_factory=lambda: {
+            task: dict.fromkeys(chains, 1.0) for task, chains in TASK_CHAINS.items()
+        },
+        description="per task: chain -> relative weight (a task left out: its chains, equal weights)",
+    )
     smoothing: Literal["none", "moving_average", "one_euro"] = "none"
     smoothing_window: int = Field(3, ge=1, description="moving_average: frames")
     one_euro: OneEuroParams = OneEuroParams()
-    bone_weight: float = Field(0.0, ge=0, le=1, description="share of the score from bone-direction cosines")
+    bone_weight: float = Field(
+        0.0, ge=0, le=1, description="share of the score from bone-direction cosines"
+    )
     fluctuation: Literal["max_min", "p5_p95"] = "max_min"
     # Table 8's "key angle chain fluctuation range": of the trial's deviation from the aligned reference
     # (default), or of the trial's chain angle itself (Table 7's professionals vary by +-9.8 to 14.2 deg,
     # so that range exceeds 10 deg for them too).
     fluctuation_of: Literal["deviation", "angle"] = "deviation"
-    cap_by_fluctuation: bool = Field(False, description="fluctuation may lower the grade (Table 8 limits)")
-    allow_mirror: bool = Field(True, description="symmetric tasks: score the left/right mirrored trial too, keep the better")
-    min_score: float = Field(0.0, ge=0, description="[T,K,3] inputs: a joint counts as missing at or below this")
-    min_coverage: float = Field(0.5, gt=0, le=1, description="share of frames a chain needs to be scored")
-    dtw_window: int | None = Field(None, ge=1, description="Sakoe-Chiba band, frames (None: unconstrained)")
+    cap_by_fluctuation: bool = Field(
+        False, description="fluctuation may lower the grade (Table 8 limits)"
+    )
+    allow_mirror: bool = Field(
+        True,
+        description="symmetric tasks: score the left/right mirrored trial too, keep the better",
+    )
+    min_score: float = Field(
+        0.0, ge=0, description="[T,K,3] inputs: a joint counts as missing at or below this"
+    )
+    min_coverage: float = Field(
+        0.5, gt=0, le=1, description="share of frames a chain needs to be scored"
+    )
+    dtw_window: int | None = Field(
+        None, ge=1, description="Sakoe-Chiba band, frames (None: unconstrained)"
+    )
 
 
 class AssessVideoParams(Strict):
@@ -264,7 +324,9 @@ class AssessVideoParams(Strict):
 
     checkpoint: str = "models/vmhpe"
     frame_step: int = Field(1, ge=1)
-    min_score: float = Field(0.05, ge=0, description="predicted keypoints at or below this score are missing")
+    min_score: float = Field(
+        0.05, ge=0, description="predicted keypoints at or below this score are missing"
+    )
 
 
 class AssessSyntheticParams(Strict):
@@ -273,7 +335,9 @@ class AssessSyntheticParams(Strict):
     seed: int = 0
     performers: int = Field(3, ge=1, description="experts and trainees per task")
     trainee_offset_deg: float | None = Field(
-        None, description="trainees' offset on the task's chain (None: Table 7's ordinary minus professional mean)")
+        None,
+        description="trainees' offset on the task's chain (None: Table 7's ordinary minus professional mean)",
+    )
     label_noise_px: float = Field(0.5, ge=0)
 
 
@@ -281,7 +345,9 @@ class AssessParams(Strict):
     scoring: ScoringParams = ScoringParams()
     video: AssessVideoParams = AssessVideoParams()
     synthetic: AssessSyntheticParams = AssessSyntheticParams()
-    max_frames: int = Field(5000, ge=2, description="longest sequence the CLI and the endpoint accept")
+    max_frames: int = Field(
+        5000, ge=2, description="longest sequence the CLI and the endpoint accept"
+    )
 
 
 class Params(Strict):
@@ -311,7 +377,9 @@ def _allowed_keys(schema: type[BaseModel], loc: tuple) -> list[str]:
             return []
         if part == "families":
             model = FamilyParams
-    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    return (
+        list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    )
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -353,8 +421,12 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return raw
 
 
-def validate_params(raw: Mapping[str, Any], model_schemas: ModelSchemas, source: str = "params.yaml",
-                    data_schemas: ModelSchemas | None = None) -> Params:
+def validate_params(
+    raw: Mapping[str, Any],
+    model_schemas: ModelSchemas,
+    source: str = "params.yaml",
+    data_schemas: ModelSchemas | None = None,
+) -> Params:
     """Validate a params mapping; each family's `model` block goes through `model_schemas[family]` and its
     `data` block through `data_schemas[family]` (its task's options; `kind` comes from the schema)."""
     try:
@@ -364,14 +436,20 @@ def validate_params(raw: Mapping[str, Any], model_schemas: ModelSchemas, source:
     families = {}
     for name, fam in params.families.items():
         if name not in model_schemas:
-            raise ConfigError(f"{source}: families.{name}: no such family; families: {', '.join(sorted(model_schemas))}")
+            raise ConfigError(
+                f"{source}: families.{name}: no such family; families: {', '.join(sorted(model_schemas))}"
+            )
         if not isinstance(fam.model, Mapping):
-            raise ConfigError(f"{source}: families.{name}.model: must be a mapping of the model's config values")
+            raise ConfigError(
+                f"{source}: families.{name}.model: must be a mapping of the model's config values"
+            )
         schema = model_schemas[name]
         try:
             model_config = schema.model_validate(dict(fam.model))
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, source, schema, prefix=f"families.{name}.model.")) from None
+            raise ConfigError(
+                _describe(exc, source, schema, prefix=f"families.{name}.model.")
+            ) from None
         data = _validate_data(name, fam.data, (data_schemas or {}).get(name), source)
         families[name] = fam.model_copy(update={"model": model_config, "data": data})
     return params.model_copy(update={"families": families})
@@ -381,19 +459,29 @@ def _validate_data(name: str, raw: Any, schema: type[BaseModel] | None, source: 
     if isinstance(raw, FamilyData):
         return raw
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: families.{name}.data: must be a mapping of the task's data options")
+        raise ConfigError(
+            f"{source}: families.{name}.data: must be a mapping of the task's data options"
+        )
     if schema is None:
-        raise ConfigError(f"{source}: families.{name}.data: no task options known for family {name!r}")
+        raise ConfigError(
+            f"{source}: families.{name}.data: no task options known for family {name!r}"
+        )
     kind = schema.model_fields["kind"].default
     given = raw.get("kind", kind)
     if given != kind:
-        raise ConfigError(f"{source}: families.{name}.data.kind: {given!r}, but family {name!r} is a {kind} "
-                          "family (its row in the family table names its task; drop the key)")
+        raise ConfigError(
+            f"{source}: families.{name}.data.kind: {given!r}, but family {name!r} is a {kind} "
+            "family (its row in the family table names its task; drop the key)"
+        )
     try:
         return schema.model_validate({**raw, "kind": kind})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, schema, prefix=f"families.{name}.data.")) from None
 
 
-def load_params(path: str | os.PathLike, model_schemas: ModelSchemas, data_schemas: ModelSchemas | None = None) -> Params:
-    return validate_params(read_yaml(path), model_schemas, source=str(path), data_schemas=data_schemas)
+def load_params(
+    path: str | os.PathLike, model_schemas: ModelSchemas, data_schemas: ModelSchemas | None = None
+) -> Params:
+    return validate_params(
+        read_yaml(path), model_schemas, source=str(path), data_schemas=data_schemas
+    )

@@ -32,7 +32,9 @@ def validation_example(dataset_url: str) -> tuple[np.ndarray, list[float] | None
     return image, None if box is None else [float(v) for v in box]
 
 
-SHOWN_SCORE = 0.3  # a bottom-up answer's people drawn and counted by the demo: those scored at least this
+SHOWN_SCORE = (
+    0.3  # a bottom-up answer's people drawn and counted by the demo: those scored at least this
+)
 
 
 def answer_people(body: dict, min_score: float = SHOWN_SCORE) -> list[np.ndarray]:
@@ -48,16 +50,16 @@ def answer_people(body: dict, min_score: float = SHOWN_SCORE) -> list[np.ndarray
 def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict]:
     from poseops.deploy import build_champion_app
     from poseops.families import get_family, load_params
-    from poseops.pipeline import layout
+    from poseops.pipeline import layout, restore_champions
     from poseops.serve.runner import serving
     from poseops.skeletons import get_skeleton
     from poseops.viz.overlay import draw_keypoints
 
-    from poseops.pipeline import restore_champions
-
     params = load_params(params_path)
     for name in restore_champions(params, layout()):
-        console.print(f"{name}: champion restored in the registry from metrics/{name}/promotion.json")
+        console.print(
+            f"{name}: champion restored in the registry from metrics/{name}/promotion.json"
+        )
     app, names = build_champion_app(params)
     answers = {}
     out_dir = state_dir() / "demo"
@@ -69,8 +71,10 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
             ok, png = cv2.imencode(".png", image)
             form = {} if box is None else {"box": ",".join(f"{v:.2f}" for v in box)}
             response = httpx.post(
-                f"{base_url}/v1/{name}/predict", files={"image": ("example.png", png.tobytes(), "image/png")},
-                data=form, timeout=60,
+                f"{base_url}/v1/{name}/predict",
+                files={"image": ("example.png", png.tobytes(), "image/png")},
+                data=form,
+                timeout=60,
             )
             response.raise_for_status()
             body = response.json()
@@ -83,12 +87,19 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
                 draw_keypoints(overlay, (person[:, :2] + 0.5) * zoom - 0.5, skeleton)
             overlay_path = out_dir / f"{name}_overlay.png"
             cv2.imwrite(str(overlay_path), overlay)
-            console.print(f"POST /v1/{name}/predict -> model {body['model']['name']} v{body['model']['version']}")
+            console.print(
+                f"POST /v1/{name}/predict -> model {body['model']['name']} v{body['model']['version']}"
+            )
             if "people" in body:
-                console.print(f"people scored >= {SHOWN_SCORE}: {sum(p['score'] >= SHOWN_SCORE for p in body['people'])} "
-                              f"(of {len(body['people'])} returned)")
+                console.print(
+                    f"people scored >= {SHOWN_SCORE}: {sum(p['score'] >= SHOWN_SCORE for p in body['people'])} "
+                    f"(of {len(body['people'])} returned)"
+                )
             for person in people[:3]:
-                console.print("keypoints [x, y, score]: " + ", ".join(f"[{x:.1f}, {y:.1f}, {s:.2f}]" for x, y, s in person))
+                console.print(
+                    "keypoints [x, y, score]: "
+                    + ", ".join(f"[{x:.1f}, {y:.1f}, {s:.2f}]" for x, y, s in person)
+                )
             console.print(f"overlay image: {overlay_path}")
     console.print("endpoint stopped")
     return answers

@@ -74,14 +74,25 @@ def imports_in(path: Path, function: str | None = None) -> set[str]:
     tree = ast.parse(path.read_text())
     nodes: list[ast.AST] = list(tree.body)
     if function is not None:
-        nodes += [n for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == function for n in ast.walk(f)]
+        nodes += [
+            n
+            for f in tree.body
+            if isinstance(f, ast.FunctionDef) and f.name == function
+            for n in ast.walk(f)
+        ]
     found = set()
     for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "poseops":
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] == "poseops"
+        ):
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "poseops")
+            found.update(
+                alias.name for alias in node.names if alias.name.split(".")[0] == "poseops"
+            )
     return {m for m in found if module_file(m) is not None}
 
 
@@ -112,7 +123,9 @@ def stage_modules(stage: str, family: Family | None, root: Path) -> set[str]:
     graph = import_graph()
     script = root / "stages" / f"{stage}.py"
     roots = imports_in(script) if script.exists() else set()
-    roots |= entry_modules("poseops.cli.main", "run_stage") - {"poseops.families"}  # load_params: the edge
+    roots |= entry_modules("poseops.cli.main", "run_stage") - {
+        "poseops.families"
+    }  # load_params: the edge
     roots |= entry_modules("poseops.pipeline", stage)
     if family is not None:
         roots |= {type(family.task_module).__module__, model_entry(family.model).build.__module__}
@@ -142,8 +155,11 @@ def code_deps(modules: Iterable[str], root: Path) -> list[str]:
                 out.append(entry)
         return out
 
-    return [str(p.resolve().relative_to(root.resolve())) for p in under(PACKAGE)
-            if p.resolve().is_relative_to(root.resolve())]
+    return [
+        str(p.resolve().relative_to(root.resolve()))
+        for p in under(PACKAGE)
+        if p.resolve().is_relative_to(root.resolve())
+    ]
 
 
 # ---------------------------------------------------------------- stage templates
@@ -152,26 +168,51 @@ def family_stage(stage: str, key: str, family: Family) -> dict[str, Any]:
     code deps are added by the caller."""
     task = family.task_module
     if stage == "derive":
-        return {"deps": ["data/annotations/labels.json"],
-                "params": ["data.split", "data.weights", f"families.{key}.data"], "outs": [f"data/derived/{key}"]}
+        return {
+            "deps": ["data/annotations/labels.json"],
+            "params": ["data.split", "data.weights", f"families.{key}.data"],
+            "outs": [f"data/derived/{key}"],
+        }
     if stage == "train":
-        return {"deps": [f"data/derived/{key}"], "params": [f"families.{key}.model", f"families.{key}.train"],
-                "outs": [f"models/{key}"],
-                "plots": [{f"plots/{key}/train_history.json": {"cache": False, "x": "epoch"}},
-                          {f"plots/{key}/train_curves.png": {"cache": False}}]}
+        return {
+            "deps": [f"data/derived/{key}"],
+            "params": [f"families.{key}.model", f"families.{key}.train"],
+            "outs": [f"models/{key}"],
+            "plots": [
+                {f"plots/{key}/train_history.json": {"cache": False, "x": "epoch"}},
+                {f"plots/{key}/train_curves.png": {"cache": False}},
+            ],
+        }
     if stage == "evaluate":
-        return {"deps": [f"models/{key}", f"data/derived/{key}"], "params": [f"families.{key}.evaluate"],
-                "metrics": [{f"metrics/{key}/{a.name}": {"cache": False}} for a in task.artefacts if a.role == "metrics"],
-                "plots": [{f"metrics/{key}/{a.name}": {"cache": False, **a.plot}} for a in task.artefacts
-                          if a.role == "plot"]}
+        return {
+            "deps": [f"models/{key}", f"data/derived/{key}"],
+            "params": [f"families.{key}.evaluate"],
+            "metrics": [
+                {f"metrics/{key}/{a.name}": {"cache": False}}
+                for a in task.artefacts
+                if a.role == "metrics"
+            ],
+            "plots": [
+                {f"metrics/{key}/{a.name}": {"cache": False, **a.plot}}
+                for a in task.artefacts
+                if a.role == "plot"
+            ],
+        }
     if stage == "promote":
-        return {"deps": [f"models/{key}", f"metrics/{key}/metrics.json"], "params": [f"families.{key}.gate"],
-                "outs": [{f"metrics/{key}/promotion.json": {"cache": False}}]}
+        return {
+            "deps": [f"models/{key}", f"metrics/{key}/metrics.json"],
+            "params": [f"families.{key}.gate"],
+            "outs": [{f"metrics/{key}/promotion.json": {"cache": False}}],
+        }
     raise ValueError(f"not a per-family stage: {stage}")
 
 
 def with_code(stage: str, body: dict[str, Any], key: str, code: list[str]) -> dict[str, Any]:
-    return {"cmd": f"python stages/{stage}.py {key}", "deps": [f"stages/{stage}.py", *code, *body.pop("deps")], **body}
+    return {
+        "cmd": f"python stages/{stage}.py {key}",
+        "deps": [f"stages/{stage}.py", *code, *body.pop("deps")],
+        **body,
+    }
 
 
 def shape(family: Family) -> tuple:
@@ -181,7 +222,9 @@ def shape(family: Family) -> tuple:
 def render(params: Params, current: Mapping[str, Any] | None, root: Path) -> str:
     """dvc.yaml's text for `params`' families (each in the family table), keeping `current`'s other stages."""
     families = [get_family(name) for name in params.families]
-    shared = [f for f in families if not f.inputs and shape(f) == shape(families[0])] if families else []
+    shared = (
+        [f for f in families if not f.inputs and shape(f) == shape(families[0])] if families else []
+    )
     alone = [f for f in families if f not in shared]
 
     stages: dict[str, Any] = {}
@@ -201,7 +244,8 @@ def render(params: Params, current: Mapping[str, Any] | None, root: Path) -> str
             if stage == "derive":
                 body["deps"] += [f"metrics/{name}/metrics.json" for name in family.inputs]
             stages[f"{stage}-{family.name}"] = with_code(
-                stage, body, family.name, code_deps(stage_modules(stage, family, root), root))
+                stage, body, family.name, code_deps(stage_modules(stage, family, root), root)
+            )
     return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)
 
 

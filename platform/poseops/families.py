@@ -90,10 +90,14 @@ def plugin_families() -> tuple[Family, ...]:
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         family = entry.load()
         if not isinstance(family, Family):
-            raise ConfigError(f"entry point {entry.name} = {entry.value} ({ENTRY_POINT_GROUP}): "
-                              f"expected a poseops.families.Family, got {type(family).__name__}")
+            raise ConfigError(
+                f"entry point {entry.name} = {entry.value} ({ENTRY_POINT_GROUP}): "
+                f"expected a poseops.families.Family, got {type(family).__name__}"
+            )
         if family.name != entry.name:
-            raise ConfigError(f"entry point {entry.name} = {entry.value}: the Family is named {family.name!r}")
+            raise ConfigError(
+                f"entry point {entry.name} = {entry.value}: the Family is named {family.name!r}"
+            )
         found.append(family)
     return tuple(found)
 
@@ -103,7 +107,9 @@ def families() -> dict[str, Family]:
     table = {f.name: f for f in IN_TREE}
     for family in plugin_families():
         if family.name in table:
-            raise ConfigError(f"plug-in family {family.name!r} ({ENTRY_POINT_GROUP}) reuses an in-tree name")
+            raise ConfigError(
+                f"plug-in family {family.name!r} ({ENTRY_POINT_GROUP}) reuses an in-tree name"
+            )
         table[family.name] = family
     return table
 

@@ -84,6 +84,7 @@ class Camera(BaseModel):
 
 # ---------------------------------------------------------------------------- numpy / torch
 
+
 def _xp(x: Any):
     """The array module of x: torch for tensors, else numpy."""
     if type(x).__module__.startswith("torch"):
@@ -108,6 +109,7 @@ def _input(x: Any):
 
 
 # ---------------------------------------------------------------------------- frames
+
 
 def rotation_x(angle_rad: float) -> np.ndarray:
     """3x3 rotation about x by `angle_rad` (right-handed)."""
@@ -140,6 +142,7 @@ def camera_to_world(points_cam, camera: Camera):
 
 
 # ---------------------------------------------------------------------------- distortion
+
 
 def distort(xy, camera: Camera):
     """Ideal normalised coordinates [..., 2] -> distorted normalised coordinates [..., 2]."""
@@ -188,6 +191,7 @@ def undistort(xy_distorted, camera: Camera, iterations: int = 12):
 
 # ---------------------------------------------------------------------------- pixels
 
+
 def normalized_to_pixels(xy, camera: Camera):
     """Normalised coordinates [..., 2] -> pixels [..., 2] (applies fx, fy, cx, cy only)."""
     xy = _input(xy)
@@ -222,6 +226,7 @@ def distort_pixels(uv_ideal, camera: Camera):
 
 
 # ---------------------------------------------------------------------------- triangulation
+
 
 def triangulate(uv, cameras: Sequence[Camera], weights=None):
     """DLT triangulation of distorted pixels seen by V cameras into world points.
@@ -259,6 +264,7 @@ def triangulate(uv, cameras: Sequence[Camera], weights=None):
 
 # ---------------------------------------------------------------------------- Procrustes
 
+
 def procrustes_transform(source, target, weights=None):
     """Similarity (scale, rotation, translation) that best maps source onto target, no reflection.
 
@@ -268,7 +274,11 @@ def procrustes_transform(source, target, weights=None):
     """
     src, dst = _input(source), _input(target)
     xp = _xp(src)
-    w = xp.ones_like(src[..., 0]) if weights is None else _as(weights, src) * xp.ones_like(src[..., 0])
+    w = (
+        xp.ones_like(src[..., 0])
+        if weights is None
+        else _as(weights, src) * xp.ones_like(src[..., 0])
+    )
     w = w / w.sum(axis=-1, keepdims=True)  # [..., K]
     mu_src = (w[..., None] * src).sum(axis=-2)  # [..., 3]
     mu_dst = (w[..., None] * dst).sum(axis=-2)
@@ -339,13 +349,27 @@ def load_h36m_cameras(path: str | Path) -> dict[tuple[str, str], Camera]:
         try:
             R = np.asarray(c["R"], dtype=np.float64).reshape(3, 3).T  # world -> camera
             T = np.asarray(c["T"], dtype=np.float64).reshape(3)  # camera centre, metres
-            f, cc = np.asarray(c["f"], dtype=np.float64).ravel(), np.asarray(c["c"], dtype=np.float64).ravel()
-            k, p = np.asarray(c["k"], dtype=np.float64).ravel(), np.asarray(c["p"], dtype=np.float64).ravel()
+            f, cc = (
+                np.asarray(c["f"], dtype=np.float64).ravel(),
+                np.asarray(c["c"], dtype=np.float64).ravel(),
+            )
+            k, p = (
+                np.asarray(c["k"], dtype=np.float64).ravel(),
+                np.asarray(c["p"], dtype=np.float64).ravel(),
+            )
             cameras[tuple(key)] = Camera(
-                fx=f[0], fy=f[1], cx=cc[0], cy=cc[1],
-                R=tuple(map(tuple, R)), t=tuple(-R @ T * 1000.0),
-                model="h36m", k=tuple(k[:3]), p=tuple(p[:2]),
-                width=int(c["w"]), height=int(c["h"]), name=str(c.get("name", "")),
+                fx=f[0],
+                fy=f[1],
+                cx=cc[0],
+                cy=cc[1],
+                R=tuple(map(tuple, R)),
+                t=tuple(-R @ T * 1000.0),
+                model="h36m",
+                k=tuple(k[:3]),
+                p=tuple(p[:2]),
+                width=int(c["w"]),
+                height=int(c["h"]),
+                name=str(c.get("name", "")),
             )
         except (KeyError, ValueError, IndexError, TypeError) as e:
             raise DataError(f"{path}: camera {key!r}: missing or malformed field ({e})") from e

@@ -36,7 +36,7 @@ class RunMonitor:
     _thread: threading.Thread | None = field(default=None, repr=False)
     _start: float = 0.0
 
-    def __enter__(self) -> "RunMonitor":
+    def __enter__(self) -> RunMonitor:
         self.baseline_bytes = self.peak_bytes = used_bytes()
         self._start = time.perf_counter()
         self._thread = threading.Thread(target=self._sample, daemon=True)

@@ -45,7 +45,15 @@ from poseops.tracking import registry, runs, store
 
 ARTIFACT_KEY = "checkpoint"
 MODEL_NAME_IN_RUN = "model"
-_REQUIREMENTS = ("mlflow", "torch", "safetensors", "numpy", "pydantic", "pandas", "opencv-python-headless")
+_REQUIREMENTS = (
+    "mlflow",
+    "torch",
+    "safetensors",
+    "numpy",
+    "pydantic",
+    "pandas",
+    "opencv-python-headless",
+)
 
 
 def pip_requirements() -> list[str]:
@@ -101,10 +109,18 @@ def _records(model_input: Any) -> list[dict[str, Any]] | None:
         if "image" not in row:
             raise RequestError(400, f"input[{index}]: no 'image' field")
         box = row.get("box")
-        box = None if box is None or (isinstance(box, float) and np.isnan(box)) else [float(v) for v in box]
+        box = (
+            None
+            if box is None or (isinstance(box, float) and np.isnan(box))
+            else [float(v) for v in box]
+        )
         if box is not None and len(box) != 4:
-            raise RequestError(400, f"input[{index}].box: expected [x, y, w, h], got {len(box)} numbers")
-        records.append({"image_bgr": decode_image(row["image"], f"input[{index}].image"), "box": box})
+            raise RequestError(
+                400, f"input[{index}].box: expected [x, y, w, h], got {len(box)} numbers"
+            )
+        records.append(
+            {"image_bgr": decode_image(row["image"], f"input[{index}].image"), "box": box}
+        )
     return records
 
 
@@ -171,7 +187,10 @@ class PoseopsModel(mlflow.pyfunc.PythonModel):
                 raise RequestError(400, "input: no images")
             shapes = {r["image_bgr"].shape for r in records}
             if len(shapes) != 1:
-                raise RequestError(400, f"input: images of different sizes {sorted(shapes)} need a family predictor")
+                raise RequestError(
+                    400,
+                    f"input: images of different sizes {sorted(shapes)} need a family predictor",
+                )
             rgb = np.stack([r["image_bgr"][..., ::-1] for r in records])  # [N, H, W, 3]
             batch = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float() / 255
         else:
@@ -194,7 +213,9 @@ def _run_for(family: str, run_id: str | None) -> Iterator[Any]:
         with mlflow.start_run(run_id=run_id, nested=active is not None) as run:
             yield run
     else:
-        with runs.start_run(family, f"register-{family}", tags={"stage": "register"}, nested=active is not None) as run:
+        with runs.start_run(
+            family, f"register-{family}", tags={"stage": "register"}, nested=active is not None
+        ) as run:
             yield run
 
 
@@ -217,7 +238,9 @@ def _metric_tags(extra: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def log_and_register(checkpoint_folder: str | os.PathLike, family: str, run_id: str | None = None) -> dict[str, Any]:
+def log_and_register(
+    checkpoint_folder: str | os.PathLike, family: str, run_id: str | None = None
+) -> dict[str, Any]:
     """Log the checkpoint as a pyfunc under the family's run and register it as `poseops-<family>`.
 
     Returns {"name", "version", "run_id", "model_uri" (models:/<name>/<version>), "logged_model_uri",
@@ -227,14 +250,21 @@ def log_and_register(checkpoint_folder: str | os.PathLike, family: str, run_id: 
     folder = Path(checkpoint_folder)
     manifest = verify_checkpoint(folder)
     if manifest.get("family") != family:
-        raise CheckpointError(f"{folder / MANIFEST}: checkpoint of family {manifest.get('family')!r}, not {family!r}")
+        raise CheckpointError(
+            f"{folder / MANIFEST}: checkpoint of family {manifest.get('family')!r}, not {family!r}"
+        )
     store.configure()
     name = registry.registered_name(family)
     existing = registry.find_version_by_weights(name, manifest["files"][WEIGHTS]["sha256"])
     if existing is not None:
-        return {"name": name, "version": str(existing.version), "run_id": existing.run_id,
-                "model_uri": f"models:/{name}/{existing.version}", "logged_model_uri": existing.source,
-                "registered": False}
+        return {
+            "name": name,
+            "version": str(existing.version),
+            "run_id": existing.run_id,
+            "model_uri": f"models:/{name}/{existing.version}",
+            "logged_model_uri": existing.source,
+            "registered": False,
+        }
     extra = manifest.get("extra") or {}
     with _run_for(family, run_id) as run, tempfile.TemporaryDirectory() as scratch:
         code_file = Path(scratch) / "poseops_pyfunc.py"
@@ -244,7 +274,11 @@ def log_and_register(checkpoint_folder: str | os.PathLike, family: str, run_id: 
             python_model=str(code_file),
             artifacts={ARTIFACT_KEY: str(folder.resolve())},
             pip_requirements=pip_requirements(),
-            metadata={"family": family, "model": manifest["model"], "format": manifest.get("format")},
+            metadata={
+                "family": family,
+                "model": manifest["model"],
+                "format": manifest.get("format"),
+            },
         )
         run_id = run.info.run_id
     tags = {
@@ -275,12 +309,16 @@ def _checkpoint_in(model_folder: Path) -> Path:
     flavor = Model.load(str(model_folder)).flavors.get("python_function", {})
     relative = (flavor.get("artifacts") or {}).get(ARTIFACT_KEY, {}).get("path")
     if relative is None:
-        raise CheckpointError(f"{model_folder}: not a poseops model (no {ARTIFACT_KEY!r} artifact in MLmodel)")
+        raise CheckpointError(
+            f"{model_folder}: not a poseops model (no {ARTIFACT_KEY!r} artifact in MLmodel)"
+        )
     return model_folder / relative
 
 
 def download_version(
-    family: str, alias_or_version: str | int = registry.CHAMPION, dst: str | os.PathLike | None = None
+    family: str,
+    alias_or_version: str | int = registry.CHAMPION,
+    dst: str | os.PathLike | None = None,
 ) -> tuple[Path, dict[str, str]]:
     """Fetch a registered version's checkpoint folder; returns (folder, {"name", "version"}).
 
@@ -302,12 +340,16 @@ def download_version(
     staging = target.with_name(f".{target.name}.download-{uuid.uuid4().hex[:8]}")
     try:
         model_folder = Path(
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(staging))
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=str(staging)
+            )
         )
         checkpoint = _checkpoint_in(model_folder)
         manifest = verify_checkpoint(checkpoint)
         if expected and manifest["files"][WEIGHTS]["sha256"] != expected:
-            raise CheckpointError(f"{name} v{version}: downloaded weights differ from the registered weights_sha256")
+            raise CheckpointError(
+                f"{name} v{version}: downloaded weights differ from the registered weights_sha256"
+            )
         fresh = target.with_name(f".{target.name}.new-{uuid.uuid4().hex[:8]}")
         os.replace(checkpoint, fresh)
         if target.exists():

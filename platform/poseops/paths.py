@@ -41,14 +41,19 @@ def fixtures_dir() -> Path | None:
     candidates = [Path(env)] if env else []
     checkout = Path(__file__).resolve().parents[2]  # the source checkout, for an editable install
     for root in dict.fromkeys((repo_root(), checkout)):
-        candidates += [root.parent / "shared" / "fixtures" / "real", root / "shared" / "fixtures" / "real"]
+        candidates += [
+            root.parent / "shared" / "fixtures" / "real",
+            root / "shared" / "fixtures" / "real",
+        ]
     for c in candidates:
         if c.is_dir():
             return c.resolve()
     return None
 
 
-def append_run_log(name: str, record: dict[str, Any], root: str | os.PathLike | None = None) -> Path:
+def append_run_log(
+    name: str, record: dict[str, Any], root: str | os.PathLike | None = None
+) -> Path:
     """Append one JSON line to `.poseops/logs/<name>.jsonl`, stamped with the time and host.
 
     Run facts (wall times, executors, hosts, Ray run paths, MLflow run ids) go here and to MLflow,

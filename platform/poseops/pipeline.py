@@ -62,7 +62,9 @@ def dvc_repro(*args: str, root: str | Path | None = None) -> None:
 
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
-    subprocess.run([sys.executable, "-m", "dvc", "repro", *args], cwd=root or repo_root(), env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", *args], cwd=root or repo_root(), env=env, check=True
+    )
 
 
 def capture(params: Params, where: Layout) -> dict[str, dict]:
@@ -71,12 +73,18 @@ def capture(params: Params, where: Layout) -> dict[str, dict]:
     from poseops.capture import write_captures
 
     with console.status("capture: rendering") as status:
-        manifests = write_captures(where.raw, params.data.capture, keep_empty=True,
-                                   on_part=lambda part: status.update(f"capture: rendering synthetic {part}"))
+        manifests = write_captures(
+            where.raw,
+            params.data.capture,
+            keep_empty=True,
+            on_part=lambda part: status.update(f"capture: rendering synthetic {part}"),
+        )
     for part, manifest in manifests.items():
         counts = manifest["counts"]
-        console.print(f"capture: {part}: {counts['sequences']} sequences, {counts.get('images', counts['frames'])} "
-                      f"images -> {where.raw / part}")
+        console.print(
+            f"capture: {part}: {counts['sequences']} sequences, {counts.get('images', counts['frames'])} "
+            f"images -> {where.raw / part}"
+        )
     return manifests
 
 
@@ -86,10 +94,15 @@ def annotate(params: Params, where: Layout) -> dict:
     from poseops.families import get_family
 
     for file in untracked_sources([s.file for s in params.data.annotations], where.root):
-        console.print(f"[yellow]annotate: warning:[/] source {file} is not under data/raw/: DVC does not track it, "
-                      "so a change to it re-runs nothing (`poseops data add` brings it in)", highlight=False)
+        console.print(
+            f"[yellow]annotate: warning:[/] source {file} is not under data/raw/: DVC does not track it, "
+            "so a change to it re-runs nothing (`poseops data add` brings it in)",
+            highlight=False,
+        )
     families = {name: get_family(name).skeleton for name in params.families}
-    summary = build_annotations(where.raw, params.data.annotations, where.annotations, families=families)
+    summary = build_annotations(
+        where.raw, params.data.annotations, where.annotations, families=families
+    )
     counts = {k: summary[k] for k in ("images", "annotations", "sources")}
     console.print(f"annotate: {counts} -> {where.annotations}")
     print_coverage("annotate", summary)
@@ -115,14 +128,26 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.paths import append_run_log
 
     family, fam = get_family(family_name), params.families[family_name]
-    if family.skeleton in SKELETONS:  # a user's own set is read from the annotations by derive itself
-        lines, _ = coverage_lines(family_coverage(load_annotations(where.annotations), {family_name: family.skeleton}))
+    if (
+        family.skeleton in SKELETONS
+    ):  # a user's own set is read from the annotations by derive itself
+        lines, _ = coverage_lines(
+            family_coverage(load_annotations(where.annotations), {family_name: family.skeleton})
+        )
         print_coverage(f"derive@{family_name}", {"coverage": lines})
     with console.status(f"derive@{family_name}: cutting {family.task} shards"):
         card = derive_dataset(
-            family.task_module.rows, where.annotations, str(where.derived(family_name)), fam.data, params.data.split,
-            skeleton=family.skeleton, repo_root=where.root, source_weights=params.data.weights,
-            run_log=lambda facts: append_run_log("derive", {"family": family_name, **facts}, where.root),
+            family.task_module.rows,
+            where.annotations,
+            str(where.derived(family_name)),
+            fam.data,
+            params.data.split,
+            skeleton=family.skeleton,
+            repo_root=where.root,
+            source_weights=params.data.weights,
+            run_log=lambda facts: append_run_log(
+                "derive", {"family": family_name, **facts}, where.root
+            ),
         )
     console.print(f"derive@{family_name}: {card.get('counts')} -> {where.derived(family_name)}")
     return card
@@ -144,25 +169,48 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
     family, fam = get_family(family_name), params.families[family_name]
     metric = family.val_metric
     run_name = f"{family_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    console.print(f"train@{family_name}: Ray Train, {fam.train.num_workers} worker(s), {fam.train.epochs} epochs")
+    console.print(
+        f"train@{family_name}: Ray Train, {fam.train.num_workers} worker(s), {fam.train.epochs} epochs"
+    )
     result = fit(family, fam, str(where.derived(family_name)), run_name)
     epochs = history(result)
     best_epoch = max(epochs, key=lambda e: e.get(metric, float("-inf"))) if epochs else {}
     with best_checkpoint(result).as_directory() as folder:
         best = Path(folder)
         manifest = save_checkpoint(
-            where.model(family_name), family_name, family.model, load_file(str(best / "weights.safetensors")),
+            where.model(family_name),
+            family_name,
+            family.model,
+            load_file(str(best / "weights.safetensors")),
             json.loads((best / "config.json").read_text())["config"],
-            extra={"best_epoch": best_epoch,
-                   "inference": family.task_module.inference(fam, model_entry(family.model).inference)},
+            extra={
+                "best_epoch": best_epoch,
+                "inference": family.task_module.inference(fam, model_entry(family.model).inference),
+            },
         )
         weights_sha256 = manifest["files"]["weights.safetensors"]["sha256"]
-        run_id = log_training_run(family, fam, best, epochs, where.plots(family_name),
-                                  tags={WEIGHTS_TAG: weights_sha256, "ray_run": str(result.path)})
-    append_run_log("train", {"family": family_name, "mlflow_run_id": run_id, "ray_run": str(result.path),
-                             "weights_sha256": weights_sha256}, where.root)
-    console.print(f"train@{family_name}: best {metric} {best_epoch.get(metric, float('nan')):.3f} "
-                  f"-> {where.model(family_name)} (MLflow run {run_id})")
+        run_id = log_training_run(
+            family,
+            fam,
+            best,
+            epochs,
+            where.plots(family_name),
+            tags={WEIGHTS_TAG: weights_sha256, "ray_run": str(result.path)},
+        )
+    append_run_log(
+        "train",
+        {
+            "family": family_name,
+            "mlflow_run_id": run_id,
+            "ray_run": str(result.path),
+            "weights_sha256": weights_sha256,
+        },
+        where.root,
+    )
+    console.print(
+        f"train@{family_name}: best {metric} {best_epoch.get(metric, float('nan')):.3f} "
+        f"-> {where.model(family_name)} (MLflow run {run_id})"
+    )
     return {"run_id": run_id, "best_epoch": best_epoch}
 
 
@@ -176,7 +224,9 @@ def evaluate(family_name: str, params: Params, where: Layout) -> dict:
     model = build_model_from_checkpoint(where.model(family_name))
     _, info = load_checkpoint(where.model(family_name))
     with console.status(f"evaluate@{family_name}: scoring the checkpoint and baselines"):
-        report = evaluate_model(family, fam, model, str(where.derived(family_name)), where.metrics(family_name))
+        report = evaluate_model(
+            family, fam, model, str(where.derived(family_name)), where.metrics(family_name)
+        )
     run_id = find_training_run(family_name, info["weights_sha256"])
     if run_id:
         log_evaluation(run_id, report, where.metrics(family_name))
@@ -209,10 +259,18 @@ def promote(family_name: str, params: Params, where: Layout) -> dict:
     family, fam = get_family(family_name), params.families[family_name]
     report = read_json(where.metrics(family_name) / "metrics.json")
     _, info = load_checkpoint(where.model(family_name))
-    numbers = {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numbers = {
+        k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     run_id = find_training_run(family_name, info["weights_sha256"])
     version = log_and_register(where.model(family_name), family_name, run_id=run_id)
-    record_evaluation(family_name, version["version"], numbers, report.get("dataset_checksum"), report.get("split"))
+    record_evaluation(
+        family_name,
+        version["version"],
+        numbers,
+        report.get("dataset_checksum"),
+        report.get("split"),
+    )
     record = {
         "family": family_name,
         "promoted": True,
@@ -223,11 +281,24 @@ def promote(family_name: str, params: Params, where: Layout) -> dict:
         "metrics": numbers,
     }
     try:
-        outcome = promote_version(family_name, version["version"], numbers, fam.gate,
-                                  primary_metric=family.primary_metric, why="promote stage (dvc repro)")
+        outcome = promote_version(
+            family_name,
+            version["version"],
+            numbers,
+            fam.gate,
+            primary_metric=family.primary_metric,
+            why="promote stage (dvc repro)",
+        )
     except GateRefused as refusal:
-        record.update(promoted=False, refusal={"metric": refusal.metric, "reason": getattr(refusal, "reason", "below"),
-                                              "value": refusal.value, "threshold": refusal.threshold})
+        record.update(
+            promoted=False,
+            refusal={
+                "metric": refusal.metric,
+                "reason": getattr(refusal, "reason", "below"),
+                "value": refusal.value,
+                "threshold": refusal.threshold,
+            },
+        )
         write_json_atomic(where.metrics(family_name) / "promotion.json", record)
         console.print(f"promote@{family_name}: [yellow]refused[/]: {refusal}")
         if fam.gate.strict:
@@ -261,8 +332,20 @@ def restore_champions(params: Params, where: Layout, alias: str = "champion") ->
         if info["weights_sha256"] != record.get("weights_sha256"):
             continue  # models/ moved on since the record: the promote stage must judge it
         version = log_and_register(where.model(name), name)
-        record_evaluation(name, version["version"], record["metrics"], record.get("dataset_checksum"), record.get("split"))
-        promote_version(name, version["version"], record["metrics"], params.families[name].gate, alias,
-                        why=f"restored from {record_path.relative_to(where.root)}")
+        record_evaluation(
+            name,
+            version["version"],
+            record["metrics"],
+            record.get("dataset_checksum"),
+            record.get("split"),
+        )
+        promote_version(
+            name,
+            version["version"],
+            record["metrics"],
+            params.families[name].gate,
+            alias,
+            why=f"restored from {record_path.relative_to(where.root)}",
+        )
         restored.append(name)
     return restored

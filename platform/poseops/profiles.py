@@ -59,7 +59,9 @@ def write_profile(profile: str, out: str | Path = "params.yaml") -> Path:
     params = validate_params(resolved, source=str(source))
     values = params.model_dump(mode="json")
     for block in values["families"].values():
-        block["data"].pop("kind")  # the family's row names its task (poseops.families); stored there only
+        block["data"].pop(
+            "kind"
+        )  # the family's row names its task (poseops.families); stored there only
     out = Path(out)
     out.write_text(HEADER.format(profile=source.stem) + yaml.safe_dump(values, sort_keys=False))
     return out

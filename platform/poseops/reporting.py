@@ -19,15 +19,24 @@ def headline(family: str, metrics: dict) -> tuple[str, str]:
         task = get_family(family).task_module
     except ConfigError:  # metrics of a family no longer in the table: show what it recorded
         return str(metrics.get("num_samples", "")), ""
-    values = [f"{label} {metrics[key]:.3f}" for key, label in task.headline if isinstance(metrics.get(key), (int, float))]
+    values = [
+        f"{label} {metrics[key]:.3f}"
+        for key, label in task.headline
+        if isinstance(metrics.get(key), (int, float))
+    ]
     return str(metrics.get(task.count_key, "")), ", ".join(values)
 
 
-def metrics_summary_table(root: str | Path | None = None, print_it: bool = False) -> dict[str, dict]:
+def metrics_summary_table(
+    root: str | Path | None = None, print_it: bool = False
+) -> dict[str, dict]:
     """Every family's metrics.json under metrics/, as {family: metrics}; optionally printed as a table
     of each family's own headline metrics (its task's), best baseline and margin."""
     root = Path(root) if root else repo_root()
-    found = {p.parent.name: json.loads(p.read_text()) for p in sorted((root / "metrics").glob("*/metrics.json"))}
+    found = {
+        p.parent.name: json.loads(p.read_text())
+        for p in sorted((root / "metrics").glob("*/metrics.json"))
+    }
     if print_it:
         table = Table(title="metrics per family (validation split)")
         for col in ("family", "data", "samples", "metrics", "best baseline", "margin"):
@@ -35,7 +44,10 @@ def metrics_summary_table(root: str | Path | None = None, print_it: bool = False
         for name, m in found.items():
             count, numbers = headline(name, m)
             table.add_row(
-                name, str(m.get("data")), count, numbers,
+                name,
+                str(m.get("data")),
+                count,
+                numbers,
                 f"{max((m.get('baselines') or {'none': 0.0}).values()):.3f}",
                 f"{m.get('margin_over_best_baseline', 0):+.3f}",
             )
@@ -64,9 +76,13 @@ def committed_metrics_diff(root: str | Path | None = None, print_it: bool = Fals
     if print_it:
         console = Console()
         if changed:
-            shown = subprocess.run([*dvc, "--precision", "6"], cwd=root, capture_output=True, text=True)
+            shown = subprocess.run(
+                [*dvc, "--precision", "6"], cwd=root, capture_output=True, text=True
+            )
             console.print(shown.stdout.rstrip())
-            console.print(f"[yellow]these metrics differ from the committed ones[/] ({len(changed)} file(s))")
+            console.print(
+                f"[yellow]these metrics differ from the committed ones[/] ({len(changed)} file(s))"
+            )
         else:
             console.print("dvc metrics diff HEAD: every metric equals the committed one")
     return changed

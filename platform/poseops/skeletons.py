@@ -55,8 +55,21 @@ class Skeleton:
 
 # Body parts that take a side; `normalize_name` reads `l`/`left`/`r`/`right` as a side only before
 # (or after) one of these, so `little1` or `ring1` never lose a letter.
-_SIDED_PARTS = ("eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "foot", "heel", "hand",
-                "big_toe", "small_toe")
+_SIDED_PARTS = (
+    "eye",
+    "ear",
+    "shoulder",
+    "elbow",
+    "wrist",
+    "hip",
+    "knee",
+    "ankle",
+    "foot",
+    "heel",
+    "hand",
+    "big_toe",
+    "small_toe",
+)
 _SIDE_BEFORE = re.compile(r"^(left|right|l|r)_?(" + "|".join(_SIDED_PARTS) + r")$")
 _SIDE_AFTER = re.compile(r"^(" + "|".join(_SIDED_PARTS) + r")_?(left|right|l|r)$")
 
@@ -77,7 +90,15 @@ def normalize_name(name: str) -> str:
 
 _GROUP_WORDS = ("wrist", "elbow", "shoulder", "hip", "knee", "ankle")
 _HEAD_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "neck", "upper_neck", "head", "head_top",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "neck",
+    "upper_neck",
+    "head",
+    "head_top",
 )
 
 
@@ -87,7 +108,10 @@ def _groups_from_names(names: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
     A joint belongs to group `w` if its name is `w` or ends in `_w` (so `left_wrist` -> wrist);
     `head` gathers the face/head points (COCO's 5 face points; H36M's neck/nose and head).
     """
-    groups = {w: tuple(i for i, n in enumerate(names) if n == w or n.endswith("_" + w)) for w in _GROUP_WORDS}
+    groups = {
+        w: tuple(i for i, n in enumerate(names) if n == w or n.endswith("_" + w))
+        for w in _GROUP_WORDS
+    }
     groups["head"] = tuple(i for i, n in enumerate(names) if n in _HEAD_NAMES)
     return {g: idx for g, idx in groups.items() if idx}
 
@@ -119,15 +143,69 @@ def _body(name: str, keypoints: tuple[str, ...], edges, sigmas=None) -> Skeleton
 COCO17 = _body(
     "coco17",
     (
-        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-        "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+        "nose",
+        "left_eye",
+        "right_eye",
+        "left_ear",
+        "right_ear",
+        "left_shoulder",
+        "right_shoulder",
+        "left_elbow",
+        "right_elbow",
+        "left_wrist",
+        "right_wrist",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
     ),
     # COCO's own 1-based `skeleton`, minus one.
-    [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
-     (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)],
+    [
+        (15, 13),
+        (13, 11),
+        (16, 14),
+        (14, 12),
+        (11, 12),
+        (5, 11),
+        (6, 12),
+        (5, 6),
+        (5, 7),
+        (6, 8),
+        (7, 9),
+        (8, 10),
+        (1, 2),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (4, 6),
+    ],
     # COCO keypoint evaluation's per-keypoint sigmas (cocoeval.py).
-    np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0,
+    np.array(
+        [
+            0.26,
+            0.25,
+            0.25,
+            0.35,
+            0.35,
+            0.79,
+            0.79,
+            0.72,
+            0.72,
+            0.62,
+            0.62,
+            1.07,
+            1.07,
+            0.87,
+            0.87,
+            0.89,
+            0.89,
+        ]
+    )
+    / 10.0,
 )
 
 # Human3.6M's usual 17 joints (VideoPose3D / mmpose order). Index 9 is the "neck/nose" joint
@@ -135,36 +213,128 @@ COCO17 = _body(
 H36M17 = _body(
     "h36m17",
     (
-        "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-        "spine", "thorax", "neck", "head",
-        "left_shoulder", "left_elbow", "left_wrist", "right_shoulder", "right_elbow", "right_wrist",
+        "pelvis",
+        "right_hip",
+        "right_knee",
+        "right_ankle",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "spine",
+        "thorax",
+        "neck",
+        "head",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+        "right_shoulder",
+        "right_elbow",
+        "right_wrist",
     ),
-    [(0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (0, 7), (7, 8), (8, 9), (9, 10),
-     (8, 11), (11, 12), (12, 13), (8, 14), (14, 15), (15, 16)],
+    [
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (0, 4),
+        (4, 5),
+        (5, 6),
+        (0, 7),
+        (7, 8),
+        (8, 9),
+        (9, 10),
+        (8, 11),
+        (11, 12),
+        (12, 13),
+        (8, 14),
+        (14, 15),
+        (15, 16),
+    ],
 )
 
 MPII16 = _body(
     "mpii16",
     (
-        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
-        "pelvis", "thorax", "upper_neck", "head_top",
-        "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+        "right_ankle",
+        "right_knee",
+        "right_hip",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "pelvis",
+        "thorax",
+        "upper_neck",
+        "head_top",
+        "right_wrist",
+        "right_elbow",
+        "right_shoulder",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
     ),
-    [(0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
-     (7, 12), (12, 11), (11, 10), (7, 13), (13, 14), (14, 15)],
+    [
+        (0, 1),
+        (1, 2),
+        (2, 6),
+        (6, 3),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (8, 9),
+        (7, 12),
+        (12, 11),
+        (11, 10),
+        (7, 13),
+        (13, 14),
+        (14, 15),
+    ],
 )
 
 # CMU Panoptic's `joints19` (its "coco19" body): body centre = mid-hips, named `pelvis` as in H36M.
 PANOPTIC19 = _body(
     "panoptic19",
     (
-        "neck", "nose", "pelvis", "left_shoulder", "left_elbow", "left_wrist", "left_hip", "left_knee",
-        "left_ankle", "right_shoulder", "right_elbow", "right_wrist", "right_hip", "right_knee", "right_ankle",
-        "left_eye", "left_ear", "right_eye", "right_ear",
+        "neck",
+        "nose",
+        "pelvis",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "right_shoulder",
+        "right_elbow",
+        "right_wrist",
+        "right_hip",
+        "right_knee",
+        "right_ankle",
+        "left_eye",
+        "left_ear",
+        "right_eye",
+        "right_ear",
     ),
     # Panoptic toolbox's body edges (1-based there), plus the face.
-    [(0, 1), (0, 3), (3, 4), (4, 5), (0, 2), (2, 6), (6, 7), (7, 8), (2, 12), (12, 13), (13, 14),
-     (0, 9), (9, 10), (10, 11), (1, 15), (15, 16), (1, 17), (17, 18)],
+    [
+        (0, 1),
+        (0, 3),
+        (3, 4),
+        (4, 5),
+        (0, 2),
+        (2, 6),
+        (6, 7),
+        (7, 8),
+        (2, 12),
+        (12, 13),
+        (13, 14),
+        (0, 9),
+        (9, 10),
+        (10, 11),
+        (1, 15),
+        (15, 16),
+        (1, 17),
+        (17, 18),
+    ],
 )
 
 # FreiHAND / COCO-WholeBody-hand order: wrist, then thumb, index, middle, ring, little, base to tip.
@@ -179,9 +349,33 @@ HAND21 = Skeleton(
     keypoints=_HAND_NAMES,
     edges=_HAND_EDGES,
     # COCO-WholeBody's hand sigmas (same keypoint order).
-    sigmas=(0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024,
-            0.022, 0.026, 0.017, 0.021, 0.021, 0.032, 0.020, 0.019, 0.022, 0.031),
-    groups={"wrist": (0,), **{f: tuple(range(1 + 4 * i, 5 + 4 * i)) for i, f in enumerate(_FINGERS)}},
+    sigmas=(
+        0.029,
+        0.022,
+        0.035,
+        0.037,
+        0.047,
+        0.026,
+        0.025,
+        0.024,
+        0.035,
+        0.018,
+        0.024,
+        0.022,
+        0.026,
+        0.017,
+        0.021,
+        0.021,
+        0.032,
+        0.020,
+        0.019,
+        0.022,
+        0.031,
+    ),
+    groups={
+        "wrist": (0,),
+        **{f: tuple(range(1 + 4 * i, 5 + 4 * i)) for i, f in enumerate(_FINGERS)},
+    },
 )
 
 SKELETONS: dict[str, Skeleton] = {s.name: s for s in (COCO17, H36M17, MPII16, PANOPTIC19, HAND21)}
@@ -194,6 +388,7 @@ def get_skeleton(name: str) -> Skeleton:
 
 
 # ---------------------------------------------------------------------------- custom skeletons
+
 
 def skeleton_from_coco_category(category: dict) -> Skeleton:
     """A Skeleton from a COCO `categories` entry (`name`, `keypoints` names, 1-based `skeleton`).
@@ -237,6 +432,7 @@ def skeleton_from_coco_category(category: dict) -> Skeleton:
 
 # ---------------------------------------------------------------------------- alias tables
 
+
 def _hand_aliases() -> dict[str, str]:
     """The namings of the 21 hand joints in common releases: numbered (`index1`, FreiHAND, COCO-WholeBody),
     mmpose's OneHand10K/RHD names (`forefinger1`, `middle_finger1`, `pinky_finger1`), MediaPipe's anatomical
@@ -246,7 +442,15 @@ def _hand_aliases() -> dict[str, str]:
         "index": ("index", "forefinger", "fore_finger", "index_finger", "pointer", "first_finger"),
         "middle": ("middle", "middle_finger", "second_finger"),
         "ring": ("ring", "ring_finger", "third_finger"),
-        "little": ("little", "little_finger", "pinky", "pinkie", "pinky_finger", "small_finger", "fourth_finger"),
+        "little": (
+            "little",
+            "little_finger",
+            "pinky",
+            "pinkie",
+            "pinky_finger",
+            "small_finger",
+            "fourth_finger",
+        ),
     }
     anatomical = {"thumb": ("cmc", "mcp", "ip", "tip")}
     out = dict.fromkeys(("hand_root", "root", "wrist_root", "hand_wrist", "palm_root"), "wrist")
@@ -264,12 +468,33 @@ def _hand_aliases() -> dict[str, str]:
 # head top; Panoptic's `body_center`).
 KEYPOINT_ALIASES: dict[str, dict[str, str]] = {
     "coco17": {"nose_tip": "nose"},
-    "h36m17": {"root": "pelvis", "mid_hip": "pelvis", "hip": "pelvis", "right_foot": "right_ankle",
-               "left_foot": "left_ankle", "chest": "thorax", "neck_base": "neck", "nose": "neck",
-               "head_top": "head", "site": "head"},
-    "mpii16": {"neck": "upper_neck", "head": "head_top", "headtop": "head_top", "top_head": "head_top",
-               "root": "pelvis", "mid_hip": "pelvis", "chest": "thorax"},
-    "panoptic19": {"body_center": "pelvis", "bodycenter": "pelvis", "mid_hip": "pelvis", "root": "pelvis"},
+    "h36m17": {
+        "root": "pelvis",
+        "mid_hip": "pelvis",
+        "hip": "pelvis",
+        "right_foot": "right_ankle",
+        "left_foot": "left_ankle",
+        "chest": "thorax",
+        "neck_base": "neck",
+        "nose": "neck",
+        "head_top": "head",
+        "site": "head",
+    },
+    "mpii16": {
+        "neck": "upper_neck",
+        "head": "head_top",
+        "headtop": "head_top",
+        "top_head": "head_top",
+        "root": "pelvis",
+        "mid_hip": "pelvis",
+        "chest": "thorax",
+    },
+    "panoptic19": {
+        "body_center": "pelvis",
+        "bodycenter": "pelvis",
+        "mid_hip": "pelvis",
+        "root": "pelvis",
+    },
     "hand21": _hand_aliases(),
 }
 
@@ -305,7 +530,9 @@ def match_keypoint_set(
     return tuple(mapped.index(k) for k in skeleton.keypoints)
 
 
-def closest_keypoint_set(names: Sequence[str], keypoint_map: Mapping[str, str] | None = None) -> tuple[str, int]:
+def closest_keypoint_set(
+    names: Sequence[str], keypoint_map: Mapping[str, str] | None = None
+) -> tuple[str, int]:
     """(built-in set, how many of `names` it has under some spelling): the set sharing most joints,
     ties to the one whose size is nearest."""
     scored = []
@@ -316,7 +543,9 @@ def closest_keypoint_set(names: Sequence[str], keypoint_map: Mapping[str, str] |
     return best[2], best[3]
 
 
-def edges_from_names(names: Sequence[str], keypoint_map: Mapping[str, str] | None = None) -> tuple[tuple[int, int], ...]:
+def edges_from_names(
+    names: Sequence[str], keypoint_map: Mapping[str, str] | None = None
+) -> tuple[tuple[int, int], ...]:
     """0-based edges among `names` taken from the built-in sets: every edge of a set whose two joints
     `names` holds (under any spelling), without repeats."""
     edges: list[tuple[int, int]] = []
@@ -403,6 +632,7 @@ def map_keypoints(
 
 # ---------------------------------------------------------------------------- joint angles
 
+
 def angle_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Angle in degrees between vectors u, v [..., D] -> [...] (NaN where either is zero)."""
     u, v = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
@@ -464,7 +694,9 @@ def joint_angles(
     `arm_mean` = mean of the elbows, `arm_symmetry` = |left_elbow − right_elbow|.
     """
     keypoints = np.asarray(keypoints, dtype=np.float64)
-    valid = np.ones(keypoints.shape[:-1], bool) if visibility is None else np.asarray(visibility) > 0
+    valid = (
+        np.ones(keypoints.shape[:-1], bool) if visibility is None else np.asarray(visibility) > 0
+    )
 
     def has(*joints: str) -> bool:
         return all(n in skeleton.keypoints for j in joints for n in _sources(j))
@@ -482,7 +714,9 @@ def joint_angles(
         (shoulders, vs), (hips, vh) = point("mid_shoulder"), point("mid_hip")
         if up is None:
             up = IMAGE_UP_2D if keypoints.shape[-1] == 2 else IMAGE_UP_CAM
-        out["trunk_lean"] = np.where(vs & vh, angle_between(shoulders - hips, np.asarray(up, float)), np.nan)
+        out["trunk_lean"] = np.where(
+            vs & vh, angle_between(shoulders - hips, np.asarray(up, float)), np.nan
+        )
     if "left_elbow" in out and "right_elbow" in out:
         out["arm_mean"] = (out["left_elbow"] + out["right_elbow"]) / 2.0
         out["arm_symmetry"] = np.abs(out["left_elbow"] - out["right_elbow"])

@@ -84,7 +84,9 @@ def require_published(folder: str | os.PathLike, card_name: str) -> dict:
     """The card of a published folder; a folder without one does not exist for readers."""
     card_url = join(folder, card_name)
     if not exists(card_url):
-        raise DataError(f"{folder}: no {card_name}, so nothing is published there (incomplete or never written)")
+        raise DataError(
+            f"{folder}: no {card_name}, so nothing is published there (incomplete or never written)"
+        )
     return read_json(card_url)
 
 

@@ -27,9 +27,14 @@ BIN = Path(sys.executable).parent
 
 
 def dvc(project: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
-           "POSEOPS_ROOT": str(project)}
-    done = subprocess.run([str(BIN / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+        "POSEOPS_ROOT": str(project),
+    }
+    done = subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, f"dvc {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -50,20 +55,29 @@ def placeholder_outputs(project: Path, families: list[str]) -> list[str]:
             names.append(stage_name)
             for kind in ("outs", "metrics", "plots"):
                 for entry in body.get(kind, []):
-                    path = project / (entry if isinstance(entry, str) else next(iter(entry))).replace("${key}", family)
+                    path = project / (
+                        entry if isinstance(entry, str) else next(iter(entry))
+                    ).replace("${key}", family)
                     target = path if path.suffix else path / "placeholder.txt"
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_text(f"placeholder for {stage_name}\n")
     return names
 
 
-def test_adding_the_real_coco_fixture_reruns_annotate_and_later_stages_not_capture(real_fixtures, tmp_path):
+def test_adding_the_real_coco_fixture_reruns_annotate_and_later_stages_not_capture(
+    real_fixtures, tmp_path
+):
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
-    shutil.copytree(REPO / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "platform" / "poseops", project / "platform" / "poseops",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(
+        REPO / "platform" / "poseops",
+        project / "platform" / "poseops",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["capture"]["hands"].update(sequences=2, frames_per_sequence=2, image_size=64)
     params["data"]["annotations"] = []
@@ -71,8 +85,14 @@ def test_adding_the_real_coco_fixture_reruns_annotate_and_later_stages_not_captu
     dvc(project, "init", "--no-scm", "-q")
 
     raw = project / "data" / "raw" / "synthetic"
-    write_captures(raw, CaptureParams.model_validate({**params["data"]["capture"], "bodies": None}), keep_empty=True)
-    assert not any((raw / "bodies").iterdir())  # a null part: an empty folder, still an output for DVC
+    write_captures(
+        raw,
+        CaptureParams.model_validate({**params["data"]["capture"], "bodies": None}),
+        keep_empty=True,
+    )
+    assert not any(
+        (raw / "bodies").iterdir()
+    )  # a null part: an empty folder, still an output for DVC
     labels = project / "data" / "annotations" / "labels.json"
     build_annotations(raw, [], labels)
     assert len(json.loads(labels.read_text())["images"]) == 4
@@ -93,7 +113,11 @@ def test_adding_the_real_coco_fixture_reruns_annotate_and_later_stages_not_captu
     merged = json.loads(labels.read_text())
     source = json.loads(coco.read_text())
     assert len(merged["images"]) == 4 + len(source["images"])
-    assert sum(1 for a in merged["annotations"] if len(a["keypoints"]) == 51) == len(source["annotations"])
+    assert sum(1 for a in merged["annotations"] if len(a["keypoints"]) == 51) == len(
+        source["annotations"]
+    )
     stale = json.loads(dvc(project, "status", "--json"))
     assert "capture" not in stale and "annotate" not in stale
-    assert {f"derive@{family}" for family in params["families"]} <= set(stale)  # what follows is stale
+    assert {f"derive@{family}" for family in params["families"]} <= set(
+        stale
+    )  # what follows is stale

@@ -54,7 +54,9 @@ def test_every_stage_then_the_endpoint(tiny_project):
     report = pipeline.evaluate("handmle", params, where)
     written = json.loads((where.metrics("handmle") / "metrics.json").read_text())
     assert written["pck"] == report["pck"]
-    assert written["data"] == "synthetic" and written["data_mix"] == {"synthetic": card["counts"]["train"]}
+    assert written["data"] == "synthetic" and written["data_mix"] == {
+        "synthetic": card["counts"]["train"]
+    }
     assert (where.metrics("handmle") / "pck_curve.png").stat().st_size > 0
     promotion = pipeline.promote("handmle", params, where)
     assert promotion["version"]["name"] == "poseops-handmle"
@@ -63,7 +65,10 @@ def test_every_stage_then_the_endpoint(tiny_project):
     assert bodies["kind"] == "bottomup_image" and bodies["counts"]["val"] > 0
     pipeline.train("vmhpe", params, where)
     people_report = pipeline.evaluate("vmhpe", params, where)
-    assert people_report["num_images"] == min(4, bodies["counts"]["val"]) and 0.0 <= people_report["ap"] <= 1.0
+    assert (
+        people_report["num_images"] == min(4, bodies["counts"]["val"])
+        and 0.0 <= people_report["ap"] <= 1.0
+    )
     assert pipeline.promote("vmhpe", params, where)["version"]["name"] == "poseops-vmhpe"
 
     app, names = build_champion_app(params)
@@ -74,20 +79,30 @@ def test_every_stage_then_the_endpoint(tiny_project):
     with serving(app, "127.0.0.1", 0) as base:
         assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
         answer = httpx.post(
-            f"{base}/v1/handmle/predict", files={"image": ("x.png", png.tobytes(), "image/png")},
-            data={"box": "10,20,60,80"}, timeout=60,
+            f"{base}/v1/handmle/predict",
+            files={"image": ("x.png", png.tobytes(), "image/png")},
+            data={"box": "10,20,60,80"},
+            timeout=60,
         )
         assert answer.status_code == 200, answer.text
         keypoints = np.array(answer.json()["keypoints"])
         assert keypoints.shape == (21, 3)
         assert np.isfinite(keypoints).all()
         assert httpx.post(f"{base}/v1/handmle/predict", content=b"").status_code in (400, 415, 422)
-        answer = httpx.post(f"{base}/v1/vmhpe/predict", files={"image": ("x.png", png.tobytes(), "image/png")}, timeout=60)
+        answer = httpx.post(
+            f"{base}/v1/vmhpe/predict",
+            files={"image": ("x.png", png.tobytes(), "image/png")},
+            timeout=60,
+        )
         assert answer.status_code == 200, answer.text
         for person in answer.json()["people"]:
             keypoints = np.array(person["keypoints"])
             assert keypoints.shape == (17, 3) and np.isfinite(keypoints).all()
-            assert (keypoints[:, 0] >= 0).all() and (keypoints[:, 0] <= 90).all() and (keypoints[:, 1] <= 120).all()
+            assert (
+                (keypoints[:, 0] >= 0).all()
+                and (keypoints[:, 0] <= 90).all()
+                and (keypoints[:, 1] <= 120).all()
+            )
 
 
 def output_digests(root: Path, outputs: list[str]) -> dict[str, str]:
@@ -102,11 +117,24 @@ def output_digests(root: Path, outputs: list[str]) -> dict[str, str]:
     return digests
 
 
-DATA_OUTPUTS = ["data/raw/synthetic/hands", "data/raw/synthetic/bodies", "data/annotations/labels.json",
-                "data/derived/handmle", "data/derived/vmhpe"]
-TRAIN_OUTPUTS = ["models/handmle", "plots/handmle/train_history.json", "plots/handmle/train_curves.png",
-                 "metrics/handmle/metrics.json", "metrics/handmle/pck_curve.json", "metrics/handmle/per_keypoint.json",
-                 "metrics/handmle/pck_curve.png", "metrics/handmle/overlays.png", "metrics/handmle/promotion.json"]
+DATA_OUTPUTS = [
+    "data/raw/synthetic/hands",
+    "data/raw/synthetic/bodies",
+    "data/annotations/labels.json",
+    "data/derived/handmle",
+    "data/derived/vmhpe",
+]
+TRAIN_OUTPUTS = [
+    "models/handmle",
+    "plots/handmle/train_history.json",
+    "plots/handmle/train_curves.png",
+    "metrics/handmle/metrics.json",
+    "metrics/handmle/pck_curve.json",
+    "metrics/handmle/per_keypoint.json",
+    "metrics/handmle/pck_curve.png",
+    "metrics/handmle/overlays.png",
+    "metrics/handmle/promotion.json",
+]
 
 
 def test_running_the_stages_again_gives_the_same_bytes(tiny_project):
@@ -118,7 +146,9 @@ def test_running_the_stages_again_gives_the_same_bytes(tiny_project):
 
     where = pipeline.layout(tiny_project)
     params = load_params(tiny_project / "params.yaml")
-    if not (where.model("handmle") / "manifest.json").exists():  # run alone: make the first results here
+    if not (
+        where.model("handmle") / "manifest.json"
+    ).exists():  # run alone: make the first results here
         pipeline.capture(params, where)
         pipeline.annotate(params, where)
         for family in ("handmle", "vmhpe"):
@@ -142,7 +172,10 @@ def test_running_the_stages_again_gives_the_same_bytes(tiny_project):
     changed = sorted(name for name in first if first[name] != second[name])
     assert changed == [], changed
     assert dataset_checksum(read_card(str(where.derived("handmle")))) == first_checksum
-    assert json.loads((where.metrics("handmle") / "metrics.json").read_text())["dataset_checksum"] == first_checksum
+    assert (
+        json.loads((where.metrics("handmle") / "metrics.json").read_text())["dataset_checksum"]
+        == first_checksum
+    )
     # the same weights are registered once; run facts went to MLflow and the logs instead
     assert promoted["version"]["registered"] is False
     logs = tiny_project / ".poseops" / "logs"
@@ -150,7 +183,9 @@ def test_running_the_stages_again_gives_the_same_bytes(tiny_project):
     assert again["run_id"] in (logs / "train.jsonl").read_text()
 
 
-def test_a_refusal_is_recorded_strict_fails_and_an_empty_registry_gets_the_champions_back(tiny_project, monkeypatch):
+def test_a_refusal_is_recorded_strict_fails_and_an_empty_registry_gets_the_champions_back(
+    tiny_project, monkeypatch
+):
     """An untrained challenger at promote@handmle is refused: `promoted: false` recorded, the champion kept;
     with `gate.strict` it raises (the stage exits 1). On an empty store `restore_champions` re-registers
     what the promotion records say was promoted (DVC skips the cached promote stage there)."""
@@ -170,7 +205,14 @@ def test_a_refusal_is_recorded_strict_fails_and_an_empty_registry_gets_the_champ
     shutil.copytree(where.model("handmle"), trained)
     state, info = load_checkpoint(trained)
     untrained = build_from_config(info["model"], info["config"])
-    save_checkpoint(where.model("handmle"), "handmle", info["model"], untrained.state_dict(), info["config"], info["extra"])
+    save_checkpoint(
+        where.model("handmle"),
+        "handmle",
+        info["model"],
+        untrained.state_dict(),
+        info["config"],
+        info["extra"],
+    )
 
     def with_gate(**gate) -> object:
         raw = yaml.safe_load((tiny_project / "params.yaml").read_text())
@@ -191,10 +233,17 @@ def test_a_refusal_is_recorded_strict_fails_and_an_empty_registry_gets_the_champ
     shutil.rmtree(where.model("handmle"))
     shutil.copytree(trained, where.model("handmle"))
     again = pipeline.promote("handmle", params, where)  # the same weights: the champion already
-    assert again["promoted"] and again["outcome"]["changed"] is False and again["outcome"]["version"] == champion
+    assert (
+        again["promoted"]
+        and again["outcome"]["changed"] is False
+        and again["outcome"]["version"] == champion
+    )
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_project / 'empty-store.db'}")
     assert get_alias_version("poseops-handmle") is None
     assert pipeline.restore_champions(params, where) == ["handmle", "vmhpe"]
-    assert get_alias_version("poseops-handmle") is not None and get_alias_version("poseops-vmhpe") is not None
+    assert (
+        get_alias_version("poseops-handmle") is not None
+        and get_alias_version("poseops-vmhpe") is not None
+    )
     assert pipeline.restore_champions(params, where) == []

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cluster import LocalCluster, start_cluster, stop_cluster  # noqa: E402
+from cluster import LocalCluster, start_cluster, stop_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -25,10 +25,19 @@ def make_project(dest: Path, profile: str | None = None) -> Path:
         shutil.copy(REPO / name, dest / name)
     for folder in ("stages", "profiles", "flows"):
         shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "platform", dest / "platform", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(
+        REPO / "platform",
+        dest / "platform",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
     subprocess.run([str(BIN / "dvc"), "init", "--no-scm", "-q"], cwd=dest, check=True)
     if profile:
-        subprocess.run([str(BIN / "poseops"), "config", "use", profile], cwd=dest, check=True, capture_output=True)
+        subprocess.run(
+            [str(BIN / "poseops"), "config", "use", profile],
+            cwd=dest,
+            check=True,
+            capture_output=True,
+        )
     return dest
 
 
@@ -50,15 +59,25 @@ def ray_cluster():
 
 
 JOB_LOG = ".poseops/job_submit.log"
-PIPELINE_TIMEOUT = 1500  # s: the smoke pipeline job from scratch (~11 minutes here, vmhpe's training ~6 of them)
-CHANGED_FAMILY = "handmle"  # whose training seed the slow suite changes on a project seeded from make demo
+PIPELINE_TIMEOUT = (
+    1500  # s: the smoke pipeline job from scratch (~11 minutes here, vmhpe's training ~6 of them)
+)
+CHANGED_FAMILY = (
+    "handmle"  # whose training seed the slow suite changes on a project seeded from make demo
+)
 
 
 def demo_results(repo: Path = REPO) -> bool:
     """True when `make demo` has filled this checkout: DVC cache, outputs, MLflow store, on the committed
     params (CI runs make demo before the slow suite)."""
-    filled = all((repo / p).exists() for p in (".dvc/cache", ".poseops/mlflow.db", ".poseops/demo", "dvc.lock"))
-    same_params = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "params.yaml"], cwd=repo).returncode == 0
+    filled = all(
+        (repo / p).exists()
+        for p in (".dvc/cache", ".poseops/mlflow.db", ".poseops/demo", "dvc.lock")
+    )
+    same_params = (
+        subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "params.yaml"], cwd=repo).returncode
+        == 0
+    )
     return filled and same_params
 
 
@@ -67,12 +86,18 @@ def seed_from_demo(root: Path, repo: Path = REPO) -> None:
     its DVC cache (shared, so `dvc checkout` restores every cached output), its uncached metrics and
     plots, and a copy of its MLflow store (whose champions `poseops serve` then finds)."""
     shutil.copy(repo / "dvc.lock", root / "dvc.lock")
-    subprocess.run([str(BIN / "dvc"), "cache", "dir", "--local", str(repo / ".dvc" / "cache")], cwd=root, check=True)
+    subprocess.run(
+        [str(BIN / "dvc"), "cache", "dir", "--local", str(repo / ".dvc" / "cache")],
+        cwd=root,
+        check=True,
+    )
     for folder in ("metrics", "plots"):
         shutil.copytree(repo / folder, root / folder, dirs_exist_ok=True)
     (root / ".poseops").mkdir(exist_ok=True)
     shutil.copy(repo / ".poseops" / "mlflow.db", root / ".poseops" / "mlflow.db")
-    checkout = subprocess.run([str(BIN / "dvc"), "checkout", "-q"], cwd=root, capture_output=True, text=True)
+    checkout = subprocess.run(
+        [str(BIN / "dvc"), "checkout", "-q"], cwd=root, capture_output=True, text=True
+    )
     if checkout.returncode != 0:
         pytest.fail(f"dvc checkout from make demo's cache failed:\n{checkout.stderr[-3000:]}")
 
@@ -102,8 +127,21 @@ def smoke_project(tmp_path_factory, ray_cluster):
         (root / ".poseops" / "seeded_from_demo").write_text(CHANGED_FAMILY)
     entry = f"cd {root} && {sys.executable} flows/reproduce.py"
     run = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", ray_cluster.dashboard_url, "--", "bash", "-c", entry],
-        env=project_env(ray_cluster), capture_output=True, text=True, timeout=PIPELINE_TIMEOUT,
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            ray_cluster.dashboard_url,
+            "--",
+            "bash",
+            "-c",
+            entry,
+        ],
+        env=project_env(ray_cluster),
+        capture_output=True,
+        text=True,
+        timeout=PIPELINE_TIMEOUT,
     )
     (root / JOB_LOG).parent.mkdir(exist_ok=True)
     (root / JOB_LOG).write_text(run.stdout + run.stderr)

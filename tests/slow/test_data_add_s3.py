@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 import yaml
+from tests.helpers_annotations import dvc, onehand10k_file
+from tests.s3server import s3_environment, s3_filesystem, start_s3_server, stop_s3_server
 from typer.testing import CliRunner
 
 from poseops.cli.main import app
-from tests.s3server import s3_environment, s3_filesystem, start_s3_server, stop_s3_server
-from tests.helpers_annotations import dvc, onehand10k_file
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +31,33 @@ def test_source_on_object_storage_is_imported_with_dvc_import_url(tmp_path):
             fs.put(str(labels), "lab/hands.json")
             for image in sorted((tmp_path / "upload").glob("*.jpg")):
                 fs.put(str(image), f"lab/images/{image.name}")
-            done = CliRunner().invoke(app, ["data", "add", "lab", "coco", "s3://lab/hands.json", "--images",
-                                            "s3://lab/images", "--params", str(root / "params.yaml")],
-                                      env={"COLUMNS": "4000"})
+            done = CliRunner().invoke(
+                app,
+                [
+                    "data",
+                    "add",
+                    "lab",
+                    "coco",
+                    "s3://lab/hands.json",
+                    "--images",
+                    "s3://lab/images",
+                    "--params",
+                    str(root / "params.yaml"),
+                ],
+                env={"COLUMNS": "4000"},
+            )
     finally:
         stop_s3_server(server)
     assert done.exit_code == 0, done.output
-    assert (root / "data/raw/lab/hands.json").is_file() and len(list((root / "data/raw/lab/images").iterdir())) == 2
+    assert (root / "data/raw/lab/hands.json").is_file() and len(
+        list((root / "data/raw/lab/images").iterdir())
+    ) == 2
     tracked = yaml.safe_load((root / "data/raw/lab/hands.json.dvc").read_text())
     assert tracked["deps"][0]["path"] == "s3://lab/hands.json"  # dvc update fetches a newer version
     entry = yaml.safe_load((root / "params.yaml").read_text())["data"]["annotations"][0]
-    assert entry == {"format": "coco", "file": "data/raw/lab/hands.json", "name": "lab", "images": "data/raw/lab/images"}
+    assert entry == {
+        "format": "coco",
+        "file": "data/raw/lab/hands.json",
+        "name": "lab",
+        "images": "data/raw/lab/images",
+    }

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from tests.s3server import s3_environment, s3_filesystem, start_s3_server, stop_s3_server
 
 from poseops.errors import DataError
 from poseops.storage import sha256_bytes
-from tests.s3server import s3_environment, s3_filesystem, start_s3_server, stop_s3_server
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,9 @@ def hand_project(tmp_path_factory):
     params["families"] = {"handmle": params["families"]["handmle"]}
     params["families"]["handmle"]["data"]["max_shard_bytes"] = MB
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    capture = CaptureParams(seed=1, hands=HandCaptureParams(sequences=8, frames_per_sequence=12, image_size=256))
+    capture = CaptureParams(
+        seed=1, hands=HandCaptureParams(sequences=8, frames_per_sequence=12, image_size=256)
+    )
     write_hand_captures(root / "data/raw/synthetic", capture)
     build_annotations(root / "data/raw/synthetic", [], root / "data/annotations/labels.json")
     return root
@@ -83,7 +85,11 @@ def test_cli_derives_to_s3_on_ray_in_bounded_shards(s3, ray_address, hand_projec
     env = {**os.environ, "RAY_ADDRESS": ray_address, "RAY_AUTH_MODE": "token"}
     run = subprocess.run(
         [str(BIN / "poseops"), "data", "derive", "handmle", "--out", url, "--executor", "ray"],
-        cwd=hand_project, env=env, capture_output=True, text=True, timeout=180,
+        cwd=hand_project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
@@ -96,8 +102,11 @@ def test_cli_derives_to_s3_on_ray_in_bounded_shards(s3, ray_address, hand_projec
     found = objects(fs, f"{BUCKET}/derived/handmle")
     shards = {k: v for k, v in found.items() if k.endswith(".parquet")}
     assert len(shards) >= 3 and max(shards.values()) <= 1.1e6, shards
-    listed = {f"{BUCKET}/derived/handmle/{split}/{s['file']}": s for split, body in card["splits"].items()
-              for s in body["shards"]}
+    listed = {
+        f"{BUCKET}/derived/handmle/{split}/{s['file']}": s
+        for split, body in card["splits"].items()
+        for s in body["shards"]
+    }
     assert set(listed) == set(shards)
     for key, shard in listed.items():
         assert sha256_bytes(fs.cat_file(key)) == shard["sha256"]
@@ -110,10 +119,18 @@ def test_cli_derives_to_s3_on_ray_in_bounded_shards(s3, ray_address, hand_projec
     from poseops.tasks import get_task
 
     params = load_params(hand_project / "params.yaml")
-    local = derive_dataset(get_task("topdown_crop").rows, hand_project / "data/annotations/labels.json", str(hand_project / "local"),
-                           params.families["handmle"].data, params.data.split, executor="local")
+    local = derive_dataset(
+        get_task("topdown_crop").rows,
+        hand_project / "data/annotations/labels.json",
+        str(hand_project / "local"),
+        params.families["handmle"].data,
+        params.data.split,
+        executor="local",
+    )
     assert local == card  # the whole card, not only the shards: a pure function of the inputs
-    assert (hand_project / "local/card.json").read_bytes() == fs.cat_file(f"{BUCKET}/derived/handmle/card.json")
+    assert (hand_project / "local/card.json").read_bytes() == fs.cat_file(
+        f"{BUCKET}/derived/handmle/card.json"
+    )
 
 
 KILL_SCRIPT = textwrap.dedent(
@@ -133,19 +150,47 @@ def noisy_annotations(folder: Path, images: int = 28) -> Path:
     rng = np.random.default_rng(0)
     records, anns = [], []
     for i in range(images):
-        cv2.imwrite(str(folder / f"noise_{i}.png"), rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
-        records.append({"id": i + 1, "file_name": f"noise_{i}.png", "frame_index": None, "width": 400, "height": 300,
-                        "sequence": f"s{i % 7}", "subject": "", "source": "synthetic"})
-        kp = np.column_stack([rng.uniform(100, 300, 17), rng.uniform(50, 250, 17), np.full(17, 2.0)])
+        cv2.imwrite(
+            str(folder / f"noise_{i}.png"), rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+        )
+        records.append(
+            {
+                "id": i + 1,
+                "file_name": f"noise_{i}.png",
+                "frame_index": None,
+                "width": 400,
+                "height": 300,
+                "sequence": f"s{i % 7}",
+                "subject": "",
+                "source": "synthetic",
+            }
+        )
+        kp = np.column_stack(
+            [rng.uniform(100, 300, 17), rng.uniform(50, 250, 17), np.full(17, 2.0)]
+        )
         x0, y0 = kp[:, :2].min(0)
         x1, y1 = kp[:, :2].max(0)
-        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "keypoints": kp.ravel().tolist(),
-                     "num_keypoints": 17, "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                     "iscrowd": 0})
+        anns.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 1,
+                "keypoints": kp.ravel().tolist(),
+                "num_keypoints": 17,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": (x1 - x0) * (y1 - y0),
+                "iscrowd": 0,
+            }
+        )
     from poseops.skeletons import get_skeleton
 
     sk = get_skeleton("coco17")
-    category = {"id": 1, "name": "person", "keypoints": list(sk.keypoints), "skeleton": [[a + 1, b + 1] for a, b in sk.edges]}
+    category = {
+        "id": 1,
+        "name": "person",
+        "keypoints": list(sk.keypoints),
+        "skeleton": [[a + 1, b + 1] for a, b in sk.edges],
+    }
     path = folder / "annotations.json"
     path.write_text(json.dumps({"images": records, "annotations": anns, "categories": [category]}))
     return path
@@ -153,10 +198,10 @@ def noisy_annotations(folder: Path, images: int = 28) -> Path:
 
 def test_killed_derivation_leaves_nothing_readable_and_a_rerun_publishes(s3, tmp_path):
     from poseops.config import SplitParams
-    from poseops.tasks import get_task
     from poseops.datasets.bottomup import BottomUpDataset
     from poseops.datasets.derive import derive_dataset
     from poseops.datasets.loader import read_card
+    from poseops.tasks import get_task
 
     labels = noisy_annotations(tmp_path)
     prefix = f"{BUCKET}/killed/bu"
@@ -164,8 +209,14 @@ def test_killed_derivation_leaves_nothing_readable_and_a_rerun_publishes(s3, tmp
     fs = s3_filesystem()
     script = tmp_path / "derive.py"
     script.write_text(KILL_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(labels), url], cwd=REPO, env=os.environ.copy(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(labels), url],
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
@@ -184,11 +235,22 @@ def test_killed_derivation_leaves_nothing_readable_and_a_rerun_publishes(s3, tmp
     with pytest.raises(DataError, match="card.json"):
         BottomUpDataset(url, "train", 64)
 
-    card = derive_dataset(get_task("bottomup_image").rows, labels, url, get_task("bottomup_image").Options(max_shard_bytes=MB),
-                          SplitParams(val_fraction=0.25), skeleton="coco17", executor="local")
+    card = derive_dataset(
+        get_task("bottomup_image").rows,
+        labels,
+        url,
+        get_task("bottomup_image").Options(max_shard_bytes=MB),
+        SplitParams(val_fraction=0.25),
+        skeleton="coco17",
+        executor="local",
+    )
     assert read_card(url) == card
     after = objects(fs, prefix)
-    listed = {f"{prefix}/{split}/{s['file']}" for split, body in card["splits"].items() for s in body["shards"]}
+    listed = {
+        f"{prefix}/{split}/{s['file']}"
+        for split, body in card["splits"].items()
+        for s in body["shards"]
+    }
     assert set(after) == listed | {f"{prefix}/card.json"}  # the killed run's shards are gone
     assert max(after[k] for k in listed) <= 1.1e6
     assert sum(1 for _ in BottomUpDataset(url, "val", 64)) == card["counts"]["val"]
@@ -216,17 +278,29 @@ def test_two_ray_train_workers_get_disjoint_shares_covering_the_split(s3, ray_ad
     from ray.train.torch import TorchTrainer
 
     from poseops.config import SplitParams
-    from poseops.tasks import get_task
     from poseops.datasets.derive import derive_dataset
     from poseops.datasets.loader import read_row_group, row_groups
+    from poseops.tasks import get_task
 
     url = f"s3://{BUCKET}/shares/crops"
     labels = noisy_annotations(tmp_path, images=12)
-    derive_dataset(get_task("topdown_crop").rows, labels, url, get_task("topdown_crop").Options(max_shard_bytes=1 << 18),
-                   SplitParams(val_fraction=0.25), skeleton="coco17", executor="local", chunk_samples=2)
-    everything = sorted(int(r["sample_id"]) for p, g in row_groups(url, "train") for r in read_row_group(p, g))
+    derive_dataset(
+        get_task("topdown_crop").rows,
+        labels,
+        url,
+        get_task("topdown_crop").Options(max_shard_bytes=1 << 18),
+        SplitParams(val_fraction=0.25),
+        skeleton="coco17",
+        executor="local",
+        chunk_samples=2,
+    )
+    everything = sorted(
+        int(r["sample_id"]) for p, g in row_groups(url, "train") for r in read_row_group(p, g)
+    )
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    ray.cloudpickle.register_pickle_by_value(
+        sys.modules[__name__]
+    )  # workers cannot import this test module
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     assert ray.is_initialized()
     TorchTrainer(

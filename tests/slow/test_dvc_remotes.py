@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.s3server import s3_environment, s3_filesystem, start_s3_server, stop_s3_server
 
 from poseops.storage import sha256_file
-from tests.s3server import s3_environment, s3_filesystem, start_s3_server, stop_s3_server
 
 pytestmark = pytest.mark.slow
 
@@ -71,12 +71,20 @@ def test_no_dvc_output_of_the_project_holds_over_1000_files():
     if not lock.exists():
         pytest.skip("the project has no dvc.lock yet (run dvc repro)")
     assert outputs_over(yaml.safe_load(lock.read_text())) == {}
-    assert outputs_over({"stages": {"x": {"outs": [{"path": "loose", "nfiles": 1001}]}}}) == {"loose": 1001}
+    assert outputs_over({"stages": {"x": {"outs": [{"path": "loose", "nfiles": 1001}]}}}) == {
+        "loose": 1001
+    }
 
 
 def dvc(repo: Path, *args: str, env: dict | None = None) -> str:
-    run = subprocess.run([str(BIN / "dvc"), *args], cwd=repo, env=env or os.environ.copy(), capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [str(BIN / "dvc"), *args],
+        cwd=repo,
+        env=env or os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, f"dvc {' '.join(args)}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
     return run.stdout
 
@@ -88,9 +96,19 @@ def dvc_repo(tmp_path_factory):
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     dvc(repo, "init", "-q")
     (repo / "derive.py").write_text(DERIVE)
-    (repo / "dvc.yaml").write_text(yaml.safe_dump(
-        {"stages": {"derive": {"cmd": f"{sys.executable} derive.py {OUT}", "deps": ["derive.py"], "outs": [OUT]}}}
-    ))
+    (repo / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "derive": {
+                        "cmd": f"{sys.executable} derive.py {OUT}",
+                        "deps": ["derive.py"],
+                        "outs": [OUT],
+                    }
+                }
+            }
+        )
+    )
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     dvc(repo, "repro", "-q", env=env)
     return repo
@@ -99,12 +117,18 @@ def dvc_repo(tmp_path_factory):
 def published_files(repo: Path) -> dict[str, str]:
     """relative path -> sha256 of every file of the derived dataset."""
     root = repo / OUT
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def add_remote(repo: Path, name: str, url: str, **options: str) -> None:
     """`dvc remote add` without a dvc process (each costs about a second): a section of .dvc/config."""
-    lines = [f"['remote \"{name}\"']", f"    url = {url}", *[f"    {k} = {v}" for k, v in options.items()]]
+    lines = [
+        f"['remote \"{name}\"']",
+        f"    url = {url}",
+        *[f"    {k} = {v}" for k, v in options.items()],
+    ]
     with open(repo / ".dvc" / "config", "a") as config:
         config.write("\n".join(lines) + "\n")
 
@@ -153,7 +177,7 @@ def test_push_and_pull_through_an_s3_remote(dvc_repo, tmp_path):
             before = published_files(dvc_repo)
             add_remote(dvc_repo, "s3store", "s3://dvc-remote/store", endpointurl=server.endpoint)
             dvc(dvc_repo, "push", "-r", "s3store")
-            stored = [k for k in s3_filesystem().find("dvc-remote/store")]
+            stored = list(s3_filesystem().find("dvc-remote/store"))
             assert len(stored) >= len(before), stored
             forget_local_copies(dvc_repo)
             dvc(dvc_repo, "pull", "-r", "s3store")

@@ -12,23 +12,36 @@ from conftest import BIN, project_env
 pytestmark = pytest.mark.slow
 
 
-def test_smoke_checkpoint_evaluates_on_the_real_freihand_fixture(smoke_project, real_fixtures, tmp_path):
+def test_smoke_checkpoint_evaluates_on_the_real_freihand_fixture(
+    smoke_project, real_fixtures, tmp_path
+):
     from poseops.annotations.internal import build_annotations
     from poseops.checkpoints import build_model_from_checkpoint
     from poseops.config import AnnotationSource, SplitParams
     from poseops.datasets.shards import derive_dataset
+    from poseops.evaluate import evaluate_model
     from poseops.families import get_family, load_params
     from poseops.tasks import get_task
 
     fam = load_params(smoke_project / "params.yaml").families["handmle"]
-    source = AnnotationSource(format="coco", file=str(real_fixtures / "freihand" / "test_freihand.json"))
+    source = AnnotationSource(
+        format="coco", file=str(real_fixtures / "freihand" / "test_freihand.json")
+    )
     labels = tmp_path / "labels.json"
     build_annotations(None, [source], labels)
-    card = derive_dataset(get_task("topdown_crop").rows, labels, str(tmp_path / "freihand"), fam.data, SplitParams(val_fraction=0.5))
+    card = derive_dataset(
+        get_task("topdown_crop").rows,
+        labels,
+        str(tmp_path / "freihand"),
+        fam.data,
+        SplitParams(val_fraction=0.5),
+    )
     assert card["source"]["kind"] == "real" and card["counts"]["val"] >= 1
 
     model = build_model_from_checkpoint(smoke_project / "models" / "handmle")
-    report = evaluate_model(get_family("handmle"), fam, model, str(tmp_path / "freihand"), tmp_path / "out")
+    report = evaluate_model(
+        get_family("handmle"), fam, model, str(tmp_path / "freihand"), tmp_path / "out"
+    )
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert written["data"] == "real"
     assert written["num_samples"] == card["counts"]["val"]
@@ -38,12 +51,22 @@ def test_smoke_checkpoint_evaluates_on_the_real_freihand_fixture(smoke_project, 
 
 
 def test_dvc_shows_the_metrics_and_plots(smoke_project):
-    shown = subprocess.run([str(BIN / "dvc"), "metrics", "show", "--json"], cwd=smoke_project,
-                           capture_output=True, text=True, env=project_env(None))
+    shown = subprocess.run(
+        [str(BIN / "dvc"), "metrics", "show", "--json"],
+        cwd=smoke_project,
+        capture_output=True,
+        text=True,
+        env=project_env(None),
+    )
     assert shown.returncode == 0, shown.stderr
     assert '"pck"' in shown.stdout and "metrics/handmle/metrics.json" in shown.stdout
-    plots = subprocess.run([str(BIN / "dvc"), "plots", "show", "-o", "dvc_plots"], cwd=smoke_project,
-                           capture_output=True, text=True, env=project_env(None))
+    plots = subprocess.run(
+        [str(BIN / "dvc"), "plots", "show", "-o", "dvc_plots"],
+        cwd=smoke_project,
+        capture_output=True,
+        text=True,
+        env=project_env(None),
+    )
     assert plots.returncode == 0, plots.stderr
     index = (smoke_project / "dvc_plots" / "index.html").read_text()
     assert "pck_curve" in index and "train_history" in index
@@ -67,7 +90,18 @@ def test_dvc_metrics_diff_compares_two_commits(smoke_project, tmp_path):
         return done.stdout
 
     run("git", "init", "-q")
-    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "empty")
+    run(
+        "git",
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "empty",
+    )
     run(str(BIN / "dvc"), "init", "-q")
     run("git", "add", "-A")
     run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "baseline")

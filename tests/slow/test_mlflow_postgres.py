@@ -19,13 +19,21 @@ import numpy as np
 import pytest
 import torch
 from pydantic import BaseModel
+from tests.helpers_servers import (
+    free_port,
+    http_ok,
+    port_open,
+    start_process,
+    stop_process,
+    wait_http,
+    wait_until,
+)
 from torch import nn
 
 from poseops import checkpoints, packaging
 from poseops.errors import GateRefused
 from poseops.models import register_model
 from poseops.tracking import registry
-from tests.helpers_servers import free_port, http_ok, port_open, start_process, stop_process, wait_http, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -78,19 +86,53 @@ def postgres():
     data, log = root / "data", root / "postgres.log"
     superuser = "mlflow"
     subprocess.run(
-        _as_pg_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", superuser, "--auth=trust", "-E", "UTF8", "--no-sync"]),
-        check=True, capture_output=True, timeout=60,
+        _as_pg_user(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                superuser,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     port = free_port()
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=off"
+    options = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} -c fsync=off"
+    )
     subprocess.run(
-        _as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "30", "start"]),
-        check=True, capture_output=True, timeout=60,
+        _as_pg_user(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     try:
         import psycopg2
 
-        connection = psycopg2.connect(host="127.0.0.1", port=port, user=superuser, dbname="postgres")
+        connection = psycopg2.connect(
+            host="127.0.0.1", port=port, user=superuser, dbname="postgres"
+        )
         connection.autocommit = True
         with connection.cursor() as cursor:
             cursor.execute("CREATE DATABASE mlflow")
@@ -99,7 +141,8 @@ def postgres():
     finally:
         subprocess.run(
             _as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True, timeout=60,
+            capture_output=True,
+            timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
 
@@ -112,12 +155,24 @@ def start_mlflow_server(postgres, root: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     process = start_process(
         [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"postgresql+psycopg2://{pg_user}@127.0.0.1:{pg_port}/mlflow",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--workers", "1", "--host", "127.0.0.1", "--port", str(port),
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"postgresql+psycopg2://{pg_user}@127.0.0.1:{pg_port}/mlflow",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
         ],
-        log_path=log, env=env, cwd=root,
+        log_path=log,
+        env=env,
+        cwd=root,
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health", timeout=90, process=process, log_path=log)
@@ -152,8 +207,14 @@ def test_register_promote_and_download_through_a_postgres_backed_server(server_u
     assert http_ok(f"{server_uri}/health")
     torch.manual_seed(0)
     model = build_pg_toy(PgToyConfig()).eval()
-    checkpoints.save_checkpoint(tmp_path / "ck", "pgtoy", "test_pg_toy", model.state_dict(), PgToyConfig(),
-                                {"metrics": {"pck": 0.8}})
+    checkpoints.save_checkpoint(
+        tmp_path / "ck",
+        "pgtoy",
+        "test_pg_toy",
+        model.state_dict(),
+        PgToyConfig(),
+        {"metrics": {"pck": 0.8}},
+    )
 
     first = packaging.log_and_register(tmp_path / "ck", "pgtoy")
     with pytest.raises(GateRefused, match="pck"):
@@ -166,7 +227,9 @@ def test_register_promote_and_download_through_a_postgres_backed_server(server_u
     assert ident == {"name": "poseops-pgtoy", "version": first["version"]}
     x = torch.randn(2, 3, 7, 7)
     expected = model(x).detach().numpy()
-    assert np.array_equal(checkpoints.build_model_from_checkpoint(folder)(x).detach().numpy(), expected)
+    assert np.array_equal(
+        checkpoints.build_model_from_checkpoint(folder)(x).detach().numpy(), expected
+    )
     pyfunc = mlflow.pyfunc.load_model("models:/poseops-pgtoy@champion")
     assert np.array_equal(pyfunc.predict(x.numpy()), expected)
 
@@ -186,11 +249,19 @@ def test_promotion_history_and_rollback_survive_a_server_restart(postgres, tmp_p
         for seed, pck in ((1, 0.6), (2, 0.7)):
             torch.manual_seed(seed)
             model = build_pg_toy(PgToyConfig()).eval()
-            checkpoints.save_checkpoint(tmp_path / f"ck{seed}", "pghist", "test_pg_toy", model.state_dict(),
-                                        PgToyConfig(), {})
+            checkpoints.save_checkpoint(
+                tmp_path / f"ck{seed}",
+                "pghist",
+                "test_pg_toy",
+                model.state_dict(),
+                PgToyConfig(),
+                {},
+            )
             version = packaging.log_and_register(tmp_path / f"ck{seed}", "pghist")["version"]
             registry.record_evaluation("pghist", version, {"pck": pck}, "data-x", "test")
-            registry.promote("pghist", version, gate={"min_pck": 0.5}, primary_metric="pck", why=f"seed {seed}")
+            registry.promote(
+                "pghist", version, gate={"min_pck": 0.5}, primary_metric="pck", why=f"seed {seed}"
+            )
             versions.append(version)
         before = registry.history("pghist")
     finally:
@@ -202,7 +273,9 @@ def test_promotion_history_and_rollback_survive_a_server_restart(postgres, tmp_p
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         assert registry.history("pghist") == before
         assert [(e["event"], e["version"], e["by"], e["why"]) for e in before] == [
-            ("promoted", versions[0], "ops-bob", "seed 1"), ("promoted", versions[1], "ops-bob", "seed 2")]
+            ("promoted", versions[0], "ops-bob", "seed 1"),
+            ("promoted", versions[1], "ops-bob", "seed 2"),
+        ]
         assert before[1]["metrics"] == {"pck": 0.7}
         assert registry.get_alias_version("poseops-pghist") == versions[1]
         registry.rollback("pghist", why="canary errors")

@@ -18,7 +18,7 @@ import yaml
 from conftest import BIN, JOB_LOG, project_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cluster import free_port, wait_http  # noqa: E402
+from cluster import free_port, wait_http
 
 pytestmark = pytest.mark.slow
 FAMILIES = ["handmle", "vmhpe"]  # trained, promoted and served by the smoke pipeline
@@ -26,7 +26,9 @@ TOP_DOWN = ["handmle"]  # the families answering one person in a box
 
 
 def dvc(root: Path, *args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 # ---------------------------------------------------------------- learning, measured honestly
@@ -43,7 +45,9 @@ def test_trained_vmhpe_passes_its_gate_on_unseen_sequences(smoke_project):
 
     report = json.loads((smoke_project / "metrics/vmhpe/metrics.json").read_text())
     gate = load_params(smoke_project / "params.yaml").families["vmhpe"].gate
-    assert report["num_images"] == 64 and report["num_people"] > report["num_images"]  # 1-3 people each
+    assert (
+        report["num_images"] == 64 and report["num_people"] > report["num_images"]
+    )  # 1-3 people each
     assert report["ap"] >= gate["min_ap"] >= 0.1, report
     assert report["ap"] - report["baselines"]["untrained_ap"] >= 0.1, report
 
@@ -58,7 +62,10 @@ def champion_of(project: Path, family: str) -> dict:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / '.poseops/mlflow.db'}"
     try:
         version = get_alias_version(f"poseops-{family}")
-        return {"version": version, **(version_evidence(f"poseops-{family}", version) if version else {})}
+        return {
+            "version": version,
+            **(version_evidence(f"poseops-{family}", version) if version else {}),
+        }
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI")
@@ -77,7 +84,10 @@ def test_promotion_made_a_champion(smoke_project, family):
     if record["promoted"]:
         assert champion["weights_sha256"] == record["weights_sha256"]
     else:
-        assert record["refusal"]["reason"] == "champion" and champion["weights_sha256"] != record["weights_sha256"]
+        assert (
+            record["refusal"]["reason"] == "champion"
+            and champion["weights_sha256"] != record["weights_sha256"]
+        )
 
 
 def test_a_refused_promotion_is_recorded_and_strict_stops_dvc_repro(smoke_project, ray_cluster):
@@ -88,13 +98,22 @@ def test_a_refused_promotion_is_recorded_and_strict_stops_dvc_repro(smoke_projec
     from poseops.checkpoints import load_checkpoint, save_checkpoint
     from poseops.models import build_from_config
 
-    params_path, record_path = smoke_project / "params.yaml", smoke_project / "metrics/handmle/promotion.json"
+    params_path, record_path = (
+        smoke_project / "params.yaml",
+        smoke_project / "metrics/handmle/promotion.json",
+    )
     original, champion = params_path.read_text(), champion_of(smoke_project, "handmle")["version"]
     env = project_env(ray_cluster)
     _, info = load_checkpoint(smoke_project / "models/handmle")
     untrained = build_from_config(info["model"], info["config"])
-    save_checkpoint(smoke_project / "models/handmle", "handmle", info["model"], untrained.state_dict(),
-                    info["config"], info["extra"])
+    save_checkpoint(
+        smoke_project / "models/handmle",
+        "handmle",
+        info["model"],
+        untrained.state_dict(),
+        info["config"],
+        info["extra"],
+    )
     try:
         params = yaml.safe_load(original)
         params["families"]["handmle"]["gate"]["min_pck"] = 1.1
@@ -112,7 +131,9 @@ def test_a_refused_promotion_is_recorded_and_strict_stops_dvc_repro(smoke_projec
         assert champion_of(smoke_project, "handmle")["version"] == champion
     finally:
         params_path.write_text(original)
-        assert dvc(smoke_project, "checkout", "-f", "train@handmle").returncode == 0  # the trained weights back
+        assert (
+            dvc(smoke_project, "checkout", "-f", "train@handmle").returncode == 0
+        )  # the trained weights back
         assert dvc(smoke_project, "repro", "promote@handmle", env=env).returncode == 0
 
 
@@ -131,11 +152,19 @@ def test_changing_a_training_value_reruns_train_and_what_follows_only(smoke_proj
         params["families"]["handmle"]["train"]["lr"] *= 0.5
         params_path.write_text(yaml.safe_dump(params, sort_keys=False))
         changed = dvc(smoke_project, "repro", "--dry")  # stages whose own inputs changed
-        following = dvc(smoke_project, "repro", "--dry", "--force-downstream")  # ... and what follows them
-        assert changed.returncode == 0 and following.returncode == 0, changed.stderr + following.stderr
+        following = dvc(
+            smoke_project, "repro", "--dry", "--force-downstream"
+        )  # ... and what follows them
+        assert changed.returncode == 0 and following.returncode == 0, (
+            changed.stderr + following.stderr
+        )
 
         def stages(run):
-            return {line.split("'")[1] for line in run.stdout.splitlines() if line.startswith("Running stage")}
+            return {
+                line.split("'")[1]
+                for line in run.stdout.splitlines()
+                if line.startswith("Running stage")
+            }
 
         assert stages(changed) == {"train@handmle"}
         assert stages(following) == {"train@handmle", "evaluate@handmle", "promote@handmle"}
@@ -161,10 +190,19 @@ def test_promoting_an_untrained_checkpoint_is_refused(smoke_project, tmp_path, m
 
     untrained = build_from_config("handmle", fam.model)
     folder = tmp_path / "untrained"
-    save_checkpoint(folder, "handmle", "handmle", untrained.state_dict(), fam.model.model_dump(mode="json"), extra={})
+    save_checkpoint(
+        folder,
+        "handmle",
+        "handmle",
+        untrained.state_dict(),
+        fam.model.model_dump(mode="json"),
+        extra={},
+    )
     version = log_and_register(folder, "handmle")
     with pytest.raises(GateRefused) as refused:
-        promote("handmle", version["version"], {"pck": report["baselines"]["untrained_pck"]}, fam.gate)
+        promote(
+            "handmle", version["version"], {"pck": report["baselines"]["untrained_pck"]}, fam.gate
+        )
     message = str(refused.value)
     assert "pck" in message and f"{fam.gate['min_pck']:.4f}" in message
     assert f"{report['baselines']['untrained_pck']:.4f}" in message
@@ -176,8 +214,12 @@ def test_promoting_an_untrained_checkpoint_is_refused(smoke_project, tmp_path, m
 def endpoint(smoke_project, ray_cluster):
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "poseops"), "serve", "--port", str(port)], cwd=smoke_project, env=project_env(ray_cluster),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [str(BIN / "poseops"), "serve", "--port", str(port)],
+        cwd=smoke_project,
+        env=project_env(ray_cluster),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -197,16 +239,33 @@ def png_header_only(width: int, height: int) -> bytes:
     import zlib
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_bad_requests_get_4xx_never_500(endpoint, family):
     base, _ = endpoint
     url = f"{base}/v1/{family}/predict"
-    assert httpx.post(url, files={"image": ("big.png", png_header_only(20000, 20000), "image/png")}).status_code == 413
-    assert httpx.post(url, content=b"", headers={"content-type": "application/json"}).status_code in (400, 422)
+    assert (
+        httpx.post(
+            url, files={"image": ("big.png", png_header_only(20000, 20000), "image/png")}
+        ).status_code
+        == 413
+    )
+    assert httpx.post(
+        url, content=b"", headers={"content-type": "application/json"}
+    ).status_code in (400, 422)
     noise = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
     assert httpx.post(url, files={"image": ("x.png", noise, "image/png")}).status_code == 422
 
@@ -215,7 +274,9 @@ def champion_folder(project: Path, family: str) -> Path:
     """The served checkpoint: models/<family> when it is the champion (a refused challenger is not)."""
     record = json.loads((project / f"metrics/{family}/promotion.json").read_text())
     if not record["promoted"]:
-        pytest.skip(f"{family}: the pipeline's model was refused; the endpoint serves an earlier champion")
+        pytest.skip(
+            f"{family}: the pipeline's model was refused; the endpoint serves an earlier champion"
+        )
     return project / "models" / family
 
 
@@ -228,8 +289,10 @@ def val_example(project: Path, family: str):
 def predict(base: str, family: str, image: np.ndarray, box) -> np.ndarray:
     ok, png = cv2.imencode(".png", image)
     response = httpx.post(
-        f"{base}/v1/{family}/predict", files={"image": ("x.png", png.tobytes(), "image/png")},
-        data={"box": json.dumps([float(v) for v in box])}, timeout=60,
+        f"{base}/v1/{family}/predict",
+        files={"image": ("x.png", png.tobytes(), "image/png")},
+        data={"box": json.dumps([float(v) for v in box])},
+        timeout=60,
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -260,7 +323,12 @@ def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_proje
     base, _ = endpoint
     fam = load_params(smoke_project / "params.yaml").families[family]
     model = build_model_from_checkpoint(champion_folder(smoke_project, family))
-    val = load_split_arrays(str(smoke_project / "data/derived" / family), "val", fam.model.input_size, fam.data.crop_margin)
+    val = load_split_arrays(
+        str(smoke_project / "data/derived" / family),
+        "val",
+        fam.model.input_size,
+        fam.data.crop_margin,
+    )
     evaluated, _ = predict_crops(model, val["image"][:1])  # evaluate's own path: input px
     image, box = val_example(smoke_project, family)
     to_crop = invert_affine(box_affine(box, fam.data.crop_margin, fam.model.input_size))
@@ -272,23 +340,31 @@ def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_proje
 def test_vmhpe_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_project):
     """Every person the endpoint returns for a validation image is the one evaluate's inference finds."""
     from poseops.checkpoints import build_model_from_checkpoint
-    from poseops.tasks.bottomup_image import predict_split, split_from_images
     from poseops.families import load_params
+    from poseops.tasks.bottomup_image import predict_split, split_from_images
 
     base, _ = endpoint
     fam = load_params(smoke_project / "params.yaml").families["vmhpe"]
     model = build_model_from_checkpoint(champion_folder(smoke_project, "vmhpe"))
     image, box = val_example(smoke_project, "vmhpe")
     assert box is None
-    expected = predict_split(model, split_from_images([image], fam.model.input_size), flip_test=True)[0]
+    expected = predict_split(
+        model, split_from_images([image], fam.model.input_size), flip_test=True
+    )[0]
     ok, png = cv2.imencode(".png", image)
-    response = httpx.post(f"{base}/v1/vmhpe/predict", files={"image": ("x.png", png.tobytes(), "image/png")}, timeout=60)
+    response = httpx.post(
+        f"{base}/v1/vmhpe/predict",
+        files={"image": ("x.png", png.tobytes(), "image/png")},
+        timeout=60,
+    )
     assert response.status_code == 200, response.text
     people = response.json()["people"]
     assert len(people) == len(expected["scores"]) > 0
     served = np.array([person["keypoints"] for person in people])
     np.testing.assert_allclose(served[..., :2], expected["keypoints"], atol=0.5)
-    np.testing.assert_allclose([person["score"] for person in people], expected["scores"], atol=1e-3)
+    np.testing.assert_allclose(
+        [person["score"] for person in people], expected["scores"], atol=1e-3
+    )
 
 
 def test_endpoint_answers_real_hand_photos(endpoint, real_fixtures):
@@ -300,8 +376,12 @@ def test_endpoint_answers_real_hand_photos(endpoint, real_fixtures):
         image = cv2.imread(str(real_fixtures / "freihand" / record["file_name"]))
         keypoints = predict(base, "handmle", image, boxes[record["id"]])
         assert keypoints.shape == (21, 3) and np.isfinite(keypoints).all()
-        inside = (keypoints[:, 0] >= 0) & (keypoints[:, 0] < record["width"]) & (keypoints[:, 1] >= 0) \
+        inside = (
+            (keypoints[:, 0] >= 0)
+            & (keypoints[:, 0] < record["width"])
+            & (keypoints[:, 1] >= 0)
             & (keypoints[:, 1] < record["height"])
+        )
         assert inside.all(), (record["file_name"], keypoints[~inside])
 
 

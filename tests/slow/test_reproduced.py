@@ -37,7 +37,11 @@ def demo_checkout() -> Path:
 
 
 def data_stages(lock: dict) -> list[str]:
-    return [name for name in lock["stages"] if name in ("capture", "annotate") or name.startswith("derive@")]
+    return [
+        name
+        for name in lock["stages"]
+        if name in ("capture", "annotate") or name.startswith("derive@")
+    ]
 
 
 def test_data_stages_rebuilt_what_the_committed_lock_records(demo_checkout):
@@ -45,11 +49,21 @@ def test_data_stages_rebuilt_what_the_committed_lock_records(demo_checkout):
     current = yaml.safe_load((demo_checkout / "dvc.lock").read_text())
     stages = data_stages(committed)
     assert {"capture", "annotate"} <= set(stages) and any(s.startswith("derive@") for s in stages)
+
+    def outs(lock: dict, stage: str) -> dict:
+        return {o["path"]: (o["md5"], o.get("nfiles")) for o in lock["stages"][stage]["outs"]}
+
     for stage in stages:
-        outs = lambda lock: {o["path"]: (o["md5"], o.get("nfiles")) for o in lock["stages"][stage]["outs"]}
-        assert outs(current) == outs(committed), f"{stage}: outputs differ from the committed dvc.lock"
-    status = subprocess.run([str(BIN / "dvc"), "status", "--json", *stages], cwd=demo_checkout,
-                            capture_output=True, text=True, timeout=300)
+        assert outs(current, stage) == outs(committed, stage), (
+            f"{stage}: outputs differ from the committed dvc.lock"
+        )
+    status = subprocess.run(
+        [str(BIN / "dvc"), "status", "--json", *stages],
+        cwd=demo_checkout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout or "{}") == {}, status.stdout
 

@@ -53,9 +53,15 @@ def fake_app():
 
     from poseops.serve.app import build_app
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # replicas cannot import a test module
-    loaders = {family: functools.partial(load_corner_predictor, f"fake-{family}") for family in FAMILIES}
-    return build_app(loaders, {family: FamilyServe(num_cpus=0.25) for family in FAMILIES}, ServeParams())
+    cloudpickle.register_pickle_by_value(
+        sys.modules[__name__]
+    )  # replicas cannot import a test module
+    loaders = {
+        family: functools.partial(load_corner_predictor, f"fake-{family}") for family in FAMILIES
+    }
+    return build_app(
+        loaders, {family: FamilyServe(num_cpus=0.25) for family in FAMILIES}, ServeParams()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,9 @@ def url():
 
     started = not ray.is_initialized()
     if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False)  # never a `ray start` cluster
+        ray.init(
+            address="local", num_cpus=2, include_dashboard=False
+        )  # never a `ray start` cluster
     try:
         began = time.perf_counter()
         with serving(fake_app()) as base_url:
@@ -85,7 +93,9 @@ def png_claiming(width: int, height: int) -> bytes:
     data = png(8, 8)
     at = data.index(b"IHDR")
     ihdr = struct.pack(">II", width, height) + data[at + 12 : at + 17]
-    return data[:at] + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + data[at + 21 :]
+    return (
+        data[:at] + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + data[at + 21 :]
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -93,30 +103,48 @@ def test_limits_and_errors_over_http(url, family):
     predict = f"{url}/v1/{family}/predict"
     raw = {"content-type": "image/png"}
     cases = {
-        "20000x20000 png": (httpx.post(predict, content=png_claiming(20000, 20000), headers=raw), 413),
+        "20000x20000 png": (
+            httpx.post(predict, content=png_claiming(20000, 20000), headers=raw),
+            413,
+        ),
         "11 MB body": (httpx.post(predict, content=b"\0" * 11_000_000, headers=raw), 413),
         "empty body": (httpx.post(predict, content=b"", headers=raw), 422),
-        "random bytes": (httpx.post(predict, content=np.random.default_rng(0).bytes(5000), headers=raw), 422),
-        "zero-size box": (httpx.post(predict, content=png(), headers=raw, params={"box": "1,1,0,5"}), 422),
-        "predictor's refusal": (httpx.post(predict, content=png(), headers=raw, params={"box": "1,1,13,5"}), 422),
+        "random bytes": (
+            httpx.post(predict, content=np.random.default_rng(0).bytes(5000), headers=raw),
+            422,
+        ),
+        "zero-size box": (
+            httpx.post(predict, content=png(), headers=raw, params={"box": "1,1,0,5"}),
+            422,
+        ),
+        "predictor's refusal": (
+            httpx.post(predict, content=png(), headers=raw, params={"box": "1,1,13,5"}),
+            422,
+        ),
         "unknown family": (httpx.post(f"{url}/v1/nosuch/predict", content=png(), headers=raw), 404),
     }
     for name, (response, status) in cases.items():
         assert response.status_code == status, (name, response.text)
         assert response.json()["detail"], name
-    assert "unlucky" in cases["predictor's refusal"][0].json()["detail"]  # the replica's message, unwrapped
+    assert (
+        "unlucky" in cases["predictor's refusal"][0].json()["detail"]
+    )  # the replica's message, unwrapped
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_valid_image_answers_the_schema(url, family):
     response = httpx.post(
-        f"{url}/v1/{family}/predict", files={"image": ("a.png", png(30, 40), "image/png")}, data={"box": "2,3,10,20"}
+        f"{url}/v1/{family}/predict",
+        files={"image": ("a.png", png(30, 40), "image/png")},
+        data={"box": "2,3,10,20"},
     )
     assert response.status_code == 200, response.text
     body = PredictResponse.model_validate(response.json())
     assert body.model.name == f"fake-{family}"
     assert body.keypoints == [(2, 3, 1), (12, 3, 1), (12, 23, 1), (2, 23, 1)]
-    whole = httpx.post(f"{url}/v1/{family}/predict", content=png(30, 40), headers={"content-type": "image/png"})
+    whole = httpx.post(
+        f"{url}/v1/{family}/predict", content=png(30, 40), headers={"content-type": "image/png"}
+    )
     assert whole.json()["keypoints"][2] == [40, 30, 1]
 
 
@@ -138,7 +166,9 @@ def test_latency_of_50_requests(url):
             assert client.post(f"{url}/v1/{FAMILIES[0]}/predict", content=image).status_code == 200
             latencies.append(time.perf_counter() - began)
     p50 = statistics.median(latencies)
-    print(f"\np50 latency over 50 requests: {p50 * 1000:.1f} ms (max {max(latencies) * 1000:.1f} ms)")
+    print(
+        f"\np50 latency over 50 requests: {p50 * 1000:.1f} ms (max {max(latencies) * 1000:.1f} ms)"
+    )
     assert p50 < 1.0
 
 
@@ -151,12 +181,25 @@ def test_runner_subprocess_stops_on_sigterm(tmp_path):
     from poseops.serve.runner import free_port
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(Path(__file__).parent)])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(Path(__file__).parent)]),
+    }
     env.pop("RAY_ADDRESS", None)
-    command = [sys.executable, "-m", "poseops.serve.runner", "--app", "test_serve_http:fake_app", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "poseops.serve.runner",
+        "--app",
+        "test_serve_http:fake_app",
+        "--port",
+        str(port),
+    ]
     began = time.perf_counter()
     with open(tmp_path / "stderr.log", "w") as stderr:
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=tmp_path)
+        proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=tmp_path
+        )
     lines: list[str] = []
     ready = threading.Event()
 
@@ -169,7 +212,9 @@ def test_runner_subprocess_stops_on_sigterm(tmp_path):
     threading.Thread(target=read_stdout, daemon=True).start()
     try:
         if not ready.wait(120):
-            pytest.fail(f"no ready line; stdout: {lines}; stderr: {(tmp_path / 'stderr.log').read_text()[-3000:]}")
+            pytest.fail(
+                f"no ready line; stdout: {lines}; stderr: {(tmp_path / 'stderr.log').read_text()[-3000:]}"
+            )
         print(f"\nrunner subprocess ready in {time.perf_counter() - began:.1f} s")
         assert f"http://127.0.0.1:{port}" in "".join(lines)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200

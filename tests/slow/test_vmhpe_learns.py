@@ -51,8 +51,14 @@ def training_samples(data, input_size: int) -> list[dict]:
         for p, person in enumerate(people):
             keypoints[p] = apply_affine(person["keypoints"], affine)
             visibility[p] = person["visibility"]
-        samples.append({"image": torch.from_numpy(pixels.transpose(2, 0, 1).copy()), "keypoints": torch.from_numpy(keypoints),
-                        "visibility": torch.from_numpy(visibility), "num_people": len(people)})
+        samples.append(
+            {
+                "image": torch.from_numpy(pixels.transpose(2, 0, 1).copy()),
+                "keypoints": torch.from_numpy(keypoints),
+                "visibility": torch.from_numpy(visibility),
+                "num_people": len(people),
+            }
+        )
     return samples
 
 
@@ -64,9 +70,14 @@ def trained():
     torch.set_num_threads(int(os.environ.get("VMHPE_CI_THREADS", 2)))
     try:
         data = people_images(0, IMAGES, size=SIZE, people_per_image=(2, 3))
-        truth = [{"keypoints": np.stack([p["keypoints"] for p in people]),
-                  "visibility": np.stack([p["visibility"] for p in people]),
-                  "boxes": np.array([p["bbox"] for p in people])} for _, people in data]
+        truth = [
+            {
+                "keypoints": np.stack([p["keypoints"] for p in people]),
+                "visibility": np.stack([p["visibility"] for p in people]),
+                "boxes": np.array([p["bbox"] for p in people]),
+            }
+            for _, people in data
+        ]
         torch.manual_seed(0)
         overrides = dict(MODEL)
         model = create_model("vmhpe", overrides.pop("preset"), **overrides)
@@ -78,7 +89,9 @@ def trained():
         rng = np.random.default_rng(0)
         losses = []
         for _ in range(STEPS):
-            batch = bottomup_collate([samples[i] for i in rng.choice(IMAGES, BATCH, replace=False)], collate_kwargs)
+            batch = bottomup_collate(
+                [samples[i] for i in rng.choice(IMAGES, BATCH, replace=False)], collate_kwargs
+            )
             losses.append(bottomup_train_step(model, batch, optimizer)["loss"])
             schedule.step()
         # no flip test: these steps see no mirrored images (the pipeline's loader flips, and evaluate uses it)
@@ -87,8 +100,10 @@ def trained():
     finally:
         torch.set_num_threads(previous_threads)
     seconds = time.time() - started
-    print(f"vmhpe CI: AP {result['ap']:.3f} AR {result['ar']:.3f} count accuracy {result['count_accuracy']:.2f} "
-          f"PCK@0.1 {result['pck_0.1']:.3f} loss {np.mean(losses[:10]):.2f} -> {np.mean(losses[-10:]):.2f} in {seconds:.0f} s")
+    print(
+        f"vmhpe CI: AP {result['ap']:.3f} AR {result['ar']:.3f} count accuracy {result['count_accuracy']:.2f} "
+        f"PCK@0.1 {result['pck_0.1']:.3f} loss {np.mean(losses[:10]):.2f} -> {np.mean(losses[-10:]):.2f} in {seconds:.0f} s"
+    )
     return result, seconds, losses
 
 

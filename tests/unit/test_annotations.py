@@ -14,7 +14,9 @@ from poseops.errors import ConfigError, DataError
 from poseops.paths import fixtures_dir
 from poseops.skeletons import HAND21
 
-PARAMS = CaptureParams(seed=1, hands=HandCaptureParams(sequences=2, frames_per_sequence=3, image_size=64))
+PARAMS = CaptureParams(
+    seed=1, hands=HandCaptureParams(sequences=2, frames_per_sequence=3, image_size=64)
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,10 @@ def test_missing_source_file_is_a_config_error_naming_it(raw, tmp_path):
     assert not (tmp_path / "a.json").exists()
 
 
-@pytest.mark.skipif(fixtures_dir() is None or not (fixtures_dir() / "coco" / "test_coco.json").is_file(), reason="no COCO fixture")
+@pytest.mark.skipif(
+    fixtures_dir() is None or not (fixtures_dir() / "coco" / "test_coco.json").is_file(),
+    reason="no COCO fixture",
+)
 def test_merge_coco_source(raw, tmp_path):
     coco = fixtures_dir() / "coco" / "test_coco.json"
     out = tmp_path / "annotations.json"
@@ -76,7 +81,9 @@ def test_merge_coco_source(raw, tmp_path):
     still = [i for i in form["images"] if i["frame_index"] is None]
     assert len(still) == len(source["images"])
     assert all(resolve_image_path(out, i).is_file() for i in still)
-    assert all(len(a["keypoints"]) == 51 for a in form["annotations"] if a["category_id"] == person["id"])
+    assert all(
+        len(a["keypoints"]) == 51 for a in form["annotations"] if a["category_id"] == person["id"]
+    )
 
 
 def test_validation_names_file_and_record(raw, tmp_path):

@@ -14,8 +14,13 @@ def mean_scores(offset):
     for task in TASK_ORDER:
         reference = next(p for p in found if p.task == task and p.role == "reference")
         for role in ("expert", "trainee"):
-            scores[task, role] = np.mean([assess(reference.keypoints, p.keypoints, task).similarity
-                                          for p in found if p.task == task and p.role == role])
+            scores[task, role] = np.mean(
+                [
+                    assess(reference.keypoints, p.keypoints, task).similarity
+                    for p in found
+                    if p.task == task and p.role == role
+                ]
+            )
     return scores
 
 
@@ -25,7 +30,9 @@ def at_0_and_15():
 
 
 @pytest.mark.parametrize("task", TASK_ORDER)
-def test_trainees_at_0_degrees_score_as_experts_and_at_15_degrees_at_least_10_lower(task, at_0_and_15):
+def test_trainees_at_0_degrees_score_as_experts_and_at_15_degrees_at_least_10_lower(
+    task, at_0_and_15
+):
     zero, fifteen = at_0_and_15
     assert abs(zero[task, "trainee"] - zero[task, "expert"]) <= 2.0, zero
     assert fifteen[task, "expert"] - fifteen[task, "trainee"] >= 10.0, fifteen

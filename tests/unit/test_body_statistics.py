@@ -21,9 +21,19 @@ from poseops.config import BodyCaptureParams, CaptureParams
 
 FRAMES_PER_TASK = 200
 SIZE = 256
-PARAMS = CaptureParams(seed=11, hands=None, bodies=BodyCaptureParams(
-    sequences=70, image_size=SIZE, views=1, people=(1, 1), performers=["expert"], actions=[], occluders=(0, 0),
-))
+PARAMS = CaptureParams(
+    seed=11,
+    hands=None,
+    bodies=BodyCaptureParams(
+        sequences=70,
+        image_size=SIZE,
+        views=1,
+        people=(1, 1),
+        performers=["expert"],
+        actions=[],
+        occluders=(0, 0),
+    ),
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +48,16 @@ def front_expert_frames(tmp_path_factory) -> dict[str, tuple[np.ndarray, list[st
     rows: dict[str, list] = defaultdict(list)
     for ann in data["annotations"]:  # image order: sequence, view, frame
         img = images[ann["image_id"]]
-        if ann["category_id"] == person and img["view"] == "front" and img["performer"] == "expert" \
-                and ann.get("role") == "performer" and len(rows[img["task"]]) < FRAMES_PER_TASK:
-            rows[img["task"]].append((np.asarray(ann["keypoints_clean"], float).reshape(17, 2), img["sequence"]))
+        if (
+            ann["category_id"] == person
+            and img["view"] == "front"
+            and img["performer"] == "expert"
+            and ann.get("role") == "performer"
+            and len(rows[img["task"]]) < FRAMES_PER_TASK
+        ):
+            rows[img["task"]].append(
+                (np.asarray(ann["keypoints_clean"], float).reshape(17, 2), img["sequence"])
+            )
     return {task: (np.stack([k for k, _ in r]), [s for _, s in r]) for task, r in rows.items()}
 
 

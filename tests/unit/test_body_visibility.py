@@ -21,10 +21,17 @@ import numpy as np
 
 from poseops.capture import bodies as B
 from poseops.capture.body_render import Canvas, draw_part
-from poseops.capture.synthetic_bodies import plan_sequence, prepare_views, render_frame, sequence_kinds
+from poseops.capture.synthetic_bodies import (
+    plan_sequence,
+    prepare_views,
+    render_frame,
+    sequence_kinds,
+)
 from poseops.config import BodyCaptureParams
 
-BODIES = BodyCaptureParams(sequences=5, frames_per_sequence=10, views=3, image_size=128, people=(2, 3), occluders=(1, 2))
+BODIES = BodyCaptureParams(
+    sequences=5, frames_per_sequence=10, views=3, image_size=128, people=(2, 3), occluders=(1, 2)
+)
 SEQUENCES, VIEWS_USED = 5, 2  # 5 sequences x 2 views x 10 frames = 100 rendered views
 BORDER_TOLERANCE = 0.005
 
@@ -67,7 +74,10 @@ def expected_visibility(view, t: int, people) -> tuple[list[np.ndarray], list[np
     depth = view.depth[:, t]  # [P, 22] mm
     drawn = [bool(np.all(d > 1.0)) for d in depth]
     order_depth = np.median(depth, axis=1)
-    footprints = [_footprint(pv, height, width) if drawn[p] else np.zeros((height, width), bool) for p, pv in enumerate(people)]
+    footprints = [
+        _footprint(pv, height, width) if drawn[p] else np.zeros((height, width), bool)
+        for p, pv in enumerate(people)
+    ]
     occluded = _occluder_boxes(view, t, height, width)
     expected, covers = [], []
     for p in range(len(people)):
@@ -76,7 +86,13 @@ def expected_visibility(view, t: int, people) -> tuple[list[np.ndarray], list[np
             if q != p and drawn[q] and order_depth[q] < order_depth[p]:
                 cover |= footprints[q]
         px = np.floor(view.uv[p, t] + 0.5).astype(int)
-        inside = (px[:, 0] >= 0) & (px[:, 0] < width) & (px[:, 1] >= 0) & (px[:, 1] < height) & (depth[p] > 1.0)
+        inside = (
+            (px[:, 0] >= 0)
+            & (px[:, 0] < width)
+            & (px[:, 1] >= 0)
+            & (px[:, 1] < height)
+            & (depth[p] > 1.0)
+        )
         vis = np.zeros(len(px), int)
         vis[inside] = np.where(cover[px[inside, 1], px[inside, 0]], 1, 2)
         expected.append(vis)
@@ -95,7 +111,9 @@ def test_visibility_is_one_exactly_where_the_joint_is_covered():
     bad = []
     for view, plan, t, labels, people in _renders():
         renders += 1
-        assert np.allclose(np.stack([lab["uv"] for lab in labels]), view.uv[:, t])  # labels are the projections
+        assert np.allclose(
+            np.stack([lab["uv"] for lab in labels]), view.uv[:, t]
+        )  # labels are the projections
         expected, covers = expected_visibility(view, t, people)
         occluded = _occluder_boxes(view, t, int(view.camera.height), int(view.camera.width))
         for p, (lab, want, cover) in enumerate(zip(labels, expected, covers)):
@@ -108,11 +126,15 @@ def test_visibility_is_one_exactly_where_the_joint_is_covered():
                 by_kind["occluder" if occluded[px[k, 1], px[k, 0]] else "person"] += 1
             for k in np.flatnonzero(got != want):
                 if want[k] == 0 or got[k] == 0 or not _on_border(cover, *px[k]):
-                    bad.append((plan.id, view.name, t, p, B.BODY_JOINTS[k], int(got[k]), int(want[k])))
+                    bad.append(
+                        (plan.id, view.name, t, p, B.BODY_JOINTS[k], int(got[k]), int(want[k]))
+                    )
                 mismatched += 1
     assert renders == 100
     assert not bad, f"visibility disagrees away from any border: {bad[:5]}"
-    assert mismatched <= BORDER_TOLERANCE * in_image, f"{mismatched} of {in_image} joints on a border disagree"
+    assert mismatched <= BORDER_TOLERANCE * in_image, (
+        f"{mismatched} of {in_image} joints on a border disagree"
+    )
     # the check is not vacuous: people cover people, occluders cover people, most joints are seen
     assert by_kind["person"] >= 20 and by_kind["occluder"] >= 20, by_kind
     assert by_kind["visible"] > by_kind["person"] + by_kind["occluder"], by_kind

@@ -24,8 +24,11 @@ def root(tmp_path_factory):
     """A capture root: hands/ (2 sequences x 3 frames, 64 px) and bodies/ (2 sequences x 3 frames x 2 views, 128 px)."""
     out = tmp_path_factory.mktemp("captures")
     params = CaptureParams(
-        seed=11, hands=HandCaptureParams(sequences=2, frames_per_sequence=3, image_size=64),
-        bodies=BodyCaptureParams(sequences=2, frames_per_sequence=3, views=2, image_size=128, people=(2, 3)),
+        seed=11,
+        hands=HandCaptureParams(sequences=2, frames_per_sequence=3, image_size=64),
+        bodies=BodyCaptureParams(
+            sequences=2, frames_per_sequence=3, views=2, image_size=128, people=(2, 3)
+        ),
     )
     synthetic_hands.write_hand_captures(out / "hands", params)
     synthetic_bodies.write_body_captures(out / "bodies", params)
@@ -44,9 +47,15 @@ def test_picks_cover_every_sequence_and_view_before_repeating():
     assert [s for s, _, _ in picks] == [0, 1]  # two of three sequences, spread
     picks = browse.spread_picks(frames, views, 7)
     assert len(picks) == 7 and {s for s, _, _ in picks} == {0, 1, 2}
-    assert {v for s, v, _ in picks if s == 1} == {"b", "c"} and all(v in views[s] for s, v, _ in picks)
+    assert {v for s, v, _ in picks if s == 1} == {"b", "c"} and all(
+        v in views[s] for s, v, _ in picks
+    )
     one_each = browse.spread_picks([4] * 3, [["a", "b", "c"]] * 3, 3)
-    assert [v for _, v, _ in one_each] == ["a", "b", "c"]  # one pick per sequence still shows every view
+    assert [v for _, v, _ in one_each] == [
+        "a",
+        "b",
+        "c",
+    ]  # one pick per sequence still shows every view
     assert all(0 <= t < frames[s] for s, _, t in picks)
     assert len({(s, v, t) for s, v, t in picks}) == 7  # no frame twice
 
@@ -55,7 +64,9 @@ def test_body_samples_are_the_shard_frames_with_every_person(root):
     folder = root / "bodies"
     samples, skeleton = browse.body_samples(str(folder), 4)
     assert skeleton is COCO17 and len(samples) == 4
-    records = {r["id"]: r for r in map(json.loads, (folder / "labels.jsonl").read_text().splitlines())}
+    records = {
+        r["id"]: r for r in map(json.loads, (folder / "labels.jsonl").read_text().splitlines())
+    }
     seen_views = set()
     for sample in samples:
         sequence_id, view, frame = sample.caption.split()
@@ -64,7 +75,10 @@ def test_body_samples_are_the_shard_frames_with_every_person(root):
         assert np.array_equal(sample.image, raw)
         assert len(sample.keypoints) == len(at["people"]) >= 2
         for points, vis, person in zip(sample.keypoints, sample.visibility, at["people"]):
-            assert np.allclose(points, np.asarray(person["keypoints"])[:, :2]) and points.shape == (17, 2)
+            assert np.allclose(points, np.asarray(person["keypoints"])[:, :2]) and points.shape == (
+                17,
+                2,
+            )
             assert np.array_equal(vis, np.asarray(person["keypoints"])[:, 2])
         seen_views.add((sequence_id, view))
     assert len({s for s, _ in seen_views}) == 2 and len({v for _, v in seen_views}) == 2
@@ -81,12 +95,18 @@ def test_body_grid_shape_and_drawn_visible_keypoints(root):
         h, w = sample.image.shape[:2]
         zoom = browse.CELL / max(h, w)
         plain = cv2.resize(sample.image, (round(w * zoom), round(h * zoom)))
-        cell = grid[r * CELL_H : r * CELL_H + plain.shape[0], c * browse.CELL : c * browse.CELL + plain.shape[1]]
+        cell = grid[
+            r * CELL_H : r * CELL_H + plain.shape[0],
+            c * browse.CELL : c * browse.CELL + plain.shape[1],
+        ]
         for points, vis in zip(sample.keypoints, sample.visibility):
             for x, y in np.round(points[vis == 2] * zoom).astype(int):
                 if 1 <= x < plain.shape[1] - 1 and 1 <= y < plain.shape[0] - 1:
                     checked += 1
-                    diff = np.abs(cell[y - 1 : y + 2, x - 1 : x + 2].astype(int) - plain[y - 1 : y + 2, x - 1 : x + 2])
+                    diff = np.abs(
+                        cell[y - 1 : y + 2, x - 1 : x + 2].astype(int)
+                        - plain[y - 1 : y + 2, x - 1 : x + 2]
+                    )
                     changed += int(diff.sum() > 60)
     assert checked >= 20
     assert changed == checked  # every visible joint is painted over the frame
@@ -97,8 +117,12 @@ def test_hand_grid_and_capture_root_stack(root):
     assert hands.shape == (CELL_H, 3 * browse.CELL, 3)
     bodies = browse.label_grid(str(root / "bodies"), count=3, cols=4)
     both = browse.label_grid(str(root), count=3, cols=4)
-    assert both.shape == (2 * browse.TITLE_HEIGHT + hands.shape[0] + bodies.shape[0], 3 * browse.CELL, 3)
-    lower = both[2 * browse.TITLE_HEIGHT + hands.shape[0]:]
+    assert both.shape == (
+        2 * browse.TITLE_HEIGHT + hands.shape[0] + bodies.shape[0],
+        3 * browse.CELL,
+        3,
+    )
+    lower = both[2 * browse.TITLE_HEIGHT + hands.shape[0] :]
     assert np.array_equal(lower, bodies)  # the bodies grid, unchanged, below the hands grid
     only = browse.label_grid(str(root), count=3, cols=4, part="bodies")
     assert np.array_equal(only, bodies)
@@ -108,7 +132,9 @@ def test_sources_that_cannot_be_drawn_name_the_problem(root, tmp_path):
     with pytest.raises(DataError, match="neither a derived dataset"):
         browse.label_grid(str(tmp_path / "nowhere"))
     (tmp_path / "hands").mkdir()
-    (tmp_path / "hands" / "manifest.json").write_text(json.dumps({"kind": "ingest", "generator": "poseops.ingest"}))
+    (tmp_path / "hands" / "manifest.json").write_text(
+        json.dumps({"kind": "ingest", "generator": "poseops.ingest"})
+    )
     with pytest.raises(DataError, match="no labels to draw"):
         browse.label_grid(str(tmp_path))
     with pytest.raises(DataError, match="no published bodies"):
@@ -121,14 +147,23 @@ def test_derived_dataset_grid(tmp_path):
     from poseops.annotations.internal import build_annotations
     from poseops.datasets.shards import derive_dataset
 
-    params = CaptureParams(seed=2, hands=HandCaptureParams(sequences=2, frames_per_sequence=2, image_size=64))
+    params = CaptureParams(
+        seed=2, hands=HandCaptureParams(sequences=2, frames_per_sequence=2, image_size=64)
+    )
     synthetic_hands.write_hand_captures(tmp_path / "raw", params)
     build_annotations(tmp_path / "raw", [], tmp_path / "annotations.json")
     url = str(tmp_path / "ds")
-    derive_dataset(TopdownCrop.rows, tmp_path / "annotations.json", url, TopdownCropData(),
-                   SplitParams(val_fraction=0.5, seed=0), executor="local")
+    derive_dataset(
+        TopdownCrop.rows,
+        tmp_path / "annotations.json",
+        url,
+        TopdownCropData(),
+        SplitParams(val_fraction=0.5, seed=0),
+        executor="local",
+    )
     grid = browse.label_grid(url, count=2, cols=4)
     assert grid.shape == (CELL_H, 2 * browse.CELL, 3)
     samples, skeleton = browse.dataset_samples(url, 2)
-    assert skeleton.name == "hand21" and all(k.shape == (21, 2) for s in samples for k in s.keypoints)
-
+    assert skeleton.name == "hand21" and all(
+        k.shape == (21, 2) for s in samples for k in s.keypoints
+    )

@@ -13,7 +13,9 @@ from poseops.config import CaptureParams, HandCaptureParams
 from poseops.errors import DataError
 from poseops.skeletons import HAND21
 
-SMALL = CaptureParams(seed=3, hands=HandCaptureParams(sequences=3, frames_per_sequence=5, image_size=96))
+SMALL = CaptureParams(
+    seed=3, hands=HandCaptureParams(sequences=3, frames_per_sequence=5, image_size=96)
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,9 @@ def captures(tmp_path_factory):
 def test_layout_and_manifest(captures):
     out, manifest = captures
     files = sorted(p.name for p in out.iterdir())
-    assert files == sorted([e["file"] for e in manifest["sequences"]] + ["labels.jsonl", "manifest.json"])
+    assert files == sorted(
+        [e["file"] for e in manifest["sequences"]] + ["labels.jsonl", "manifest.json"]
+    )
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert manifest["counts"]["sequences"] == 3 and manifest["counts"]["frames"] == 15
     labels = {r["id"]: r for r in read_hand_sequences(out)}
@@ -68,7 +72,9 @@ def test_poses_vary_so_a_mean_pose_is_weak(captures):
 
 
 def test_visibility_comes_from_occluders(tmp_path):
-    params = CaptureParams(seed=11, hands=HandCaptureParams(sequences=6, frames_per_sequence=4, image_size=128))
+    params = CaptureParams(
+        seed=11, hands=HandCaptureParams(sequences=6, frames_per_sequence=4, image_size=128)
+    )
     write_hand_captures(tmp_path, params)
     labels = {r["id"]: r for r in read_hand_sequences(tmp_path)}
     occluded_seen = 0
@@ -84,7 +90,9 @@ def test_visibility_comes_from_occluders(tmp_path):
             inside = (px >= 0).all(1) & (px < 128).all(1)
             assert np.array_equal(vis == 1, covered & inside)
             assert np.array_equal(vis == 2, ~covered & inside)
-            if len(rec["occluders"]) == 1:  # the rectangle hides the hand: only its own two colours inside
+            if (
+                len(rec["occluders"]) == 1
+            ):  # the rectangle hides the hand: only its own two colours inside
                 x0, y0, x1, y1 = (max(0, min(127, v)) for v in rec["occluders"][0])
                 patch = frame[y0 : y1 + 1, x0 : x1 + 1].reshape(-1, 3)
                 colours = {tuple(c) for c in patch}
@@ -116,7 +124,9 @@ def test_read_frame_random_access(captures):
 def test_rewrite_unpublishes_first(captures, tmp_path):
     out = tmp_path / "raw"
     write_hand_captures(out, SMALL)
-    smaller = SMALL.model_copy(update={"hands": HandCaptureParams(sequences=2, frames_per_sequence=2, image_size=64)})
+    smaller = SMALL.model_copy(
+        update={"hands": HandCaptureParams(sequences=2, frames_per_sequence=2, image_size=64)}
+    )
     manifest = write_hand_captures(out, smaller)
     assert sorted(p.name for p in out.glob("*.avi")) == ["seq_0000.avi", "seq_0001.avi"]
     assert manifest["counts"]["frames"] == 4
@@ -125,7 +135,9 @@ def test_rewrite_unpublishes_first(captures, tmp_path):
 def test_label_noise_moves_training_labels_and_keeps_clean_ones(tmp_path):
     hands = dict(sequences=2, frames_per_sequence=6, image_size=96)
     write_hand_captures(tmp_path / "clean", CaptureParams(hands=HandCaptureParams(**hands)))
-    noisy = HandCaptureParams(**hands, label_noise_px=2.0, outlier_rate=0.2, outlier_box_fraction=0.3)
+    noisy = HandCaptureParams(
+        **hands, label_noise_px=2.0, outlier_rate=0.2, outlier_box_fraction=0.3
+    )
     write_hand_captures(tmp_path / "noisy", CaptureParams(hands=noisy))
 
     def frames(folder):
@@ -137,7 +149,9 @@ def test_label_noise_moves_training_labels_and_keeps_clean_ones(tmp_path):
         assert a["keypoints_clean"] == b["keypoints_clean"]  # the truth is untouched
     moved = [
         ((kb[0] - ka[0]) ** 2 + (kb[1] - ka[1]) ** 2) ** 0.5
-        for a, b in zip(clean, dirty) for ka, kb in zip(a["keypoints"], b["keypoints"]) if ka[2] > 0
+        for a, b in zip(clean, dirty)
+        for ka, kb in zip(a["keypoints"], b["keypoints"])
+        if ka[2] > 0
     ]
     assert sum(d > 0.01 for d in moved) > 0.9 * len(moved)  # jitter everywhere
     assert max(moved) > 8.0  # and some outliers far away
@@ -147,8 +161,14 @@ def test_labels_stream_one_line_per_sequence_in_manifest_order(captures):
     out, manifest = captures
     lines = (out / "labels.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == [e["id"] for e in manifest["sequences"]]
-    assert all(line == json.dumps(json.loads(line), sort_keys=True, separators=(",", ":")) for line in lines)
-    assert manifest["labels"]["file"] == "labels.jsonl" and len(manifest["keypoint_names"]) == HAND21.num_keypoints
+    assert all(
+        line == json.dumps(json.loads(line), sort_keys=True, separators=(",", ":"))
+        for line in lines
+    )
+    assert (
+        manifest["labels"]["file"] == "labels.jsonl"
+        and len(manifest["keypoint_names"]) == HAND21.num_keypoints
+    )
     assert [r["id"] for r in read_hand_sequences(out)] == [e["id"] for e in manifest["sequences"]]
 
 
@@ -161,14 +181,18 @@ def test_read_hand_sequences_names_file_and_line(captures, tmp_path):
     lines = (copy / "labels.jsonl").read_text().splitlines()
     (copy / "labels.jsonl").write_text("\n".join([lines[0], lines[1][:-9], *lines[2:]]) + "\n")
     stream = read_hand_sequences(copy)
-    assert next(stream)["id"] == "seq_0000"  # records come one at a time, before the bad line is reached
+    assert (
+        next(stream)["id"] == "seq_0000"
+    )  # records come one at a time, before the bad line is reached
     with pytest.raises(DataError, match=r"labels\.jsonl: line 2: not valid JSON"):
         next(stream)
     (copy / "labels.jsonl").write_text(lines[0] + "\n[1, 2]\n")
     with pytest.raises(DataError, match=r"labels\.jsonl: line 2: not a sequence record"):
         list(read_hand_sequences(copy))
     (copy / "labels.jsonl").unlink()
-    with pytest.raises(DataError, match=r"labels\.jsonl: labels listed in .*manifest\.json are missing"):
+    with pytest.raises(
+        DataError, match=r"labels\.jsonl: labels listed in .*manifest\.json are missing"
+    ):
         list(read_hand_sequences(copy))
     (copy / "manifest.json").unlink()
     with pytest.raises(DataError, match="no manifest.json"):
@@ -179,14 +203,22 @@ def test_a_null_part_kept_as_an_empty_folder_is_skipped_by_annotate(tmp_path):
     from poseops.annotations.internal import build_annotations, capture_folders
     from poseops.capture import write_captures
 
-    params = CaptureParams(hands=HandCaptureParams(sequences=2, frames_per_sequence=2, image_size=64), bodies=None)
+    params = CaptureParams(
+        hands=HandCaptureParams(sequences=2, frames_per_sequence=2, image_size=64), bodies=None
+    )
     (tmp_path / "bodies").mkdir()
     (tmp_path / "bodies" / "stale.mp4").write_bytes(b"old")  # an earlier capture's part is emptied
-    assert set(write_captures(tmp_path, params, keep_empty=True)) == {"hands"}  # as the capture stage writes
+    assert set(write_captures(tmp_path, params, keep_empty=True)) == {
+        "hands"
+    }  # as the capture stage writes
     assert (tmp_path / "bodies").is_dir() and not any((tmp_path / "bodies").iterdir())
     assert capture_folders(tmp_path) == [tmp_path / "hands"]
     build_annotations(tmp_path, [], tmp_path / "labels.json")
-    assert len(json.loads((tmp_path / "labels.json").read_text())["images"]) == 4  # 2 sequences x 2 frames
-    (tmp_path / "bodies" / "half.mp4").write_bytes(b"x")  # files but no manifest: half-written, refused
+    assert (
+        len(json.loads((tmp_path / "labels.json").read_text())["images"]) == 4
+    )  # 2 sequences x 2 frames
+    (tmp_path / "bodies" / "half.mp4").write_bytes(
+        b"x"
+    )  # files but no manifest: half-written, refused
     with pytest.raises(DataError, match="bodies"):
         capture_folders(tmp_path)

@@ -20,7 +20,9 @@ class TinyConfig(BaseModel):
 
 @register_model("test_ckpt_tiny", TinyConfig, {"smoke": {"width": 3}})
 def build_tiny(config: TinyConfig) -> nn.Module:
-    return nn.Sequential(nn.Linear(5, config.width), nn.ReLU(), nn.Linear(config.width, config.width))
+    return nn.Sequential(
+        nn.Linear(5, config.width), nn.ReLU(), nn.Linear(config.width, config.width)
+    )
 
 
 def _model(width: int = 3) -> nn.Module:
@@ -29,13 +31,19 @@ def _model(width: int = 3) -> nn.Module:
 
 
 def _save(folder, model, width=3, **extra):
-    return checkpoints.save_checkpoint(folder, "tinyfam", "test_ckpt_tiny", model.state_dict(), TinyConfig(width=width), extra)
+    return checkpoints.save_checkpoint(
+        folder, "tinyfam", "test_ckpt_tiny", model.state_dict(), TinyConfig(width=width), extra
+    )
 
 
 def test_round_trip_rebuilds_the_same_network(tmp_path):
     model = _model()
     manifest = _save(tmp_path / "ck", model, metrics={"pck": 0.7}, run_id="abc")
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "manifest.json", "weights.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
+        "config.json",
+        "manifest.json",
+        "weights.safetensors",
+    ]
     assert set(manifest["files"]) == {"weights.safetensors", "config.json"}
 
     state, info = checkpoints.load_checkpoint(tmp_path / "ck")
@@ -62,8 +70,12 @@ def test_save_replaces_an_existing_checkpoint_and_leaves_no_temp_folders(tmp_pat
 def test_ddp_prefix_is_stripped_and_shared_tensors_are_saved(tmp_path):
     model = _model()
     wrapped = {f"module.{k}": v for k, v in model.state_dict().items()}
-    wrapped["module.alias"] = wrapped["module.0.weight"]  # shares memory: safetensors alone refuses it
-    checkpoints.save_checkpoint(tmp_path / "ck", "tinyfam", "test_ckpt_tiny", wrapped, {"width": 3}, {})
+    wrapped["module.alias"] = wrapped[
+        "module.0.weight"
+    ]  # shares memory: safetensors alone refuses it
+    checkpoints.save_checkpoint(
+        tmp_path / "ck", "tinyfam", "test_ckpt_tiny", wrapped, {"width": 3}, {}
+    )
     state, _ = checkpoints.load_checkpoint(tmp_path / "ck")
     assert "0.weight" in state and torch.equal(state["alias"], state["0.weight"])
 
@@ -101,7 +113,9 @@ def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):
     config = json.loads(config_path.read_text())
     config["config"]["width"] = 5
     config_path.write_text(json.dumps(config))
-    manifest_path = tmp_path / "ck" / "manifest.json"  # re-seal so only the shape check can catch it
+    manifest_path = (
+        tmp_path / "ck" / "manifest.json"
+    )  # re-seal so only the shape check can catch it
     manifest = json.loads(manifest_path.read_text())
     manifest["files"]["config.json"]["sha256"] = checkpoints.sha256_file(config_path)
     manifest_path.write_text(json.dumps(manifest))

@@ -29,9 +29,13 @@ def people(count, size, seed=0, spread=0.18):
 def test_frames_are_inverse_and_cell_centres_map_to_the_middle_of_their_pixels():
     xy = torch.tensor([[1.5, 1.5], [6.0, 10.0], [13.3, 0.7]])
     hm = to_heatmap_frame(xy, 64, 16)
-    assert torch.allclose(hm[0], torch.zeros(2))  # cell 0 covers pixels 0..3 (centres at integers): middle 1.5
+    assert torch.allclose(
+        hm[0], torch.zeros(2)
+    )  # cell 0 covers pixels 0..3 (centres at integers): middle 1.5
     assert torch.allclose(to_input_frame(hm, 64, 16), xy)
-    assert torch.allclose(to_input_frame(torch.tensor([[3.0, 5.0]]), (64, 32), (16, 8)), torch.tensor([[13.5, 21.5]]))
+    assert torch.allclose(
+        to_input_frame(torch.tensor([[3.0, 5.0]]), (64, 32), (16, 8)), torch.tensor([[13.5, 21.5]])
+    )
 
 
 def test_encode_targets_shapes_centres_and_small_people():
@@ -44,7 +48,9 @@ def test_encode_targets_shapes_centres_and_small_people():
     assert t["instance_image"].tolist() == [0, 0, 0, 1, 1]
     assert t["instance_heatmaps"].shape == (5, 17, 32, 32) and t["instance_weight"].shape == (5, 17)
     assert t["heatmaps"][2].abs().sum() == 0  # an image without people
-    assert t["heatmaps"][1, :17].amax() > 0.9  # the small person's keypoints are still in the multi maps
+    assert (
+        t["heatmaps"][1, :17].amax() > 0.9
+    )  # the small person's keypoints are still in the multi maps
     centres, _ = person_centres(batch[0])
     cells = to_heatmap_frame(centres, size, 32).round().long().flip(-1)  # (y, x)
     assert torch.equal(t["instance_coords"][:3], cells)
@@ -56,7 +62,11 @@ def test_unlabelled_and_outside_keypoints_get_no_gaussian():
     kpts[0, 4, :2] = torch.tensor([200.0, 10.0])
     t = encode_targets([kpts], 64, 16, min_person_area=0)
     assert t["instance_heatmaps"][0, 3].sum() == 0 and t["instance_heatmaps"][0, 4].sum() == 0
-    assert t["instance_weight"][0, 3] == 0 and t["instance_weight"][0, 4] == 0 and t["instance_weight"][0, 5] == 1
+    assert (
+        t["instance_weight"][0, 3] == 0
+        and t["instance_weight"][0, 4] == 0
+        and t["instance_weight"][0, 5] == 1
+    )
 
 
 def test_whole_people_keep_a_cut_persons_true_centre_and_drop_outside_ones():
@@ -72,7 +82,9 @@ def test_whole_people_keep_a_cut_persons_true_centre_and_drop_outside_ones():
     inside = ((whole[..., :2] >= 0) & (whole[..., :2] <= size - 1)).all(-1)
     assert inside[0].any() and not inside[0].all() and inside[1].any() and stats[1, 0] > size
     cut = whole.clone()
-    cut[..., 2] = torch.where(inside, cut[..., 2], torch.zeros_like(cut[..., 2]))  # as the loader hands it over
+    cut[..., 2] = torch.where(
+        inside, cut[..., 2], torch.zeros_like(cut[..., 2])
+    )  # as the loader hands it over
     plain = encode_targets([cut], size, 16, min_person_area=0)
     fixed = encode_targets([cut], size, 16, min_person_area=0, whole_people=[stats])
 
@@ -82,7 +94,9 @@ def test_whole_people_keep_a_cut_persons_true_centre_and_drop_outside_ones():
     assert torch.equal(fixed["instance_coords"], cells(stats[:1, :2]))
     assert torch.equal(plain["instance_coords"], cells(person_centres(cut)[0]))
     assert not torch.equal(plain["instance_coords"][:1], fixed["instance_coords"])
-    assert fixed["heatmaps"][0, 17].amax() > 0.9 and torch.equal(fixed["heatmaps"][0, :17], plain["heatmaps"][0, :17])
+    assert fixed["heatmaps"][0, 17].amax() > 0.9 and torch.equal(
+        fixed["heatmaps"][0, :17], plain["heatmaps"][0, :17]
+    )
 
 
 def test_peak_mask_marks_one_cell_per_subcell_gaussian():
@@ -93,7 +107,9 @@ def test_peak_mask_marks_one_cell_per_subcell_gaussian():
     assert mask[0, 0, 5, 3] == 1  # nearest cell (y=round(4.7), x=round(3.3))
 
 
-@pytest.mark.parametrize("size, heatmap, count", [(128, 32, 3), (256, 64, 4), ((160, 96), (40, 24), 2)])
+@pytest.mark.parametrize(
+    "size, heatmap, count", [(128, 32, 3), (256, 64, 4), ((160, 96), (40, 24), 2)]
+)
 def test_round_trip_targets_as_predictions_recover_people_within_1px(size, heatmap, count):
     width = size if isinstance(size, int) else size[0]
     kpts = people(count, width, seed=count)
@@ -105,10 +121,16 @@ def test_round_trip_targets_as_predictions_recover_people_within_1px(size, heatm
     # use the targets as predictions: each proposal's instance heatmaps are its person's targets
     match = [int(((t["instance_coords"] - c).abs().sum(dim=1) == 0).nonzero()[0]) for c in coords]
     assert sorted(match) == list(range(count))
-    keypoints, keypoint_scores, pose_scores = decode_instances(t["instance_heatmaps"][match], scores, size)
+    keypoints, keypoint_scores, pose_scores = decode_instances(
+        t["instance_heatmaps"][match], scores, size
+    )
     error = (keypoints - t["instance_keypoints"][match, :, :2]).norm(dim=-1)
     assert error.max() < 1.0, error.max()
-    assert keypoint_scores.shape == (count, 17) and pose_scores.shape == (count,) and (pose_scores > 0.5).all()
+    assert (
+        keypoint_scores.shape == (count, 17)
+        and pose_scores.shape == (count,)
+        and (pose_scores > 0.5).all()
+    )
 
 
 def test_quarter_refinement_is_coarser_than_quadratic():

@@ -25,7 +25,9 @@ def test_soft_argmax_of_peaked_logits_hits_cell_centre():
     logits = torch.full((2, 3, 64, 64), -1e4)
     logits[0, 1, 10, 40] = 0  # y = 10, x = 40
     coords = soft_argmax(logits)
-    assert torch.allclose(coords[0, 1], torch.tensor([(40 + 0.5) / 64 - 0.5, (10 + 0.5) / 64 - 0.5]))
+    assert torch.allclose(
+        coords[0, 1], torch.tensor([(40 + 0.5) / 64 - 0.5, (10 + 0.5) / 64 - 0.5])
+    )
     # the same point in input pixels of a 256 crop: cell c covers pixels 4c .. 4c+3, centre 4c + 1.5
     assert torch.allclose(to_pixels(coords[0, 1], 256), torch.tensor([40 * 4 + 1.5, 10 * 4 + 1.5]))
     assert torch.allclose(coords[1], torch.zeros(3, 2), atol=1e-6)  # uniform map -> centre
@@ -57,4 +59,6 @@ def test_gaussian_sigma_is_in_heatmap_cells():
     maps = gaussian_heatmaps(torch.zeros(1, 1, 2), (32, 16), sigma_px=2.0)  # (width, height)
     assert maps.shape == (1, 1, 16, 32)
     row = maps[0, 0, 8]  # centre between cells 15 and 16 (x), row 8 is 0.5 cells from centre (y)
-    assert torch.allclose(row[16] / row[18], torch.exp(torch.tensor((2.5**2 - 0.5**2) / 8)), rtol=1e-4)
+    assert torch.allclose(
+        row[16] / row[18], torch.exp(torch.tensor((2.5**2 - 0.5**2) / 8)), rtol=1e-4
+    )

@@ -50,7 +50,11 @@ def test_unknown_top_level_key_is_named_with_allowed_keys(tmp_path, smoke_raw):
     raw["famlies"] = {}
     with pytest.raises(ConfigError) as err:
         load_params(write(tmp_path, raw))
-    assert "famlies" in str(err.value) and "families" in str(err.value) and "params.yaml" in str(err.value)
+    assert (
+        "famlies" in str(err.value)
+        and "families" in str(err.value)
+        and "params.yaml" in str(err.value)
+    )
 
 
 def test_unknown_train_key_is_named(tmp_path, smoke_raw):
@@ -105,7 +109,9 @@ def test_model_schemas_cover_every_family():
 def test_data_block_is_validated_by_the_task_options(tmp_path, smoke_raw):
     params = load_params(REPO / "params.yaml")
     assert type(params.families["handmle"].data).__name__ == "TopdownCropData"
-    assert params.families["vmhpe"].data.kind == "bottomup_image"  # from the family's row, not the file
+    assert (
+        params.families["vmhpe"].data.kind == "bottomup_image"
+    )  # from the family's row, not the file
     raw = copy.deepcopy(smoke_raw)
     raw["families"]["vmhpe"]["data"]["crop_format"] = "png"  # a topdown_crop option
     with pytest.raises(ConfigError) as err:
@@ -126,5 +132,8 @@ def test_task_options_form_a_union_discriminated_on_kind():
     from poseops.tasks import options_union
 
     adapter = TypeAdapter(options_union())
-    assert type(adapter.validate_python({"kind": "lifting_sequence", "sequence_window": 9})).__name__ == "LiftingSequenceData"
+    assert (
+        type(adapter.validate_python({"kind": "lifting_sequence", "sequence_window": 9})).__name__
+        == "LiftingSequenceData"
+    )
     assert adapter.validate_python({"kind": "multiview_group"}).derive_options() == {"min_views": 2}

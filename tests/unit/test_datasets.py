@@ -27,7 +27,9 @@ K = 21
 
 
 # ---------------------------------------------------------------- transforms
-@pytest.mark.parametrize("scale,shift", [(1.0, (0.0, 0.0)), (1.13, (0.07, -0.11)), (0.8, (-0.2, 0.05))])
+@pytest.mark.parametrize(
+    "scale,shift", [(1.0, (0.0, 0.0)), (1.13, (0.07, -0.11)), (0.8, (-0.2, 0.05))]
+)
 def test_padding_by_integers_gives_the_same_crop(scale, shift):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (90, 110, 3), dtype=np.uint8)
@@ -35,10 +37,18 @@ def test_padding_by_integers_gives_the_same_crop(scale, shift):
     dx, dy = 7, 13
     padded = cv2.copyMakeBorder(image, dy, 4, dx, 9, cv2.BORDER_CONSTANT, value=0)
     a = warp(image, box_affine(box, 1.25, 64, 0.0, scale, shift), 64)
-    b = warp(padded, box_affine((box[0] + dx, box[1] + dy, box[2], box[3]), 1.25, 64, 0.0, scale, shift), 64)
+    b = warp(
+        padded,
+        box_affine((box[0] + dx, box[1] + dy, box[2], box[3]), 1.25, 64, 0.0, scale, shift),
+        64,
+    )
     assert np.array_equal(a, b)
     rot_a = warp(image, box_affine(box, 1.25, 64, 33.0, scale, shift), 64)
-    rot_b = warp(padded, box_affine((box[0] + dx, box[1] + dy, box[2], box[3]), 1.25, 64, 33.0, scale, shift), 64)
+    rot_b = warp(
+        padded,
+        box_affine((box[0] + dx, box[1] + dy, box[2], box[3]), 1.25, 64, 33.0, scale, shift),
+        64,
+    )
     assert np.array_equal(rot_a, rot_b)
 
 
@@ -48,7 +58,10 @@ def test_points_move_like_pixels():
     M = box_affine((40, 20, 30, 24), 1.5, 96, rotation_deg=25.0, scale=1.1, shift=(0.05, 0.0))
     out = warp(image, M, 96)
     y, x = np.unravel_index(np.argmax(out), out.shape)
-    centre = np.array([(out * np.arange(96)[None, :]).sum(), (out * np.arange(96)[:, None]).sum()]) / out.sum()
+    centre = (
+        np.array([(out * np.arange(96)[None, :]).sum(), (out * np.arange(96)[:, None]).sum()])
+        / out.sum()
+    )
     assert np.allclose(centre, apply_affine(np.array([57.0, 31.0]), M), atol=0.25)
     assert abs(x - centre[0]) <= 1 and abs(y - centre[1]) <= 1
 
@@ -57,7 +70,9 @@ def test_box_centre_maps_to_crop_centre_and_inverse_composes():
     box = (10.0, 20.0, 30.0, 50.0)
     M = box_affine(box, 1.25, 64)
     corner_span = apply_affine(np.array([[10.0, 20.0], [10.0, 70.0]]), M)
-    assert corner_span[1, 1] - corner_span[0, 1] == pytest.approx(64 / 1.25)  # side = margin * max(w, h)
+    assert corner_span[1, 1] - corner_span[0, 1] == pytest.approx(
+        64 / 1.25
+    )  # side = margin * max(w, h)
     ident = compose(invert_affine(M), M)
     assert np.allclose(ident, [[1, 0, 0], [0, 1, 0]], atol=1e-9)
     pts = np.random.default_rng(1).uniform(0, 100, (5, 7, 2))
@@ -68,7 +83,9 @@ def test_box_centre_maps_to_crop_centre_and_inverse_composes():
 @pytest.fixture(scope="module")
 def annotations(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    params = CaptureParams(seed=5, hands=HandCaptureParams(sequences=6, frames_per_sequence=8, image_size=224))
+    params = CaptureParams(
+        seed=5, hands=HandCaptureParams(sequences=6, frames_per_sequence=8, image_size=224)
+    )
     write_hand_captures(root / "raw", params)
     build_annotations(root / "raw", [], root / "labels" / "annotations.json")
     return root / "labels" / "annotations.json"
@@ -108,7 +125,9 @@ def test_card_counts_and_split_by_sequence_and_subject(annotations, dataset):
         for r in rows:
             img = images[r["image_id"]]
             for key in ("sequence", "subject"):
-                assert seen.setdefault((key, img[key]), split) == split, f"{key} {img[key]} in two splits"
+                assert seen.setdefault((key, img[key]), split) == split, (
+                    f"{key} {img[key]} in two splits"
+                )
 
 
 def test_crops_copy_source_pixels_and_labels_follow(annotations, dataset):
@@ -125,8 +144,13 @@ def test_crops_copy_source_pixels_and_labels_follow(annotations, dataset):
     image = images[row["image_id"]]
     frame = read_video(resolve_image_path(annotations, image))[image["frame_index"]]
     h, w = frame.shape[:2]
-    ys, xs = slice(max(0, y0), min(h, y0 + crop.shape[0])), slice(max(0, x0), min(w, x0 + crop.shape[1]))
-    assert np.array_equal(crop[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0], frame[ys, xs])
+    ys, xs = (
+        slice(max(0, y0), min(h, y0 + crop.shape[0])),
+        slice(max(0, x0), min(w, x0 + crop.shape[1])),
+    )
+    assert np.array_equal(
+        crop[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0], frame[ys, xs]
+    )
     kp_src = np.asarray(anns[row["sample_id"]]["keypoints"]).reshape(K, 3)
     kp_crop = np.asarray(row["keypoints"]).reshape(K, 2)
     assert np.allclose(apply_affine(kp_crop, A), kp_src[:, :2], atol=1e-3)
@@ -162,14 +186,22 @@ def test_shards_stay_under_the_byte_bound(annotations, tmp_path):
     assert len(files) >= 3
     assert max(f.stat().st_size for f in files) <= 1.1e6
     assert max(f.stat().st_size for f in files) <= 1 << 20
-    assert sum(s["rows"] for sh in card["splits"].values() for s in sh["shards"]) == sum(card["counts"].values())
+    assert sum(s["rows"] for sh in card["splits"].values() for s in sh["shards"]) == sum(
+        card["counts"].values()
+    )
     # rewriting into the same folder clears the old shards
     derive_dataset(TopdownCrop.rows, annotations, str(tmp_path / "ds"), FAMILY, SPLIT)
     assert len(list((tmp_path / "ds").rglob("*.parquet"))) == 2
 
 
 def test_max_samples_caps_each_split(annotations, tmp_path):
-    card = derive_dataset(TopdownCrop.rows, annotations, str(tmp_path / "ds"), FAMILY.model_copy(update={"max_samples": 5}), SPLIT)
+    card = derive_dataset(
+        TopdownCrop.rows,
+        annotations,
+        str(tmp_path / "ds"),
+        FAMILY.model_copy(update={"max_samples": 5}),
+        SPLIT,
+    )
     assert card["counts"] == {"train": 5, "val": 5}
 
 
@@ -184,7 +216,12 @@ def test_memory_url(annotations):
 def test_bad_input_leaves_nothing(annotations, tmp_path):
     form = json.loads(annotations.read_text())
     victim = form["images"][-1]["file_name"]
-    form["images"] = [{**i, "file_name": i["file_name"].replace("seq_", "gone_")} if i["file_name"] == victim else i for i in form["images"]]
+    form["images"] = [
+        {**i, "file_name": i["file_name"].replace("seq_", "gone_")}
+        if i["file_name"] == victim
+        else i
+        for i in form["images"]
+    ]
     bad = tmp_path / "labels" / "annotations.json"
     bad.parent.mkdir()
     # keep the other videos reachable from the new location
@@ -203,8 +240,13 @@ def test_bad_input_leaves_nothing(annotations, tmp_path):
 def test_loader_yields_tensors_with_the_contract_shapes(dataset):
     url, _ = dataset
     sample = next(iter(CropDataset(url, "train", 64, 1.25, augment=AugmentParams(), seed=1)))
-    assert tuple(sample["image"].shape) == (3, 64, 64) and str(sample["image"].dtype) == "torch.uint8"
-    assert tuple(sample["keypoints"].shape) == (K, 2) and str(sample["keypoints"].dtype) == "torch.float32"
+    assert (
+        tuple(sample["image"].shape) == (3, 64, 64) and str(sample["image"].dtype) == "torch.uint8"
+    )
+    assert (
+        tuple(sample["keypoints"].shape) == (K, 2)
+        and str(sample["keypoints"].dtype) == "torch.float32"
+    )
     assert tuple(sample["visibility"].shape) == (K,)
     assert tuple(sample["affine_to_source"].shape) == (2, 3)
     assert float(sample["norm_size"]) > 1.0
@@ -213,9 +255,17 @@ def test_loader_yields_tensors_with_the_contract_shapes(dataset):
 
 def test_loader_ranks_are_disjoint_and_cover_the_split(dataset):
     url, card = dataset
-    shares = [[int(s["sample_id"]) for s in CropDataset(url, "train", 32, 1.25, seed=0, rank=r, world_size=2)] for r in range(2)]
+    shares = [
+        [
+            int(s["sample_id"])
+            for s in CropDataset(url, "train", 32, 1.25, seed=0, rank=r, world_size=2)
+        ]
+        for r in range(2)
+    ]
     assert not set(shares[0]) & set(shares[1])
-    assert sorted(shares[0] + shares[1]) == sorted(int(r["sample_id"]) for r in _rows(url, "train", card))
+    assert sorted(shares[0] + shares[1]) == sorted(
+        int(r["sample_id"]) for r in _rows(url, "train", card)
+    )
 
 
 def test_loader_epochs_shuffle_deterministically(dataset):
@@ -252,11 +302,18 @@ def test_shuffle_buffer_mixes_across_a_thousand_rows(tmp_path):
     from poseops.storage import write_json_atomic
 
     assert SHUFFLE_BUFFER >= 1000
-    writer = ShardWriter(str(tmp_path / "ds" / "train"), 1 << 20, pa.schema([("sample_id", pa.int64())]))
+    writer = ShardWriter(
+        str(tmp_path / "ds" / "train"), 1 << 20, pa.schema([("sample_id", pa.int64())])
+    )
     for i in range(2500):
         writer.add({"sample_id": i})
-    shards = [{"file": s["file"].rsplit("/", 1)[-1], "rows": s["rows"], "row_groups": s["row_groups"]} for s in writer.close()]
-    write_json_atomic(tmp_path / "ds" / "card.json", {"kind": "ids", "splits": {"train": {"shards": shards}}})
+    shards = [
+        {"file": s["file"].rsplit("/", 1)[-1], "rows": s["rows"], "row_groups": s["row_groups"]}
+        for s in writer.close()
+    ]
+    write_json_atomic(
+        tmp_path / "ds" / "card.json", {"kind": "ids", "splits": {"train": {"shards": shards}}}
+    )
 
     class Ids(ShardStream):
         def _tensors(self, row, rng):
@@ -266,7 +323,9 @@ def test_shuffle_buffer_mixes_across_a_thousand_rows(tmp_path):
         """Ids in the order the stream reads them (its row groups' order)."""
         from poseops.datasets.loader import read_row_group
 
-        return [r["sample_id"] for path, group in stream.my_units() for r in read_row_group(path, group)]
+        return [
+            r["sample_id"] for path, group in stream.my_units() for r in read_row_group(path, group)
+        ]
 
     firsts = []
     for seed in range(8):
@@ -304,11 +363,21 @@ def test_one_chunk_per_task_writes_its_own_shards(annotations, tmp_path):
     from poseops.storage import sha256_file
 
     facts: list[dict] = []
-    card = derive_dataset(TopdownCrop.rows, annotations, str(tmp_path / "ds"), FAMILY, SPLIT, executor="local",
-                          chunk_samples=7, run_log=facts.append)
+    card = derive_dataset(
+        TopdownCrop.rows,
+        annotations,
+        str(tmp_path / "ds"),
+        FAMILY,
+        SPLIT,
+        executor="local",
+        chunk_samples=7,
+        run_log=facts.append,
+    )
     for split, body in card["splits"].items():
         names = [s["file"] for s in body["shards"]]
-        assert names == sorted(names) and len({n.split("-")[1] for n in names}) == -(-card["counts"][split] // 7)
+        assert names == sorted(names) and len({n.split("-")[1] for n in names}) == -(
+            -card["counts"][split] // 7
+        )
         assert sum(s["rows"] for s in body["shards"]) == card["counts"][split]
         for shard in body["shards"]:
             path = tmp_path / "ds" / split / shard["file"]

@@ -29,9 +29,27 @@ def rotation_y(degrees: float) -> np.ndarray:
 
 
 CAMERAS = [
-    Camera(fx=1000, fy=1000, cx=500, cy=500, R=tuple(map(tuple, rotation_y(0))), t=(0, 0, 4000), width=1000, height=1000),
-    Camera(fx=900, fy=950, cx=480, cy=510, R=tuple(map(tuple, rotation_y(40))), t=(100, -50, 4500),
-           k=(0.01, 0.0, 0.0), width=1000, height=1000),
+    Camera(
+        fx=1000,
+        fy=1000,
+        cx=500,
+        cy=500,
+        R=tuple(map(tuple, rotation_y(0))),
+        t=(0, 0, 4000),
+        width=1000,
+        height=1000,
+    ),
+    Camera(
+        fx=900,
+        fy=950,
+        cx=480,
+        cy=510,
+        R=tuple(map(tuple, rotation_y(40))),
+        t=(100, -50, 4500),
+        k=(0.01, 0.0, 0.0),
+        width=1000,
+        height=1000,
+    ),
 ]
 
 
@@ -46,7 +64,10 @@ def body(frame: int, subject: int, rng: np.random.Generator) -> np.ndarray:
 @pytest.fixture(scope="module")
 def annotations(tmp_path_factory):
     root = tmp_path_factory.mktemp("mv")
-    cameras = [{**c.model_dump(mode="json"), "id": i + 1, "name": f"cam{i}", "subject": ""} for i, c in enumerate(CAMERAS)]
+    cameras = [
+        {**c.model_dump(mode="json"), "id": i + 1, "name": f"cam{i}", "subject": ""}
+        for i, c in enumerate(CAMERAS)
+    ]
     images, anns = [], []
     for subject in range(2):
         joints_rng = np.random.default_rng(subject)
@@ -56,29 +77,60 @@ def annotations(tmp_path_factory):
             for view, camera in enumerate(CAMERAS):
                 uv = np.asarray(project_world(world, camera))
                 image_id = len(images) + 1
-                images.append({"id": image_id, "file_name": f"S{subject}_cam{view}.mp4", "frame_index": frame,
-                               "width": 1000, "height": 1000, "sequence": f"S{subject}_walk", "subject": f"S{subject}",
-                               "source": "synthetic", "camera_id": view + 1, "view": f"cam{view}",
-                               "group": f"S{subject}_walk:{frame}"})
+                images.append(
+                    {
+                        "id": image_id,
+                        "file_name": f"S{subject}_cam{view}.mp4",
+                        "frame_index": frame,
+                        "width": 1000,
+                        "height": 1000,
+                        "sequence": f"S{subject}_walk",
+                        "subject": f"S{subject}",
+                        "source": "synthetic",
+                        "camera_id": view + 1,
+                        "view": f"cam{view}",
+                        "group": f"S{subject}_walk:{frame}",
+                    }
+                )
                 kp3d = world.ravel().tolist()
                 if frame == 3:
                     kp3d[3 * 5 : 3 * 5 + 3] = [None, None, None]  # joint 5 has no 3D in this frame
                 (x0, y0), (x1, y1) = uv.min(0), uv.max(0)
-                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": 1,
-                             "keypoints": np.column_stack([uv, np.full(K, 2.0)]).ravel().tolist(), "num_keypoints": K,
-                             "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
-                             "keypoints_3d": kp3d, "person_id": f"S{subject}"})
-    category = {"id": 1, "name": "person_h36m17", "keypoints": list(SK.keypoints),
-                "skeleton": [[a + 1, b + 1] for a, b in SK.edges]}
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": image_id,
+                        "category_id": 1,
+                        "keypoints": np.column_stack([uv, np.full(K, 2.0)]).ravel().tolist(),
+                        "num_keypoints": K,
+                        "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "area": (x1 - x0) * (y1 - y0),
+                        "iscrowd": 0,
+                        "keypoints_3d": kp3d,
+                        "person_id": f"S{subject}",
+                    }
+                )
+    category = {
+        "id": 1,
+        "name": "person_h36m17",
+        "keypoints": list(SK.keypoints),
+        "skeleton": [[a + 1, b + 1] for a, b in SK.edges],
+    }
     path = root / "annotations.json"
-    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [category], "cameras": cameras}))
+    path.write_text(
+        json.dumps(
+            {"images": images, "annotations": anns, "categories": [category], "cameras": cameras}
+        )
+    )
     return path
 
 
 def derive(kind: str, annotations, tmp_path, **options) -> tuple[str, dict]:
     url = str(tmp_path / kind)
     task = get_task(kind)
-    card = derive_dataset(task.rows, annotations, url, task.Options(), SPLIT, skeleton="h36m17", options=options)
+    card = derive_dataset(
+        task.rows, annotations, url, task.Options(), SPLIT, skeleton="h36m17", options=options
+    )
     return url, card
 
 
@@ -90,25 +142,34 @@ def test_lifting_windows_are_root_relative_camera_space(annotations, tmp_path):
     for split in ("train", "val"):
         arrays = load_lifting_split(url, split)
         n = card["counts"][split]
-        assert arrays["keypoints_2d"].shape == (n, 4, K, 2) and arrays["keypoints_3d_cam"].shape == (n, 4, K, 3)
+        assert arrays["keypoints_2d"].shape == (n, 4, K, 2) and arrays[
+            "keypoints_3d_cam"
+        ].shape == (n, 4, K, 3)
         valid = arrays["valid_3d"] > 0
         assert np.all(arrays["keypoints_3d_cam"][:, :, 0] == 0)  # the root (pelvis) is the origin
         for i, camera in enumerate(arrays["cameras"]):
             absolute = arrays["keypoints_3d_cam"][i] + arrays["root_cam"][i][:, None]
             uv = np.asarray(project(absolute.astype(np.float64), camera))
             assert np.allclose(uv[valid[i]], arrays["keypoints_2d"][i][valid[i]], atol=0.05)
-            assert np.allclose(arrays["intrinsics"][i], [camera.fx, camera.fy, camera.cx, camera.cy])
+            assert np.allclose(
+                arrays["intrinsics"][i], [camera.fx, camera.fy, camera.cx, camera.cy]
+            )
         # the frame with a joint's 3D missing: NaN there, valid 0, the rest intact
         assert (~valid).sum() > 0 and np.isnan(arrays["keypoints_3d_cam"][~valid]).all()
         assert np.isfinite(arrays["keypoints_3d_cam"][valid]).all()
 
 
 def test_lifting_windows_follow_frame_order(annotations, tmp_path):
-    url, card = derive("lifting_sequence", annotations, tmp_path, window=5)  # stride = T: no overlap
+    url, card = derive(
+        "lifting_sequence", annotations, tmp_path, window=5
+    )  # stride = T: no overlap
     from poseops.datasets.loader import read_row_group, row_groups
 
     rows = [r for p, g in row_groups(url, "train") for r in read_row_group(p, g)]
-    assert sorted(tuple(r["frame_indices"]) for r in rows) == [(0, 1, 2, 3, 4)] * 2 + [(5, 6, 7, 8, 9)] * 2
+    assert (
+        sorted(tuple(r["frame_indices"]) for r in rows)
+        == [(0, 1, 2, 3, 4)] * 2 + [(5, 6, 7, 8, 9)] * 2
+    )
     assert all(len(set(r["image_ids"])) == 5 for r in rows)
     with pytest.raises(DataError, match="nothing to derive"):
         derive("lifting_sequence", annotations, tmp_path, window=11)  # longer than every track
@@ -120,7 +181,9 @@ def test_multiview_groups_triangulate_to_their_3d(annotations, tmp_path):
     for split in ("train", "val"):
         for group in load_multiview_split(url, split):
             assert group["keypoints_2d"].shape == (2, K, 2) and group["views"] == ["cam0", "cam1"]
-            points = np.asarray(triangulate(group["keypoints_2d"].astype(np.float64), group["cameras"]))
+            points = np.asarray(
+                triangulate(group["keypoints_2d"].astype(np.float64), group["cameras"])
+            )
             valid = group["valid_3d"] > 0
             assert np.allclose(points[valid], group["keypoints_3d"][valid], atol=0.5)
             assert group["group"].endswith(f":{group['frame_index']}")

@@ -16,19 +16,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from poseops.config import AugmentParams, SplitParams
-from poseops.tasks import get_task
 from poseops.datasets.bottomup import BottomUpDataset, load_bottomup_split
 from poseops.datasets.derive import derive_dataset
 from poseops.datasets.transforms import apply_affine
 from poseops.errors import DataError
 from poseops.skeletons import get_skeleton
 from poseops.storage import filesystem
+from poseops.tasks import get_task
 
 SK = get_skeleton("coco17")
 K = SK.num_keypoints
 W, H = 320, 200
 RADIUS = 8
-COLOURS = np.array([((37 * k) % 256, (255 - 53 * k) % 256, (90 + 71 * k) % 256) for k in range(K)], np.uint8)
+COLOURS = np.array(
+    [((37 * k) % 256, (255 - 53 * k) % 256, (90 + 71 * k) % 256) for k in range(K)], np.uint8
+)
 SPLIT = SplitParams(val_fraction=0.34, seed=0)
 FAMILY = get_task("bottomup_image").Options()
 
@@ -62,21 +64,53 @@ def annotations(tmp_path_factory):
         image, persons = draw_image(rng, 2 + i % 2)
         name = f"img_{i:03d}.png"
         cv2.imwrite(str(root / name), image)
-        images.append({"id": i + 1, "file_name": name, "frame_index": None, "width": W, "height": H,
-                       "sequence": f"seq{i // 2}", "subject": "", "source": "synthetic",
-                       **({"ignore_regions": [[1, 2, 30, 40]]} if i == 0 else {})})
+        images.append(
+            {
+                "id": i + 1,
+                "file_name": name,
+                "frame_index": None,
+                "width": W,
+                "height": H,
+                "sequence": f"seq{i // 2}",
+                "subject": "",
+                "source": "synthetic",
+                **({"ignore_regions": [[1, 2, 30, 40]]} if i == 0 else {}),
+            }
+        )
         for kp in persons:
             labelled = kp[kp[:, 2] > 0]
             x0, y0 = labelled[:, :2].min(0) - RADIUS
             x1, y1 = labelled[:, :2].max(0) + RADIUS
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1,
-                         "keypoints": kp.ravel().tolist(), "num_keypoints": int((kp[:, 2] > 0).sum()),
-                         "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                         "area": float((x1 - x0) * (y1 - y0)), "iscrowd": 0})
-    anns.append({"id": len(anns) + 1, "image_id": 2, "category_id": 1, "keypoints": [0.0] * (3 * K),
-                 "num_keypoints": 0, "bbox": [5.0, 6.0, 20.0, 30.0], "area": 600.0, "iscrowd": 1})
-    category = {"id": 1, "name": "person", "keypoints": list(SK.keypoints),
-                "skeleton": [[a + 1, b + 1] for a, b in SK.edges]}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "keypoints": kp.ravel().tolist(),
+                    "num_keypoints": int((kp[:, 2] > 0).sum()),
+                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                    "area": float((x1 - x0) * (y1 - y0)),
+                    "iscrowd": 0,
+                }
+            )
+    anns.append(
+        {
+            "id": len(anns) + 1,
+            "image_id": 2,
+            "category_id": 1,
+            "keypoints": [0.0] * (3 * K),
+            "num_keypoints": 0,
+            "bbox": [5.0, 6.0, 20.0, 30.0],
+            "area": 600.0,
+            "iscrowd": 1,
+        }
+    )
+    category = {
+        "id": 1,
+        "name": "person",
+        "keypoints": list(SK.keypoints),
+        "skeleton": [[a + 1, b + 1] for a, b in SK.edges],
+    }
     path = root / "annotations.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [category]}))
     return path
@@ -85,7 +119,15 @@ def annotations(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(annotations, tmp_path_factory):
     url = str(tmp_path_factory.mktemp("ds") / "bu")
-    card = derive_dataset(get_task("bottomup_image").rows, annotations, url, FAMILY, SPLIT, skeleton="coco17", chunk_samples=2)
+    card = derive_dataset(
+        get_task("bottomup_image").rows,
+        annotations,
+        url,
+        FAMILY,
+        SPLIT,
+        skeleton="coco17",
+        chunk_samples=2,
+    )
     return url, card
 
 
@@ -111,16 +153,26 @@ def test_one_row_per_image_with_every_person(annotations, dataset):
     for split in ("train", "val"):
         for row in rows(url, split, card):
             anns = people[row["image_id"]]
-            assert row["num_people"] == len(anns) and row["annotation_ids"] == [a["id"] for a in anns]
+            assert row["num_people"] == len(anns) and row["annotation_ids"] == [
+                a["id"] for a in anns
+            ]
             kp = np.asarray([a["keypoints"] for a in anns]).reshape(-1, K, 3)
             assert np.allclose(np.reshape(row["keypoints"], (-1, K, 2)), kp[..., :2])
-            assert np.reshape(row["visibility"], (-1, K)).tolist() == kp[..., 2].astype(int).tolist()
+            assert (
+                np.reshape(row["visibility"], (-1, K)).tolist() == kp[..., 2].astype(int).tolist()
+            )
             assert np.allclose(np.reshape(row["boxes"], (-1, 4)), [a["bbox"] for a in anns])
             image = form["images"][row["image_id"] - 1]
-            assert row["image"] == (annotations.parent / image["file_name"]).read_bytes()  # the source's bytes
+            assert (
+                row["image"] == (annotations.parent / image["file_name"]).read_bytes()
+            )  # the source's bytes
             assert row["image_format"] == "png" and (row["width"], row["height"]) == (W, H)
-            assert seen.setdefault(image["sequence"], split) == split  # a sequence never spans splits
-    ignore = {r["image_id"]: r["ignore_boxes"] for s in ("train", "val") for r in rows(url, s, card)}
+            assert (
+                seen.setdefault(image["sequence"], split) == split
+            )  # a sequence never spans splits
+    ignore = {
+        r["image_id"]: r["ignore_boxes"] for s in ("train", "val") for r in rows(url, s, card)
+    }
     assert ignore[1] == [1, 2, 30, 40] and ignore[2] == [5, 6, 20, 30] and ignore[3] == []
 
 
@@ -130,7 +182,10 @@ def test_dataset_pads_people_and_letterboxes(dataset):
     assert len(samples) == card["counts"]["train"]
     for s in samples:
         assert tuple(s["image"].shape) == (3, 96, 96) and str(s["image"].dtype) == "torch.uint8"
-        assert tuple(s["keypoints"].shape) == (3, K, 2) and str(s["keypoints"].dtype) == "torch.float32"
+        assert (
+            tuple(s["keypoints"].shape) == (3, K, 2)
+            and str(s["keypoints"].dtype) == "torch.float32"
+        )
         assert tuple(s["visibility"].shape) == (3, K)
         n = int(s["num_people"])
         assert n in (2, 3) and float(s["visibility"][n:].abs().sum()) == 0.0
@@ -138,7 +193,9 @@ def test_dataset_pads_people_and_letterboxes(dataset):
         # W > H: the letterbox leaves zero rows above and below the picture
         assert int(s["image"][:, :5].max()) == 0 and int(s["image"][:, -5:].max()) == 0
         assert int(s["image"][:, 48].max()) > 0
-    assert sorted(int(s["sample_id"]) for s in samples) == sorted(r["sample_id"] for r in rows(url, "train", card))
+    assert sorted(int(s["sample_id"]) for s in samples) == sorted(
+        r["sample_id"] for r in rows(url, "train", card)
+    )
 
 
 def colour_under(image_chw: np.ndarray, xy: np.ndarray) -> int:
@@ -152,7 +209,9 @@ def test_augmented_labels_sit_on_their_pixels_and_flip_swaps_left_right(dataset)
     """Rotation, scale, shift and flip move labels with pixels; a flipped sample's label j sits on the
     disk drawn for keypoint flip_permutation[j] (left and right swapped), an unflipped one on disk j."""
     url, _ = dataset
-    augment = AugmentParams(rotation_deg=30, scale=(0.8, 1.2), shift=0.05, color_jitter=0.0, flip=True)
+    augment = AugmentParams(
+        rotation_deg=30, scale=(0.8, 1.2), shift=0.05, color_jitter=0.0, flip=True
+    )
     perm = np.asarray(SK.flip_permutation())
     flipped = plain = 0
     for epoch in range(3):
@@ -184,7 +243,9 @@ def test_training_windows_keep_the_input_scale_and_a_person(dataset):
     url, card = dataset
     augment = AugmentParams(rotation_deg=0, scale=(1, 1), shift=0, color_jitter=0.0, flip=False)
     whole = {int(s["sample_id"]): s for s in BottomUpDataset(url, "train", 160, seed=4)}
-    source = {r["sample_id"]: np.reshape(r["keypoints"], (-1, K, 2)) for r in rows(url, "train", card)}
+    source = {
+        r["sample_id"]: np.reshape(r["keypoints"], (-1, K, 2)) for r in rows(url, "train", card)
+    }
     shifts = set()
     for s in BottomUpDataset(url, "train", 160, augment=augment, seed=4, window=64):
         image, n = s["image"].numpy(), int(s["num_people"])
@@ -195,11 +256,15 @@ def test_training_windows_keep_the_input_scale_and_a_person(dataset):
         for p, j in zip(*np.nonzero(visible)):
             assert colour_under(image, kp[p, j]) == j
         shift = whole[int(s["sample_id"])]["keypoints"].numpy()[:n] - kp
-        assert np.allclose(shift, shift[0, 0], atol=1e-3) and np.allclose(shift[0, 0], np.round(shift[0, 0]))
+        assert np.allclose(shift, shift[0, 0], atol=1e-3) and np.allclose(
+            shift[0, 0], np.round(shift[0, 0])
+        )
         shifts.add(tuple(np.round(shift[0, 0]).astype(int)))
         # each person's centre and box area are the whole input's, shifted: the window's border cuts nothing off them
         full = whole[int(s["sample_id"])]["whole_people"].numpy()[:n]
-        np.testing.assert_allclose(s["whole_people"].numpy()[:n], full - np.append(shift[0, 0], 0.0), atol=1e-3)
+        np.testing.assert_allclose(
+            s["whole_people"].numpy()[:n], full - np.append(shift[0, 0], 0.0), atol=1e-3
+        )
         back = apply_affine(kp.reshape(-1, 2), s["affine_to_source"].numpy()).reshape(n, K, 2)
         np.testing.assert_allclose(back, source[int(s["sample_id"])][:n], atol=1e-2)
     assert len(shifts) > 1
@@ -214,7 +279,9 @@ def test_colour_jitter_and_geometry_draws(dataset):
     b = next(iter(BottomUpDataset(url, "train", 64, augment=jitter, seed=2)))
     c = next(iter(BottomUpDataset(url, "train", 64, augment=rotate, seed=2)))
     assert int(a["sample_id"]) == int(b["sample_id"]) == int(c["sample_id"])
-    assert np.array_equal(a["keypoints"].numpy(), b["keypoints"].numpy())  # jitter moves no keypoint
+    assert np.array_equal(
+        a["keypoints"].numpy(), b["keypoints"].numpy()
+    )  # jitter moves no keypoint
     assert not np.array_equal(a["image"].numpy(), b["image"].numpy())
     assert not np.allclose(a["keypoints"].numpy(), c["keypoints"].numpy())
 
@@ -256,22 +323,51 @@ def test_evaluation_split_maps_back_to_source_pixels(annotations, dataset):
                 assert colour_under(image, s["keypoints"][p, j]) == j
     assert len(load_bottomup_split(url, "val", 64, limit=1)) == 1
     order = [r["image_id"] for r in rows(url, "train", card)]
-    for limit in (2, 3, len(order) - 1):  # exactly `limit` images, spread: the first, then every count/limit-th
+    for limit in (
+        2,
+        3,
+        len(order) - 1,
+    ):  # exactly `limit` images, spread: the first, then every count/limit-th
         spread = load_bottomup_split(url, "train", 32, limit=limit)
-        assert [s["image_id"] for s in spread] == [order[i * len(order) // limit] for i in range(limit)]
+        assert [s["image_id"] for s in spread] == [
+            order[i * len(order) // limit] for i in range(limit)
+        ]
     assert len(load_bottomup_split(url, "train", 32, limit=len(order) + 5)) == len(order)
 
 
 def test_ray_refuses_memory_urls_and_local_path_serves_them(annotations):
     url = f"memory://poseops-bu-{uuid.uuid4().hex}/bu"
     with pytest.raises(DataError, match="memory://.*Ray"):
-        derive_dataset(get_task("bottomup_image").rows, annotations, url, FAMILY, SPLIT, skeleton="coco17", executor="ray")
-    card = derive_dataset(get_task("bottomup_image").rows, annotations, url, FAMILY, SPLIT, skeleton="coco17", executor="local")
+        derive_dataset(
+            get_task("bottomup_image").rows,
+            annotations,
+            url,
+            FAMILY,
+            SPLIT,
+            skeleton="coco17",
+            executor="ray",
+        )
+    card = derive_dataset(
+        get_task("bottomup_image").rows,
+        annotations,
+        url,
+        FAMILY,
+        SPLIT,
+        skeleton="coco17",
+        executor="local",
+    )
     assert sum(1 for _ in BottomUpDataset(url, "val", 32)) == card["counts"]["val"]
 
 
 def test_crop_dataset_is_refused_by_the_bottomup_loader(annotations, tmp_path):
     url = str(tmp_path / "crops")
-    derive_dataset(get_task("topdown_crop").rows, annotations, url, get_task("topdown_crop").Options(), SPLIT, skeleton="coco17")
+    derive_dataset(
+        get_task("topdown_crop").rows,
+        annotations,
+        url,
+        get_task("topdown_crop").Options(),
+        SPLIT,
+        skeleton="coco17",
+    )
     with pytest.raises(DataError, match="not bottomup_image"):
         BottomUpDataset(url, "train", 32)

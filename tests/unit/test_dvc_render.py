@@ -23,7 +23,9 @@ def committed() -> dict:
 
 def test_the_committed_dvc_yaml_is_its_rendering():
     rendered = render_file(REPO, load_params(REPO / "params.yaml"))
-    assert (REPO / "dvc.yaml").read_text() == rendered, "dvc.yaml is stale: run `poseops pipeline render`"
+    assert (REPO / "dvc.yaml").read_text() == rendered, (
+        "dvc.yaml is stale: run `poseops pipeline render`"
+    )
 
 
 def module_path(module: str) -> Path:
@@ -32,8 +34,11 @@ def module_path(module: str) -> Path:
 
 def uncovered(modules: set[str], deps: list[str]) -> list[str]:
     paths = [(REPO / d).resolve() for d in deps]
-    return sorted(str(module_path(m).relative_to(REPO)) for m in modules
-                  if not any(module_path(m) == p or p in module_path(m).parents for p in paths))
+    return sorted(
+        str(module_path(m).relative_to(REPO))
+        for m in modules
+        if not any(module_path(m) == p or p in module_path(m).parents for p in paths)
+    )
 
 
 @pytest.mark.parametrize("stage", ["capture", "annotate"])
@@ -58,8 +63,14 @@ def test_a_task_codec_is_in_its_family_training_closure_only(committed):
 
 
 def test_a_family_with_declared_inputs_gets_its_own_stages(tmp_path, monkeypatch):
-    lifter = Family(name="lifter", model="handmle", task="topdown_crop", skeleton="hand21", primary_metric="pck",
-                    inputs=("handmle",))
+    lifter = Family(
+        name="lifter",
+        model="handmle",
+        task="topdown_crop",
+        skeleton="hand21",
+        primary_metric="pck",
+        inputs=("handmle",),
+    )
 
     class Entry:
         name, value = "lifter", "tests:lifter"
@@ -68,7 +79,11 @@ def test_a_family_with_declared_inputs_gets_its_own_stages(tmp_path, monkeypatch
             return lifter
 
     families_module.plugin_families.cache_clear()
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [Entry()] if group == "poseops.families" else [])
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda group: [Entry()] if group == "poseops.families" else [],
+    )
     try:
         raw = yaml.safe_load((REPO / "params.yaml").read_text())
         raw["families"]["lifter"] = raw["families"]["handmle"]
@@ -76,7 +91,10 @@ def test_a_family_with_declared_inputs_gets_its_own_stages(tmp_path, monkeypatch
         stages = yaml.safe_load(render_file(REPO, load_params(tmp_path / "params.yaml")))["stages"]
     finally:
         families_module.plugin_families.cache_clear()
-    assert set(stages["derive"]["foreach"]) == {"handmle", "vmhpe"}  # the lifter is not in the shared foreach
+    assert set(stages["derive"]["foreach"]) == {
+        "handmle",
+        "vmhpe",
+    }  # the lifter is not in the shared foreach
     assert "metrics/handmle/metrics.json" in stages["derive-lifter"]["deps"]  # its declared input
     assert stages["train-lifter"]["cmd"] == "python stages/train.py lifter"
     assert "families.lifter.model" in stages["train-lifter"]["params"]

@@ -15,7 +15,11 @@ DVC = str(Path(sys.executable).parent / "dvc")
 
 def stage_names(project: Path) -> set[str]:
     out = subprocess.run(
-        [DVC, "stage", "list", "--name-only"], cwd=project, capture_output=True, text=True, check=True
+        [DVC, "stage", "list", "--name-only"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return {line.strip() for line in out.splitlines() if line.strip()}
 
@@ -27,7 +31,14 @@ def test_each_family_of_params_gets_its_four_stages_once_rendered(tmp_path):
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     before = stage_names(tmp_path)
-    assert {"capture", "annotate", "derive@handmle", "train@handmle", "evaluate@handmle", "promote@handmle"} <= before
+    assert {
+        "capture",
+        "annotate",
+        "derive@handmle",
+        "train@handmle",
+        "evaluate@handmle",
+        "promote@handmle",
+    } <= before
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     del params["families"]["vmhpe"]

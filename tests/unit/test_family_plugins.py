@@ -10,7 +10,9 @@ from poseops import families as families_module
 from poseops.errors import ConfigError
 from poseops.families import Family, families, get_family
 
-TOY = Family(name="toyhands", model="handmle", task="topdown_crop", skeleton="hand21", primary_metric="pck")
+TOY = Family(
+    name="toyhands", model="handmle", task="topdown_crop", skeleton="hand21", primary_metric="pck"
+)
 
 
 class FakeEntryPoint:
@@ -25,8 +27,12 @@ class FakeEntryPoint:
 def installed(monkeypatch):
     def use(*entries):
         families_module.plugin_families.cache_clear()
-        monkeypatch.setattr(importlib.metadata, "entry_points",
-                            lambda group: list(entries) if group == "poseops.families" else [])
+        monkeypatch.setattr(
+            importlib.metadata,
+            "entry_points",
+            lambda group: list(entries) if group == "poseops.families" else [],
+        )
+
     yield use
     families_module.plugin_families.cache_clear()
 
@@ -40,11 +46,15 @@ def test_an_installed_family_joins_the_table_with_its_task(installed):
 
 def test_an_entry_point_that_is_not_a_family_is_named(installed):
     installed(FakeEntryPoint("broken", object()))
-    with pytest.raises(ConfigError, match="broken = toypkg:broken.*expected a poseops.families.Family"):
+    with pytest.raises(
+        ConfigError, match="broken = toypkg:broken.*expected a poseops.families.Family"
+    ):
         families()
 
 
 def test_a_plugin_may_not_reuse_an_in_tree_name(installed):
-    installed(FakeEntryPoint("handmle", Family("handmle", "handmle", "topdown_crop", "hand21", "pck")))
+    installed(
+        FakeEntryPoint("handmle", Family("handmle", "handmle", "topdown_crop", "hand21", "pck"))
+    )
     with pytest.raises(ConfigError, match="reuses an in-tree name"):
         families()

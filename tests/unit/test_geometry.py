@@ -40,9 +40,16 @@ def ring_camera(rng, model="opencv", **lens) -> Camera:
     x /= np.linalg.norm(x)
     R = np.stack([x, np.cross(z, x), z])
     return Camera(
-        fx=rng.uniform(1100, 1200), fy=rng.uniform(1100, 1200),
-        cx=rng.uniform(490, 510), cy=rng.uniform(490, 510),
-        R=tuple(map(tuple, R)), t=tuple(-R @ centre), model=model, width=1000, height=1000, **(lens or LENS),
+        fx=rng.uniform(1100, 1200),
+        fy=rng.uniform(1100, 1200),
+        cx=rng.uniform(490, 510),
+        cy=rng.uniform(490, 510),
+        R=tuple(map(tuple, R)),
+        t=tuple(-R @ centre),
+        model=model,
+        width=1000,
+        height=1000,
+        **(lens or LENS),
     )
 
 
@@ -50,7 +57,9 @@ def test_opencv_model_equals_cv2_project_points():
     rng = np.random.default_rng(0)
     points = rng.normal(size=(50, 17, 3)) * 400.0
     for _ in range(3):
-        cam = ring_camera(rng, "opencv", k=tuple(rng.normal(0, 0.1, 3)), p=tuple(rng.normal(0, 1e-3, 2)))
+        cam = ring_camera(
+            rng, "opencv", k=tuple(rng.normal(0, 0.1, 3)), p=tuple(rng.normal(0, 1e-3, 2))
+        )
         rvec, _ = cv2.Rodrigues(cam.rotation)
         ref, _ = cv2.projectPoints(
             points.reshape(-1, 1, 3), rvec, cam.translation, cam.K, cam.opencv_dist_coeffs
@@ -72,7 +81,9 @@ def test_torch_and_numpy_agree():
 @pytest.mark.parametrize("model", ["opencv", "h36m"])
 def test_undistort_distort_round_trip(model):
     cam = ring_camera(np.random.default_rng(2), model)
-    grid = np.stack(np.meshgrid(np.linspace(0, 1000, 51), np.linspace(0, 1000, 51)), axis=-1)  # [51, 51, 2]
+    grid = np.stack(
+        np.meshgrid(np.linspace(0, 1000, 51), np.linspace(0, 1000, 51)), axis=-1
+    )  # [51, 51, 2]
     assert np.abs(distort_pixels(undistort_pixels(grid, cam), cam) - grid).max() <= 1e-3
     assert np.abs(undistort_pixels(distort_pixels(grid, cam), cam) - grid).max() <= 1e-3
     assert np.abs(distort_pixels(grid, cam) - grid).max() > 10.0  # the lens does something
@@ -83,7 +94,9 @@ def test_models_differ():
     rng = np.random.default_rng(3)
     cam = ring_camera(rng, "opencv")
     points = rng.normal(size=(100, 3)) * 600.0
-    gap = project_world(points, cam) - project_world(points, cam.model_copy(update={"model": "h36m"}))
+    gap = project_world(points, cam) - project_world(
+        points, cam.model_copy(update={"model": "h36m"})
+    )
     assert np.abs(gap).max() > 0.05
 
 
@@ -121,7 +134,9 @@ def test_triangulation_weights():
     out = triangulate(uv, cams, weights)
     assert np.abs(out[:4] - points[:4]).max() <= 1e-6
     assert np.isnan(out[4]).all()
-    assert np.abs(triangulate(uv, cams)[:4] - points[:4]).max() > 1.0  # without weights view 0 hurts
+    assert (
+        np.abs(triangulate(uv, cams)[:4] - points[:4]).max() > 1.0
+    )  # without weights view 0 hurts
 
 
 def test_procrustes_recovers_similarity_and_refuses_reflection():
@@ -198,8 +213,12 @@ def test_camera_loader_names_bad_field(tmp_path):
 def h36m():
     root = fixtures_dir()
     if root is None:
-        pytest.skip("real fixtures not found (set POSEOPS_FIXTURES or provide ../shared/fixtures/real)")
-    return np.load(root / "h36m" / "test_h36m_body3d.npz"), load_h36m_cameras(root / "h36m" / "cameras.pkl")
+        pytest.skip(
+            "real fixtures not found (set POSEOPS_FIXTURES or provide ../shared/fixtures/real)"
+        )
+    return np.load(root / "h36m" / "test_h36m_body3d.npz"), load_h36m_cameras(
+        root / "h36m" / "cameras.pkl"
+    )
 
 
 def test_h36m_fixture_reprojection(h36m):

@@ -28,8 +28,12 @@ def installed_plugin(tmp_path, monkeypatch) -> Path:
     site = tmp_path / "site"
     dist = site / "poseops_jsonl_importer-0.1.dist-info"
     dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: poseops-jsonl-importer\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[{PLUGIN_GROUP}]\njsonl = poseops_jsonl_importer:read_jsonl\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: poseops-jsonl-importer\nVersion: 0.1\n"
+    )
+    (dist / "entry_points.txt").write_text(
+        f"[{PLUGIN_GROUP}]\njsonl = poseops_jsonl_importer:read_jsonl\n"
+    )
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.syspath_prepend(str(PLUGIN_SOURCE))
     return site
@@ -38,14 +42,32 @@ def installed_plugin(tmp_path, monkeypatch) -> Path:
 def test_plugin_format_imports_through_the_cli_with_repairs(installed_plugin, tmp_path):
     assert import_formats()["jsonl"] == "poseops_jsonl_importer:read_jsonl"
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((120, 160, 3), np.uint8))
-    rows = [{"image": "a.png", "width": 160, "height": 120, "points": [[10, 20, 2], [40, 22, 2], [25, 50, 1]]},
-            {"image": "a.png", "width": 160, "height": 120, "points": [[90, 20, 2], [120, 25, 7], [100, 60, 2]]}]
+    rows = [
+        {
+            "image": "a.png",
+            "width": 160,
+            "height": 120,
+            "points": [[10, 20, 2], [40, 22, 2], [25, 50, 1]],
+        },
+        {
+            "image": "a.png",
+            "width": 160,
+            "height": 120,
+            "points": [[90, 20, 2], [120, 25, 7], [100, 60, 2]],
+        },
+    ]
     source = tmp_path / "markers.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in rows))
-    done = runner.invoke(app, ["data", "import", "jsonl", str(source), "--out", str(tmp_path / "out")],
-                         env={"COLUMNS": "4000"})
+    done = runner.invoke(
+        app,
+        ["data", "import", "jsonl", str(source), "--out", str(tmp_path / "out")],
+        env={"COLUMNS": "4000"},
+    )
     assert done.exit_code == 0, done.output
-    assert "2 annotations: area from keypoint extent; 2 annotations: bbox from keypoint extent" in done.output
+    assert (
+        "2 annotations: area from keypoint extent; 2 annotations: bbox from keypoint extent"
+        in done.output
+    )
     assert "1 annotation: visibilities outside {0, 1, 2} clipped" in done.output
     form = load_annotations(tmp_path / "out")
     assert form["annotations"][0]["bbox"] == [10.0, 20.0, 30.0, 30.0]
@@ -55,16 +77,36 @@ def test_plugin_format_imports_through_the_cli_with_repairs(installed_plugin, tm
 
 
 def test_plugin_is_listed_in_the_import_help(installed_plugin):
-    env = {**os.environ, "COLUMNS": "200",
-           "PYTHONPATH": os.pathsep.join([str(installed_plugin), str(PLUGIN_SOURCE),
-                                          str(Path(__file__).resolve().parents[2] / "platform")])}
-    done = subprocess.run([sys.executable, "-m", "poseops.cli.main", "data", "import", "--help"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "COLUMNS": "200",
+        "PYTHONPATH": os.pathsep.join(
+            [
+                str(installed_plugin),
+                str(PLUGIN_SOURCE),
+                str(Path(__file__).resolve().parents[2] / "platform"),
+            ]
+        ),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "poseops.cli.main", "data", "import", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
-    assert "coco, mpii, posetrack, interhand, h36m, freihand, panoptic, jsonl" in " ".join(done.stdout.split())
+    assert "coco, mpii, posetrack, interhand, h36m, freihand, panoptic, jsonl" in " ".join(
+        done.stdout.split()
+    )
 
 
 def test_unknown_format_names_the_plugins_too(installed_plugin, tmp_path):
-    done = runner.invoke(app, ["data", "import", "nope", str(tmp_path / "x.json"), "--out", str(tmp_path / "o")],
-                         env={"COLUMNS": "4000"})
-    assert done.exit_code == 1 and "'nope' is not supported" in done.output and "jsonl" in done.output
+    done = runner.invoke(
+        app,
+        ["data", "import", "nope", str(tmp_path / "x.json"), "--out", str(tmp_path / "o")],
+        env={"COLUMNS": "4000"},
+    )
+    assert (
+        done.exit_code == 1 and "'nope' is not supported" in done.output and "jsonl" in done.output
+    )

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from poseops.annotations.internal import import_annotations, load_annotations, merge, resolve_image_path, validate
+from poseops.annotations.internal import (
+    import_annotations,
+    load_annotations,
+    merge,
+    resolve_image_path,
+    validate,
+)
 from poseops.cli.main import app
 from poseops.errors import DataError
 from poseops.geometry import Camera, project_world
@@ -26,7 +32,9 @@ def camera_of(record: dict) -> Camera:
 
 
 def imported(out: Path) -> dict:
-    assert json.loads((out / "manifest.json").read_text())["annotations"]["file"] == "annotations.json"
+    assert (
+        json.loads((out / "manifest.json").read_text())["annotations"]["file"] == "annotations.json"
+    )
     return load_annotations(out)
 
 
@@ -51,7 +59,10 @@ def test_coco_fixture_through_the_cli(real_fixtures, tmp_path):
     assert len(sizes) > 1  # images of different sizes
     assert all(resolve_image_path(out / "annotations.json", i).is_file() for i in form["images"])
     (cat,) = form["categories"]
-    assert cat["keypoints"] == raw["categories"][0]["keypoints"] and cat["skeleton"] == raw["categories"][0]["skeleton"]
+    assert (
+        cat["keypoints"] == raw["categories"][0]["keypoints"]
+        and cat["skeleton"] == raw["categories"][0]["skeleton"]
+    )
 
 
 def test_coco_crowd_region_becomes_ignore_information(real_fixtures, tmp_path):
@@ -64,19 +75,35 @@ def test_coco_crowd_region_becomes_ignore_information(real_fixtures, tmp_path):
     form = imported(tmp_path / "out")
     image = next(i for i in form["images"] if i["id"] == image_id)
     assert image["ignore_regions"] == [crowd_box]
-    assert next(a for a in form["annotations"] if a["id"] == raw["annotations"][3]["id"])["iscrowd"] == 1
+    assert (
+        next(a for a in form["annotations"] if a["id"] == raw["annotations"][3]["id"])["iscrowd"]
+        == 1
+    )
 
 
 # ---------------------------------------------------------------------------- Human3.6M
 def test_h36m_metres_to_mm_and_cameras_by_subject_and_camera(real_fixtures, tmp_path):
     folder = real_fixtures / "h36m"
-    done = runner.invoke(app, ["data", "import", "h36m", str(folder / "test_h36m_body3d.npz"), "--out",
-                               str(tmp_path / "h")], env=WIDE)
+    done = runner.invoke(
+        app,
+        [
+            "data",
+            "import",
+            "h36m",
+            str(folder / "test_h36m_body3d.npz"),
+            "--out",
+            str(tmp_path / "h"),
+        ],
+        env=WIDE,
+    )
     assert done.exit_code == 0, done.output
     form = imported(tmp_path / "h")
     raw = np.load(folder / "test_h36m_body3d.npz")
     cams = {c["id"]: c for c in form["cameras"]}
-    assert {(c["subject"], c["name"]) for c in cams.values()} >= {("S1", "54138969"), ("S8", "55011271")}
+    assert {(c["subject"], c["name"]) for c in cams.values()} >= {
+        ("S1", "54138969"),
+        ("S8", "55011271"),
+    }
     assert len(cams) == 44 and all(c["model"] == "h36m" for c in cams.values())
     (cat,) = form["categories"]
     assert cat["name"] == "person_h36m17" and cat["keypoints"] == list(H36M17.keypoints)
@@ -95,7 +122,12 @@ def test_h36m_metres_to_mm_and_cameras_by_subject_and_camera(real_fixtures, tmp_
         np.testing.assert_allclose(kp[:, :2], raw["part"][i, :, :2], atol=1e-9)
         assert np.abs(project_world(world, cam) - raw["part"][i, :, :2]).max() < 0.01
     groups = {i["group"] for i in form["images"]}
-    assert "S1_Directions_1:1" in groups and {i["subject"] for i in form["images"]} == {"S1", "S5", "S7", "S8"}
+    assert "S1_Directions_1:1" in groups and {i["subject"] for i in form["images"]} == {
+        "S1",
+        "S5",
+        "S7",
+        "S8",
+    }
 
 
 class _Smuggler:
@@ -109,30 +141,44 @@ class _Smuggler:
 def test_h36m_pickle_carrying_another_object_is_refused(real_fixtures, tmp_path):
     folder = tmp_path / "h36m"
     folder.mkdir()
-    (folder / "test.npz").write_bytes((real_fixtures / "h36m" / "test_h36m_body3d.npz").read_bytes())
+    (folder / "test.npz").write_bytes(
+        (real_fixtures / "h36m" / "test_h36m_body3d.npz").read_bytes()
+    )
     marker = tmp_path / "ran"
     with open(folder / "cameras.pkl", "wb") as f:
         pickle.dump({("S1", "54138969"): {"R": _Smuggler(str(marker))}}, f)
-    done = runner.invoke(app, ["data", "import", "h36m", str(folder / "test.npz"), "--out", str(tmp_path / "o")],
-                         env=WIDE)
+    done = runner.invoke(
+        app,
+        ["data", "import", "h36m", str(folder / "test.npz"), "--out", str(tmp_path / "o")],
+        env=WIDE,
+    )
     assert done.exit_code == 1
     assert "refusing to load" in done.output and "cameras.pkl" in done.output
     assert not marker.exists() and not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------------------- FreiHAND
-def write_freihand_native(folder: Path, poses: int, renderings: int) -> tuple[np.ndarray, np.ndarray]:
+def write_freihand_native(
+    folder: Path, poses: int, renderings: int
+) -> tuple[np.ndarray, np.ndarray]:
     """A small FreiHAND release: K [poses, 3, 3], xyz [poses, 21, 3] metres, rgb/%08d.jpg."""
     rng = np.random.default_rng(7)
     K = np.zeros((poses, 3, 3))
     K[:, 0, 0], K[:, 1, 1] = rng.uniform(450, 650, poses), rng.uniform(450, 650, poses)
-    K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = rng.uniform(100, 124, poses), rng.uniform(100, 124, poses), 1.0
+    K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = (
+        rng.uniform(100, 124, poses),
+        rng.uniform(100, 124, poses),
+        1.0,
+    )
     xyz = rng.uniform(-0.06, 0.06, (poses, 21, 3)) + np.array([0.0, 0.0, 0.55])
     (folder / "rgb").mkdir(parents=True)
     (folder / "training_K.json").write_text(json.dumps(K.tolist()))
     (folder / "training_xyz.json").write_text(json.dumps(xyz.tolist()))
     for number in range(poses * renderings):
-        cv2.imwrite(str(folder / "rgb" / f"{number:08d}.jpg"), np.full((224, 224, 3), number * 20 % 255, np.uint8))
+        cv2.imwrite(
+            str(folder / "rgb" / f"{number:08d}.jpg"),
+            np.full((224, 224, 3), number * 20 % 255, np.uint8),
+        )
     return K, xyz
 
 
@@ -152,7 +198,9 @@ def test_freihand_native_layout_projects_uv_to_a_micro_pixel(tmp_path):
             u = (K[pose, 0, 0] * x + K[pose, 0, 1] * y + K[pose, 0, 2] * z) / z
             v = (K[pose, 1, 0] * x + K[pose, 1, 1] * y + K[pose, 1, 2] * z) / z
             assert abs(kp[j, 0] - u) < 1e-6 and abs(kp[j, 1] - v) < 1e-6
-        np.testing.assert_allclose(np.asarray(ann["keypoints_3d"]).reshape(21, 3), xyz[pose] * 1000.0, atol=1e-9)
+        np.testing.assert_allclose(
+            np.asarray(ann["keypoints_3d"]).reshape(21, 3), xyz[pose] * 1000.0, atol=1e-9
+        )
         cam = camera_of(next(c for c in form["cameras"] if c["id"] == image["camera_id"]))
         np.testing.assert_allclose(project_world(xyz[pose] * 1000.0, cam), kp[:, :2], atol=1e-6)
         assert image["sequence"] == f"freihand_{pose:08d}"  # renderings of one pose stay together
@@ -164,7 +212,9 @@ def test_freihand_coco_style_fixture(real_fixtures, tmp_path):
     import_annotations("freihand", source, None, tmp_path / "out")
     form = imported(tmp_path / "out")
     raw = json.loads(source.read_text())
-    assert form["categories"][0]["name"] == "hand" and form["categories"][0]["keypoints"] == list(HAND21.keypoints)
+    assert form["categories"][0]["name"] == "hand" and form["categories"][0]["keypoints"] == list(
+        HAND21.keypoints
+    )
     by_id = {a["id"]: a for a in form["annotations"]}
     for ann in raw["annotations"]:
         assert by_id[ann["id"]]["keypoints"] == ann["keypoints"]
@@ -182,7 +232,9 @@ def test_panoptic_cameras_bodies_and_groups(real_fixtures, tmp_path):
 
     source = real_fixtures / "panoptic_body3d"
     images_root = tmp_path / "frames"
-    for body_file in source.glob("*/hdPose3d_stage1_coco19/body3DScene_*.json"):  # the fixture has no frames
+    for body_file in source.glob(
+        "*/hdPose3d_stage1_coco19/body3DScene_*.json"
+    ):  # the fixture has no frames
         frame, scene = int(body_file.stem.split("_")[-1]), body_file.parents[1].name
         for view in VIEWS:
             path = images_root / scene / "hdImgs" / view / f"{view}_{frame:08d}.jpg"
@@ -191,7 +243,9 @@ def test_panoptic_cameras_bodies_and_groups(real_fixtures, tmp_path):
     part = read_panoptic(source, images_root, tmp_path, views=VIEWS)
     form = validate(merge([part]), "panoptic", base=tmp_path)  # every image found, no error
     for scene in ("160906_band1", "160906_band2"):
-        calibration = json.loads((source / scene / f"calibration_{scene}.json").read_text())["cameras"]
+        calibration = json.loads((source / scene / f"calibration_{scene}.json").read_text())[
+            "cameras"
+        ]
         mine = [c for c in form["cameras"] if c["sequence"] == scene]
         assert len(mine) == len(calibration) == 520 and all(c["model"] == "opencv" for c in mine)
         hd = next(c for c in calibration if c["name"] == "00_03")
@@ -209,23 +263,40 @@ def test_panoptic_cameras_bodies_and_groups(real_fixtures, tmp_path):
         assert sorted(i["view"] for i in members) == sorted(VIEWS)
         for body in json.loads(body_file.read_text())["bodies"]:
             joints = np.asarray(body["joints19"]).reshape(19, 4)
-            anns = [a for a in form["annotations"] if a["person_id"] == f"{scene}:{frame}:{body['id']}"]
+            anns = [
+                a for a in form["annotations"] if a["person_id"] == f"{scene}:{frame}:{body['id']}"
+            ]
             assert anns and {images[a["image_id"]]["group"] for a in anns} == {group}
             for ann in anns:
-                world = np.asarray([np.nan if v is None else v for v in ann["keypoints_3d"]]).reshape(19, 3)
+                world = np.asarray(
+                    [np.nan if v is None else v for v in ann["keypoints_3d"]]
+                ).reshape(19, 3)
                 confident = joints[:, 3] > 0.1
-                np.testing.assert_allclose(world[confident], joints[confident, :3] * 10.0, atol=1e-9)
+                np.testing.assert_allclose(
+                    world[confident], joints[confident, :3] * 10.0, atol=1e-9
+                )
                 cam = camera_of(cameras[images[ann["image_id"]]["camera_id"]])
                 kp = np.asarray(ann["keypoints"]).reshape(19, 3)
                 seen = kp[:, 2] > 0
-                np.testing.assert_allclose(kp[seen, :2], project_world(joints[seen, :3] * 10.0, cam), atol=1e-6)
+                np.testing.assert_allclose(
+                    kp[seen, :2], project_world(joints[seen, :3] * 10.0, cam), atol=1e-6
+                )
                 checked += 1
     assert checked >= 4
     # through the CLI: the default views include 00_12, whose frames are not here; --views picks
-    args = ["data", "import", "panoptic", str(source / "160906_band1"), "--images", str(images_root)]
+    args = [
+        "data",
+        "import",
+        "panoptic",
+        str(source / "160906_band1"),
+        "--images",
+        str(images_root),
+    ]
     done = runner.invoke(app, [*args, "--out", str(tmp_path / "p")], env=WIDE)
     assert done.exit_code == 1 and "00_12" in done.output and not (tmp_path / "p").exists()
-    done = runner.invoke(app, [*args, "--views", ",".join(VIEWS), "--out", str(tmp_path / "p")], env=WIDE)
+    done = runner.invoke(
+        app, [*args, "--views", ",".join(VIEWS), "--out", str(tmp_path / "p")], env=WIDE
+    )
     assert done.exit_code == 0, done.output
     one_scene = imported(tmp_path / "p")
     assert len(one_scene["cameras"]) == 520 and len(one_scene["images"]) == 2 * len(VIEWS)
@@ -234,7 +305,9 @@ def test_panoptic_cameras_bodies_and_groups(real_fixtures, tmp_path):
 # ---------------------------------------------------------------------------- PoseTrack18
 def test_posetrack_fixture_imports_with_zero_errors(real_fixtures, tmp_path):
     source = real_fixtures / "posetrack18" / "annotations" / "test_posetrack18_val.json"
-    done = runner.invoke(app, ["data", "import", "posetrack", str(source), "--out", str(tmp_path / "pt")], env=WIDE)
+    done = runner.invoke(
+        app, ["data", "import", "posetrack", str(source), "--out", str(tmp_path / "pt")], env=WIDE
+    )
     assert done.exit_code == 0, done.output
     form = imported(tmp_path / "pt")
     raw = json.loads(source.read_text())
@@ -260,13 +333,17 @@ def test_posetrack_fixture_imports_with_zero_errors(real_fixtures, tmp_path):
 
 
 def test_posetrack_folder_of_videos(real_fixtures, tmp_path):
-    import_annotations("posetrack", real_fixtures / "posetrack18" / "annotations" / "val", None, tmp_path / "o")
+    import_annotations(
+        "posetrack", real_fixtures / "posetrack18" / "annotations" / "val", None, tmp_path / "o"
+    )
     form = imported(tmp_path / "o")
     assert {i["sequence"] for i in form["images"]} == {"003418", "009473", "012834"}
 
 
 def test_unknown_format_is_refused_by_the_cli(tmp_path):
-    done = runner.invoke(app, ["data", "import", "mpii", str(tmp_path), "--out", str(tmp_path / "o")])
+    done = runner.invoke(
+        app, ["data", "import", "mpii", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
     assert done.exit_code != 0 and not (tmp_path / "o").exists()
 
 
@@ -297,7 +374,9 @@ def test_params_source_passes_views_to_the_panoptic_importer(real_fixtures, tmp_
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), np.zeros((1080, 1920, 3), np.uint8))
     out = tmp_path / "labels.json"
-    entry = AnnotationSource(format="panoptic", file=str(source), images=str(images_root), views=["00_12"])
+    entry = AnnotationSource(
+        format="panoptic", file=str(source), images=str(images_root), views=["00_12"]
+    )
     build_annotations(None, [entry], out)
     form = json.loads(out.read_text())
     assert form["images"] and {img["view"] for img in form["images"]} == {"00_12"}

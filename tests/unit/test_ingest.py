@@ -53,7 +53,9 @@ def user_captures(root: Path) -> dict:
 def test_partial_ingest_exits_3_and_quarantines_with_reasons(tmp_path):
     made = user_captures(tmp_path / "in")
     out = tmp_path / "raw"
-    done = runner.invoke(app, ["data", "ingest", str(tmp_path / "in"), "--out", str(out), "--every", "3"], env=WIDE)
+    done = runner.invoke(
+        app, ["data", "ingest", str(tmp_path / "in"), "--out", str(out), "--every", "3"], env=WIDE
+    )
     assert done.exit_code == 3, done.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "ingest" and manifest["counts"]["sequences"] == 2
@@ -75,40 +77,60 @@ def test_partial_ingest_exits_3_and_quarantines_with_reasons(tmp_path):
     for image in stills["images"]:
         copy = out / image["file"]
         assert copy.read_bytes() == Path(image["source"]).read_bytes()
-        assert image["sha256"] == sha256_file(copy) and (image["width"], image["height"]) == (64, 48)
+        assert image["sha256"] == sha256_file(copy) and (image["width"], image["height"]) == (
+            64,
+            48,
+        )
     assert not list(out.glob(".*tmp*"))
 
 
 def test_clean_ingest_exits_0_and_nothing_readable_exits_1(tmp_path):
     (tmp_path / "ok").mkdir()
     write_video(tmp_path / "ok" / "a.avi", 4)
-    done = runner.invoke(app, ["data", "ingest", str(tmp_path / "ok" / "a.avi"), "--out", str(tmp_path / "o1")])
+    done = runner.invoke(
+        app, ["data", "ingest", str(tmp_path / "ok" / "a.avi"), "--out", str(tmp_path / "o1")]
+    )
     assert done.exit_code == 0, done.output
     manifest = json.loads((tmp_path / "o1" / "manifest.json").read_text())
-    assert manifest["quarantined"] == [] and manifest["sequences"][0]["frame_indices"] == [0, 1, 2, 3]
+    assert manifest["quarantined"] == [] and manifest["sequences"][0]["frame_indices"] == [
+        0,
+        1,
+        2,
+        3,
+    ]
 
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
     (tmp_path / "bad" / "y.png").write_bytes(b"garbage")
-    done = runner.invoke(app, ["data", "ingest", str(tmp_path / "bad"), "--out", str(tmp_path / "o2")], env=WIDE)
+    done = runner.invoke(
+        app, ["data", "ingest", str(tmp_path / "bad"), "--out", str(tmp_path / "o2")], env=WIDE
+    )
     assert done.exit_code == 1 and "x.mp4" in done.output and "y.png" in done.output
     assert not (tmp_path / "o2").exists()
 
 
 def test_real_mp4_every_second_frame_and_its_truncated_copy(real_fixtures, tmp_path):
-    clip = real_fixtures / "posetrack18" / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"
+    clip = (
+        real_fixtures / "posetrack18" / "videos" / "000001_mpiinew_test" / "000001_mpiinew_test.mp4"
+    )
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "clip.mp4").write_bytes(clip.read_bytes())
     data = clip.read_bytes()
     (tmp_path / "in" / "cut.mp4").write_bytes(data[: len(data) // 2])
-    done = runner.invoke(app, ["data", "ingest", str(tmp_path / "in"), "--out", str(tmp_path / "raw"), "--every", "2"])
+    done = runner.invoke(
+        app,
+        ["data", "ingest", str(tmp_path / "in"), "--out", str(tmp_path / "raw"), "--every", "2"],
+    )
     assert done.exit_code == 3, done.output
     manifest = json.loads((tmp_path / "raw" / "manifest.json").read_text())
     (entry,) = manifest["sequences"]
     source_frames = read_video(clip)
     assert entry["frame_indices"] == list(range(0, len(source_frames), 2))
     kept = read_video(tmp_path / "raw" / entry["file"])
-    assert (entry["width"], entry["height"]) == (source_frames[0].shape[1], source_frames[0].shape[0])
+    assert (entry["width"], entry["height"]) == (
+        source_frames[0].shape[1],
+        source_frames[0].shape[0],
+    )
     for a, index in zip(kept, entry["frame_indices"]):
         np.testing.assert_array_equal(a, source_frames[index])
     assert [Path(q["source"]).name for q in manifest["quarantined"]] == ["cut.mp4"]

@@ -13,7 +13,22 @@ from poseops.metrics import COCO17_SIGMAS, coco_keypoint_ap
 from poseops.paths import fixtures_dir
 
 STATS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
-CROWDPOSE_SIGMAS = [.079, .079, .072, .072, .062, .062, 0.107, 0.107, .087, .087, .089, .089, .079, .079]
+CROWDPOSE_SIGMAS = [
+    0.079,
+    0.079,
+    0.072,
+    0.072,
+    0.062,
+    0.062,
+    0.107,
+    0.107,
+    0.087,
+    0.087,
+    0.089,
+    0.089,
+    0.079,
+    0.079,
+]
 
 
 def _pycocotools_stats(gt: dict, dets: list[dict], sigmas=None) -> list[float]:
@@ -48,9 +63,14 @@ def _perturbed_dets(gt: dict, rng, noise_px: float, drop: float = 0.0) -> list[d
             continue
         kp = np.asarray(ann["keypoints"], float).reshape(-1, 3)
         xy = kp[:, :2] + rng.normal(0, noise_px, (len(kp), 2))
-        dets.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
-                     "keypoints": np.column_stack([xy, np.ones(len(kp))]).ravel().tolist(),
-                     "score": float(rng.uniform(0.3, 1.0))})
+        dets.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "keypoints": np.column_stack([xy, np.ones(len(kp))]).ravel().tolist(),
+                "score": float(rng.uniform(0.3, 1.0)),
+            }
+        )
     return dets
 
 
@@ -87,17 +107,25 @@ def _synthetic14(rng, num_images=6, people=3):
     images, anns = [], []
     for i in range(num_images):
         images.append({"id": i + 1, "width": 640, "height": 480})
-        for p in range(people):
+        for _person in range(people):
             centre = rng.uniform(80, 400, 2)
             size = rng.uniform(30, 160)
             xy = centre + rng.normal(0, size / 3, (14, 2))
             v = rng.choice([0, 1, 2], 14, p=[0.1, 0.2, 0.7])
             xy[v == 0] = 0
             lo, hi = xy[v > 0].min(0), xy[v > 0].max(0)
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
-                         "keypoints": np.column_stack([xy, v]).ravel().tolist(),
-                         "num_keypoints": int((v > 0).sum()),
-                         "bbox": [*lo.tolist(), *(hi - lo).tolist()], "area": float(np.prod(hi - lo)) * 0.8})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "keypoints": np.column_stack([xy, v]).ravel().tolist(),
+                    "num_keypoints": int((v > 0).sum()),
+                    "bbox": [*lo.tolist(), *(hi - lo).tolist()],
+                    "area": float(np.prod(hi - lo)) * 0.8,
+                }
+            )
     cats = [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(14)], "skeleton": []}]
     return {"images": images, "annotations": anns, "categories": cats}
 

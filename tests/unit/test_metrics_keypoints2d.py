@@ -26,7 +26,9 @@ def _two_people():
     """Two instances, 3 keypoints; instance 1's last keypoint is invisible."""
     gt = np.array([[[0, 0], [10, 0], [10, 20]], [[100, 100], [130, 100], [0, 0]]], float)
     visible = np.array([[2, 2, 1], [2, 2, 0]])
-    offsets = np.array([[[3, 4], [0, 0], [0, 1]], [[6, 8], [0, 0], [500, 500]]], float)  # 5, 0, 1 | 10, 0, (far)
+    offsets = np.array(
+        [[[3, 4], [0, 0], [0, 1]], [[6, 8], [0, 0], [500, 500]]], float
+    )  # 5, 0, 1 | 10, 0, (far)
     return gt + offsets, gt, visible
 
 
@@ -42,7 +44,9 @@ def test_pck_by_hand():
     result = pck(pred, gt, visible, norm, threshold=0.2)
     assert isinstance(result, MetricResult)
     assert result.value == pytest.approx(3 / 5)
-    assert pck(pred, gt, visible, norm, threshold=0.25).value == pytest.approx(4 / 5)  # <= is inclusive
+    assert pck(pred, gt, visible, norm, threshold=0.25).value == pytest.approx(
+        4 / 5
+    )  # <= is inclusive
     assert pck(pred, gt, visible, norm, threshold=0.34).value == 1.0
     assert result.protocol["threshold"] == 0.2
     assert result.protocol["normaliser"] == "keypoint_box"
@@ -65,7 +69,9 @@ def test_pck_matches_plain_loop_reference():
                     total += 1
                     d = math.dist(pred[i, k], gt[i, k])
                     hits += d / norm[i] <= t
-        assert pck(pred, gt, visible, norm, threshold=t).value == pytest.approx(hits / total, abs=1e-12)
+        assert pck(pred, gt, visible, norm, threshold=t).value == pytest.approx(
+            hits / total, abs=1e-12
+        )
 
 
 def test_pckh_and_normaliser_helpers():
@@ -91,7 +97,9 @@ def test_curve_auc_epe_nme():
     assert perfect.value == pytest.approx(1.0)
     # ratios .25 0 .05 .333 0: on [0, .2] PCK is 2/5 at 0, 3/5 on (0.05, 0.2]; trapezoid on 21 steps.
     thr = np.linspace(0, 0.2, 21)
-    expected = np.trapezoid([(np.array([.25, 0, .05, 1 / 3, 0]) <= t).mean() for t in thr], thr) / 0.2
+    expected = (
+        np.trapezoid([(np.array([0.25, 0, 0.05, 1 / 3, 0]) <= t).mean() for t in thr], thr) / 0.2
+    )
     assert auc(pred, gt, visible, norm).value == pytest.approx(expected)
     assert epe(pred, gt, visible).value == pytest.approx((5 + 0 + 1 + 10 + 0) / 5)
     assert nme(pred, gt, visible, norm).value == pytest.approx((0.25 + 0 + 0.05 + 1 / 3 + 0) / 5)

@@ -26,8 +26,8 @@ def test_mpjpe_by_hand():
     gt[:, 1] = [100, 0, 0]
     gt[:, 2] = [0, 100, 0]
     pred = gt.copy()
-    pred[0, 1] += [0, 30, 40]     # frame 0: errors 0, 50, 0 -> 50/3
-    pred[1] += [7, 7, 7]          # frame 1: pure translation -> 0 after root alignment
+    pred[0, 1] += [0, 30, 40]  # frame 0: errors 0, 50, 0 -> 50/3
+    pred[1] += [7, 7, 7]  # frame 1: pure translation -> 0 after root alignment
     assert mpjpe(pred, gt).value == pytest.approx(25 / 3)
     assert mpjpe(pred, gt, root=None).value == pytest.approx((50 / 3 + np.sqrt(147)) / 2)
     # root 1 (the joint that moved in frame 0): the other two joints are now 50 mm off.
@@ -40,13 +40,18 @@ def test_mpjpe_by_hand():
 def test_sequence_versus_frame_averaging():
     gt = np.zeros((4, 2, 3))
     pred = gt.copy()
-    pred[:3, 1] = [0, 0, 10]   # sequence a (3 frames): per-frame error 5
-    pred[3, 1] = [0, 0, 40]    # sequence b (1 frame): per-frame error 20
+    pred[:3, 1] = [0, 0, 10]  # sequence a (3 frames): per-frame error 5
+    pred[3, 1] = [0, 0, 40]  # sequence b (1 frame): per-frame error 20
     ids = ["a", "a", "a", "b"]
-    assert mpjpe(pred, gt, sequence_ids=ids, averaging="frame").value == pytest.approx((5 * 3 + 20) / 4)
+    assert mpjpe(pred, gt, sequence_ids=ids, averaging="frame").value == pytest.approx(
+        (5 * 3 + 20) / 4
+    )
     result = mpjpe(pred, gt, sequence_ids=ids, averaging="sequence")
     assert result.value == pytest.approx((5 + 20) / 2)
-    assert result.protocol["averaging"].startswith("sequence") and result.protocol["num_sequences"] == 2
+    assert (
+        result.protocol["averaging"].startswith("sequence")
+        and result.protocol["num_sequences"] == 2
+    )
 
 
 def test_p_mpjpe_is_zero_for_similarity_transform_and_not_for_mirror():
@@ -92,7 +97,7 @@ def test_n_mpjpe_removes_scale_only():
 def test_velocity_and_acceleration_errors_by_hand():
     t = np.arange(5, dtype=float)
     gt = np.zeros((5, 1, 3))
-    gt[:, 0, 0] = 10 * t                       # constant velocity
+    gt[:, 0, 0] = 10 * t  # constant velocity
     pred = gt.copy()
     pred[:, 0, 0] = 10 * t + np.array([0, 0, 6, 0, 0])  # one jittered frame
     # velocity errors along x: 0, 6, -6, 0 -> mean |.| = 3 ; accel errors: 6, -12, 6 -> mean 8
@@ -103,8 +108,15 @@ def test_velocity_and_acceleration_errors_by_hand():
     assert mpjve(shifted, gt).value == 0.0
     jump = np.concatenate([gt, gt + 1000])
     assert mpjve(jump, jump * 0 + jump, sequence_ids=[0] * 5 + [1] * 5).value == 0.0
-    assert mpjve(jump + np.concatenate([gt * 0, gt * 0 + 500]), jump, sequence_ids=[0] * 5 + [1] * 5).value == 0.0
-    assert mpjve(jump + np.concatenate([gt * 0, gt * 0 + 500]), jump).value > 0  # one sequence: the jump counts
+    assert (
+        mpjve(
+            jump + np.concatenate([gt * 0, gt * 0 + 500]), jump, sequence_ids=[0] * 5 + [1] * 5
+        ).value
+        == 0.0
+    )
+    assert (
+        mpjve(jump + np.concatenate([gt * 0, gt * 0 + 500]), jump).value > 0
+    )  # one sequence: the jump counts
     with pytest.raises(DataError, match="shorter"):
         acceleration_error(pred[:2], gt[:2])
 
@@ -172,4 +184,6 @@ def test_local_procrustes_agrees_with_poseops_geometry():
     gt = np.stack([_pose(rng) for _ in range(6)])
     pred = 1.3 * gt @ Rotation.random(random_state=6).as_matrix().T + rng.normal(0, 30, gt.shape)
     pred[:2] *= np.array([1.0, -1.0, 1.0])
-    assert np.allclose(procrustes_align(pred, gt), np.asarray(geometry.procrustes_align(pred, gt)), atol=1e-6)
+    assert np.allclose(
+        procrustes_align(pred, gt), np.asarray(geometry.procrustes_align(pred, gt)), atol=1e-6
+    )

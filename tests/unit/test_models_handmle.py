@@ -35,7 +35,11 @@ def test_registered():
 def test_paper_preset_is_the_papers_network():
     torch.manual_seed(0)
     model = create_model("handmle", "paper").eval()
-    assert model.config.input_size == 256 and model.config.num_stages == 5 and model.config.flow_couplings == 6
+    assert (
+        model.config.input_size == 256
+        and model.config.num_stages == 5
+        and model.config.flow_couplings == 6
+    )
     assert len(model.backbone.state_dict()) == 318
     assert n_params(model.backbone) == 23_508_032
     assert all(stage.flow.couplings == 6 for stage in model.stages)
@@ -64,10 +68,14 @@ def test_every_loss_is_finite_with_gradients(loss_type, flow_mode):
     loss, parts = terms["loss"], {name: float(value.detach()) for name, value in terms.items()}
     assert torch.isfinite(loss) and loss.ndim == 0
     assert set(parts) == {"loss_stage1", "loss_stage2", "loss"}
-    assert parts["loss"] == pytest.approx(parts["loss_stage1"] + parts["loss_stage2"], rel=1e-5, abs=1e-5)
+    assert parts["loss"] == pytest.approx(
+        parts["loss_stage1"] + parts["loss_stage2"], rel=1e-5, abs=1e-5
+    )
     loss.backward()
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
-    assert model.stages[1].heatmap_in[0].weight.grad.abs().sum() > 0  # stage 2 sees stage 1's heatmap
+    assert (
+        model.stages[1].heatmap_in[0].weight.grad.abs().sum() > 0
+    )  # stage 2 sees stage 1's heatmap
     flow_grad = model.stages[0].flow.s[0][0].weight.grad
     if loss_type == "mle":
         assert flow_grad.abs().sum() > 0
@@ -87,14 +95,23 @@ def test_switches_change_parameter_count():
     assert n_params(tiny(stage1_heatmap_input=True)) > n_params(tiny())
 
 
-@pytest.mark.parametrize("switch", [
-    {"loss_type": "integral_l1"}, {"loss_type": "heatmap_l2"}, {"flow_mode": "residual"},
-    {"sigma_activation": "softplus"}, {"stage_input": "logits"}, {"heatmap_sigma_px": 1.0, "loss_type": "heatmap_l2"},
-])
+@pytest.mark.parametrize(
+    "switch",
+    [
+        {"loss_type": "integral_l1"},
+        {"loss_type": "heatmap_l2"},
+        {"flow_mode": "residual"},
+        {"sigma_activation": "softplus"},
+        {"stage_input": "logits"},
+        {"heatmap_sigma_px": 1.0, "loss_type": "heatmap_l2"},
+    ],
+)
 def test_switches_change_the_loss_on_a_fixed_batch(switch):
     images, _, target, weight = fixed_batch()
     base = {"loss_type": "heatmap_l2"} if "heatmap_sigma_px" in switch else {}
-    reference = tiny(**base).loss(tiny(**base)(images), {"target_norm": target, "weight": weight})["loss"]
+    reference = tiny(**base).loss(tiny(**base)(images), {"target_norm": target, "weight": weight})[
+        "loss"
+    ]
     model = tiny(**switch)
     switched = model.loss(model(images), {"target_norm": target, "weight": weight})["loss"]
     assert abs(switched.item() - reference.item()) > 1e-4 * max(1.0, abs(reference.item()))
@@ -142,12 +159,17 @@ def test_predict_returns_pixels_and_scores_and_keeps_mode():
 
 def test_config_rejects_inconsistent_geometry_and_unknown_fields():
     with pytest.raises(ConfigError, match="deconv_layers"):
-        create_model("handmle", "tiny", deconv_layers=3)  # stride 16 needs 2 deconvs for S/4 heatmaps
+        create_model(
+            "handmle", "tiny", deconv_layers=3
+        )  # stride 16 needs 2 deconvs for S/4 heatmaps
     with pytest.raises(ConfigError, match="multiple of the trunk stride"):
         create_model("handmle", "tiny", input_size=40)
     with pytest.raises(ConfigError, match="not_a_field"):
         create_model("handmle", "tiny", not_a_field=1)
-    assert create_model("handmle", "tiny", backbone_stages=4, deconv_layers=None).config.deconv_layers == 3
+    assert (
+        create_model("handmle", "tiny", backbone_stages=4, deconv_layers=None).config.deconv_layers
+        == 3
+    )
 
 
 def test_rebuild_from_config_dump():

@@ -56,7 +56,12 @@ def test_paper_preset_is_hrnet_w32_at_512():
     torch.manual_seed(0)
     model = create_model("vmhpe", "paper")
     cfg = model.config
-    assert cfg.input_size == 512 and cfg.heatmap_size == 128 and cfg.embed_dim == 16 and cfg.components == "both"
+    assert (
+        cfg.input_size == 512
+        and cfg.heatmap_size == 128
+        and cfg.embed_dim == 16
+        and cfg.components == "both"
+    )
     assert len(model.backbone.state_dict()) == 1830 and n_params(model.backbone) == 29_305_536
     assert model.feature_dim == 480 and model.irl.out_channels == 18
 
@@ -67,32 +72,57 @@ def test_forward_shapes_tiny():
     out = model(images, targets)
     h = model.config.heatmap_size
     assert out["heatmaps"].shape == (2, 18, h, h) and out["global"].shape == (2, 8, h, h)
-    assert out["features"].shape == (2, model.feature_dim, h, h) and out["fused"].shape == (2, 8, h, h)
+    assert out["features"].shape == (2, model.feature_dim, h, h) and out["fused"].shape == (
+        2,
+        8,
+        h,
+        h,
+    )
     assert out["instance_heatmaps"].shape == (4, 17, h, h)
     assert out["heatmaps"].min() >= 1e-4 and out["heatmaps"].max() <= 1 - 1e-4
 
 
 def test_components_and_embed_dim_all_change_the_parameter_count():
-    counts = {(c, e): n_params(tiny(components=c, embed_dim=e)) for c in ("none", "mfcm", "mffm", "both") for e in (8, 16, 32)}
+    counts = {
+        (c, e): n_params(tiny(components=c, embed_dim=e))
+        for c in ("none", "mfcm", "mffm", "both")
+        for e in (8, 16, 32)
+    }
     assert len(set(counts.values())) == 12, counts
     for e in (8, 16, 32):
         assert counts[("none", e)] < counts[("mfcm", e)] < counts[("both", e)]
         assert counts[("none", e)] < counts[("mffm", e)] < counts[("both", e)]
 
 
-@pytest.mark.parametrize("knob, value", [
-    ("ke_type", "unet"), ("mffm_inputs", "cs_branches"), ("mfcm_scales", (1,)), ("mfcm_reduction", 4),
-    ("mffm_kernels", (3,)), ("spatial_hidden", 8),
-])
+@pytest.mark.parametrize(
+    "knob, value",
+    [
+        ("ke_type", "unet"),
+        ("mffm_inputs", "cs_branches"),
+        ("mfcm_scales", (1,)),
+        ("mfcm_reduction", 4),
+        ("mffm_kernels", (3,)),
+        ("spatial_hidden", 8),
+    ],
+)
 def test_architecture_knobs_change_the_parameter_count(knob, value):
     assert n_params(tiny(**{knob: value})) != n_params(tiny())
 
 
-@pytest.mark.parametrize("knob, value", [
-    ("contrastive_w", 1.0), ("temperature", 0.2), ("contrastive", "image"), ("heatmap_loss", "mse"),
-    ("attn_l1_w", 0.1), ("instance_heatmap_w", 1.0), ("multi_heatmap_w", 2.0), ("mfcm_lambda_init", 0.1),
-    ("mffm_max_kv", 2),
-])
+@pytest.mark.parametrize(
+    "knob, value",
+    [
+        ("contrastive_w", 1.0),
+        ("temperature", 0.2),
+        ("contrastive", "image"),
+        ("heatmap_loss", "mse"),
+        ("attn_l1_w", 0.1),
+        ("instance_heatmap_w", 1.0),
+        ("multi_heatmap_w", 2.0),
+        ("mfcm_lambda_init", 0.1),
+        ("mffm_max_kv", 2),
+    ],
+)
 def test_loss_knobs_change_the_loss_on_a_fixed_batch(knob, value):
     base, _ = eval_loss(tiny())
     changed, _ = eval_loss(tiny(**{knob: value}))
@@ -107,16 +137,28 @@ def test_in_image_contrastive_is_zero_for_one_person_and_batch_form_is_not():
     assert info_nce(features, positives, one_per_image, 0.07, "batch").item() > 0.0
 
 
-@pytest.mark.parametrize("overrides", [{}, {"components": "none"}, {"ke_type": "unet", "mffm_inputs": "cs_branches"}])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"components": "none"}, {"ke_type": "unet", "mffm_inputs": "cs_branches"}]
+)
 def test_loss_is_finite_and_every_parameter_gets_a_gradient(overrides):
     model = tiny(**overrides).train()
     images, _, targets = fixed_batch(model.config)
     terms = model.loss(model(images), {"targets": targets})  # instance branch computed inside loss
     loss, parts = terms["loss"], {name: float(value.detach()) for name, value in terms.items()}
     loss.backward()
-    assert torch.isfinite(loss) and set(parts) == {"loss_multi", "loss_instance", "loss_contrastive", "loss_attention", "loss"}
+    assert torch.isfinite(loss) and set(parts) == {
+        "loss_multi",
+        "loss_instance",
+        "loss_contrastive",
+        "loss_attention",
+        "loss",
+    }
     assert all(parts[k] > 0 for k in ("loss_multi", "loss_instance", "loss_contrastive"))
-    no_grad = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    no_grad = [
+        name
+        for name, p in model.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all()
+    ]
     assert no_grad == []
 
 
@@ -178,9 +220,13 @@ def test_tiny_overfits_a_fixed_batch_and_finds_the_people():
     for result, truth in zip(results, keypoints):
         assert len(result["scores"]) >= 2
         # mean keypoint error (input px, 64-px input, stride 4) of the best prediction for each person
-        error = (result["keypoints"][:, None] - truth[None, :, :, :2]).norm(dim=-1).mean(dim=-1)  # [pred, person]
+        error = (
+            (result["keypoints"][:, None] - truth[None, :, :, :2]).norm(dim=-1).mean(dim=-1)
+        )  # [pred, person]
         assert (error.min(dim=0).values < 6.0).all(), error  # 1.5 heatmap cells
-        assert torch.equal(error.argmin(dim=0).sort().values, error.argmin(dim=0).unique())  # distinct predictions
+        assert torch.equal(
+            error.argmin(dim=0).sort().values, error.argmin(dim=0).unique()
+        )  # distinct predictions
 
 
 def test_config_round_trips_through_a_plain_dict():

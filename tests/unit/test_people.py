@@ -45,7 +45,6 @@ def test_visibility_is_one_exactly_where_the_joint_pixel_shows_something_else():
         rng = np.random.default_rng(1000 + i)
         _, _, views, occluders, background, canvas = render_people_image(rng, 128, 3)
         for p, view in enumerate(views):
-
             vis = visibility(view.uv, view.depth, canvas.mask, owner=p + 1)
             alone = draw_scene(background, views, occluders, only=p).image
             px = np.floor(view.uv + 0.5).astype(int)

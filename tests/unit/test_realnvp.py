@@ -21,7 +21,9 @@ def randomised_flow(couplings, seed=0, scale=0.3):
 def test_rle_layout_and_parameter_count():
     flow = RealNVP(6)
     assert flow.mask.tolist() == [[0, 1], [1, 0]] * 3
-    assert sum(p.numel() for p in flow.parameters()) == 6 * 2 * (2 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2)
+    assert sum(p.numel() for p in flow.parameters()) == 6 * 2 * (
+        2 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2
+    )
     assert isinstance(flow.s[0][-1], torch.nn.Tanh) and not isinstance(flow.t[0][-1], torch.nn.Tanh)
 
 
@@ -41,7 +43,9 @@ def test_log_det_matches_autograd_jacobian(couplings):
     x = torch.randn(8, 2, dtype=torch.float64)
     _, log_det = flow.forward_inverse(x)
     for i in range(x.shape[0]):
-        jac = torch.autograd.functional.jacobian(lambda v: flow.forward_inverse(v[None])[0][0], x[i])
+        jac = torch.autograd.functional.jacobian(
+            lambda v: flow.forward_inverse(v[None])[0][0], x[i]
+        )
         assert abs(torch.linalg.slogdet(jac).logabsdet.item() - log_det[i].item()) < 1e-4
 
 

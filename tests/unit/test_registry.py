@@ -9,7 +9,11 @@ from poseops.errors import ConfigError
 from poseops.models import create_model, list_models, model_entry
 
 # The families poseops ships (other tests register toy models of their own into the same registry).
-SHIPPED = [name for name in list_models() if model_entry(name).build.__module__.startswith("poseops.models.")]
+SHIPPED = [
+    name
+    for name in list_models()
+    if model_entry(name).build.__module__.startswith("poseops.models.")
+]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -19,16 +19,29 @@ def test_resnet50_matches_torchvision_counts_and_names():
     state = trunk.state_dict()
     assert len(state) == 318
     assert n_params(trunk) == 23_508_032
-    for name in ["conv1.weight", "bn1.running_var", "layer1.0.downsample.0.weight", "layer1.0.downsample.1.weight",
-                 "layer4.2.conv3.weight", "layer4.2.bn3.num_batches_tracked"]:
+    for name in [
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.downsample.0.weight",
+        "layer1.0.downsample.1.weight",
+        "layer4.2.conv3.weight",
+        "layer4.2.bn3.num_batches_tracked",
+    ]:
         assert name in state
     assert not any(k.startswith(("fc.", "avgpool")) for k in state)
     assert state["layer4.2.conv3.weight"].shape == (2048, 512, 1, 1)
 
 
-@pytest.mark.parametrize("depth, width, stages, channels, stride", [
-    (18, 64, 4, 512, 32), (34, 64, 4, 512, 32), (50, 64, 4, 2048, 32), (18, 16, 3, 64, 16), (50, 8, 2, 64, 8),
-])
+@pytest.mark.parametrize(
+    "depth, width, stages, channels, stride",
+    [
+        (18, 64, 4, 512, 32),
+        (34, 64, 4, 512, 32),
+        (50, 64, 4, 2048, 32),
+        (18, 16, 3, 64, 16),
+        (50, 8, 2, 64, 8),
+    ],
+)
 def test_output_shape_follows_knobs(depth, width, stages, channels, stride):
     trunk = ResNetTrunk(depth, width, stages).eval()
     out = trunk(torch.randn(1, 3, 64, 64))

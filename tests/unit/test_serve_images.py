@@ -28,7 +28,9 @@ def png_claiming(width: int, height: int) -> bytes:
     png = encoded(".png", 8, 8)
     at = png.index(b"IHDR")
     ihdr = struct.pack(">II", width, height) + png[at + 12 : at + 17]
-    return png[:at] + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + png[at + 21 :]
+    return (
+        png[:at] + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + png[at + 21 :]
+    )
 
 
 def jpeg_claiming(width: int, height: int) -> bytes:
@@ -41,8 +43,15 @@ def jpeg_claiming(width: int, height: int) -> bytes:
 def multipart(fields: dict[str, bytes], boundary: str = "poseopsboundary") -> tuple[str, bytes]:
     lines = []
     for name, value in fields.items():
-        disposition = f'form-data; name="{name}"' + ('; filename="x.png"' if name == "image" else "")
-        lines += [f"--{boundary}".encode(), f"Content-Disposition: {disposition}".encode(), b"", value]
+        disposition = f'form-data; name="{name}"' + (
+            '; filename="x.png"' if name == "image" else ""
+        )
+        lines += [
+            f"--{boundary}".encode(),
+            f"Content-Disposition: {disposition}".encode(),
+            b"",
+            value,
+        ]
     body = b"\r\n".join(lines + [f"--{boundary}--".encode(), b""])
     return f"multipart/form-data; boundary={boundary}", body
 
@@ -81,7 +90,9 @@ def test_body_over_limit_is_413():
     assert status_of("image/png", encoded(".png"), ServeParams(max_body_bytes=100)) == 413
 
 
-@pytest.mark.parametrize("content_type", ["image/png", "application/json", None, "multipart/form-data; boundary=b"])
+@pytest.mark.parametrize(
+    "content_type", ["image/png", "application/json", None, "multipart/form-data; boundary=b"]
+)
 def test_empty_body_is_422(content_type):
     assert status_of(content_type, b"") == 422
 
@@ -107,7 +118,9 @@ def test_unknown_content_type_is_415():
 # ---------------------------------------------------------------- forms
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".bmp"])
 def test_raw_image_body(ext):
-    image, box = decode_request("application/octet-stream", encoded(ext), LIMITS, query_box="1,2,3,4")
+    image, box = decode_request(
+        "application/octet-stream", encoded(ext), LIMITS, query_box="1,2,3,4"
+    )
     assert image.shape == (48, 64, 3) and image.dtype == np.uint8
     assert box == (1.0, 2.0, 3.0, 4.0)
 
@@ -120,7 +133,9 @@ def test_decoded_pixels_match_the_source():
 
 @pytest.mark.parametrize("box_text", ["[4, 5, 10, 20]", "4,5,10,20", " 4 , 5, 10 ,20 "])
 def test_multipart_with_box(box_text):
-    image, box = decode_request(*multipart({"image": encoded(".png"), "box": box_text.encode()}), LIMITS)
+    image, box = decode_request(
+        *multipart({"image": encoded(".png"), "box": box_text.encode()}), LIMITS
+    )
     assert image.shape == (48, 64, 3)
     assert box == (4.0, 5.0, 10.0, 20.0)
 
@@ -159,7 +174,9 @@ def test_json_errors_name_the_field(payload, field):
 
 
 def test_box_given_twice_is_422():
-    body = json.dumps({"image_b64": base64.b64encode(encoded(".png")).decode(), "box": [1, 2, 3, 4]}).encode()
+    body = json.dumps(
+        {"image_b64": base64.b64encode(encoded(".png")).decode(), "box": [1, 2, 3, 4]}
+    ).encode()
     assert status_of("application/json", body, query_box="1,2,3,4") == 422
 
 

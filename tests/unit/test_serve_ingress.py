@@ -31,7 +31,9 @@ class CornerPredictor:
             raise RequestError(422, "box: 13 pixels is unlucky")
         if w == 666:
             raise RuntimeError("a genuine server bug")
-        corners = np.array([[x, y, 1.0], [x + w, y, 1.0], [x + w, y + h, 0.5], [x, y + h, 0.5]], dtype=np.float32)
+        corners = np.array(
+            [[x, y, 1.0], [x + w, y, 1.0], [x + w, y + h, 0.5], [x, y + h, 0.5]], dtype=np.float32
+        )
         return {"keypoints": corners}  # numpy on purpose: the server converts it
 
 
@@ -42,7 +44,9 @@ def load_corner_predictor(name: str) -> CornerPredictor:
 @pytest.fixture(scope="module")
 def client():
     clients = {family: LocalClient(CornerPredictor(f"fake-{family}")) for family in FAMILIES}
-    with TestClient(create_api(clients, ServeParams()), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        create_api(clients, ServeParams()), raise_server_exceptions=False
+    ) as test_client:
         yield test_client
 
 
@@ -57,15 +61,22 @@ def corners(x, y, w, h):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_predict_multipart_json_and_raw(client, family):
     url = f"/v1/{family}/predict"
-    response = client.post(url, files={"image": ("a.png", png(), "image/png")}, data={"box": "[4, 5, 10, 20]"})
+    response = client.post(
+        url, files={"image": ("a.png", png(), "image/png")}, data={"box": "[4, 5, 10, 20]"}
+    )
     assert response.status_code == 200, response.text
-    assert response.json() == {"model": {"name": f"fake-{family}", "version": "3"}, "keypoints": corners(4, 5, 10, 20)}
+    assert response.json() == {
+        "model": {"name": f"fake-{family}", "version": "3"},
+        "keypoints": corners(4, 5, 10, 20),
+    }
 
     body = {"image_b64": base64.b64encode(png(30, 40)).decode()}
     response = client.post(url, json=body)
     assert response.status_code == 200 and response.json()["keypoints"] == corners(0, 0, 40, 30)
 
-    response = client.post(url, content=png(), headers={"content-type": "image/png"}, params={"box": "1,2,3,4"})
+    response = client.post(
+        url, content=png(), headers={"content-type": "image/png"}, params={"box": "1,2,3,4"}
+    )
     assert response.status_code == 200 and response.json()["keypoints"] == corners(1, 2, 3, 4)
 
 
@@ -74,13 +85,25 @@ def test_predict_multipart_json_and_raw(client, family):
     "kwargs, status",
     [
         ({"content": b""}, 422),
-        ({"content": np.random.default_rng(0).bytes(3000), "headers": {"content-type": "image/png"}}, 422),
+        (
+            {
+                "content": np.random.default_rng(0).bytes(3000),
+                "headers": {"content-type": "image/png"},
+            },
+            422,
+        ),
         ({"content": b"x" * 10_000_001, "headers": {"content-type": "image/png"}}, 413),
         ({"json": {"image_b64": "!!"}}, 422),
         ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415),
         ({"files": {"image": ("a.png", png(), "image/png")}, "data": {"box": "1,2,0,4"}}, 422),
-        ({"files": {"image": ("a.png", png(), "image/png")}, "data": {"box": "1,2,13,4"}}, 422),  # predictor's own
-        ({"files": {"image": ("a.png", png(), "image/png")}, "data": {"box": "1,2,666,4"}}, 500),  # a server bug
+        (
+            {"files": {"image": ("a.png", png(), "image/png")}, "data": {"box": "1,2,13,4"}},
+            422,
+        ),  # predictor's own
+        (
+            {"files": {"image": ("a.png", png(), "image/png")}, "data": {"box": "1,2,666,4"}},
+            500,
+        ),  # a server bug
     ],
 )
 def test_errors_answer_their_status(client, family, kwargs, status):
@@ -95,12 +118,16 @@ def test_errors_answer_their_status(client, family, kwargs, status):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_chunked_body_over_limit_is_413(client, family):
     chunks = (b"x" * 1_000_000 for _ in range(11))  # no Content-Length: refused while streaming
-    response = client.post(f"/v1/{family}/predict", content=chunks, headers={"content-type": "image/png"})
+    response = client.post(
+        f"/v1/{family}/predict", content=chunks, headers={"content-type": "image/png"}
+    )
     assert response.status_code == 413, response.text
 
 
 def test_unknown_family_is_404_naming_the_served_ones(client):
-    response = client.post("/v1/nosuch/predict", content=png(), headers={"content-type": "image/png"})
+    response = client.post(
+        "/v1/nosuch/predict", content=png(), headers={"content-type": "image/png"}
+    )
     assert response.status_code == 404
     assert "nosuch" in response.json()["detail"] and FAMILIES[0] in response.json()["detail"]
 
@@ -122,8 +149,15 @@ def test_predictor_returning_model_key_is_a_server_error():
         def predict(self, image_bgr, box_xywh):
             return {"model": "mine", "keypoints": []}
 
-    with TestClient(create_api({"x": LocalClient(Rogue("r"))}, ServeParams()), raise_server_exceptions=False) as c:
-        assert c.post("/v1/x/predict", content=png(), headers={"content-type": "image/png"}).status_code == 500
+    with TestClient(
+        create_api({"x": LocalClient(Rogue("r"))}, ServeParams()), raise_server_exceptions=False
+    ) as c:
+        assert (
+            c.post(
+                "/v1/x/predict", content=png(), headers={"content-type": "image/png"}
+            ).status_code
+            == 500
+        )
 
 
 def test_family_deployment_in_local_testing_mode():
@@ -139,7 +173,10 @@ def test_family_deployment_in_local_testing_mode():
     )
     image = np.zeros((30, 40, 3), np.uint8)
     body = handle.predict.remote(image, (1.0, 2.0, 3.0, 4.0)).result()
-    assert body == {"model": {"name": "fake-hand", "version": "3"}, "keypoints": corners(1, 2, 3, 4)}
+    assert body == {
+        "model": {"name": "fake-hand", "version": "3"},
+        "keypoints": corners(1, 2, 3, 4),
+    }
     assert handle.info.remote().result() == {"name": "fake-hand", "version": "3"}
     app = build_app(
         {f: functools.partial(load_corner_predictor, f) for f in FAMILIES},

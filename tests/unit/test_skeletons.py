@@ -26,7 +26,9 @@ from poseops.skeletons import (
 def _fixture_category(relpath: str) -> dict:
     root = fixtures_dir()
     if root is None:
-        pytest.skip("real fixtures not found (set POSEOPS_FIXTURES or provide ../shared/fixtures/real)")
+        pytest.skip(
+            "real fixtures not found (set POSEOPS_FIXTURES or provide ../shared/fixtures/real)"
+        )
     return json.loads((root / relpath).read_text())["categories"][0]
 
 
@@ -56,7 +58,9 @@ def test_builtin_sets_are_consistent(skeleton):
 
 def test_coco_sigmas_are_cocoeval_defaults():
     cocoeval = pytest.importorskip("pycocotools.cocoeval")
-    assert np.allclose(COCO17.sigmas, cocoeval.Params(iouType="keypoints").kpt_oks_sigmas, atol=0, rtol=1e-12)
+    assert np.allclose(
+        COCO17.sigmas, cocoeval.Params(iouType="keypoints").kpt_oks_sigmas, atol=0, rtol=1e-12
+    )
 
 
 def test_unknown_skeleton_names_the_known_ones():
@@ -99,7 +103,11 @@ def test_zero_based_category_is_read_as_such():
 def test_custom_skeleton_works_like_a_builtin():
     category = {
         "name": "arm",
-        "keypoints": [f"{side}_{joint}" for side in ("left", "right") for joint in ("shoulder", "elbow", "wrist")],
+        "keypoints": [
+            f"{side}_{joint}"
+            for side in ("left", "right")
+            for joint in ("shoulder", "elbow", "wrist")
+        ],
         "skeleton": [[1, 2], [2, 3], [4, 5], [5, 6], [1, 4]],
     }
     arm = skeleton_from_coco_category(category)
@@ -165,7 +173,9 @@ def test_angle_matches_geometry():
     theta = rng.uniform(1.0, 179.0, size=100)
     b = rng.normal(size=(100, 3))
     a = b + 2.0 * np.stack([np.ones(100), np.zeros(100), np.zeros(100)], axis=-1)
-    c = b + 3.0 * np.stack([np.cos(np.radians(theta)), np.sin(np.radians(theta)), np.zeros(100)], axis=-1)
+    c = b + 3.0 * np.stack(
+        [np.cos(np.radians(theta)), np.sin(np.radians(theta)), np.zeros(100)], axis=-1
+    )
     assert np.allclose(angle(a, b, c), theta)
     assert np.isnan(angle(a, a, c)).all()
 
@@ -186,14 +196,18 @@ def test_joint_angles_on_a_known_pose():
     put("right_elbow", rs + (0, 80))
     put("right_wrist", rs + (0, 160))  # straight arm
     angles = joint_angles(pts, COCO17)
-    assert set(TASK_CHAINS["TO"] + TASK_CHAINS["CT"] + TASK_CHAINS["PF"] + TASK_CHAINS["CR"]) <= set(angles)
+    assert set(
+        TASK_CHAINS["TO"] + TASK_CHAINS["CT"] + TASK_CHAINS["PF"] + TASK_CHAINS["CR"]
+    ) <= set(angles)
     assert np.isclose(angles["trunk_lean"], 30.0)
     assert np.isclose(angles["left_elbow"], 90.0) and np.isclose(angles["right_elbow"], 180.0)
     assert np.isclose(angles["arm_symmetry"], 90.0) and np.isclose(angles["arm_mean"], 135.0)
     assert np.isclose(angles["left_knee"], 180.0)
     trunk = (ls + rs) / 2 - pts[COCO17.index("left_hip")]
     trunk_off_vertical = np.degrees(np.arctan2(trunk[0], -trunk[1]))
-    assert np.isclose(angles["left_hip"], 180.0 - trunk_off_vertical)  # the thigh points straight down
+    assert np.isclose(
+        angles["left_hip"], 180.0 - trunk_off_vertical
+    )  # the thigh points straight down
 
     # Same figure through the COCO -> H36M mapping gives the same angles (mapping keeps limbs).
     h36m, _ = map_keypoints(pts, COCO17, H36M17)
@@ -226,10 +240,15 @@ def test_categories_match_by_joint_names_before_joint_count():
     from poseops.datasets.shards import skeleton_categories
 
     coco, h36m = get_skeleton("coco17"), get_skeleton("h36m17")
-    both = [{"id": 1, "keypoints": list(coco.keypoints)}, {"id": 2, "keypoints": list(h36m.keypoints)}]
+    both = [
+        {"id": 1, "keypoints": list(coco.keypoints)},
+        {"id": 2, "keypoints": list(h36m.keypoints)},
+    ]
     assert skeleton_categories(both, coco) == {1}
     assert skeleton_categories(both, h36m) == {2}
     # PoseTrack: COCO order under other head names; taken by count when nothing matches by name
-    posetrack = [{"id": 5, "keypoints": ["nose", "head_bottom", "head_top"] + list(coco.keypoints[3:])}]
+    posetrack = [
+        {"id": 5, "keypoints": ["nose", "head_bottom", "head_top"] + list(coco.keypoints[3:])}
+    ]
     assert skeleton_categories(posetrack, coco) == {5}
     assert skeleton_categories([{"id": 7, "keypoints": ["a", "b"]}], coco) == set()

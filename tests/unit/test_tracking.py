@@ -45,8 +45,14 @@ def mlflow_store(tmp_path_factory):
 def _checkpoint(folder, family: str, seed: int, metrics: dict | None = None):
     torch.manual_seed(seed)
     model = build_toy(ToyConfig(width=3))
-    checkpoints.save_checkpoint(folder, family, "test_tracking_toy", model.state_dict(), ToyConfig(width=3),
-                                {"metrics": metrics or {}, "run_id": "train-run"})
+    checkpoints.save_checkpoint(
+        folder,
+        family,
+        "test_tracking_toy",
+        model.state_dict(),
+        ToyConfig(width=3),
+        {"metrics": metrics or {}, "run_id": "train-run"},
+    )
     return model.eval()
 
 
@@ -79,7 +85,9 @@ def test_gate_passes_when_every_bound_holds():
         ({"pck": math.nan}, {"min_pck": 0.5}, "pck", math.nan, 0.5, "missing"),
     ],
 )
-def test_gate_refusal_names_metric_value_and_threshold(metrics, gate, metric, value, threshold, word):
+def test_gate_refusal_names_metric_value_and_threshold(
+    metrics, gate, metric, value, threshold, word
+):
     with pytest.raises(GateRefused) as refused:
         registry.check_gate("fam", metrics, gate)
     error = refused.value
@@ -99,7 +107,9 @@ def test_gate_with_an_unknown_key_is_a_config_error():
 def test_run_logs_flat_params_and_epoch_metrics(mlflow_store):
     with runs.start_run("toyrun", "train-smoke", tags={"stage": "train"}) as run:
         runs.log_params_flat({"train": {"lr": 0.001, "sizes": [1, 2]}, "note": "x" * 7000})
-        logged = runs.log_epoch_metrics({"loss": 1.5, "val": {"pck": torch.tensor(0.25)}, "name": "skip"}, step=2)
+        logged = runs.log_epoch_metrics(
+            {"loss": 1.5, "val": {"pck": torch.tensor(0.25)}, "name": "skip"}, step=2
+        )
     assert logged == {"loss": 1.5, "val.pck": 0.25}
     found = runs.find_run("toyrun", run.info.run_id)
     assert found.data.params["train.lr"] == "0.001" and found.data.params["train.sizes"] == "[1, 2]"
@@ -132,7 +142,9 @@ def test_registered_model_loads_back_with_equal_outputs(mlflow_store, tmp_path, 
     assert folder.is_relative_to(mlflow_store)
     x = torch.randn(2, 3, 9, 9)
     expected = model(x).detach().numpy()
-    assert np.array_equal(checkpoints.build_model_from_checkpoint(folder)(x).detach().numpy(), expected)
+    assert np.array_equal(
+        checkpoints.build_model_from_checkpoint(folder)(x).detach().numpy(), expected
+    )
     again, _ = packaging.download_version("toyreg", info["version"])  # cached copy, verified
     assert again == folder
 
@@ -142,11 +154,18 @@ def test_registered_model_loads_back_with_equal_outputs(mlflow_store, tmp_path, 
     image_bgr = np.random.default_rng(0).integers(0, 255, (9, 9, 3), dtype=np.uint8)
     png = base64.b64encode(cv2.imencode(".png", image_bgr)[1].tobytes()).decode()
     from_image = pyfunc.predict({"image": png})
-    rgb = torch.from_numpy(np.ascontiguousarray(image_bgr[..., ::-1])).permute(2, 0, 1)[None].float() / 255
+    rgb = (
+        torch.from_numpy(np.ascontiguousarray(image_bgr[..., ::-1])).permute(2, 0, 1)[None].float()
+        / 255
+    )
     assert np.allclose(from_image, model(rgb).detach().numpy(), atol=1e-6)
 
     tags = registry.alias_history("poseops-toyreg")[-1]["tags"]
-    assert tags["family"] == "toyreg" and tags["metric.pck"] == "0.9" and tags["run_id"] == run.info.run_id
+    assert (
+        tags["family"] == "toyreg"
+        and tags["metric.pck"] == "0.9"
+        and tags["run_id"] == run.info.run_id
+    )
 
 
 def test_refused_gate_moves_no_alias_and_promotion_moves_it(mlflow_store, tmp_path):
@@ -197,7 +216,10 @@ def test_a_challenger_must_beat_the_champion_on_the_same_data(mlflow_store, tmp_
 
     gate = GateParams(min_pck=0.5, min_delta=0.02)
     first = _registered(tmp_path, "toychamp", 20, 0.70)
-    assert registry.promote("toychamp", first, gate=gate, primary_metric="pck")["previous_version"] is None
+    assert (
+        registry.promote("toychamp", first, gate=gate, primary_metric="pck")["previous_version"]
+        is None
+    )
 
     worse = _registered(tmp_path, "toychamp", 21, 0.71)  # passes min_pck, but not by min_delta
     with pytest.raises(registry.ChampionNotBeaten) as refused:
@@ -224,11 +246,15 @@ def test_the_same_weights_register_once_and_are_the_champion_already(mlflow_stor
     again = packaging.log_and_register(tmp_path / "s30", "toyidem")
     assert again["version"] == first and again["registered"] is False
     assert len(registry.alias_history("poseops-toyidem")) == 1
-    outcome = registry.promote("toyidem", again["version"], gate={"min_pck": 0.5}, primary_metric="pck")
+    outcome = registry.promote(
+        "toyidem", again["version"], gate={"min_pck": 0.5}, primary_metric="pck"
+    )
     assert outcome["changed"] is False and outcome["version"] == first
 
 
-def test_rollback_returns_to_the_previous_champion_and_history_says_who_when_why(mlflow_store, tmp_path, monkeypatch):
+def test_rollback_returns_to_the_previous_champion_and_history_says_who_when_why(
+    mlflow_store, tmp_path, monkeypatch
+):
     monkeypatch.setenv("POSEOPS_USER", "ops-alice")
     v1 = _registered(tmp_path, "toyroll", 40, 0.6)
     registry.promote("toyroll", v1, gate={}, primary_metric="pck", why="first")
@@ -246,9 +272,16 @@ def test_rollback_returns_to_the_previous_champion_and_history_says_who_when_why
 
     events = registry.history("toyroll")
     assert [(e["event"], e["version"]) for e in events] == [
-        ("promoted", v1), ("promoted", v2), ("refused", v3), ("rollback", v1)]
+        ("promoted", v1),
+        ("promoted", v2),
+        ("refused", v3),
+        ("rollback", v1),
+    ]
     assert all(e["by"] == "ops-alice" and e["at"] for e in events)
     assert events[1]["why"] == "better" and events[1]["metrics"] == {"pck": 0.7}
     assert events[3]["why"] == "latency regression" and events[3]["previous"] == v2
     description = registry.client().get_model_version("poseops-toyroll", v1).description
-    assert "promoted by ops-alice" in description and "rollback by ops-alice: latency regression" in description
+    assert (
+        "promoted by ops-alice" in description
+        and "rollback by ops-alice: latency regression" in description
+    )

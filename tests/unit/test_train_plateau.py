@@ -29,6 +29,9 @@ def test_a_flat_start_is_no_plateau_before_min_epochs():
 def test_every_named_loss_term_is_averaged_per_epoch():
     from poseops.train.loop import mean_terms
 
-    steps = [{"loss": 3.0, "loss_stage1": 1.0, "loss_stage2": 2.0}, {"loss": 5.0, "loss_stage1": 2.0, "loss_stage2": 3.0}]
+    steps = [
+        {"loss": 3.0, "loss_stage1": 1.0, "loss_stage2": 2.0},
+        {"loss": 5.0, "loss_stage1": 2.0, "loss_stage2": 3.0},
+    ]
     assert mean_terms(steps) == {"train_loss_stage1": 1.5, "train_loss_stage2": 2.5}
     assert mean_terms([]) == {}

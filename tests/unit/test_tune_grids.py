@@ -112,7 +112,9 @@ def handmle_signature(model_overrides: dict, capture_overrides: dict) -> tuple[i
     if capture_overrides:
         target_px = noisy_labels(target_px, HandCaptureParams(**capture_overrides), size)
     with torch.no_grad():
-        loss = model.loss(model(images), {"target_norm": to_norm(target_px, size), "weight": weight})["loss"]
+        loss = model.loss(
+            model(images), {"target_norm": to_norm(target_px, size), "weight": weight}
+        )["loss"]
     return sum(p.numel() for p in model.parameters()), round(float(loss), 6)
 
 

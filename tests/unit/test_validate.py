@@ -28,17 +28,45 @@ def small_coco(folder: Path) -> dict:
     for name in ("one.png", "two.png"):
         cv2.imwrite(str(folder / name), np.full((80, 100, 3), 90, np.uint8))
     return {
-        "images": [{"id": 1, "file_name": "one.png", "width": 100, "height": 80},
-                   {"id": 2, "file_name": "two.png", "width": 100, "height": 80}],
-        "annotations": [
-            {"id": 10, "image_id": 1, "category_id": 1, "keypoints": [10, 10, 2, 20, 20, 2, 30, 30, 1],
-             "num_keypoints": 3, "bbox": [5, 5, 30, 30], "area": 900, "iscrowd": 0},
-            {"id": 11, "image_id": 1, "category_id": 1, "keypoints": [50, 50, 2, 0, 0, 0, 60, 60, 2],
-             "num_keypoints": 2, "bbox": [45, 45, 20, 20], "area": 400, "iscrowd": 0},
-            {"id": 12, "image_id": 2, "category_id": 1, "keypoints": [10, 10, 2, 20, 20, 2, 30, 30, 2],
-             "num_keypoints": 3, "bbox": [5, 5, 30, 30], "area": 900, "iscrowd": 0},
+        "images": [
+            {"id": 1, "file_name": "one.png", "width": 100, "height": 80},
+            {"id": 2, "file_name": "two.png", "width": 100, "height": 80},
         ],
-        "categories": [{"id": 1, "name": "thing", "keypoints": NAMES, "skeleton": [[1, 2], [2, 3]]}],
+        "annotations": [
+            {
+                "id": 10,
+                "image_id": 1,
+                "category_id": 1,
+                "keypoints": [10, 10, 2, 20, 20, 2, 30, 30, 1],
+                "num_keypoints": 3,
+                "bbox": [5, 5, 30, 30],
+                "area": 900,
+                "iscrowd": 0,
+            },
+            {
+                "id": 11,
+                "image_id": 1,
+                "category_id": 1,
+                "keypoints": [50, 50, 2, 0, 0, 0, 60, 60, 2],
+                "num_keypoints": 2,
+                "bbox": [45, 45, 20, 20],
+                "area": 400,
+                "iscrowd": 0,
+            },
+            {
+                "id": 12,
+                "image_id": 2,
+                "category_id": 1,
+                "keypoints": [10, 10, 2, 20, 20, 2, 30, 30, 2],
+                "num_keypoints": 3,
+                "bbox": [5, 5, 30, 30],
+                "area": 900,
+                "iscrowd": 0,
+            },
+        ],
+        "categories": [
+            {"id": 1, "name": "thing", "keypoints": NAMES, "skeleton": [[1, 2], [2, 3]]}
+        ],
     }
 
 
@@ -75,8 +103,17 @@ def spoil(data: dict, folder: Path, case: str) -> tuple[dict | None, str]:
     raise AssertionError(case)
 
 
-CASES = ["truncated_json", "wrong_keypoint_length", "nan", "box_without_overlap", "missing_image",
-         "zero_byte_image", "duplicate_ids", "unknown_category", "negative_area"]
+CASES = [
+    "truncated_json",
+    "wrong_keypoint_length",
+    "nan",
+    "box_without_overlap",
+    "missing_image",
+    "zero_byte_image",
+    "duplicate_ids",
+    "unknown_category",
+    "negative_area",
+]
 
 
 def write(file: Path, data: dict | None, good: dict) -> None:
@@ -95,8 +132,11 @@ def test_bad_input_to_import(case, tmp_path):
     file = tmp_path / "labels.json"
     write(file, bad, good)
     out = tmp_path / "out"
-    done = runner.invoke(app, ["data", "import", "coco", str(file), "--images", str(images), "--out", str(out)],
-                         env=WIDE)
+    done = runner.invoke(
+        app,
+        ["data", "import", "coco", str(file), "--images", str(images), "--out", str(out)],
+        env=WIDE,
+    )
     assert done.exit_code != 0
     assert "labels.json" in done.output and record in done.output, done.output
     assert "Traceback" not in done.output
@@ -108,12 +148,34 @@ def test_bad_input_to_validate(case, tmp_path):
     images = tmp_path / "images"
     good = small_coco(images)
     published = tmp_path / "published"
-    done = runner.invoke(app, ["data", "import", "coco", str(tmp_path / "src.json"), "--images", str(images),
-                               "--out", str(published)])
+    done = runner.invoke(
+        app,
+        [
+            "data",
+            "import",
+            "coco",
+            str(tmp_path / "src.json"),
+            "--images",
+            str(images),
+            "--out",
+            str(published),
+        ],
+    )
     assert done.exit_code == 1  # no such file yet
     (tmp_path / "src.json").write_text(json.dumps(good))
-    done = runner.invoke(app, ["data", "import", "coco", str(tmp_path / "src.json"), "--images", str(images),
-                               "--out", str(published)])
+    done = runner.invoke(
+        app,
+        [
+            "data",
+            "import",
+            "coco",
+            str(tmp_path / "src.json"),
+            "--images",
+            str(images),
+            "--out",
+            str(published),
+        ],
+    )
     assert done.exit_code == 0, done.output
     internal = json.loads((published / "annotations.json").read_text())
     assert runner.invoke(app, ["data", "validate", str(published)]).exit_code == 0
@@ -133,7 +195,11 @@ def test_every_bad_record_is_named_at_once(tmp_path):
     good["annotations"][2]["area"] = -1
     with pytest.raises(DataError) as err:
         validate(good, "x.json", base=tmp_path)
-    assert "2 problems" in str(err.value) and "annotation id 10" in str(err.value) and "annotation id 12" in str(err.value)
+    assert (
+        "2 problems" in str(err.value)
+        and "annotation id 10" in str(err.value)
+        and "annotation id 12" in str(err.value)
+    )
 
 
 def test_partly_outside_box_is_clipped_and_kept_raw(tmp_path):
@@ -166,11 +232,15 @@ def test_a_subject_or_sequence_in_two_splits_is_named(tmp_path):
 def test_validate_cli_on_a_plain_internal_file_and_a_split_conflict(tmp_path):
     data = small_coco(tmp_path)
     for image, split in zip(data["images"], ("train", "val")):
-        image.update(frame_index=None, sequence="clip_7", subject=None, source="ingest", split=split)
+        image.update(
+            frame_index=None, sequence="clip_7", subject=None, source="ingest", split=split
+        )
     file = tmp_path / "labels.json"
     file.write_text(json.dumps(data))
     done = runner.invoke(app, ["data", "validate", str(file)], env=WIDE)
-    assert done.exit_code == 1 and "sequence 'clip_7'" in done.output and "labels.json" in done.output
+    assert (
+        done.exit_code == 1 and "sequence 'clip_7'" in done.output and "labels.json" in done.output
+    )
 
 
 def test_a_bad_params_source_is_named_by_its_own_file_and_ids(tmp_path):
@@ -180,7 +250,9 @@ def test_a_bad_params_source_is_named_by_its_own_file_and_ids(tmp_path):
     data = small_coco(tmp_path / "images")
     data["annotations"][1]["keypoints"][4] = math.inf
     (tmp_path / "user.json").write_text(json.dumps(data))
-    source = AnnotationSource(format="coco", file=str(tmp_path / "user.json"), images=str(tmp_path / "images"))
+    source = AnnotationSource(
+        format="coco", file=str(tmp_path / "user.json"), images=str(tmp_path / "images")
+    )
     out = tmp_path / "labels" / "labels.json"
     with pytest.raises(DataError, match=r"user\.json: annotation id 11 "):
         build_annotations(None, [source, source], out)

@@ -25,7 +25,9 @@ def test_draw_marks_labelled_points_only():
     for i in (0, 4, 12, 20):
         x, y = np.round(kp[i]).astype(int)
         assert out[y, x].any(), f"keypoint {i} not drawn"
-    alone = draw_keypoints(canvas.copy(), kp[[5]], HAND21.__class__("one", ("a",), ()), visibility=np.array([0]))
+    alone = draw_keypoints(
+        canvas.copy(), kp[[5]], HAND21.__class__("one", ("a",), ()), visibility=np.array([0])
+    )
     assert not alone.any()  # v=0 draws nothing
     assert out.shape == canvas.shape and out.dtype == np.uint8
 
@@ -52,7 +54,12 @@ def test_training_panels_give_each_series_its_own_axis(tmp_path):
 
     from poseops.viz.curves import plot_panels
 
-    path = plot_panels(tmp_path / "c.png", [0, 1, 2], {"train_loss": [19.0, 15.0, 12.0], "val_pck": [0.25, 0.4, 0.5]},
-                       "epoch", "training")
+    path = plot_panels(
+        tmp_path / "c.png",
+        [0, 1, 2],
+        {"train_loss": [19.0, 15.0, 12.0], "val_pck": [0.25, 0.4, 0.5]},
+        "epoch",
+        "training",
+    )
     image = cv2.imread(str(path))
     assert image is not None and image.shape[1] >= 2 * image.shape[0]  # two panels side by side

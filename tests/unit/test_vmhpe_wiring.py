@@ -32,7 +32,7 @@ from poseops.tasks.bottomup_image import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers_people import people_images  # noqa: E402
+from helpers_people import people_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[2]
@@ -45,16 +45,22 @@ def tiny(seed=0, **overrides):
 
 
 def truth_of(people):
-    return {"keypoints": np.stack([p["keypoints"] for p in people]), "visibility": np.stack([p["visibility"] for p in people]),
-            "boxes": np.array([p["bbox"] for p in people])}
+    return {
+        "keypoints": np.stack([p["keypoints"] for p in people]),
+        "visibility": np.stack([p["visibility"] for p in people]),
+        "boxes": np.array([p["bbox"] for p in people]),
+    }
 
 
 def as_prediction(truth, scores=None, noise=0.0, seed=0):
     rng = np.random.default_rng(seed)
     count = len(truth["keypoints"])
     scores = np.full(count, 0.9) if scores is None else np.asarray(scores, dtype=np.float64)
-    return {"keypoints": truth["keypoints"] + rng.normal(0, noise, truth["keypoints"].shape),
-            "keypoint_scores": np.ones(truth["visibility"].shape) * scores[:, None], "scores": scores}
+    return {
+        "keypoints": truth["keypoints"] + rng.normal(0, noise, truth["keypoints"].shape),
+        "keypoint_scores": np.ones(truth["visibility"].shape) * scores[:, None],
+        "scores": scores,
+    }
 
 
 # ---------------------------------------------------------------- the row, the profiles, the task
@@ -74,7 +80,10 @@ def test_every_profile_has_a_vmhpe_block_with_an_ap_gate(profile, tmp_path):
     fam = params.families["vmhpe"]
     assert fam.data.kind == "bottomup_image" and "min_ap" in fam.gate
     assert fam.model.input_size % 32 == 0
-    assert BOTTOM_UP.inference(fam, {"flip_test": True}) == {"input_size": fam.model.input_size, "flip_test": True}
+    assert BOTTOM_UP.inference(fam, {"flip_test": True}) == {
+        "input_size": fam.model.input_size,
+        "flip_test": True,
+    }
     assert "handmle" in params.families  # the other family is untouched
 
 
@@ -88,15 +97,25 @@ def test_collate_makes_targets_after_padding_and_a_step_learns():
     samples = []
     for count in (2, 1):  # padded to P_max = 3; rows past num_people are garbage on purpose
         keypoints = rng.uniform(size * 0.2, size * 0.8, (3, 17, 2)).astype(np.float32)
-        samples.append({"image": torch.from_numpy(rng.integers(0, 255, (3, size, size), dtype=np.uint8)),
-                        "keypoints": torch.from_numpy(keypoints), "visibility": torch.full((3, 17), 2.0),
-                        "num_people": torch.tensor(count)})
+        samples.append(
+            {
+                "image": torch.from_numpy(rng.integers(0, 255, (3, size, size), dtype=np.uint8)),
+                "keypoints": torch.from_numpy(keypoints),
+                "visibility": torch.full((3, 17), 2.0),
+                "num_people": torch.tensor(count),
+            }
+        )
     batch = bottomup_collate(samples, kwargs)
     assert batch["image"].shape == (2, 3, size, size) and batch["num_people"].tolist() == [2, 1]
     assert batch["targets"]["instance_image"].tolist() == [0, 0, 1]
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = [bottomup_train_step(model, batch, optimizer)["loss"] for _ in range(25)]
-    assert set(bottomup_train_step(model, batch, optimizer)) >= {"loss", "loss_multi", "loss_instance", "loss_contrastive"}
+    assert set(bottomup_train_step(model, batch, optimizer)) >= {
+        "loss",
+        "loss_multi",
+        "loss_instance",
+        "loss_contrastive",
+    }
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
 
 
@@ -107,13 +126,20 @@ def test_scoring_perfect_noisy_and_missing_people():
     assert perfect["ap"] == pytest.approx(1.0) and perfect["ar"] == pytest.approx(1.0)
     assert perfect["count_accuracy"] == 1.0 and perfect["pck_0.05"] == 1.0
     groups = {row["group"]: row["value"] for row in perfect["pck_table"]["groups"]}
-    assert set(groups) == {"wrist", "elbow", "shoulder", "hip", "knee", "ankle", "head"} and set(groups.values()) == {1.0}
+    assert set(groups) == {"wrist", "elbow", "shoulder", "hip", "knee", "ankle", "head"} and set(
+        groups.values()
+    ) == {1.0}
 
     noisy = score_people([as_prediction(t, noise=4.0) for t in truth], truth)
     assert 0.0 < noisy["ap"] < perfect["ap"] and noisy["pck_0.05"] < 1.0
 
-    dropped = [dict(as_prediction(t), scores=np.array([0.9] + [0.1] * (len(t["keypoints"]) - 1))) for t in truth]
-    assert count_accuracy(dropped, truth) == 0.0  # every image has >= 2 people, one scores above 0.3
+    dropped = [
+        dict(as_prediction(t), scores=np.array([0.9] + [0.1] * (len(t["keypoints"]) - 1)))
+        for t in truth
+    ]
+    assert (
+        count_accuracy(dropped, truth) == 0.0
+    )  # every image has >= 2 people, one scores above 0.3
     missing = [{k: v[:1] for k, v in as_prediction(t).items()} for t in truth]
     result = score_people(missing, truth)
     assert result["ar"] < 0.7 and result["pck_0.2"] < 0.7  # unmatched people count as misses
@@ -125,13 +151,17 @@ def test_an_untrained_model_scores_below_the_smoke_gate_and_is_refused(tmp_path)
     gate = load_params(write_profile("smoke", tmp_path / "params.yaml")).families["vmhpe"].gate
     data = people_images(1, 4, size=128)
     untrained = tiny()
-    predictions = predict_split(untrained, split_from_images([i for i, _ in data], 64), flip_test=False)
+    predictions = predict_split(
+        untrained, split_from_images([i for i, _ in data], 64), flip_test=False
+    )
     result = score_people(predictions, [truth_of(p) for _, p in data])
     assert result["ap"] < gate["min_ap"]
     with pytest.raises(GateRefused) as refused:
         check_gate("vmhpe", {"ap": result["ap"]}, gate)
     message = str(refused.value)
-    assert "ap" in message and f"{gate['min_ap']:.4f}" in message and f"{result['ap']:.4f}" in message
+    assert (
+        "ap" in message and f"{gate['min_ap']:.4f}" in message and f"{result['ap']:.4f}" in message
+    )
 
 
 # ---------------------------------------------------------------- the predictor
@@ -139,8 +169,14 @@ def test_the_endpoint_input_is_the_training_loaders_letterbox():
     from poseops.datasets.bottomup import make_image_sample
 
     image = np.random.default_rng(0).integers(0, 255, (60, 100, 3), dtype=np.uint8)
-    row = {"image": cv2.imencode(".png", image)[1].tobytes(), "num_people": 1, "sample_id": 0,
-           "keypoints": [10.0, 20.0] * 17, "keypoints_clean": [10.0, 20.0] * 17, "visibility": [2] * 17}
+    row = {
+        "image": cv2.imencode(".png", image)[1].tobytes(),
+        "num_people": 1,
+        "sample_id": 0,
+        "keypoints": [10.0, 20.0] * 17,
+        "keypoints_clean": [10.0, 20.0] * 17,
+        "visibility": [2] * 17,
+    }
     sample = make_image_sample(row, 17, 64)
     pixels, affine = bottomup_input(image, 64)
     assert np.array_equal(pixels, sample["image"])
@@ -160,20 +196,32 @@ class FixedPeople(torch.nn.Module):
         return images.float()
 
     def predict(self, images, flip_test=False):
-        return [{"keypoints": torch.tensor([[[40.0, 20.0]] * 17]), "keypoint_scores": torch.full((1, 17), 0.5),
-                 "scores": torch.tensor([0.5])} for _ in range(len(images))]
+        return [
+            {
+                "keypoints": torch.tensor([[[40.0, 20.0]] * 17]),
+                "keypoint_scores": torch.full((1, 17), 0.5),
+                "scores": torch.tensor([0.5]),
+            }
+            for _ in range(len(images))
+        ]
 
 
 def test_predictor_maps_input_pixels_back_to_the_source_image_and_the_box():
     model = FixedPeople(64)
     predictor = BottomUpPredictor(model, "m", "1", flip_test=False)
-    image = np.zeros((100, 200, 3), np.uint8)  # longer side 200 -> zoom 0.32, centred on (99.5, 49.5)
+    image = np.zeros(
+        (100, 200, 3), np.uint8
+    )  # longer side 200 -> zoom 0.32, centred on (99.5, 49.5)
     body = predictor.predict(image, None)
     assert model.seen[-1] == (1, 64, 64, 3)
     x, y, score = body["people"][0]["keypoints"][0]
-    assert (x, y) == pytest.approx(((40 - 31.5) / 0.32 + 99.5, (20 - 31.5) / 0.32 + 49.5), abs=0.01) and score == 0.5
+    assert (x, y) == pytest.approx(
+        ((40 - 31.5) / 0.32 + 99.5, (20 - 31.5) / 0.32 + 49.5), abs=0.01
+    ) and score == 0.5
     assert body["people"][0]["score"] == 0.5 and len(body["people"][0]["keypoints"]) == 17
-    boxed = predictor.predict(image, (100.0, 10.0, 50.0, 80.0))  # side 80 -> zoom 0.8, centre (124.5, 49.5)
+    boxed = predictor.predict(
+        image, (100.0, 10.0, 50.0, 80.0)
+    )  # side 80 -> zoom 0.8, centre (124.5, 49.5)
     x, y, _ = boxed["people"][0]["keypoints"][0]
     assert (x, y) == pytest.approx(((40 - 31.5) / 0.8 + 124.5, (20 - 31.5) / 0.8 + 49.5), abs=0.01)
 
@@ -187,7 +235,11 @@ def test_tiny_predictor_answers_people_inside_the_image():
     assert scores == sorted(scores, reverse=True)
     points = np.array([p["keypoints"] for p in people])
     assert points.shape == (len(people), 17, 3)
-    assert (points[..., :2] >= 0).all() and (points[..., 0] <= 149).all() and (points[..., 1] <= 89).all()
+    assert (
+        (points[..., :2] >= 0).all()
+        and (points[..., 0] <= 149).all()
+        and (points[..., 1] <= 89).all()
+    )
 
 
 def test_pyfunc_predictor_of_the_family_takes_records():
@@ -211,17 +263,27 @@ def test_endpoint_on_real_coco_images(real_fixtures):
     with TestClient(api, raise_server_exceptions=False) as client:
         for path in images[:2]:
             height, width = cv2.imread(str(path)).shape[:2]
-            answer = client.post("/v1/vmhpe/predict", content=path.read_bytes(), headers={"content-type": "image/jpeg"})
+            answer = client.post(
+                "/v1/vmhpe/predict",
+                content=path.read_bytes(),
+                headers={"content-type": "image/jpeg"},
+            )
             assert answer.status_code == 200, answer.text
             body = answer.json()
             assert body["model"] == {"name": "poseops-vmhpe", "version": "7"}
             points = np.array([p["keypoints"] for p in body["people"]])
-            assert points.shape[1:] == (17, 3) and all(isinstance(p["score"], float) for p in body["people"])
+            assert points.shape[1:] == (17, 3) and all(
+                isinstance(p["score"], float) for p in body["people"]
+            )
             assert (points[..., :2] >= 0).all() and (points[..., 0] <= width - 1).all()
             assert (points[..., 1] <= height - 1).all()
     small = create_api({"vmhpe": LocalClient(predictor)}, ServeParams(max_pixels=1000))
     with TestClient(small, raise_server_exceptions=False) as client:
-        refused = client.post("/v1/vmhpe/predict", content=images[0].read_bytes(), headers={"content-type": "image/jpeg"})
+        refused = client.post(
+            "/v1/vmhpe/predict",
+            content=images[0].read_bytes(),
+            headers={"content-type": "image/jpeg"},
+        )
         assert refused.status_code == 413 and "pixels" in refused.json()["detail"]
 
 
@@ -240,29 +302,77 @@ def derived(tmp_path_factory):
     images, annotations = [], []
     for i, (image, people) in enumerate(people_images(5, 8, size=128)):
         cv2.imwrite(str(root / f"img_{i}.png"), image)
-        images.append({"id": i + 1, "file_name": f"img_{i}.png", "frame_index": None, "width": 128, "height": 128,
-                       "sequence": f"seq{i // 2}", "subject": "", "source": "synthetic"})
+        images.append(
+            {
+                "id": i + 1,
+                "file_name": f"img_{i}.png",
+                "frame_index": None,
+                "width": 128,
+                "height": 128,
+                "sequence": f"seq{i // 2}",
+                "subject": "",
+                "source": "synthetic",
+            }
+        )
         for person in people:
-            flat = np.concatenate([person["keypoints"], person["visibility"][:, None]], axis=1).ravel()
+            flat = np.concatenate(
+                [person["keypoints"], person["visibility"][:, None]], axis=1
+            ).ravel()
             box = [float(v) for v in person["bbox"]]
-            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": 1,
-                                "keypoints": [float(v) for v in flat], "num_keypoints": int((person["visibility"] > 0).sum()),
-                                "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
-    category = {"id": 1, "name": "person", "keypoints": list(skeleton.keypoints),
-                "skeleton": [[a + 1, b + 1] for a, b in skeleton.edges]}
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "keypoints": [float(v) for v in flat],
+                    "num_keypoints": int((person["visibility"] > 0).sum()),
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
+    category = {
+        "id": 1,
+        "name": "person",
+        "keypoints": list(skeleton.keypoints),
+        "skeleton": [[a + 1, b + 1] for a, b in skeleton.edges],
+    }
     labels = root / "labels.json"
-    labels.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [category]}))
+    labels.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": [category]})
+    )
     url = str(root / "derived")
-    derive_dataset(BOTTOM_UP.rows, labels, url, BOTTOM_UP.Options(), SplitParams(val_fraction=0.5),
-                   skeleton="coco17", executor="local")
+    derive_dataset(
+        BOTTOM_UP.rows,
+        labels,
+        url,
+        BOTTOM_UP.Options(),
+        SplitParams(val_fraction=0.5),
+        skeleton="coco17",
+        executor="local",
+    )
     return url
 
 
 def test_bottom_up_hooks_load_step_and_validate_a_derived_dataset(derived):
     model = tiny()
-    cfg = {"dataset_url": derived, "input_size": model.config.input_size, "seed": 0, "batch_size": 2,
-           "loader_workers": 0, "data": {"train_window": None, "augment": {
-               "rotation_deg": 20.0, "scale": [0.8, 1.2], "shift": 0.05, "color_jitter": 0.2, "flip": True}}}
+    cfg = {
+        "dataset_url": derived,
+        "input_size": model.config.input_size,
+        "seed": 0,
+        "batch_size": 2,
+        "loader_workers": 0,
+        "data": {
+            "train_window": None,
+            "augment": {
+                "rotation_deg": 20.0,
+                "scale": [0.8, 1.2],
+                "shift": 0.05,
+                "color_jitter": 0.2,
+                "flip": True,
+            },
+        },
+    }
     dataset, loader = BOTTOM_UP.train_loader(cfg, model, 0, 1)
     dataset.set_epoch(0)
     batch = next(iter(loader))
@@ -283,35 +393,71 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
 
     params = load_params(write_profile("smoke", tmp_path / "params.yaml"))
     model = tiny(max_people=4)
-    fam = params.families["vmhpe"].model_copy(update={"model": model.config})  # the baseline: these weights
+    fam = params.families["vmhpe"].model_copy(
+        update={"model": model.config}
+    )  # the baseline: these weights
     report = evaluate_model(get_family("vmhpe"), fam, model, derived, tmp_path / "metrics")
     written = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
     assert written["ap"] == report["ap"] and 0.0 <= report["ap"] <= 1.0
-    assert {"ar", "ap50", "count_accuracy", "pck_0.1", "baselines", "per_joint_pck", "protocol"} <= set(written)
-    assert set(written["per_joint_pck"]) == {"wrist", "elbow", "shoulder", "hip", "knee", "ankle", "head"}
+    assert {
+        "ar",
+        "ap50",
+        "count_accuracy",
+        "pck_0.1",
+        "baselines",
+        "per_joint_pck",
+        "protocol",
+    } <= set(written)
+    assert set(written["per_joint_pck"]) == {
+        "wrist",
+        "elbow",
+        "shoulder",
+        "hip",
+        "knee",
+        "ankle",
+        "head",
+    }
     assert report["num_images"] >= 1 and report["num_people"] >= 2 * report["num_images"]
     # the baseline is the untrained model of the training seed (here the evaluated one), scored without flip
     data = load_evaluation_split(derived, "val", model.config.input_size, fam.evaluate.max_images)
     unflipped = score_people(predict_split(model, data, flip_test=False), data["truth"])
     assert written["flip_test"] is True and written["protocol"]["untrained_flip_test"] is False
     assert written["baselines"]["untrained_ap"] == pytest.approx(unflipped["ap"] or 0.0)
-    assert written["baselines"]["untrained_count_accuracy"] == pytest.approx(unflipped["count_accuracy"])
+    assert written["baselines"]["untrained_count_accuracy"] == pytest.approx(
+        unflipped["count_accuracy"]
+    )
     curve = json.loads((tmp_path / "metrics" / "pck_curve.json").read_text())
-    assert any(row["untrained"] > 0 for row in curve)  # matched people: a comparison that could fail
-    assert [row["untrained"] for row in curve] == pytest.approx([unflipped[f"pck_{row['threshold']:g}"] for row in curve])
-    for name in ("per_keypoint.json", "pck_curve.json", "pck_curve.png", "per_keypoint_pck.png", "overlays.png"):
+    assert any(
+        row["untrained"] > 0 for row in curve
+    )  # matched people: a comparison that could fail
+    assert [row["untrained"] for row in curve] == pytest.approx(
+        [unflipped[f"pck_{row['threshold']:g}"] for row in curve]
+    )
+    for name in (
+        "per_keypoint.json",
+        "pck_curve.json",
+        "pck_curve.png",
+        "per_keypoint_pck.png",
+        "overlays.png",
+    ):
         assert (tmp_path / "metrics" / name).stat().st_size > 0
-    assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == sorted(a.name for a in BOTTOM_UP.artefacts)
+    assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == sorted(
+        a.name for a in BOTTOM_UP.artefacts
+    )
 
 
 def test_the_demo_sends_bottom_up_images_whole_and_draws_every_scored_person(derived):
     from poseops.demo import answer_people, validation_example
 
     image, box = validation_example(derived)
-    assert box is None and image.ndim == 3 and image.shape[2] == 3  # no box_in_crop column: the whole image
+    assert (
+        box is None and image.ndim == 3 and image.shape[2] == 3
+    )  # no box_in_crop column: the whole image
     person = lambda score, x: {"keypoints": [[x, 1.0, 0.9]] * 17, "score": score}  # noqa: E731
     kept = answer_people({"people": [person(0.2, 1.0), person(0.8, 2.0), person(0.5, 3.0)]})
     assert [p[0, 0] for p in kept] == [2.0, 3.0] and kept[0].shape == (17, 3)
-    assert [p[0, 0] for p in answer_people({"people": [person(0.1, 4.0), person(0.2, 5.0)]})] == [5.0]  # the best
+    assert [p[0, 0] for p in answer_people({"people": [person(0.1, 4.0), person(0.2, 5.0)]})] == [
+        5.0
+    ]  # the best
     top_down = answer_people({"keypoints": [[1.0, 2.0, 0.5]] * 21})
     assert len(top_down) == 1 and top_down[0].shape == (21, 3)

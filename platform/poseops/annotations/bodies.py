@@ -32,10 +32,20 @@ PERSON, PERSON_H36M = 1, 2  # category ids in this part (merge() renumbers)
 def _categories() -> list[dict[str, Any]]:
     from poseops.annotations.internal import category_for
 
-    return [category_for(COCO17, PERSON, "person"), category_for(H36M17, PERSON_H36M, "person_h36m17")]
+    return [
+        category_for(COCO17, PERSON, "person"),
+        category_for(H36M17, PERSON_H36M, "person_h36m17"),
+    ]
 
 
-def _annotation(category_id: int, keypoints: list, clean: list, joints_3d: np.ndarray, person: dict, person_id: str) -> dict:
+def _annotation(
+    category_id: int,
+    keypoints: list,
+    clean: list,
+    joints_3d: np.ndarray,
+    person: dict,
+    person_id: str,
+) -> dict:
     flat = [float(v) for point in keypoints for v in point]
     x, y, w, h = person["bbox"]
     return {
@@ -59,14 +69,18 @@ def from_synthetic_bodies(raw_dir: str | Path, out_folder: Path | None) -> dict[
     raw = Path(raw_dir)
     manifest = require_published(raw, "manifest.json")
     if manifest.get("kind") != "body":
-        raise DataError(f"{raw / 'manifest.json'}: kind {manifest.get('kind')!r} is not a body capture")
+        raise DataError(
+            f"{raw / 'manifest.json'}: kind {manifest.get('kind')!r} is not a body capture"
+        )
     calibrations = read_json(raw / manifest["cameras"]["file"])
     entries = {entry["id"]: entry for entry in manifest["sequences"]}
     images, annotations, cameras = [], [], []
     for record in read_sequences(raw):
         entry = entries.get(record["id"])
         if entry is None:
-            raise DataError(f"{raw / manifest['labels']['file']}: sequence {record['id']!r} is not in the manifest")
+            raise DataError(
+                f"{raw / manifest['labels']['file']}: sequence {record['id']!r} is not in the manifest"
+            )
         people = {p["index"]: p for p in record["people"]}
         for view in entry["views"]:
             video = raw / view["file"]
@@ -74,35 +88,82 @@ def from_synthetic_bodies(raw_dir: str | Path, out_folder: Path | None) -> dict[
                 raise DataError(f"{video}: capture listed in {raw / 'manifest.json'} is missing")
             calibration = calibrations.get(record["id"], {}).get(view["name"])
             if calibration is None:
-                raise DataError(f"{raw / manifest['cameras']['file']}: no camera for {record['id']}/{view['name']}")
+                raise DataError(
+                    f"{raw / manifest['cameras']['file']}: no camera for {record['id']}/{view['name']}"
+                )
             camera_id = len(cameras) + 1
-            cameras.append({**calibration, "id": camera_id, "subject": entry["subject"],
-                            "width": view["width"], "height": view["height"]})
+            cameras.append(
+                {
+                    **calibration,
+                    "id": camera_id,
+                    "subject": entry["subject"],
+                    "width": view["width"],
+                    "height": view["height"],
+                }
+            )
             for frame in record["frames"]:
                 labels = frame["views"].get(view["name"])
                 if labels is None:
-                    raise DataError(f"{raw / manifest['labels']['file']}: {record['id']} frame "
-                                    f"{frame['frame_index']} has no labels for view {view['name']!r}")
+                    raise DataError(
+                        f"{raw / manifest['labels']['file']}: {record['id']} frame "
+                        f"{frame['frame_index']} has no labels for view {view['name']!r}"
+                    )
                 image_id = len(images) + 1
-                images.append({
-                    "id": image_id, "file_name": relative_to(video, out_folder), "frame_index": frame["frame_index"],
-                    "width": view["width"], "height": view["height"], "sequence": record["id"],
-                    "subject": entry["subject"], "source": "synthetic", "camera_id": camera_id, "view": view["name"],
-                    "group": f"{record['id']}:{frame['frame_index']}", "task": record["task"],
-                    "performer": record["performer"], "frame_number": frame["capture_frame"],
-                })
-                world = {p["person_id"]: np.asarray(p["keypoints_3d"], dtype=np.float64) for p in frame["people"]}
+                images.append(
+                    {
+                        "id": image_id,
+                        "file_name": relative_to(video, out_folder),
+                        "frame_index": frame["frame_index"],
+                        "width": view["width"],
+                        "height": view["height"],
+                        "sequence": record["id"],
+                        "subject": entry["subject"],
+                        "source": "synthetic",
+                        "camera_id": camera_id,
+                        "view": view["name"],
+                        "group": f"{record['id']}:{frame['frame_index']}",
+                        "task": record["task"],
+                        "performer": record["performer"],
+                        "frame_number": frame["capture_frame"],
+                    }
+                )
+                world = {
+                    p["person_id"]: np.asarray(p["keypoints_3d"], dtype=np.float64)
+                    for p in frame["people"]
+                }
                 for person in labels["people"]:
                     person_id = f"{record['id']}:{person['person_id']}"
                     if not any(point[2] > 0 for point in person["keypoints"]):
                         continue
                     joints = world[person_id]
-                    extra = {"role": person["role"], "activity": people[person["person_id"]]["activity"]}
+                    extra = {
+                        "role": person["role"],
+                        "activity": people[person["person_id"]]["activity"],
+                    }
                     for category_id, keypoints, clean, index in (
                         (PERSON, person["keypoints"], person["keypoints_clean"], COCO17_FROM_BODY),
-                        (PERSON_H36M, person["keypoints_h36m"], person["keypoints_h36m_clean"], H36M17_FROM_BODY),
+                        (
+                            PERSON_H36M,
+                            person["keypoints_h36m"],
+                            person["keypoints_h36m_clean"],
+                            H36M17_FROM_BODY,
+                        ),
                     ):
-                        annotation = _annotation(category_id, keypoints, clean, joints[index], person, person_id)
-                        annotations.append({"id": len(annotations) + 1, "image_id": image_id, **annotation, **extra})
-    return {"images": images, "annotations": annotations, "categories": _categories(), "cameras": cameras,
-            "info": {"sources": ["synthetic_bodies"]}}
+                        annotation = _annotation(
+                            category_id, keypoints, clean, joints[index], person, person_id
+                        )
+                        annotations.append(
+                            {
+                                "id": len(annotations) + 1,
+                                "image_id": image_id,
+                                **annotation,
+                                **extra,
+                            }
+                        )
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": _categories(),
+        "cameras": cameras,
+        "info": {"sources": ["synthetic_bodies"]},
+    }

@@ -38,7 +38,10 @@ EDGE_TOLERANCE = 1e-6  # px: a box edge this close to the image border is not cl
 
 def _finite(values: Any) -> bool:
     try:
-        return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        return all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values
+        )
     except TypeError:
         return False
 
@@ -74,8 +77,13 @@ class Repairs:
     def entries(self) -> list[dict[str, Any]]:
         """[{scope, repair, records, items, ids (the first MAX_LISTED)}], in a stable order."""
         return [
-            {"scope": scope, "repair": repair, "records": len(ids), "items": self._items[(scope, repair)],
-             "ids": ids[:MAX_LISTED]}
+            {
+                "scope": scope,
+                "repair": repair,
+                "records": len(ids),
+                "items": self._items[(scope, repair)],
+                "ids": ids[:MAX_LISTED],
+            }
             for (scope, repair), ids in sorted(self._records.items())
         ]
 
@@ -84,7 +92,11 @@ class Repairs:
         parts = []
         for e in self.entries():
             scope = e["scope"] + ("s" if e["records"] != 1 else "")
-            what = f"{e['items']} {e['repair']}" if e["items"] != e["records"] or e["scope"] == "category" else e["repair"]
+            what = (
+                f"{e['items']} {e['repair']}"
+                if e["items"] != e["records"] or e["scope"] == "category"
+                else e["repair"]
+            )
             parts.append(f"{e['records']} {scope}: {what}")
         return "; ".join(parts)
 
@@ -93,7 +105,9 @@ class Repairs:
         out = []
         for e in self.entries():
             ids = ", ".join(map(repr, e["ids"]))
-            out.append(f"{source}: {e['scope']} id(s) {ids}: would need a repair ({e['repair']}); refused under --strict")
+            out.append(
+                f"{source}: {e['scope']} id(s) {ids}: would need a repair ({e['repair']}); refused under --strict"
+            )
         out += [f"{source}: {w}; refused under --strict" for w in self.warnings]
         return out
 
@@ -133,9 +147,12 @@ def check(
     if problems:
         return {}, problems
     # records are copied one level deep: mending replaces fields, it never edits a list in place
-    data = {**data, "images": [dict(i) if isinstance(i, dict) else i for i in data["images"]],
-            "annotations": [dict(a) if isinstance(a, dict) else a for a in data["annotations"]],
-            "categories": [dict(c) if isinstance(c, dict) else c for c in data["categories"]]}
+    data = {
+        **data,
+        "images": [dict(i) if isinstance(i, dict) else i for i in data["images"]],
+        "annotations": [dict(a) if isinstance(a, dict) else a for a in data["annotations"]],
+        "categories": [dict(c) if isinstance(c, dict) else c for c in data["categories"]],
+    }
     camera_ids = _check_cameras(data.get("cameras") or [], source, problems)
     keypoint_counts = _check_categories(data["categories"], source, problems, repairs)
     images = _check_images(data["images"], source, camera_ids, base, problems)
@@ -179,9 +196,15 @@ def _check_categories(categories: list, source: str, problems: list[str], repair
             names = []
         counts[cat.get("id")] = len(names)
         sigmas = cat.get("sigmas")
-        if sigmas is not None and not (isinstance(sigmas, list) and len(sigmas) == len(names) and _finite(sigmas)
-                                       and all(v > 0 for v in sigmas)):
-            problems.append(f"{where}: 'sigmas' must hold {len(names)} positive numbers, one per keypoint")
+        if sigmas is not None and not (
+            isinstance(sigmas, list)
+            and len(sigmas) == len(names)
+            and _finite(sigmas)
+            and all(v > 0 for v in sigmas)
+        ):
+            problems.append(
+                f"{where}: 'sigmas' must hold {len(names)} positive numbers, one per keypoint"
+            )
         _repair_skeleton(cat, len(names), where, problems, repairs)
     return counts
 
@@ -190,7 +213,9 @@ def _repair_skeleton(cat: dict, k: int, where: str, problems: list[str], repairs
     """Edges must be pairs of integers; 0-based ones are renumbered, out-of-range ones dropped (repairs)."""
     edges = cat.get("skeleton") or []
     if not isinstance(edges, list) or not all(
-        isinstance(e, (list, tuple)) and len(e) == 2 and all(isinstance(i, int) and not isinstance(i, bool) for i in e)
+        isinstance(e, (list, tuple))
+        and len(e) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in e)
         for e in edges
     ):
         problems.append(f"{where}: 'skeleton' must be a list of [a, b] integer index pairs")
@@ -198,10 +223,14 @@ def _repair_skeleton(cat: dict, k: int, where: str, problems: list[str], repairs
     edges = [list(e) for e in edges]
     if edges and any(0 in e for e in edges) and all(0 <= i < k for e in edges for i in e):
         edges = [[a + 1, b + 1] for a, b in edges]
-        repairs.add("category", "skeleton edges 0-based, renumbered from 1", cat.get("id"), len(edges))
+        repairs.add(
+            "category", "skeleton edges 0-based, renumbered from 1", cat.get("id"), len(edges)
+        )
     kept = [e for e in edges if all(1 <= i <= k for i in e)]
     if len(kept) != len(edges):
-        repairs.add("category", "skeleton edges out of range dropped", cat.get("id"), len(edges) - len(kept))
+        repairs.add(
+            "category", "skeleton edges out of range dropped", cat.get("id"), len(edges) - len(kept)
+        )
     cat["skeleton"] = kept
 
 
@@ -222,7 +251,9 @@ def _check_images(images: list, source: str, camera_ids: set, base, problems: li
             continue
         w, h = img.get("width"), img.get("height")
         if not (_number(w) and _number(h) and w > 0 and h > 0):
-            problems.append(f"{where}: width and height must be positive numbers (got {w!r}, {h!r})")
+            problems.append(
+                f"{where}: width and height must be positive numbers (got {w!r}, {h!r})"
+            )
         if img.get("split") not in (None, "train", "val"):
             problems.append(f"{where}: split {img['split']!r} is neither 'train' nor 'val'")
         if img.get("camera_id") is not None and img["camera_id"] not in camera_ids:
@@ -245,7 +276,12 @@ def _file_problem(path: Path) -> str | None:
 
 
 def _check_annotations(
-    annotations: list, source: str, images: dict, keypoint_counts: dict, problems: list[str], repairs: Repairs
+    annotations: list,
+    source: str,
+    images: dict,
+    keypoint_counts: dict,
+    problems: list[str],
+    repairs: Repairs,
 ) -> None:
     seen: set = set()
     for n, ann in enumerate(annotations):
@@ -281,7 +317,9 @@ def _check_keypoints(ann: dict, k: int, where: str, problems: list[str], repairs
     keypoints = ann.get("keypoints")
     if not isinstance(keypoints, list) or len(keypoints) != 3 * k:
         n = len(keypoints) if isinstance(keypoints, list) else keypoints
-        problems.append(f"{where}: keypoints has {n} values, category {ann['category_id']} needs {3 * k}")
+        problems.append(
+            f"{where}: keypoints has {n} values, category {ann['category_id']} needs {3 * k}"
+        )
         return
     if not _finite(keypoints):
         problems.append(f"{where}: keypoints contain NaN, infinite or non-numeric values")
@@ -315,7 +353,9 @@ def keypoint_extent(keypoints: list) -> list[float] | None:
     return box if box[2] > 0 and box[3] > 0 else None
 
 
-def _mend_box_and_area(ann: dict, image: dict, where: str, problems: list[str], repairs: Repairs) -> None:
+def _mend_box_and_area(
+    ann: dict, image: dict, where: str, problems: list[str], repairs: Repairs
+) -> None:
     bbox = ann.get("bbox")
     from_keypoints = False
     if bbox is None:
@@ -347,7 +387,11 @@ def _mend_box_and_area(ann: dict, image: dict, where: str, problems: list[str], 
         ann["area"] = clipped[2] * clipped[3]
         ann["area_flagged"] = True
         ann["area_source"] = "keypoints" if from_keypoints else "bbox"
-        repairs.add("annotation", "area from keypoint extent" if from_keypoints else "area from bbox", ann.get("id"))
+        repairs.add(
+            "annotation",
+            "area from keypoint extent" if from_keypoints else "area from bbox",
+            ann.get("id"),
+        )
     elif not _number(area):
         problems.append(f"{where}: area {area!r} is not a finite number")
     elif area < 0:
@@ -359,12 +403,18 @@ def _check_splits(images: list, source: str, problems: list[str]) -> None:
     for key in ("subject", "sequence"):
         splits: dict = defaultdict(lambda: defaultdict(int))
         for img in images:
-            if isinstance(img, dict) and img.get("split") in ("train", "val") and img.get(key) not in (None, ""):
+            if (
+                isinstance(img, dict)
+                and img.get("split") in ("train", "val")
+                and img.get(key) not in (None, "")
+            ):
                 splits[(img.get("source"), img[key])][img["split"]] += 1
         for (origin, name), counts in sorted(splits.items(), key=lambda kv: str(kv[0])):
             if len(counts) > 1:
                 shares = ", ".join(f"{n} images in {s}" for s, n in sorted(counts.items()))
-                problems.append(f"{source}: {key} {name!r} (source {origin}) is in two splits ({shares})")
+                problems.append(
+                    f"{source}: {key} {name!r} (source {origin}) is in two splits ({shares})"
+                )
 
 
 def raise_problems(problems: list[str], source: str) -> None:

@@ -10,8 +10,9 @@ Ids are the file's own, so errors name the records as the user knows them; `merg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from poseops.annotations.internal import category_for, relative_to
 from poseops.errors import DataError
@@ -20,7 +21,16 @@ from poseops.storage import read_json
 
 ANNOTATION_FIELDS = ("id", "image_id", "category_id", "keypoints")
 # a missing bbox or area is a repair (poseops.annotations.checks), not a refusal
-OPTIONAL_FIELDS = ("bbox", "area", "iscrowd", "num_keypoints", "track_id", "keypoints_3d", "person_id", "bbox_head")
+OPTIONAL_FIELDS = (
+    "bbox",
+    "area",
+    "iscrowd",
+    "num_keypoints",
+    "track_id",
+    "keypoints_3d",
+    "person_id",
+    "bbox_head",
+)
 
 
 def image_size(path: Path) -> tuple[int | None, int | None]:
@@ -60,7 +70,9 @@ def coco_to_internal(
     images = []
     for img in data["images"]:
         if not isinstance(img, dict) or "file_name" not in img or "id" not in img:
-            raise DataError(f"{file}: image record {img.get('id') if isinstance(img, dict) else img!r} lacks id or file_name")
+            raise DataError(
+                f"{file}: image record {img.get('id') if isinstance(img, dict) else img!r} lacks id or file_name"
+            )
         path = images_dir / img["file_name"]
         width, height = img.get("width"), img.get("height")
         if (width is None or height is None) and path.is_file():
@@ -82,8 +94,14 @@ def coco_to_internal(
     for c in data["categories"]:
         if not isinstance(c, dict) or "id" not in c:
             raise DataError(f"{file}: category record {c!r} lacks an id")
-        category = {"id": c["id"], "name": c.get("name", "person"), "keypoints": list(c.get("keypoints") or []),
-                    "skeleton": [list(e) if isinstance(e, (list, tuple)) else e for e in c.get("skeleton") or []]}
+        category = {
+            "id": c["id"],
+            "name": c.get("name", "person"),
+            "keypoints": list(c.get("keypoints") or []),
+            "skeleton": [
+                list(e) if isinstance(e, (list, tuple)) else e for e in c.get("skeleton") or []
+            ],
+        }
         if c.get("sigmas") is not None:
             category["sigmas"] = c["sigmas"]
         categories.append(category)
@@ -110,11 +128,16 @@ def coco_to_internal(
         for hand in hands:
             annotations.append({**hand, "category_id": categories[-1]["id"]})
         info["wholebody_hands"] = {"taken": len(hands), "not_labelled": unlabelled}
-    left_out = [part for part in ("face", "foot") if any(isinstance(a, dict) and a.get(f"{part}_valid")
-                                                         for a in data["annotations"])]
+    left_out = [
+        part
+        for part in ("face", "foot")
+        if any(isinstance(a, dict) and a.get(f"{part}_valid") for a in data["annotations"])
+    ]
     if left_out:  # said, never dropped silently
-        info["warnings"] = [f"COCO-WholeBody {' and '.join(left_out)} keypoints are not imported (no built-in "
-                            f"{' or '.join(left_out)} keypoint set); bodies and hands are"]
+        info["warnings"] = [
+            f"COCO-WholeBody {' and '.join(left_out)} keypoints are not imported (no built-in "
+            f"{' or '.join(left_out)} keypoint set); bodies and hands are"
+        ]
     return {"images": images, "annotations": annotations, "categories": categories, "info": info}
 
 
@@ -126,7 +149,9 @@ def wholebody_hands(annotations: list[dict], categories: list[dict]) -> tuple[li
     hand to its body annotation."""
     if not any(isinstance(a, dict) and "lefthand_kpts" in a for a in annotations):
         return [], 0
-    next_id = max((int(a["id"]) for a in annotations if isinstance(a.get("id"), int)), default=0) + 1
+    next_id = (
+        max((int(a["id"]) for a in annotations if isinstance(a.get("id"), int)), default=0) + 1
+    )
     hands, unlabelled = [], 0
     for ann in annotations:
         for side in ("left", "right"):
@@ -136,9 +161,17 @@ def wholebody_hands(annotations: list[dict], categories: list[dict]) -> tuple[li
             if not ann.get(f"{side}hand_valid"):
                 unlabelled += 1
                 continue
-            hand = {"id": next_id, "image_id": ann["image_id"], "keypoints": list(points), "iscrowd": 0,
-                    "num_keypoints": sum(1 for v in list(points)[2::3] if isinstance(v, (int, float)) and v > 0),
-                    "side": side, "person_id": f"wholebody:{ann['id']}"}
+            hand = {
+                "id": next_id,
+                "image_id": ann["image_id"],
+                "keypoints": list(points),
+                "iscrowd": 0,
+                "num_keypoints": sum(
+                    1 for v in list(points)[2::3] if isinstance(v, (int, float)) and v > 0
+                ),
+                "side": side,
+                "person_id": f"wholebody:{ann['id']}",
+            }
             box = ann.get(f"{side}hand_box")
             if box is not None and len(box) == 4 and box[2] > 0 and box[3] > 0:
                 hand["bbox"] = list(box)
@@ -147,8 +180,12 @@ def wholebody_hands(annotations: list[dict], categories: list[dict]) -> tuple[li
     return hands, unlabelled
 
 
-def read_coco(file: str | Path, images_dir: str | Path | None, out_folder: Path | None) -> dict[str, Any]:
+def read_coco(
+    file: str | Path, images_dir: str | Path | None, out_folder: Path | None
+) -> dict[str, Any]:
     """A COCO keypoints JSON; images under `images_dir` (default: the JSON's folder)."""
     file = Path(file)
     folder = Path(images_dir) if images_dir else file.parent
-    return coco_to_internal(read_coco_json(file), file, folder, out_folder, source=f"coco:{file.name}")
+    return coco_to_internal(
+        read_coco_json(file), file, folder, out_folder, source=f"coco:{file.name}"
+    )

@@ -10,13 +10,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from poseops.annotations.internal import annotations_file, load_annotations, relative_to, resolve_image_path
+from poseops.annotations.internal import (
+    annotations_file,
+    load_annotations,
+    relative_to,
+    resolve_image_path,
+)
 from poseops.storage import filesystem, write_json_atomic
 
-COCO_ANNOTATION_FIELDS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "bbox", "area", "iscrowd")
+COCO_ANNOTATION_FIELDS = (
+    "id",
+    "image_id",
+    "category_id",
+    "keypoints",
+    "num_keypoints",
+    "bbox",
+    "area",
+    "iscrowd",
+)
 
 
-def to_coco(data: dict[str, Any], annotations_path: str | Path, out_folder: Path | None) -> dict[str, Any]:
+def to_coco(
+    data: dict[str, Any], annotations_path: str | Path, out_folder: Path | None
+) -> dict[str, Any]:
     """COCO dict of internal-form `data` read from `annotations_path`, for a file in `out_folder`."""
     images = []
     for img in data["images"]:
@@ -28,10 +44,14 @@ def to_coco(data: dict[str, Any], annotations_path: str | Path, out_folder: Path
         record.update({k: v for k, v in ann.items() if k not in record})
         annotations.append(record)
     categories = [
-        {"supercategory": "hand" if c["name"].startswith("hand") else "person", **c} for c in data["categories"]
+        {"supercategory": "hand" if c["name"].startswith("hand") else "person", **c}
+        for c in data["categories"]
     ]
     out = {
-        "info": {"description": "exported by poseops", "sources": data.get("info", {}).get("sources", [])},
+        "info": {
+            "description": "exported by poseops",
+            "sources": data.get("info", {}).get("sources", []),
+        },
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -51,4 +71,8 @@ def export_coco(url: str | Path, out_file: str | Path) -> dict[str, int]:
 
     out_folder = Path(local).parent if isinstance(fs, LocalFileSystem) else None
     write_json_atomic(out_file, to_coco(data, path, out_folder))
-    return {"images": len(data["images"]), "annotations": len(data["annotations"]), "categories": len(data["categories"])}
+    return {
+        "images": len(data["images"]),
+        "annotations": len(data["annotations"]),
+        "categories": len(data["categories"]),
+    }

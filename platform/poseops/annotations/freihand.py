@@ -37,12 +37,18 @@ def project_uv(K: np.ndarray, xyz: np.ndarray) -> np.ndarray:
     return p[..., :2] / p[..., 2:3]
 
 
-def read_freihand(file: str | Path, images_dir: str | Path | None, out_folder: Path | None) -> dict[str, Any]:
+def read_freihand(
+    file: str | Path, images_dir: str | Path | None, out_folder: Path | None
+) -> dict[str, Any]:
     """FreiHAND, native layout (a folder or its training_K.json) or the COCO-style JSON."""
     file = Path(file)
     if file.is_dir() or file.name.endswith("_K.json"):
-        return read_freihand_native(file if file.is_dir() else file.parent, images_dir, out_folder,
-                                    prefix=file.name[: -len("_K.json")] if file.is_file() else "training")
+        return read_freihand_native(
+            file if file.is_dir() else file.parent,
+            images_dir,
+            out_folder,
+            prefix=file.name[: -len("_K.json")] if file.is_file() else "training",
+        )
     return read_freihand_coco(file, images_dir, out_folder)
 
 
@@ -61,7 +67,9 @@ def read_freihand_native(
     rgb = (Path(images_dir) if images_dir else folder) / "rgb"
     if not rgb.is_dir():
         raise DataError(f"{folder}: no rgb/ folder of images under {rgb.parent}")
-    numbers = sorted(int(m.group(1)) for m in map(_RGB_NAME.match, (p.name for p in rgb.iterdir())) if m)
+    numbers = sorted(
+        int(m.group(1)) for m in map(_RGB_NAME.match, (p.name for p in rgb.iterdir())) if m
+    )
     n = len(K)
     uv = project_uv(K, xyz)  # [N, 21, 2]
     category = category_for(HAND21, 1, "hand")
@@ -70,20 +78,41 @@ def read_freihand_native(
         pose = number % n
         image_id = len(images) + 1
         fx, fy, cx, cy = K[pose, 0, 0], K[pose, 1, 1], K[pose, 0, 2], K[pose, 1, 2]
-        cameras.append({**Camera(fx=fx, fy=fy, cx=cx, cy=cy, width=IMAGE_SIZE, height=IMAGE_SIZE,
-                                 name=f"{number:08d}").model_dump(mode="json"), "id": image_id})
+        cameras.append(
+            {
+                **Camera(
+                    fx=fx,
+                    fy=fy,
+                    cx=cx,
+                    cy=cy,
+                    width=IMAGE_SIZE,
+                    height=IMAGE_SIZE,
+                    name=f"{number:08d}",
+                ).model_dump(mode="json"),
+                "id": image_id,
+            }
+        )
         images.append(
             {
-                "id": image_id, "file_name": relative_to(rgb / f"{number:08d}.jpg", out_folder), "frame_index": None,
-                "width": IMAGE_SIZE, "height": IMAGE_SIZE, "sequence": f"freihand_{pose:08d}", "subject": None,
-                "source": "freihand", "camera_id": image_id, "frame_number": number,
+                "id": image_id,
+                "file_name": relative_to(rgb / f"{number:08d}.jpg", out_folder),
+                "frame_index": None,
+                "width": IMAGE_SIZE,
+                "height": IMAGE_SIZE,
+                "sequence": f"freihand_{pose:08d}",
+                "subject": None,
+                "source": "freihand",
+                "camera_id": image_id,
+                "frame_number": number,
             }
         )
         points = uv[pose]  # [21, 2]
         lo, hi = points.min(axis=0), points.max(axis=0)
         annotations.append(
             {
-                "id": image_id, "image_id": image_id, "category_id": 1,
+                "id": image_id,
+                "image_id": image_id,
+                "category_id": 1,
                 "keypoints": [float(v) for p in points for v in (p[0], p[1], 2)],
                 "num_keypoints": HAND21.num_keypoints,
                 "bbox": [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])],
@@ -94,8 +123,13 @@ def read_freihand_native(
         )
     if not images:
         raise DataError(f"{rgb}: no image named like 00000000.jpg")
-    return {"images": images, "annotations": annotations, "categories": [category], "cameras": cameras,
-            "info": {"sources": [str(folder / f"{prefix}_K.json")]}}
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [category],
+        "cameras": cameras,
+        "info": {"sources": [str(folder / f"{prefix}_K.json")]},
+    }
 
 
 def _matrix_list(file: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -112,11 +146,17 @@ def _matrix_list(file: Path, shape: tuple[int, int]) -> np.ndarray:
     return a
 
 
-def read_freihand_coco(file: Path, images_dir: str | Path | None, out_folder: Path | None) -> dict[str, Any]:
+def read_freihand_coco(
+    file: Path, images_dir: str | Path | None, out_folder: Path | None
+) -> dict[str, Any]:
     """The COCO-style FreiHAND JSON; a 21-keypoint category takes the hand21 names."""
     data = read_coco_json(file)
     part = coco_to_internal(
-        data, file, Path(images_dir) if images_dir else file.parent, out_folder, source="freihand",
+        data,
+        file,
+        Path(images_dir) if images_dir else file.parent,
+        out_folder,
+        source="freihand",
         image_extra=lambda img: _pose_sequence(img),
     )
     for cat in part["categories"]:
@@ -128,4 +168,7 @@ def read_freihand_coco(file: Path, images_dir: str | Path | None, out_folder: Pa
 def _pose_sequence(img: dict[str, Any]) -> dict[str, Any]:
     m = _RGB_NAME.match(Path(str(img["file_name"])).name)
     number = int(m.group(1)) if m else None
-    return {"sequence": f"freihand_{number % NUM_POSES:08d}" if number is not None else None, "frame_number": number}
+    return {
+        "sequence": f"freihand_{number % NUM_POSES:08d}" if number is not None else None,
+        "frame_number": number,
+    }

@@ -32,10 +32,17 @@ def parse_frame_name(imgname: str) -> dict[str, Any]:
     """subject, sequence, task, camera and frame number of a Human3.6M frame path."""
     m = _FRAME_NAME.match(Path(imgname).name)
     if m is None:
-        raise ValueError(f"not a Human3.6M frame name (S<n>_<action>.<camera>_<frame>.jpg): {imgname!r}")
+        raise ValueError(
+            f"not a Human3.6M frame name (S<n>_<action>.<camera>_<frame>.jpg): {imgname!r}"
+        )
     subject, action, camera, frame = m.groups()
-    return {"subject": subject, "sequence": f"{subject}_{action}", "task": re.sub(r"[ _]\d+$", "", action),
-            "camera": camera, "frame_number": int(frame)}
+    return {
+        "subject": subject,
+        "sequence": f"{subject}_{action}",
+        "task": re.sub(r"[ _]\d+$", "", action),
+        "camera": camera,
+        "frame_number": int(frame),
+    }
 
 
 def _array(npz, key: str, file: Path, shape_tail: tuple[int, ...], n: int | None) -> np.ndarray:
@@ -43,12 +50,17 @@ def _array(npz, key: str, file: Path, shape_tail: tuple[int, ...], n: int | None
         raise DataError(f"{file}: no array {key!r} (holds {', '.join(npz.files)})")
     a = npz[key]
     if a.shape[1:] != shape_tail or (n is not None and a.shape[0] != n):
-        raise DataError(f"{file}: array {key!r} has shape {a.shape}, expected (N={n}, {', '.join(map(str, shape_tail))})")
+        raise DataError(
+            f"{file}: array {key!r} has shape {a.shape}, expected (N={n}, {', '.join(map(str, shape_tail))})"
+        )
     return a
 
 
 def read_h36m(
-    file: str | Path, images_dir: str | Path | None, out_folder: Path | None, cameras_file: str | Path | None = None
+    file: str | Path,
+    images_dir: str | Path | None,
+    out_folder: Path | None,
+    cameras_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """An mmpose-style Human3.6M npz (+ cameras.pkl, default next to it); images under `images_dir`
     (default: the npz's folder). Metres become mm."""
@@ -56,7 +68,9 @@ def read_h36m(
     folder = Path(images_dir) if images_dir else file.parent
     cameras_file = Path(cameras_file) if cameras_file else file.parent / "cameras.pkl"
     if not cameras_file.is_file():
-        raise DataError(f"{file}: camera file {cameras_file} not found (Human3.6M needs cameras.pkl)")
+        raise DataError(
+            f"{file}: camera file {cameras_file} not found (Human3.6M needs cameras.pkl)"
+        )
     cameras = load_h36m_cameras(cameras_file)
     try:
         npz = np.load(file, allow_pickle=False)
@@ -76,7 +90,12 @@ def read_h36m(
     keys = sorted(cameras)
     camera_ids = {key: i + 1 for i, key in enumerate(keys)}
     camera_records = [
-        {**cameras[key].model_dump(mode="json"), "id": camera_ids[key], "name": key[1], "subject": key[0]}
+        {
+            **cameras[key].model_dump(mode="json"),
+            "id": camera_ids[key],
+            "name": key[1],
+            "subject": key[0],
+        }
         for key in keys
     ]
     category = category_for(H36M17, 1, CATEGORY_NAME)
@@ -94,21 +113,33 @@ def read_h36m(
         group = f"{meta['sequence']}:{meta['frame_number']}"
         images.append(
             {
-                "id": i + 1, "file_name": relative_to(folder / name, out_folder), "frame_index": None,
-                "width": camera.width, "height": camera.height, "sequence": meta["sequence"],
-                "subject": meta["subject"], "source": "h36m", "camera_id": camera_ids[key], "view": meta["camera"],
-                "group": group, "task": meta["task"], "frame_number": meta["frame_number"],
+                "id": i + 1,
+                "file_name": relative_to(folder / name, out_folder),
+                "frame_index": None,
+                "width": camera.width,
+                "height": camera.height,
+                "sequence": meta["sequence"],
+                "subject": meta["subject"],
+                "source": "h36m",
+                "camera_id": camera_ids[key],
+                "view": meta["camera"],
+                "group": group,
+                "task": meta["task"],
+                "frame_number": meta["frame_number"],
             }
         )
         visible = part[i, :, 2] > 0
         keypoints = np.concatenate([part[i, :, :2], np.where(visible, 2, 0)[:, None]], axis=1)
         side = 200.0 * float(scale[i])
         record = {
-            "id": i + 1, "image_id": i + 1, "category_id": 1,
+            "id": i + 1,
+            "image_id": i + 1,
+            "category_id": 1,
             "keypoints": [float(v) for v in keypoints.ravel()],
             "num_keypoints": int(visible.sum()),
             "bbox": [float(center[i, 0]) - side / 2, float(center[i, 1]) - side / 2, side, side],
-            "iscrowd": 0, "person_id": f"h36m:{group}",
+            "iscrowd": 0,
+            "person_id": f"h36m:{group}",
         }
         if S is not None:
             world = camera_to_world(S[i, :, :3] * 1000.0, camera)  # [17, 3] mm
@@ -116,5 +147,10 @@ def read_h36m(
                 float(v) if S[i, j, 3] > 0 else None for j in range(k) for v in world[j]
             ]
         annotations.append(record)
-    return {"images": images, "annotations": annotations, "categories": [category], "cameras": camera_records,
-            "info": {"sources": [str(file)]}}
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [category],
+        "cameras": camera_records,
+        "info": {"sources": [str(file)]},
+    }

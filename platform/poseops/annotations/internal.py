@@ -104,7 +104,9 @@ def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, 
     for sequence in read_hand_sequences(raw):
         entry = entries.get(sequence["id"])
         if entry is None:
-            raise DataError(f"{raw / manifest['labels']['file']}: sequence {sequence['id']!r} is not in the manifest")
+            raise DataError(
+                f"{raw / manifest['labels']['file']}: sequence {sequence['id']!r} is not in the manifest"
+            )
         labelled.add(entry["id"])
         video = raw / entry["file"]
         if not video.is_file():
@@ -131,7 +133,9 @@ def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, 
                     "image_id": image_id,
                     "category_id": category["id"],
                     "keypoints": keypoints,
-                    "keypoints_clean": [float(v) for point in frame["keypoints_clean"] for v in point],
+                    "keypoints_clean": [
+                        float(v) for point in frame["keypoints_clean"] for v in point
+                    ],
                     "num_keypoints": sum(1 for v in keypoints[2::3] if v > 0),
                     "bbox": [x, y, w, h],
                     "area": w * h,
@@ -141,8 +145,15 @@ def from_synthetic_captures(raw_dir: str | Path, out_folder: Path) -> dict[str, 
             )
     unlabelled = sorted(set(entries) - labelled)
     if unlabelled:
-        raise DataError(f"{raw / manifest['labels']['file']}: no labels for sequence(s) {', '.join(unlabelled)}")
-    return {"images": images, "annotations": annotations, "categories": [category], "info": {"sources": ["synthetic"]}}
+        raise DataError(
+            f"{raw / manifest['labels']['file']}: no labels for sequence(s) {', '.join(unlabelled)}"
+        )
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [category],
+        "info": {"sources": ["synthetic"]},
+    }
 
 
 def capture_folders(raw_dir: str | Path) -> list[Path]:
@@ -152,9 +163,15 @@ def capture_folders(raw_dir: str | Path) -> list[Path]:
     raw = Path(raw_dir)
     if (raw / MANIFEST_FILE).exists():
         return [raw]
-    folders = [raw / part for part in CAPTURE_PARTS if (raw / part).is_dir() and any((raw / part).iterdir())]
+    folders = [
+        raw / part
+        for part in CAPTURE_PARTS
+        if (raw / part).is_dir() and any((raw / part).iterdir())
+    ]
     if not folders:
-        raise DataError(f"{raw}: neither a capture folder (manifest.json) nor a capture root ({', '.join(CAPTURE_PARTS)}/)")
+        raise DataError(
+            f"{raw}: neither a capture folder (manifest.json) nor a capture root ({', '.join(CAPTURE_PARTS)}/)"
+        )
     for folder in folders:
         require_published(folder, MANIFEST_FILE)
     return folders
@@ -167,7 +184,9 @@ def from_capture_folder(folder: Path, out_folder: Path | None) -> dict[str, Any]
     kind = require_published(folder, MANIFEST_FILE).get("kind", "hand")
     readers = {"hand": from_synthetic_captures, "body": from_synthetic_bodies}
     if kind not in readers:
-        raise DataError(f"{folder / MANIFEST_FILE}: capture kind {kind!r} is not known ({', '.join(readers)})")
+        raise DataError(
+            f"{folder / MANIFEST_FILE}: capture kind {kind!r} is not known ({', '.join(readers)})"
+        )
     return readers[kind](folder, out_folder)
 
 
@@ -179,10 +198,19 @@ def merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     images, annotations, categories, cameras, sources = [], [], [], [], []
     for part in parts:
         image_ids = {img["id"]: len(images) + i + 1 for i, img in enumerate(part["images"])}
-        camera_ids = {cam["id"]: len(cameras) + i + 1 for i, cam in enumerate(part.get("cameras") or [])}
+        camera_ids = {
+            cam["id"]: len(cameras) + i + 1 for i, cam in enumerate(part.get("cameras") or [])
+        }
         category_ids = {}
         for cat in part["categories"]:
-            same = next((c for c in categories if c["name"] == cat["name"] and c["keypoints"] == cat["keypoints"]), None)
+            same = next(
+                (
+                    c
+                    for c in categories
+                    if c["name"] == cat["name"] and c["keypoints"] == cat["keypoints"]
+                ),
+                None,
+            )
             if same is None:
                 same = {**cat, "id": len(categories) + 1}
                 categories.append(same)
@@ -195,11 +223,20 @@ def merge(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
             images.append(record)
         for ann in part["annotations"]:
             annotations.append(
-                {**ann, "id": len(annotations) + 1, "image_id": image_ids[ann["image_id"]],
-                 "category_id": category_ids[ann["category_id"]]}
+                {
+                    **ann,
+                    "id": len(annotations) + 1,
+                    "image_id": image_ids[ann["image_id"]],
+                    "category_id": category_ids[ann["category_id"]],
+                }
             )
         sources += part.get("info", {}).get("sources", [])
-    merged = {"images": images, "annotations": annotations, "categories": categories, "info": {"sources": sources}}
+    merged = {
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+        "info": {"sources": sources},
+    }
     if cameras:
         merged["cameras"] = cameras
     return merged
@@ -216,23 +253,42 @@ def importer(fmt: str):
         try:
             return plugins[fmt].load()
         except Exception as e:  # a broken plug-in: name it, keep its reason
-            raise ConfigError(f"importer plug-in {fmt!r} ({plugins[fmt].value}) cannot be loaded: {e}") from e
-    raise ConfigError(f"annotation format {fmt!r} is not supported; supported: {', '.join(import_formats())}")
+            raise ConfigError(
+                f"importer plug-in {fmt!r} ({plugins[fmt].value}) cannot be loaded: {e}"
+            ) from e
+    raise ConfigError(
+        f"annotation format {fmt!r} is not supported; supported: {', '.join(import_formats())}"
+    )
 
 
-def read_part(fmt: str, file: str | Path, images: str | Path | None, out_folder: Path | None,
-              repairs: Repairs, keypoint_map: dict[str, str] | None = None, **options: Any) -> dict[str, Any]:
+def read_part(
+    fmt: str,
+    file: str | Path,
+    images: str | Path | None,
+    out_folder: Path | None,
+    repairs: Repairs,
+    keypoint_map: dict[str, str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
     """One source read by its format's reader, its categories mapped onto known keypoint sets
     (`poseops.annotations.keypoint_sets`); not yet checked."""
     part = importer(fmt)(file, images, out_folder, **options)
-    if not isinstance(part, dict) or not all(isinstance(part.get(k), list) for k in ("images", "annotations", "categories")):
-        raise DataError(f"{file}: the {fmt} importer returned no images/annotations/categories lists")
-    for warning in (part.get("info") or {}).get("warnings", []):  # what a reader could not take, said
+    if not isinstance(part, dict) or not all(
+        isinstance(part.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise DataError(
+            f"{file}: the {fmt} importer returned no images/annotations/categories lists"
+        )
+    for warning in (part.get("info") or {}).get(
+        "warnings", []
+    ):  # what a reader could not take, said
         repairs.warn(f"{file}: {warning}")
     return map_categories(part, repairs, keypoint_map)
 
 
-def import_source(source: AnnotationSource, out_folder: Path | None, repairs: Repairs | None = None) -> dict[str, Any]:
+def import_source(
+    source: AnnotationSource, out_folder: Path | None, repairs: Repairs | None = None
+) -> dict[str, Any]:
     """One `params.yaml: data.annotations` entry read into the internal form."""
     if source.format not in import_formats():
         raise ConfigError(
@@ -240,22 +296,38 @@ def import_source(source: AnnotationSource, out_folder: Path | None, repairs: Re
             + ", ".join(import_formats())
         )
     if not Path(source.file).exists():
-        raise ConfigError(f"params.yaml: data.annotations: {source.format} source {source.file!r} not found")
+        raise ConfigError(
+            f"params.yaml: data.annotations: {source.format} source {source.file!r} not found"
+        )
     options: dict[str, Any] = {}
     if source.views is not None:
         options["views"] = source.views
     if source.cameras is not None:
         options["cameras_file"] = source.cameras
-    part = read_part(source.format, source.file, source.images, out_folder, Repairs() if repairs is None else repairs,
-                     keypoint_map=source.keypoint_map, **options)
+    part = read_part(
+        source.format,
+        source.file,
+        source.images,
+        out_folder,
+        Repairs() if repairs is None else repairs,
+        keypoint_map=source.keypoint_map,
+        **options,
+    )
     if source.name:  # the name datasets, weights (data.weights) and metrics know the source by
-        part = {**part, "images": [{**img, "source": source.name} if isinstance(img, dict) else img
-                                   for img in part["images"]]}
+        part = {
+            **part,
+            "images": [
+                {**img, "source": source.name} if isinstance(img, dict) else img
+                for img in part["images"]
+            ],
+        }
     return part
 
 
 def build_annotations(
-    raw_dir: str | Path | None, sources: Sequence[AnnotationSource], out_path: str | Path,
+    raw_dir: str | Path | None,
+    sources: Sequence[AnnotationSource],
+    out_path: str | Path,
     families: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Merge the synthetic captures' labels (unless raw_dir is None) and every extra source into one
@@ -269,28 +341,44 @@ def build_annotations(
     out_path = Path(out_path)
     parts, repair_summaries, warnings = [], {}, []
     for folder in capture_folders(raw_dir) if raw_dir is not None else []:
-        parts.append(validate(from_capture_folder(folder, out_path.parent), str(folder / "manifest.json"),
-                              base=out_path.parent))
+        parts.append(
+            validate(
+                from_capture_folder(folder, out_path.parent),
+                str(folder / "manifest.json"),
+                base=out_path.parent,
+            )
+        )
     strict_sources = set()
     for source in sources:
         repairs = Repairs()
         part = import_source(source, out_path.parent, repairs)
-        parts.append(validate(part, source.file, base=out_path.parent, strict=source.strict, repairs=repairs))
+        parts.append(
+            validate(part, source.file, base=out_path.parent, strict=source.strict, repairs=repairs)
+        )
         if repairs:
             repair_summaries[source.file] = repairs.summary()
             warnings += repairs.warnings
         if source.strict:
             strict_sources |= {img.get("source") for img in parts[-1]["images"]}
     merged = validate(merge(parts), str(out_path))
-    summary: dict[str, Any] = {"images": len(merged["images"]), "annotations": len(merged["annotations"]),
-                               "sources": len(parts), "repairs": repair_summaries}
+    summary: dict[str, Any] = {
+        "images": len(merged["images"]),
+        "annotations": len(merged["annotations"]),
+        "sources": len(parts),
+        "repairs": repair_summaries,
+    }
     if families:
         rows = family_coverage(merged, families)
         summary["coverage"], untaken = coverage_lines(rows)
-        refused = [w for row, w in zip([r for r in rows if r["closest"] is not None], untaken)
-                   if row["source"] in strict_sources]
+        refused = [
+            w
+            for row, w in zip([r for r in rows if r["closest"] is not None], untaken)
+            if row["source"] in strict_sources
+        ]
         if refused:
-            raise DataError(f"{out_path}: " + "; ".join(refused) + " (refused: the source is strict)")
+            raise DataError(
+                f"{out_path}: " + "; ".join(refused) + " (refused: the source is strict)"
+            )
         warnings += untaken
     summary["warnings"] = warnings
     write_json_atomic(out_path, merged)
@@ -298,7 +386,11 @@ def build_annotations(
 
 
 def validate(
-    data: Any, source: str, base: str | Path | None = None, strict: bool = False, repairs: Repairs | None = None
+    data: Any,
+    source: str,
+    base: str | Path | None = None,
+    strict: bool = False,
+    repairs: Repairs | None = None,
 ) -> dict[str, Any]:
     """The repaired form of `data` (see checks.py: which flaws are errors, which are repaired), or
     DataError naming the file and every bad record. With `base` (the folder relative file names start
@@ -333,10 +425,19 @@ def check_annotations_url(url: str | Path, strict: bool = False) -> tuple[dict[s
     path = annotations_file(url)
     local = _is_local(path)
     repairs = Repairs()
-    data = validate(read_json(path), str(path), base=Path(filesystem(path)[1]).parent if local else Path("/"),
-                    strict=strict, repairs=repairs)
-    counts = {"images": len(data["images"]), "annotations": len(data["annotations"]),
-              "categories": len(data["categories"]), "cameras": len(data.get("cameras") or [])}
+    data = validate(
+        read_json(path),
+        str(path),
+        base=Path(filesystem(path)[1]).parent if local else Path("/"),
+        strict=strict,
+        repairs=repairs,
+    )
+    counts = {
+        "images": len(data["images"]),
+        "annotations": len(data["annotations"]),
+        "categories": len(data["categories"]),
+        "cameras": len(data.get("cameras") or []),
+    }
     return counts, repairs
 
 
@@ -347,8 +448,12 @@ def _is_local(url: str | Path) -> bool:
 
 
 def preview_import(
-    fmt: str, file: str | Path, images: str | Path | None, strict: bool = False,
-    keypoint_map: dict[str, str] | None = None, **options: Any,
+    fmt: str,
+    file: str | Path,
+    images: str | Path | None,
+    strict: bool = False,
+    keypoint_map: dict[str, str] | None = None,
+    **options: Any,
 ) -> tuple[dict[str, Any], Repairs]:
     """(the checked internal form, its repairs) of `file` in format `fmt`, image files included, as
     `import_annotations` would publish it; writes nothing (`poseops data validate --format`)."""
@@ -358,8 +463,13 @@ def preview_import(
 
 
 def import_annotations(
-    fmt: str, file: str | Path, images: str | Path | None, out: str | Path, strict: bool = False,
-    keypoint_map: dict[str, str] | None = None, **options: Any,
+    fmt: str,
+    file: str | Path,
+    images: str | Path | None,
+    out: str | Path,
+    strict: bool = False,
+    keypoint_map: dict[str, str] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Read `file` in format `fmt`, validate it (image files included) and publish it at folder `out`:
     annotations.json, then manifest.json last. Nothing is written when anything is wrong; `strict`
@@ -371,16 +481,26 @@ def import_annotations(
     out_folder = Path(filesystem(out)[1]) if _is_local(out) else None
     repairs = Repairs()
     part = read_part(fmt, file, images, out_folder, repairs, keypoint_map=keypoint_map, **options)
-    mended = validate(part, str(file), base=out_folder if out_folder is not None else Path("/"), strict=strict,
-                      repairs=repairs)
+    mended = validate(
+        part,
+        str(file),
+        base=out_folder if out_folder is not None else Path("/"),
+        strict=strict,
+        repairs=repairs,
+    )
     payload = (json.dumps(mended, indent=1, sort_keys=True) + "\n").encode()
     manifest = {
         "kind": "annotations",
         "format": fmt,
-        "source": {"file": str(Path(file).resolve()), "images": str(Path(images).resolve()) if images else None,
-                   "options": {k: list(v) if isinstance(v, tuple) else (str(v) if isinstance(v, Path) else v)
-                               for k, v in options.items()},
-                   "keypoint_map": keypoint_map},
+        "source": {
+            "file": str(Path(file).resolve()),
+            "images": str(Path(images).resolve()) if images else None,
+            "options": {
+                k: list(v) if isinstance(v, tuple) else (str(v) if isinstance(v, Path) else v)
+                for k, v in options.items()
+            },
+            "keypoint_map": keypoint_map,
+        },
         "annotations": {"file": ANNOTATIONS_FILE, "sha256": sha256_bytes(payload)},
         "counts": {
             "images": len(mended["images"]),
@@ -390,8 +510,10 @@ def import_annotations(
             "boxes_clipped": sum(1 for a in mended["annotations"] if "bbox_raw" in a),
             "areas_computed": sum(1 for a in mended["annotations"] if a.get("area_flagged")),
         },
-        "area_sources": {src: sum(1 for a in mended["annotations"] if a.get("area_source") == src)
-                         for src in ("bbox", "keypoints")},
+        "area_sources": {
+            src: sum(1 for a in mended["annotations"] if a.get("area_source") == src)
+            for src in ("bbox", "keypoints")
+        },
         "repairs": repairs.entries(),
         "repair_summary": repairs.summary(),
         "warnings": list(repairs.warnings),

@@ -23,7 +23,13 @@ import numpy as np
 
 from poseops.annotations.checks import Repairs
 from poseops.skeletons import (
-    COCO17, SKELETONS, Skeleton, categories_for_skeleton, closest_keypoint_set, edges_from_names, match_keypoint_set,
+    COCO17,
+    SKELETONS,
+    Skeleton,
+    categories_for_skeleton,
+    closest_keypoint_set,
+    edges_from_names,
+    match_keypoint_set,
 )
 
 # The mean of COCO-17's per-keypoint sigmas (cocoeval.py): a neutral constant where a set gives none.
@@ -35,7 +41,9 @@ def _permute(values: list, perm: tuple[int, ...], width: int) -> list:
     return [values[width * i + d] for i in perm for d in range(width)]
 
 
-def map_categories(part: dict[str, Any], repairs: Repairs, keypoint_map: Mapping[str, str] | None = None) -> dict[str, Any]:
+def map_categories(
+    part: dict[str, Any], repairs: Repairs, keypoint_map: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """`part` with its categories mapped onto built-in keypoint sets where they name one (see the module doc)."""
     mappings = []
     by_category: dict[Any, tuple[int, ...]] = {}
@@ -52,9 +60,14 @@ def map_categories(part: dict[str, Any], repairs: Repairs, keypoint_map: Mapping
                 cat["keypoints_source"] = list(names)
                 cat["keypoints"] = list(skeleton.keypoints)
                 cat["skeleton"] = [[a + 1, b + 1] for a, b in skeleton.edges]
-                mappings.append({"category": cat.get("name"), "keypoint_set": skeleton.name,
-                                 "renamed": sum(1 for a, b in zip(names, skeleton.keypoints) if a != b),
-                                 "reordered": perm != tuple(range(len(perm)))})
+                mappings.append(
+                    {
+                        "category": cat.get("name"),
+                        "keypoint_set": skeleton.name,
+                        "renamed": sum(1 for a, b in zip(names, skeleton.keypoints) if a != b),
+                        "reordered": perm != tuple(range(len(perm))),
+                    }
+                )
             break
         else:
             _own_keypoint_set(cat, names, repairs, keypoint_map)
@@ -77,7 +90,9 @@ def _reordered(ann: Any, by_category: dict[Any, tuple[int, ...]]) -> Any:
     return out
 
 
-def _own_keypoint_set(cat: dict, names: list, repairs: Repairs, keypoint_map: Mapping[str, str] | None) -> None:
+def _own_keypoint_set(
+    cat: dict, names: list, repairs: Repairs, keypoint_map: Mapping[str, str] | None
+) -> None:
     """A set of the user's own: skeleton from the names when missing, sigmas defaulted with a warning."""
     if not cat.get("skeleton"):
         edges = edges_from_names(names, keypoint_map)
@@ -87,11 +102,15 @@ def _own_keypoint_set(cat: dict, names: list, repairs: Repairs, keypoint_map: Ma
     if cat.get("sigmas") is None:
         closest, shared = closest_keypoint_set(names, keypoint_map)
         cat["sigmas"] = [DEFAULT_SIGMA] * len(names)
-        repairs.warn(f"category {cat.get('name')!r} ({len(names)} keypoints, {shared} shared with {closest}): "
-                     f"no OKS sigmas given, {DEFAULT_SIGMA} used for each keypoint")
+        repairs.warn(
+            f"category {cat.get('name')!r} ({len(names)} keypoints, {shared} shared with {closest}): "
+            f"no OKS sigmas given, {DEFAULT_SIGMA} used for each keypoint"
+        )
 
 
-def family_coverage(data: dict[str, Any], families: Mapping[str, str | Skeleton]) -> list[dict[str, Any]]:
+def family_coverage(
+    data: dict[str, Any], families: Mapping[str, str | Skeleton]
+) -> list[dict[str, Any]]:
     """Per (source, category) of `data`: instances, and per family (name -> keypoint set) how many it
     takes and why it skips the others ({"crowd": n, "no labelled keypoint": n} or, for a category whose
     keypoints are not the family's set, {"keypoints are not <set>": n}).
@@ -106,12 +125,17 @@ def family_coverage(data: dict[str, Any], families: Mapping[str, str | Skeleton]
     for ann in data["annotations"]:
         groups[(str(images[ann["image_id"]].get("source") or ""), ann["category_id"])].append(ann)
     rows = []
-    for (source, category_id), anns in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+    for (source, category_id), anns in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))
+    ):
         category = names[category_id]
         per_family = {}
         for family, skeleton in skeletons.items():
             if category_id not in takes[family]:
-                per_family[family] = {"taken": 0, "skipped": {f"keypoints are not {skeleton.name}": len(anns)}}
+                per_family[family] = {
+                    "taken": 0,
+                    "skipped": {f"keypoints are not {skeleton.name}": len(anns)},
+                }
                 continue
             skipped: dict[str, int] = defaultdict(int)
             for ann in anns:
@@ -119,10 +143,22 @@ def family_coverage(data: dict[str, Any], families: Mapping[str, str | Skeleton]
                     skipped["crowd"] += 1
                 elif ann.get("num_keypoints", 1) <= 0:
                     skipped["no labelled keypoint"] += 1
-            per_family[family] = {"taken": len(anns) - sum(skipped.values()), "skipped": dict(skipped)}
+            per_family[family] = {
+                "taken": len(anns) - sum(skipped.values()),
+                "skipped": dict(skipped),
+            }
         untaken = not any(category_id in t for t in takes.values())
-        rows.append({"source": source, "category": category.get("name"), "instances": len(anns), "families": per_family,
-                     "closest": closest_keypoint_set(category.get("keypoints") or []) if untaken else None})
+        rows.append(
+            {
+                "source": source,
+                "category": category.get("name"),
+                "instances": len(anns),
+                "families": per_family,
+                "closest": closest_keypoint_set(category.get("keypoints") or [])
+                if untaken
+                else None,
+            }
+        )
     return rows
 
 
@@ -134,9 +170,14 @@ def coverage_lines(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         for family, c in row["families"].items():
             why = ", ".join(f"{n} {reason}" for reason, n in c["skipped"].items() if n)
             parts.append(f"{family} {c['taken']}" + (f" (skipped {why})" if why else ""))
-        lines.append(f"{row['source']} / {row['category']}: {row['instances']} instances; " + "; ".join(parts))
+        lines.append(
+            f"{row['source']} / {row['category']}: {row['instances']} instances; "
+            + "; ".join(parts)
+        )
         if row["closest"] is not None:
             closest, shared = row["closest"]
-            warnings.append(f"source {row['source']!r}: category {row['category']!r} is taken by no family "
-                            f"(closest keypoint set: {closest}, {shared} joints in common); give a keypoint_map")
+            warnings.append(
+                f"source {row['source']!r}: category {row['category']!r} is taken by no family "
+                f"(closest keypoint set: {closest}, {shared} joints in common); give a keypoint_map"
+            )
     return lines, warnings

@@ -29,15 +29,21 @@ def source_mix(items: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def weigh_sources(
-    items: list[dict[str, Any]], weights: Mapping[str, float], labels: dict[str, Any], seed: int, where: str
+    items: list[dict[str, Any]],
+    weights: Mapping[str, float],
+    labels: dict[str, Any],
+    seed: int,
+    where: str,
 ) -> list[dict[str, Any]]:
     """`items` with only round(w·n) of the n items of each source weighted w kept (a seeded choice, in the
     items' order). A weight naming no source of `labels` is a ConfigError listing the sources there are."""
     present = {str(img.get("source") or "") for img in labels["images"]}
     unknown = sorted(set(weights) - present)
     if unknown:
-        raise ConfigError(f"params.yaml: data.weights names source(s) {', '.join(unknown)} that {where} does not "
-                          f"hold (its sources: {', '.join(sorted(present))})")
+        raise ConfigError(
+            f"params.yaml: data.weights names source(s) {', '.join(unknown)} that {where} does not "
+            f"hold (its sources: {', '.join(sorted(present))})"
+        )
     rng = np.random.default_rng(seed)
     keep = set()
     for source, weight in sorted(weights.items()):

@@ -44,7 +44,9 @@ def scene_folders(path: Path) -> list[Path]:
         return [path]
     scenes = sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob("calibration_*.json")))
     if not scenes:
-        raise DataError(f"{path}: neither a Panoptic scene (calibration_<scene>.json) nor a folder of scenes")
+        raise DataError(
+            f"{path}: neither a Panoptic scene (calibration_<scene>.json) nor a folder of scenes"
+        )
     return scenes
 
 
@@ -56,24 +58,48 @@ def camera_from_calibration(entry: dict[str, Any], file: Path) -> Camera:
         R = np.asarray(entry["R"], dtype=np.float64).reshape(3, 3)
         t = np.asarray(entry["t"], dtype=np.float64).reshape(3) * CM
         width, height = (int(v) for v in entry["resolution"])
-        return Camera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], R=tuple(map(tuple, R)), t=tuple(t),
-                      model="opencv", k=(k1, k2, k3), p=(p1, p2), width=width, height=height, name=str(entry["name"]))
+        return Camera(
+            fx=K[0, 0],
+            fy=K[1, 1],
+            cx=K[0, 2],
+            cy=K[1, 2],
+            R=tuple(map(tuple, R)),
+            t=tuple(t),
+            model="opencv",
+            k=(k1, k2, k3),
+            p=(p1, p2),
+            width=width,
+            height=height,
+            name=str(entry["name"]),
+        )
     except (KeyError, ValueError, TypeError) as e:
-        raise DataError(f"{file}: camera {entry.get('name')!r}: missing or malformed field ({e})") from None
+        raise DataError(
+            f"{file}: camera {entry.get('name')!r}: missing or malformed field ({e})"
+        ) from None
 
 
 def read_panoptic(
-    file: str | Path, images_dir: str | Path | None, out_folder: Path | None, views: tuple[str, ...] = DEFAULT_VIEWS
+    file: str | Path,
+    images_dir: str | Path | None,
+    out_folder: Path | None,
+    views: tuple[str, ...] = DEFAULT_VIEWS,
 ) -> dict[str, Any]:
     """Panoptic scene(s) at `file`; images under `images_dir`/<scene>/ (default: the scene folders)."""
     images, annotations, cameras = [], [], []
     for scene_dir in scene_folders(Path(file)):
         _read_scene(scene_dir, images_dir, out_folder, views, images, annotations, cameras)
-    return {"images": images, "annotations": annotations, "categories": [category_for(PANOPTIC19, 1, CATEGORY_NAME)],
-            "cameras": cameras, "info": {"sources": [str(file)]}}
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [category_for(PANOPTIC19, 1, CATEGORY_NAME)],
+        "cameras": cameras,
+        "info": {"sources": [str(file)]},
+    }
 
 
-def _read_scene(scene_dir: Path, images_dir, out_folder, views, images: list, annotations: list, cameras: list) -> None:
+def _read_scene(
+    scene_dir: Path, images_dir, out_folder, views, images: list, annotations: list, cameras: list
+) -> None:
     scene = scene_dir.name
     calibrations = sorted(scene_dir.glob("calibration_*.json"))
     if not calibrations:
@@ -86,8 +112,14 @@ def _read_scene(scene_dir: Path, images_dir, out_folder, views, images: list, an
     for entry in entries:
         camera = camera_from_calibration(entry, calibration)
         camera_id = len(cameras) + 1
-        cameras.append({**camera.model_dump(mode="json"), "id": camera_id, "sequence": scene,
-                        "type": entry.get("type")})
+        cameras.append(
+            {
+                **camera.model_dump(mode="json"),
+                "id": camera_id,
+                "sequence": scene,
+                "type": entry.get("type"),
+            }
+        )
         by_name[camera.name] = (camera_id, camera)
     missing = [v for v in views if v not in by_name]
     if missing:
@@ -102,16 +134,34 @@ def _read_scene(scene_dir: Path, images_dir, out_folder, views, images: list, an
             image_id = len(images) + 1
             file_name, frame_index = _frame_file(root, view, frame)
             images.append(
-                {"id": image_id, "file_name": relative_to(file_name, out_folder), "frame_index": frame_index,
-                 "width": camera.width, "height": camera.height, "sequence": scene, "subject": None,
-                 "source": "panoptic", "camera_id": camera_id, "view": view, "group": f"{scene}:{frame}",
-                 "frame_number": frame}
+                {
+                    "id": image_id,
+                    "file_name": relative_to(file_name, out_folder),
+                    "frame_index": frame_index,
+                    "width": camera.width,
+                    "height": camera.height,
+                    "sequence": scene,
+                    "subject": None,
+                    "source": "panoptic",
+                    "camera_id": camera_id,
+                    "view": view,
+                    "group": f"{scene}:{frame}",
+                    "frame_number": frame,
+                }
             )
             for body_id, joints in bodies:
                 record = _annotation(joints, camera)
                 if record is not None:
-                    annotations.append({**record, "id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
-                                        "person_id": f"{scene}:{frame}:{body_id}", "track_id": body_id})
+                    annotations.append(
+                        {
+                            **record,
+                            "id": len(annotations) + 1,
+                            "image_id": image_id,
+                            "category_id": 1,
+                            "person_id": f"{scene}:{frame}:{body_id}",
+                            "track_id": body_id,
+                        }
+                    )
 
 
 def _frame_file(root: Path, view: str, frame: int) -> tuple[Path, int | None]:
@@ -130,7 +180,9 @@ def _bodies(body_file: Path) -> list[tuple[int, np.ndarray]]:
     for body in data.get("bodies") or []:
         joints = np.asarray(body.get("joints19", []), dtype=np.float64)
         if joints.size != 4 * PANOPTIC19.num_keypoints or not np.isfinite(joints).all():
-            raise DataError(f"{body_file}: body {body.get('id')!r}: joints19 must hold 76 finite numbers")
+            raise DataError(
+                f"{body_file}: body {body.get('id')!r}: joints19 must hold 76 finite numbers"
+            )
         out.append((int(body["id"]), joints.reshape(-1, 4)))
     return out
 
@@ -140,8 +192,12 @@ def _annotation(joints: np.ndarray, camera: Camera) -> dict[str, Any] | None:
     world = joints[:, :3] * CM  # [19, 3] mm
     confident = joints[:, 3] > CONFIDENCE_MIN
     in_front = world_to_camera(world, camera)[:, 2] > 0
-    uv = np.where(in_front[:, None], project(world_to_camera(world, camera), camera), 0.0)  # [19, 2]
-    inside = (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+    uv = np.where(
+        in_front[:, None], project(world_to_camera(world, camera), camera), 0.0
+    )  # [19, 2]
+    inside = (
+        (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+    )
     visible = confident & in_front & inside
     if not visible.any():
         return None
@@ -149,7 +205,9 @@ def _annotation(joints: np.ndarray, camera: Camera) -> dict[str, Any] | None:
     pad = np.maximum(BOX_MARGIN * (hi - lo), BOX_MIN_PAD)
     lo, hi = lo - pad, hi + pad
     return {
-        "keypoints": [float(v) for p, vis in zip(uv, visible) for v in (p[0], p[1], 2 if vis else 0)],
+        "keypoints": [
+            float(v) for p, vis in zip(uv, visible) for v in (p[0], p[1], 2 if vis else 0)
+        ],
         "num_keypoints": int(visible.sum()),
         "bbox": [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])],
         "iscrowd": 0,

@@ -36,7 +36,9 @@ def images_root(file: Path, first_image: str | None) -> Path:
 def _polygons(img: dict[str, Any], file: Path) -> list[list[float]]:
     xs, ys = img.get("ignore_regions_x") or [], img.get("ignore_regions_y") or []
     if len(xs) != len(ys) or any(len(x) != len(y) for x, y in zip(xs, ys)):
-        raise DataError(f"{file}: image id {img.get('id')!r}: ignore_regions_x and ignore_regions_y do not pair up")
+        raise DataError(
+            f"{file}: image id {img.get('id')!r}: ignore_regions_x and ignore_regions_y do not pair up"
+        )
     return [[float(v) for point in zip(x, y) for v in point] for x, y in zip(xs, ys) if len(x) >= 3]
 
 
@@ -45,7 +47,9 @@ def _split_of(file_name: str) -> str | None:
     return next((p for p in parts if p in ("train", "val")), None)
 
 
-def read_posetrack(file: str | Path, images_dir: str | Path | None, out_folder: Path | None) -> dict[str, Any]:
+def read_posetrack(
+    file: str | Path, images_dir: str | Path | None, out_folder: Path | None
+) -> dict[str, Any]:
     """One PoseTrack18 JSON, or a folder of them (one per video)."""
     file = Path(file)
     files = sorted(file.glob("*.json")) if file.is_dir() else [file]
@@ -60,7 +64,11 @@ def read_posetrack(file: str | Path, images_dir: str | Path | None, out_folder: 
                 unlabelled.add(img.get("id"))
             else:
                 merged["images"].append(img)
-        merged["annotations"] += [a for a in data["annotations"] if not (isinstance(a, dict) and a.get("image_id") in unlabelled)]
+        merged["annotations"] += [
+            a
+            for a in data["annotations"]
+            if not (isinstance(a, dict) and a.get("image_id") in unlabelled)
+        ]
         merged["categories"] += [c for c in data["categories"] if c not in merged["categories"]]
     first = merged["images"][0].get("file_name") if merged["images"] else None
     root = Path(images_dir) if images_dir else images_root(files[0], first)
@@ -72,9 +80,12 @@ def read_posetrack(file: str | Path, images_dir: str | Path | None, out_folder: 
             xs, ys = poly[0::2], poly[1::2]
             boxes.append([min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)])
         frame = img.get("frame_id")
-        out = {"sequence": str(img.get("vid_id")) if img.get("vid_id") is not None else None,
-               "frame_number": int(frame) % 10000 if isinstance(frame, int) else None,
-               "split": _split_of(str(img["file_name"])), "source": "posetrack"}
+        out = {
+            "sequence": str(img.get("vid_id")) if img.get("vid_id") is not None else None,
+            "frame_number": int(frame) % 10000 if isinstance(frame, int) else None,
+            "split": _split_of(str(img["file_name"])),
+            "source": "posetrack",
+        }
         if polygons:
             out.update(ignore_regions=boxes, ignore_polygons=polygons)
         return out

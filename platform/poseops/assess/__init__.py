@@ -9,7 +9,17 @@ Estimation for Virtual Maintenance Tasks", Section 4.4 and Tables 7-9.
 """
 
 from poseops.assess.angles import TASKS
-from poseops.assess.core import Assessment, AssessInputError, ChainResult, FrameResult, assess
+from poseops.assess.core import AssessInputError, Assessment, ChainResult, FrameResult, assess
 from poseops.assess.grades import GRADES, LEVELS, grade
 
-__all__ = ["TASKS", "GRADES", "LEVELS", "Assessment", "AssessInputError", "ChainResult", "FrameResult", "assess", "grade"]
+__all__ = [
+    "TASKS",
+    "GRADES",
+    "LEVELS",
+    "Assessment",
+    "AssessInputError",
+    "ChainResult",
+    "FrameResult",
+    "assess",
+    "grade",
+]

@@ -19,8 +19,17 @@ from poseops.skeletons import TASK_CHAINS, Skeleton, joint_angles
 
 TASKS: tuple[str, ...] = tuple(TASK_CHAINS)
 CHAIN_NAMES: tuple[str, ...] = (
-    "left_elbow", "right_elbow", "left_shoulder", "right_shoulder", "left_hip", "right_hip",
-    "left_knee", "right_knee", "trunk_lean", "arm_mean", "arm_symmetry",
+    "left_elbow",
+    "right_elbow",
+    "left_shoulder",
+    "right_shoulder",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "trunk_lean",
+    "arm_mean",
+    "arm_symmetry",
 )
 
 
@@ -36,12 +45,16 @@ def mirror_name(chain: str) -> str:
 def task_weights(task: str, weights: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """The chain weights of `task`, summing to 1: `weights[task]` if given, else the task's chains
     (`TASK_CHAINS`) weighted equally. ConfigError names an unknown chain or a weight that sums to 0."""
-    chosen = dict(weights.get(task) or {name: 1.0 for name in TASK_CHAINS[task]})
+    chosen = dict(weights.get(task) or dict.fromkeys(TASK_CHAINS[task], 1.0))
     for name, value in chosen.items():
         if name not in CHAIN_NAMES:
-            raise ConfigError(f"assess.scoring.weights.{task}.{name}: unknown chain; chains: {', '.join(CHAIN_NAMES)}")
+            raise ConfigError(
+                f"assess.scoring.weights.{task}.{name}: unknown chain; chains: {', '.join(CHAIN_NAMES)}"
+            )
         if not (value >= 0 and math.isfinite(value)):
-            raise ConfigError(f"assess.scoring.weights.{task}.{name}: weight must be >= 0, got {value}")
+            raise ConfigError(
+                f"assess.scoring.weights.{task}.{name}: weight must be >= 0, got {value}"
+            )
     total = sum(chosen.values())
     if total <= 0:
         raise ConfigError(f"assess.scoring.weights.{task}: the weights sum to 0")
@@ -107,7 +120,9 @@ def smooth(series: np.ndarray, method: str, window: int, settings: OneEuroParams
         return moving_average(series, window)
     if method == "one_euro":
         return one_euro(series, settings)
-    raise ConfigError(f"assess.scoring.smoothing: unknown method {method!r} (none, moving_average, one_euro)")
+    raise ConfigError(
+        f"assess.scoring.smoothing: unknown method {method!r} (none, moving_average, one_euro)"
+    )
 
 
 def fill_gaps(series: np.ndarray) -> np.ndarray:

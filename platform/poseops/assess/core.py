@@ -90,7 +90,9 @@ class Assessment:
     bone_similarity: float | None  # 0-100, when the bone-direction term is on
     path: tuple[tuple[int, int], ...]  # DTW pairs (reference frame, trial frame)
     reference_angles: dict[str, np.ndarray] = field(repr=False)  # chain -> [T_ref]
-    trial_angles: dict[str, np.ndarray] = field(repr=False)  # chain -> [T_trial] (mirrored if `mirrored`)
+    trial_angles: dict[str, np.ndarray] = field(
+        repr=False
+    )  # chain -> [T_trial] (mirrored if `mirrored`)
     aligned_trial_angles: dict[str, np.ndarray] = field(repr=False)  # chain -> [T_ref]
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -123,7 +125,9 @@ class Assessment:
         """JSON-able: scores, grades, chains, skipped chains, per-frame breakdown (and angle curves)."""
 
         def num(value: float | None, digits: int = 3) -> float | None:
-            return None if value is None or not math.isfinite(value) else round(float(value), digits)
+            return (
+                None if value is None or not math.isfinite(value) else round(float(value), digits)
+            )
 
         out: dict[str, Any] = {
             "task": self.task,
@@ -136,12 +140,19 @@ class Assessment:
             "fluctuation_chain": self.fluctuation_chain,
             "mirrored": self.mirrored,
             "bone_similarity": num(self.bone_similarity, 2),
-            "chains": [{k: num(v) if isinstance(v, float) else v for k, v in vars(c).items()} for c in self.chains],
+            "chains": [
+                {k: num(v) if isinstance(v, float) else v for k, v in vars(c).items()}
+                for c in self.chains
+            ],
             "skipped": dict(self.skipped),
             "advice": self.advice(),
             "frames": [
-                {"frame": f.frame, "trial_frames": list(f.trial_frames), "score": num(f.score, 2),
-                 "delta_deg": {k: num(v, 2) for k, v in f.delta_deg.items()}}
+                {
+                    "frame": f.frame,
+                    "trial_frames": list(f.trial_frames),
+                    "score": num(f.score, 2),
+                    "delta_deg": {k: num(v, 2) for k, v in f.delta_deg.items()},
+                }
                 for f in self.frames
             ],
             "options": self.options,
@@ -161,7 +172,9 @@ class Assessment:
 
 
 # ---------------------------------------------------------------- inputs
-def parse_sequence(array: Any, label: str, skeleton: Skeleton, min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def parse_sequence(
+    array: Any, label: str, skeleton: Skeleton, min_score: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """[T, K, 2] or [T, K, 3] (third value: score or COCO visibility) -> (coords [T, K, 2], present [T, K]).
 
     A joint is missing where its third value is <= `min_score`; NaN coordinates are allowed there only.
@@ -171,17 +184,22 @@ def parse_sequence(array: Any, label: str, skeleton: Skeleton, min_score: float 
     except (TypeError, ValueError) as exc:
         raise AssessInputError(f"{label}: not a numeric array [T, K, 2|3] ({exc})") from None
     if data.ndim != 3 or data.shape[-1] not in (2, 3):
-        raise AssessInputError(f"{label}: shape {list(data.shape)}; expected [frames, keypoints, 2 or 3]")
+        raise AssessInputError(
+            f"{label}: shape {list(data.shape)}; expected [frames, keypoints, 2 or 3]"
+        )
     if data.shape[1] != skeleton.num_keypoints:
         raise AssessInputError(
-            f"{label}: {data.shape[1]} keypoints per frame, but skeleton {skeleton.name!r} has {skeleton.num_keypoints}")
+            f"{label}: {data.shape[1]} keypoints per frame, but skeleton {skeleton.name!r} has {skeleton.num_keypoints}"
+        )
     if data.shape[0] < 2:
         raise AssessInputError(f"{label}: {data.shape[0]} frame(s); a motion needs at least 2")
     coords = data[..., :2]
     if data.shape[-1] == 3:
         if np.isnan(data[..., 2]).any():
             frame, joint = np.argwhere(np.isnan(data[..., 2]))[0]
-            raise AssessInputError(f"{label}: frame {frame}, keypoint {skeleton.keypoints[joint]!r}: score is NaN")
+            raise AssessInputError(
+                f"{label}: frame {frame}, keypoint {skeleton.keypoints[joint]!r}: score is NaN"
+            )
         present = data[..., 2] > min_score
     else:
         present = np.ones(data.shape[:2], bool)
@@ -190,7 +208,8 @@ def parse_sequence(array: Any, label: str, skeleton: Skeleton, min_score: float 
         frame, joint = np.argwhere(bad)[0]
         raise AssessInputError(
             f"{label}: frame {frame}, keypoint {skeleton.keypoints[joint]!r}: coordinates are NaN or infinite "
-            "(mark a missing joint with score/visibility 0)")
+            "(mark a missing joint with score/visibility 0)"
+        )
     return np.where(present[..., None], coords, 0.0), present
 
 
@@ -198,12 +217,16 @@ def scoring_options(sigma_deg: float, options: dict[str, Any]) -> ScoringParams:
     try:
         return ScoringParams(sigma_deg=sigma_deg, **options)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
         raise ConfigError(f"assess options: {problems}") from None
 
 
 # ---------------------------------------------------------------- alignment
-def dtw_path(reference: np.ndarray, trial: np.ndarray, window: int | None = None) -> list[tuple[int, int]]:
+def dtw_path(
+    reference: np.ndarray, trial: np.ndarray, window: int | None = None
+) -> list[tuple[int, int]]:
     """The DTW warping path [(i, j), ...] of trial [T2, D] onto reference [T1, D] (squared Euclidean
     step cost), from (0, 0) to (T1 - 1, T2 - 1); dtaidistance's C implementation."""
     kwargs: dict[str, Any] = {"use_c": True}
@@ -243,37 +266,57 @@ def _bone_terms(ref_xy, ref_ok, trial_xy, trial_ok, skeleton: Skeleton, path) ->
     return terms
 
 
-def _score(task, skeleton, settings, weights, ref_angles, trial_angles, ref_pose, trial_pose, mirrored, skipped):
+def _score(
+    task,
+    skeleton,
+    settings,
+    weights,
+    ref_angles,
+    trial_angles,
+    ref_pose,
+    trial_pose,
+    mirrored,
+    skipped,
+):
     names = list(weights)
-    ref_feat = np.stack([fill_gaps(ref_angles[n]) - np.nanmean(ref_angles[n]) for n in names], axis=1)
-    trial_feat = np.stack([fill_gaps(trial_angles[n]) - np.nanmean(trial_angles[n]) for n in names], axis=1)
+    ref_feat = np.stack(
+        [fill_gaps(ref_angles[n]) - np.nanmean(ref_angles[n]) for n in names], axis=1
+    )
+    trial_feat = np.stack(
+        [fill_gaps(trial_angles[n]) - np.nanmean(trial_angles[n]) for n in names], axis=1
+    )
     root_w = np.sqrt(np.array([weights[n] for n in names]))
     path = dtw_path(ref_feat * root_w, trial_feat * root_w, settings.dtw_window)
     t_ref = len(ref_angles[names[0]])
     pi = np.array([p[0] for p in path])
     pj = np.array([p[1] for p in path])
     matched = [tuple(int(j) for j in pj[pi == i]) for i in range(t_ref)]
-    counts = np.bincount(pi, minlength=t_ref).astype(float)
 
-    def per_ref_frame(values: np.ndarray) -> np.ndarray:  # mean over each reference frame's pairs, NaN-aware
+    def per_ref_frame(
+        values: np.ndarray,
+    ) -> np.ndarray:  # mean over each reference frame's pairs, NaN-aware
         finite = np.isfinite(values)
         sums = np.bincount(pi, weights=np.where(finite, values, 0.0), minlength=t_ref)
         n = np.bincount(pi, weights=finite.astype(float), minlength=t_ref)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n > 0, sums / n, np.nan)
 
-    sigma2 = 2.0 * settings.sigma_deg ** 2
+    sigma2 = 2.0 * settings.sigma_deg**2
     deltas, sims, aligned = {}, {}, {}
     for n in names:
         d_pairs = trial_angles[n][pj] - ref_angles[n][pi]
         deltas[n] = per_ref_frame(d_pairs)
-        sims[n] = per_ref_frame(np.exp(-d_pairs ** 2 / sigma2))
+        sims[n] = per_ref_frame(np.exp(-(d_pairs**2) / sigma2))
         aligned[n] = per_ref_frame(trial_angles[n][pj])
-    for n in [n for n in names if not np.isfinite(deltas[n]).any()]:  # present in both, never at matched frames
+    for n in [
+        n for n in names if not np.isfinite(deltas[n]).any()
+    ]:  # present in both, never at matched frames
         skipped[n] = "no aligned frame pair has its joints in both sequences"
         names.remove(n)
     if not names:
-        raise AssessInputError(f"task {task}: no chain can be scored ({'; '.join(f'{n}: {w}' for n, w in skipped.items())})")
+        raise AssessInputError(
+            f"task {task}: no chain can be scored ({'; '.join(f'{n}: {w}' for n, w in skipped.items())})"
+        )
     total = sum(weights[n] for n in names)
     weights = {n: weights[n] / total for n in names}
     bone = None
@@ -285,27 +328,39 @@ def _score(task, skeleton, settings, weights, ref_angles, trial_angles, ref_pose
         d = deltas[n]
         ok = np.isfinite(d)
         worst = int(np.nanargmax(np.abs(d)))
-        worst_trial = max(matched[worst], key=lambda j: abs(trial_angles[n][j] - ref_angles[n][worst])
-                          if np.isfinite(trial_angles[n][j]) else -1.0)
-        chains.append(ChainResult(
-            name=n,
-            weight=weights[n],
-            similarity=100.0 * float(np.nanmean(sims[n])),
-            mean_delta_deg=float(np.nanmean(d)),
-            mean_abs_delta_deg=float(np.nanmean(np.abs(d))),
-            max_abs_delta_deg=float(np.nanmax(np.abs(d))),
-            worst_frame=worst,
-            worst_trial_frame=int(worst_trial),
-            fluctuation_deg=_fluctuation(d if settings.fluctuation_of == "deviation" else trial_angles[n],
-                                         settings.fluctuation),
-            reference_range_deg=_fluctuation(ref_angles[n], "max_min"),
-            trial_range_deg=_fluctuation(trial_angles[n], "max_min"),
-            frames_scored=int(ok.sum()),
-        ))
+        worst_trial = max(
+            matched[worst],
+            key=lambda j: (
+                abs(trial_angles[n][j] - ref_angles[n][worst])
+                if np.isfinite(trial_angles[n][j])
+                else -1.0
+            ),
+        )
+        chains.append(
+            ChainResult(
+                name=n,
+                weight=weights[n],
+                similarity=100.0 * float(np.nanmean(sims[n])),
+                mean_delta_deg=float(np.nanmean(d)),
+                mean_abs_delta_deg=float(np.nanmean(np.abs(d))),
+                max_abs_delta_deg=float(np.nanmax(np.abs(d))),
+                worst_frame=worst,
+                worst_trial_frame=int(worst_trial),
+                fluctuation_deg=_fluctuation(
+                    d if settings.fluctuation_of == "deviation" else trial_angles[n],
+                    settings.fluctuation,
+                ),
+                reference_range_deg=_fluctuation(ref_angles[n], "max_min"),
+                trial_range_deg=_fluctuation(trial_angles[n], "max_min"),
+                frames_scored=int(ok.sum()),
+            )
+        )
     angle_part = sum(c.weight * c.similarity / 100.0 for c in chains)
     b = settings.bone_weight
     bone_similarity = None if bone is None else 100.0 * float(np.nanmean(bone))
-    similarity = 100.0 * (angle_part if bone is None else (1 - b) * angle_part + b * float(np.nanmean(bone)))
+    similarity = 100.0 * (
+        angle_part if bone is None else (1 - b) * angle_part + b * float(np.nanmean(bone))
+    )
 
     frames = []
     sim_matrix = np.stack([sims[n] for n in names], axis=1)  # [T_ref, M]
@@ -315,9 +370,13 @@ def _score(task, skeleton, settings, weights, ref_angles, trial_angles, ref_pose
         score = float(np.sum(w[ok] * sim_matrix[i, ok]) / w[ok].sum()) if ok.any() else float("nan")
         if bone is not None and math.isfinite(bone[i]):
             score = (1 - b) * score + b * float(bone[i])
-        frames.append(FrameResult(i, matched[i], 100.0 * score, {n: float(deltas[n][i]) for n in names}))
+        frames.append(
+            FrameResult(i, matched[i], 100.0 * score, {n: float(deltas[n][i]) for n in names})
+        )
 
-    worst_chain = max(chains, key=lambda c: c.fluctuation_deg if math.isfinite(c.fluctuation_deg) else -1.0)
+    worst_chain = max(
+        chains, key=lambda c: c.fluctuation_deg if math.isfinite(c.fluctuation_deg) else -1.0
+    )
     fluctuation = worst_chain.fluctuation_deg
     return Assessment(
         task=task,
@@ -373,14 +432,21 @@ def assess(
     ref_xy, ref_ok = parse_sequence(reference, "reference", skeleton, settings.min_score)
     trial_xy, trial_ok = parse_sequence(trial, "trial", skeleton, settings.min_score)
 
-    wanted = tuple(weights) + tuple(mirror_name(n) for n in weights if mirror_name(n) not in weights)
+    wanted = tuple(weights) + tuple(
+        mirror_name(n) for n in weights if mirror_name(n) not in weights
+    )
 
     def series(xy, ok):
         raw = chain_series(xy, ok, skeleton, wanted)
-        return {n: smooth(v, settings.smoothing, settings.smoothing_window, settings.one_euro) for n, v in raw.items()}
+        return {
+            n: smooth(v, settings.smoothing, settings.smoothing_window, settings.one_euro)
+            for n, v in raw.items()
+        }
 
     ref_angles, trial_angles = series(ref_xy, ref_ok), series(trial_xy, trial_ok)
-    mirrored_angles = {n: trial_angles[mirror_name(n)] for n in wanted if mirror_name(n) in trial_angles}
+    mirrored_angles = {
+        n: trial_angles[mirror_name(n)] for n in wanted if mirror_name(n) in trial_angles
+    }
 
     def attempt(candidate: dict[str, np.ndarray], mirrored: bool) -> Assessment:
         skipped: dict[str, str] = {}
@@ -389,9 +455,13 @@ def assess(
             if n not in ref_angles or n not in candidate:
                 skipped[n] = f"skeleton {skeleton.name!r} lacks its joints"
             elif not _coverage_ok(ref_angles[n], settings.min_coverage):
-                skipped[n] = f"missing joints in {100 * np.isnan(ref_angles[n]).mean():.0f}% of the reference's frames"
+                skipped[n] = (
+                    f"missing joints in {100 * np.isnan(ref_angles[n]).mean():.0f}% of the reference's frames"
+                )
             elif not _coverage_ok(candidate[n], settings.min_coverage):
-                skipped[n] = f"missing joints in {100 * np.isnan(candidate[n]).mean():.0f}% of the trial's frames"
+                skipped[n] = (
+                    f"missing joints in {100 * np.isnan(candidate[n]).mean():.0f}% of the trial's frames"
+                )
             else:
                 kept[n] = w
         if not kept:
@@ -399,9 +469,23 @@ def assess(
             raise AssessInputError(f"task {task}: no chain can be scored ({reasons})")
         total = sum(kept.values())
         kept = {n: w / total for n, w in kept.items()}
-        pose = (trial_xy[:, skeleton.flip_permutation()], trial_ok[:, skeleton.flip_permutation()]) if mirrored \
+        pose = (
+            (trial_xy[:, skeleton.flip_permutation()], trial_ok[:, skeleton.flip_permutation()])
+            if mirrored
             else (trial_xy, trial_ok)
-        return _score(task, skeleton, settings, kept, ref_angles, candidate, (ref_xy, ref_ok), pose, mirrored, skipped)
+        )
+        return _score(
+            task,
+            skeleton,
+            settings,
+            kept,
+            ref_angles,
+            candidate,
+            (ref_xy, ref_ok),
+            pose,
+            mirrored,
+            skipped,
+        )
 
     result = attempt(trial_angles, False)
     symmetric = all(weights.get(mirror_name(n)) == w for n, w in weights.items())

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PAPER = ('Zhang S., He H., Wu Y. (2025). "VMHPE: Human Pose Estimation for Virtual Maintenance Tasks", '
-         "published 29 August 2025")
+PAPER = (
+    'Zhang S., He H., Wu Y. (2025). "VMHPE: Human Pose Estimation for Virtual Maintenance Tasks", '
+    "published 29 August 2025"
+)
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,30 @@ class Level:
 # Table 8 (Zhang, He, Wu 2025): >=90 professional, 80-89 proficient, 70-79 qualified, <70 needs
 # improvement; fluctuation <=10, <=15, <=20, >20 degrees. Best level first.
 LEVELS: tuple[Level, ...] = (
-    Level("Professional", 90.0, 10.0, "highly conforms to professional standards, continuous movements"),
-    Level("Proficient", 80.0, 15.0, "basically meets the standard, natural transitions; details need optimisation"),
-    Level("Qualified", 70.0, 20.0, "generally correct, some instability; standardisation needs improvement"),
-    Level("Needs improvement", 0.0, float("inf"), "obvious deviations, discontinuous movements; focused guidance"),
+    Level(
+        "Professional",
+        90.0,
+        10.0,
+        "highly conforms to professional standards, continuous movements",
+    ),
+    Level(
+        "Proficient",
+        80.0,
+        15.0,
+        "basically meets the standard, natural transitions; details need optimisation",
+    ),
+    Level(
+        "Qualified",
+        70.0,
+        20.0,
+        "generally correct, some instability; standardisation needs improvement",
+    ),
+    Level(
+        "Needs improvement",
+        0.0,
+        float("inf"),
+        "obvious deviations, discontinuous movements; focused guidance",
+    ),
 )
 GRADES: tuple[str, ...] = tuple(level.name for level in LEVELS)
 TABLE8 = f"{PAPER}, Table 8"
@@ -46,7 +68,9 @@ def grade_by_fluctuation(fluctuation_deg: float) -> str:
     return next(level.name for level in LEVELS if fluctuation_deg <= level.max_fluctuation_deg)
 
 
-def grade(similarity: float, fluctuation_deg: float | None = None, cap_by_fluctuation: bool = False) -> str:
+def grade(
+    similarity: float, fluctuation_deg: float | None = None, cap_by_fluctuation: bool = False
+) -> str:
     """The grade of a similarity; with `cap_by_fluctuation`, no better than the fluctuation's level."""
     by_similarity = grade_by_similarity(similarity)
     if not cap_by_fluctuation or fluctuation_deg is None:

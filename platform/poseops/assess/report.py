@@ -42,17 +42,29 @@ def curves_png(assessment: Assessment) -> bytes:
     """PNG: one panel per scored chain, reference vs aligned trial angle over the reference's frames."""
     plt = _pyplot()
     chains = assessment.chains
-    fig, axes = plt.subplots(len(chains), 1, figsize=(7.5, 2.3 * len(chains) + 0.6), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(
+        len(chains), 1, figsize=(7.5, 2.3 * len(chains) + 0.6), dpi=100, squeeze=False
+    )
     for ax, chain in zip(axes[:, 0], chains):
         ref = assessment.reference_angles[chain.name]
         aligned = assessment.aligned_trial_angles[chain.name]
         x = np.arange(len(ref))
         ax.plot(x, ref, color="tab:green", marker="o", markersize=3, label="reference")
         ax.plot(x, aligned, color="tab:red", marker="o", markersize=3, label="trial (aligned)")
-        ax.fill_between(x, ref, aligned, where=np.isfinite(ref) & np.isfinite(aligned), color="tab:red", alpha=0.15)
+        ax.fill_between(
+            x,
+            ref,
+            aligned,
+            where=np.isfinite(ref) & np.isfinite(aligned),
+            color="tab:red",
+            alpha=0.15,
+        )
         ax.axvline(chain.worst_frame, color="0.4", linestyle=":", linewidth=1)
-        ax.set_title(f"{chain.name}: similarity {chain.similarity:.1f}, mean delta {chain.mean_delta_deg:+.1f} deg, "
-                     f"fluctuation {chain.fluctuation_deg:.1f} deg", fontsize=9)
+        ax.set_title(
+            f"{chain.name}: similarity {chain.similarity:.1f}, mean delta {chain.mean_delta_deg:+.1f} deg, "
+            f"fluctuation {chain.fluctuation_deg:.1f} deg",
+            fontsize=9,
+        )
         ax.set_ylabel("angle (deg)")
         ax.grid(alpha=0.3)
     from matplotlib.ticker import MaxNLocator
@@ -61,7 +73,10 @@ def curves_png(assessment: Assessment) -> bytes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1, 0].set_xlabel("reference frame")
     axes[0, 0].legend(fontsize=8, loc="best")
-    fig.suptitle(f"{assessment.task}: similarity {assessment.similarity:.1f} ({assessment.grade})", fontsize=11)
+    fig.suptitle(
+        f"{assessment.task}: similarity {assessment.similarity:.1f} ({assessment.grade})",
+        fontsize=11,
+    )
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -72,7 +87,11 @@ def curves_png(assessment: Assessment) -> bytes:
 def _anchor(points: np.ndarray, ok: np.ndarray, skeleton: Skeleton) -> tuple[np.ndarray, float]:
     """(centre, size) of a pose: mid-hip and hip-to-shoulder length where present, else the box."""
     names = skeleton.keypoints
-    pick = [names.index(n) for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder") if n in names]
+    pick = [
+        names.index(n)
+        for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
+        if n in names
+    ]
     hips, shoulders = pick[:2], pick[2:]
     if pick and ok[pick].all():
         centre = points[hips].mean(axis=0)
@@ -83,12 +102,21 @@ def _anchor(points: np.ndarray, ok: np.ndarray, skeleton: Skeleton) -> tuple[np.
     return seen.mean(axis=0), max(float(np.ptp(seen, axis=0).max()) / 3.0, 1.0)
 
 
-def worst_frames_png(assessment: Assessment, reference: np.ndarray, trial: np.ndarray, count: int = 4,
-                     tile: int = 240) -> bytes:
+def worst_frames_png(
+    assessment: Assessment,
+    reference: np.ndarray,
+    trial: np.ndarray,
+    count: int = 4,
+    tile: int = 240,
+) -> bytes:
     """PNG strip: the `count` worst reference frames, reference (green) and matched trial (red)."""
     skeleton = get_skeleton(assessment.skeleton)
-    ref_xy, ref_ok = parse_sequence(reference, "reference", skeleton, assessment.options.get("min_score", 0.0))
-    trial_xy, trial_ok = parse_sequence(trial, "trial", skeleton, assessment.options.get("min_score", 0.0))
+    ref_xy, ref_ok = parse_sequence(
+        reference, "reference", skeleton, assessment.options.get("min_score", 0.0)
+    )
+    trial_xy, trial_ok = parse_sequence(
+        trial, "trial", skeleton, assessment.options.get("min_score", 0.0)
+    )
     if assessment.mirrored:
         flip = list(skeleton.flip_permutation())
         trial_xy, trial_ok = trial_xy[:, flip], trial_ok[:, flip]
@@ -103,28 +131,60 @@ def worst_frames_png(assessment: Assessment, reference: np.ndarray, trial: np.nd
         seen = np.concatenate([ref_points[ref_ok[frame.frame]], trial_points[trial_ok[j]]])
         low, high = (seen.min(axis=0), seen.max(axis=0)) if len(seen) else (np.zeros(2), np.ones(2))
         top, margin = 56, 10  # room for the text lines
-        scale = min((tile - 2 * margin) / max(high[0] - low[0], 1e-6), (tile - top - margin) / max(high[1] - low[1], 1e-6))
+        scale = min(
+            (tile - 2 * margin) / max(high[0] - low[0], 1e-6),
+            (tile - top - margin) / max(high[1] - low[1], 1e-6),
+        )
         place = np.array([tile / 2, top + (tile - top - margin) / 2]) - scale * (low + high) / 2
         ref_points, trial_points = ref_points * scale + place, trial_points * scale + place
-        draw_keypoints(canvas, ref_points, skeleton, np.where(ref_ok[frame.frame], 2, 0), color=REFERENCE_BGR)
+        draw_keypoints(
+            canvas, ref_points, skeleton, np.where(ref_ok[frame.frame], 2, 0), color=REFERENCE_BGR
+        )
         draw_keypoints(canvas, trial_points, skeleton, np.where(trial_ok[j], 2, 0), color=TRIAL_BGR)
-        worst = max(frame.delta_deg.items(), key=lambda kv: abs(kv[1]) if math.isfinite(kv[1]) else -1.0)
-        lines = [f"ref {frame.frame} / trial {j}", f"score {frame.score:.0f}", f"{worst[0]} {worst[1]:+.0f} deg"]
+        worst = max(
+            frame.delta_deg.items(), key=lambda kv: abs(kv[1]) if math.isfinite(kv[1]) else -1.0
+        )
+        lines = [
+            f"ref {frame.frame} / trial {j}",
+            f"score {frame.score:.0f}",
+            f"{worst[0]} {worst[1]:+.0f} deg",
+        ]
         for row, text in enumerate(lines):
-            cv2.putText(canvas, text, (6, 16 + 16 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (30, 30, 30), 1, cv2.LINE_AA)
+            cv2.putText(
+                canvas,
+                text,
+                (6, 16 + 16 * row),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.42,
+                (30, 30, 30),
+                1,
+                cv2.LINE_AA,
+            )
         cv2.rectangle(canvas, (0, 0), (tile - 1, tile - 1), (200, 200, 200), 1)
         tiles.append(canvas)
     legend = np.full((22, tile * max(len(tiles), 1), 3), 255, np.uint8)
-    cv2.putText(legend, "green: reference   red: trial (matched frame)", (6, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                (30, 30, 30), 1, cv2.LINE_AA)
-    strip = np.vstack([np.hstack(tiles) if tiles else np.full((tile, tile, 3), 255, np.uint8), legend])
+    cv2.putText(
+        legend,
+        "green: reference   red: trial (matched frame)",
+        (6, 15),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.45,
+        (30, 30, 30),
+        1,
+        cv2.LINE_AA,
+    )
+    strip = np.vstack(
+        [np.hstack(tiles) if tiles else np.full((tile, tile, 3), 255, np.uint8), legend]
+    )
     ok, encoded = cv2.imencode(".png", strip)
     return encoded.tobytes()
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -132,11 +192,31 @@ def render_html(assessment: Assessment, curves: bytes, strip: bytes) -> str:
     def img(data: bytes, alt: str) -> str:
         return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
-    chain_rows = [[c.name, f"{c.weight:.2f}", f"{c.similarity:.1f}", f"{c.mean_delta_deg:+.1f}", f"{c.max_abs_delta_deg:.1f}",
-                   str(c.worst_frame), f"{c.fluctuation_deg:.1f}", str(c.frames_scored)] for c in assessment.chains]
-    frame_rows = [[str(f.frame), ",".join(map(str, f.trial_frames)), f"{f.score:.1f}",
-                   ", ".join(f"{k} {v:+.1f}" for k, v in f.delta_deg.items())] for f in assessment.frames]
-    skipped = "".join(f"<li>{html.escape(n)}: {html.escape(w)}</li>" for n, w in assessment.skipped.items())
+    chain_rows = [
+        [
+            c.name,
+            f"{c.weight:.2f}",
+            f"{c.similarity:.1f}",
+            f"{c.mean_delta_deg:+.1f}",
+            f"{c.max_abs_delta_deg:.1f}",
+            str(c.worst_frame),
+            f"{c.fluctuation_deg:.1f}",
+            str(c.frames_scored),
+        ]
+        for c in assessment.chains
+    ]
+    frame_rows = [
+        [
+            str(f.frame),
+            ",".join(map(str, f.trial_frames)),
+            f"{f.score:.1f}",
+            ", ".join(f"{k} {v:+.1f}" for k, v in f.delta_deg.items()),
+        ]
+        for f in assessment.frames
+    ]
+    skipped = "".join(
+        f"<li>{html.escape(n)}: {html.escape(w)}</li>" for n, w in assessment.skipped.items()
+    )
     advice = "".join(f"<li>{html.escape(line)}</li>" for line in assessment.advice())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Assessment {assessment.task}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:1em auto}}table{{border-collapse:collapse}}
@@ -155,7 +235,9 @@ Grades: {html.escape(assessment.to_dict(curves=False)["grading_standard"])}.</p>
 </body></html>"""
 
 
-def write_report(assessment: Assessment, reference: np.ndarray, trial: np.ndarray, out: str | Path) -> list[Path]:
+def write_report(
+    assessment: Assessment, reference: np.ndarray, trial: np.ndarray, out: str | Path
+) -> list[Path]:
     """Write `out` (.html or .json) and its two PNGs beside it (`<stem>_curves.png`, `<stem>_frames.png`).
     Returns the paths written, the report last."""
     out = Path(out)

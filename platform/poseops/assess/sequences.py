@@ -25,7 +25,9 @@ def sequence_from_json(obj: Any, label: str, max_frames: int) -> tuple[np.ndarra
     skeleton = None
     if isinstance(obj, dict):
         if "keypoints" not in obj:
-            raise AssessInputError(f"{label}: field 'keypoints' is missing (expected {{\"keypoints\": [[[x, y, s], ...], ...]}})")
+            raise AssessInputError(
+                f"{label}: field 'keypoints' is missing (expected {{\"keypoints\": [[[x, y, s], ...], ...]}})"
+            )
         skeleton = obj.get("skeleton")
         if skeleton is not None and not isinstance(skeleton, str):
             raise AssessInputError(f"{label}: field 'skeleton' must be a name such as 'coco17'")
@@ -33,13 +35,19 @@ def sequence_from_json(obj: Any, label: str, max_frames: int) -> tuple[np.ndarra
     if not isinstance(obj, list):
         raise AssessInputError(f"{label}: keypoints must be a list of frames")
     if len(obj) > max_frames:
-        raise AssessInputError(f"{label}: {len(obj)} frames is over the limit of {max_frames} (assess.max_frames)")
+        raise AssessInputError(
+            f"{label}: {len(obj)} frames is over the limit of {max_frames} (assess.max_frames)"
+        )
     try:
         array = np.asarray(obj, dtype=np.float64)
     except (TypeError, ValueError):
-        raise AssessInputError(f"{label}: keypoints must be [frames][keypoints][2 or 3] numbers, same size in every frame") from None
+        raise AssessInputError(
+            f"{label}: keypoints must be [frames][keypoints][2 or 3] numbers, same size in every frame"
+        ) from None
     if array.ndim != 3:
-        raise AssessInputError(f"{label}: keypoints have shape {list(array.shape)}; expected [frames, keypoints, 2 or 3]")
+        raise AssessInputError(
+            f"{label}: keypoints have shape {list(array.shape)}; expected [frames, keypoints, 2 or 3]"
+        )
     return array, skeleton
 
 
@@ -59,8 +67,14 @@ def load_sequence(
         else:
             model = predictor()
         skeleton = getattr(model, "skeleton", None) or "coco17"
-        keypoints = keypoints_from_video(path, model, get_skeleton(skeleton).num_keypoints, video.frame_step,
-                                         video.min_score, max_frames)
+        keypoints = keypoints_from_video(
+            path,
+            model,
+            get_skeleton(skeleton).num_keypoints,
+            video.frame_step,
+            video.min_score,
+            max_frames,
+        )
         return keypoints, skeleton
     try:
         obj = json.loads(path.read_text())
@@ -78,12 +92,16 @@ def load_video_predictor(checkpoint: str | Path) -> Any:
 
     folder = Path(checkpoint)
     if not (folder / "manifest.json").is_file():
-        raise CheckpointError(f"{folder}: no published checkpoint (manifest.json) to predict keypoints from videos; "
-                              "train one (dvc repro train@vmhpe) or pass --checkpoint")
+        raise CheckpointError(
+            f"{folder}: no published checkpoint (manifest.json) to predict keypoints from videos; "
+            "train one (dvc repro train@vmhpe) or pass --checkpoint"
+        )
     predictor = load_predictor(folder)
     family = get_family(predictor.name.removeprefix("poseops-"))
     if family.task != "bottomup_image":
-        raise CheckpointError(f"{folder}: family {family.name!r} is not a whole-image body model; use vmhpe")
+        raise CheckpointError(
+            f"{folder}: family {family.name!r} is not a whole-image body model; use vmhpe"
+        )
     predictor.skeleton = family.skeleton
     return predictor
 
@@ -92,7 +110,9 @@ def check_same_skeleton(reference: str | None, trial: str | None, default: str) 
     """The skeleton both sequences use (a sequence that names none uses `default`); they must agree."""
     names = (reference or default, trial or default)
     if names[0] != names[1]:
-        raise AssessInputError(f"reference and trial use different skeletons ({names[0]!r} vs {names[1]!r})")
+        raise AssessInputError(
+            f"reference and trial use different skeletons ({names[0]!r} vs {names[1]!r})"
+        )
     try:
         get_skeleton(names[0])
     except KeyError as exc:

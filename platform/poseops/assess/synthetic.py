@@ -22,9 +22,9 @@ import numpy as np
 
 from poseops.assess.grades import TABLE7
 from poseops.capture.bodies import (
+    TASKS,
     J,
     P,
-    TASKS,
     Subject,
     clip_pose,
     make_subject,
@@ -81,7 +81,9 @@ def _warp_times(rng: np.random.Generator, frames: int, duration: float) -> np.nd
     step = duration / (frames - 1)
     times = [0.0]
     while times[-1] < duration:
-        times.append(times[-1] + step * float(np.interp(times[-1] / duration, np.linspace(0, 1, 5), knots)))
+        times.append(
+            times[-1] + step * float(np.interp(times[-1] / duration, np.linspace(0, 1, 5), knots))
+        )
     times[-1] = duration
     return np.array(times)
 
@@ -110,23 +112,38 @@ def performances(
         fine_frames = (frames - 1) * FRAME_STEP + 1
         fine_times = np.arange(fine_frames) / 30.0
         duration = float(fine_times[-1])
-        motion = task_motion(np.random.default_rng([seed, t_index]), task, "expert", fine_frames, frame_step=1)
-        roles = [("reference", 0)] + [(role, i) for role in ("expert", "trainee") for i in range(performers)]
+        motion = task_motion(
+            np.random.default_rng([seed, t_index]), task, "expert", fine_frames, frame_step=1
+        )
+        roles = [("reference", 0)] + [
+            (role, i) for role in ("expert", "trainee") for i in range(performers)
+        ]
         for role, index in roles:
-            rng = np.random.default_rng([seed, t_index, ("reference", "expert", "trainee").index(role), index])
+            rng = np.random.default_rng(
+                [seed, t_index, ("reference", "expert", "trainee").index(role), index]
+            )
             subject = make_subject(rng, f"{task}-{role}-{index}")
             if role == "reference":
                 times, deviation = fine_times[::FRAME_STEP], 0.0
             else:
-                times, deviation = _warp_times(rng, frames, duration), float(rng.normal(0.0, personal_sd_deg))
+                times, deviation = (
+                    _warp_times(rng, frames, duration),
+                    float(rng.normal(0.0, personal_sd_deg)),
+                )
             offset = 0.0
             if role == "trainee":
-                offset = table7_offset(task) if trainee_offset_deg is None else float(trainee_offset_deg)
+                offset = (
+                    table7_offset(task) if trainee_offset_deg is None else float(trainee_offset_deg)
+                )
             poses = _sample(motion.poses, fine_times, times)
             for name, sign in CHAIN_PARAMS[task]:
                 poses[:, P[name]] += sign * (deviation + offset)
-            joints = sequence_joints(subject, clip_pose(poses), _sample(motion.root_xy, fine_times, times),
-                                     np.interp(times, fine_times, motion.heading))
+            joints = sequence_joints(
+                subject,
+                clip_pose(poses),
+                _sample(motion.root_xy, fine_times, times),
+                np.interp(times, fine_times, motion.heading),
+            )
             points = _project(to_coco17(joints))
             if role != "reference" and label_noise_px > 0:
                 points = points + rng.normal(0.0, label_noise_px, points.shape)
@@ -135,37 +152,56 @@ def performances(
     return out
 
 
-def render_performance(performance: Performance, image_size: int = 256, seed: int = 0
-                       ) -> tuple[list[np.ndarray], np.ndarray]:
+def render_performance(
+    performance: Performance, image_size: int = 256, seed: int = 0
+) -> tuple[list[np.ndarray], np.ndarray]:
     """(frames BGR [H, W, 3] uint8, COCO-17 labels [T, 17, 3] of that camera with visibility) of a
     performance drawn by the capture's renderer, seen in profile by the Kinect-like front camera."""
     from poseops.capture.rigs import H36M_SUBJECTS, sequence_rig
-    from poseops.capture.synthetic_bodies import PersonTrack, SequencePlan, prepare_views, render_frame
+    from poseops.capture.synthetic_bodies import (
+        PersonTrack,
+        SequencePlan,
+        prepare_views,
+        render_frame,
+    )
 
     joints = performance.joints
     target = np.array([*joints[:, J["pelvis"], :2].mean(axis=0), 950.0])
     calibration = str(H36M_SUBJECTS[0])
     # the body faces +y (azimuth 90 degrees): a camera at azimuth 180 sees it in profile, as the capture's front view
     views = sequence_rig(calibration, target, 180.0, image_size, 1)
-    plan = SequencePlan(f"{performance.task}-{performance.role}-{performance.index}", "task", performance.task,
-                        "trainee" if performance.role == "trainee" else "expert", calibration, views,
-                        [PersonTrack(0, "performer", performance.subject, performance.task, joints)])
+    plan = SequencePlan(
+        f"{performance.task}-{performance.role}-{performance.index}",
+        "task",
+        performance.task,
+        "trainee" if performance.role == "trainee" else "expert",
+        calibration,
+        views,
+        [PersonTrack(0, "performer", performance.subject, performance.task, joints)],
+    )
     bodies = BodyCaptureParams(views=1, image_size=image_size, occluders=(0, 0), people=(1, 1))
     view = prepare_views(np.random.default_rng([seed, performance.index]), plan, bodies)[0]
     frames, labels = [], []
     for t in range(plan.frames):
         image, people, _ = render_frame(view, plan, t)
         frames.append(image)
-        labels.append(np.concatenate([to_coco17(people[0]["uv"]), to_coco17(people[0]["vis"][:, None])], axis=-1))
+        labels.append(
+            np.concatenate(
+                [to_coco17(people[0]["uv"]), to_coco17(people[0]["vis"][:, None])], axis=-1
+            )
+        )
     return frames, np.stack(labels).astype(np.float64)
 
 
-def write_performance_video(performance: Performance, path: str | Path, image_size: int = 256, seed: int = 0
-                            ) -> np.ndarray:
+def write_performance_video(
+    performance: Performance, path: str | Path, image_size: int = 256, seed: int = 0
+) -> np.ndarray:
     """Write the rendered performance as an MP4 (3 fps: 1 in 10 of 30 fps); returns its labels [T, 17, 3]."""
     frames, labels = render_performance(performance, image_size, seed)
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0 / FRAME_STEP, (width, height))
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0 / FRAME_STEP, (width, height)
+    )
     for frame in frames:
         writer.write(frame)
     writer.release()

@@ -33,8 +33,9 @@ def person_box(keypoints: np.ndarray, min_score: float) -> tuple[float, float, f
     return float(x0), float(y0), float(x1), float(y1)
 
 
-def pick_person(people: list[np.ndarray], previous: tuple[float, float, float, float] | None,
-                min_score: float) -> int | None:
+def pick_person(
+    people: list[np.ndarray], previous: tuple[float, float, float, float] | None, min_score: float
+) -> int | None:
     """Index of the person to follow among `people` ([K, 3] each): the largest box, weighted by
     nearness to the `previous` box when there is one; None when nobody has a keypoint above `min_score`."""
     best, best_value = None, -1.0
@@ -64,7 +65,10 @@ class Follower:
 
     def add(self, answer: dict[str, Any]) -> None:
         """One frame's {"people": [{"keypoints": [[x, y, score] x K]}, ...]}."""
-        people = [np.asarray(p["keypoints"], dtype=np.float64).reshape(-1, 3) for p in answer.get("people", [])]
+        people = [
+            np.asarray(p["keypoints"], dtype=np.float64).reshape(-1, 3)
+            for p in answer.get("people", [])
+        ]
         people = [p for p in people if len(p) == self.num_keypoints]
         chosen = pick_person(people, self.previous, self.min_score)
         if chosen is None:
@@ -79,7 +83,9 @@ class Follower:
         return np.stack(self.frames)
 
 
-def sampled_frames(path: str | Path, frame_step: int = 1, max_frames: int | None = None) -> Iterator[np.ndarray]:
+def sampled_frames(
+    path: str | Path, frame_step: int = 1, max_frames: int | None = None
+) -> Iterator[np.ndarray]:
     """Every `frame_step`-th frame (BGR uint8) of a video file; DataError naming the file if it cannot
     be opened or read (`poseops.capture.common.read_frames`) or holds more than `max_frames` sampled frames."""
     sampled = 0
@@ -92,8 +98,14 @@ def sampled_frames(path: str | Path, frame_step: int = 1, max_frames: int | None
         yield image
 
 
-def keypoints_from_video(path: str | Path, predictor: Any, num_keypoints: int, frame_step: int = 1,
-                         min_score: float = 0.05, max_frames: int | None = None) -> np.ndarray:
+def keypoints_from_video(
+    path: str | Path,
+    predictor: Any,
+    num_keypoints: int,
+    frame_step: int = 1,
+    min_score: float = 0.05,
+    max_frames: int | None = None,
+) -> np.ndarray:
     """[T, K, 3] (x, y, score) of the followed person on every `frame_step`-th frame of the video."""
     follower = Follower(num_keypoints, min_score)
     for image in sampled_frames(path, frame_step, max_frames):

@@ -14,10 +14,15 @@ from typing import Any
 
 from poseops.config import CaptureParams
 
-CAPTURE_PARTS = ("hands", "bodies")  # sub-folders of a capture root, in the order they are written and merged
+CAPTURE_PARTS = (
+    "hands",
+    "bodies",
+)  # sub-folders of a capture root, in the order they are written and merged
 
 
-def write_captures(root: str | Path, params: CaptureParams, on_part=None, keep_empty: bool = False) -> dict[str, dict[str, Any]]:
+def write_captures(
+    root: str | Path, params: CaptureParams, on_part=None, keep_empty: bool = False
+) -> dict[str, dict[str, Any]]:
     """Render every part `params` configures into `root/<part>`; a part set to null is removed, or with
     `keep_empty` left as an empty folder (the pipeline's capture stage: each part is its own DVC output,
     which must exist; readers skip empty part folders). Returns part -> manifest. `on_part(part)` is
@@ -59,5 +64,7 @@ def read_label_records(folder: str | Path) -> Iterator[dict[str, Any]]:
             except json.JSONDecodeError as e:
                 raise DataError(f"{url}: line {line_no}: not valid JSON ({e})") from None
             if not isinstance(record, dict) or not {"id", "frames"} <= record.keys():
-                raise DataError(f"{url}: line {line_no}: not a sequence record (needs 'id' and 'frames')")
+                raise DataError(
+                    f"{url}: line {line_no}: not a sequence record (needs 'id' and 'frames')"
+                )
             yield record

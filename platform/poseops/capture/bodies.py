@@ -25,7 +25,13 @@ from poseops.geometry import rotation_x, rotation_y, rotation_z
 from poseops.skeletons import COCO17, H36M17
 
 # ---------------------------------------------------------------- joints
-BODY_JOINTS: tuple[str, ...] = H36M17.keypoints + ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+BODY_JOINTS: tuple[str, ...] = H36M17.keypoints + (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+)
 NUM_BODY_JOINTS = len(BODY_JOINTS)  # 22
 J = {name: i for i, name in enumerate(BODY_JOINTS)}
 
@@ -162,7 +168,11 @@ def body_joints_local(subject: Subject, pose: np.ndarray) -> np.ndarray:
     b, d = subject.bones, np.radians(clip_pose(np.asarray(pose, dtype=np.float64)))
     out = np.zeros((NUM_BODY_JOINTS, 3))
     # trunk: one rotation for the whole spine (so the hip->shoulder line leans by trunk_pitch exactly)
-    trunk = rotation_z(d[P["trunk_yaw"]]) @ rotation_y(d[P["trunk_roll"]]) @ rotation_x(-d[P["trunk_pitch"]])
+    trunk = (
+        rotation_z(d[P["trunk_yaw"]])
+        @ rotation_y(d[P["trunk_roll"]])
+        @ rotation_x(-d[P["trunk_pitch"]])
+    )
     out[J["spine"]] = trunk @ (_UP * b["pelvis_spine"])
     out[J["thorax"]] = out[J["spine"]] + trunk @ (_UP * b["spine_thorax"])
     head = trunk @ rotation_z(d[P["head_yaw"]]) @ rotation_x(-d[P["head_pitch"]])
@@ -175,10 +185,20 @@ def body_joints_local(subject: Subject, pose: np.ndarray) -> np.ndarray:
         out[J[f"{side}_eye"]] = neck + head @ np.array([0.28 * sx, 0.68, 0.62]) * nh
         out[J[f"{side}_ear"]] = neck + head @ np.array([0.65 * sx, 0.0, 0.45]) * nh
         # arm
-        shoulder = out[J["thorax"]] + trunk @ np.array([sx * b["thorax_shoulder"], 0.0, -0.1 * b["thorax_neck"]])
-        upper = trunk @ rotation_x(d[P[f"{side}_shoulder_flex"]]) @ rotation_y(-sx * d[P[f"{side}_shoulder_abd"]])
+        shoulder = out[J["thorax"]] + trunk @ np.array(
+            [sx * b["thorax_shoulder"], 0.0, -0.1 * b["thorax_neck"]]
+        )
+        upper = (
+            trunk
+            @ rotation_x(d[P[f"{side}_shoulder_flex"]])
+            @ rotation_y(-sx * d[P[f"{side}_shoulder_abd"]])
+        )
         elbow = shoulder + upper @ _DOWN * b["upper_arm"]
-        fore = upper @ rotation_z(sx * d[P[f"{side}_shoulder_rot"]]) @ rotation_x(d[P[f"{side}_elbow_flex"]])
+        fore = (
+            upper
+            @ rotation_z(sx * d[P[f"{side}_shoulder_rot"]])
+            @ rotation_x(d[P[f"{side}_elbow_flex"]])
+        )
         out[J[f"{side}_shoulder"]] = shoulder
         out[J[f"{side}_elbow"]] = elbow
         out[J[f"{side}_wrist"]] = elbow + fore @ _DOWN * b["forearm"]
@@ -193,7 +213,9 @@ def body_joints_local(subject: Subject, pose: np.ndarray) -> np.ndarray:
     return out
 
 
-def body_joints(subject: Subject, pose: np.ndarray, root_xy: np.ndarray, heading_deg: float) -> np.ndarray:
+def body_joints(
+    subject: Subject, pose: np.ndarray, root_xy: np.ndarray, heading_deg: float
+) -> np.ndarray:
     """World joint positions [22, 3] (mm): the body turned by `heading_deg` about z (0 = facing +y),
     its pelvis above `root_xy` [2] and its lower ankle `ANKLE_HEIGHT` above the ground."""
     local = body_joints_local(subject, pose)
@@ -202,9 +224,16 @@ def body_joints(subject: Subject, pose: np.ndarray, root_xy: np.ndarray, heading
     return world + np.array([root_xy[0], root_xy[1], lift])
 
 
-def sequence_joints(subject: Subject, poses: np.ndarray, root_xy: np.ndarray, heading_deg: np.ndarray) -> np.ndarray:
+def sequence_joints(
+    subject: Subject, poses: np.ndarray, root_xy: np.ndarray, heading_deg: np.ndarray
+) -> np.ndarray:
     """World joints [T, 22, 3] for poses [T, n_params], root positions [T, 2] and headings [T]."""
-    return np.stack([body_joints(subject, poses[t], root_xy[t], float(heading_deg[t])) for t in range(len(poses))])
+    return np.stack(
+        [
+            body_joints(subject, poses[t], root_xy[t], float(heading_deg[t]))
+            for t in range(len(poses))
+        ]
+    )
 
 
 # ---------------------------------------------------------------- random poses (still images)
@@ -212,7 +241,9 @@ def random_pose(rng: np.random.Generator) -> np.ndarray:
     """A varied, plausible static pose [n_params]: standing, leaning, reaching, squatting, stepping."""
     pose = neutral_pose()
     style = rng.choice(["stand", "lean", "squat", "step", "reach"], p=[0.25, 0.2, 0.15, 0.2, 0.2])
-    pose[P["trunk_pitch"]] = {"lean": rng.uniform(20, 70), "squat": rng.uniform(10, 45)}.get(style, rng.uniform(-10, 20))
+    pose[P["trunk_pitch"]] = {"lean": rng.uniform(20, 70), "squat": rng.uniform(10, 45)}.get(
+        style, rng.uniform(-10, 20)
+    )
     pose[P["trunk_roll"]] = rng.normal(0, 8)
     pose[P["trunk_yaw"]] = rng.normal(0, 15)
     pose[P["head_pitch"]] = rng.uniform(-20, 40)
@@ -255,25 +286,69 @@ class TaskSpec:
     name: str
     elbow: tuple[float, float]  # Table 1 elbow angle mean, SD (deg)
     lean: tuple[float, float]  # Table 1 trunk forward lean mean, SD (deg)
-    displacement: tuple[float, float, float]  # Table 2 mean, SD, max inter-frame displacement (px at 2160 rows)
+    displacement: tuple[
+        float, float, float
+    ]  # Table 2 mean, SD, max inter-frame displacement (px at 2160 rows)
     frames: tuple[int, int]  # Table 2 action duration, kept frames
     phases: tuple[str, ...]
-    trainee_offset: tuple[float, float]  # trainee's (elbow, lean) mean offset (Table 7 "ordinary" vs expert)
+    trainee_offset: tuple[
+        float, float
+    ]  # trainee's (elbow, lean) mean offset (Table 7 "ordinary" vs expert)
 
 
 TASKS: dict[str, TaskSpec] = {
     t.code: t
     for t in (
-        TaskSpec("TO", "tool_operation", (75.2, 12.3), (28.5, 7.2), (28.5, 9.2, 45.3), (15, 20),
-                 ("select", "adjust", "operate", "retract"), (7.2, 6.0)),
-        TaskSpec("PF", "component_flip", (82.7, 13.5), (42.7, 9.8), (42.3, 13.5, 68.7), (18, 25),
-                 ("bend", "grasp", "flip", "inspect"), (6.0, 9.7)),
-        TaskSpec("CR", "component_replacement", (78.5, 12.8), (35.6, 8.4), (35.6, 11.2, 52.8), (20, 30),
-                 ("disassemble", "replace", "install"), (6.8, 7.0)),
-        TaskSpec("CT", "component_transfer", (88.3, 14.2), (25.8, 6.5), (38.4, 12.1, 58.9), (12, 18),
-                 ("grasp", "transfer", "receive"), (7.5, 6.0)),
-        TaskSpec("PC", "component_transport", (102.3, 15.6), (42.7, 10.2), (45.8, 14.2, 75.6), (25, 35),
-                 ("approach", "lift", "transport", "place"), (8.0, 13.1)),
+        TaskSpec(
+            "TO",
+            "tool_operation",
+            (75.2, 12.3),
+            (28.5, 7.2),
+            (28.5, 9.2, 45.3),
+            (15, 20),
+            ("select", "adjust", "operate", "retract"),
+            (7.2, 6.0),
+        ),
+        TaskSpec(
+            "PF",
+            "component_flip",
+            (82.7, 13.5),
+            (42.7, 9.8),
+            (42.3, 13.5, 68.7),
+            (18, 25),
+            ("bend", "grasp", "flip", "inspect"),
+            (6.0, 9.7),
+        ),
+        TaskSpec(
+            "CR",
+            "component_replacement",
+            (78.5, 12.8),
+            (35.6, 8.4),
+            (35.6, 11.2, 52.8),
+            (20, 30),
+            ("disassemble", "replace", "install"),
+            (6.8, 7.0),
+        ),
+        TaskSpec(
+            "CT",
+            "component_transfer",
+            (88.3, 14.2),
+            (25.8, 6.5),
+            (38.4, 12.1, 58.9),
+            (12, 18),
+            ("grasp", "transfer", "receive"),
+            (7.5, 6.0),
+        ),
+        TaskSpec(
+            "PC",
+            "component_transport",
+            (102.3, 15.6),
+            (42.7, 10.2),
+            (45.8, 14.2, 75.6),
+            (25, 35),
+            ("approach", "lift", "transport", "place"),
+            (8.0, 13.1),
+        ),
     )
 }
 ACTIONS = ("walk", "squat", "reach", "turn")
@@ -292,16 +367,51 @@ TASK_3D: dict[str, tuple[float, float, float, float, float]] = {
 
 # Other joints per task: (low, high) ranges their smooth tracks move within (3D, deg).
 _TASK_RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    "TO": {"shoulder_flex": (25, 55), "shoulder_abd": (5, 20), "shoulder_rot": (10, 40), "hip_flex": (0, 10),
-           "knee_flex": (3, 15), "head_pitch": (15, 40), "trunk_yaw": (-8, 8)},
-    "PF": {"shoulder_flex": (40, 85), "shoulder_abd": (5, 25), "shoulder_rot": (0, 35), "hip_flex": (5, 30),
-           "knee_flex": (10, 40), "head_pitch": (10, 35), "trunk_yaw": (-12, 12)},
-    "CR": {"shoulder_flex": (30, 75), "shoulder_abd": (5, 25), "shoulder_rot": (5, 40), "hip_flex": (20, 60),
-           "knee_flex": (35, 90), "head_pitch": (10, 40), "trunk_yaw": (-10, 10)},
-    "CT": {"shoulder_flex": (35, 80), "shoulder_abd": (5, 25), "shoulder_rot": (0, 30), "hip_flex": (0, 12),
-           "knee_flex": (5, 20), "head_pitch": (0, 25), "trunk_yaw": (-25, 25)},
-    "PC": {"shoulder_flex": (15, 50), "shoulder_abd": (5, 20), "shoulder_rot": (10, 40), "hip_flex": (10, 40),
-           "knee_flex": (10, 55), "head_pitch": (5, 30), "trunk_yaw": (-10, 10)},
+    "TO": {
+        "shoulder_flex": (25, 55),
+        "shoulder_abd": (5, 20),
+        "shoulder_rot": (10, 40),
+        "hip_flex": (0, 10),
+        "knee_flex": (3, 15),
+        "head_pitch": (15, 40),
+        "trunk_yaw": (-8, 8),
+    },
+    "PF": {
+        "shoulder_flex": (40, 85),
+        "shoulder_abd": (5, 25),
+        "shoulder_rot": (0, 35),
+        "hip_flex": (5, 30),
+        "knee_flex": (10, 40),
+        "head_pitch": (10, 35),
+        "trunk_yaw": (-12, 12),
+    },
+    "CR": {
+        "shoulder_flex": (30, 75),
+        "shoulder_abd": (5, 25),
+        "shoulder_rot": (5, 40),
+        "hip_flex": (20, 60),
+        "knee_flex": (35, 90),
+        "head_pitch": (10, 40),
+        "trunk_yaw": (-10, 10),
+    },
+    "CT": {
+        "shoulder_flex": (35, 80),
+        "shoulder_abd": (5, 25),
+        "shoulder_rot": (0, 30),
+        "hip_flex": (0, 12),
+        "knee_flex": (5, 20),
+        "head_pitch": (0, 25),
+        "trunk_yaw": (-25, 25),
+    },
+    "PC": {
+        "shoulder_flex": (15, 50),
+        "shoulder_abd": (5, 20),
+        "shoulder_rot": (10, 40),
+        "hip_flex": (10, 40),
+        "knee_flex": (10, 55),
+        "head_pitch": (5, 30),
+        "trunk_yaw": (-10, 10),
+    },
 }
 
 
@@ -324,7 +434,13 @@ def kept_times(frames: int, frame_step: int, fps: int = CAPTURE_FPS) -> np.ndarr
     return np.arange(frames) * frame_step / fps
 
 
-def _smooth(rng: np.random.Generator, times: np.ndarray, knots_per_second: float, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+def _smooth(
+    rng: np.random.Generator,
+    times: np.ndarray,
+    knots_per_second: float,
+    low: float = 0.0,
+    high: float = 1.0,
+) -> np.ndarray:
     """A smooth track [len(times)] through random knots in [low, high], `knots_per_second` apart."""
     duration = float(times[-1]) if len(times) > 1 else 0.0
     n = max(2, int(math.ceil(duration * knots_per_second)) + 2)
@@ -344,7 +460,9 @@ def _standard(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / sd if sd > 1e-9 else np.zeros_like(x)
 
 
-def task_motion(rng: np.random.Generator, task: str, performer: str, frames: int, frame_step: int = 10) -> Motion:
+def task_motion(
+    rng: np.random.Generator, task: str, performer: str, frames: int, frame_step: int = 10
+) -> Motion:
     """A maintenance-task sequence of `frames` kept frames (every `frame_step`-th of a 30 fps capture).
 
     Elbow angles and trunk lean follow standardised smooth tracks around the task's 3D targets
@@ -373,14 +491,18 @@ def task_motion(rng: np.random.Generator, task: str, performer: str, frames: int
         for part in ("shoulder_flex", "shoulder_abd", "shoulder_rot", "hip_flex", "knee_flex"):
             pose[:, P[f"{side}_{part}"]] = _smooth(rng, times, tempo, *ranges[part])
     lean_within = math.sqrt(1.0 - _SEQ_SPREAD**2)
-    pose[:, P["trunk_pitch"]] = l_mu + l_sd * (rng.normal(0.0, _SEQ_SPREAD) + lean_within * _standard(_smooth(rng, times, tempo)))
+    pose[:, P["trunk_pitch"]] = l_mu + l_sd * (
+        rng.normal(0.0, _SEQ_SPREAD) + lean_within * _standard(_smooth(rng, times, tempo))
+    )
     pose[:, P["trunk_roll"]] = _smooth(rng, times, tempo, -5.0, 5.0)
     pose[:, P["trunk_yaw"]] = _smooth(rng, times, tempo, *ranges["trunk_yaw"])
     pose[:, P["head_pitch"]] = _smooth(rng, times, tempo, *ranges["head_pitch"])
     pose[:, P["head_yaw"]] = _smooth(rng, times, tempo, -20.0, 20.0)
     if trainee:  # hesitations: frame-to-frame jitter
         pose += rng.normal(0.0, 3.0, pose.shape)
-    root = np.stack([_smooth(rng, times, tempo, -40.0, 40.0), _smooth(rng, times, tempo, -40.0, 40.0)], axis=1)
+    root = np.stack(
+        [_smooth(rng, times, tempo, -40.0, 40.0), _smooth(rng, times, tempo, -40.0, 40.0)], axis=1
+    )
     heading = _smooth(rng, times, tempo, -6.0, 6.0)
     if task == "PC":  # approach and transport: the performer walks a little along its facing
         u = times / max(float(times[-1]), 1e-9)
@@ -390,7 +512,9 @@ def task_motion(rng: np.random.Generator, task: str, performer: str, frames: int
     return Motion(poses=clip_pose(pose), root_xy=root, heading=heading)
 
 
-def action_motion(rng: np.random.Generator, action: str, frames: int, frame_step: int = 10) -> Motion:
+def action_motion(
+    rng: np.random.Generator, action: str, frames: int, frame_step: int = 10
+) -> Motion:
     """A general action (walk, squat, reach, turn) of `frames` kept frames."""
     times = kept_times(frames, frame_step)
     pose = np.tile(neutral_pose(), (frames, 1))
@@ -402,7 +526,9 @@ def action_motion(rng: np.random.Generator, action: str, frames: int, frame_step
         for side, sign in (("left", 1.0), ("right", -1.0)):
             s = np.sin(phase) * sign
             pose[:, P[f"{side}_hip_flex"]] = 8.0 + 22.0 * s
-            pose[:, P[f"{side}_knee_flex"]] = 25.0 + 25.0 * np.sin(phase * 1.0 + sign * 1.2 + math.pi / 2)
+            pose[:, P[f"{side}_knee_flex"]] = 25.0 + 25.0 * np.sin(
+                phase * 1.0 + sign * 1.2 + math.pi / 2
+            )
             pose[:, P[f"{side}_shoulder_flex"]] = -18.0 * s
             pose[:, P[f"{side}_elbow_flex"]] = 20.0 + 10.0 * np.abs(s)
         pose[:, P["trunk_pitch"]] = rng.uniform(0.0, 8.0)
@@ -412,7 +538,9 @@ def action_motion(rng: np.random.Generator, action: str, frames: int, frame_step
         root = np.stack([np.cumsum(-np.sin(h) * step), np.cumsum(np.cos(h) * step)], axis=1)
         root -= root.mean(axis=0)
     elif action == "squat":
-        depth = (1 - np.cos(2 * math.pi * times / rng.uniform(2.5, 4.0) + rng.uniform(0, 2 * math.pi))) / 2
+        depth = (
+            1 - np.cos(2 * math.pi * times / rng.uniform(2.5, 4.0) + rng.uniform(0, 2 * math.pi))
+        ) / 2
         for side in ("left", "right"):
             pose[:, P[f"{side}_knee_flex"]] = 5.0 + rng.uniform(90.0, 125.0) * depth
             pose[:, P[f"{side}_hip_flex"]] = 5.0 + rng.uniform(70.0, 100.0) * depth

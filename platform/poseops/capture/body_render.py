@@ -30,7 +30,9 @@ from poseops.capture.common import (
 )
 
 OCCLUDER_ID = 255
-OCCLUDERS = OccluderStyle(extent=(0.1, 0.3), pad=2, offset=("normal", 0.12), drift=0.15, stripe_period=6, stripe_width=2)
+OCCLUDERS = OccluderStyle(
+    extent=(0.1, 0.3), pad=2, offset=("normal", 0.12), drift=0.15, stripe_period=6, stripe_width=2
+)
 
 # Drawn parts: (name, joint a, joint b, width mm, colour key). Colour keys pick a Subject colour.
 LIMBS: tuple[tuple[str, str, str, float, str], ...] = (
@@ -61,14 +63,24 @@ class Canvas:
         if self.mask is None:
             self.mask = np.zeros(self.image.shape[:2], np.uint8)
 
-    def capsule(self, a: np.ndarray, b: np.ndarray, width: float, colour: tuple, owner: int) -> None:
+    def capsule(
+        self, a: np.ndarray, b: np.ndarray, width: float, colour: tuple, owner: int
+    ) -> None:
         """A limb from a to b (px), `width` px thick, shaded as a cylinder (dark rim, light core)."""
         w = max(2, int(round(width)))
         pa, pb = fixed(a), fixed(b)
         cv2.line(self.mask, pa, pb, owner, w, cv2.LINE_8, SUBPIXEL_BITS)
         cv2.line(self.image, pa, pb, shade(colour, 0.55), w, cv2.LINE_8, SUBPIXEL_BITS)
         cv2.line(self.image, pa, pb, colour, max(1, int(round(w * 0.7))), cv2.LINE_8, SUBPIXEL_BITS)
-        cv2.line(self.image, pa, pb, shade(colour, 1.3), max(1, int(round(w * 0.25))), cv2.LINE_8, SUBPIXEL_BITS)
+        cv2.line(
+            self.image,
+            pa,
+            pb,
+            shade(colour, 1.3),
+            max(1, int(round(w * 0.25))),
+            cv2.LINE_8,
+            SUBPIXEL_BITS,
+        )
 
     def disc(self, centre: np.ndarray, radius: float, colour: tuple, owner: int) -> None:
         """A shaded ball of `radius` px."""
@@ -78,7 +90,15 @@ class Canvas:
         cv2.circle(self.image, c, r, shade(colour, 0.6), -1, cv2.LINE_8, SUBPIXEL_BITS)
         cv2.circle(self.image, c, max(1, int(r * 0.8)), colour, -1, cv2.LINE_8, SUBPIXEL_BITS)
         off = (c[0] - int(r * 0.25), c[1] - int(r * 0.25))
-        cv2.circle(self.image, off, max(1, int(r * 0.35)), shade(colour, 1.25), -1, cv2.LINE_8, SUBPIXEL_BITS)
+        cv2.circle(
+            self.image,
+            off,
+            max(1, int(r * 0.35)),
+            shade(colour, 1.25),
+            -1,
+            cv2.LINE_8,
+            SUBPIXEL_BITS,
+        )
 
     def polygon(self, points: np.ndarray, colour: tuple, owner: int) -> None:
         """A filled convex polygon through points [N, 2] px with a darker outline."""
@@ -87,23 +107,43 @@ class Canvas:
         cv2.fillConvexPoly(self.mask, hull, owner, cv2.LINE_8, SUBPIXEL_BITS)
         cv2.fillConvexPoly(self.image, hull, colour, cv2.LINE_8, SUBPIXEL_BITS)
 
-    def rectangle(self, x0: int, y0: int, x1: int, y1: int, colour: tuple, striped: bool, owner: int) -> None:
+    def rectangle(
+        self, x0: int, y0: int, x1: int, y1: int, colour: tuple, striped: bool, owner: int
+    ) -> None:
         """An occluder: an inclusive pixel rectangle."""
         cv2.rectangle(self.mask, (x0, y0), (x1, y1), owner, -1)
         draw_rectangle(self.image, (x0, y0, x1, y1), colour, striped, OCCLUDERS)
 
-    def ellipse(self, centre: tuple[int, int], axes: tuple[int, int], angle: float, colour: tuple, owner: int) -> None:
+    def ellipse(
+        self,
+        centre: tuple[int, int],
+        axes: tuple[int, int],
+        angle: float,
+        colour: tuple,
+        owner: int,
+    ) -> None:
         """An occluder: a filled ellipse (integer pixel geometry)."""
         cv2.ellipse(self.mask, centre, axes, angle, 0, 360, owner, -1)
         cv2.ellipse(self.image, centre, axes, angle, 0, 360, colour, -1)
-        cv2.ellipse(self.image, centre, (max(1, axes[0] // 2), max(1, axes[1] // 2)), angle, 0, 360, shade(colour, 1.2), -1)
+        cv2.ellipse(
+            self.image,
+            centre,
+            (max(1, axes[0] // 2), max(1, axes[1] // 2)),
+            angle,
+            0,
+            360,
+            shade(colour, 1.2),
+            -1,
+        )
 
 
 def _px_per_mm(focal: float, depth: float) -> float:
     return focal / max(depth, 1.0)
 
 
-def body_parts(uv: np.ndarray, depth: np.ndarray, subject: Subject, focal: float) -> list[tuple[float, str, tuple]]:
+def body_parts(
+    uv: np.ndarray, depth: np.ndarray, subject: Subject, focal: float
+) -> list[tuple[float, str, tuple]]:
     """Drawing primitives of one person, each (depth mm, kind, args), from its joints' pixels uv [22, 2]
     and camera depths [22] (mm). `focal` (px) turns widths in mm into px at each part's depth."""
     colours = {"left": subject.left, "right": subject.right, "skin": subject.skin}
@@ -114,7 +154,13 @@ def body_parts(uv: np.ndarray, depth: np.ndarray, subject: Subject, focal: float
     z_torso = float(depth[quad_idx].mean())
     parts.append((z_torso, "polygon", (uv[quad_idx], subject.shirt)))
     s = _px_per_mm(focal, z_torso)
-    parts.append((z_torso - 1.0, "capsule", (uv[J["pelvis"]], uv[J["thorax"]], TORSO_DEPTH_MM * wf * s, subject.shirt)))
+    parts.append(
+        (
+            z_torso - 1.0,
+            "capsule",
+            (uv[J["pelvis"]], uv[J["thorax"]], TORSO_DEPTH_MM * wf * s, subject.shirt),
+        )
+    )
     for name, ja, jb, width, key in LIMBS:
         a, b = J[ja], J[jb]
         z = float(depth[a] + depth[b]) / 2.0
@@ -124,12 +170,30 @@ def body_parts(uv: np.ndarray, depth: np.ndarray, subject: Subject, focal: float
         parts.append((z, "capsule", (uv[a], uv[b], width * wf * _px_per_mm(focal, z), colour)))
     for side in ("left", "right"):
         w, an = J[f"{side}_wrist"], J[f"{side}_ankle"]
-        parts.append((float(depth[w]) - 1.0, "disc", (uv[w], HAND_RADIUS_MM * _px_per_mm(focal, depth[w]), subject.skin)))
-        parts.append((float(depth[an]) - 1.0, "disc", (uv[an], FOOT_RADIUS_MM * wf * _px_per_mm(focal, depth[an]), shade(subject.trousers, 0.6))))
+        parts.append(
+            (
+                float(depth[w]) - 1.0,
+                "disc",
+                (uv[w], HAND_RADIUS_MM * _px_per_mm(focal, depth[w]), subject.skin),
+            )
+        )
+        parts.append(
+            (
+                float(depth[an]) - 1.0,
+                "disc",
+                (
+                    uv[an],
+                    FOOT_RADIUS_MM * wf * _px_per_mm(focal, depth[an]),
+                    shade(subject.trousers, 0.6),
+                ),
+            )
+        )
     # head: a ball centred between the neck joint and the head top, pushed forward towards the nose
     centre_idx = [J["neck"], J["head"], J["nose"]]
     zc = float(depth[centre_idx].mean())
-    parts.append((zc, "disc", (uv[centre_idx].mean(0), HEAD_RADIUS_MM * _px_per_mm(focal, zc), subject.skin)))
+    parts.append(
+        (zc, "disc", (uv[centre_idx].mean(0), HEAD_RADIUS_MM * _px_per_mm(focal, zc), subject.skin))
+    )
     return parts
 
 
@@ -229,7 +293,10 @@ def lighting_field(rng: np.random.Generator, height: int, width: int) -> tuple[n
     angle = rng.uniform(0, 2 * math.pi)
     strength = rng.uniform(0.0, 0.35)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    ramp = ((xx / max(width - 1, 1) - 0.5) * math.cos(angle) + (yy / max(height - 1, 1) - 0.5) * math.sin(angle)) * strength
+    ramp = (
+        (xx / max(width - 1, 1) - 0.5) * math.cos(angle)
+        + (yy / max(height - 1, 1) - 0.5) * math.sin(angle)
+    ) * strength
     return (gain * (1.0 + ramp))[..., None].astype(np.float32), offset
 
 

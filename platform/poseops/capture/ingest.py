@@ -64,12 +64,17 @@ def sequence_name(item: Path, root: Path, taken: set[str]) -> str:
     return unique
 
 
-def ingest_video(source: Path, out: Path, name: str, every: int) -> tuple[dict[str, Any] | None, str | None]:
+def ingest_video(
+    source: Path, out: Path, name: str, every: int
+) -> tuple[dict[str, Any] | None, str | None]:
     """(manifest entry, None) or (None, reason). Keeps frames 0, N, 2N, ...; the whole video is
     quarantined when it cannot be opened or stops decoding before its declared frame count."""
     capture = cv2.VideoCapture(str(source))
     if not capture.isOpened():
-        return None, "cannot open the video (truncated, e.g. an MP4 without its index, or not a video)"
+        return (
+            None,
+            "cannot open the video (truncated, e.g. an MP4 without its index, or not a video)",
+        )
     declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
     target = out / f"{name}{OUTPUT_VIDEO['suffix']}"
@@ -83,10 +88,16 @@ def ingest_video(source: Path, out: Path, name: str, every: int) -> tuple[dict[s
             if decoded % every == 0:
                 if writer is None:
                     size = (frame.shape[1], frame.shape[0])
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*OUTPUT_VIDEO["fourcc"]),
-                                             max(fps / every, 1.0), size)
+                    writer = cv2.VideoWriter(
+                        str(tmp),
+                        cv2.VideoWriter_fourcc(*OUTPUT_VIDEO["fourcc"]),
+                        max(fps / every, 1.0),
+                        size,
+                    )
                     if not writer.isOpened():
-                        raise DataError(f"{tmp}: OpenCV cannot open an {OUTPUT_VIDEO['fourcc']} writer")
+                        raise DataError(
+                            f"{tmp}: OpenCV cannot open an {OUTPUT_VIDEO['fourcc']} writer"
+                        )
                 writer.write(frame)
                 kept.append(decoded)
             decoded += 1
@@ -104,34 +115,69 @@ def ingest_video(source: Path, out: Path, name: str, every: int) -> tuple[dict[s
         return None, reason
     tmp.replace(target)
     entry = {
-        "id": name, "kind": "video", "file": target.name, "sha256": sha256_file(target),
-        "frames": len(kept), "frame_indices": kept, "every": every, "fps": fps / every if fps else None,
-        "width": size[0], "height": size[1], "codec": OUTPUT_VIDEO["codec"], "subject": None,
-        "source": {"path": str(source.resolve()), "sha256": sha256_file(source), "frames": decoded, "fps": fps},
+        "id": name,
+        "kind": "video",
+        "file": target.name,
+        "sha256": sha256_file(target),
+        "frames": len(kept),
+        "frame_indices": kept,
+        "every": every,
+        "fps": fps / every if fps else None,
+        "width": size[0],
+        "height": size[1],
+        "codec": OUTPUT_VIDEO["codec"],
+        "subject": None,
+        "source": {
+            "path": str(source.resolve()),
+            "sha256": sha256_file(source),
+            "frames": decoded,
+            "fps": fps,
+        },
     }
     return entry, None
 
 
-def ingest_images(folder: Path, out: Path, name: str) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
+def ingest_images(
+    folder: Path, out: Path, name: str
+) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
     """(manifest entry or None when no image is readable, quarantined [{source, sequence, reason}])."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     frames, quarantined = [], []
     for index, path in enumerate(files):
         data = path.read_bytes()
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
         if pixels is None:
-            reason = "empty file (zero bytes)" if not data else "cannot be decoded as an image (corrupt or truncated)"
+            reason = (
+                "empty file (zero bytes)"
+                if not data
+                else "cannot be decoded as an image (corrupt or truncated)"
+            )
             quarantined.append({"source": str(path.resolve()), "sequence": name, "reason": reason})
             continue
         target = out / name / f"{index:06d}{path.suffix.lower()}"
         write_bytes_atomic(target, data)
-        frames.append({"file": f"{name}/{target.name}", "frame_index": index, "sha256": sha256_file(target),
-                       "width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "source": str(path.resolve())})
+        frames.append(
+            {
+                "file": f"{name}/{target.name}",
+                "frame_index": index,
+                "sha256": sha256_file(target),
+                "width": int(pixels.shape[1]),
+                "height": int(pixels.shape[0]),
+                "source": str(path.resolve()),
+            }
+        )
     if not frames:
         return None, quarantined
     entry = {
-        "id": name, "kind": "images", "folder": name, "frames": len(frames), "images": frames,
-        "frame_indices": [f["frame_index"] for f in frames], "subject": None,
+        "id": name,
+        "kind": "images",
+        "folder": name,
+        "frames": len(frames),
+        "images": frames,
+        "frame_indices": [f["frame_index"] for f in frames],
+        "subject": None,
         "source": {"path": str(folder.resolve()), "files": len(files)},
     }
     return entry, quarantined
@@ -164,7 +210,9 @@ def ingest(path: str | Path, out: str | Path, every: int = 1) -> dict[str, Any]:
             if kind == "video":
                 entry, reason = ingest_video(item, stage, name, every)
                 if reason:
-                    quarantined.append({"source": str(item.resolve()), "sequence": name, "reason": reason})
+                    quarantined.append(
+                        {"source": str(item.resolve()), "sequence": name, "reason": reason}
+                    )
             else:
                 entry, bad = ingest_images(item, stage, name)
                 quarantined += bad
@@ -181,8 +229,11 @@ def ingest(path: str | Path, out: str | Path, every: int = 1) -> dict[str, Any]:
             "every": every,
             "sequences": sequences,
             "quarantined": quarantined,
-            "counts": {"sequences": len(sequences), "frames": sum(s["frames"] for s in sequences),
-                       "quarantined": len(quarantined)},
+            "counts": {
+                "sequences": len(sequences),
+                "frames": sum(s["frames"] for s in sequences),
+                "quarantined": len(quarantined),
+            },
         }
         if not local:
             for file in sorted(p for p in stage.rglob("*") if p.is_file()):

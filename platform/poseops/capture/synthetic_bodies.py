@@ -76,7 +76,11 @@ _STREAM = 0xB0D1
 
 # body-joint flip permutation (left <-> right), for label swaps
 _BODY_FLIP = tuple(
-    B.J[n.replace("left_", "right_")] if n.startswith("left_") else B.J[n.replace("right_", "left_")] if n.startswith("right_") else i
+    B.J[n.replace("left_", "right_")]
+    if n.startswith("left_")
+    else B.J[n.replace("right_", "left_")]
+    if n.startswith("right_")
+    else i
     for i, n in enumerate(B.BODY_JOINTS)
 )
 
@@ -115,11 +119,15 @@ def sequence_kinds(bodies: BodyCaptureParams) -> list[tuple[str, str, str | None
     ]
     kinds += [("action", action, None) for action in bodies.actions]
     if not kinds:
-        raise DataError("data.capture.bodies: tasks, performers and actions leave no sequence kind to render")
+        raise DataError(
+            "data.capture.bodies: tasks, performers and actions leave no sequence kind to render"
+        )
     return kinds
 
 
-def _frames_for(rng: np.random.Generator, kind: str, activity: str, bodies: BodyCaptureParams) -> int:
+def _frames_for(
+    rng: np.random.Generator, kind: str, activity: str, bodies: BodyCaptureParams
+) -> int:
     if bodies.frames_per_sequence is not None:
         return bodies.frames_per_sequence
     if kind == "task":
@@ -128,7 +136,9 @@ def _frames_for(rng: np.random.Generator, kind: str, activity: str, bodies: Body
     return ACTION_FRAMES
 
 
-def _place(motion: B.Motion, origin: np.ndarray, facing_deg: float) -> tuple[np.ndarray, np.ndarray]:
+def _place(
+    motion: B.Motion, origin: np.ndarray, facing_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
     """World root positions [T, 2] and headings [T] of a motion (relative to its place) put at `origin`
     [2], turned so that heading 0 faces `facing_deg`."""
     a = math.radians(facing_deg)
@@ -136,7 +146,9 @@ def _place(motion: B.Motion, origin: np.ndarray, facing_deg: float) -> tuple[np.
     return origin + motion.root_xy @ rot.T, motion.heading + facing_deg
 
 
-def _track(subject: B.Subject, motion: B.Motion, origin: np.ndarray, facing_deg: float) -> np.ndarray:
+def _track(
+    subject: B.Subject, motion: B.Motion, origin: np.ndarray, facing_deg: float
+) -> np.ndarray:
     root, heading = _place(motion, origin, facing_deg)
     return B.sequence_joints(subject, motion.poses, root, heading)
 
@@ -154,7 +166,10 @@ def _fits(joints: np.ndarray, others: list[np.ndarray], front: Camera) -> bool:
 
 
 def plan_sequence(
-    rng: np.random.Generator, sequence_id: str, kind: tuple[str, str, str | None], bodies: BodyCaptureParams,
+    rng: np.random.Generator,
+    sequence_id: str,
+    kind: tuple[str, str, str | None],
+    bodies: BodyCaptureParams,
     subjects: list[B.Subject],
 ) -> SequencePlan:
     """People, motions and cameras of one sequence (no pixels yet)."""
@@ -174,7 +189,9 @@ def plan_sequence(
     side = 1.0 if rng.random() < 0.5 else -1.0
     front_azimuth = facing + side * 90.0 + float(rng.normal(0.0, 8.0))  # performer seen in profile
     calibration = str(H36M_SUBJECTS[int(rng.integers(len(H36M_SUBJECTS)))])
-    views = sequence_rig(calibration, target, front_azimuth, bodies.image_size, bodies.views, bodies.zoom)
+    views = sequence_rig(
+        calibration, target, front_azimuth, bodies.image_size, bodies.views, bodies.zoom
+    )
     front = views[0][1]
     people = [PersonTrack(0, "performer", performer_subject, activity, performer)]
     wanted = int(rng.integers(bodies.people[0], bodies.people[1] + 1))
@@ -187,14 +204,18 @@ def plan_sequence(
                 role, act = "partner", "CT"
                 gap = rng.uniform(900.0, 1200.0)
                 a = math.radians(facing)
-                origin = performer[0, B.J["pelvis"], :2] + gap * np.array([math.cos(a), math.sin(a)])
+                origin = performer[0, B.J["pelvis"], :2] + gap * np.array(
+                    [math.cos(a), math.sin(a)]
+                )
                 m = B.task_motion(rng, "CT", "expert", frames, bodies.frame_step)
                 joints = _track(subject, m, origin, facing + 180.0 - 90.0)
             else:
                 role, act = "bystander", str(rng.choice(B.ACTIONS))
                 away = front_azimuth + 180.0 + rng.uniform(-70.0, 70.0)
                 a = math.radians(away)
-                origin = performer[0, B.J["pelvis"], :2] + rng.uniform(1100.0, 2200.0) * np.array([math.cos(a), math.sin(a)])
+                origin = performer[0, B.J["pelvis"], :2] + rng.uniform(1100.0, 2200.0) * np.array(
+                    [math.cos(a), math.sin(a)]
+                )
                 m = B.action_motion(rng, act, frames, bodies.frame_step)
                 joints = _track(subject, m, origin, float(rng.uniform(0.0, 360.0)))
             if _fits(joints, [p.joints for p in people], front):
@@ -204,14 +225,21 @@ def plan_sequence(
 
 
 # ---------------------------------------------------------------- rendering
-def _occluder_tracks(rng: np.random.Generator, frames: int, width: int, height: int, centres: np.ndarray, count: int) -> list[dict]:
+def _occluder_tracks(
+    rng: np.random.Generator, frames: int, width: int, height: int, centres: np.ndarray, count: int
+) -> list[dict]:
     """`count` slowly moving rectangles per view, placed near the performer's image centre [T, 2]."""
-    return [occluder_track(rng, OCCLUDERS, frames, min(width, height), centres) for _ in range(count)]
+    return [
+        occluder_track(rng, OCCLUDERS, frames, min(width, height), centres) for _ in range(count)
+    ]
 
 
 def _occluders_at(tracks: list[dict], t: int) -> list[tuple[str, tuple]]:
     """The occluders at frame t as `draw_scene` primitives."""
-    return [("rectangle", (*rect, o["colour"], o["striped"])) for o, rect in zip(tracks, occluder_rects(tracks, t))]
+    return [
+        ("rectangle", (*rect, o["colour"], o["striped"]))
+        for o, rect in zip(tracks, occluder_rects(tracks, t))
+    ]
 
 
 def _background_for(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -232,7 +260,9 @@ class ViewRender:
     occluders: list[dict]
 
 
-def prepare_views(rng: np.random.Generator, plan: SequencePlan, bodies: BodyCaptureParams) -> list[ViewRender]:
+def prepare_views(
+    rng: np.random.Generator, plan: SequencePlan, bodies: BodyCaptureParams
+) -> list[ViewRender]:
     joints = np.stack([p.joints for p in plan.people])  # [P, T, 22, 3]
     out = []
     for name, cam in plan.views:
@@ -242,18 +272,33 @@ def prepare_views(rng: np.random.Generator, plan: SequencePlan, bodies: BodyCapt
         gain, offset = lighting_field(rng, h, w)
         count = int(rng.integers(bodies.occluders[0], bodies.occluders[1] + 1))
         centres = uv[0].mean(axis=1)  # performer's centre per frame [T, 2]
-        out.append(ViewRender(name, cam, uv, depth, _background_for(rng, w, h), gain, offset,
-                              _occluder_tracks(rng, plan.frames, w, h, centres, count)))
+        out.append(
+            ViewRender(
+                name,
+                cam,
+                uv,
+                depth,
+                _background_for(rng, w, h),
+                gain,
+                offset,
+                _occluder_tracks(rng, plan.frames, w, h, centres, count),
+            )
+        )
     return out
 
 
-def render_frame(view: ViewRender, plan: SequencePlan, t: int) -> tuple[np.ndarray, list[dict], Any]:
+def render_frame(
+    view: ViewRender, plan: SequencePlan, t: int
+) -> tuple[np.ndarray, list[dict], Any]:
     """(image BGR [H, W, 3] uint8, per-person labels, canvas) of view at kept frame t.
 
     Labels per person: uv [22, 2] exact px, vis [22] COCO 0/1/2 from the owner mask, bbox (clipped),
     bbox_raw, occluded_by (owner ids found at covered joints: person index + 1, or OCCLUDER_ID)."""
     focal = float(view.camera.fx)
-    people = [person_view(view.uv[p, t], view.depth[p, t], person.subject, focal) for p, person in enumerate(plan.people)]
+    people = [
+        person_view(view.uv[p, t], view.depth[p, t], person.subject, focal)
+        for p, person in enumerate(plan.people)
+    ]
     occluders = _occluders_at(view.occluders, t)
     canvas = draw_scene(view.background, people, occluders)
     image = apply_gain(canvas.image, view.gain, view.offset)
@@ -290,7 +335,15 @@ class _ShardWriter:
         if self._tar is None or self._count >= self.per_shard:
             self._roll()
         info = tarfile.TarInfo(member)
-        info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0o644, 0, 0, "", ""
+        info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = (
+            len(data),
+            0,
+            0o644,
+            0,
+            0,
+            "",
+            "",
+        )
         self._tar.addfile(info, io.BytesIO(data))
         self._count += 1
         self.entries[-1]["images"] = self._count
@@ -317,8 +370,13 @@ def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # unpublish before touching anything
-    for stale in [*out.glob("videos/*/*.mp4"), *out.glob("videos/*/.*.mp4"), *out.glob("shards/*.tar"),
-                  out / "labels.jsonl", out / "cameras.json"]:
+    for stale in [
+        *out.glob("videos/*/*.mp4"),
+        *out.glob("videos/*/.*.mp4"),
+        *out.glob("shards/*.tar"),
+        out / "labels.jsonl",
+        out / "cameras.json",
+    ]:
         stale.unlink(missing_ok=True)
     (out / "shards").mkdir(exist_ok=True)
 
@@ -333,7 +391,13 @@ def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     shards = _ShardWriter(out / "shards", bodies.shard_images)
     cameras: dict[str, dict[str, dict]] = {}
     entries: list[dict] = []
-    counts = {"frames": 0, "images": 0, "person_views": 0, "keypoints_labelled": 0, "keypoints_occluded": 0}
+    counts = {
+        "frames": 0,
+        "images": 0,
+        "person_views": 0,
+        "keypoints_labelled": 0,
+        "keypoints_occluded": 0,
+    }
     labels_tmp = out / ".labels.jsonl.tmp"
     with labels_tmp.open("w") as labels_fh:
         for index, seq_seed in enumerate(sequence_seqs):
@@ -343,7 +407,10 @@ def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
             views = prepare_views(rng, plan, bodies)
             chunk = out / "videos" / f"{index // SEQUENCES_PER_CHUNK:03d}"
             chunk.mkdir(parents=True, exist_ok=True)
-            frames = [{"frame_index": t, "capture_frame": t * bodies.frame_step, "views": {}} for t in range(plan.frames)]
+            frames = [
+                {"frame_index": t, "capture_frame": t * bodies.frame_step, "views": {}}
+                for t in range(plan.frames)
+            ]
             view_entries = []
             for view in views:
                 w, h = int(view.camera.width), int(view.camera.height)
@@ -352,44 +419,86 @@ def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
                     for t in range(plan.frames):
                         image, labels, _ = render_frame(view, plan, t)
                         writer.write(image)
-                        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, bodies.jpeg_quality])
+                        ok, jpeg = cv2.imencode(
+                            ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, bodies.jpeg_quality]
+                        )
                         if not ok:
-                            raise DataError(f"{out}: cannot encode frame {t} of {sequence_id}/{view.name} as JPEG")
+                            raise DataError(
+                                f"{out}: cannot encode frame {t} of {sequence_id}/{view.name} as JPEG"
+                            )
                         member = f"{sequence_id}/{view.name}/{t:05d}.jpg"
                         shard = shards.add(member, jpeg.tobytes())
                         frames[t]["views"][view.name] = {
                             "image": {"shard": shard, "member": member},
-                            "occluders": [list(map(int, o[1][:4])) for o in _occluders_at(view.occluders, t)],
-                            "people": [_person_labels(rng, plan.people[p], lab, noise) for p, lab in enumerate(labels)],
+                            "occluders": [
+                                list(map(int, o[1][:4])) for o in _occluders_at(view.occluders, t)
+                            ],
+                            "people": [
+                                _person_labels(rng, plan.people[p], lab, noise)
+                                for p, lab in enumerate(labels)
+                            ],
                         }
                         counts["images"] += 1
                         for lab in labels:
                             counts["person_views"] += 1
-                            counts["keypoints_labelled"] += int((lab["vis"][B.COCO17_FROM_BODY] > 0).sum())
-                            counts["keypoints_occluded"] += int((lab["vis"][B.COCO17_FROM_BODY] == 1).sum())
+                            counts["keypoints_labelled"] += int(
+                                (lab["vis"][B.COCO17_FROM_BODY] > 0).sum()
+                            )
+                            counts["keypoints_occluded"] += int(
+                                (lab["vis"][B.COCO17_FROM_BODY] == 1).sum()
+                            )
                 rel = path.relative_to(out).as_posix()
-                view_entries.append({"name": view.name, "file": rel, "sha256": sha256_file(path), "width": w,
-                                     "height": h, "camera_model": view.camera.model, "codec": VIDEO_FORMAT.codec})
+                view_entries.append(
+                    {
+                        "name": view.name,
+                        "file": rel,
+                        "sha256": sha256_file(path),
+                        "width": w,
+                        "height": h,
+                        "camera_model": view.camera.model,
+                        "codec": VIDEO_FORMAT.codec,
+                    }
+                )
                 cameras.setdefault(sequence_id, {})[view.name] = _camera_record(view.camera)
             for t in range(plan.frames):
                 frames[t]["people"] = [
-                    {"person_id": f"{sequence_id}:{p.index}", "keypoints_3d": rounded(p.joints[t], 3)} for p in plan.people
+                    {
+                        "person_id": f"{sequence_id}:{p.index}",
+                        "keypoints_3d": rounded(p.joints[t], 3),
+                    }
+                    for p in plan.people
                 ]
             record = sequence_record(plan, bodies, fps, frames)
             labels_fh.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
             counts["frames"] += plan.frames
-            entries.append({
-                "id": sequence_id, "kind": plan.kind, "task": plan.activity, "performer": plan.performer,
-                "subject": plan.people[0].subject.name, "frames": plan.frames, "fps": fps,
-                "people": len(plan.people), "front_view": "front", "views": view_entries,
-            })
+            entries.append(
+                {
+                    "id": sequence_id,
+                    "kind": plan.kind,
+                    "task": plan.activity,
+                    "performer": plan.performer,
+                    "subject": plan.people[0].subject.name,
+                    "frames": plan.frames,
+                    "fps": fps,
+                    "people": len(plan.people),
+                    "front_view": "front",
+                    "views": view_entries,
+                }
+            )
     labels_tmp.replace(out / "labels.jsonl")
     write_json_atomic(out / "cameras.json", cameras)
     manifest = {
         "kind": "body",
-        "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION,
-                      "params": params.model_dump(mode="json", include={"generator", "seed", "bodies"})},
-        "skeletons": {"person": COCO17.name, "person_h36m17": H36M17.name, "body": list(B.BODY_JOINTS)},
+        "generator": {
+            "name": GENERATOR_NAME,
+            "version": GENERATOR_VERSION,
+            "params": params.model_dump(mode="json", include={"generator", "seed", "bodies"}),
+        },
+        "skeletons": {
+            "person": COCO17.name,
+            "person_h36m17": H36M17.name,
+            "body": list(B.BODY_JOINTS),
+        },
         "capture": {"fps": B.CAPTURE_FPS, "frame_step": bodies.frame_step, "native_height": 2160},
         "labels": {"file": "labels.jsonl", "sha256": sha256_file(out / "labels.jsonl")},
         "cameras": {"file": "cameras.json", "sha256": sha256_file(out / "cameras.json")},
@@ -401,7 +510,9 @@ def write_body_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     return manifest
 
 
-def _person_labels(rng: np.random.Generator, person: PersonTrack, lab: dict, noise: NoiseParams) -> dict:
+def _person_labels(
+    rng: np.random.Generator, person: PersonTrack, lab: dict, noise: NoiseParams
+) -> dict:
     """One person in one view and frame: COCO-17 and H36M-17 labels (training and clean)."""
     uv, vis = lab["uv"], lab["vis"]
     box_side = max(lab["bbox_raw"][2], lab["bbox_raw"][3])
@@ -421,7 +532,9 @@ def _person_labels(rng: np.random.Generator, person: PersonTrack, lab: dict, noi
     }
 
 
-def sequence_record(plan: SequencePlan, bodies: BodyCaptureParams, fps: float, frames: list[dict]) -> dict:
+def sequence_record(
+    plan: SequencePlan, bodies: BodyCaptureParams, fps: float, frames: list[dict]
+) -> dict:
     """One labels.jsonl line: the sequence, its people, and per frame the 3D joints and each view's labels."""
     return {
         "id": plan.id,
@@ -434,8 +547,14 @@ def sequence_record(plan: SequencePlan, bodies: BodyCaptureParams, fps: float, f
         "front_view": "front",
         "views": [name for name, _ in plan.views],
         "people": [
-            {"person_id": f"{plan.id}:{p.index}", "index": p.index, "role": p.role, "subject": p.subject.name,
-             "body_type": p.subject.body_type, "activity": p.activity}
+            {
+                "person_id": f"{plan.id}:{p.index}",
+                "index": p.index,
+                "role": p.role,
+                "subject": p.subject.name,
+                "body_type": p.subject.body_type,
+                "activity": p.activity,
+            }
             for p in plan.people
         ],
         "frames": frames,
@@ -451,7 +570,9 @@ def read_sequences(raw_dir: str | Path):
     return read_label_records(raw_dir)
 
 
-def front_statistics(keypoints: np.ndarray, sequence_ids: list[str], height: int) -> dict[str, float]:
+def front_statistics(
+    keypoints: np.ndarray, sequence_ids: list[str], height: int
+) -> dict[str, float]:
     """Table 1-2 statistics of COCO-17 2D labels keypoints [N, 17, 2] (px, consecutive kept frames of
     the sequences named per row) in a render `height` rows tall.
 
@@ -463,10 +584,14 @@ def front_statistics(keypoints: np.ndarray, sequence_ids: list[str], height: int
     elbows = np.concatenate([angles["left_elbow"], angles["right_elbow"]])
     lean = angles["trunk_lean"]
     same = np.array([a == b for a, b in zip(sequence_ids[:-1], sequence_ids[1:])], bool)
-    steps = np.linalg.norm(np.diff(keypoints, axis=0), axis=-1).mean(axis=-1)[same] * (2160.0 / height)
+    steps = np.linalg.norm(np.diff(keypoints, axis=0), axis=-1).mean(axis=-1)[same] * (
+        2160.0 / height
+    )
     return {
-        "elbow_mean": float(np.nanmean(elbows)), "elbow_sd": float(np.nanstd(elbows)),
-        "lean_mean": float(np.nanmean(lean)), "lean_sd": float(np.nanstd(lean)),
+        "elbow_mean": float(np.nanmean(elbows)),
+        "elbow_sd": float(np.nanstd(elbows)),
+        "lean_mean": float(np.nanmean(lean)),
+        "lean_sd": float(np.nanstd(lean)),
         "displacement_mean": float(steps.mean()) if len(steps) else float("nan"),
         "displacement_max": float(steps.max()) if len(steps) else float("nan"),
         "frames": int(len(keypoints)),
@@ -474,6 +599,12 @@ def front_statistics(keypoints: np.ndarray, sequence_ids: list[str], height: int
 
 
 __all__ = [
-    "write_body_captures", "read_sequences", "front_statistics", "plan_sequence", "prepare_views", "render_frame",
-    "sequence_kinds", "OCCLUDER_ID",
+    "write_body_captures",
+    "read_sequences",
+    "front_statistics",
+    "plan_sequence",
+    "prepare_views",
+    "render_frame",
+    "sequence_kinds",
+    "OCCLUDER_ID",
 ]

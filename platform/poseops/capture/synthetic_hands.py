@@ -62,7 +62,9 @@ FPS = 25
 # edges on textured frames. FFV1 is lossless and, in AVI, byte-deterministic (Matroska writes a
 # random segment id), so decoded frames are exactly the rendered ones.
 VIDEO_FORMAT = VideoFormat(suffix=".avi", fourcc="FFV1", codec="ffv1 (lossless)")
-OCCLUDERS = OccluderStyle(extent=(0.15, 0.35), pad=0, offset=("uniform", 0.3), drift=0.2, stripe_period=5, stripe_width=1)
+OCCLUDERS = OccluderStyle(
+    extent=(0.15, 0.35), pad=0, offset=("uniform", 0.3), drift=0.2, stripe_period=5, stripe_width=1
+)
 
 NUM_KEYPOINTS = 21
 _FINGERS = ("thumb", "index", "middle", "ring", "little")
@@ -73,11 +75,21 @@ _BASE_POINTS = np.array(  # first joint of each chain: thumb CMC, then index..li
     [[0.13, 0.10], [0.13, 0.45], [0.03, 0.47], [-0.07, 0.45], [-0.16, 0.40]]
 )
 _BONES = np.array(  # bone lengths base->tip per finger (3 bones each)
-    [[0.17, 0.13, 0.11], [0.22, 0.13, 0.09], [0.24, 0.15, 0.10], [0.22, 0.14, 0.095], [0.17, 0.10, 0.085]]
+    [
+        [0.17, 0.13, 0.11],
+        [0.22, 0.13, 0.09],
+        [0.24, 0.15, 0.10],
+        [0.22, 0.14, 0.095],
+        [0.17, 0.10, 0.085],
+    ]
 )
-_SPREAD_DEG = np.array([-50.0, -8.0, 0.0, 8.0, 17.0])  # finger direction at rest, degrees from +y (+x side is negative)
+_SPREAD_DEG = np.array(
+    [-50.0, -8.0, 0.0, 8.0, 17.0]
+)  # finger direction at rest, degrees from +y (+x side is negative)
 # joint limits, degrees: (min, max) flexion at each of the three joints, and abduction at the base
-_FLEX_LIMITS = np.array([[[-10, 40], [0, 60], [-10, 80]]] + [[[-15, 90], [0, 105], [0, 75]]] * 4, dtype=float)
+_FLEX_LIMITS = np.array(
+    [[[-10, 40], [0, 60], [-10, 80]]] + [[[-15, 90], [0, 105], [0, 75]]] * 4, dtype=float
+)
 _ABDUCT_LIMITS = np.array([[-20, 25], [-15, 15], [-8, 8], [-12, 12], [-20, 15]], dtype=float)
 
 
@@ -100,7 +112,9 @@ def _skin_tone(rng: np.random.Generator) -> tuple[float, float, float]:
     return tuple(float(c) for c in bgr)
 
 
-def hand_joints_3d(shape: dict[str, Any], flex_deg: np.ndarray, abduct_deg: np.ndarray) -> np.ndarray:
+def hand_joints_3d(
+    shape: dict[str, Any], flex_deg: np.ndarray, abduct_deg: np.ndarray
+) -> np.ndarray:
     """Joint positions [21, 3] in the hand frame for flexion [5, 3] and abduction [5] in degrees.
 
     Flexion bends a finger towards the palm side (-z); abduction turns it within the palm plane.
@@ -122,7 +136,9 @@ def hand_joints_3d(shape: dict[str, Any], flex_deg: np.ndarray, abduct_deg: np.n
 
 
 # ---------------------------------------------------------------- smooth trajectories
-def _smooth_track(rng: np.random.Generator, frames: int, low: float, high: float, knots: int = 4) -> np.ndarray:
+def _smooth_track(
+    rng: np.random.Generator, frames: int, low: float, high: float, knots: int = 4
+) -> np.ndarray:
     """[frames] values moving smoothly between random knots drawn in [low, high]."""
     values = rng.uniform(low, high, size=knots)
     if frames == 1:
@@ -158,15 +174,19 @@ def _sequence_motion(rng: np.random.Generator, frames: int, size: int) -> dict[s
     }
 
 
-def _project(joints: np.ndarray, motion: dict[str, np.ndarray], t: int, side: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _project(
+    joints: np.ndarray, motion: dict[str, np.ndarray], t: int, side: str, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Image points [21, 2] (px) and depths [21] of hand-frame joints at frame t."""
     p = joints.copy()
     if side == "left":
         p[:, 0] = -p[:, 0]
     if motion["palm_away"][t]:
         p = p @ rotation_y(math.pi).T
-    rot = rotation_z(math.radians(motion["roll"][t])) @ rotation_x(math.radians(motion["tilt_x"][t])) @ rotation_y(
-        math.radians(motion["tilt_y"][t])
+    rot = (
+        rotation_z(math.radians(motion["roll"][t]))
+        @ rotation_x(math.radians(motion["tilt_x"][t]))
+        @ rotation_y(math.radians(motion["tilt_y"][t]))
     )
     p = p @ rot.T
     xy, depth = p[:, :2] * np.array([1.0, -1.0]), p[:, 2]  # image y points down
@@ -191,22 +211,39 @@ def _draw_hand(img: np.ndarray, uv: np.ndarray, depth: np.ndarray, skin: tuple, 
     palm = np.array([fixed(uv[i]) for i in palm_idx], dtype=np.int32)
     hull = cv2.convexHull(palm)
     cv2.fillConvexPoly(img, hull, shade(skin, 0.9), cv2.LINE_AA, SUBPIXEL_BITS)
-    cv2.polylines(img, [hull], True, shade(skin, 0.6), max(1, width // 3), cv2.LINE_AA, SUBPIXEL_BITS)
+    cv2.polylines(
+        img, [hull], True, shade(skin, 0.6), max(1, width // 3), cv2.LINE_AA, SUBPIXEL_BITS
+    )
     order = np.argsort([depth[1 + 4 * f : 5 + 4 * f].mean() for f in range(5)])[::-1]  # far first
     for f in order:
-        chain = ([0] if f == 0 else []) + list(range(1 + 4 * f, 5 + 4 * f))  # thumb starts at the wrist
+        chain = ([0] if f == 0 else []) + list(
+            range(1 + 4 * f, 5 + 4 * f)
+        )  # thumb starts at the wrist
         for a, b in zip(chain[:-1], chain[1:]):
             pa, pb = fixed(uv[a]), fixed(uv[b])
             cv2.line(img, pa, pb, shade(skin, 0.55), width + 2, cv2.LINE_AA, SUBPIXEL_BITS)
             cv2.line(img, pa, pb, skin, width, cv2.LINE_AA, SUBPIXEL_BITS)
             cv2.line(img, pa, pb, shade(skin, 1.2), max(1, width // 3), cv2.LINE_AA, SUBPIXEL_BITS)
         for j in chain[1:]:
-            cv2.circle(img, fixed(uv[j]), max(1, width // 2) * ONE, shade(skin, 0.8), -1, cv2.LINE_AA, SUBPIXEL_BITS)
+            cv2.circle(
+                img,
+                fixed(uv[j]),
+                max(1, width // 2) * ONE,
+                shade(skin, 0.8),
+                -1,
+                cv2.LINE_AA,
+                SUBPIXEL_BITS,
+            )
 
 
-def _occluder_tracks(rng: np.random.Generator, frames: int, size: int, centre_track: np.ndarray) -> list[dict]:
+def _occluder_tracks(
+    rng: np.random.Generator, frames: int, size: int, centre_track: np.ndarray
+) -> list[dict]:
     """0-2 moving rectangles per sequence, drawn near the hand so that they do cover joints."""
-    return [occluder_track(rng, OCCLUDERS, frames, size, centre_track) for _ in range(int(rng.choice([0, 1, 1, 2])))]
+    return [
+        occluder_track(rng, OCCLUDERS, frames, size, centre_track)
+        for _ in range(int(rng.choice([0, 1, 1, 2])))
+    ]
 
 
 def _draw_occluders(img: np.ndarray, tracks: list[dict], t: int) -> None:
@@ -214,14 +251,18 @@ def _draw_occluders(img: np.ndarray, tracks: list[dict], t: int) -> None:
         draw_rectangle(img, rect, o["colour"], o["striped"], OCCLUDERS)
 
 
-def render_sequence(rng: np.random.Generator, shape: dict[str, Any], side: str, frames: int, size: int) -> tuple[list[np.ndarray], list[dict]]:
+def render_sequence(
+    rng: np.random.Generator, shape: dict[str, Any], side: str, frames: int, size: int
+) -> tuple[list[np.ndarray], list[dict]]:
     """Frames (BGR [size, size, 3] uint8) and per-frame labels of one sequence."""
     motion = _sequence_motion(rng, frames, size)
     background = textured_background(rng, size)
     centres = []
     poses = []
     for t in range(frames):
-        uv, depth = _project(hand_joints_3d(shape, motion["flex"][t], motion["abduct"][t]), motion, t, side, size)
+        uv, depth = _project(
+            hand_joints_3d(shape, motion["flex"][t], motion["abduct"][t]), motion, t, side, size
+        )
         poses.append((uv, depth))
         centres.append((uv.min(0) + uv.max(0)) / 2)
     tracks = _occluder_tracks(rng, frames, size, np.array(centres))
@@ -231,7 +272,12 @@ def render_sequence(rng: np.random.Generator, shape: dict[str, Any], side: str, 
         width = limb_width(motion["span"][t])
         _draw_hand(img, uv, depth, shape["skin_bgr"], width)
         _draw_occluders(img, tracks, t)
-        inside = (uv[:, 0] >= -0.5) & (uv[:, 0] < size - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < size - 0.5)
+        inside = (
+            (uv[:, 0] >= -0.5)
+            & (uv[:, 0] < size - 0.5)
+            & (uv[:, 1] >= -0.5)
+            & (uv[:, 1] < size - 0.5)
+        )
         vis = np.where(inside, np.where(covered_by(uv, occluder_rects(tracks, t)), 1, 2), 0)
         pad = width / 2.0
         lo, hi = uv.min(0) - pad, uv.max(0) + pad
@@ -259,14 +305,19 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # unpublish before touching anything
-    for stale in list(out.glob(f"seq_*{VIDEO_FORMAT.suffix}")) + [out / "labels.json", out / LABELS_FILE]:
+    for stale in list(out.glob(f"seq_*{VIDEO_FORMAT.suffix}")) + [
+        out / "labels.json",
+        out / LABELS_FILE,
+    ]:
         stale.unlink(missing_ok=True)
 
     hands = params.hands if params.hands is not None else HandCaptureParams()
     size, frames = hands.image_size, hands.frames_per_sequence
     noise = NoiseParams.of(hands)
     root = np.random.SeedSequence([params.seed, 0x4A2D])
-    (subject_seq,) = root.spawn(1)  # child 0; sequence i gets child 1 + i, spawned when it is rendered
+    (subject_seq,) = root.spawn(
+        1
+    )  # child 0; sequence i gets child 1 + i, spawned when it is rendered
     num_subjects = max(2, math.ceil(hands.sequences / 2))
     subject_rng = np.random.default_rng(subject_seq)
     subjects = {f"hand_{i:03d}": _subject_shape(subject_rng) for i in range(num_subjects)}
@@ -276,7 +327,9 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     labels_tmp = out / f".{LABELS_FILE}.tmp"
     with labels_tmp.open("w") as labels_fh:
         for index in range(hands.sequences):
-            (seq_seed,) = root.spawn(1)  # same keys as spawning all at once: nothing per sequence is kept
+            (seq_seed,) = root.spawn(
+                1
+            )  # same keys as spawning all at once: nothing per sequence is kept
             rng = np.random.default_rng(seq_seed)
             sequence_id = f"seq_{index:04d}"
             subject = f"hand_{index % num_subjects:03d}"
@@ -288,14 +341,18 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
                     writer.write(image)
             records = []
             for t, lab in enumerate(frame_labels):
-                uv_noisy = add_label_noise(rng, lab["uv"], max(lab["bbox"][2], lab["bbox"][3]), noise)
+                uv_noisy = add_label_noise(
+                    rng, lab["uv"], max(lab["bbox"][2], lab["bbox"][3]), noise
+                )
                 records.append(
                     {
                         "frame_index": t,
                         "keypoints": keypoint_rows(uv_noisy, lab["vis"], 3),
                         "keypoints_clean": rounded(lab["uv"], 3),
                         "bbox": rounded(lab["bbox"], 3),
-                        "occluders": lab["occluders"],  # inclusive pixel rectangles [x0, y0, x1, y1]
+                        "occluders": lab[
+                            "occluders"
+                        ],  # inclusive pixel rectangles [x0, y0, x1, y1]
                         "subject": subject,
                         "side": side,
                     }
@@ -321,8 +378,11 @@ def write_hand_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     labels_tmp.replace(out / LABELS_FILE)
     manifest = {
         "kind": "hand",
-        "generator": {"name": GENERATOR_NAME, "version": GENERATOR_VERSION,
-                      "params": params.model_dump(mode="json", include={"generator", "seed", "hands"})},
+        "generator": {
+            "name": GENERATOR_NAME,
+            "version": GENERATOR_VERSION,
+            "params": params.model_dump(mode="json", include={"generator", "seed", "hands"}),
+        },
         "skeleton": HAND21.name,
         "keypoint_names": list(HAND21.keypoints),
         "labels": {"file": LABELS_FILE, "sha256": sha256_file(out / LABELS_FILE)},

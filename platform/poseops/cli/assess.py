@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -22,7 +22,9 @@ def read_assess_params(params: Path):
     try:
         return AssessParams.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"assess.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"assess.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
         raise ConfigError(f"{params}: {problems}") from None
 
 
@@ -31,28 +33,51 @@ def assess_cmd(
     task: Annotated[str, typer.Option(help="TO, PF, CR, CT or PC")],
     reference: Annotated[Path, typer.Option(help="expert: keypoints JSON or a video (.mp4)")],
     trial: Annotated[Path, typer.Option(help="trainee: keypoints JSON or a video (.mp4)")],
-    out: Annotated[Optional[Path], typer.Option(help="report.html or report.json (PNGs beside it)")] = None,
-    skeleton: Annotated[str, typer.Option(help="keypoint set of JSON inputs that do not name one")] = "coco17",
-    sigma: Annotated[Optional[float], typer.Option(help="per-angle sigma, degrees (default: params)")] = None,
-    cap_by_fluctuation: Annotated[Optional[bool], typer.Option(
-        "--cap-by-fluctuation/--no-cap-by-fluctuation", help="let fluctuation lower the grade (default: params)")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="pose model for videos (default: params assess.video)")] = None,
-    frame_step: Annotated[Optional[int], typer.Option(help="videos: predict every Nth frame (default: params)")] = None,
-    params: Annotated[Path, typer.Option(help="params file with the assess block")] = Path("params.yaml"),
+    out: Annotated[
+        Path | None, typer.Option(help="report.html or report.json (PNGs beside it)")
+    ] = None,
+    skeleton: Annotated[
+        str, typer.Option(help="keypoint set of JSON inputs that do not name one")
+    ] = "coco17",
+    sigma: Annotated[
+        float | None, typer.Option(help="per-angle sigma, degrees (default: params)")
+    ] = None,
+    cap_by_fluctuation: Annotated[
+        bool | None,
+        typer.Option(
+            "--cap-by-fluctuation/--no-cap-by-fluctuation",
+            help="let fluctuation lower the grade (default: params)",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="pose model for videos (default: params assess.video)")
+    ] = None,
+    frame_step: Annotated[
+        int | None, typer.Option(help="videos: predict every Nth frame (default: params)")
+    ] = None,
+    params: Annotated[Path, typer.Option(help="params file with the assess block")] = Path(
+        "params.yaml"
+    ),
 ) -> None:
     """Score a trial against a reference on a maintenance task: similarity, grade, what to work on."""
-    from poseops.assess import assess
+    from poseops.assess import TASKS, assess
+    from poseops.assess.core import AssessInputError
     from poseops.assess.report import write_report
     from poseops.assess.sequences import check_same_skeleton, load_sequence
-
-    from poseops.assess import TASKS
-    from poseops.assess.core import AssessInputError
 
     if task not in TASKS:  # before any video is read
         raise AssessInputError(f"--task {task!r}: unknown; tasks: {', '.join(TASKS)}")
     settings = read_assess_params(params)
-    video = settings.video.model_copy(update={k: v for k, v in (("checkpoint", str(checkpoint) if checkpoint else None),
-                                                                ("frame_step", frame_step)) if v is not None})
+    video = settings.video.model_copy(
+        update={
+            k: v
+            for k, v in (
+                ("checkpoint", str(checkpoint) if checkpoint else None),
+                ("frame_step", frame_step),
+            )
+            if v is not None
+        }
+    )
     cache: dict = {}
 
     def predictor():
@@ -69,15 +94,26 @@ def assess_cmd(
     options.pop("sigma_deg")
     if cap_by_fluctuation is not None:
         options["cap_by_fluctuation"] = cap_by_fluctuation
-    result = assess(ref_points, trial_points, task, skeleton=name,
-                    sigma_deg=sigma if sigma is not None else settings.scoring.sigma_deg, **options)
+    result = assess(
+        ref_points,
+        trial_points,
+        task,
+        skeleton=name,
+        sigma_deg=sigma if sigma is not None else settings.scoring.sigma_deg,
+        **options,
+    )
 
     table = Table(title=f"{task}: similarity {result.similarity:.1f} -> {result.grade}")
     for column in ("chain", "similarity", "mean delta", "worst frame", "fluctuation"):
         table.add_column(column)
     for chain in result.chains:
-        table.add_row(chain.name, f"{chain.similarity:.1f}", f"{chain.mean_delta_deg:+.1f} deg", str(chain.worst_frame),
-                      f"{chain.fluctuation_deg:.1f} deg")
+        table.add_row(
+            chain.name,
+            f"{chain.similarity:.1f}",
+            f"{chain.mean_delta_deg:+.1f} deg",
+            str(chain.worst_frame),
+            f"{chain.fluctuation_deg:.1f} deg",
+        )
     console.print(table)
     for line in result.advice():
         console.print(f"- {line}", highlight=False)
@@ -87,8 +123,11 @@ def assess_cmd(
     print(f"{result.similarity:.2f} {result.grade}")
 
 
-def run_study_stage(params: Path = Path("params.yaml"), out_dir: Path = Path("reports"),
-                    metrics_file: Path = Path("metrics/assess/metrics.json")) -> None:
+def run_study_stage(
+    params: Path = Path("params.yaml"),
+    out_dir: Path = Path("reports"),
+    metrics_file: Path = Path("metrics/assess/metrics.json"),
+) -> None:
     """The `assess` DVC stage: the synthetic expert/trainee study -> reports/assessment.{json,png,md} and
     metrics/assess/metrics.json."""
     import sys

@@ -4,7 +4,7 @@ importers, export and validation)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,12 +17,16 @@ data_app = typer.Typer(help="Captures, annotations and derived datasets.", no_ar
 @data_app.command("synth")
 @friendly
 def data_synth(
-    out: Annotated[str, typer.Option(help="capture root to write: <out>/hands and/or <out>/bodies")],
+    out: Annotated[
+        str, typer.Option(help="capture root to write: <out>/hands and/or <out>/bodies")
+    ],
     seed: Annotated[int, typer.Option(help="generator seed")] = 0,
     hands: Annotated[int, typer.Option(help="hand sequences (0 = none)")] = 12,
     bodies: Annotated[int, typer.Option(help="body sequences (0 = none)")] = 0,
     frames: Annotated[int, typer.Option(help="frames per hand sequence")] = 40,
-    body_frames: Annotated[Optional[int], typer.Option(help="kept frames per body sequence (default: the generator's)")] = None,
+    body_frames: Annotated[
+        int | None, typer.Option(help="kept frames per body sequence (default: the generator's)")
+    ] = None,
     views: Annotated[int, typer.Option(help="body views, 1..5 (front + Human3.6M cameras)")] = 5,
     size: Annotated[int, typer.Option(help="body render height, px")] = 256,
 ) -> None:
@@ -41,33 +45,50 @@ def data_synth(
         params = CaptureParams(
             seed=seed,
             hands=HandCaptureParams(sequences=hands, frames_per_sequence=frames) if hands else None,
-            bodies=BodyCaptureParams(sequences=bodies, frames_per_sequence=body_frames, views=views,
-                                     image_size=size) if bodies else None,
+            bodies=BodyCaptureParams(
+                sequences=bodies, frames_per_sequence=body_frames, views=views, image_size=size
+            )
+            if bodies
+            else None,
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"data synth: {problems}") from None
 
     with console.status("rendering") as status:
-        manifests = write_captures(out, params, on_part=lambda part: status.update(f"rendering synthetic {part}"))
+        manifests = write_captures(
+            out, params, on_part=lambda part: status.update(f"rendering synthetic {part}")
+        )
     table = Table(title=f"synthetic captures, seed {seed} -> {out}")
     for column in ("part", "sequences", "frames", "images", "folder"):
         table.add_column(column, justify="left" if column in ("part", "folder") else "right")
     for part, manifest in manifests.items():
         counts = manifest["counts"]
-        table.add_row(part, str(counts["sequences"]), str(counts["frames"]), str(counts.get("images", counts["frames"])),
-                      join(out, part))
+        table.add_row(
+            part,
+            str(counts["sequences"]),
+            str(counts["frames"]),
+            str(counts.get("images", counts["frames"])),
+            join(out, part),
+        )
     console.print(table)
 
 
 @data_app.command("show")
 @friendly
 def data_show(
-    url: Annotated[str, typer.Argument(help="an import folder or annotations JSON, a capture folder or root "
-                                            "(hands/, bodies/), or a derived dataset (card.json)")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="an import folder or annotations JSON, a capture folder or root "
+            "(hands/, bodies/), or a derived dataset (card.json)"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="PNG to write")] = Path("grid.png"),
     count: Annotated[int, typer.Option(help="samples to draw (per part of a capture root)")] = 16,
-    part: Annotated[Optional[str], typer.Option(help="of a capture root, draw only: hands or bodies")] = None,
+    part: Annotated[
+        str | None, typer.Option(help="of a capture root, draw only: hands or bodies")
+    ] = None,
 ) -> None:
     """Draw samples with keypoints, edges and visibility (hollow grey = occluded), to check labels."""
     import cv2
@@ -85,21 +106,28 @@ def data_show(
 def data_derive(
     family: Annotated[str, typer.Argument(help="family whose dataset kind to derive")],
     out: Annotated[str, typer.Option(help="output folder or fsspec URL (s3://...)")],
-    annotations: Annotated[Path, typer.Option(help="internal annotations JSON")] = Path("data/annotations/labels.json"),
-    executor: Annotated[str, typer.Option(help="ray (tasks on $RAY_ADDRESS or a local instance), local, or auto")] = "auto",
+    annotations: Annotated[Path, typer.Option(help="internal annotations JSON")] = Path(
+        "data/annotations/labels.json"
+    ),
+    executor: Annotated[
+        str, typer.Option(help="ray (tasks on $RAY_ADDRESS or a local instance), local, or auto")
+    ] = "auto",
 ) -> None:
     """Derive a family's shards from annotations and raw captures (on Ray; card.json written last)."""
+    from poseops.annotations.internal import load_annotations
+    from poseops.annotations.keypoint_sets import coverage_lines, family_coverage
     from poseops.datasets.derive import derive_dataset
     from poseops.families import get_family, load_params
     from poseops.paths import append_run_log
-
-    from poseops.annotations.internal import load_annotations
-    from poseops.annotations.keypoint_sets import coverage_lines, family_coverage
     from poseops.skeletons import SKELETONS
 
     params, fam = load_params(), get_family(family)
-    if fam.skeleton in SKELETONS:  # what this family takes of each source and category, and why not the rest
-        for line in coverage_lines(family_coverage(load_annotations(annotations), {family: fam.skeleton}))[0]:
+    if (
+        fam.skeleton in SKELETONS
+    ):  # what this family takes of each source and category, and why not the rest
+        for line in coverage_lines(
+            family_coverage(load_annotations(annotations), {family: fam.skeleton})
+        )[0]:
             console.print(f"derive@{family}: {line}", highlight=False)
     facts: dict = {}
 
@@ -107,10 +135,21 @@ def data_derive(
         facts.update(record)
         append_run_log("derive", {"family": family, **record})
 
-    card = derive_dataset(fam.task_module.rows, annotations, out, params.families[family].data, params.data.split,
-                          skeleton=fam.skeleton, executor=executor, run_log=log, source_weights=params.data.weights)
-    console.print(f"derived {card.get('counts')} -> {out} ({facts['executor']}, {facts['tasks']} tasks, "
-                  f"{facts['seconds']:.1f} s; dataset checksum {facts['dataset_checksum'][:12]})")
+    card = derive_dataset(
+        fam.task_module.rows,
+        annotations,
+        out,
+        params.families[family].data,
+        params.data.split,
+        skeleton=fam.skeleton,
+        executor=executor,
+        run_log=log,
+        source_weights=params.data.weights,
+    )
+    console.print(
+        f"derived {card.get('counts')} -> {out} ({facts['executor']}, {facts['tasks']} tasks, "
+        f"{facts['seconds']:.1f} s; dataset checksum {facts['dataset_checksum'][:12]})"
+    )
 
 
 data_io.register(data_app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,7 +20,9 @@ class ExportFormat(str, Enum):
 
 @friendly
 def data_ingest(
-    path: Annotated[Path, typer.Argument(help="a video file, an image folder, or a folder holding them")],
+    path: Annotated[
+        Path, typer.Argument(help="a video file, an image folder, or a folder holding them")
+    ],
     out: Annotated[str, typer.Option(help="capture folder or fsspec URL to write")],
     every: Annotated[int, typer.Option(help="keep every Nth video frame")] = 1,
 ) -> None:
@@ -50,11 +52,15 @@ def parse_keypoint_map(text: str | None) -> dict[str, str] | None:
     if Path(text).is_file():
         mapping = json.loads(Path(text).read_text())
         if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
-            raise ConfigError(f"{text}: --keypoint-map file must hold a JSON object of name -> name")
+            raise ConfigError(
+                f"{text}: --keypoint-map file must hold a JSON object of name -> name"
+            )
         return mapping
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
     if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
-        raise ConfigError(f"--keypoint-map {text!r}: expected theirs=ours pairs separated by commas, or a JSON file")
+        raise ConfigError(
+            f"--keypoint-map {text!r}: expected theirs=ours pairs separated by commas, or a JSON file"
+        )
     return {a.strip(): b.strip() for a, b in pairs}
 
 
@@ -88,13 +94,27 @@ KEYPOINT_MAP_HELP = "the file's keypoint names -> a known set's: 'theirs=ours,..
 @friendly
 def data_import(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=FORMAT_HELP)],
-    file: Annotated[Path, typer.Argument(help="labels file (or folder, for panoptic / posetrack / freihand / interhand)")],
-    out: Annotated[str, typer.Option(help="folder or fsspec URL to publish the internal annotations at")],
-    images: Annotated[Optional[Path], typer.Option(help="folder the labels' image names start from")] = None,
-    views: Annotated[Optional[str], typer.Option(help="panoptic: HD views to use, e.g. 00_03,00_06")] = None,
-    cameras: Annotated[Optional[Path], typer.Option(help="h36m: cameras.pkl; interhand: its camera JSON (default: beside FILE)")] = None,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="labels file (or folder, for panoptic / posetrack / freihand / interhand)"
+        ),
+    ],
+    out: Annotated[
+        str, typer.Option(help="folder or fsspec URL to publish the internal annotations at")
+    ],
+    images: Annotated[
+        Path | None, typer.Option(help="folder the labels' image names start from")
+    ] = None,
+    views: Annotated[
+        str | None, typer.Option(help="panoptic: HD views to use, e.g. 00_03,00_06")
+    ] = None,
+    cameras: Annotated[
+        Path | None,
+        typer.Option(help="h36m: cameras.pkl; interhand: its camera JSON (default: beside FILE)"),
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
-    keypoint_map: Annotated[Optional[str], typer.Option(help=KEYPOINT_MAP_HELP)] = None,
+    keypoint_map: Annotated[str | None, typer.Option(help=KEYPOINT_MAP_HELP)] = None,
 ) -> None:
     """Import labels in a real dataset format into the internal form (annotations.json + manifest.json).
 
@@ -103,12 +123,22 @@ def data_import(
     """
     from poseops.annotations.internal import import_annotations
 
-    manifest = import_annotations(fmt, file, images, out, strict=strict, keypoint_map=parse_keypoint_map(keypoint_map),
-                                  **reader_options(fmt, views, cameras))
+    manifest = import_annotations(
+        fmt,
+        file,
+        images,
+        out,
+        strict=strict,
+        keypoint_map=parse_keypoint_map(keypoint_map),
+        **reader_options(fmt, views, cameras),
+    )
     console.print(f"imported {manifest['counts']} from {file} -> {out}")
     for mapping in manifest["keypoint_mappings"]:
-        console.print(f"category {mapping['category']!r}: keypoints mapped onto {mapping['keypoint_set']} "
-                      f"({mapping['renamed']} renamed{', reordered' if mapping['reordered'] else ''})", highlight=False)
+        console.print(
+            f"category {mapping['category']!r}: keypoints mapped onto {mapping['keypoint_set']} "
+            f"({mapping['renamed']} renamed{', reordered' if mapping['reordered'] else ''})",
+            highlight=False,
+        )
     print_repairs(manifest["repair_summary"], manifest["warnings"])
 
 
@@ -127,14 +157,29 @@ def data_export(
 
 @friendly
 def data_validate(
-    url: Annotated[str, typer.Argument(help="internal annotations file or import folder; with --format, a source file")],
-    fmt: Annotated[Optional[str], typer.Option("--format", help="read URL as this source format: print the repairs "
-                                               "an import would make, write nothing")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="with --format: folder the labels' image names start from")] = None,
-    views: Annotated[Optional[str], typer.Option(help="with --format panoptic: HD views")] = None,
-    cameras: Annotated[Optional[Path], typer.Option(help="with --format h36m / interhand: camera file")] = None,
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="internal annotations file or import folder; with --format, a source file"
+        ),
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="read URL as this source format: print the repairs "
+            "an import would make, write nothing",
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="with --format: folder the labels' image names start from")
+    ] = None,
+    views: Annotated[str | None, typer.Option(help="with --format panoptic: HD views")] = None,
+    cameras: Annotated[
+        Path | None, typer.Option(help="with --format h36m / interhand: camera file")
+    ] = None,
     strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
-    keypoint_map: Annotated[Optional[str], typer.Option(help=KEYPOINT_MAP_HELP)] = None,
+    keypoint_map: Annotated[str | None, typer.Option(help=KEYPOINT_MAP_HELP)] = None,
 ) -> None:
     """Check annotations (and their image files); non-zero exit naming every bad record, and the repairs listed."""
     from poseops.annotations.internal import check_annotations_url, preview_import
@@ -142,10 +187,20 @@ def data_validate(
     if fmt is None:
         counts, repairs = check_annotations_url(url, strict=strict)
     else:
-        data, repairs = preview_import(fmt, Path(url), images, strict=strict,
-                                       keypoint_map=parse_keypoint_map(keypoint_map), **reader_options(fmt, views, cameras))
-        counts = {"images": len(data["images"]), "annotations": len(data["annotations"]),
-                  "categories": len(data["categories"]), "cameras": len(data.get("cameras") or [])}
+        data, repairs = preview_import(
+            fmt,
+            Path(url),
+            images,
+            strict=strict,
+            keypoint_map=parse_keypoint_map(keypoint_map),
+            **reader_options(fmt, views, cameras),
+        )
+        counts = {
+            "images": len(data["images"]),
+            "annotations": len(data["annotations"]),
+            "categories": len(data["categories"]),
+            "cameras": len(data.get("cameras") or []),
+        }
     console.print(f"{url}: valid {counts}" + (" (nothing written)" if fmt else ""))
     print_repairs(repairs.summary(), repairs.warnings)
 
@@ -153,13 +208,27 @@ def data_validate(
 @friendly
 def data_add(
     name: Annotated[str, typer.Argument(help="source name: its folder is data/raw/<name>/")],
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="source format (as for data import)")],
-    labels: Annotated[str, typer.Argument(help="labels file or folder, local or an object-store URL")],
-    images: Annotated[Optional[str], typer.Option(help="images folder (local or URL), copied to data/raw/<name>/images")] = None,
-    params: Annotated[Path, typer.Option(help="params file whose data.annotations gets the source")] = Path("params.yaml"),
-    dvc: Annotated[bool, typer.Option("--dvc/--no-dvc", help="track data/raw/<name> with DVC (dvc add / import-url)")] = True,
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help="source format (as for data import)")
+    ],
+    labels: Annotated[
+        str, typer.Argument(help="labels file or folder, local or an object-store URL")
+    ],
+    images: Annotated[
+        str | None,
+        typer.Option(help="images folder (local or URL), copied to data/raw/<name>/images"),
+    ] = None,
+    params: Annotated[
+        Path, typer.Option(help="params file whose data.annotations gets the source")
+    ] = Path("params.yaml"),
+    dvc: Annotated[
+        bool,
+        typer.Option(
+            "--dvc/--no-dvc", help="track data/raw/<name> with DVC (dvc add / import-url)"
+        ),
+    ] = True,
     strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
-    keypoint_map: Annotated[Optional[str], typer.Option(help=KEYPOINT_MAP_HELP)] = None,
+    keypoint_map: Annotated[str | None, typer.Option(help=KEYPOINT_MAP_HELP)] = None,
 ) -> None:
     """Add a real annotation source to the pipeline (data/raw/<name>/, tracked by DVC, in params.yaml).
 
@@ -172,14 +241,25 @@ def data_add(
     from poseops.families import validate_params
 
     raw = read_yaml(params)
-    entry = add_source(name, fmt, labels, images, params.resolve().parent, use_dvc=dvc, strict=strict,
-                       keypoint_map=parse_keypoint_map(keypoint_map))
+    entry = add_source(
+        name,
+        fmt,
+        labels,
+        images,
+        params.resolve().parent,
+        use_dvc=dvc,
+        strict=strict,
+        keypoint_map=parse_keypoint_map(keypoint_map),
+    )
     raw.setdefault("data", {}).setdefault("annotations", [])
     raw["data"]["annotations"] = list(raw["data"]["annotations"] or []) + [entry]
     validate_params(raw, source=str(params))
     write_params(params, raw)
-    console.print(f"added {fmt} source {name!r}: {entry['file']}" + (" (tracked by DVC)" if dvc else "")
-                  + f"; {params}: data.annotations[{len(raw['data']['annotations']) - 1}]")
+    console.print(
+        f"added {fmt} source {name!r}: {entry['file']}"
+        + (" (tracked by DVC)" if dvc else "")
+        + f"; {params}: data.annotations[{len(raw['data']['annotations']) - 1}]"
+    )
 
 
 def write_params(path: Path, raw: dict) -> None:
@@ -189,7 +269,9 @@ def write_params(path: Path, raw: dict) -> None:
     import yaml
 
     lines = path.read_text().splitlines() if path.exists() else []
-    header = "".join(f"{line}\n" for line in itertools.takewhile(lambda line: line.startswith("#"), lines))
+    header = "".join(
+        f"{line}\n" for line in itertools.takewhile(lambda line: line.startswith("#"), lines)
+    )
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(header + yaml.safe_dump(raw, sort_keys=False))
     tmp.replace(path)
@@ -200,8 +282,12 @@ def register(data_app: typer.Typer) -> None:
     data_app.command("ingest")(data_ingest)
     from poseops.annotations.internal import import_formats
 
-    formats = ", ".join(import_formats())  # built-in formats, then installed plug-ins (entry points)
-    data_app.command("import", help=inspect.cleandoc(data_import.__doc__ or "") + f"\n\nFORMAT: {formats}.")(data_import)
+    formats = ", ".join(
+        import_formats()
+    )  # built-in formats, then installed plug-ins (entry points)
+    data_app.command(
+        "import", help=inspect.cleandoc(data_import.__doc__ or "") + f"\n\nFORMAT: {formats}."
+    )(data_import)
     data_app.command("export")(data_export)
     data_app.command("validate")(data_validate)
     data_app.command("add")(data_add)

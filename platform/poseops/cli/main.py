@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -52,7 +52,9 @@ def config_use(
 
 @config_app.command("validate")
 @friendly
-def config_validate(params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml")) -> None:
+def config_validate(
+    params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
+) -> None:
     """Validate params.yaml against the schema and every family's model Config."""
     from poseops.families import load_params
 
@@ -64,7 +66,9 @@ def config_validate(params: Annotated[Path, typer.Option(help="params file")] = 
 @pipeline_app.command("render")
 @friendly
 def pipeline_render(
-    check: Annotated[bool, typer.Option(help="only check: exit 1 when dvc.yaml differs from its rendering")] = False,
+    check: Annotated[
+        bool, typer.Option(help="only check: exit 1 when dvc.yaml differs from its rendering")
+    ] = False,
 ) -> None:
     """Render dvc.yaml's per-family stages from the family table and params.yaml (see poseops.dvc_yaml)."""
     from poseops.dvc_yaml import render_file
@@ -119,7 +123,11 @@ def _run_stage(stage: str, family: str | None, params_path: str | Path | None) -
             if family not in params.families:
                 raise PoseopsError(f"params.yaml: families.{family}: no such family block")
             fn(family, params, where)
-        record_stage_time(where.root, stage if family is None else f"{stage}@{family}", time.perf_counter() - started)
+        record_stage_time(
+            where.root,
+            stage if family is None else f"{stage}@{family}",
+            time.perf_counter() - started,
+        )
 
     try:
         _run()
@@ -130,7 +138,7 @@ def _run_stage(stage: str, family: str | None, params_path: str | Path | None) -
 @app.command("stage")
 def stage_cmd(
     name: Annotated[str, typer.Argument(help=f"one of {', '.join(STAGES)}")],
-    family: Annotated[Optional[str], typer.Argument(help="family, for per-family stages")] = None,
+    family: Annotated[str | None, typer.Argument(help="family, for per-family stages")] = None,
 ) -> None:
     """Run one pipeline stage by hand (dvc repro runs them in order)."""
     if name not in STAGES:
@@ -152,9 +160,13 @@ def models_cmd() -> None:
 @app.command("serve")
 @friendly
 def serve_cmd(
-    port: Annotated[Optional[int], typer.Option(help="HTTP port (default: params.yaml serve.port)")] = None,
-    host: Annotated[Optional[str], typer.Option(help="bind address (default: params.yaml serve.host)")] = None,
-    family: Annotated[Optional[list[str]], typer.Option(help="serve only these families")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default: params.yaml serve.port)")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="bind address (default: params.yaml serve.host)")
+    ] = None,
+    family: Annotated[list[str] | None, typer.Option(help="serve only these families")] = None,
     alias: Annotated[str, typer.Option(help="registry alias to serve")] = "champion",
 ) -> None:
     """Serve each family's champion with Ray Serve, in the foreground; Ctrl-C or SIGTERM stops it."""
@@ -166,9 +178,13 @@ def serve_cmd(
     params = load_params()
     if alias == "champion":
         for name in restore_champions(params, layout()):
-            console.print(f"{name}: champion restored in the registry from metrics/{name}/promotion.json")
+            console.print(
+                f"{name}: champion restored in the registry from metrics/{name}/promotion.json"
+            )
     app_, names = build_champion_app(params, families=family, alias=alias)
-    code = run_foreground(app_, host or params.serve.host, port if port is not None else params.serve.port)
+    code = run_foreground(
+        app_, host or params.serve.host, port if port is not None else params.serve.port
+    )
     raise typer.Exit(code or 0)
 
 

@@ -1,10 +1,10 @@
 """`poseops registry`: the model registry as an MLOps team uses it.
 
-    poseops registry list                       every family: champion version and its primary metric
-    poseops registry show handmle               versions, aliases, gate outcome, evidence
-    poseops registry promote handmle 3 --why "re-evaluated on the new split" [--strict]
-    poseops registry rollback handmle --why "latency regression"
-    poseops registry history handmle            who, when, why, metrics at each promotion
+poseops registry list                       every family: champion version and its primary metric
+poseops registry show handmle               versions, aliases, gate outcome, evidence
+poseops registry promote handmle 3 --why "re-evaluated on the new split" [--strict]
+poseops registry rollback handmle --why "latency regression"
+poseops registry history handmle            who, when, why, metrics at each promotion
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from rich.table import Table
 from poseops.cli.common import console, friendly
 from poseops.errors import GateRefused
 
-registry_app = typer.Typer(help="The MLflow model registry: champions, promotion, rollback, history.",
-                           no_args_is_help=True)
+registry_app = typer.Typer(
+    help="The MLflow model registry: champions, promotion, rollback, history.", no_args_is_help=True
+)
 
 
 @registry_app.command("list")
@@ -26,7 +27,12 @@ registry_app = typer.Typer(help="The MLflow model registry: champions, promotion
 def list_cmd() -> None:
     """Every family of params.yaml with its champion version and primary metric."""
     from poseops.families import get_family, load_params
-    from poseops.tracking.registry import CHAMPION, get_alias_version, registered_name, version_evidence
+    from poseops.tracking.registry import (
+        CHAMPION,
+        get_alias_version,
+        registered_name,
+        version_evidence,
+    )
 
     table = Table(title="registered models")
     for col in ("family", "registered model", "champion", "metric", "value"):
@@ -35,7 +41,13 @@ def list_cmd() -> None:
         model, metric = registered_name(name), get_family(name).primary_metric
         version = get_alias_version(model, CHAMPION)
         value = version_evidence(model, version)["metrics"].get(metric) if version else None
-        table.add_row(name, model, f"v{version}" if version else "-", metric, "-" if value is None else f"{value:.4f}")
+        table.add_row(
+            name,
+            model,
+            f"v{version}" if version else "-",
+            metric,
+            "-" if value is None else f"{value:.4f}",
+        )
     console.print(table)
 
 
@@ -50,9 +62,17 @@ def show_cmd(family: Annotated[str, typer.Argument(help="family name")]) -> None
         table.add_column(col)
     for row in alias_history(registered_name(family)):
         tags = row["tags"]
-        metrics = ", ".join(f"{k[7:]}={float(v):.3f}" for k, v in sorted(tags.items()) if k.startswith("metric."))
-        table.add_row(row["version"], ",".join(row["aliases"]), tags.get("gate", "-"),
-                      tags.get("dataset_checksum", "")[:12], tags.get("weights_sha256", "")[:12], metrics[:80])
+        metrics = ", ".join(
+            f"{k[7:]}={float(v):.3f}" for k, v in sorted(tags.items()) if k.startswith("metric.")
+        )
+        table.add_row(
+            row["version"],
+            ",".join(row["aliases"]),
+            tags.get("gate", "-"),
+            tags.get("dataset_checksum", "")[:12],
+            tags.get("weights_sha256", "")[:12],
+            metrics[:80],
+        )
     console.print(table)
 
 
@@ -70,13 +90,21 @@ def promote_cmd(
 
     gate = load_params().families[family].gate if family in load_params().families else None
     try:
-        outcome = promote(family, version, gate=gate, primary_metric=get_family(family).primary_metric, why=why)
+        outcome = promote(
+            family, version, gate=gate, primary_metric=get_family(family).primary_metric, why=why
+        )
     except GateRefused as refusal:
         console.print(f"[yellow]refused:[/] {refusal}")
         raise typer.Exit(1 if strict or (gate is not None and gate.strict) else 0) from None
-    console.print(f"{outcome['name']} v{outcome['version']} is champion"
-                  + ("" if outcome["changed"] else " already (same weights)")
-                  + (f" (was v{outcome['previous_version']})" if outcome["changed"] and outcome["previous_version"] else ""))
+    console.print(
+        f"{outcome['name']} v{outcome['version']} is champion"
+        + ("" if outcome["changed"] else " already (same weights)")
+        + (
+            f" (was v{outcome['previous_version']})"
+            if outcome["changed"] and outcome["previous_version"]
+            else ""
+        )
+    )
 
 
 @registry_app.command("rollback")
@@ -89,7 +117,9 @@ def rollback_cmd(
     from poseops.tracking.registry import rollback
 
     outcome = rollback(family, why=why)
-    console.print(f"{outcome['name']}: champion v{outcome['previous_version']} -> v{outcome['version']}")
+    console.print(
+        f"{outcome['name']}: champion v{outcome['previous_version']} -> v{outcome['version']}"
+    )
 
 
 @registry_app.command("history")
@@ -102,6 +132,12 @@ def history_cmd(family: Annotated[str, typer.Argument(help="family name")]) -> N
     for col in ("at", "event", "version", "previous", "by", "why"):
         table.add_column(col)
     for event in history(family):
-        table.add_row(event["at"], event["event"], f"v{event['version']}",
-                      f"v{event['previous']}" if event.get("previous") else "-", event["by"], event.get("why", ""))
+        table.add_row(
+            event["at"],
+            event["event"],
+            f"v{event['version']}",
+            f"v{event['previous']}" if event.get("previous") else "-",
+            event["by"],
+            event.get("why", ""),
+        )
     console.print(table)

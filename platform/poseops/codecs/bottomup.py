@@ -52,7 +52,9 @@ def keypoint_box_areas(keypoints: Tensor) -> Tensor:
     return torch.where(labelled.any(dim=1), side[:, 0] * side[:, 1], side.new_zeros(()))
 
 
-def gaussian_maps(points_hm: Tensor, valid: Tensor, heatmap_size: int | tuple[int, int], sigma: float) -> Tensor:
+def gaussian_maps(
+    points_hm: Tensor, valid: Tensor, heatmap_size: int | tuple[int, int], sigma: float
+) -> Tensor:
     """Gaussians at continuous cell coordinates: points_hm [..., 2] (x, y), valid [...] -> maps [..., h, w].
 
     Peak exp(0) = 1 only when a point sits on a cell centre; invalid points give all-zero maps.
@@ -66,14 +68,18 @@ def gaussian_maps(points_hm: Tensor, valid: Tensor, heatmap_size: int | tuple[in
     return maps * valid[..., None, None].to(maps.dtype)
 
 
-def to_heatmap_frame(xy_px: Tensor, input_size: int | tuple[int, int], heatmap_size: int | tuple[int, int]) -> Tensor:
+def to_heatmap_frame(
+    xy_px: Tensor, input_size: int | tuple[int, int], heatmap_size: int | tuple[int, int]
+) -> Tensor:
     """Input pixels [..., 2] -> continuous cell coordinates [..., 2] (cell c's centre is c): (x + 0.5) / s - 0.5."""
     (iw, ih), (hw, hh) = _size(input_size), _size(heatmap_size)
     stride = xy_px.new_tensor([iw / hw, ih / hh])
     return (xy_px + 0.5) / stride - 0.5
 
 
-def to_input_frame(xy_hm: Tensor, input_size: int | tuple[int, int], heatmap_size: int | tuple[int, int]) -> Tensor:
+def to_input_frame(
+    xy_hm: Tensor, input_size: int | tuple[int, int], heatmap_size: int | tuple[int, int]
+) -> Tensor:
     """Continuous cell coordinates [..., 2] -> input pixels [..., 2]; inverse of `to_heatmap_frame`."""
     (iw, ih), (hw, hh) = _size(input_size), _size(heatmap_size)
     stride = xy_hm.new_tensor([iw / hw, ih / hh])
@@ -113,7 +119,12 @@ def encode_targets(
     for b, kpts in enumerate(keypoints_list):
         kpts = torch.as_tensor(kpts, dtype=torch.float32).reshape(-1, num_keypoints, 3)
         xy_hm = to_heatmap_frame(kpts[..., :2], input_size, heatmap_size)
-        inside = (xy_hm[..., 0] > -0.5) & (xy_hm[..., 0] < width - 0.5) & (xy_hm[..., 1] > -0.5) & (xy_hm[..., 1] < height - 0.5)
+        inside = (
+            (xy_hm[..., 0] > -0.5)
+            & (xy_hm[..., 0] < width - 0.5)
+            & (xy_hm[..., 1] > -0.5)
+            & (xy_hm[..., 1] < height - 0.5)
+        )
         labelled = (kpts[..., 2] > 0) & inside
         person_maps = gaussian_maps(xy_hm, labelled, heatmap_size, sigma)  # [P, K, h, w]
         kept = kpts.clone()
@@ -123,10 +134,18 @@ def encode_targets(
             has_centre = has_any & (keypoint_box_areas(kept) >= min_person_area)
         else:
             whole = torch.as_tensor(whole_people[b], dtype=torch.float32).reshape(-1, 3)
-            centres_px, has_centre = whole[:, :2], labelled.any(dim=1) & (whole[:, 2] >= min_person_area)
+            centres_px, has_centre = (
+                whole[:, :2],
+                labelled.any(dim=1) & (whole[:, 2] >= min_person_area),
+            )
         centres_hm = to_heatmap_frame(centres_px, input_size, heatmap_size)
-        has_centre = has_centre & (centres_hm[:, 0] > -0.5) & (centres_hm[:, 0] < width - 0.5) \
-            & (centres_hm[:, 1] > -0.5) & (centres_hm[:, 1] < height - 0.5)
+        has_centre = (
+            has_centre
+            & (centres_hm[:, 0] > -0.5)
+            & (centres_hm[:, 0] < width - 0.5)
+            & (centres_hm[:, 1] > -0.5)
+            & (centres_hm[:, 1] < height - 0.5)
+        )
         centre_maps = gaussian_maps(centres_hm, has_centre, heatmap_size, centre_sigma)  # [P, h, w]
         image_multi = torch.zeros(num_keypoints + 1, height, width)
         if len(kpts):
@@ -146,7 +165,9 @@ def encode_targets(
         "heatmap_weight": torch.ones(len(keypoints_list), 1, height, width),
         "instance_image": torch.tensor(image_ids, dtype=torch.long),
         "instance_coords": torch.stack(coords) if n else torch.zeros(0, 2, dtype=torch.long),
-        "instance_heatmaps": torch.stack(inst_maps) if n else torch.zeros(0, num_keypoints, height, width),
+        "instance_heatmaps": torch.stack(inst_maps)
+        if n
+        else torch.zeros(0, num_keypoints, height, width),
         "instance_weight": torch.stack(inst_weight) if n else torch.zeros(0, num_keypoints),
         "instance_keypoints": torch.stack(inst_kpts) if n else torch.zeros(0, num_keypoints, 3),
     }
@@ -178,8 +199,9 @@ def smooth(maps: Tensor) -> Tensor:
     return ((flat + pooled) / 2).reshape(shape)
 
 
-def find_centres(centre_map: Tensor, max_people: int = 30, threshold: float = 0.01,
-                 kernel: int | None = None) -> tuple[Tensor, Tensor]:
+def find_centres(
+    centre_map: Tensor, max_people: int = 30, threshold: float = 0.01, kernel: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Person proposals from one centre heatmap [h, w]: smooth, max-pool NMS, top-k, score > threshold.
 
     Returns (coords [N, 2] long (y, x) cells, scores [N]), best first, N <= max_people.
@@ -217,7 +239,11 @@ def refine_peaks(maps: Tensor, x: Tensor, y: Tensor, refine: Refine) -> tuple[Te
 
     def vertex(lo: Tensor, mid: Tensor, hi: Tensor) -> Tensor:
         curvature = lo - 2 * mid + hi
-        offset = 0.5 * (lo - hi) / torch.where(curvature < -1e-12, curvature, torch.full_like(curvature, -1e12))
+        offset = (
+            0.5
+            * (lo - hi)
+            / torch.where(curvature < -1e-12, curvature, torch.full_like(curvature, -1e12))
+        )
         return offset.clamp(-0.5, 0.5)
 
     return vertex(log[1], log[0], log[2]), vertex(log[3], log[0], log[4])
@@ -242,4 +268,8 @@ def decode_instances(
     xy_hm = torch.stack([x.to(maps.dtype) + dx, y.to(maps.dtype) + dy], dim=-1)
     keypoints = to_input_frame(xy_hm, input_size, (w, h))
     keypoint_scores = peaks * instance_scores[:, None]
-    return keypoints, keypoint_scores, keypoint_scores.mean(dim=-1) if k else keypoint_scores.new_zeros(n)
+    return (
+        keypoints,
+        keypoint_scores,
+        keypoint_scores.mean(dim=-1) if k else keypoint_scores.new_zeros(n),
+    )

@@ -75,14 +75,18 @@ def argmax_decode(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack([x, y], dim=-1), peaks
 
 
-def gaussian_heatmaps(xy_norm: Tensor, heatmap_size: int | tuple[int, int], sigma_px: float = 2.0) -> Tensor:
+def gaussian_heatmaps(
+    xy_norm: Tensor, heatmap_size: int | tuple[int, int], sigma_px: float = 2.0
+) -> Tensor:
     """Gaussian target maps for the heatmap-L2 baseline: xy_norm [B, K, 2] -> [B, K, H, W], peak 1.
 
     `sigma_px` is in heatmap cells (2 at 64x64 as in SimpleBaseline); the peak sits at the target's
     sub-cell position, so `integrate`/`argmax_decode` of the map recover it.
     """
     width, height = _size(heatmap_size)
-    xs = cell_centres(width, xy_norm) * width  # cell centres in heatmap cells, origin at the map centre
+    xs = (
+        cell_centres(width, xy_norm) * width
+    )  # cell centres in heatmap cells, origin at the map centre
     ys = cell_centres(height, xy_norm) * height
     dx = xs.view(1, 1, 1, width) - (xy_norm[..., 0] * width)[..., None, None]
     dy = ys.view(1, 1, height, 1) - (xy_norm[..., 1] * height)[..., None, None]

@@ -35,8 +35,16 @@ from poseops.datasets.transforms import apply_affine, box_affine, compose, inver
 from poseops.errors import DataError
 
 __all__ = [
-    "BOTTOMUP_SCHEMA", "BottomUpDataset", "card_fields", "image_rows", "letterbox_affine", "load_bottomup_split",
-    "make_image_sample", "pad_people", "plan_images", "row_people",
+    "BOTTOMUP_SCHEMA",
+    "BottomUpDataset",
+    "card_fields",
+    "image_rows",
+    "letterbox_affine",
+    "load_bottomup_split",
+    "make_image_sample",
+    "pad_people",
+    "plan_images",
+    "row_people",
 ]
 
 
@@ -51,16 +59,27 @@ def row_people(row: dict, num_keypoints: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def letterbox_affine(
-    width: int, height: int, input_size: int, rotation_deg: float = 0.0, scale: float = 1.0,
-    shift: tuple[float, float] = (0.0, 0.0), flip: bool = False,
+    width: int,
+    height: int,
+    input_size: int,
+    rotation_deg: float = 0.0,
+    scale: float = 1.0,
+    shift: tuple[float, float] = (0.0, 0.0),
+    flip: bool = False,
 ) -> np.ndarray:
     """Source px -> input px: the image's longer side fills the input, centred; then the augmentation."""
-    affine = box_affine((0.0, 0.0, float(width), float(height)), 1.0, input_size, rotation_deg, scale, shift)
+    affine = box_affine(
+        (0.0, 0.0, float(width), float(height)), 1.0, input_size, rotation_deg, scale, shift
+    )
     return compose(flip_affine(input_size), affine) if flip else affine
 
 
 def person_window(
-    keypoints: np.ndarray, visibility: np.ndarray, input_size: int, window: int, rng: np.random.Generator | None
+    keypoints: np.ndarray,
+    visibility: np.ndarray,
+    input_size: int,
+    window: int,
+    rng: np.random.Generator | None,
 ) -> tuple[int, int]:
     """Top-left corner (x, y) of a `window`-side square inside the S x S input, around one person.
 
@@ -88,7 +107,9 @@ def whole_people(keypoints: np.ndarray, visibility: np.ndarray) -> np.ndarray:
     the input's border cuts (see `encode_targets(whole_people=...)`)."""
     from poseops.codecs.bottomup import keypoint_box_areas, person_centres
 
-    people = torch.as_tensor(np.concatenate([keypoints, visibility[..., None]], axis=-1), dtype=torch.float32)
+    people = torch.as_tensor(
+        np.concatenate([keypoints, visibility[..., None]], axis=-1), dtype=torch.float32
+    )
     centres, _ = person_centres(people)
     return torch.cat([centres, keypoint_box_areas(people)[:, None]], dim=1).numpy()
 
@@ -149,8 +170,18 @@ def pad_people(sample: dict[str, Any], max_people: int) -> dict[str, Any]:
     padded_kp = np.zeros((max_people, K, 2), np.float32)
     padded_vis = np.zeros((max_people, K), np.float32)
     padded_whole = np.zeros((max_people, 3), np.float32)
-    padded_kp[:kept], padded_vis[:kept], padded_whole[:kept] = keypoints[:kept], visibility[:kept], whole[:kept]
-    return {**sample, "keypoints": padded_kp, "visibility": padded_vis, "whole_people": padded_whole, "num_people": kept}
+    padded_kp[:kept], padded_vis[:kept], padded_whole[:kept] = (
+        keypoints[:kept],
+        visibility[:kept],
+        whole[:kept],
+    )
+    return {
+        **sample,
+        "keypoints": padded_kp,
+        "visibility": padded_vis,
+        "whole_people": padded_whole,
+        "num_people": kept,
+    }
 
 
 # ---------------------------------------------------------------- the loader
@@ -189,16 +220,28 @@ class BottomUpDataset(ShardStream):
         self.input_size, self.augment, self.window = input_size, augment, window
         self.num_keypoints = len(self.card["skeleton"]["keypoints"])
         self.max_people = max_people or int(self.card.get("max_people", 1))
-        self.flip_order = flip_permutation(self.card, skeleton) if augment and augment.flip else None
+        self.flip_order = (
+            flip_permutation(self.card, skeleton) if augment and augment.flip else None
+        )
 
     def _tensors(self, row: dict, rng: np.random.Generator) -> dict[str, Any]:
-        sample = make_image_sample(row, self.num_keypoints, self.input_size, self.augment, rng, self.flip_order, self.window)
+        sample = make_image_sample(
+            row,
+            self.num_keypoints,
+            self.input_size,
+            self.augment,
+            rng,
+            self.flip_order,
+            self.window,
+        )
         sample = pad_people(sample, self.max_people)
         sample["image"] = sample["image"].transpose(2, 0, 1).copy()
         return {k: torch.as_tensor(v) for k, v in sample.items()}
 
 
-def load_bottomup_split(url: str, split: str, input_size: int, limit: int | None = None) -> list[dict[str, Any]]:
+def load_bottomup_split(
+    url: str, split: str, input_size: int, limit: int | None = None
+) -> list[dict[str, Any]]:
     """A bottom-up split for evaluation, in card order, without augmentation; one dict per image:
 
       image [S,S,3] uint8 RGB (letterboxed), keypoints [P,K,2] input px, visibility [P,K],
@@ -227,9 +270,13 @@ def load_bottomup_split(url: str, split: str, input_size: int, limit: int | None
                 keypoints_clean_source=clean.astype(np.float32),
                 boxes_source=np.asarray(row["boxes"], np.float32).reshape(-1, 4),
                 ignore_boxes=np.asarray(row["ignore_boxes"], np.float32).reshape(-1, 4),
-                image_id=int(row["image_id"]), annotation_ids=list(row["annotation_ids"]),
-                width=int(row["width"]), height=int(row["height"]),
-                sequence=row["sequence"], subject=row["subject"], frame_index=int(row["frame_index"]),
+                image_id=int(row["image_id"]),
+                annotation_ids=list(row["annotation_ids"]),
+                width=int(row["width"]),
+                height=int(row["height"]),
+                sequence=row["sequence"],
+                subject=row["subject"],
+                frame_index=int(row["frame_index"]),
             )
             out.append(sample)
             if limit is not None and len(out) >= limit:

@@ -55,10 +55,17 @@ def plan_images(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
     for image in labels["images"]:  # image order, so a video's frames stay together
         if image["id"] not in people:
             continue
-        ignore = crowd.get(image["id"], []) + [[float(v) for v in r] for r in image.get("ignore_regions") or []]
+        ignore = crowd.get(image["id"], []) + [
+            [float(v) for v in r] for r in image.get("ignore_regions") or []
+        ]
         items.append(
-            {"unit": unit_of(image), "sample_id": int(image["id"]), "image": image,
-             "annotations": people[image["id"]], "ignore_boxes": ignore}
+            {
+                "unit": unit_of(image),
+                "sample_id": int(image["id"]),
+                "image": image,
+                "annotations": people[image["id"]],
+                "ignore_boxes": ignore,
+            }
         )
     return items
 
@@ -74,14 +81,24 @@ def image_rows(items: list[dict], context) -> Iterator[dict]:
         if not width or not height:
             height, width = source.frame(image).shape[:2]
         kp = np.stack([np.asarray(a["keypoints"], dtype=np.float64).reshape(K, 3) for a in anns])
-        clean = np.stack([
-            np.asarray(a.get("keypoints_clean") or np.asarray(a["keypoints"]).reshape(K, 3)[:, :2].ravel(),
-                       dtype=np.float64).reshape(K, 2)
-            for a in anns
-        ])
+        clean = np.stack(
+            [
+                np.asarray(
+                    a.get("keypoints_clean")
+                    or np.asarray(a["keypoints"]).reshape(K, 3)[:, :2].ravel(),
+                    dtype=np.float64,
+                ).reshape(K, 2)
+                for a in anns
+            ]
+        )
         yield {
-            "sample_id": int(image["id"]), "image_id": int(image["id"]), **image_ids(image),
-            "image": data, "image_format": fmt, "width": int(width), "height": int(height),
+            "sample_id": int(image["id"]),
+            "image_id": int(image["id"]),
+            **image_ids(image),
+            "image": data,
+            "image_format": fmt,
+            "width": int(width),
+            "height": int(height),
             "num_people": len(anns),
             "annotation_ids": [int(a["id"]) for a in anns],
             "keypoints": kp[..., :2].astype(np.float32).ravel().tolist(),

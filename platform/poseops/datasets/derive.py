@@ -38,8 +38,13 @@ from poseops.storage import clear, exists, join, sha256_bytes, sha256_file, writ
 
 Executor = Literal["auto", "ray", "local"]
 CHUNK_SAMPLES = 256  # items per Ray task
-AUTO_RAY_MIN_SAMPLES = 2000  # "auto" starts a private Ray instance only for jobs at least this large
-FORWARDED_ENV_PREFIXES = ("FSSPEC_", "AWS_ENDPOINT_URL")  # store settings (never credentials) sent to cluster tasks
+AUTO_RAY_MIN_SAMPLES = (
+    2000  # "auto" starts a private Ray instance only for jobs at least this large
+)
+FORWARDED_ENV_PREFIXES = (
+    "FSSPEC_",
+    "AWS_ENDPOINT_URL",
+)  # store settings (never credentials) sent to cluster tasks
 FORWARDED_ENV = ("AWS_DEFAULT_REGION", "AWS_REGION")
 
 
@@ -56,8 +61,8 @@ class RowPlan:
     kind: str
     schema: pa.Schema
     plan: Callable[[dict, Skeleton, dict], list[dict]]
-    rows: Callable[[list[dict], "RowContext"], Iterator[dict]]
-    card: Callable[[list[dict], "RowContext"], dict] | None = None
+    rows: Callable[[list[dict], RowContext], Iterator[dict]]
+    card: Callable[[list[dict], RowContext], dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,9 @@ class Chunk:
 
 
 # ---------------------------------------------------------------- planning
-def assign_splits(items: list[dict], split: SplitParams, max_samples: int | None) -> dict[str, list[dict]]:
+def assign_splits(
+    items: list[dict], split: SplitParams, max_samples: int | None
+) -> dict[str, list[dict]]:
     """Items per split ('train', 'val') by their unit (a unit never spans splits), capped at max_samples each."""
     from poseops.datasets.shards import split_keys
 
@@ -102,7 +109,12 @@ def make_chunks(per_split: Mapping[str, list[dict]], chunk_samples: int) -> list
 
 # ---------------------------------------------------------------- one task
 def write_chunk(
-    rows: RowPlan, chunk: Chunk, context: RowContext, out_url: str, max_shard_bytes: int, one_thread: bool = True
+    rows: RowPlan,
+    chunk: Chunk,
+    context: RowContext,
+    out_url: str,
+    max_shard_bytes: int,
+    one_thread: bool = True,
 ) -> dict[str, Any]:
     """Write one chunk's rows as `<out>/<split>/part-<chunk>-NNNN.parquet`; returns its shard list.
 
@@ -122,7 +134,12 @@ def write_chunk(
         limit = blas_one_thread()
     try:
         with limit:
-            writer = ShardWriter(join(out_url, chunk.split), max_shard_bytes, spec.schema, prefix=f"part-{chunk.index:05d}")
+            writer = ShardWriter(
+                join(out_url, chunk.split),
+                max_shard_bytes,
+                spec.schema,
+                prefix=f"part-{chunk.index:05d}",
+            )
             rows = 0
             for row in spec.rows(chunk.items, context):
                 writer.add(row)
@@ -167,12 +184,15 @@ def forwarded_env() -> dict[str, str]:
     if not os.environ.get("RAY_ADDRESS"):
         return {}
     return {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if k in FORWARDED_ENV or any(k.startswith(prefix) for prefix in FORWARDED_ENV_PREFIXES)
     }
 
 
-def run_on_ray(rows: RowPlan, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int) -> list[dict]:
+def run_on_ray(
+    rows: RowPlan, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int
+) -> list[dict]:
     ray = attach_ray()
     task = ray.remote(num_cpus=1, max_retries=1)(write_chunk)
     env = forwarded_env()
@@ -190,8 +210,13 @@ def run_on_ray(rows: RowPlan, chunks: list[Chunk], context: RowContext, out_url:
         raise
 
 
-def run_locally(rows: RowPlan, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int) -> list[dict]:
-    return [write_chunk(rows, chunk, context, out_url, max_shard_bytes, one_thread=False) for chunk in chunks]
+def run_locally(
+    rows: RowPlan, chunks: list[Chunk], context: RowContext, out_url: str, max_shard_bytes: int
+) -> list[dict]:
+    return [
+        write_chunk(rows, chunk, context, out_url, max_shard_bytes, one_thread=False)
+        for chunk in chunks
+    ]
 
 
 def choose_executor(executor: Executor, out_url: str, num_items: int) -> str:
@@ -201,7 +226,9 @@ def choose_executor(executor: Executor, out_url: str, num_items: int) -> str:
         import sys
 
         attached = "ray" in sys.modules and sys.modules["ray"].is_initialized()
-        wanted = attached or bool(os.environ.get("RAY_ADDRESS")) or num_items >= AUTO_RAY_MIN_SAMPLES
+        wanted = (
+            attached or bool(os.environ.get("RAY_ADDRESS")) or num_items >= AUTO_RAY_MIN_SAMPLES
+        )
         return "local" if in_memory or not wanted else "ray"
     if executor == "ray" and in_memory:
         raise DataError(
@@ -253,10 +280,13 @@ def derive_dataset(
             f"(no annotation with {sk.num_keypoints} keypoints ({sk.name}) and what {kind} needs)"
         )
     per_split = assign_splits(items, split, data.max_samples)
-    per_split["train"] = weigh_sources(per_split["train"], source_weights or {}, labels, split.seed,
-                                       str(annotations_path))
+    per_split["train"] = weigh_sources(
+        per_split["train"], source_weights or {}, labels, split.seed, str(annotations_path)
+    )
     chunks = make_chunks(per_split, chunk_samples)
-    context = RowContext(str(annotations_path.resolve()), sk.num_keypoints, data.shard_margin, options)
+    context = RowContext(
+        str(annotations_path.resolve()), sk.num_keypoints, data.shard_margin, options
+    )
     chosen = choose_executor(executor, out_url, len(items))
 
     card_url = join(out_url, "card.json")
@@ -273,8 +303,16 @@ def derive_dataset(
         clear(out_url)
         raise
     if run_log is not None:
-        run_log({"out": out_url, "kind": kind, "executor": chosen, "tasks": len(chunks),
-                 "seconds": round(time.time() - started, 2), "dataset_checksum": dataset_checksum(card)})
+        run_log(
+            {
+                "out": out_url,
+                "kind": kind,
+                "executor": chosen,
+                "tasks": len(chunks),
+                "seconds": round(time.time() - started, 2),
+                "dataset_checksum": dataset_checksum(card),
+            }
+        )
     return card
 
 
@@ -314,7 +352,12 @@ def make_card(
     shards: dict[str, list[dict]] = defaultdict(list)
     for result in sorted(results, key=lambda r: (r["split"], r["index"])):
         shards[result["split"]] += [
-            {"file": Path(s["file"]).name, "rows": s["rows"], "row_groups": s["row_groups"], "sha256": s["sha256"]}
+            {
+                "file": Path(s["file"]).name,
+                "rows": s["rows"],
+                "row_groups": s["row_groups"],
+                "sha256": s["sha256"],
+            }
             for s in result["shards"]
         ]
     all_items = [item for items in per_split.values() for item in items]
@@ -322,11 +365,17 @@ def make_card(
     card = {
         "kind": kind,
         "skeleton": {
-            "name": sk.name, "keypoints": list(sk.keypoints), "edges": [list(e) for e in sk.edges],
+            "name": sk.name,
+            "keypoints": list(sk.keypoints),
+            "edges": [list(e) for e in sk.edges],
             "flip_pairs": [list(p) for p in sk.flip_pairs],
         },
         "splits": {
-            name: {"samples": len(items), "units": sorted({i["unit"] for i in items}), "shards": shards.get(name, [])}
+            name: {
+                "samples": len(items),
+                "units": sorted({i["unit"] for i in items}),
+                "shards": shards.get(name, []),
+            }
             for name, items in per_split.items()
         },
         "counts": {name: len(items) for name, items in per_split.items()},
@@ -334,12 +383,17 @@ def make_card(
             "mix": {name: source_mix(items) for name, items in per_split.items()},
             "annotations": annotations_path.name,
             "annotations_sha256": sha256_file(annotations_path),
-            "kind": "synthetic" if sources == {"synthetic"} else ("mixed" if "synthetic" in sources else "real"),
+            "kind": "synthetic"
+            if sources == {"synthetic"}
+            else ("mixed" if "synthetic" in sources else "real"),
             "data": data.model_dump(mode="json"),
             "split": split.model_dump(mode="json"),
             "options": dict(context.options),
         },
-        "format": {"schema": [f.name for f in spec.schema], "max_shard_bytes": data.max_shard_bytes},
+        "format": {
+            "schema": [f.name for f in spec.schema],
+            "max_shard_bytes": data.max_shard_bytes,
+        },
     }
     if spec.card is not None:
         card.update(spec.card(all_items, context))

@@ -101,7 +101,9 @@ def flip_affine(input_size: int) -> np.ndarray:
     return np.array([[-1.0, 0.0, input_size - 1.0], [0.0, 1.0, 0.0]])
 
 
-def jitter_colour(pixels: np.ndarray, augment: AugmentParams | None, rng: np.random.Generator | None) -> np.ndarray:
+def jitter_colour(
+    pixels: np.ndarray, augment: AugmentParams | None, rng: np.random.Generator | None
+) -> np.ndarray:
     """Per-channel gain and a common bias, both within +-color_jitter (bias in 64ths of full scale)."""
     if augment is None or rng is None or augment.color_jitter <= 0:
         return pixels
@@ -109,7 +111,9 @@ def jitter_colour(pixels: np.ndarray, augment: AugmentParams | None, rng: np.ran
     bias = rng.uniform(-augment.color_jitter, augment.color_jitter) * 64
     # clip(v * gain + bias) for every uint8 value v, applied as a per-channel lookup table (the same
     # numbers as computing it per pixel, at a third of the cost)
-    table = np.clip(np.arange(256, dtype=np.float64)[:, None] * gain + bias, 0, 255).astype(np.uint8)
+    table = np.clip(np.arange(256, dtype=np.float64)[:, None] * gain + bias, 0, 255).astype(
+        np.uint8
+    )
     return cv2.LUT(np.ascontiguousarray(pixels), table.reshape(256, 1, 3))
 
 
@@ -138,7 +142,11 @@ def make_sample(
     pixels = warp(image, affine, input_size)[..., ::-1]  # BGR -> RGB
     keypoints, clean = apply_affine(keypoints, affine), apply_affine(clean, affine)
     if flip:
-        keypoints, clean, visibility = keypoints[flip_permutation], clean[flip_permutation], visibility[flip_permutation]
+        keypoints, clean, visibility = (
+            keypoints[flip_permutation],
+            clean[flip_permutation],
+            visibility[flip_permutation],
+        )
     pixels = jitter_colour(pixels, augment, rng)
     inside = (keypoints >= 0).all(1) & (keypoints <= input_size - 1).all(1)
     visibility = np.where(inside, visibility, 0.0).astype(np.float32)
@@ -166,7 +174,13 @@ class ShardStream(IterableDataset):
         super().__init__()
         if not 0 <= rank < world_size:
             raise DataError(f"{url}: rank {rank} is outside a world of size {world_size}")
-        self.url, self.split, self.seed, self.rank, self.world_size = url, split, seed, rank, world_size
+        self.url, self.split, self.seed, self.rank, self.world_size = (
+            url,
+            split,
+            seed,
+            rank,
+            world_size,
+        )
         self.card = read_card(url)
         self.units = row_groups(url, split, self.card)
         self.epoch = 0
@@ -215,10 +229,14 @@ class CropDataset(ShardStream):
     ):
         super().__init__(url, split, seed, rank, world_size)
         self.input_size, self.crop_margin, self.augment = input_size, crop_margin, augment
-        self.flip_permutation = flip_permutation(self.card, skeleton) if augment and augment.flip else None
+        self.flip_permutation = (
+            flip_permutation(self.card, skeleton) if augment and augment.flip else None
+        )
 
     def _tensors(self, row: dict, rng: np.random.Generator) -> dict[str, Any]:
-        sample = make_sample(row, self.input_size, self.crop_margin, self.augment, rng, self.flip_permutation)
+        sample = make_sample(
+            row, self.input_size, self.crop_margin, self.augment, rng, self.flip_permutation
+        )
         sample["image"] = sample["image"].transpose(2, 0, 1).copy()
         return {k: torch.as_tensor(v) for k, v in sample.items()}
 

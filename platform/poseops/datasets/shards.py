@@ -46,11 +46,17 @@ SCHEMA = pa.schema(
         ("sequence", pa.string()),
         ("subject", pa.string()),
         ("frame_index", pa.int64()),
-        ("image", pa.binary()),  # the crop, PNG (default, lossless) or JPEG (options crop_format="jpeg")
+        (
+            "image",
+            pa.binary(),
+        ),  # the crop, PNG (default, lossless) or JPEG (options crop_format="jpeg")
         ("crop_h", pa.int32()),
         ("crop_w", pa.int32()),
         ("keypoints", pa.list_(pa.float32())),  # K*2, crop pixels
-        ("keypoints_clean", pa.list_(pa.float32())),  # K*2, crop pixels (= keypoints where no truth is known)
+        (
+            "keypoints_clean",
+            pa.list_(pa.float32()),
+        ),  # K*2, crop pixels (= keypoints where no truth is known)
         ("visibility", pa.list_(pa.int8())),  # K, COCO 0/1/2
         ("box_in_crop", pa.list_(pa.float32())),  # x, y, w, h
         ("affine", pa.list_(pa.float64())),  # crop -> source, 2x3 row-major
@@ -103,7 +109,9 @@ class FrameSource:
                 raise DataError(f"{path}: image of record {image['id']} not found")
             pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if pixels is None:
-                raise DataError(f"{path}: image of record {image['id']} cannot be decoded (corrupt or empty)")
+                raise DataError(
+                    f"{path}: image of record {image['id']} cannot be decoded (corrupt or empty)"
+                )
             return pixels
         if self._video != path:
             from poseops.capture.common import read_video
@@ -111,7 +119,9 @@ class FrameSource:
             self._frames, self._video = read_video(path), path
         index = int(image["frame_index"])
         if index >= len(self._frames):
-            raise DataError(f"{path}: record {image['id']} asks for frame {index}, the video has {len(self._frames)}")
+            raise DataError(
+                f"{path}: record {image['id']} asks for frame {index}, the video has {len(self._frames)}"
+            )
         return self._frames[index]
 
     def encoded(self, image: dict) -> tuple[bytes, str]:
@@ -125,7 +135,9 @@ class FrameSource:
                 return data, "jpeg"
             if data[:8] == b"\x89PNG\r\n\x1a\n":
                 return data, "png"
-            return encode_png(self.frame(image), f"image {image['id']}"), "png"  # other formats: re-encode
+            return encode_png(
+                self.frame(image), f"image {image['id']}"
+            ), "png"  # other formats: re-encode
         return encode_png(self.frame(image), f"image {image['id']}"), "png"
 
 
@@ -145,7 +157,9 @@ def encode_crop(crop: np.ndarray, crop_format: str, what: str) -> bytes:
     """PNG (lossless: the loader sees the source's very pixels) or JPEG quality 95 (several times smaller
     and faster to decode; a second lossy generation for JPEG sources)."""
     if crop_format not in CROP_FORMATS:
-        raise DataError(f"derive: crop_format {crop_format!r} is not one of {', '.join(CROP_FORMATS)}")
+        raise DataError(
+            f"derive: crop_format {crop_format!r} is not one of {', '.join(CROP_FORMATS)}"
+        )
     if crop_format == "png":
         return encode_png(crop, what)
     ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -172,7 +186,9 @@ def crop_sample(
         return ((points - [x0 + offset, y0 + offset]) * factor).astype(np.float32)
 
     kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(num_keypoints, 3)
-    clean = np.asarray(ann.get("keypoints_clean") or kp[:, :2].ravel(), dtype=np.float64).reshape(num_keypoints, 2)
+    clean = np.asarray(ann.get("keypoints_clean") or kp[:, :2].ravel(), dtype=np.float64).reshape(
+        num_keypoints, 2
+    )
     x, y, w, h = ann["bbox"]
     box = np.array([*to_crop(np.array([x, y])), w * factor, h * factor], dtype=np.float32)
     return {
@@ -235,7 +251,9 @@ class ShardWriter:
     `close()` returns [{"file": url, "rows": n, "row_groups": g, "sha256": hex}] in writing order.
     """
 
-    def __init__(self, folder: str, max_bytes: int, schema: pa.Schema = SCHEMA, prefix: str = "part"):
+    def __init__(
+        self, folder: str, max_bytes: int, schema: pa.Schema = SCHEMA, prefix: str = "part"
+    ):
         self.folder, self.max_bytes, self.schema, self.prefix = folder, max_bytes, schema, prefix
         self.fs, _ = filesystem(folder)
         self.shards: list[dict] = []
@@ -316,7 +334,11 @@ def instances(data: dict, skeleton: Skeleton) -> Iterator[tuple[dict, dict]]:
     categories = skeleton_categories(data["categories"], skeleton)
     images = {img["id"]: img for img in data["images"]}
     for ann in data["annotations"]:
-        if ann["category_id"] in categories and not ann.get("iscrowd") and ann.get("num_keypoints", 1) > 0:
+        if (
+            ann["category_id"] in categories
+            and not ann.get("iscrowd")
+            and ann.get("num_keypoints", 1) > 0
+        ):
             yield images[ann["image_id"]], ann
 
 
@@ -334,10 +356,18 @@ def crop_rows(items: list[dict], context) -> Iterator[dict]:
     source = FrameSource(Path(context.annotations_path))
     for item in items:
         image, ann = item["image"], item["annotation"]
-        row = crop_sample(source.frame(image), ann, context.num_keypoints, context.shard_margin,
-                          context.options.get("crop_format", "png"))
+        row = crop_sample(
+            source.frame(image),
+            ann,
+            context.num_keypoints,
+            context.shard_margin,
+            context.options.get("crop_format", "png"),
+        )
         row.update(
-            sample_id=ann["id"], image_id=image["id"], annotation_id=ann["id"], **image_ids(image),
+            sample_id=ann["id"],
+            image_id=image["id"],
+            annotation_id=ann["id"],
+            **image_ids(image),
         )
         yield row
 

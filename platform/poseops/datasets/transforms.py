@@ -34,7 +34,9 @@ def box_affine(
     cos, sin = np.cos(angle) * zoom, np.sin(angle) * zoom
     half = (out_size - 1) / 2.0
     # p_out = R * zoom * (p - c) + half
-    affine = np.array([[cos, sin, half - cos * cx - sin * cy], [-sin, cos, half + sin * cx - cos * cy]])
+    affine = np.array(
+        [[cos, sin, half - cos * cx - sin * cy], [-sin, cos, half + sin * cx - cos * cy]]
+    )
     # Put the inverse (crop -> source) on the sampling grid `warp` uses, so that `warp` samples exactly
     # where `apply_affine(points, affine)` says and integer moves of the source give identical crops.
     return cv2.invertAffineTransform(snap_to_grid(cv2.invertAffineTransform(affine)))

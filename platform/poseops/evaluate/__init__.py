@@ -27,8 +27,10 @@ def write_report(task: Task, evaluation: Evaluation, out_dir: str | Path) -> lis
     out_dir.mkdir(parents=True, exist_ok=True)
     declared = [a.name for a in task.artefacts if a.name != "metrics.json"]
     if set(declared) != set(evaluation.files):
-        raise ConfigError(f"task {task.name!r}: evaluation produced {sorted(evaluation.files)}, "
-                          f"but the task declares {sorted(declared)}")
+        raise ConfigError(
+            f"task {task.name!r}: evaluation produced {sorted(evaluation.files)}, "
+            f"but the task declares {sorted(declared)}"
+        )
     written = [out_dir / "metrics.json"]
     write_json_atomic(written[0], evaluation.report)
     for name in declared:
@@ -55,8 +57,16 @@ def evaluate_model(
     metrics.json's content (numbers with their protocols)."""
     task = family.task_module
     settings = inference_settings(model, family.model)
-    evaluation = task.evaluate(family, fam, model, dataset_url, split, card or read_card(dataset_url), settings,
-                               **task_options)
+    evaluation = task.evaluate(
+        family,
+        fam,
+        model,
+        dataset_url,
+        split,
+        card or read_card(dataset_url),
+        settings,
+        **task_options,
+    )
     write_report(task, evaluation, out_dir)
     return evaluation.report
 

@@ -40,13 +40,19 @@ def model_info(predictor: Predictor) -> dict[str, str]:
     return {"name": str(predictor.name), "version": str(predictor.version)}
 
 
-def predict_body(predictor: Predictor, image_bgr: np.ndarray, box_xywh: Box | None) -> dict[str, Any]:
+def predict_body(
+    predictor: Predictor, image_bgr: np.ndarray, box_xywh: Box | None
+) -> dict[str, Any]:
     """The whole response body of one prediction: {"model": {name, version}, **fragment}."""
     fragment = predictor.predict(image_bgr, box_xywh)
     if not isinstance(fragment, dict):
-        raise TypeError(f"predictor {predictor.name!r} returned {type(fragment).__name__}, expected a dict")
+        raise TypeError(
+            f"predictor {predictor.name!r} returned {type(fragment).__name__}, expected a dict"
+        )
     if "model" in fragment:
-        raise TypeError(f"predictor {predictor.name!r} returned a 'model' key; that key is the server's")
+        raise TypeError(
+            f"predictor {predictor.name!r} returned a 'model' key; that key is the server's"
+        )
     return {"model": model_info(predictor), **to_jsonable(fragment)}
 
 

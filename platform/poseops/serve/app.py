@@ -30,7 +30,9 @@ class FamilyModel:
         self.family = family
         self.predictor = loader()
         if not isinstance(self.predictor, Predictor):
-            raise TypeError(f"family {family!r}: the loader returned {type(self.predictor).__name__}, not a Predictor")
+            raise TypeError(
+                f"family {family!r}: the loader returned {type(self.predictor).__name__}, not a Predictor"
+            )
 
     def predict(self, image_bgr: np.ndarray, box_xywh: Box | None) -> dict[str, Any]:
         """[H, W, 3] uint8 BGR image (+ box) -> {"model": {name, version}, **family fragment}."""

@@ -31,18 +31,31 @@ from poseops.config import AssessParams, ServeParams
 from poseops.errors import PoseopsError, RequestError
 from poseops.serve.images import check_body_size, check_declared_length, check_pixels
 
-CLIP_FIELDS = ("task", "reference", "trial", "family", "frame_step", "skeleton", "options", "curves")
+CLIP_FIELDS = (
+    "task",
+    "reference",
+    "trial",
+    "family",
+    "frame_step",
+    "skeleton",
+    "options",
+    "curves",
+)
 
 
 class AssessRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task: str = Field(description="TO, PF, CR, CT or PC")
-    reference: Any = Field(description='expert: {"keypoints": [[[x, y, score] x K] x T], "skeleton": name} or the list')
+    reference: Any = Field(
+        description='expert: {"keypoints": [[[x, y, score] x K] x T], "skeleton": name} or the list'
+    )
     trial: Any = Field(description="trainee, same form")
     skeleton: str = "coco17"
     sigma_deg: float | None = None
-    options: dict[str, Any] = Field(default_factory=dict, description="scoring options (ScoringParams fields)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="scoring options (ScoringParams fields)"
+    )
     curves: bool = Field(False, description="include angle curves and the DTW path")
 
 
@@ -56,14 +69,18 @@ def assess_body(body: bytes, settings: AssessParams) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise RequestError(422, f"request body: not valid JSON ({exc})") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
         raise RequestError(422, f"request body: {problems}") from None
     sequences = []
     for label in ("reference", "trial"):
         value = getattr(request, label)
         frames = value.get("keypoints") if isinstance(value, dict) else value
         if isinstance(frames, list) and len(frames) > settings.max_frames:
-            raise RequestError(413, f"{label}: {len(frames)} frames is over the limit of {settings.max_frames}")
+            raise RequestError(
+                413, f"{label}: {len(frames)} frames is over the limit of {settings.max_frames}"
+            )
         try:
             sequences.append(sequence_from_json(value, label, settings.max_frames))
         except PoseopsError as exc:
@@ -73,7 +90,14 @@ def assess_body(body: bytes, settings: AssessParams) -> dict[str, Any]:
     options.pop("sigma_deg", None)
     try:
         skeleton = check_same_skeleton(sequences[0][1], sequences[1][1], request.skeleton)
-        result = assess(sequences[0][0], sequences[1][0], request.task, skeleton=skeleton, sigma_deg=sigma, **options)
+        result = assess(
+            sequences[0][0],
+            sequences[1][0],
+            request.task,
+            skeleton=skeleton,
+            sigma_deg=sigma,
+            **options,
+        )
     except PoseopsError as exc:
         raise RequestError(422, str(exc)) from None
     return result.to_dict(curves=request.curves)
@@ -93,14 +117,24 @@ def read_clip_form(content_type: str, body: bytes, limits: ServeParams) -> dict[
     def keep(name: bytes | None, value: bytes) -> None:
         key = (name or b"").decode("utf-8", errors="replace")
         if key not in CLIP_FIELDS:
-            raise RequestError(422, f"form field {key!r}: unknown (expected {', '.join(CLIP_FIELDS)})")
+            raise RequestError(
+                422, f"form field {key!r}: unknown (expected {', '.join(CLIP_FIELDS)})"
+            )
         if key in parts:
             raise RequestError(422, f"form field {key!r}: given more than once")
         parts[key] = value
 
-    config = {"MAX_BODY_SIZE": limits.max_body_bytes, "MAX_MEMORY_FILE_SIZE": limits.max_body_bytes + 1}
-    parser = FormParser("multipart/form-data", on_field=lambda f: keep(f.field_name, f.value or b""),
-                        on_file=lambda f: keep(f.field_name, f.file_object.getvalue()), boundary=boundary, config=config)
+    config = {
+        "MAX_BODY_SIZE": limits.max_body_bytes,
+        "MAX_MEMORY_FILE_SIZE": limits.max_body_bytes + 1,
+    }
+    parser = FormParser(
+        "multipart/form-data",
+        on_field=lambda f: keep(f.field_name, f.value or b""),
+        on_file=lambda f: keep(f.field_name, f.file_object.getvalue()),
+        boundary=boundary,
+        config=config,
+    )
     try:
         parser.write(body)
         parser.finalize()
@@ -112,8 +146,15 @@ def read_clip_form(content_type: str, body: bytes, limits: ServeParams) -> dict[
     return parts
 
 
-async def clip_keypoints(data: bytes, label: str, client: Any, num_keypoints: int, frame_step: int,
-                         limits: ServeParams, settings: AssessParams) -> list:
+async def clip_keypoints(
+    data: bytes,
+    label: str,
+    client: Any,
+    num_keypoints: int,
+    frame_step: int,
+    limits: ServeParams,
+    settings: AssessParams,
+) -> list:
     """The followed person's [T, K, 3] keypoints (as lists) of an uploaded clip, via the family's client."""
     from poseops.assess.video import Follower, sampled_frames
 
@@ -129,13 +170,17 @@ async def clip_keypoints(data: bytes, label: str, client: Any, num_keypoints: in
                 image = await run_in_threadpool(next, frames, None)
             except PoseopsError as exc:
                 status = 413 if "more than" in str(exc) else 422
-                raise RequestError(status, str(exc).replace(path, f"form field {label!r}")) from None
+                raise RequestError(
+                    status, str(exc).replace(path, f"form field {label!r}")
+                ) from None
             if image is None:
                 break
             check_pixels(image.shape[1], image.shape[0], limits)
             follower.add(await client.predict(image, None))
         if not follower.frames:
-            raise RequestError(422, f"form field {label!r}: not a video OpenCV can read, or no frames")
+            raise RequestError(
+                422, f"form field {label!r}: not a video OpenCV can read, or no frames"
+            )
         return follower.sequence(label).tolist()
     finally:
         if frames is not None:
@@ -143,15 +188,26 @@ async def clip_keypoints(data: bytes, label: str, client: Any, num_keypoints: in
         os.unlink(path)
 
 
-async def assess_clips(content_type: str, body: bytes, limits: ServeParams, settings: AssessParams,
-                       clients: Mapping[str, Any]) -> dict[str, Any]:
+async def assess_clips(
+    content_type: str,
+    body: bytes,
+    limits: ServeParams,
+    settings: AssessParams,
+    clients: Mapping[str, Any],
+) -> dict[str, Any]:
     from poseops.skeletons import get_skeleton
 
     parts = await run_in_threadpool(read_clip_form, content_type, body, limits)
-    text = {k: v.decode("utf-8", errors="replace") for k, v in parts.items() if k not in ("reference", "trial")}
+    text = {
+        k: v.decode("utf-8", errors="replace")
+        for k, v in parts.items()
+        if k not in ("reference", "trial")
+    }
     family = text.get("family", "vmhpe")
     if family not in clients:
-        raise RequestError(404, f"family {family!r}: not served (served: {', '.join(sorted(clients)) or 'none'})")
+        raise RequestError(
+            404, f"family {family!r}: not served (served: {', '.join(sorted(clients)) or 'none'})"
+        )
     try:
         frame_step = int(text.get("frame_step", settings.video.frame_step))
         options = json.loads(text.get("options", "{}"))
@@ -163,26 +219,48 @@ async def assess_clips(content_type: str, body: bytes, limits: ServeParams, sett
         raise RequestError(422, f"form field 'frame_step': must be >= 1, got {frame_step}")
     sequences = {}
     for label in ("reference", "trial"):
-        sequences[label] = await clip_keypoints(parts[label], label, clients[family], num_keypoints, frame_step,
-                                                limits, settings)
-    request = {"task": text["task"], "skeleton": skeleton, "options": options,
-               "curves": text.get("curves", "false").lower() in ("1", "true", "yes"), **sequences}
+        sequences[label] = await clip_keypoints(
+            parts[label], label, clients[family], num_keypoints, frame_step, limits, settings
+        )
+    request = {
+        "task": text["task"],
+        "skeleton": skeleton,
+        "options": options,
+        "curves": text.get("curves", "false").lower() in ("1", "true", "yes"),
+        **sequences,
+    }
     return await run_in_threadpool(assess_body, json.dumps(request).encode(), settings)
 
 
-def assess_router(limits: ServeParams, settings: AssessParams | None = None,
-                  clients: Mapping[str, Any] | None = None) -> APIRouter:
+def assess_router(
+    limits: ServeParams,
+    settings: AssessParams | None = None,
+    clients: Mapping[str, Any] | None = None,
+) -> APIRouter:
     """The `/v1/assess` route; `clients` (family -> client with `predict(image_bgr, box)`) serve clip uploads."""
     settings = settings or AssessParams()
     clients = clients or {}
     router = APIRouter()
 
-    @router.post("/v1/assess", summary="Grade a trial against a reference (keypoint sequences or two clips)",
-                 openapi_extra={"requestBody": {"required": True, "content": {
-                     "application/json": {"schema": AssessRequest.model_json_schema()},
-                     "multipart/form-data": {"schema": {"type": "object", "required": ["task", "reference", "trial"],
-                                                        "properties": {f: {"type": "string"} for f in CLIP_FIELDS}}},
-                 }}})
+    @router.post(
+        "/v1/assess",
+        summary="Grade a trial against a reference (keypoint sequences or two clips)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": AssessRequest.model_json_schema()},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["task", "reference", "trial"],
+                            "properties": {f: {"type": "string"} for f in CLIP_FIELDS},
+                        }
+                    },
+                },
+            }
+        },
+    )
     async def assess_route(request: Request) -> dict[str, Any]:
         check_declared_length(request.headers.get("content-length"), limits)
         chunks, size = [], 0

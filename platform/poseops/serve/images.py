@@ -32,7 +32,13 @@ from poseops.errors import RequestError
 from poseops.serve import Box
 from poseops.serve.schemas import PredictJsonRequest
 
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")  # Pillow reads their headers, OpenCV decodes them
+IMAGE_FORMATS = (
+    "PNG",
+    "JPEG",
+    "WEBP",
+    "BMP",
+    "TIFF",
+)  # Pillow reads their headers, OpenCV decodes them
 FORM_FIELDS = ("image", "box")
 
 
@@ -44,20 +50,26 @@ def check_declared_length(content_length: str | None, limits: ServeParams) -> No
     try:
         declared = int(content_length)
     except ValueError:
-        raise RequestError(400, f"Content-Length header: not an integer ({content_length!r})") from None
+        raise RequestError(
+            400, f"Content-Length header: not an integer ({content_length!r})"
+        ) from None
     check_body_size(declared, limits)
 
 
 def check_body_size(num_bytes: int, limits: ServeParams) -> None:
     """Refuse (413) a body of more than `limits.max_body_bytes` bytes (so far, or declared)."""
     if num_bytes > limits.max_body_bytes:
-        raise RequestError(413, f"request body: {num_bytes} bytes is over the limit of {limits.max_body_bytes} bytes")
+        raise RequestError(
+            413,
+            f"request body: {num_bytes} bytes is over the limit of {limits.max_body_bytes} bytes",
+        )
 
 
 def check_pixels(width: int, height: int, limits: ServeParams) -> None:
     if width * height > limits.max_pixels:
         raise RequestError(
-            413, f"image: {width}x{height} = {width * height} pixels is over the limit of {limits.max_pixels} pixels"
+            413,
+            f"image: {width}x{height} = {width * height} pixels is over the limit of {limits.max_pixels} pixels",
         )
 
 
@@ -77,7 +89,9 @@ def read_image_size(data: bytes, limits: ServeParams) -> tuple[int, int]:
         except Image.DecompressionBombError as exc:
             found = re.search(r"\((\d+) pixels\)", str(exc))
             size = f"{found.group(1)} pixels" if found else "the header's size"
-            raise RequestError(413, f"image: {size} is over the limit of {limits.max_pixels} pixels") from None
+            raise RequestError(
+                413, f"image: {size} is over the limit of {limits.max_pixels} pixels"
+            ) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
             raise RequestError(
                 422, f"image: not a readable image file (supported: {', '.join(IMAGE_FORMATS)})"
@@ -94,7 +108,10 @@ def decode_image(data: bytes, limits: ServeParams) -> np.ndarray:
 
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.ndim != 3 or image.size == 0:
-        raise RequestError(422, "image: the file's header is readable but its pixels are not (corrupt or truncated)")
+        raise RequestError(
+            422,
+            "image: the file's header is readable but its pixels are not (corrupt or truncated)",
+        )
     check_pixels(image.shape[1], image.shape[0], limits)  # the decoder may disagree with the header
     return image
 
@@ -111,19 +128,31 @@ def parse_box(raw: Any, image_shape: tuple[int, ...]) -> Box:
     if isinstance(values, str):
         text = values.strip()
         try:
-            values = json.loads(text) if text.startswith("[") else [float(part) for part in text.split(",")]
+            values = (
+                json.loads(text)
+                if text.startswith("[")
+                else [float(part) for part in text.split(",")]
+            )
         except ValueError:
-            raise RequestError(422, f"box: expected [x, y, w, h] or 'x,y,w,h', got {text[:80]!r}") from None
+            raise RequestError(
+                422, f"box: expected [x, y, w, h] or 'x,y,w,h', got {text[:80]!r}"
+            ) from None
     if not isinstance(values, (list, tuple)) or len(values) != 4:
         raise RequestError(422, f"box: expected 4 numbers [x, y, w, h], got {str(raw)[:80]!r}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-        raise RequestError(422, f"box: expected 4 finite numbers [x, y, w, h], got {str(raw)[:80]!r}")
+    if not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    ):
+        raise RequestError(
+            422, f"box: expected 4 finite numbers [x, y, w, h], got {str(raw)[:80]!r}"
+        )
     x, y, w, h = (float(v) for v in values)
     if w <= 0 or h <= 0:
         raise RequestError(422, f"box: width and height must be positive, got w={w:g}, h={h:g}")
     height, width = image_shape[:2]
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise RequestError(422, f"box: [{x:g}, {y:g}, {w:g}, {h:g}] does not overlap the {width}x{height} image")
+        raise RequestError(
+            422, f"box: [{x:g}, {y:g}, {w:g}, {h:g}] does not overlap the {width}x{height} image"
+        )
     return (x, y, w, h)
 
 
@@ -146,12 +175,17 @@ def read_multipart(content_type: str, body: bytes, limits: ServeParams) -> tuple
     def keep(name: bytes | None, value: bytes) -> None:
         key = (name or b"").decode("utf-8", errors="replace")
         if key not in FORM_FIELDS:
-            raise RequestError(422, f"form field {key!r}: unknown (expected {', '.join(FORM_FIELDS)})")
+            raise RequestError(
+                422, f"form field {key!r}: unknown (expected {', '.join(FORM_FIELDS)})"
+            )
         if key in parts:
             raise RequestError(422, f"form field {key!r}: given more than once")
         parts[key] = value
 
-    config = {"MAX_BODY_SIZE": limits.max_body_bytes, "MAX_MEMORY_FILE_SIZE": limits.max_body_bytes + 1}
+    config = {
+        "MAX_BODY_SIZE": limits.max_body_bytes,
+        "MAX_MEMORY_FILE_SIZE": limits.max_body_bytes + 1,
+    }
     parser = FormParser(
         "multipart/form-data",
         on_field=lambda field: keep(field.field_name, field.value or b""),
@@ -165,7 +199,9 @@ def read_multipart(content_type: str, body: bytes, limits: ServeParams) -> tuple
     except (FormParserError, ValueError) as exc:
         raise RequestError(422, f"multipart form: malformed ({exc})") from None
     if "image" not in parts:
-        raise RequestError(422, "form field 'image': missing (send the image file as field 'image')")
+        raise RequestError(
+            422, "form field 'image': missing (send the image file as field 'image')"
+        )
     return parts["image"], parts.get("box")
 
 
@@ -175,7 +211,8 @@ def read_json(body: bytes) -> tuple[bytes, Any]:
         request = PredictJsonRequest.model_validate_json(body)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise RequestError(422, f"JSON body: {problems}") from None
     text = request.image_b64
@@ -197,7 +234,9 @@ def decode_request(
     """
     check_body_size(len(body), limits)
     if not body:
-        raise RequestError(422, "request body: empty (send an image: multipart field 'image', or JSON 'image_b64')")
+        raise RequestError(
+            422, "request body: empty (send an image: multipart field 'image', or JSON 'image_b64')"
+        )
     media_type = _media_type(content_type)
     if media_type == "multipart/form-data":
         data, raw_box = read_multipart(content_type or "", body, limits)
@@ -207,7 +246,8 @@ def decode_request(
         data, raw_box = body, None
     else:
         raise RequestError(
-            415, f"Content-Type {media_type!r}: expected multipart/form-data, application/json or image/*"
+            415,
+            f"Content-Type {media_type!r}: expected multipart/form-data, application/json or image/*",
         )
     if raw_box is not None and query_box is not None:
         raise RequestError(422, "box: given both in the body and as a query parameter")

@@ -97,8 +97,15 @@ _PREDICT_BODY = {  # the body is read raw (to enforce limits), so its forms are 
                     "type": "object",
                     "required": ["image"],
                     "properties": {
-                        "image": {"type": "string", "format": "binary", "description": "PNG/JPEG/WebP/BMP/TIFF"},
-                        "box": {"type": "string", "description": "[x, y, w, h] or x,y,w,h in image pixels"},
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "PNG/JPEG/WebP/BMP/TIFF",
+                        },
+                        "box": {
+                            "type": "string",
+                            "description": "[x, y, w, h] or x,y,w,h in image pixels",
+                        },
                     },
                 }
             },
@@ -139,7 +146,10 @@ def create_api(clients: Mapping[str, FamilyClient], limits: ServeParams) -> Fast
 
     def client_for(family: str) -> FamilyClient:
         if family not in clients:
-            raise RequestError(404, f"family {family!r}: not served (served: {', '.join(sorted(clients)) or 'none'})")
+            raise RequestError(
+                404,
+                f"family {family!r}: not served (served: {', '.join(sorted(clients)) or 'none'})",
+            )
         return clients[family]
 
     @api.get("/healthz", response_model=HealthResponse)
@@ -150,7 +160,9 @@ def create_api(clients: Mapping[str, FamilyClient], limits: ServeParams) -> Fast
     async def models() -> ModelsResponse:
         families = sorted(clients)
         infos = await asyncio.gather(*(clients[family].info() for family in families))
-        return ModelsResponse(models=[{"family": family, **info} for family, info in zip(families, infos)])
+        return ModelsResponse(
+            models=[{"family": family, **info} for family, info in zip(families, infos)]
+        )
 
     @api.post(
         "/v1/{family}/predict",
@@ -172,13 +184,17 @@ def create_api(clients: Mapping[str, FamilyClient], limits: ServeParams) -> Fast
         )
         return await client.predict(image, box_xywh)
 
-    api.include_router(assess_router(limits, clients=clients))  # POST /v1/assess (poseops.serve.assess)
+    api.include_router(
+        assess_router(limits, clients=clients)
+    )  # POST /v1/assess (poseops.serve.assess)
     return api
 
 
 # ---------------------------------------------------------------- the Serve deployment
 @serve.deployment(
-    ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32, graceful_shutdown_wait_loop_s=0.25
+    ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=32,
+    graceful_shutdown_wait_loop_s=0.25,
 )
 @serve.ingress()
 class Ingress:

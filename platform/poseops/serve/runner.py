@@ -37,7 +37,9 @@ def check_port_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"serve.port: cannot listen on {host}:{port} ({exc.strerror})") from None
+            raise ConfigError(
+                f"serve.port: cannot listen on {host}:{port} ({exc.strerror})"
+            ) from None
 
 
 def base_url(host: str, port: int) -> str:
@@ -76,7 +78,9 @@ def stop(started_ray: bool) -> None:
 
 
 @contextlib.contextmanager
-def serving(app: Any, host: str = "127.0.0.1", port: int = 0, **ray_init_kwargs: Any) -> Iterator[str]:
+def serving(
+    app: Any, host: str = "127.0.0.1", port: int = 0, **ray_init_kwargs: Any
+) -> Iterator[str]:
     """Serve `app` while the block runs; yields the base URL; always shuts Serve (and own Ray) down."""
     port = port or free_port(host)
     check_port_free(host, port)
@@ -102,7 +106,10 @@ def run_foreground(
     port = port or free_port(host)
     check_port_free(host, port)
     stop_requested = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop_requested.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     started_ray = False
     try:
         started_ray = ensure_ray(**ray_init_kwargs)
@@ -135,8 +142,12 @@ def load_factory(spec: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m poseops.serve.runner", description=__doc__.splitlines()[0])
-    parser.add_argument("--app", required=True, help="module:name of a Serve Application or a factory of one")
+    parser = argparse.ArgumentParser(
+        prog="python -m poseops.serve.runner", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--app", required=True, help="module:name of a Serve Application or a factory of one"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)

@@ -10,8 +10,10 @@ class PredictJsonRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image_b64: str = Field(description="the encoded image file (PNG, JPEG, WebP, BMP, TIFF), base64; "
-                           "a data: URL prefix is accepted")
+    image_b64: str = Field(
+        description="the encoded image file (PNG, JPEG, WebP, BMP, TIFF), base64; "
+        "a data: URL prefix is accepted"
+    )
     box: list[float] | str | None = Field(
         None, description="[x, y, w, h] in image pixels (or 'x,y,w,h'); omitted: the whole image"
     )
@@ -29,8 +31,12 @@ class FamilyModelInfo(ModelInfo):
 class Person(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    keypoints: list[tuple[float, float, float]] = Field(description="[x, y, score] per keypoint, image pixels")
-    score: float | None = Field(None, description="the person's score (mean keypoint score), best first")
+    keypoints: list[tuple[float, float, float]] = Field(
+        description="[x, y, score] per keypoint, image pixels"
+    )
+    score: float | None = Field(
+        None, description="the person's score (mean keypoint score), best first"
+    )
     box: tuple[float, float, float, float] | None = None
     track_id: int | None = None
 
@@ -42,9 +48,12 @@ class PredictResponse(BaseModel):
 
     model: ModelInfo
     keypoints: list[tuple[float, float, float]] | None = Field(
-        None, description="[x, y, score] per keypoint in source-image pixels (single-instance families)"
+        None,
+        description="[x, y, score] per keypoint in source-image pixels (single-instance families)",
     )
-    people: list[Person] | None = Field(None, description="one entry per person (multi-person families)")
+    people: list[Person] | None = Field(
+        None, description="one entry per person (multi-person families)"
+    )
 
 
 class HealthResponse(BaseModel):

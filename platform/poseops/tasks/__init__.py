@@ -70,7 +70,9 @@ class Task:
     count_key: ClassVar[str] = "num_samples"  # metrics.json's count of scored samples
 
     def _missing(self, what: str):
-        return ConfigError(f"task {self.name!r} has no {what} yet: a family of this kind cannot run that stage")
+        return ConfigError(
+            f"task {self.name!r} has no {what} yet: a family of this kind cannot run that stage"
+        )
 
     # training (Ray Train workers; cfg is the plain dict of poseops.train.fit.make_loop_config)
     def train_loader(self, cfg: dict, model: nn.Module, rank: int, world: int) -> tuple[Any, Any]:
@@ -90,8 +92,16 @@ class Task:
         raise self._missing("inference settings")
 
     # evaluation
-    def evaluate(self, family, fam: FamilyParams, model: nn.Module, dataset_url: str, split: str,
-                 card: dict, settings: dict[str, Any]) -> Evaluation:
+    def evaluate(
+        self,
+        family,
+        fam: FamilyParams,
+        model: nn.Module,
+        dataset_url: str,
+        split: str,
+        card: dict,
+        settings: dict[str, Any],
+    ) -> Evaluation:
         raise self._missing("evaluation")
 
     # serving

@@ -41,7 +41,9 @@ from poseops.viz.overlay import draw_keypoints
 # PCK@alpha x max(box w, h); 0.1 is the alpha of the per-joint table (Wang et al. 2024, "Video-based
 # multi-person human pose estimation ... (VMHPE)", Table 5).
 PCK_ALPHAS = (0.05, 0.1, 0.2)
-COUNT_SCORE = 0.3  # a returned person counts when its score is above this (tests/unit/test_vmhpe_wiring.py)
+COUNT_SCORE = (
+    0.3  # a returned person counts when its score is above this (tests/unit/test_vmhpe_wiring.py)
+)
 OVERLAY_SCORE = 0.1  # people drawn on overlays.png
 VAL_IMAGES = 32  # validation images scored per epoch (the evaluate stage scores the whole split)
 
@@ -49,9 +51,12 @@ VAL_IMAGES = 32  # validation images scored per epoch (the evaluate stage scores
 class BottomupImageData(FamilyData):
     kind: Literal["bottomup_image"] = "bottomup_image"
     train_window: int | None = Field(
-        None, ge=32, multiple_of=32,
+        None,
+        ge=32,
+        multiple_of=32,
         description="train on squares of this side cut around a person from the model's letterboxed input, at "
-        "that input's scale (None: whole inputs); evaluation and serving stay whole")
+        "that input's scale (None: whole inputs); evaluation and serving stay whole",
+    )
     augment: AugmentParams = AugmentParams()
 
 
@@ -60,14 +65,18 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------- training batches
-def people_keypoints(keypoints: torch.Tensor, visibility: torch.Tensor, num_people: torch.Tensor) -> list[torch.Tensor]:
+def people_keypoints(
+    keypoints: torch.Tensor, visibility: torch.Tensor, num_people: torch.Tensor
+) -> list[torch.Tensor]:
     """Padded batch -> the codec's per-image people: keypoints [B,P_max,K,2] input px, visibility
     [B,P_max,K], num_people [B] -> B tensors [P_b,K,3] (x, y, v)."""
     people = torch.cat([keypoints.float(), visibility.float()[..., None]], dim=-1)
     return [people[b, : int(n)] for b, n in enumerate(num_people)]
 
 
-def bottomup_collate(samples: list[dict[str, torch.Tensor]], target_kwargs: dict) -> dict[str, torch.Tensor]:
+def bottomup_collate(
+    samples: list[dict[str, torch.Tensor]], target_kwargs: dict
+) -> dict[str, torch.Tensor]:
     """A DataLoader collate_fn for bottom-up samples: stacks the images and makes the codec's targets.
 
     samples: image uint8 [3,S,S], keypoints [P_max,K,2] input px, visibility [P_max,K], num_people [],
@@ -75,7 +84,10 @@ def bottomup_collate(samples: list[dict[str, torch.Tensor]], target_kwargs: dict
     `poseops.datasets.bottomup.whole_people`).
     Returns {"image" [B,3,S,S] uint8, "targets": encode_targets(...)} (targets after augmentation).
     """
-    batch = {key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in ("image", "keypoints", "visibility")}
+    batch = {
+        key: torch.stack([torch.as_tensor(s[key]) for s in samples])
+        for key in ("image", "keypoints", "visibility")
+    }
     num_people = torch.as_tensor([int(s["num_people"]) for s in samples])
     people = people_keypoints(batch["keypoints"], batch["visibility"], num_people)
     whole = None
@@ -85,7 +97,9 @@ def bottomup_collate(samples: list[dict[str, torch.Tensor]], target_kwargs: dict
     return {"image": batch["image"], "num_people": num_people, "targets": targets}
 
 
-def bottomup_train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+def bottomup_train_step(
+    model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer
+) -> dict[str, float]:
     """One optimisation step on a `bottomup_collate` batch; returns the loss and its named terms as floats."""
     core = unwrap(model)
     images = core.preprocess(batch["image"])
@@ -98,8 +112,9 @@ def bottomup_train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Op
 
 
 # ---------------------------------------------------------------- inference (evaluate, validation, endpoint)
-def bottomup_input(image_bgr: np.ndarray, input_size: int, box_xywh: Sequence[float] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def bottomup_input(
+    image_bgr: np.ndarray, input_size: int, box_xywh: Sequence[float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Source image -> (network input RGB uint8 [S,S,3], affine source -> input [2,3]).
 
     The training loader's geometry (poseops.datasets.bottomup.letterbox_affine): the image's (or the
@@ -113,8 +128,9 @@ def bottomup_input(image_bgr: np.ndarray, input_size: int, box_xywh: Sequence[fl
     return np.ascontiguousarray(warp(image_bgr, affine, input_size)[..., ::-1]), affine
 
 
-def predict_people_inputs(model: nn.Module, images_rgb: np.ndarray, flip_test: bool = False,
-                          batch_size: int = 8) -> list[dict[str, np.ndarray]]:
+def predict_people_inputs(
+    model: nn.Module, images_rgb: np.ndarray, flip_test: bool = False, batch_size: int = 8
+) -> list[dict[str, np.ndarray]]:
     """images_rgb [N,H,W,3] uint8 (H, W multiples of 32) -> per image {"keypoints" [P,K,2] input px,
     "keypoint_scores" [P,K], "scores" [P]}.
 
@@ -126,26 +142,40 @@ def predict_people_inputs(model: nn.Module, images_rgb: np.ndarray, flip_test: b
         for start in range(0, len(images_rgb), batch_size):
             chunk = torch.from_numpy(np.ascontiguousarray(images_rgb[start : start + batch_size]))
             for result in core.predict(core.preprocess(chunk), flip_test=flip_test):
-                people.append({key: value.numpy().astype(np.float64) for key, value in result.items()})
+                people.append(
+                    {key: value.numpy().astype(np.float64) for key, value in result.items()}
+                )
     return people
 
 
-def people_in_source(found: dict[str, np.ndarray], input_to_source: np.ndarray,
-                     bounds: tuple[float, float, float, float]) -> dict[str, np.ndarray]:
+def people_in_source(
+    found: dict[str, np.ndarray],
+    input_to_source: np.ndarray,
+    bounds: tuple[float, float, float, float],
+) -> dict[str, np.ndarray]:
     """Input-px people -> source px, best score first, keypoints clipped to bounds (x0, y0, x1, y1)
     (the zero border around a letterboxed image may hold peaks)."""
     order = np.argsort(-found["scores"], kind="stable")
     found = {key: value[order] for key, value in found.items()}
     x0, y0, x1, y1 = bounds
     points = apply_affine(found["keypoints"], input_to_source)
-    points = np.stack([points[..., 0].clip(x0, max(x0, x1)), points[..., 1].clip(y0, max(y0, y1))], axis=-1)
+    points = np.stack(
+        [points[..., 0].clip(x0, max(x0, x1)), points[..., 1].clip(y0, max(y0, y1))], axis=-1
+    )
     return {**found, "keypoints": points}
 
 
-def people_json(keypoints: np.ndarray, keypoint_scores: np.ndarray, scores: np.ndarray) -> list[dict]:
+def people_json(
+    keypoints: np.ndarray, keypoint_scores: np.ndarray, scores: np.ndarray
+) -> list[dict]:
     """[P,K,2], [P,K], [P] -> [{"keypoints": [[x, y, score] x K], "score": s}] (plain floats)."""
     return [
-        {"keypoints": [[float(x), float(y), float(c)] for (x, y), c in zip(points, point_scores)], "score": float(score)}
+        {
+            "keypoints": [
+                [float(x), float(y), float(c)] for (x, y), c in zip(points, point_scores)
+            ],
+            "score": float(score),
+        }
         for points, point_scores, score in zip(keypoints, keypoint_scores, scores)
     ]
 
@@ -158,14 +188,22 @@ class BottomUpPredictor:
     region (letterboxed like a whole image); no box means the whole image.
     """
 
-    def __init__(self, model: nn.Module, name: str, version: str, input_size: int | None = None,
-                 flip_test: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        name: str,
+        version: str,
+        input_size: int | None = None,
+        flip_test: bool = True,
+    ):
         self.model = model.eval()
         self.name, self.version = name, version
         self.input_size = int(input_size or model.config.input_size)
         self.flip_test = bool(flip_test)
 
-    def predict_arrays(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+    def predict_arrays(
+        self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None
+    ) -> dict[str, np.ndarray]:
         """{"keypoints" [P,K,2] source px (clipped to the image or box), "keypoint_scores" [P,K],
         "scores" [P]}, best score first."""
         pixels, affine = bottomup_input(image_bgr, self.input_size, box_xywh)
@@ -174,12 +212,19 @@ class BottomUpPredictor:
         bounds = (0.0, 0.0, width - 1.0, height - 1.0)
         if box_xywh is not None:
             x, y, w, h = (float(v) for v in box_xywh)
-            bounds = (max(0.0, x), max(0.0, y), min(width - 1.0, x + w - 1), min(height - 1.0, y + h - 1))
+            bounds = (
+                max(0.0, x),
+                max(0.0, y),
+                min(width - 1.0, x + w - 1),
+                min(height - 1.0, y + h - 1),
+            )
         return people_in_source(found, invert_affine(affine), bounds)
 
     def predict(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict:
         found = self.predict_arrays(image_bgr, box_xywh)
-        return {"people": people_json(found["keypoints"], found["keypoint_scores"], found["scores"])}
+        return {
+            "people": people_json(found["keypoints"], found["keypoint_scores"], found["scores"])
+        }
 
 
 # ---------------------------------------------------------------- splits
@@ -187,11 +232,15 @@ def predict_split(model, data: dict, flip_test: bool, batch_size: int = 8) -> li
     """The endpoint's inference over a split's letterboxed inputs: per image, people in source px
     (best first, clipped to the image), as `BottomUpPredictor.predict_arrays` answers them."""
     found = predict_people_inputs(model, data["images_rgb"], flip_test, batch_size)
-    return [people_in_source(f, affine, (0.0, 0.0, w - 1.0, h - 1.0))
-            for f, affine, (w, h) in zip(found, data["affine_to_source"], data["sizes"])]
+    return [
+        people_in_source(f, affine, (0.0, 0.0, w - 1.0, h - 1.0))
+        for f, affine, (w, h) in zip(found, data["affine_to_source"], data["sizes"])
+    ]
 
 
-def split_from_images(images_bgr: list[np.ndarray], input_size: int, truth: list[dict] | None = None) -> dict:
+def split_from_images(
+    images_bgr: list[np.ndarray], input_size: int, truth: list[dict] | None = None
+) -> dict:
     """An evaluation split from source images (tests, ad-hoc sets): the same dict `load_evaluation_split` returns."""
     inputs = [bottomup_input(image, input_size) for image in images_bgr]
     return {
@@ -212,44 +261,77 @@ def load_evaluation_split(url: str, split: str, input_size: int, limit: int | No
         "images_rgb": np.stack([s["image"] for s in samples]),
         "affine_to_source": np.stack([s["affine_to_source"] for s in samples]).astype(np.float64),
         "sizes": [(int(s["width"]), int(s["height"])) for s in samples],
-        "truth": [{"keypoints": s["keypoints_clean_source"], "visibility": s["visibility"], "boxes": s["boxes_source"]}
-                  for s in samples],
+        "truth": [
+            {
+                "keypoints": s["keypoints_clean_source"],
+                "visibility": s["visibility"],
+                "boxes": s["boxes_source"],
+            }
+            for s in samples
+        ],
         "input_size": input_size,
     }
 
 
 # ---------------------------------------------------------------- scoring
-def count_accuracy(predictions: list[dict], truth: list[dict], min_score: float = COUNT_SCORE) -> float:
+def count_accuracy(
+    predictions: list[dict], truth: list[dict], min_score: float = COUNT_SCORE
+) -> float:
     return metrics.coco.count_accuracy(predictions, truth, min_score)
 
 
-def score_people(predictions: list[dict], truth: list[dict], skeleton: str = "coco17") -> dict[str, Any]:
+def score_people(
+    predictions: list[dict], truth: list[dict], skeleton: str = "coco17"
+) -> dict[str, Any]:
     """Every number of the bottom-up report for one set of predictions.
 
     Returns {"ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "count_accuracy", "pck_<alpha>",
     "pck_table" (per keypoint and Table-5 joint groups, alpha 0.1), "protocol"}.
     """
     skel = get_skeleton(skeleton)
-    coco = metrics.coco_keypoint_ap(coco_ground_truth(truth, list(skel.keypoints), list(skel.edges)),
-                                    coco_detections(predictions),
-                                    sigmas=list(skel.sigmas) if skel.sigmas and skeleton != "coco17" else None)
+    coco = metrics.coco_keypoint_ap(
+        coco_ground_truth(truth, list(skel.keypoints), list(skel.edges)),
+        coco_detections(predictions),
+        sigmas=list(skel.sigmas) if skel.sigmas and skeleton != "coco17" else None,
+    )
     sigmas = np.asarray(skel.sigmas or metrics.COCO17_SIGMAS, dtype=np.float64)
     matched = matched_arrays(predictions, truth, sigmas)
-    report: dict[str, Any] = {key.lower(): coco[key] for key in ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50")}
+    report: dict[str, Any] = {
+        key.lower(): coco[key] for key in ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50")
+    }
     report["count_accuracy"] = count_accuracy(predictions, truth)
     scored = len(matched["gt"]) and (matched["visibility"] > 0).any()
     coco17 = skeleton == "coco17"
     for alpha in PCK_ALPHAS:
-        report[f"pck_{alpha:g}"] = (metrics.pck(matched["pred"], matched["gt"], matched["visibility"], matched["box_size"],
-                                                threshold=alpha, normaliser_name="bbox").value if scored else 0.0)
-    report["pck_table"] = (metrics.pck_table(
-        matched["pred"], matched["gt"], matched["visibility"], matched["box_size"], threshold=0.1,
-        keypoint_names=skel.keypoints, groups=metrics.COCO17_TABLE5_GROUPS if coco17 else None,
-    ) if scored else None)
+        report[f"pck_{alpha:g}"] = (
+            metrics.pck(
+                matched["pred"],
+                matched["gt"],
+                matched["visibility"],
+                matched["box_size"],
+                threshold=alpha,
+                normaliser_name="bbox",
+            ).value
+            if scored
+            else 0.0
+        )
+    report["pck_table"] = (
+        metrics.pck_table(
+            matched["pred"],
+            matched["gt"],
+            matched["visibility"],
+            matched["box_size"],
+            threshold=0.1,
+            keypoint_names=skel.keypoints,
+            groups=metrics.COCO17_TABLE5_GROUPS if coco17 else None,
+        )
+        if scored
+        else None
+    )
     report["protocol"] = {
         "ap": coco["protocol"],
         "pck": "PCK@alpha x max(box w, h) of each true person, against the prediction matched to it by "
-               "greedy OKS (best-scored first); an unmatched person's keypoints all count as misses",
+        "greedy OKS (best-scored first); an unmatched person's keypoints all count as misses",
         "count_accuracy": f"share of images whose count of people with score > {COUNT_SCORE} equals the true count",
         "area": "box w*h (the annotations have no segmentation)",
     }
@@ -260,7 +342,9 @@ def overlay_grid(family_skeleton: str, data: dict, predictions: list[dict]) -> n
     """The first 8 inputs with every person scored above OVERLAY_SCORE, 4 per row (BGR), or None."""
     skeleton = get_skeleton(family_skeleton)
     tiles = []
-    for pixels, to_source, pred in list(zip(data["images_rgb"], data["affine_to_source"], predictions))[:8]:
+    for pixels, to_source, pred in list(
+        zip(data["images_rgb"], data["affine_to_source"], predictions)
+    )[:8]:
         canvas = np.ascontiguousarray(pixels[..., ::-1])
         for points, score in zip(pred["keypoints"], pred["scores"]):
             if score > OVERLAY_SCORE:
@@ -270,19 +354,28 @@ def overlay_grid(family_skeleton: str, data: dict, predictions: list[dict]) -> n
         return None
     while len(tiles) % 4:
         tiles.append(np.zeros_like(tiles[0]))
-    return np.concatenate([np.concatenate(tiles[i : i + 4], axis=1) for i in range(0, len(tiles), 4)], axis=0)
+    return np.concatenate(
+        [np.concatenate(tiles[i : i + 4], axis=1) for i in range(0, len(tiles), 4)], axis=0
+    )
 
 
 @register_task
 class BottomupImage(Task):
     name = "bottomup_image"
     Options = BottomupImageData
-    rows = RowPlan("bottomup_image", bottomup_rows.BOTTOMUP_SCHEMA, bottomup_rows.plan_images,
-                   bottomup_rows.image_rows, bottomup_rows.card_fields)
+    rows = RowPlan(
+        "bottomup_image",
+        bottomup_rows.BOTTOMUP_SCHEMA,
+        bottomup_rows.plan_images,
+        bottomup_rows.image_rows,
+        bottomup_rows.card_fields,
+    )
     artefacts = (
         Artefact("metrics.json", "metrics"),
         Artefact("pck_curve.json", "plot", {"x": "threshold"}),
-        Artefact("per_keypoint.json", "plot", {"x": "keypoint", "y": "pck", "template": "bar_horizontal"}),
+        Artefact(
+            "per_keypoint.json", "plot", {"x": "keypoint", "y": "pck", "template": "bar_horizontal"}
+        ),
         Artefact("pck_curve.png"),
         Artefact("per_keypoint_pck.png"),
         Artefact("overlays.png"),
@@ -294,12 +387,24 @@ class BottomupImage(Task):
     def train_loader(self, cfg: dict, model: nn.Module, rank: int, world: int):
         window = cfg["data"].get("train_window")
         dataset = BottomUpDataset(
-            cfg["dataset_url"], "train", cfg["input_size"], augment=AugmentParams(**cfg["data"]["augment"]),
-            seed=cfg["seed"], rank=rank, world_size=world, window=window,
+            cfg["dataset_url"],
+            "train",
+            cfg["input_size"],
+            augment=AugmentParams(**cfg["data"]["augment"]),
+            seed=cfg["seed"],
+            rank=rank,
+            world_size=world,
+            window=window,
         )
-        collate = functools.partial(bottomup_collate, target_kwargs=unwrap(model).target_kwargs(window))
-        loader = DataLoader(dataset, batch_size=max(1, cfg["batch_size"] // world),
-                            num_workers=cfg["loader_workers"], collate_fn=collate)
+        collate = functools.partial(
+            bottomup_collate, target_kwargs=unwrap(model).target_kwargs(window)
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=max(1, cfg["batch_size"] // world),
+            num_workers=cfg["loader_workers"],
+            collate_fn=collate,
+        )
         return dataset, loader
 
     def load_validation(self, cfg: dict):
@@ -311,26 +416,47 @@ class BottomupImage(Task):
     def validate(self, model: nn.Module, val: dict) -> dict[str, float]:
         """AP (no flip test: the evaluate stage adds it) and count accuracy on the validation images."""
         core = unwrap(model)
-        result = score_people(predict_split(core, val, flip_test=False), val["truth"], core.config.skeleton)
-        return {"val_ap": float(result["ap"] or 0.0), "val_count_accuracy": result["count_accuracy"]}
+        result = score_people(
+            predict_split(core, val, flip_test=False), val["truth"], core.config.skeleton
+        )
+        return {
+            "val_ap": float(result["ap"] or 0.0),
+            "val_count_accuracy": result["count_accuracy"],
+        }
 
     def inference(self, fam: FamilyParams, model_defaults: dict[str, Any]) -> dict[str, Any]:
-        return {"input_size": int(fam.model.input_size), "flip_test": bool(model_defaults.get("flip_test", True))}
+        return {
+            "input_size": int(fam.model.input_size),
+            "flip_test": bool(model_defaults.get("flip_test", True)),
+        }
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, family, fam: FamilyParams, model: nn.Module, dataset_url: str, split: str,
-                 card: dict, settings: dict[str, Any], limit: int | None = None) -> Evaluation:
+    def evaluate(
+        self,
+        family,
+        fam: FamilyParams,
+        model: nn.Module,
+        dataset_url: str,
+        split: str,
+        card: dict,
+        settings: dict[str, Any],
+        limit: int | None = None,
+    ) -> Evaluation:
         """Score `model` and the untrained baseline on a split (at most `limit`, else
         `fam.evaluate.max_images`, images spread over it)."""
         limit = limit or fam.evaluate.max_images
-        data = load_evaluation_split(dataset_url, split, int(settings.get("input_size") or fam.model.input_size), limit)
+        data = load_evaluation_split(
+            dataset_url, split, int(settings.get("input_size") or fam.model.input_size), limit
+        )
         flip = bool(settings["flip_test"])
         predictions = predict_split(model, data, flip)
         torch.manual_seed(fam.train.seed)
         untrained = build_from_config(family.model, fam.model)
         # no flip test for the untrained baseline: it cannot lift a random model's AP off ~0, and such a
         # model proposes max_people people per image, so it costs twice the trained pass already
-        baseline = score_people(predict_split(untrained, data, flip_test=False), data["truth"], family.skeleton)
+        baseline = score_people(
+            predict_split(untrained, data, flip_test=False), data["truth"], family.skeleton
+        )
         trained = score_people(predictions, data["truth"], family.skeleton)
 
         numbers = {k: v for k, v in trained.items() if k not in ("pck_table", "protocol")}
@@ -339,18 +465,31 @@ class BottomupImage(Task):
             "family": family.name,
             "split": split,
             "data": card.get("source", {}).get("kind", "synthetic"),
-            "data_mix": card.get("source", {}).get("mix", {}).get("train", {}),  # training samples per source
+            "data_mix": card.get("source", {})
+            .get("mix", {})
+            .get("train", {}),  # training samples per source
             "dataset_checksum": dataset_checksum(card),
             "num_images": len(predictions),
             "input_size": data["input_size"],
-            "num_people": int(sum(int((np.asarray(t["visibility"]) > 0).any(-1).sum()) for t in data["truth"])),
+            "num_people": int(
+                sum(int((np.asarray(t["visibility"]) > 0).any(-1).sum()) for t in data["truth"])
+            ),
             **{k: (0.0 if v is None else v) for k, v in numbers.items()},
-            "baselines": {"untrained_ap": baseline["ap"] or 0.0, "untrained_count_accuracy": baseline["count_accuracy"]},
+            "baselines": {
+                "untrained_ap": baseline["ap"] or 0.0,
+                "untrained_count_accuracy": baseline["count_accuracy"],
+            },
             "margin_over_best_baseline": (trained["ap"] or 0.0) - (baseline["ap"] or 0.0),
             "flip_test": flip,
             "per_joint_pck": {row["group"]: row["value"] for row in table.get("groups", [])},
-            "per_keypoint_pck": {row["keypoint"]: row["value"] for row in table.get("keypoints", [])},
-            "protocol": {**trained["protocol"], "pck_table": table.get("protocol"), "untrained_flip_test": False},
+            "per_keypoint_pck": {
+                row["keypoint"]: row["value"] for row in table.get("keypoints", [])
+            },
+            "protocol": {
+                **trained["protocol"],
+                "pck_table": table.get("protocol"),
+                "untrained_flip_test": False,
+            },
         }
         alphas = list(PCK_ALPHAS)
         rows = table.get("keypoints", [])
@@ -361,20 +500,41 @@ class BottomupImage(Task):
                 cv2.imwrite(str(path), grid)
 
         files = {
-            "pck_curve.json": [{"threshold": a, "trained": trained[f"pck_{a:g}"], "untrained": baseline[f"pck_{a:g}"]}
-                               for a in alphas],
-            "per_keypoint.json": [{"keypoint": k, "pck": v} for k, v in report["per_keypoint_pck"].items()],
+            "pck_curve.json": [
+                {
+                    "threshold": a,
+                    "trained": trained[f"pck_{a:g}"],
+                    "untrained": baseline[f"pck_{a:g}"],
+                }
+                for a in alphas
+            ],
+            "per_keypoint.json": [
+                {"keypoint": k, "pck": v} for k, v in report["per_keypoint_pck"].items()
+            ],
             "pck_curve.png": lambda path: plot_curves(
-                path, alphas, {"trained": [trained[f"pck_{a:g}"] for a in alphas],
-                               "untrained": [baseline[f"pck_{a:g}"] for a in alphas]},
-                "alpha (fraction of the person box's longer side)", "PCK", f"{family.name}: PCK of matched people"),
+                path,
+                alphas,
+                {
+                    "trained": [trained[f"pck_{a:g}"] for a in alphas],
+                    "untrained": [baseline[f"pck_{a:g}"] for a in alphas],
+                },
+                "alpha (fraction of the person box's longer side)",
+                "PCK",
+                f"{family.name}: PCK of matched people",
+            ),
             "per_keypoint_pck.png": lambda path: plot_bars(
-                path, [r["keypoint"] for r in rows], [r["value"] or 0.0 for r in rows], "PCK@0.1",
-                f"{family.name}: per-keypoint PCK@0.1"),
+                path,
+                [r["keypoint"] for r in rows],
+                [r["value"] or 0.0 for r in rows],
+                "PCK@0.1",
+                f"{family.name}: per-keypoint PCK@0.1",
+            ),
             "overlays.png": overlays,
         }
         return Evaluation(report, files)
 
     # ------------------------------------------------------------ serving
     def predictor(self, model: nn.Module, name: str, version: str, settings: dict[str, Any]):
-        return BottomUpPredictor(model, name, version, settings.get("input_size"), settings["flip_test"])
+        return BottomUpPredictor(
+            model, name, version, settings.get("input_size"), settings["flip_test"]
+        )

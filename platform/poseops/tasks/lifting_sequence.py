@@ -91,21 +91,39 @@ def plan_windows(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
         if ann.get("keypoints_3d") is None or image.get("camera_id") is None:
             continue
         if image["camera_id"] not in cameras:
-            raise DataError(f"image {image['id']}: camera_id {image['camera_id']} is not in the annotations' cameras")
-        tracks[(str(image.get("sequence") or ""), image["camera_id"], person_key(ann))].append((image, ann))
+            raise DataError(
+                f"image {image['id']}: camera_id {image['camera_id']} is not in the annotations' cameras"
+            )
+        tracks[(str(image.get("sequence") or ""), image["camera_id"], person_key(ann))].append(
+            (image, ann)
+        )
     items = []
     for (sequence, camera_id, person), frames in tracks.items():
         frames.sort(key=lambda pair: (pair[0].get("frame_index") or 0, pair[0]["id"]))
         for start in range(0, len(frames) - T + 1, stride):
             window = frames[start : start + T]
             first = window[0][0]
-            items.append({
-                "unit": unit_of(first), "sample_id": len(items), "source": first.get("source"),
-                "camera": cameras[camera_id], "camera_id": int(camera_id), "person": person,
-                "sequence": sequence, "subject": str(first.get("subject") or ""), "view": str(first.get("view") or ""),
-                "frames": [{"image_id": img["id"], "frame_index": img.get("frame_index"), "annotation": ann}
-                           for img, ann in window],
-            })
+            items.append(
+                {
+                    "unit": unit_of(first),
+                    "sample_id": len(items),
+                    "source": first.get("source"),
+                    "camera": cameras[camera_id],
+                    "camera_id": int(camera_id),
+                    "person": person,
+                    "sequence": sequence,
+                    "subject": str(first.get("subject") or ""),
+                    "view": str(first.get("view") or ""),
+                    "frames": [
+                        {
+                            "image_id": img["id"],
+                            "frame_index": img.get("frame_index"),
+                            "annotation": ann,
+                        }
+                        for img, ann in window
+                    ],
+                }
+            )
     return items
 
 
@@ -116,14 +134,22 @@ def window_rows(items: list[dict], context) -> Iterator[dict]:
     for item in items:
         camera = camera_of(item["camera"])
         anns = [f["annotation"] for f in item["frames"]]
-        kp = np.stack([np.asarray(a["keypoints"], dtype=np.float64).reshape(K, 3) for a in anns])  # [T,K,3]
+        kp = np.stack(
+            [np.asarray(a["keypoints"], dtype=np.float64).reshape(K, 3) for a in anns]
+        )  # [T,K,3]
         world = np.stack([world_points(a, K) for a in anns])  # [T,K,3]
         cam = world @ camera.rotation.T + camera.translation
         root_cam = cam[:, root]  # [T,3]
         yield {
-            "sample_id": item["sample_id"], "sequence": item["sequence"], "subject": item["subject"],
-            "person": item["person"], "camera_id": item["camera_id"], "view": item["view"],
-            "frame_indices": [-1 if f["frame_index"] is None else int(f["frame_index"]) for f in item["frames"]],
+            "sample_id": item["sample_id"],
+            "sequence": item["sequence"],
+            "subject": item["subject"],
+            "person": item["person"],
+            "camera_id": item["camera_id"],
+            "view": item["view"],
+            "frame_indices": [
+                -1 if f["frame_index"] is None else int(f["frame_index"]) for f in item["frames"]
+            ],
             "image_ids": [int(f["image_id"]) for f in item["frames"]],
             "annotation_ids": [int(a["id"]) for a in anns],
             "keypoints_2d": kp[..., :2].astype(np.float32).ravel().tolist(),
@@ -138,8 +164,12 @@ def window_rows(items: list[dict], context) -> Iterator[dict]:
 
 def card_fields(items: list[dict], context) -> dict[str, Any]:
     T = len(items[0]["frames"])
-    return {"window": T, "stride": int(context.options.get("stride") or T), "root_joint": int(context.options.get("root", 0)),
-            "cameras": len({item["camera_id"] for item in items})}
+    return {
+        "window": T,
+        "stride": int(context.options.get("stride") or T),
+        "root_joint": int(context.options.get("root", 0)),
+        "cameras": len({item["camera_id"] for item in items}),
+    }
 
 
 def load_lifting_split(url: str, split: str) -> dict[str, np.ndarray]:

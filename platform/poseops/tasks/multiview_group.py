@@ -63,20 +63,39 @@ def plan_groups(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
         if image.get("group") in (None, "") or image.get("camera_id") is None:
             continue
         if image["camera_id"] not in cameras:
-            raise DataError(f"image {image['id']}: camera_id {image['camera_id']} is not in the annotations' cameras")
+            raise DataError(
+                f"image {image['id']}: camera_id {image['camera_id']} is not in the annotations' cameras"
+            )
         groups[(str(image["group"]), person_key(ann))].append((image, ann))
     items = []
     for (group, person), views in groups.items():
         if len({img["camera_id"] for img, _ in views}) < min_views:
             continue
         first = views[0][0]
-        items.append({
-            "unit": unit_of(first), "sample_id": len(items), "source": first.get("source"), "group": group,
-            "person": person, "sequence": str(first.get("sequence") or ""), "subject": str(first.get("subject") or ""),
-            "frame_index": -1 if first.get("frame_index") is None else int(first["frame_index"]),
-            "views": [{"image_id": img["id"], "view": str(img.get("view") or ""), "camera": cameras[img["camera_id"]],
-                       "camera_id": int(img["camera_id"]), "annotation": ann} for img, ann in views],
-        })
+        items.append(
+            {
+                "unit": unit_of(first),
+                "sample_id": len(items),
+                "source": first.get("source"),
+                "group": group,
+                "person": person,
+                "sequence": str(first.get("sequence") or ""),
+                "subject": str(first.get("subject") or ""),
+                "frame_index": -1
+                if first.get("frame_index") is None
+                else int(first["frame_index"]),
+                "views": [
+                    {
+                        "image_id": img["id"],
+                        "view": str(img.get("view") or ""),
+                        "camera": cameras[img["camera_id"]],
+                        "camera_id": int(img["camera_id"]),
+                        "annotation": ann,
+                    }
+                    for img, ann in views
+                ],
+            }
+        )
     return items
 
 
@@ -85,16 +104,29 @@ def group_rows(items: list[dict], context) -> Iterator[dict]:
     K = context.num_keypoints
     for item in items:
         views = item["views"]
-        kp = np.stack([np.asarray(v["annotation"]["keypoints"], dtype=np.float64).reshape(K, 3) for v in views])
-        world = np.stack([world_points(v["annotation"], K) for v in views])  # [V,K,3], NaN where absent
+        kp = np.stack(
+            [
+                np.asarray(v["annotation"]["keypoints"], dtype=np.float64).reshape(K, 3)
+                for v in views
+            ]
+        )
+        world = np.stack(
+            [world_points(v["annotation"], K) for v in views]
+        )  # [V,K,3], NaN where absent
         known = np.isfinite(world).all(-1)
         first = np.where(known.any(0), known.argmax(0), 0)  # the first view that has each joint
         joints = world[first, np.arange(K)]
         yield {
-            "sample_id": item["sample_id"], "group": item["group"], "person": item["person"],
-            "sequence": item["sequence"], "subject": item["subject"], "frame_index": item["frame_index"],
-            "num_views": len(views), "views": [v["view"] for v in views],
-            "camera_ids": [v["camera_id"] for v in views], "image_ids": [int(v["image_id"]) for v in views],
+            "sample_id": item["sample_id"],
+            "group": item["group"],
+            "person": item["person"],
+            "sequence": item["sequence"],
+            "subject": item["subject"],
+            "frame_index": item["frame_index"],
+            "num_views": len(views),
+            "views": [v["view"] for v in views],
+            "camera_ids": [v["camera_id"] for v in views],
+            "image_ids": [int(v["image_id"]) for v in views],
             "annotation_ids": [int(v["annotation"]["id"]) for v in views],
             "keypoints_2d": kp[..., :2].astype(np.float32).ravel().tolist(),
             "visibility": kp[..., 2].astype(np.int8).ravel().tolist(),
@@ -106,8 +138,10 @@ def group_rows(items: list[dict], context) -> Iterator[dict]:
 
 
 def card_fields(items: list[dict], context) -> dict[str, Any]:
-    return {"max_views": max(len(item["views"]) for item in items),
-            "min_views": int(context.options.get("min_views", 2))}
+    return {
+        "max_views": max(len(item["views"]) for item in items),
+        "min_views": int(context.options.get("min_views", 2)),
+    }
 
 
 def load_multiview_split(url: str, split: str) -> list[dict[str, Any]]:
@@ -121,16 +155,31 @@ def load_multiview_split(url: str, split: str) -> list[dict[str, Any]]:
     for path, group in row_groups(url, split, card):
         for r in read_row_group(path, group):
             V = r["num_views"]
-            out.append({
-                **{k: r[k] for k in ("sample_id", "group", "person", "sequence", "subject", "frame_index", "views",
-                                     "camera_ids", "image_ids", "annotation_ids")},
-                "keypoints_2d": np.asarray(r["keypoints_2d"], np.float32).reshape(V, K, 2),
-                "visibility": np.asarray(r["visibility"], np.float32).reshape(V, K),
-                "boxes": np.asarray(r["boxes"], np.float32).reshape(V, 4),
-                "cameras": [Camera.model_validate(c) for c in json.loads(r["cameras"])],
-                "keypoints_3d": np.asarray(r["keypoints_3d"], np.float32).reshape(K, 3),
-                "valid_3d": np.asarray(r["valid_3d"], np.int8),
-            })
+            out.append(
+                {
+                    **{
+                        k: r[k]
+                        for k in (
+                            "sample_id",
+                            "group",
+                            "person",
+                            "sequence",
+                            "subject",
+                            "frame_index",
+                            "views",
+                            "camera_ids",
+                            "image_ids",
+                            "annotation_ids",
+                        )
+                    },
+                    "keypoints_2d": np.asarray(r["keypoints_2d"], np.float32).reshape(V, K, 2),
+                    "visibility": np.asarray(r["visibility"], np.float32).reshape(V, K),
+                    "boxes": np.asarray(r["boxes"], np.float32).reshape(V, 4),
+                    "cameras": [Camera.model_validate(c) for c in json.loads(r["cameras"])],
+                    "keypoints_3d": np.asarray(r["keypoints_3d"], np.float32).reshape(K, 3),
+                    "valid_3d": np.asarray(r["valid_3d"], np.int8),
+                }
+            )
     if not out:
         raise DataError(f"{url}: split {split!r} is empty")
     return out

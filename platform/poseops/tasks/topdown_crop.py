@@ -37,8 +37,12 @@ PCK_THRESHOLDS = [round(0.01 * i, 2) for i in range(0, 31)]
 
 class TopdownCropData(FamilyData):
     kind: Literal["topdown_crop"] = "topdown_crop"
-    crop_margin: float = Field(1.25, ge=1.0, le=3.0, description="model input side / box's longer side")
-    crop_format: Literal["png", "jpeg"] = Field("png", description="stored crops: lossless PNG or JPEG (q 95, faster)")
+    crop_margin: float = Field(
+        1.25, ge=1.0, le=3.0, description="model input side / box's longer side"
+    )
+    crop_format: Literal["png", "jpeg"] = Field(
+        "png", description="stored crops: lossless PNG or JPEG (q 95, faster)"
+    )
     augment: AugmentParams = AugmentParams()
 
     def derive_options(self) -> dict[str, Any]:
@@ -51,7 +55,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------- inference (evaluate, validation, endpoint)
-def predict_crops(model: nn.Module, crops_rgb: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def predict_crops(
+    model: nn.Module, crops_rgb: np.ndarray, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """crops_rgb [N,S,S,3] uint8 -> (keypoints [N,K,2] input px, scores [N,K]), in batches; unwraps DDP.
 
     The one inference path shared by evaluate, training's validation and the endpoint.
@@ -82,10 +88,16 @@ class TopDownPredictor:
         self.input_size = int(model.config.input_size)
         self.crop_margin = float(crop_margin)
 
-    def crop(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
+    def crop(
+        self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(input crop RGB uint8 [S,S,3], affine source->input [2,3])."""
         h, w = image_bgr.shape[:2]
-        box = tuple(float(v) for v in box_xywh) if box_xywh is not None else (0.0, 0.0, float(w), float(h))
+        box = (
+            tuple(float(v) for v in box_xywh)
+            if box_xywh is not None
+            else (0.0, 0.0, float(w), float(h))
+        )
         affine = box_affine(box, self.crop_margin, self.input_size)
         crop = warp(image_bgr, affine, self.input_size)
         return np.ascontiguousarray(crop[..., ::-1]), affine
@@ -94,7 +106,9 @@ class TopDownPredictor:
         crop, affine = self.crop(image_bgr, box_xywh)
         coords, scores = predict_crops(self.model, crop[None])
         points = apply_affine(coords[0], invert_affine(affine))
-        return {"keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, scores[0])]}
+        return {
+            "keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, scores[0])]
+        }
 
 
 # ---------------------------------------------------------------- scoring
@@ -104,13 +118,17 @@ def mean_pose(train_keypoints: np.ndarray, train_visible: np.ndarray) -> np.ndar
     return (train_keypoints * weight).sum(0) / np.maximum(weight.sum(0), 1.0)
 
 
-def score_predictions(pred: np.ndarray, val: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
+def score_predictions(
+    pred: np.ndarray, val: dict[str, np.ndarray], names: list[str]
+) -> dict[str, Any]:
     """All numbers for one set of predictions [N,K,2] (input px) against the split's clean labels."""
     gt = val.get("keypoints_clean", val["keypoints"])
     visible = val["visibility"] > 0
     norm = val["norm_size"]
     per_kp = [
-        metrics.pck(pred[:, [k]], gt[:, [k]], visible[:, [k]], norm).value if visible[:, k].any() else float("nan")
+        metrics.pck(pred[:, [k]], gt[:, [k]], visible[:, [k]], norm).value
+        if visible[:, k].any()
+        else float("nan")
         for k in range(gt.shape[1])
     ]
     return {
@@ -136,7 +154,9 @@ class TopdownCrop(Task):
     artefacts = (
         Artefact("metrics.json", "metrics"),
         Artefact("pck_curve.json", "plot", {"x": "threshold"}),
-        Artefact("per_keypoint.json", "plot", {"x": "keypoint", "y": "pck", "template": "bar_horizontal"}),
+        Artefact(
+            "per_keypoint.json", "plot", {"x": "keypoint", "y": "pck", "template": "bar_horizontal"}
+        ),
         Artefact("pck_curve.png"),
         Artefact("per_keypoint_pck.png"),
         Artefact("overlays.png"),
@@ -146,22 +166,37 @@ class TopdownCrop(Task):
     # ------------------------------------------------------------ training
     def train_loader(self, cfg: dict, model: nn.Module, rank: int, world: int):
         dataset = CropDataset(
-            cfg["dataset_url"], "train", cfg["input_size"], cfg["data"]["crop_margin"],
-            augment=AugmentParams(**cfg["data"]["augment"]), seed=cfg["seed"], rank=rank, world_size=world,
+            cfg["dataset_url"],
+            "train",
+            cfg["input_size"],
+            cfg["data"]["crop_margin"],
+            augment=AugmentParams(**cfg["data"]["augment"]),
+            seed=cfg["seed"],
+            rank=rank,
+            world_size=world,
         )
-        return dataset, DataLoader(dataset, batch_size=max(1, cfg["batch_size"] // world),
-                                   num_workers=cfg["loader_workers"])
+        return dataset, DataLoader(
+            dataset,
+            batch_size=max(1, cfg["batch_size"] // world),
+            num_workers=cfg["loader_workers"],
+        )
 
     def load_validation(self, cfg: dict):
-        return load_split_arrays(cfg["dataset_url"], "val", cfg["input_size"], cfg["data"]["crop_margin"])
+        return load_split_arrays(
+            cfg["dataset_url"], "val", cfg["input_size"], cfg["data"]["crop_margin"]
+        )
 
-    def train_step(self, model: nn.Module, batch: dict[str, torch.Tensor], optimizer) -> dict[str, float]:
+    def train_step(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], optimizer
+    ) -> dict[str, float]:
         """One optimisation step on a loader batch: image uint8 [B,3,S,S], keypoints [B,K,2] input px,
         visibility [B,K]; returns the loss and its named terms as floats."""
         core = unwrap(model)
         images = core.preprocess(batch["image"])
-        targets = {"target_norm": to_norm(batch["keypoints"], core.config.input_size),
-                   "weight": (batch["visibility"] > 0).float()}
+        targets = {
+            "target_norm": to_norm(batch["keypoints"], core.config.input_size),
+            "weight": (batch["visibility"] > 0).float(),
+        }
         model.train()
         terms = core.loss(model(images), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -169,7 +204,9 @@ class TopdownCrop(Task):
         optimizer.step()
         return {name: float(value.detach()) for name, value in terms.items()}
 
-    def validate(self, model: nn.Module, val: dict[str, np.ndarray], threshold: float = 0.2) -> dict[str, float]:
+    def validate(
+        self, model: nn.Module, val: dict[str, np.ndarray], threshold: float = 0.2
+    ) -> dict[str, float]:
         """PCK@threshold on the validation split held as arrays (datasets.loader.load_split_arrays)."""
         pred, _ = predict_crops(model, val["image"])
         gt = val.get("keypoints_clean", val["keypoints"])
@@ -180,11 +217,23 @@ class TopdownCrop(Task):
         return {"crop_margin": fam.data.crop_margin}
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, family, fam: FamilyParams, model: nn.Module, dataset_url: str, split: str,
-                 card: dict, settings: dict[str, Any]) -> Evaluation:
+    def evaluate(
+        self,
+        family,
+        fam: FamilyParams,
+        model: nn.Module,
+        dataset_url: str,
+        split: str,
+        card: dict,
+        settings: dict[str, Any],
+    ) -> Evaluation:
         size, margin = int(fam.model.input_size), fam.data.crop_margin
         val = load_split_arrays(dataset_url, split, size, margin)
-        train = load_split_arrays(dataset_url, "train", size, margin) if "train" in card.get("splits", {}) else None
+        train = (
+            load_split_arrays(dataset_url, "train", size, margin)
+            if "train" in card.get("splits", {})
+            else None
+        )
         skeleton = get_skeleton(family.skeleton)
         names = list(skeleton.keypoints)
 
@@ -192,11 +241,15 @@ class TopdownCrop(Task):
         torch.manual_seed(fam.train.seed)
         untrained = build_from_config(family.model, fam.model)
         pred_untrained, _ = predict_crops(untrained, val["image"])
-        results = {"trained": score_predictions(pred, val, names),
-                   "untrained": score_predictions(pred_untrained, val, names)}
+        results = {
+            "trained": score_predictions(pred, val, names),
+            "untrained": score_predictions(pred_untrained, val, names),
+        }
         if train is not None and len(train["keypoints"]):
             pose = mean_pose(train["keypoints"], train["visibility"] > 0)
-            results["mean_pose"] = score_predictions(np.broadcast_to(pose, pred.shape).copy(), val, names)
+            results["mean_pose"] = score_predictions(
+                np.broadcast_to(pose, pred.shape).copy(), val, names
+            )
 
         trained = results["trained"]
         baselines = {name: r["pck"].value for name, r in results.items() if name != "trained"}
@@ -205,15 +258,22 @@ class TopdownCrop(Task):
             "family": family.name,
             "split": split,
             "data": card.get("source", {}).get("kind", "synthetic"),
-            "data_mix": card.get("source", {}).get("mix", {}).get("train", {}),  # training samples per source
+            "data_mix": card.get("source", {})
+            .get("mix", {})
+            .get("train", {}),  # training samples per source
             "dataset_checksum": dataset_checksum(card),
             "num_samples": int(len(pred)),
             "pck": trained["pck"].value,
             "auc": trained["auc"].value,
             "nme": trained["nme"].value,
-            "epe_px": float(metrics.epe(to_source(pred, val), to_source(clean, val), val["visibility"] > 0).value),
+            "epe_px": float(
+                metrics.epe(
+                    to_source(pred, val), to_source(clean, val), val["visibility"] > 0
+                ).value
+            ),
             "baselines": {f"{name}_pck": value for name, value in baselines.items()},
-            "margin_over_best_baseline": trained["pck"].value - max(baselines.values(), default=0.0),
+            "margin_over_best_baseline": trained["pck"].value
+            - max(baselines.values(), default=0.0),
             "per_keypoint_pck": trained["per_keypoint"],
             "protocol": {
                 "pck": trained["pck"].protocol,
@@ -227,18 +287,34 @@ class TopdownCrop(Task):
         count = min(8, len(pred))
 
         def overlays(path):
-            grid = sample_grid([img[..., ::-1] for img in val["image"][:count]], pred[:count], skeleton, cols=4)
+            grid = sample_grid(
+                [img[..., ::-1] for img in val["image"][:count]], pred[:count], skeleton, cols=4
+            )
             cv2.imwrite(str(path), grid)
 
         files = {
-            "pck_curve.json": [{"threshold": t, **{name: values[i] for name, values in curves.items()}}
-                               for i, t in enumerate(PCK_THRESHOLDS)],
-            "per_keypoint.json": [{"keypoint": k, "pck": v} for k, v in trained["per_keypoint"].items()],
+            "pck_curve.json": [
+                {"threshold": t, **{name: values[i] for name, values in curves.items()}}
+                for i, t in enumerate(PCK_THRESHOLDS)
+            ],
+            "per_keypoint.json": [
+                {"keypoint": k, "pck": v} for k, v in trained["per_keypoint"].items()
+            ],
             "pck_curve.png": lambda path: plot_curves(
-                path, PCK_THRESHOLDS, curves, "threshold (fraction of the keypoint box's longer side)", "PCK",
-                f"{family.name}: PCK on {split}"),
+                path,
+                PCK_THRESHOLDS,
+                curves,
+                "threshold (fraction of the keypoint box's longer side)",
+                "PCK",
+                f"{family.name}: PCK on {split}",
+            ),
             "per_keypoint_pck.png": lambda path: plot_bars(
-                path, names, list(trained["per_keypoint"].values()), "PCK@0.2", f"{family.name}: per-keypoint PCK@0.2"),
+                path,
+                names,
+                list(trained["per_keypoint"].values()),
+                "PCK@0.2",
+                f"{family.name}: per-keypoint PCK@0.2",
+            ),
             "overlays.png": overlays,
         }
         return Evaluation(report, files)

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -58,7 +58,9 @@ def check_gate(family: str, metrics: Mapping[str, float], gate: Mapping[str, flo
     for key, threshold in thresholds.items():
         kind, _, metric = key.partition("_")
         if kind not in ("min", "max") or not metric:
-            raise ConfigError(f"gate of {family!r}: key {key!r} must be min_<metric> or max_<metric>")
+            raise ConfigError(
+                f"gate of {family!r}: key {key!r} must be min_<metric> or max_<metric>"
+            )
         threshold = float(threshold)
         value = metrics.get(metric)
         value = float("nan") if value is None else float(value)
@@ -147,7 +149,11 @@ EVIDENCE_KEYS = ("dataset_checksum", "split", "weights_sha256")
 
 
 def record_evaluation(
-    family: str, version: str | int, metrics: Mapping[str, Any], dataset_checksum: str | None, split: str | None = None
+    family: str,
+    version: str | int,
+    metrics: Mapping[str, Any],
+    dataset_checksum: str | None,
+    split: str | None = None,
 ) -> None:
     """Tag a version with the numbers it was judged on (`metric.<m>`) and the evaluation data's content
     checksum and split, which a later challenger must share to be compared with it."""
@@ -163,7 +169,7 @@ def version_evidence(name: str, version: str | int) -> dict[str, Any]:
     for key, text in tags.items():
         if key.startswith("metric."):
             try:
-                metrics[key[len("metric."):]] = float(text)
+                metrics[key[len("metric.") :]] = float(text)
             except ValueError:
                 continue
     return {"metrics": metrics, **{k: tags.get(k) or None for k in EVIDENCE_KEYS}}
@@ -190,12 +196,18 @@ def history(family: str) -> list[dict[str, Any]]:
 def _record(family: str, event: dict[str, Any]) -> dict[str, Any]:
     """Append an event to the family's history (registered-model tag) and to its version's description."""
     name, c = registered_name(family), client()
-    event = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": who(), **event}
+    event = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": who(), **event}
     count = len(history(family))
-    c.set_registered_model_tag(name, f"history.{count:05d}", json.dumps(event, sort_keys=True)[:4900])
+    c.set_registered_model_tag(
+        name, f"history.{count:05d}", json.dumps(event, sort_keys=True)[:4900]
+    )
     line = f"{event['at']} {event['event']} by {event['by']}: {event.get('why') or ''}".rstrip(": ")
     version = c.get_model_version(name, str(event["version"]))
-    c.update_model_version(name, str(event["version"]), description="\n".join(filter(None, [version.description, line])))
+    c.update_model_version(
+        name,
+        str(event["version"]),
+        description="\n".join(filter(None, [version.description, line])),
+    )
     return event
 
 
@@ -213,7 +225,11 @@ class ChampionNotBeaten(GateRefused):
 
 
 def compare_with_champion(
-    family: str, challenger: Mapping[str, Any], champion: Mapping[str, Any], metric: str, min_delta: float,
+    family: str,
+    challenger: Mapping[str, Any],
+    champion: Mapping[str, Any],
+    metric: str,
+    min_delta: float,
     versions: tuple[str, str],
 ) -> None:
     """Raise ChampionNotBeaten unless the challenger's `metric` is at least the champion's + min_delta
@@ -222,20 +238,29 @@ def compare_with_champion(
     for key in ("dataset_checksum", "split"):
         if challenger.get(key) != champion.get(key):
             raise ChampionNotBeaten(
-                family, metric, float("nan"), float("nan"),
+                family,
+                metric,
+                float("nan"),
+                float("nan"),
                 f"promotion of {family!r} v{new} refused: it was evaluated on other data than champion v{old} "
                 f"({key} {challenger.get(key)!s:.16} vs {champion.get(key)!s:.16}); evaluate both on the same data",
             )
     if metric not in champion["metrics"] or metric not in challenger["metrics"]:
         raise ChampionNotBeaten(
-            family, metric, float("nan"), float("nan"),
+            family,
+            metric,
+            float("nan"),
+            float("nan"),
             f"promotion of {family!r} v{new} refused: {metric} is not recorded for "
             f"{'champion v' + old if metric not in champion['metrics'] else 'v' + new}",
         )
     value, best = float(challenger["metrics"][metric]), float(champion["metrics"][metric])
     if value < best + min_delta:
         raise ChampionNotBeaten(
-            family, metric, value, best + min_delta,
+            family,
+            metric,
+            value,
+            best + min_delta,
             f"promotion of {family!r} v{new} refused: {metric} = {value:.4f} does not beat champion v{old}'s "
             f"{best:.4f} by min_delta {min_delta:g} (needs >= {best + min_delta:.4f})",
         )
@@ -269,30 +294,76 @@ def promote(
     min_delta = float(getattr(gate, "min_delta", 0.0))
     previous = get_alias_version(name, alias)
     numbers = {k: float(v) for k, v in metrics.items() if _is_number(v)}
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     if previous is not None and (
         previous == version
-        or (evidence["weights_sha256"] and evidence["weights_sha256"] == version_evidence(name, previous)["weights_sha256"])
+        or (
+            evidence["weights_sha256"]
+            and evidence["weights_sha256"] == version_evidence(name, previous)["weights_sha256"]
+        )
     ):
-        return {"name": name, "version": previous, "alias": alias, "previous_version": previous,
-                "promoted_at": None, "changed": False}
+        return {
+            "name": name,
+            "version": previous,
+            "alias": alias,
+            "previous_version": previous,
+            "promoted_at": None,
+            "changed": False,
+        }
     try:
         check_gate(family, metrics, thresholds)
         if previous is not None and primary_metric:
-            compare_with_champion(family, {**evidence, "metrics": {**evidence["metrics"], **numbers}},
-                                  version_evidence(name, previous), primary_metric, min_delta, (version, previous))
+            compare_with_champion(
+                family,
+                {**evidence, "metrics": {**evidence["metrics"], **numbers}},
+                version_evidence(name, previous),
+                primary_metric,
+                min_delta,
+                (version, previous),
+            )
     except GateRefused as refusal:
         tag_version(name, version, {"gate": "refused", "gate_reason": str(refusal)[:5000]})
-        _record(family, {"event": "refused", "version": version, "previous": previous, "why": str(refusal),
-                         "metrics": numbers})
+        _record(
+            family,
+            {
+                "event": "refused",
+                "version": version,
+                "previous": previous,
+                "why": str(refusal),
+                "metrics": numbers,
+            },
+        )
         raise
-    tag_version(name, version, {"gate": "passed", "promoted_at": now, "promoted_at_ms": int(time.time() * 1000),
-                                **{f"metric.{k}": f"{v:.10g}" for k, v in numbers.items()}})
+    tag_version(
+        name,
+        version,
+        {
+            "gate": "passed",
+            "promoted_at": now,
+            "promoted_at_ms": int(time.time() * 1000),
+            **{f"metric.{k}": f"{v:.10g}" for k, v in numbers.items()},
+        },
+    )
     set_alias(name, version, alias)
-    _record(family, {"event": "promoted", "version": version, "previous": previous, "alias": alias,
-                     "why": why or "passed the gate", "metrics": numbers})
-    return {"name": name, "version": version, "alias": alias, "previous_version": previous, "promoted_at": now,
-            "changed": True}
+    _record(
+        family,
+        {
+            "event": "promoted",
+            "version": version,
+            "previous": previous,
+            "alias": alias,
+            "why": why or "passed the gate",
+            "metrics": numbers,
+        },
+    )
+    return {
+        "name": name,
+        "version": version,
+        "alias": alias,
+        "previous_version": previous,
+        "promoted_at": now,
+        "changed": True,
+    }
 
 
 def rollback(family: str, why: str = "", alias: str = CHAMPION) -> dict[str, Any]:
@@ -313,9 +384,19 @@ def rollback(family: str, why: str = "", alias: str = CHAMPION) -> dict[str, Any
     while holders and holders[-1] == current:
         holders.pop()
     if not holders:
-        raise DataError(f"registered model {name!r}: v{current} is the first {alias}; there is no earlier one")
+        raise DataError(
+            f"registered model {name!r}: v{current} is the first {alias}; there is no earlier one"
+        )
     target = holders[-1]
     set_alias(name, target, alias)
-    _record(family, {"event": "rollback", "version": target, "previous": current, "alias": alias,
-                     "why": why or "rolled back"})
+    _record(
+        family,
+        {
+            "event": "rollback",
+            "version": target,
+            "previous": current,
+            "alias": alias,
+            "why": why or "rolled back",
+        },
+    )
     return {"name": name, "version": target, "alias": alias, "previous_version": current}

@@ -1,8 +1,8 @@
 """MLflow runs for poseops: one experiment per family (`poseops-<family>`), flat params, epoch metrics.
 
-    with start_run("handmle", "train-smoke", tags={"stage": "train"}) as run:
-        log_params_flat({"train": {"lr": 1e-3, "epochs": 2}})   # -> train.lr, train.epochs
-        log_epoch_metrics({"loss": 0.4, "val": {"pck": 0.8}}, step=0)
+with start_run("handmle", "train-smoke", tags={"stage": "train"}) as run:
+    log_params_flat({"train": {"lr": 1e-3, "epochs": 2}})   # -> train.lr, train.epochs
+    log_epoch_metrics({"loss": 0.4, "val": {"pck": 0.8}}, step=0)
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def ensure_experiment(family: str) -> Experiment:
         pass
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        raise DataError(f"MLflow store {store.tracking_uri()}: could not create experiment {name!r}")
+        raise DataError(
+            f"MLflow store {store.tracking_uri()}: could not create experiment {name!r}"
+        )
     return experiment
 
 

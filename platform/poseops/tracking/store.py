@@ -30,7 +30,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///...` URI, or None for any other store (a server, postgres)."""
     if not uri.startswith(_SQLITE):
         return None
-    return Path(unquote(uri[len(_SQLITE):].split("?", 1)[0])).resolve()
+    return Path(unquote(uri[len(_SQLITE) :].split("?", 1)[0])).resolve()
 
 
 def artifact_location(root: str | os.PathLike | None = None) -> str:

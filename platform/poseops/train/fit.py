@@ -36,7 +36,13 @@ def ensure_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local")
 
 
-def fit(family: Family, fam: FamilyParams, dataset_url: str, run_name: str, storage_path: str | None = None):
+def fit(
+    family: Family,
+    fam: FamilyParams,
+    dataset_url: str,
+    run_name: str,
+    storage_path: str | None = None,
+):
     """Run Ray Train; returns the ray.train.Result (best checkpoint by the family's `val_metric`)."""
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     ensure_ray()
@@ -47,13 +53,16 @@ def fit(family: Family, fam: FamilyParams, dataset_url: str, run_name: str, stor
         train_loop_per_worker,
         train_loop_config=make_loop_config(family, fam, dataset_url),
         scaling_config=ScalingConfig(
-            num_workers=fam.train.num_workers, resources_per_worker={"CPU": fam.train.cpus_per_worker}
+            num_workers=fam.train.num_workers,
+            resources_per_worker={"CPU": fam.train.cpus_per_worker},
         ),
         run_config=RunConfig(
             name=run_name,
             storage_path=storage_path or str(state_dir() / "ray_results"),
             checkpoint_config=CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=family.val_metric, checkpoint_score_order="max"
+                num_to_keep=1,
+                checkpoint_score_attribute=family.val_metric,
+                checkpoint_score_order="max",
             ),
         ),
     )
@@ -76,6 +85,9 @@ def history(result) -> list[dict[str, float]]:
     if result.metrics and "history" in result.metrics:
         return json.loads(result.metrics["history"])
     frame = result.metrics_dataframe
-    keys = [k for k in frame.columns if k in ("epoch", "train_loss", "lr", "plateau") or k.startswith("val_")]
+    keys = [
+        k
+        for k in frame.columns
+        if k in ("epoch", "train_loss", "lr", "plateau") or k.startswith("val_")
+    ]
     return frame[keys].to_dict("records")
-

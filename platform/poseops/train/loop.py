@@ -25,17 +25,24 @@ def save_epoch_checkpoint(folder: Path, model: torch.nn.Module, meta: dict[str, 
     core = unwrap(model)
     state = {k: v.detach().contiguous().clone() for k, v in core.state_dict().items()}
     save_file(state, str(folder / WEIGHTS))
-    (folder / CONFIG).write_text(json.dumps({**meta, "config": core.config.model_dump(mode="json")}, indent=2))
+    (folder / CONFIG).write_text(
+        json.dumps({**meta, "config": core.config.model_dump(mode="json")}, indent=2)
+    )
 
 
 def mean_terms(steps: list[dict[str, float]]) -> dict[str, float]:
     """Each named loss term but the total, averaged over an epoch's steps, as `train_<term>`."""
     names = sorted({name for terms in steps for name in terms} - {"loss"})
-    return {f"train_{name}": sum(t[name] for t in steps if name in t) / max(1, sum(name in t for t in steps))
-            for name in names}
+    return {
+        f"train_{name}": sum(t[name] for t in steps if name in t)
+        / max(1, sum(name in t for t in steps))
+        for name in names
+    }
 
 
-def at_plateau(values: list[float], window: int | None, min_delta: float, min_epochs: int = 0) -> bool:
+def at_plateau(
+    values: list[float], window: int | None, min_delta: float, min_epochs: int = 0
+) -> bool:
     """True when at least `min_epochs` values exist and the last `window` lie within `min_delta` of each
     other (`min_epochs` keeps a flat start, before learning takes off, from counting as a plateau)."""
     if window is None or len(values) < max(window, min_epochs):
@@ -84,7 +91,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     val = hooks.load_validation(cfg) if rank == 0 else None
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["lr_milestones"], cfg["lr_gamma"])
+    schedule = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, cfg["lr_milestones"], cfg["lr_gamma"]
+    )
     val_history: list[float] = []
     epochs_so_far: list[dict[str, Any]] = []
     for epoch in range(cfg["epochs"]):
@@ -92,28 +101,42 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         steps = [hooks.train_step(model, batch, optimizer) for batch in loader]
         losses = [terms["loss"] for terms in steps]
         schedule.step()
-        metrics = {"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)), "lr": schedule.get_last_lr()[0]}
+        metrics = {
+            "epoch": epoch,
+            "train_loss": sum(losses) / max(1, len(losses)),
+            "lr": schedule.get_last_lr()[0],
+        }
         metrics.update(mean_terms(steps))
         if rank == 0:
             metrics.update(hooks.validate(model, val))
             val_history.append(metrics[val_metric])
             metrics["plateau"] = at_plateau(
-                val_history, cfg.get("plateau_window"), cfg["plateau_min_delta"], cfg.get("plateau_min_epochs", 0)
+                val_history,
+                cfg.get("plateau_window"),
+                cfg["plateau_min_delta"],
+                cfg.get("plateau_min_epochs", 0),
             )
             epochs_so_far.append(dict(metrics))
-            metrics["history"] = json.dumps(epochs_so_far)  # every epoch so far: the last report carries all
+            metrics["history"] = json.dumps(
+                epochs_so_far
+            )  # every epoch so far: the last report carries all
             print(
                 f"epoch {epoch + 1}/{cfg['epochs']}: train_loss {metrics['train_loss']:.4f} "
                 f"{val_metric} {metrics[val_metric]:.3f} ({len(losses)} steps)",
                 flush=True,
             )
             with tempfile.TemporaryDirectory() as tmp:
-                save_epoch_checkpoint(Path(tmp), model, {"family": cfg["family"], "model": cfg["model_name"]})
+                save_epoch_checkpoint(
+                    Path(tmp), model, {"family": cfg["family"], "model": cfg["model_name"]}
+                )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
         if agree(rank == 0 and metrics["plateau"], world):
             if rank == 0:
-                print(f"validation plateau after epoch {epoch + 1}: last {cfg['plateau_window']} {val_metric} "
-                      f"within {cfg['plateau_min_delta']}", flush=True)
+                print(
+                    f"validation plateau after epoch {epoch + 1}: last {cfg['plateau_window']} {val_metric} "
+                    f"within {cfg['plateau_min_delta']}",
+                    flush=True,
+                )
             break

@@ -16,7 +16,12 @@ def _pyplot():
 
 
 def plot_curves(
-    path: str | Path, x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str
+    path: str | Path,
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
 ) -> Path:
     """Write a line plot of several named series over one x axis as a PNG."""
     plt = _pyplot()
@@ -30,12 +35,18 @@ def plot_curves(
 
 
 def plot_panels(
-    path: str | Path, x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str, title: str
+    path: str | Path,
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    xlabel: str,
+    title: str,
 ) -> Path:
     """One panel per named series, side by side over one x axis, each on its own y scale (a loss and
     a metric do not share a useful axis)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, max(1, len(series)), figsize=(4 * max(1, len(series)), 3.5), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(series)), figsize=(4 * max(1, len(series)), 3.5), dpi=100, squeeze=False
+    )
     for ax, (label, ys) in zip(axes[0], series.items()):
         ax.plot(list(x)[: len(ys)], list(ys), marker="o", markersize=3)
         ax.set(xlabel=xlabel, title=label)
@@ -53,7 +64,9 @@ def _save(plt, fig, path: str | Path) -> Path:
     return path
 
 
-def plot_bars(path: str | Path, labels: Sequence[str], values: Sequence[float], ylabel: str, title: str) -> Path:
+def plot_bars(
+    path: str | Path, labels: Sequence[str], values: Sequence[float], ylabel: str, title: str
+) -> Path:
     """Write a bar chart (e.g. per-keypoint PCK) as a PNG."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(6, len(labels) * 0.35), 4), dpi=100)
@@ -63,8 +76,13 @@ def plot_bars(path: str | Path, labels: Sequence[str], values: Sequence[float], 
     return _save(plt, fig, path)
 
 
-def plot_grouped_bars(path: str | Path, groups: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]],
-                      ylabel: str, title: str) -> Path:
+def plot_grouped_bars(
+    path: str | Path,
+    groups: Sequence[str],
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    ylabel: str,
+    title: str,
+) -> Path:
     """Bars with +-1 SD whiskers: one cluster per group, one bar per series; series = name -> (means, sds)
     (each as long as `groups`). E.g. PCK per label condition (groups) and loss (series)."""
     plt = _pyplot()

@@ -10,7 +10,15 @@ import numpy as np
 from poseops.skeletons import Skeleton
 
 # BGR colours; a limb takes the colour of its group (finger, arm side), else cycles.
-PALETTE = [(0, 0, 255), (0, 165, 255), (0, 255, 255), (0, 255, 0), (255, 128, 0), (255, 0, 255), (255, 255, 255)]
+PALETTE = [
+    (0, 0, 255),
+    (0, 165, 255),
+    (0, 255, 255),
+    (0, 255, 0),
+    (255, 128, 0),
+    (255, 0, 255),
+    (255, 255, 255),
+]
 OCCLUDED = (160, 160, 160)
 
 
@@ -69,7 +77,9 @@ def sample_grid(
     for i, (img, kp) in enumerate(zip(images_bgr, keypoints)):
         h, w = img.shape[:2]
         zoom = cell / max(h, w)
-        tile = cv2.resize(np.ascontiguousarray(img), (max(1, round(w * zoom)), max(1, round(h * zoom))))
+        tile = cv2.resize(
+            np.ascontiguousarray(img), (max(1, round(w * zoom)), max(1, round(h * zoom)))
+        )
         pts = np.asarray(kp, dtype=np.float64)[:, :2] * zoom
         draw_keypoints(tile, pts, skeleton, None if visibility is None else visibility[i])
         r, c = divmod(i, cols)

@@ -15,10 +15,24 @@ def read_jsonl(file, images_dir, out_folder, **options):
     for line in file.read_text().splitlines():
         row = json.loads(line)
         if row["image"] not in images:
-            images[row["image"]] = {"id": len(images) + 1, "file_name": str((folder / row["image"]).resolve()),
-                                    "width": row["width"], "height": row["height"], "source": "jsonl"}
-        annotations.append({"id": len(annotations) + 1, "image_id": images[row["image"]]["id"], "category_id": 1,
-                            "keypoints": [v for point in row["points"] for v in point]})
-    return {"images": list(images.values()), "annotations": annotations,
-            "categories": [{"id": 1, "name": "marker", "keypoints": NAMES, "sigmas": [0.05] * 3}],
-            "info": {"sources": [str(file)]}}
+            images[row["image"]] = {
+                "id": len(images) + 1,
+                "file_name": str((folder / row["image"]).resolve()),
+                "width": row["width"],
+                "height": row["height"],
+                "source": "jsonl",
+            }
+        annotations.append(
+            {
+                "id": len(annotations) + 1,
+                "image_id": images[row["image"]]["id"],
+                "category_id": 1,
+                "keypoints": [v for point in row["points"] for v in point],
+            }
+        )
+    return {
+        "images": list(images.values()),
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "marker", "keypoints": NAMES, "sigmas": [0.05] * 3}],
+        "info": {"sources": [str(file)]},
+    }
