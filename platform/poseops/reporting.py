@@ -42,15 +42,18 @@ def metrics_summary_table(
         for col in ("family", "data", "samples", "metrics", "best baseline", "margin"):
             table.add_column(col)
         for name, m in found.items():
+            if (
+                "margin_over_best_baseline" not in m
+            ):  # not a family's evaluation (e.g. metrics/assess)
+                continue
             count, numbers = headline(name, m)
-            table.add_row(
-                name,
-                str(m.get("data")),
-                count,
-                numbers,
-                f"{max((m.get('baselines') or {'none': 0.0}).values()):.3f}",
-                f"{m.get('margin_over_best_baseline', 0):+.3f}",
-            )
+            margin = float(m["margin_over_best_baseline"])
+            try:
+                primary = float(m[get_family(name).primary_metric])
+                best = f"{primary - margin:.3f}"  # the baseline the margin is measured against
+            except (ConfigError, KeyError, TypeError, ValueError):
+                best = "-"
+            table.add_row(name, str(m.get("data")), count, numbers, best, f"{margin:+.3f}")
         Console().print(table)
     return found
 
