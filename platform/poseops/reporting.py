@@ -42,18 +42,16 @@ def metrics_summary_table(
         for col in ("family", "data", "samples", "metrics", "best baseline", "margin"):
             table.add_column(col)
         for name, m in found.items():
-            if (
-                "margin_over_best_baseline" not in m
-            ):  # not a family's evaluation (e.g. metrics/assess)
-                continue
             count, numbers = headline(name, m)
-            margin = float(m["margin_over_best_baseline"])
-            try:
-                primary = float(m[get_family(name).primary_metric])
-                best = f"{primary - margin:.3f}"  # the baseline the margin is measured against
+            if not numbers:  # not a family's evaluation (e.g. metrics/assess)
+                continue
+            margin = m.get("margin_over_best_baseline")
+            try:  # the baseline the margin is measured against
+                best = float(m[get_family(name).primary_metric]) - float(margin)
             except (ConfigError, KeyError, TypeError, ValueError):
-                best = "-"
-            table.add_row(name, str(m.get("data")), count, numbers, best, f"{margin:+.3f}")
+                best = max((m.get("baselines") or {"none": float("nan")}).values())
+            margin_text = "-" if margin is None else f"{float(margin):+.3f}"
+            table.add_row(name, str(m.get("data")), count, numbers, f"{best:.3f}", margin_text)
         Console().print(table)
     return found
 
