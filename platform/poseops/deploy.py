@@ -44,4 +44,4 @@ def build_champion_app(params: Params, families: list[str] | None = None, alias:
         raise PoseopsError(
             f"no family has a model with alias {alias!r} in the registry at {uri}; run `dvc repro` (promote) first"
         )
-    return build_app(loaders, serve_params, params.serve), sorted(loaders)
+    return build_app(loaders, serve_params, params.serve, params.assess), sorted(loaders)

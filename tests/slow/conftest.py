@@ -91,8 +91,17 @@ def seed_from_demo(root: Path, repo: Path = REPO) -> None:
         cwd=root,
         check=True,
     )
-    for folder in ("metrics", "plots"):
+    for folder in (
+        "metrics",
+        "plots",
+        "reports",
+    ):  # uncached outputs (metrics, plots, the assess report)
         shutil.copytree(repo / folder, root / folder, dirs_exist_ok=True)
+    # DVC writes a .gitignore beside outputs in a git checkout; annotate depends on data/raw as a folder,
+    # whose hash counts it, so the (git-less) project gets the same files
+    for ignore in (repo / "data").rglob(".gitignore"):
+        (root / ignore.relative_to(repo)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ignore, root / ignore.relative_to(repo))
     (root / ".poseops").mkdir(exist_ok=True)
     shutil.copy(repo / ".poseops" / "mlflow.db", root / ".poseops" / "mlflow.db")
     checkout = subprocess.run(

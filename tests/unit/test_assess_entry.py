@@ -206,3 +206,21 @@ def test_the_assess_route_is_in_the_openapi_document(http):
         "application/json",
         "multipart/form-data",
     }
+
+
+def test_the_served_route_scores_with_the_params_assess_block():
+    """`poseops serve` passes params.yaml's `assess` block to POST /v1/assess: a narrower sigma lowers
+    the same trial's similarity."""
+    body = {
+        "task": "TO",
+        "reference": as_json(reference()),
+        "trial": as_json(motion(PHASE, {"left_elbow": 10.0}))["keypoints"],
+    }
+    answers = {}
+    for sigma in (15.0, 5.0):
+        settings = AssessParams.model_validate({"scoring": {"sigma_deg": sigma}})
+        with TestClient(create_api({}, ServeParams(), settings)) as client:
+            answer = client.post("/v1/assess", json=body)
+        assert answer.status_code == 200, answer.text
+        answers[sigma] = answer.json()["similarity"]
+    assert answers[5.0] < answers[15.0] - 5, answers

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from poseops.config import FamilyServe, ServeParams
+from poseops.config import AssessParams, FamilyServe, ServeParams
 from poseops.errors import ConfigError
 from poseops.serve import Box, Predictor, model_info, predict_body
 from poseops.serve.ingress import Ingress
@@ -50,6 +50,7 @@ def build_app(
     loaders: Mapping[str, Loader],
     family_serve: Mapping[str, FamilyServe],
     limits: ServeParams,
+    assess: AssessParams | None = None,
 ) -> serve.Application:
     """The Serve application: `Ingress` holding a handle to each family's `FamilyModel`.
 
@@ -66,4 +67,4 @@ def build_app(
             num_replicas=options.num_replicas,
             ray_actor_options={"num_cpus": options.num_cpus},
         ).bind(family, loader)
-    return Ingress.bind(handles, limits)
+    return Ingress.bind(handles, limits, assess)  # assess: POST /v1/assess's scoring settings

@@ -26,7 +26,7 @@ from ray import serve
 from ray.exceptions import RayTaskError
 from starlette.concurrency import run_in_threadpool
 
-from poseops.config import ServeParams
+from poseops.config import AssessParams, ServeParams
 from poseops.errors import PoseopsError, RequestError
 from poseops.serve import Box, Predictor, model_info, predict_body
 from poseops.serve.assess import assess_router
@@ -127,7 +127,9 @@ async def read_body(request: Request, limits: ServeParams) -> bytes:
     return b"".join(chunks)
 
 
-def create_api(clients: Mapping[str, FamilyClient], limits: ServeParams) -> FastAPI:
+def create_api(
+    clients: Mapping[str, FamilyClient], limits: ServeParams, assess: AssessParams | None = None
+) -> FastAPI:
     """The FastAPI app serving `clients` (family name -> client) under `limits`."""
     api = FastAPI(
         title="poseops",
@@ -185,7 +187,7 @@ def create_api(clients: Mapping[str, FamilyClient], limits: ServeParams) -> Fast
         return await client.predict(image, box_xywh)
 
     api.include_router(
-        assess_router(limits, clients=clients)
+        assess_router(limits, settings=assess, clients=clients)
     )  # POST /v1/assess (poseops.serve.assess)
     return api
 
@@ -200,9 +202,11 @@ def create_api(clients: Mapping[str, FamilyClient], limits: ServeParams) -> Fast
 class Ingress:
     """Holds a `DeploymentHandle` per family; the FastAPI app is built inside the replica."""
 
-    def __init__(self, handles: Mapping[str, Any], limits: ServeParams):
+    def __init__(
+        self, handles: Mapping[str, Any], limits: ServeParams, assess: AssessParams | None = None
+    ):
         self.clients = {family: HandleClient(handle) for family, handle in handles.items()}
-        self.limits = limits
+        self.limits, self.assess = limits, assess
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_api(self.clients, self.limits)
+        return create_api(self.clients, self.limits, self.assess)
