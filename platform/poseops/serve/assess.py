@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from poseops.config import AssessParams, ServeParams
 from poseops.errors import PoseopsError, RequestError
-from poseops.serve.images import check_body_size, check_declared_length, check_pixels
+from poseops.serve.images import check_body_size, check_declared_length, check_pixels, read_form
 
 CLIP_FIELDS = (
     "task",
@@ -105,41 +105,7 @@ def assess_body(body: bytes, settings: AssessParams) -> dict[str, Any]:
 
 def read_clip_form(content_type: str, body: bytes, limits: ServeParams) -> dict[str, bytes]:
     """multipart/form-data -> {field: bytes} of `CLIP_FIELDS`; 422 on a malformed or incomplete form."""
-    from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import FormParser, parse_options_header
-
-    _, header = parse_options_header(content_type)
-    boundary = header.get(b"boundary")
-    if not boundary:
-        raise RequestError(422, "Content-Type: multipart/form-data without a boundary")
-    parts: dict[str, bytes] = {}
-
-    def keep(name: bytes | None, value: bytes) -> None:
-        key = (name or b"").decode("utf-8", errors="replace")
-        if key not in CLIP_FIELDS:
-            raise RequestError(
-                422, f"form field {key!r}: unknown (expected {', '.join(CLIP_FIELDS)})"
-            )
-        if key in parts:
-            raise RequestError(422, f"form field {key!r}: given more than once")
-        parts[key] = value
-
-    config = {
-        "MAX_BODY_SIZE": limits.max_body_bytes,
-        "MAX_MEMORY_FILE_SIZE": limits.max_body_bytes + 1,
-    }
-    parser = FormParser(
-        "multipart/form-data",
-        on_field=lambda f: keep(f.field_name, f.value or b""),
-        on_file=lambda f: keep(f.field_name, f.file_object.getvalue()),
-        boundary=boundary,
-        config=config,
-    )
-    try:
-        parser.write(body)
-        parser.finalize()
-    except (FormParserError, ValueError) as exc:
-        raise RequestError(422, f"multipart form: malformed ({exc})") from None
+    parts = read_form(content_type, body, limits, CLIP_FIELDS)
     for required in ("task", "reference", "trial"):
         if not parts.get(required):
             raise RequestError(422, f"form field {required!r}: missing")

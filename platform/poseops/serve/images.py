@@ -161,8 +161,11 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def read_multipart(content_type: str, body: bytes, limits: ServeParams) -> tuple[bytes, Any]:
-    """multipart/form-data -> (image file bytes, raw box or None); 422 on a malformed form."""
+def read_form(
+    content_type: str, body: bytes, limits: ServeParams, fields: tuple[str, ...]
+) -> dict[str, bytes]:
+    """multipart/form-data -> {field: bytes}, each field one of `fields` and given once; 422 on a
+    malformed form (no boundary, an unknown or repeated field, a broken body)."""
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import FormParser, parse_options_header
 
@@ -174,10 +177,8 @@ def read_multipart(content_type: str, body: bytes, limits: ServeParams) -> tuple
 
     def keep(name: bytes | None, value: bytes) -> None:
         key = (name or b"").decode("utf-8", errors="replace")
-        if key not in FORM_FIELDS:
-            raise RequestError(
-                422, f"form field {key!r}: unknown (expected {', '.join(FORM_FIELDS)})"
-            )
+        if key not in fields:
+            raise RequestError(422, f"form field {key!r}: unknown (expected {', '.join(fields)})")
         if key in parts:
             raise RequestError(422, f"form field {key!r}: given more than once")
         parts[key] = value
@@ -198,6 +199,12 @@ def read_multipart(content_type: str, body: bytes, limits: ServeParams) -> tuple
         parser.finalize()
     except (FormParserError, ValueError) as exc:
         raise RequestError(422, f"multipart form: malformed ({exc})") from None
+    return parts
+
+
+def read_multipart(content_type: str, body: bytes, limits: ServeParams) -> tuple[bytes, Any]:
+    """multipart/form-data -> (image file bytes, raw box or None); 422 on a malformed form."""
+    parts = read_form(content_type, body, limits, FORM_FIELDS)
     if "image" not in parts:
         raise RequestError(
             422, "form field 'image': missing (send the image file as field 'image')"
