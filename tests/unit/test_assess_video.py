@@ -30,6 +30,19 @@ def person(x0, y0, side, score=0.9):
     return points
 
 
+def assess_videos(folder, checkpoint, *options: str):
+    """`poseops assess --task TO` on folder/expert.mp4 against folder/trainee.mp4 through `checkpoint`."""
+    return CliRunner().invoke(
+        app,
+        [
+            "assess",
+            *("--task", "TO", "--reference", str(folder / "expert.mp4")),
+            *("--trial", str(folder / "trainee.mp4"), "--checkpoint", str(checkpoint)),
+            *options,
+        ],
+    )
+
+
 def test_the_largest_person_first_then_the_largest_nearest_the_previous():
     small, big = person(0, 0, 50), person(300, 300, 100)
     assert pick_person([small, big], None, 0.05) == 1
@@ -90,25 +103,15 @@ def test_cli_assesses_two_mp4s_through_a_vmhpe_checkpoint(tmp_path):
     write_stick_video(tmp_path / "trainee.mp4", motion(np.linspace(0, 1, 20), {"left_elbow": 15.0}))
     params = tmp_path / "params.yaml"
     params.write_text("assess:\n  video: {min_score: 0.0}\n")
-    result = CliRunner().invoke(
-        app,
-        [
-            "assess",
-            "--task",
-            "TO",
-            "--reference",
-            str(tmp_path / "expert.mp4"),
-            "--trial",
-            str(tmp_path / "trainee.mp4"),
-            "--checkpoint",
-            str(tmp_path / "vmhpe"),
-            "--frame-step",
-            "2",
-            "--params",
-            str(params),
-            "--out",
-            str(tmp_path / "report.json"),
-        ],
+    result = assess_videos(
+        tmp_path,
+        tmp_path / "vmhpe",
+        "--frame-step",
+        "2",
+        "--params",
+        str(params),
+        "--out",
+        str(tmp_path / "report.json"),
     )
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "report.json").read_text())
@@ -118,20 +121,7 @@ def test_cli_assesses_two_mp4s_through_a_vmhpe_checkpoint(tmp_path):
         "left_elbow",
         "right_elbow",
     }
-    missing = CliRunner().invoke(
-        app,
-        [
-            "assess",
-            "--task",
-            "TO",
-            "--reference",
-            str(tmp_path / "expert.mp4"),
-            "--trial",
-            str(tmp_path / "trainee.mp4"),
-            "--checkpoint",
-            str(tmp_path / "none"),
-        ],
-    )
+    missing = assess_videos(tmp_path, tmp_path / "none")
     assert missing.exit_code == 1 and "no published checkpoint" in " ".join(missing.output.split())
 
 
