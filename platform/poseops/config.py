@@ -89,6 +89,19 @@ class BodyCaptureParams(Strict):
         return value
 
 
+class SequenceCaptureParams(Strict):
+    """Long labels-only motion sequences for lifting (poseops.capture.synthetic_sequences)."""
+
+    count: int = Field(22, ge=1, description="sequences; subjects cycle as the bodies' do")
+    frames: int = Field(300, ge=2, description="kept frames per sequence")
+    views: int = Field(4, ge=1, le=5, description="front camera + up to 4 Human3.6M cameras")
+    frame_step: int | None = Field(
+        None,
+        ge=1,
+        description="capture frames (30 fps) per kept frame; None: the bodies' frame_step",
+    )
+
+
 class CaptureParams(Strict):
     generator: Literal["synthetic"] = "synthetic"
     seed: int = 0
@@ -97,6 +110,9 @@ class CaptureParams(Strict):
     )
     bodies: BodyCaptureParams | None = Field(
         None, description="multi-view body sequences (null: none)"
+    )
+    sequences: SequenceCaptureParams | None = Field(
+        None, description="long labels-only sequences for lifting (null: none)"
     )
 
     @model_validator(mode="after")

@@ -169,7 +169,7 @@ def family_stage(stage: str, key: str, family: Family) -> dict[str, Any]:
     task = family.task_module
     if stage == "derive":
         return {
-            "deps": ["data/annotations/labels.json"],
+            "deps": [f"data/annotations/{task.annotations_file}"],
             "params": ["data.split", "data.weights", f"families.{key}.data"],
             "outs": [f"data/derived/{key}"],
         }
@@ -216,7 +216,8 @@ def with_code(stage: str, body: dict[str, Any], key: str, code: list[str]) -> di
 
 
 def shape(family: Family) -> tuple:
-    return (family.inputs, family.task_module.artefacts)
+    task = family.task_module
+    return (family.inputs, task.artefacts, task.annotations_file)
 
 
 def render(params: Params, current: Mapping[str, Any] | None, root: Path) -> str:

@@ -34,6 +34,17 @@ class Family:
     primary_metric: str  # key in metrics.json the gate and checkpoint selection use
     description: str = ""
     inputs: tuple[str, ...] = ()  # families whose evaluate outputs this family's stages consume
+    metric_mode: str = "max"  # "min" when a lower primary metric is better (errors: MPJPE)
+
+    def best(self, rows: list[dict], key: str | None = None) -> dict:
+        """The row with the best `key` (default: the val metric) by `metric_mode` ({} when none);
+        rows missing it rank last."""
+        key = key or self.val_metric
+        if not rows:
+            return {}
+        if self.metric_mode == "min":
+            return min(rows, key=lambda r: r.get(key, float("inf")))
+        return max(rows, key=lambda r: r.get(key, float("-inf")))
 
     @property
     def task_module(self) -> Task:
@@ -79,6 +90,15 @@ IN_TREE: tuple[Family, ...] = (
         skeleton="coco17",
         primary_metric="ap",
         description="bottom-up multi-person COCO-17, CID + MFCM + MFFM on HRNet",
+    ),
+    Family(
+        name="lifter",
+        model="lifter",
+        task="lifting_sequence",
+        skeleton="h36m17",
+        primary_metric="mpjpe",
+        metric_mode="min",
+        description="2D -> 3D lifting over T frames, PoseFormer with CrossFormer's SA and TA modules",
     ),
 )
 

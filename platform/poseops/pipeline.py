@@ -36,6 +36,10 @@ class Layout:
     def annotations(self) -> Path:
         return self.root / "data" / "annotations" / "labels.json"
 
+    def task_annotations(self, file_name: str) -> Path:
+        """The annotations file a task derives from (`poseops.tasks.Task.annotations_file`)."""
+        return self.root / "data" / "annotations" / file_name
+
     def derived(self, family: str) -> Path:
         return self.root / "data" / "derived" / family
 
@@ -89,7 +93,10 @@ def capture(params: Params, where: Layout) -> dict[str, dict]:
 
 
 def annotate(params: Params, where: Layout) -> dict:
+    """labels.json (the image parts and extra sources, merged) and sequences.json (the labels-only long
+    sequences, for lifting; empty when that part is not configured)."""
     from poseops.annotations.internal import build_annotations
+    from poseops.annotations.sequences import write_sequence_annotations
     from poseops.annotations.sources import untracked_sources
     from poseops.families import get_family
 
@@ -106,6 +113,10 @@ def annotate(params: Params, where: Layout) -> dict:
     counts = {k: summary[k] for k in ("images", "annotations", "sources")}
     console.print(f"annotate: {counts} -> {where.annotations}")
     print_coverage("annotate", summary)
+    sequences = write_sequence_annotations(
+        where.raw / "sequences", where.task_annotations("sequences.json")
+    )
+    console.print(f"annotate: sequences {sequences} -> {where.task_annotations('sequences.json')}")
     return summary
 
 
@@ -128,17 +139,18 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
     from poseops.paths import append_run_log
 
     family, fam = get_family(family_name), params.families[family_name]
+    annotations = where.task_annotations(family.task_module.annotations_file)
     if (
         family.skeleton in SKELETONS
     ):  # a user's own set is read from the annotations by derive itself
         lines, _ = coverage_lines(
-            family_coverage(load_annotations(where.annotations), {family_name: family.skeleton})
+            family_coverage(load_annotations(annotations), {family_name: family.skeleton})
         )
         print_coverage(f"derive@{family_name}", {"coverage": lines})
     with console.status(f"derive@{family_name}: cutting {family.task} shards"):
         card = derive_dataset(
             family.task_module.rows,
-            where.annotations,
+            annotations,
             str(where.derived(family_name)),
             fam.data,
             params.data.split,
@@ -174,7 +186,7 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
     )
     result = fit(family, fam, str(where.derived(family_name)), run_name)
     epochs = history(result)
-    best_epoch = max(epochs, key=lambda e: e.get(metric, float("-inf"))) if epochs else {}
+    best_epoch = family.best(epochs)
     with best_checkpoint(result).as_directory() as folder:
         best = Path(folder)
         manifest = save_checkpoint(
@@ -287,6 +299,7 @@ def promote(family_name: str, params: Params, where: Layout) -> dict:
             numbers,
             fam.gate,
             primary_metric=family.primary_metric,
+            metric_mode=family.metric_mode,
             why="promote stage (dvc repro)",
         )
     except GateRefused as refusal:

@@ -47,7 +47,9 @@ def metrics_summary_table(
                 continue
             margin = m.get("margin_over_best_baseline")
             try:  # the baseline the margin is measured against
-                best = float(m[get_family(name).primary_metric]) - float(margin)
+                family = get_family(name)
+                sign = -1.0 if family.metric_mode == "min" else 1.0  # margins are improvements
+                best = float(m[family.primary_metric]) - sign * float(margin)
             except (ConfigError, KeyError, TypeError, ValueError):
                 best = max((m.get("baselines") or {"none": float("nan")}).values())
             margin_text = "-" if margin is None else f"{float(margin):+.3f}"

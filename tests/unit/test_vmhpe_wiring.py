@@ -70,8 +70,8 @@ def test_family_row_and_task():
     assert vmhpe.task_module is BOTTOM_UP and handmle.task_module is get_task("topdown_crop")
     assert (vmhpe.val_metric, handmle.val_metric) == ("val_ap", "val_pck")
     assert "vmhpe" in model_schemas()
-    with pytest.raises(ConfigError, match="lifting_sequence.*train_step"):  # rows only, so far
-        get_task("lifting_sequence").train_step(None, None, None)
+    with pytest.raises(ConfigError, match="multiview_group.*train_step"):  # rows only, so far
+        get_task("multiview_group").train_step(None, None, None)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "paper"])

@@ -1,7 +1,9 @@
 """Captures: synthetic generators and ingest of videos/folders into per-sequence files + a manifest.
 
 A capture root (the pipeline's data/raw/synthetic, or `poseops data synth --out`) holds one published
-capture folder per part: `hands/` (synthetic_hands) and `bodies/` (synthetic_bodies).
+capture folder per part: `hands/` (synthetic_hands) and `bodies/` (synthetic_bodies), which the annotate
+stage merges into the internal annotations, and `sequences/` (synthetic_sequences: long labels-only
+motions for lifting), which it converts on its own (`poseops.annotations.sequences`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ CAPTURE_PARTS = (
     "hands",
     "bodies",
 )  # sub-folders of a capture root, in the order they are written and merged
+LABEL_PARTS = ("sequences",)  # labels-only parts: written after CAPTURE_PARTS, never merged
 
 
 def write_captures(
@@ -29,10 +32,15 @@ def write_captures(
     called before each part renders (progress)."""
     from poseops.capture.synthetic_bodies import write_body_captures
     from poseops.capture.synthetic_hands import write_hand_captures
+    from poseops.capture.synthetic_sequences import write_sequence_captures
 
-    writers = {"hands": write_hand_captures, "bodies": write_body_captures}
+    writers = {
+        "hands": write_hand_captures,
+        "bodies": write_body_captures,
+        "sequences": write_sequence_captures,
+    }
     manifests = {}
-    for part in CAPTURE_PARTS:
+    for part in CAPTURE_PARTS + LABEL_PARTS:
         folder = Path(root) / part
         if getattr(params, part) is None:
             shutil.rmtree(folder, ignore_errors=True)

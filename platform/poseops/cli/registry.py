@@ -91,7 +91,12 @@ def promote_cmd(
     gate = load_params().families[family].gate if family in load_params().families else None
     try:
         outcome = promote(
-            family, version, gate=gate, primary_metric=get_family(family).primary_metric, why=why
+            family,
+            version,
+            gate=gate,
+            primary_metric=get_family(family).primary_metric,
+            metric_mode=get_family(family).metric_mode,
+            why=why,
         )
     except GateRefused as refusal:
         console.print(f"[yellow]refused:[/] {refusal}")

@@ -68,6 +68,8 @@ class Task:
     # metrics.json keys a summary shows for a family of this task, with their labels (first: primary)
     headline: ClassVar[tuple[tuple[str, str], ...]] = ()
     count_key: ClassVar[str] = "num_samples"  # metrics.json's count of scored samples
+    # the annotate stage's file under data/annotations/ that derive reads (dvc.yaml declares it)
+    annotations_file: ClassVar[str] = "labels.json"
 
     def _missing(self, what: str):
         return ConfigError(

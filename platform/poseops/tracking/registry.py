@@ -231,9 +231,11 @@ def compare_with_champion(
     metric: str,
     min_delta: float,
     versions: tuple[str, str],
+    mode: str = "max",
 ) -> None:
     """Raise ChampionNotBeaten unless the challenger's `metric` is at least the champion's + min_delta
-    on the same evaluation data (content checksum and split). `versions`: (challenger, champion)."""
+    (mode "min", lower is better: at most the champion's - min_delta) on the same evaluation data
+    (content checksum and split). `versions`: (challenger, champion)."""
     new, old = versions
     for key in ("dataset_checksum", "split"):
         if challenger.get(key) != champion.get(key):
@@ -255,14 +257,16 @@ def compare_with_champion(
             f"{'champion v' + old if metric not in champion['metrics'] else 'v' + new}",
         )
     value, best = float(challenger["metrics"][metric]), float(champion["metrics"][metric])
-    if value < best + min_delta:
+    lower = mode == "min"
+    needed = best - min_delta if lower else best + min_delta
+    if (value > needed) if lower else (value < needed):
         raise ChampionNotBeaten(
             family,
             metric,
             value,
-            best + min_delta,
+            needed,
             f"promotion of {family!r} v{new} refused: {metric} = {value:.4f} does not beat champion v{old}'s "
-            f"{best:.4f} by min_delta {min_delta:g} (needs >= {best + min_delta:.4f})",
+            f"{best:.4f} by min_delta {min_delta:g} (needs {'<=' if lower else '>='} {needed:.4f})",
         )
 
 
@@ -274,6 +278,7 @@ def promote(
     alias: str = CHAMPION,
     *,
     primary_metric: str | None = None,
+    metric_mode: str = "max",
     why: str = "",
 ) -> dict[str, Any]:
     """Move `alias` to `version` if it passes the gate; raise GateRefused (no alias moves) otherwise.
@@ -320,6 +325,7 @@ def promote(
                 primary_metric,
                 min_delta,
                 (version, previous),
+                metric_mode,
             )
     except GateRefused as refusal:
         tag_version(name, version, {"gate": "refused", "gate_reason": str(refusal)[:5000]})

@@ -21,7 +21,8 @@ def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dic
         "model_name": family.model,
         "model_config": fam.model.model_dump(mode="json"),
         "dataset_url": str(dataset_url),
-        "input_size": int(fam.model.input_size),
+        # crop side of image models; None for models without one (the lifter's input is T frames of 2D)
+        "input_size": getattr(fam.model, "input_size", None),
         "data": fam.data.model_dump(mode="json"),
         "threads_per_worker": max(1, int(fam.train.cpus_per_worker)),
         **fam.train.model_dump(mode="json", exclude={"num_workers", "cpus_per_worker"}),
@@ -62,7 +63,7 @@ def fit(
             checkpoint_config=CheckpointConfig(
                 num_to_keep=1,
                 checkpoint_score_attribute=family.val_metric,
-                checkpoint_score_order="max",
+                checkpoint_score_order=family.metric_mode,
             ),
         ),
     )

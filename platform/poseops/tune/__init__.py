@@ -161,6 +161,7 @@ def run_search(
     tracking: bool = True,
 ) -> dict[str, Any]:
     """Random or Optuna search over a space of the family's grid file; returns {"rows", "best"}."""
+    from poseops.tune.adapter import metric_mode
     from poseops.tune.runner import GridRun, best_row, result_rows, run_trials
 
     space = load_space(family, space_name)
@@ -193,18 +194,22 @@ def run_search(
     found = result_rows(results, family)
     return {
         "rows": found,
-        "best": best_row(found),
+        "best": best_row(found, metric_mode(family)),
         "mlflow_parent_run": parent,
         "searched": list(space.dimensions),
     }
 
 
 def best_grid_row(report: Mapping[str, Any], grid: Grid) -> tuple[str, dict[str, Any]]:
-    """The row with the highest mean (ties: grid order) and its grid overrides, without the seed."""
+    """The row with the best mean (the highest; the lowest for a family whose metric improves downwards;
+    ties: grid order) and its grid overrides, without the seed."""
+    from poseops.tune.adapter import metric_mode
+
     entries = [e for e in report["summary"] if e["mean"] is not None]
     if not entries:
         raise ConfigError(f"{grid.family}/{grid.name}: no row finished; nothing to apply")
-    best = max(entries, key=lambda e: e["mean"])
+    pick = min if metric_mode(grid.family) == "min" else max
+    best = pick(entries, key=lambda e: e["mean"])
     overrides = next(r.overrides for r in grid.rows() if r.name == best["row"])
     return best["row"], overrides
 

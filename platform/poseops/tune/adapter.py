@@ -39,6 +39,16 @@ def val_metric(family_name: str) -> str:
     return get_family(family_name).val_metric
 
 
+def best_epoch(family_name: str, epochs: list[dict]) -> dict:
+    """The epoch with the best val metric ({} when none)."""
+    return get_family(family_name).best(epochs)
+
+
+def metric_mode(family_name: str) -> str:
+    """ "max" or "min": which way the family's val metric improves."""
+    return get_family(family_name).metric_mode
+
+
 def data_fingerprint(params: Params, family_name: str) -> str:
     """SHA-256 (16 hex) of everything the family's derived data depends on: capture, annotations, split,
     and the family's data block without augmentation (applied at training time)."""
@@ -124,7 +134,7 @@ def train_trial(
             checkpoint_config=CheckpointConfig(
                 num_to_keep=1,
                 checkpoint_score_attribute=family.val_metric,
-                checkpoint_score_order="max",
+                checkpoint_score_order=family.metric_mode,
             ),
             callbacks=[TuneReportCallback()],
         ),

@@ -73,7 +73,7 @@ def run_trial(config: dict[str, Any]) -> None:
     )
     epochs = adapter.epochs_of(result)
     metric = adapter.val_metric(config["family"])
-    best = max(epochs, key=lambda e: e.get(metric, float("-inf"))) if epochs else {}
+    best = adapter.best_epoch(config["family"], epochs)
     checkpoint = result.best_checkpoints[0][0] if result.best_checkpoints else result.checkpoint
     summary = {
         "done_summary": 1,
@@ -363,7 +363,7 @@ def run_trials(run: GridRun, search: tuple[Space, str, int] | None = None):
                 scheduler=scheduler_for(run.settings, metric),
                 search_alg=search_alg,
                 metric=metric,
-                mode="max",
+                mode=adapter.metric_mode(run.family),
             ),
             run_config=tune.RunConfig(
                 name=run.name, storage_path=run.storage_path, callbacks=callbacks, verbose=1
@@ -476,8 +476,9 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def best_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def best_row(rows: Sequence[dict[str, Any]], mode: str = "max") -> dict[str, Any]:
+    """The row with the best finite `value`: the highest, or with mode "min" the lowest."""
     finite = [r for r in rows if isinstance(r["value"], (int, float)) and math.isfinite(r["value"])]
     if not finite:
         raise TuneError("no trial finished with a finite validation metric: nothing to apply")
-    return max(finite, key=lambda r: r["value"])
+    return (min if mode == "min" else max)(finite, key=lambda r: r["value"])

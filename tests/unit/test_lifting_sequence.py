@@ -1,0 +1,244 @@
+"""Long labels-only sequences -> sequences.json -> lifting_sequence windows -> tracks, training batches,
+validation and evaluation, on a tiny capture (4 sequences x 30 frames x 2 views)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from poseops.annotations.internal import load_annotations
+from poseops.annotations.sequences import write_sequence_annotations
+from poseops.capture.synthetic_bodies import write_body_captures
+from poseops.capture.synthetic_sequences import body_subjects, fold, write_sequence_captures
+from poseops.config import BodyCaptureParams, CaptureParams, SequenceCaptureParams, SplitParams
+from poseops.datasets.derive import derive_dataset
+from poseops.evaluate import write_report
+from poseops.families import get_family
+from poseops.geometry import Camera, world_to_camera
+from poseops.models import create_model
+from poseops.tasks import get_task
+from poseops.tasks.lifting_sequence import (
+    DetectedTrackParams,
+    LiftingSequenceData,
+    detected_track,
+    load_tracks,
+    normalize_screen,
+    window_indices,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TASK = get_task("lifting_sequence")
+PARAMS = CaptureParams(
+    hands=None,
+    bodies=BodyCaptureParams(sequences=8, frames_per_sequence=2, image_size=128, views=2),
+    sequences=SequenceCaptureParams(count=4, frames=30, views=2),
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lifting")
+    manifest = write_sequence_captures(root / "raw" / "sequences", PARAMS)
+    counts = write_sequence_annotations(root / "raw" / "sequences", root / "annotations" / "sequences.json")
+    data = LiftingSequenceData(sequence_window=9, sequence_stride=9)
+    card = derive_dataset(
+        TASK.rows,
+        root / "annotations" / "sequences.json",
+        str(root / "derived"),
+        data,
+        SplitParams(val_fraction=0.25, seed=0),
+        skeleton="h36m17",
+        executor="local",
+    )
+    return {"root": root, "manifest": manifest, "counts": counts, "card": card, "data": data}
+
+
+# ---------------------------------------------------------------- capture
+def test_sequences_part_is_labels_only_and_published_last(dataset):
+    folder = dataset["root"] / "raw" / "sequences"
+    assert sorted(p.name for p in folder.iterdir()) == ["cameras.json", "labels.jsonl", "manifest.json"]
+    manifest = dataset["manifest"]
+    assert manifest["kind"] == "sequences"
+    assert manifest["counts"] == {"sequences": 4, "subjects": 4, "frames": 120, "views": 2}
+    record = json.loads((folder / "labels.jsonl").read_text().splitlines()[0])
+    assert np.asarray(record["joints_3d"]).shape == (30, 17, 3)
+    assert {k: np.asarray(v).shape for k, v in record["keypoints_2d"].items()} == {
+        v["name"]: (30, 17, 3) for v in record["views"]
+    }
+    assert record["fps"] == 3.0  # the bodies' frame rate: 1 kept frame in 10 of 30 fps
+
+
+def test_sequences_reuse_the_body_subjects_and_are_deterministic(dataset, tmp_path):
+    bodies = write_body_captures(tmp_path / "bodies", PARAMS)
+    subjects = body_subjects(PARAMS)
+    assert len(subjects) == bodies["counts"]["subjects"]
+    seen = {e["subject"] for e in dataset["manifest"]["sequences"]}
+    assert seen == {s.name for s in subjects[:4]}
+    again = write_sequence_captures(tmp_path / "again", PARAMS)
+    assert again["labels"]["sha256"] == dataset["manifest"]["labels"]["sha256"]
+
+
+def test_labels_are_projections_of_the_3d(dataset):
+    folder = dataset["root"] / "raw" / "sequences"
+    record = json.loads((folder / "labels.jsonl").read_text().splitlines()[1])
+    cameras = json.loads((folder / "cameras.json").read_text())[record["id"]]
+    from poseops.geometry import project_world
+
+    for view in record["views"]:
+        cam = Camera(**cameras[view["name"]])
+        uv = np.asarray(project_world(np.asarray(record["joints_3d"]), cam))
+        assert np.abs(uv - np.asarray(record["keypoints_2d"][view["name"]])[..., :2]).max() < 1e-3
+        depth = np.asarray(world_to_camera(np.asarray(record["joints_3d"]), cam))[..., 2]
+        assert depth.min() > 500.0
+
+
+def test_fold_keeps_a_long_walk_in_the_room_and_continuous():
+    path = np.stack([np.linspace(0, 50_000, 500), np.linspace(0, -20_000, 500)], 1)
+    folded = fold(path, 1200.0)
+    assert np.abs(folded).max() <= 1200.0 + 1e-9
+    assert np.abs(np.diff(folded, axis=0)).max() <= np.abs(np.diff(path, axis=0)).max() + 1e-9
+
+
+def test_sequence_params_are_validated():
+    with pytest.raises(ValueError):
+        SequenceCaptureParams(count=0)
+    with pytest.raises(ValueError):
+        SequenceCaptureParams(views=6)
+
+
+# ---------------------------------------------------------------- annotations and derive
+def test_annotations_one_image_per_frame_and_view(dataset):
+    labels = load_annotations(dataset["root"] / "annotations" / "sequences.json")
+    assert dataset["counts"] == {"images": 240, "annotations": 240}
+    assert len(labels["cameras"]) == 8
+    assert {c["name"] for c in labels["categories"]} == {"person_h36m17"}
+
+
+def test_empty_part_gives_an_empty_valid_file(tmp_path):
+    (tmp_path / "sequences").mkdir()
+    assert write_sequence_annotations(tmp_path / "sequences", tmp_path / "s.json") == {
+        "images": 0,
+        "annotations": 0,
+    }
+    assert load_annotations(tmp_path / "s.json")["images"] == []
+
+
+def test_tracks_are_whole_and_split_by_subject(dataset):
+    url = str(dataset["root"] / "derived")
+    train, val = load_tracks(url, "train"), load_tracks(url, "val")
+    assert len(train) + len(val) == 8  # 4 sequences x 2 views
+    assert all(len(t.frames) == 27 and np.array_equal(t.frames, np.arange(27)) for t in train + val)
+    assert not {t.sequence for t in train} & {t.sequence for t in val}
+    assert all(np.allclose(t.pose_3d[:, 0], 0.0) for t in train)  # root-relative
+
+
+def test_window_indices_replicate_the_edges():
+    idx = window_indices(10, np.array([0, 5, 9]), 5)
+    assert idx.tolist() == [[0, 0, 0, 1, 2], [3, 4, 5, 6, 7], [7, 8, 9, 9, 9]]
+
+
+def test_normalisation_is_videopose3d():
+    xy = np.array([[0.0, 0.0], [1000.0, 1002.0], [500.0, 500.0]])
+    out = normalize_screen(xy, 1000.0, 1002.0)
+    assert np.allclose(out[0], [-1.0, -1.002]) and np.allclose(out[1], [1.0, 1.002])
+    assert np.allclose(out[2], [0.0, -0.002])
+
+
+def test_detected_track_statistics():
+    rng = np.random.default_rng(0)
+    clean = np.zeros((4000, 17, 2))
+    noise = DetectedTrackParams(sigma_px=(3.0, 3.0), outlier_rate=(0.02, 0.02), drop_rate=0.0)
+    err = np.linalg.norm(detected_track(rng, clean, noise) - clean, axis=-1)
+    assert np.median(err) == pytest.approx(3.0 * np.sqrt(2 * np.log(2)), rel=0.05)  # Rayleigh median
+    assert 0.01 < (err > 30).mean() < 0.03
+    walk = np.repeat(np.arange(100.0)[:, None, None], 17, 1).repeat(2, 2)
+    dropped = detected_track(rng, walk, DetectedTrackParams(sigma_px=(0.0, 0.0), outlier_rate=(0.0, 0.0)))
+    assert np.allclose(dropped, walk)  # dropped joints are interpolated back onto the straight line
+
+
+# ---------------------------------------------------------------- train / validate / evaluate
+def loop_config(dataset, **data):
+    return {
+        "family": "lifter",
+        "dataset_url": str(dataset["root"] / "derived"),
+        "data": {**dataset["data"].model_dump(mode="json"), **data},
+        "batch_size": 16,
+        "seed": 0,
+    }
+
+
+def test_training_batches_flip_and_learn(dataset):
+    torch.manual_seed(0)
+    model = create_model("lifter", "tiny")
+    windows, loader = TASK.train_loader({**loop_config(dataset), "batch_size": 32}, model, 0, 1)
+    batch = next(iter(loader))
+    assert batch["input"].shape == (32, 9, 17, 2) and batch["target"].shape == (32, 17, 3)
+    # targets are root-relative mm / 1000 (metres)
+    assert torch.allclose(batch["target"][:, 0], torch.zeros(32, 3))
+    assert 0.1 < batch["target"].abs().max() < 2.0
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = [TASK.train_step(model, b, optimizer)["mpjpe"] for b in loader]
+    for epoch in range(1, 3):
+        windows.set_epoch(epoch)
+        last = [TASK.train_step(model, b, optimizer)["mpjpe"] for b in loader]
+    assert np.mean(last) < np.mean(first)
+
+
+def test_two_ranks_share_the_frames(dataset):
+    model = create_model("lifter", "tiny")
+    counts = [
+        sum(len(b["input"]) for b in TASK.train_loader(loop_config(dataset), model, r, 2)[1]) for r in (0, 1)
+    ]
+    total = sum(len(b["input"]) for b in TASK.train_loader(loop_config(dataset), model, 0, 1)[1])
+    assert sum(counts) == total and abs(counts[0] - counts[1]) <= 1
+
+
+def test_window_must_match_the_model(dataset):
+    from poseops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sequence_window 9 != model.frames 27"):
+        TASK.train_loader(loop_config(dataset), create_model("lifter", "tiny", frames=27), 0, 1)
+
+
+def test_validate_and_evaluate_report(dataset, tmp_path):
+    from poseops.config import FamilyParams
+
+    torch.manual_seed(0)
+    model = create_model("lifter", "tiny")
+    val = TASK.load_validation(loop_config(dataset))
+    assert TASK.validate(model, val)["val_mpjpe"] > 0
+    fam = FamilyParams(
+        model=model.config,
+        data=dataset["data"],
+        train={"epochs": 1},
+        gate={"max_mpjpe": 1000.0},
+    )
+    family = get_family("lifter")
+    evaluation = TASK.evaluate(
+        family, fam, model, str(dataset["root"] / "derived"), "val", dataset["card"], {"flip_test": True}
+    )
+    report = evaluation.report
+    assert report["num_frames"] == 27 * report["num_tracks"]
+    assert set(report["baselines"]) == {"untrained_mpjpe", "mean_pose_mpjpe"}
+    assert report["margin_over_best_baseline"] == pytest.approx(
+        min(report["baselines"].values()) - report["mpjpe"]
+    )
+    assert report["p_mpjpe"] <= report["mpjpe"] and report["mpjve"] > 0
+    written = write_report(TASK, evaluation, tmp_path)
+    assert sorted(p.name for p in written) == ["metrics.json", "per_joint.json", "per_joint_mpjpe.png"]
+
+
+def test_noisy_input_differs_from_ground_truth(dataset):
+    gt = TASK.load_validation(loop_config(dataset))["inputs"][0]
+    noisy = TASK.load_validation(loop_config(dataset, input_2d="noisy"))["inputs"][0]
+    assert gt.shape == noisy.shape and not np.allclose(gt, noisy)
+
+
+def test_predicted_input_needs_a_family():
+    with pytest.raises(ValueError, match="input_family"):
+        LiftingSequenceData(input_2d="predicted")
+    with pytest.raises(ValueError, match="input_family"):
+        LiftingSequenceData(input_family="hrnet_am")
