@@ -223,9 +223,8 @@ def shape(family: Family) -> tuple:
 def render(params: Params, current: Mapping[str, Any] | None, root: Path) -> str:
     """dvc.yaml's text for `params`' families (each in the family table), keeping `current`'s other stages."""
     families = [get_family(name) for name in params.families]
-    shared = (
-        [f for f in families if not f.inputs and shape(f) == shape(families[0])] if families else []
-    )
+    plain = [f for f in families if not f.inputs]  # the first family without inputs sets the shape
+    shared = [f for f in plain if shape(f) == shape(plain[0])] if plain else []
     alone = [f for f in families if f not in shared]
 
     stages: dict[str, Any] = {}

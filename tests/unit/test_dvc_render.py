@@ -49,9 +49,23 @@ def test_shared_stage_deps_cover_the_modules_they_run(committed, stage):
 @pytest.mark.parametrize("family", sorted(families()))
 @pytest.mark.parametrize("stage", FAMILY_STAGES)
 def test_family_stage_deps_cover_the_modules_they_run(committed, stage, family):
-    spec = committed[stage]
-    assert family in spec["foreach"]
-    assert uncovered(stage_modules(stage, get_family(family), REPO), spec["do"]["deps"]) == []
+    if f"{stage}-{family}" in committed:  # a family of its own shape (the lifter): plain stages
+        deps = committed[f"{stage}-{family}"]["deps"]
+    else:
+        assert family in committed[stage]["foreach"]
+        deps = committed[stage]["do"]["deps"]
+    assert uncovered(stage_modules(stage, get_family(family), REPO), deps) == []
+
+
+def test_the_lifter_derives_from_the_sequences_annotations(committed):
+    """The lifter reads annotate's sequences.json (its task's annotations_file), which annotate declares,
+    as capture declares the sequences part; the image families keep labels.json."""
+    assert "data/annotations/sequences.json" in committed["derive-lifter"]["deps"]
+    assert "data/annotations/labels.json" not in committed["derive-lifter"]["deps"]
+    assert "data/annotations/labels.json" in committed["derive"]["do"]["deps"]
+    assert "data/annotations/sequences.json" in committed["annotate"]["outs"]
+    assert "data/raw/synthetic/sequences" in committed["capture"]["outs"]
+    assert "metrics/lifter/per_joint.json" in str(committed["evaluate-lifter"]["plots"])
 
 
 def test_a_task_codec_is_in_its_family_training_closure_only(committed):
@@ -64,7 +78,7 @@ def test_a_task_codec_is_in_its_family_training_closure_only(committed):
 
 def test_a_family_with_declared_inputs_gets_its_own_stages(tmp_path, monkeypatch):
     lifter = Family(
-        name="lifter",
+        name="handlift",
         model="handmle",
         task="topdown_crop",
         skeleton="hand21",
@@ -73,7 +87,7 @@ def test_a_family_with_declared_inputs_gets_its_own_stages(tmp_path, monkeypatch
     )
 
     class Entry:
-        name, value = "lifter", "tests:lifter"
+        name, value = "handlift", "tests:handlift"
 
         def load(self):
             return lifter
@@ -86,7 +100,7 @@ def test_a_family_with_declared_inputs_gets_its_own_stages(tmp_path, monkeypatch
     )
     try:
         raw = yaml.safe_load((REPO / "params.yaml").read_text())
-        raw["families"]["lifter"] = raw["families"]["handmle"]
+        raw["families"]["handlift"] = raw["families"]["handmle"]
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
         stages = yaml.safe_load(render_file(REPO, load_params(tmp_path / "params.yaml")))["stages"]
     finally:
@@ -94,8 +108,8 @@ def test_a_family_with_declared_inputs_gets_its_own_stages(tmp_path, monkeypatch
     assert set(stages["derive"]["foreach"]) == {
         "handmle",
         "vmhpe",
-    }  # the lifter is not in the shared foreach
-    assert "metrics/handmle/metrics.json" in stages["derive-lifter"]["deps"]  # its declared input
-    assert stages["train-lifter"]["cmd"] == "python stages/train.py lifter"
-    assert "families.lifter.model" in stages["train-lifter"]["params"]
-    assert {"capture", "annotate", "evaluate-lifter", "promote-lifter"} <= set(stages)
+    }  # the family with inputs is not in the shared foreach
+    assert "metrics/handmle/metrics.json" in stages["derive-handlift"]["deps"]  # its declared input
+    assert stages["train-handlift"]["cmd"] == "python stages/train.py handlift"
+    assert "families.handlift.model" in stages["train-handlift"]["params"]
+    assert {"capture", "annotate", "evaluate-handlift", "promote-handlift"} <= set(stages)

@@ -54,7 +54,9 @@ def test_ta_runs_at_any_length_with_the_same_weights():
     # the same frames give the same output whatever the window's length, when the window is one frame
     # repeated (the correlation is normalised by T)
     frame = torch.randn(1, 1, 64)
-    assert torch.allclose(ta(frame.expand(1, 9, 64))[0, 0], ta(frame.expand(1, 81, 64))[0, 0], atol=1e-5)
+    assert torch.allclose(
+        ta(frame.expand(1, 9, 64))[0, 0], ta(frame.expand(1, 81, 64))[0, 0], atol=1e-5
+    )
 
 
 def test_ta_softmax_flag_makes_rows_sum_to_one():
@@ -93,7 +95,9 @@ def test_loss_terms():
     out = torch.ones(2, 9, 17, 3)
     terms = model.loss(out, {"target": target})
     assert terms["mpjpe"].item() == pytest.approx(3**0.5)
-    assert terms["temporal"].item() == pytest.approx(0.0) and terms["velocity"].item() == pytest.approx(0.0)
+    assert terms["temporal"].item() == pytest.approx(0.0) and terms[
+        "velocity"
+    ].item() == pytest.approx(0.0)
     moving = torch.arange(9.0)[None, :, None, None].expand(2, 9, 17, 3)
     terms = model.loss(moving, {"target": target})
     assert terms["temporal"].item() == pytest.approx(3**0.5)

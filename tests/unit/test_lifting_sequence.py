@@ -42,7 +42,9 @@ PARAMS = CaptureParams(
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("lifting")
     manifest = write_sequence_captures(root / "raw" / "sequences", PARAMS)
-    counts = write_sequence_annotations(root / "raw" / "sequences", root / "annotations" / "sequences.json")
+    counts = write_sequence_annotations(
+        root / "raw" / "sequences", root / "annotations" / "sequences.json"
+    )
     data = LiftingSequenceData(sequence_window=9, sequence_stride=9)
     card = derive_dataset(
         TASK.rows,
@@ -59,7 +61,11 @@ def dataset(tmp_path_factory):
 # ---------------------------------------------------------------- capture
 def test_sequences_part_is_labels_only_and_published_last(dataset):
     folder = dataset["root"] / "raw" / "sequences"
-    assert sorted(p.name for p in folder.iterdir()) == ["cameras.json", "labels.jsonl", "manifest.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "cameras.json",
+        "labels.jsonl",
+        "manifest.json",
+    ]
     manifest = dataset["manifest"]
     assert manifest["kind"] == "sequences"
     assert manifest["counts"] == {"sequences": 4, "subjects": 4, "frames": 120, "views": 2}
@@ -152,10 +158,14 @@ def test_detected_track_statistics():
     clean = np.zeros((4000, 17, 2))
     noise = DetectedTrackParams(sigma_px=(3.0, 3.0), outlier_rate=(0.02, 0.02), drop_rate=0.0)
     err = np.linalg.norm(detected_track(rng, clean, noise) - clean, axis=-1)
-    assert np.median(err) == pytest.approx(3.0 * np.sqrt(2 * np.log(2)), rel=0.05)  # Rayleigh median
+    assert np.median(err) == pytest.approx(
+        3.0 * np.sqrt(2 * np.log(2)), rel=0.05
+    )  # Rayleigh median
     assert 0.01 < (err > 30).mean() < 0.03
     walk = np.repeat(np.arange(100.0)[:, None, None], 17, 1).repeat(2, 2)
-    dropped = detected_track(rng, walk, DetectedTrackParams(sigma_px=(0.0, 0.0), outlier_rate=(0.0, 0.0)))
+    dropped = detected_track(
+        rng, walk, DetectedTrackParams(sigma_px=(0.0, 0.0), outlier_rate=(0.0, 0.0))
+    )
     assert np.allclose(dropped, walk)  # dropped joints are interpolated back onto the straight line
 
 
@@ -190,7 +200,8 @@ def test_training_batches_flip_and_learn(dataset):
 def test_two_ranks_share_the_frames(dataset):
     model = create_model("lifter", "tiny")
     counts = [
-        sum(len(b["input"]) for b in TASK.train_loader(loop_config(dataset), model, r, 2)[1]) for r in (0, 1)
+        sum(len(b["input"]) for b in TASK.train_loader(loop_config(dataset), model, r, 2)[1])
+        for r in (0, 1)
     ]
     total = sum(len(b["input"]) for b in TASK.train_loader(loop_config(dataset), model, 0, 1)[1])
     assert sum(counts) == total and abs(counts[0] - counts[1]) <= 1
@@ -218,7 +229,13 @@ def test_validate_and_evaluate_report(dataset, tmp_path):
     )
     family = get_family("lifter")
     evaluation = TASK.evaluate(
-        family, fam, model, str(dataset["root"] / "derived"), "val", dataset["card"], {"flip_test": True}
+        family,
+        fam,
+        model,
+        str(dataset["root"] / "derived"),
+        "val",
+        dataset["card"],
+        {"flip_test": True},
     )
     report = evaluation.report
     assert report["num_frames"] == 27 * report["num_tracks"]
@@ -228,7 +245,11 @@ def test_validate_and_evaluate_report(dataset, tmp_path):
     )
     assert report["p_mpjpe"] <= report["mpjpe"] and report["mpjve"] > 0
     written = write_report(TASK, evaluation, tmp_path)
-    assert sorted(p.name for p in written) == ["metrics.json", "per_joint.json", "per_joint_mpjpe.png"]
+    assert sorted(p.name for p in written) == [
+        "metrics.json",
+        "per_joint.json",
+        "per_joint_mpjpe.png",
+    ]
 
 
 def test_noisy_input_differs_from_ground_truth(dataset):

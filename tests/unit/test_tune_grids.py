@@ -34,6 +34,11 @@ ROWS = {
     ("handmle", "a1_stages"): 6,
     ("handmle", "a2_loss"): 3,
     ("handmle", "noise"): 6,
+    ("lifter", "t5_input2d"): 4,
+    ("lifter", "t6_modules"): 6,
+    ("lifter", "t8_position"): 6,
+    ("lifter", "t9_frames"): 3,
+    ("lifter", "t10_lr"): 4,
 }
 
 
@@ -142,7 +147,24 @@ def vmhpe_signature(model_overrides: dict, capture_overrides: dict) -> tuple[int
     return sum(p.numel() for p in model.parameters()), round(float(loss), 6)
 
 
-SIGNATURE = {"handmle": handmle_signature, "vmhpe": vmhpe_signature}
+def lifter_signature(model_overrides: dict, run_overrides: dict) -> tuple:
+    """Parameter count and loss on a fixed batch, plus the data and training settings a level changes
+    (the 2D source and the learning rate act through the data and the optimiser, not the network)."""
+    torch.manual_seed(0)
+    model = create_model("lifter", "tiny", **{**model_overrides, "layer_scale_init": 1.0}).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, model.config.frames, 17, 2, generator=g) * 0.3
+    with torch.no_grad():
+        loss = model.loss(model(x), {"target": torch.zeros(2, 17, 3)})["loss"]
+    params = sum(p.numel() for p in model.parameters())
+    return params, round(float(loss), 6), tuple(sorted(run_overrides.items()))
+
+
+SIGNATURE = {
+    "handmle": handmle_signature,
+    "vmhpe": vmhpe_signature,
+    "lifter": lifter_signature,
+}
 
 
 def split_level(family: str, overrides: dict) -> tuple[dict, dict]:
@@ -152,6 +174,10 @@ def split_level(family: str, overrides: dict) -> tuple[dict, dict]:
             model[key.rsplit(".", 1)[-1]] = value
         elif key.startswith("data.capture.hands."):
             capture[key.rsplit(".", 1)[-1]] = value
+        elif family == "lifter" and key.startswith(
+            ("families.lifter.data.", "families.lifter.train.")
+        ):
+            capture[key] = value
         else:
             raise AssertionError(
                 f"{key}: an axis key this test cannot judge; teach it how the key acts"
@@ -165,7 +191,11 @@ def test_every_axis_changes_the_parameter_count_or_the_loss(family, name):
     for axis in grid.axes:
         signatures = {}
         for level_name, level in axis.levels.items():
-            signatures[level_name] = SIGNATURE[family](*split_level(family, level.set))
+            # a level may also change where its input comes from (another family's grid row)
+            signatures[level_name] = (
+                SIGNATURE[family](*split_level(family, level.set)),
+                level.input_from,
+            )
         levels = list(signatures)
         for i, a in enumerate(levels):
             for b in levels[i + 1 :]:

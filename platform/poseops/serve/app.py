@@ -41,6 +41,12 @@ class FamilyModel:
     def info(self) -> dict[str, str]:
         return model_info(self.predictor)
 
+    def lift(self, request: Any) -> dict[str, Any]:
+        """A lifting family's JSON 2D track (serve.lift.LiftRequest) -> {"model", **3D pose}."""
+        from poseops.serve.lift import lift_body
+
+        return lift_body(self.predictor, request)
+
 
 def family_deployment_name(family: str) -> str:
     return f"family-{family}"

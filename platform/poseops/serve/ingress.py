@@ -5,6 +5,7 @@ Routes (OpenAPI at /docs):
     GET  /v1/models             name and version served per family
     GET  /healthz               {"status": "ok", "families": [...]}
     POST /v1/assess             two keypoint sequences -> similarity, grade, breakdown (serve/assess.py)
+    POST /v1/{lifter}/predict   a lifting family's route: JSON 2D track -> 3D (serve/lift.py)
 
 `create_api(clients, limits)` builds the app over any `FamilyClient` (an in-process `LocalClient`
 in unit tests, a `HandleClient` around a Serve `DeploymentHandle` in the `Ingress` deployment).
@@ -31,6 +32,7 @@ from poseops.errors import PoseopsError, RequestError
 from poseops.serve import Box, Predictor, model_info, predict_body
 from poseops.serve.assess import assess_router
 from poseops.serve.images import check_body_size, check_declared_length, decode_request
+from poseops.serve.lift import lift_router
 from poseops.serve.schemas import (
     ErrorResponse,
     HealthResponse,
@@ -62,6 +64,11 @@ class LocalClient:
     async def info(self) -> dict[str, str]:
         return model_info(self.predictor)
 
+    async def lift(self, request: Any) -> dict[str, Any]:
+        from poseops.serve.lift import lift_body
+
+        return await run_in_threadpool(lift_body, self.predictor, request)
+
 
 class HandleClient:
     """A family deployment reached through its Serve `DeploymentHandle` (methods predict, info)."""
@@ -74,6 +81,9 @@ class HandleClient:
 
     async def info(self) -> dict[str, str]:
         return await _unwrapped(self.handle.info.remote())
+
+    async def lift(self, request: Any) -> dict[str, Any]:
+        return await _unwrapped(self.handle.lift.remote(request))
 
 
 async def _unwrapped(response: Any) -> Any:
@@ -127,6 +137,14 @@ async def read_body(request: Request, limits: ServeParams) -> bytes:
     return b"".join(chunks)
 
 
+def task_of(family: str) -> str | None:
+    """The task of a family in the family table (None for a name it does not hold)."""
+    from poseops.families import families
+
+    found = families().get(family)
+    return found.task if found is not None else None
+
+
 def create_api(
     clients: Mapping[str, FamilyClient], limits: ServeParams, assess: AssessParams | None = None
 ) -> FastAPI:
@@ -165,6 +183,9 @@ def create_api(
         return ModelsResponse(
             models=[{"family": family, **info} for family, info in zip(families, infos)]
         )
+
+    lifting = [f for f in clients if task_of(f) == "lifting_sequence"]
+    api.include_router(lift_router(lifting, clients, limits))  # JSON tracks (serve/lift.py), first
 
     @api.post(
         "/v1/{family}/predict",

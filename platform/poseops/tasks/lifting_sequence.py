@@ -473,6 +473,15 @@ class LifterPredictor:
         self.model = unwrap(model).eval()
         self.name, self.version, self.flip_test = name, version, flip_test
 
+    def predict(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict:
+        """A lifter takes 2D tracks, not images (POST its predict route with JSON; serve/lift.py)."""
+        from poseops.errors import RequestError
+
+        raise RequestError(
+            415,
+            f"{self.name} lifts 2D tracks: send JSON {{keypoints, image_size, skeleton}}, not an image",
+        )
+
     def lift(
         self, keypoints: np.ndarray, image_size: Sequence[float], skeleton: str = "h36m17"
     ) -> dict:
