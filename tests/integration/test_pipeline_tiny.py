@@ -71,8 +71,15 @@ def test_every_stage_then_the_endpoint(tiny_project):
     )
     assert pipeline.promote("vmhpe", params, where)["version"]["name"] == "poseops-vmhpe"
 
+    windows = pipeline.derive("lifter", params, where)  # from annotate's sequences.json
+    assert windows["kind"] == "lifting_sequence" and windows["window"] == 9
+    pipeline.train("lifter", params, where)
+    lifted = pipeline.evaluate("lifter", params, where)
+    assert lifted["mpjpe"] > 0 and "mean_pose_mpjpe" in lifted["baselines"]
+    assert pipeline.promote("lifter", params, where)["version"]["name"] == "poseops-lifter"
+
     app, names = build_champion_app(params)
-    assert names == ["handmle", "vmhpe"]
+    assert names == ["handmle", "lifter", "vmhpe"]
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)
     ok, png = cv2.imencode(".png", image)
@@ -89,6 +96,14 @@ def test_every_stage_then_the_endpoint(tiny_project):
         assert keypoints.shape == (21, 3)
         assert np.isfinite(keypoints).all()
         assert httpx.post(f"{base}/v1/handmle/predict", content=b"").status_code in (400, 415, 422)
+        track = [[[100.0 + j, 50.0 + 5 * j, 1.0] for j in range(17)]] * 5
+        answer = httpx.post(
+            f"{base}/v1/lifter/predict",
+            json={"keypoints": track, "image_size": [128, 128], "skeleton": "h36m17"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        assert np.asarray(answer.json()["keypoints_3d"]).shape == (17, 3)
         answer = httpx.post(
             f"{base}/v1/vmhpe/predict",
             files={"image": ("x.png", png.tobytes(), "image/png")},

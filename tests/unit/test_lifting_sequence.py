@@ -263,3 +263,45 @@ def test_predicted_input_needs_a_family():
         LiftingSequenceData(input_2d="predicted")
     with pytest.raises(ValueError, match="input_family"):
         LiftingSequenceData(input_family="hrnet_am")
+
+
+# ---------------------------------------------------------------- lower is better, end to end
+def test_lower_is_better_picks_the_lowest_epoch_row_and_champion():
+    from poseops.tracking.registry import ChampionNotBeaten, compare_with_champion
+    from poseops.tune.runner import best_row
+
+    lifter = get_family("lifter")
+    assert (lifter.primary_metric, lifter.metric_mode, lifter.val_metric) == (
+        "mpjpe",
+        "min",
+        "val_mpjpe",
+    )
+    epochs = [
+        {"epoch": 0, "val_mpjpe": 90.0},
+        {"epoch": 1, "val_mpjpe": 40.0},
+        {"epoch": 2, "val_mpjpe": 55.0},
+    ]
+    assert lifter.best(epochs)["epoch"] == 1
+    assert get_family("handmle").best([{"val_pck": 0.2}, {"val_pck": 0.6}])["val_pck"] == 0.6
+    assert best_row([{"value": 3.0}, {"value": 1.0}], "min")["value"] == 1.0
+    same = {"dataset_checksum": "x", "split": "val"}
+    champion = {**same, "metrics": {"mpjpe": 50.0}}
+    compare_with_champion(
+        "lifter", {**same, "metrics": {"mpjpe": 45.0}}, champion, "mpjpe", 1.0, ("2", "1"), "min"
+    )
+    with pytest.raises(ChampionNotBeaten, match="needs <= 49"):
+        compare_with_champion(
+            "lifter",
+            {**same, "metrics": {"mpjpe": 49.5}},
+            champion,
+            "mpjpe",
+            1.0,
+            ("2", "1"),
+            "min",
+        )
+
+
+def test_train_checkpoint_order_follows_the_metric_mode():
+    from poseops.tune.adapter import metric_mode
+
+    assert metric_mode("lifter") == "min" and metric_mode("vmhpe") == "max"
