@@ -48,12 +48,15 @@ def test_every_stage_then_the_endpoint(tiny_project):
     pipeline.capture(params, where)
     pipeline.annotate(params, where)
     card = pipeline.derive("handmle", params, where)
-    assert card["counts"]["train"] <= 64 and card["counts"]["val"] > 0
+    assert (
+        card["counts"]["train"] <= 64 and card["counts"]["val"] > 0 and card["counts"]["test"] > 0
+    )
     pipeline.train("handmle", params, where)
     assert (where.model("handmle") / "manifest.json").exists()
     report = pipeline.evaluate("handmle", params, where)
     written = json.loads((where.metrics("handmle") / "metrics.json").read_text())
     assert written["pck"] == report["pck"]
+    assert written["split"] == "test" and written["num_samples"] == card["counts"]["test"]
     assert written["data"] == "synthetic" and written["data_mix"] == {
         "synthetic": card["counts"]["train"]
     }
@@ -62,11 +65,11 @@ def test_every_stage_then_the_endpoint(tiny_project):
     assert promotion["version"]["name"] == "poseops-handmle"
 
     bodies = pipeline.derive("vmhpe", params, where)
-    assert bodies["kind"] == "bottomup_image" and bodies["counts"]["val"] > 0
+    assert bodies["kind"] == "bottomup_image" and bodies["counts"]["test"] > 0
     pipeline.train("vmhpe", params, where)
     people_report = pipeline.evaluate("vmhpe", params, where)
     assert (
-        people_report["num_images"] == min(4, bodies["counts"]["val"])
+        people_report["num_images"] == min(4, bodies["counts"]["test"])
         and 0.0 <= people_report["ap"] <= 1.0
     )
     assert pipeline.promote("vmhpe", params, where)["version"]["name"] == "poseops-vmhpe"
