@@ -57,6 +57,9 @@ def test_every_stage_then_the_endpoint(tiny_project):
     written = json.loads((where.metrics("handmle") / "metrics.json").read_text())
     assert written["pck"] == report["pck"]
     assert written["split"] == "test" and written["num_samples"] == card["counts"]["test"]
+    stages = params.families["handmle"].model.num_stages
+    assert set(written["per_stage_pck"]) == {f"stage{t + 1}" for t in range(stages)}
+    assert written["loss"].startswith(params.families["handmle"].model.loss_type)
     assert written["data"] == "synthetic" and written["data_mix"] == {
         "synthetic": card["counts"]["train"]
     }
