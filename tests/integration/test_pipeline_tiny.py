@@ -17,6 +17,7 @@ import pytest
 
 from poseops import pipeline
 from poseops.families import load_params
+from poseops.family_report import table_rows
 from poseops.profiles import write_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +65,10 @@ def test_every_stage_then_the_endpoint(tiny_project):
         "synthetic": card["counts"]["train"]
     }
     assert (where.metrics("handmle") / "pck_curve.png").stat().st_size > 0
+    report_rows = table_rows(pipeline.report("handmle", params, where))
+    checkpoint = [r for r in report_rows if "number" in r]
+    assert checkpoint and {r["split"] for r in checkpoint} == {"test"}
+    assert {r["dataset"] for r in checkpoint} == {f"synthetic ({written['dataset_checksum'][:12]})"}
     promotion = pipeline.promote("handmle", params, where)
     assert promotion["version"]["name"] == "poseops-handmle"
 

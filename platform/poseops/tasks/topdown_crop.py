@@ -95,6 +95,19 @@ def predict_stage_crops(
     return np.concatenate(stages, axis=1).astype(np.float64)
 
 
+def best_to_worst(
+    pred: np.ndarray, val: dict[str, np.ndarray], threshold: float = 0.2
+) -> np.ndarray:
+    """Sample indices from best to worst: per-sample PCK@threshold, ties by mean normalised error."""
+    gt = val.get("keypoints_clean", val["keypoints"])
+    visible = val["visibility"] > 0
+    error = np.linalg.norm(pred - gt, axis=-1) / np.maximum(val["norm_size"], 1e-9)[:, None]
+    count = np.maximum(visible.sum(1), 1)
+    pck = ((error <= threshold) & visible).sum(1) / count
+    mean_error = np.where(visible, error, 0.0).sum(1) / count
+    return np.lexsort((mean_error, -pck))
+
+
 def stage_pck(
     stages: np.ndarray | None, val: dict[str, np.ndarray], threshold: float = 0.2
 ) -> dict[str, float]:
@@ -195,6 +208,7 @@ class TopdownCrop(Task):
         Artefact("pck_curve.png"),
         Artefact("per_keypoint_pck.png"),
         Artefact("overlays.png"),
+        Artefact("best_worst.png"),
     )
     headline = (("pck", "PCK@0.2"), ("auc", "AUC"), ("epe_px", "EPE px"))
 
@@ -333,7 +347,21 @@ class TopdownCrop(Task):
             )
             cv2.imwrite(str(path), grid)
 
+        order = best_to_worst(pred, val)
+        shown = min(4, len(order) // 2)
+
+        def best_worst(path):
+            picked = [*order[:shown], *order[len(order) - shown :]] if shown else []
+            grid = sample_grid(
+                [val["image"][i][..., ::-1] for i in picked],
+                pred[picked],
+                skeleton,
+                cols=max(shown, 1),
+            )
+            cv2.imwrite(str(path), grid)
+
         files = {
+            "best_worst.png": best_worst,
             "pck_curve.json": [
                 {"threshold": t, **{name: values[i] for name, values in curves.items()}}
                 for i, t in enumerate(PCK_THRESHOLDS)
