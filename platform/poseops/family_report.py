@@ -205,12 +205,24 @@ def reproduced(difference: float | None, paper: float | None, exceeds: bool | No
     return "reproduced (same sign, > 2 SD)" if exceeds else "not shown (same sign, within 2 SD)"
 
 
-def model_section(family: str, profile: str, model: Mapping[str, Any]) -> list[str]:
+def profile_preset(root: Path, profile: str, family: str) -> str | None:
+    """The model preset `profiles/<profile>.yaml` names for the family (params.yaml holds it resolved)."""
+    path = root / "profiles" / f"{profile}.yaml"
+    if not path.exists():
+        return None
+    block = ((yaml.safe_load(path.read_text()) or {}).get("families") or {}).get(family) or {}
+    return (block.get("model") or {}).get("preset")
+
+
+def model_section(
+    family: str, profile: str, model: Mapping[str, Any], preset: str | None = None
+) -> list[str]:
     shown = ", ".join(f"{k} {v}" for k, v in model.items() if not isinstance(v, (dict, list)))
     return [
         "## Model",
         "",
-        f"Profile `{profile}`; `families.{family}.model` in params.yaml: {shown}.",
+        f"Profile `{profile}`, preset `{preset or 'none named'}`; `families.{family}.model` in params.yaml "
+        f"(the preset with the profile's overrides): {shown}.",
     ]
 
 
@@ -256,7 +268,7 @@ def render(
         "the family's derived dataset (dataset: kind and card checksum); the paper's numbers are its own, "
         "on its own data. Nothing here is tuned on the test split: validation picks checkpoints and stops.",
         "",
-        *model_section(family, profile, model),
+        *model_section(family, profile, model, profile_preset(root, profile, family)),
         "",
         *checkpoint_section(family, metrics, primary),
         "",

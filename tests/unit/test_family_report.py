@@ -72,6 +72,10 @@ def project(tmp_path, kind="synthetic"):
 @pytest.mark.parametrize("kind", ["synthetic", "real"])
 def test_every_row_names_its_dataset_split_and_protocol(tmp_path, kind):
     metrics, history, model = project(tmp_path, kind)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "smoke.yaml").write_text(
+        "families: {handmle: {model: {preset: smoke}}}\n"
+    )
     text = render(
         "handmle",
         "smoke",
@@ -107,7 +111,11 @@ def test_every_row_names_its_dataset_split_and_protocol(tmp_path, kind):
         and gap["paper's result here"] == "not reproduced (opposite sign)"
     )
     assert float(gap["paper's gap (same scale)"]) == pytest.approx(0.0037, abs=1e-3)
-    assert "Loss: integral_l1" in text and "Profile `smoke`" in text and "test: 40 samples" in text
+    assert (
+        "Loss: integral_l1" in text
+        and "Profile `smoke`, preset `smoke`" in text
+        and "test: 40 samples" in text
+    )
     assert (tmp_path / "reports" / "handmle" / "learning_curves.png").stat().st_size > 0
     assert "../metrics/handmle/best_worst.png" in text
 
