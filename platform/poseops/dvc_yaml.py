@@ -205,10 +205,11 @@ def family_stage(stage: str, key: str, family: Family) -> dict[str, Any]:
             "outs": [{f"metrics/{key}/promotion.json": {"cache": False}}],
         }
     if stage == "report":
+        # not reports/grids: a dep on it would make grids/dvc.yaml's Tune stages upstream of `dvc repro`;
+        # after a grid runs, `dvc repro -f report@<family>` takes its table in
         return {
             "deps": [
                 "platform/poseops/papers",
-                "reports/grids",
                 f"metrics/{key}/metrics.json",
                 f"plots/{key}/train_history.json",
             ],

@@ -78,9 +78,6 @@ def test_adding_the_real_coco_fixture_reruns_annotate_and_later_stages_not_captu
         project / "platform" / "poseops",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    shutil.copytree(
-        REPO / "reports" / "grids", project / "reports" / "grids"
-    )  # report@<family> reads them
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["capture"]["hands"].update(sequences=2, frames_per_sequence=2, image_size=64)
     params["data"]["annotations"] = []

@@ -23,12 +23,7 @@ def make_project(dest: Path, profile: str | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, dest / name)
-    for folder in (
-        "stages",
-        "profiles",
-        "flows",
-        "reports/grids",
-    ):  # report@<family> reads the grids' tables
+    for folder in ("stages", "profiles", "flows"):
         shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(
         REPO / "platform",
