@@ -144,6 +144,7 @@ TRAIN_OUTPUTS = [
     "metrics/handmle/per_keypoint.json",
     "metrics/handmle/pck_curve.png",
     "metrics/handmle/overlays.png",
+    "metrics/handmle/best_worst.png",
     "metrics/handmle/promotion.json",
 ]
 

@@ -441,6 +441,7 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
         "pck_curve.png",
         "per_keypoint_pck.png",
         "overlays.png",
+        "best_worst.png",
     ):
         assert (tmp_path / "metrics" / name).stat().st_size > 0
     assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == sorted(
