@@ -134,10 +134,15 @@ def test_empty_part_gives_an_empty_valid_file(tmp_path):
 
 def test_tracks_are_whole_and_split_by_subject(dataset):
     url = str(dataset["root"] / "derived")
-    train, val = load_tracks(url, "train"), load_tracks(url, "val")
-    assert len(train) + len(val) == 8  # 4 sequences x 2 views
-    assert all(len(t.frames) == 27 and np.array_equal(t.frames, np.arange(27)) for t in train + val)
-    assert not {t.sequence for t in train} & {t.sequence for t in val}
+    splits = {name: load_tracks(url, name) for name in dataset["card"]["splits"]}
+    assert sum(len(tracks) for tracks in splits.values()) == 8  # 4 sequences x 2 views
+    every = [t for tracks in splits.values() for t in tracks]
+    assert all(len(t.frames) == 27 and np.array_equal(t.frames, np.arange(27)) for t in every)
+    sequences = [{t.sequence for t in tracks} for tracks in splits.values()]
+    assert sum(len(s) for s in sequences) == len(
+        set().union(*sequences)
+    )  # no sequence in two splits
+    train = splits["train"]
     assert all(np.allclose(t.pose_3d[:, 0], 0.0) for t in train)  # root-relative
 
 
