@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
@@ -212,6 +213,22 @@ class FamilyEvaluate(Strict):
 class FamilyServe(Strict):
     num_cpus: float = Field(0.25, gt=0, description="fractional CPUs per replica")
     num_replicas: int = Field(1, ge=1)
+    runtime: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="the network's forward in torch, or exported to ONNX and run by onnxruntime "
+        "(decoding stays in Python either way; needs the `onnx` extra)",
+    )
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_installed(cls, runtime: str) -> str:
+        if runtime == "onnx":
+            missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if find_spec(m) is None]
+            if missing:
+                raise ValueError(
+                    f"runtime 'onnx' needs {', '.join(missing)} installed (pip install 'poseops[onnx]')"
+                )
+        return runtime
 
 
 class GateParams(BaseModel):

@@ -8,17 +8,20 @@ from poseops.config import Params
 from poseops.errors import PoseopsError
 
 
-def load_registered_predictor(family: str, alias: str, tracking_uri: str):
-    """Inside a Serve replica: fetch the aliased version's checkpoint and build its predictor."""
+def load_registered_predictor(family: str, alias: str, tracking_uri: str, runtime: str = "torch"):
+    """Inside a Serve replica: fetch the aliased version's checkpoint and build its predictor, whose
+    forward runs in torch or (runtime "onnx") on onnxruntime over the checkpoint's ONNX export."""
     import mlflow
 
     from poseops.families import load_predictor
+    from poseops.onnx_models import load_onnx_predictor
     from poseops.packaging import download_version
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     folder, version = download_version(family, alias)
-    predictor = load_predictor(folder, version=str(version["version"]))
+    load = load_onnx_predictor if runtime == "onnx" else load_predictor
+    predictor = load(folder, version=str(version["version"]))
     predictor.name = version["name"]
     return predictor
 
@@ -38,7 +41,8 @@ def build_champion_app(params: Params, families: list[str] | None = None, alias:
             raise PoseopsError(f"params.yaml: families.{name}: no such family to serve")
         if get_alias_version(f"poseops-{name}", alias) is None:
             continue
-        loaders[name] = functools.partial(load_registered_predictor, name, alias, uri)
+        runtime = params.families[name].serve.runtime
+        loaders[name] = functools.partial(load_registered_predictor, name, alias, uri, runtime)
         serve_params[name] = params.families[name].serve
     if not loaders:
         raise PoseopsError(

@@ -157,6 +157,52 @@ def models_cmd() -> None:
         console.print(f"{fam.name:10s} model={fam.model:10s} task={fam.task:14s} {fam.description}")
 
 
+@app.command("export")
+@friendly
+def export_cmd(
+    family: Annotated[str, typer.Argument(help="family whose published checkpoint to export")],
+    format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="checkpoint folder (default: models/<family>)")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="derived dataset the equivalence is measured on (default: data/derived/<family>)"
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="split of that dataset")] = "val",
+    limit: Annotated[
+        int | None, typer.Option(help="at most this many samples of the split")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="export folder (default: exports/<family>/onnx)")
+    ] = None,
+) -> None:
+    """Export a family's network (its tensor outputs; decoding stays in Python) and check it against torch."""
+    from poseops.checkpoints import verify_checkpoint
+    from poseops.onnx_models import export_checkpoint, split_inputs
+    from poseops.pipeline import layout
+
+    if format != "onnx":
+        raise PoseopsError(f"--format {format!r}: the formats are: onnx")
+    where = layout()
+    checkpoint = checkpoint or where.model(family)
+    data = data or str(where.derived(family))
+    out = out or where.root / "exports" / family / "onnx"
+    found = verify_checkpoint(checkpoint).get("family")
+    if found != family:
+        raise PoseopsError(f"{checkpoint}: a checkpoint of family {found!r}, not {family!r}")
+    inputs = split_inputs(checkpoint, data, split, limit)
+    manifest = export_checkpoint(checkpoint, out, inputs, f"split {split!r} of {data}")
+    worst = manifest["equivalence"]["max_abs_diff"]
+    console.print(
+        f"{family}: wrote {out} ({', '.join(manifest['outputs'])}); max |onnxruntime - torch| on "
+        f"{manifest['equivalence']['inputs']} inputs: "
+        + ", ".join(f"{name} {value:.2e}" for name, value in worst.items())
+    )
+
+
 @app.command("serve")
 @friendly
 def serve_cmd(

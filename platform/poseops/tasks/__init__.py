@@ -7,6 +7,7 @@
     task.evaluate(family, fam, model, dataset_url, split, card)   # predict -> score -> baselines
     task.artefacts          # the report files write_report writes and dvc.yaml declares
     task.predictor(model, name, version, settings)                # the serving adapter
+    task.network_inputs(model, dataset_url, split, settings)      # a split as the network sees it
 
 Tasks register like models do (`poseops.models.register_model`): a module calls `register_task` when
 imported, and the registry imports the in-tree modules on first use. A family row names its task
@@ -107,6 +108,18 @@ class Task:
     # serving
     def predictor(self, model: nn.Module, name: str, version: str, settings: dict[str, Any]):
         raise self._missing("serving predictor")
+
+    def network_inputs(
+        self,
+        model: nn.Module,
+        dataset_url: str,
+        split: str,
+        settings: dict[str, Any],
+        limit: int | None = None,
+    ) -> Any:
+        """A split's samples as the predictor feeds them to the network: uint8 RGB [N, S, S, 3]
+        (what an ONNX export is checked on, poseops.onnx_models)."""
+        raise self._missing("network inputs")
 
 
 _REGISTRY: dict[str, Task] = {}

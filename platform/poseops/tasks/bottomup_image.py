@@ -538,3 +538,14 @@ class BottomupImage(Task):
         return BottomUpPredictor(
             model, name, version, settings.get("input_size"), settings["flip_test"]
         )
+
+    def network_inputs(
+        self,
+        model: nn.Module,
+        dataset_url: str,
+        split: str,
+        settings: dict[str, Any],
+        limit: int | None = None,
+    ) -> np.ndarray:
+        size = int(settings.get("input_size") or model.config.input_size)
+        return load_evaluation_split(dataset_url, split, size, limit)["images_rgb"]

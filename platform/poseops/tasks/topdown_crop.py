@@ -322,3 +322,14 @@ class TopdownCrop(Task):
     # ------------------------------------------------------------ serving
     def predictor(self, model: nn.Module, name: str, version: str, settings: dict[str, Any]):
         return TopDownPredictor(model, name, version, settings["crop_margin"])
+
+    def network_inputs(
+        self,
+        model: nn.Module,
+        dataset_url: str,
+        split: str,
+        settings: dict[str, Any],
+        limit: int | None = None,
+    ) -> np.ndarray:
+        size = int(model.config.input_size)
+        return load_split_arrays(dataset_url, split, size, settings["crop_margin"], limit)["image"]
