@@ -214,3 +214,42 @@ def test_serve_runtime_is_validated():
     assert FamilyServe(runtime="onnx").runtime == "onnx"
     with pytest.raises(ValueError, match="runtime"):
         FamilyServe(runtime="tensorrt")
+
+
+def test_a_served_champion_with_runtime_onnx_answers_like_torch(exported, tmp_path, monkeypatch):
+    """deploy.load_registered_predictor (what a Serve replica runs) with serve.runtime onnx: the
+    registered version's export comes from `.poseops/onnx/` (seeded here with the module's export,
+    so nothing is traced twice) and its keypoints are the torch predictor's."""
+    import shutil
+
+    import mlflow
+
+    from poseops import packaging
+    from poseops.deploy import load_registered_predictor
+    from poseops.paths import state_dir
+    from poseops.tracking import registry, store
+
+    name, checkpoint, folder, manifest = exported
+    if name != two_d_families()[0]:
+        pytest.skip(
+            "the deploy wiring is the same for every family; the predictors' equality per "
+            "family is test_onnx_predictor_keypoints_equal_torch_predictors"
+        )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("POSEOPS_ROOT", str(tmp_path))
+    try:
+        store.configure()
+        version = packaging.log_and_register(checkpoint, name)["version"]
+        registry.set_alias(registry.registered_name(name), version)
+        shutil.copytree(folder, state_dir() / "onnx" / name / manifest["weights_sha256"][:16])
+        uri = f"sqlite:///{tmp_path}/mlflow.db"
+        served = load_registered_predictor(name, "champion", uri, "onnx")
+        plain = load_registered_predictor(name, "champion", uri, "torch")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    assert served.runtime == "onnx" and getattr(plain, "runtime", "torch") == "torch"
+    image = synthetic_image()
+    np.testing.assert_allclose(
+        numbers(served.predict(image)), numbers(plain.predict(image)), atol=1e-3, rtol=0
+    )
