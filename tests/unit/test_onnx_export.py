@@ -160,7 +160,7 @@ def test_export_with_wrong_input_size_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
 
 
-def test_cli_exports_handmle_and_measures_it_on_the_validation_split(tmp_path):
+def test_cli_exports_handmle_and_measures_it_on_the_test_split(tmp_path):
     raw, labels = tmp_path / "raw", tmp_path / "labels" / "annotations.json"
     write_hand_captures(
         raw,
@@ -178,7 +178,7 @@ def test_cli_exports_handmle_and_measures_it_on_the_validation_split(tmp_path):
         labels,
         str(tmp_path / "derived"),
         TopdownCropData(),
-        SplitParams(val_fraction=0.34, seed=0),
+        SplitParams(by="sequence", test_fraction=0.34, val_fraction=0.34, seed=0),
     )
     save_tiny(tmp_path / "checkpoint", "handmle")
     done = CliRunner().invoke(
@@ -199,8 +199,8 @@ def test_cli_exports_handmle_and_measures_it_on_the_validation_split(tmp_path):
     assert done.exit_code == 0, done.output
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     equivalence = manifest["equivalence"]
-    assert equivalence["inputs"] == card["splits"]["val"]["samples"] > 0
-    assert "split 'val'" in equivalence["inputs_source"] and equivalence["within_tolerance"]
+    assert equivalence["inputs"] == card["counts"]["test"] > 0
+    assert "split 'test'" in equivalence["inputs_source"] and equivalence["within_tolerance"]
     assert max(equivalence["max_abs_diff"].values()) <= 1e-4
     wrong = CliRunner().invoke(
         app, ["export", "vmhpe", "--checkpoint", str(tmp_path / "checkpoint")]

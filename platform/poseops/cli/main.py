@@ -171,7 +171,9 @@ def export_cmd(
             help="derived dataset the equivalence is measured on (default: data/derived/<family>)"
         ),
     ] = None,
-    split: Annotated[str, typer.Option(help="split of that dataset")] = "val",
+    split: Annotated[
+        str, typer.Option(help="split of that dataset (test: the one evaluate scores)")
+    ] = "test",
     limit: Annotated[
         int | None, typer.Option(help="at most this many samples of the split")
     ] = None,
