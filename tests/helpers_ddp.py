@@ -1,0 +1,86 @@
+"""Multi-process DDP runs without Ray: each family under each value of its model Config's switches
+(every `Literal` field), through poseops.train.ddp as Ray Train's workers run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import typing
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from poseops.families import families
+from poseops.models import create_model, model_entry
+from poseops.tasks import get_task
+from poseops.train.ddp import StepOptions, distribute, run_epoch
+
+
+def switches(model_name: str) -> list[dict[str, typing.Any]]:
+    """One override per value of every Literal field of the model's Config (a loss or branch switch)."""
+    overrides = []
+    for field, info in model_entry(model_name).config_class.model_fields.items():
+        if typing.get_origin(info.annotation) is typing.Literal:
+            overrides += [{field: value} for value in typing.get_args(info.annotation)]
+    return overrides
+
+
+def switch_cases(model_name: str) -> list[dict[str, typing.Any]]:
+    """Few configs that together take every value of every switch: case i sets each Literal field to
+    its i-th value (cycling through the shorter ones)."""
+    fields: dict[str, list[typing.Any]] = {}
+    for override in switches(model_name):
+        for field, value in override.items():
+            fields.setdefault(field, []).append(value)
+    count = max((len(values) for values in fields.values()), default=1)
+    return [
+        {field: values[i % len(values)] for field, values in fields.items()} for i in range(count)
+    ]
+
+
+def trainable_families() -> dict[str, typing.Any]:
+    """Families whose task can make an example batch and loss terms (the rest cannot train yet)."""
+    found = {}
+    for name, family in families().items():
+        task = get_task(family.task)
+        if type(task).example_batch is not type(task).__mro__[-2].example_batch:
+            found[name] = family
+    return found
+
+
+def tiny_model(model_name: str, seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    return create_model(model_name, "tiny", **overrides)
+
+
+def ddp_worker(rank: int, world: int, port: int, out: str, family_names: list[str]) -> None:
+    """torch.multiprocessing.spawn target: 2 steps per (family, switch case) at `world` gloo workers; writes
+    per rank {case: {"losses", "checksum"}} to out/rank<r>.json."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    results = {}
+    try:
+        for name in family_names:
+            family = families()[name]
+            task = get_task(family.task)
+            for override in switch_cases(family.model):
+                core = tiny_model(family.model, **override)
+                model = distribute(core, torch.device("cpu"), world)
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+                batches = [
+                    task.example_batch(core, 2, seed=100 * step + 2 * rank) for step in range(2)
+                ]
+                steps = run_epoch(
+                    task, model, batches, optimizer, torch.device("cpu"), StepOptions()
+                )
+                checksum = float(sum(p.detach().double().sum() for p in core.parameters()))
+                results[f"{name}:{json.dumps(override)}"] = {
+                    "losses": [s["loss"] for s in steps],
+                    "checksum": checksum,
+                    "find_unused": model.find_unused_parameters,
+                }
+    finally:
+        dist.destroy_process_group()
+    Path(out, f"rank{rank}.json").write_text(json.dumps(results))
