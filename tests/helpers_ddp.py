@@ -54,27 +54,40 @@ def tiny_model(model_name: str, seed: int = 0, **overrides):
     return create_model(model_name, "tiny", **overrides)
 
 
-def ddp_worker(rank: int, world: int, port: int, out: str, family_names: list[str]) -> None:
-    """torch.multiprocessing.spawn target: 2 steps per (family, switch case) at `world` gloo workers; writes
-    per rank {case: {"losses", "checksum"}} to out/rank<r>.json."""
+def ddp_worker(
+    rank: int,
+    world: int,
+    port: int,
+    out: str,
+    family_names: list[str],
+    backend: str = "gloo",
+    preset: str = "tiny",
+    bf16: bool = False,
+) -> None:
+    """torch.multiprocessing.spawn target: 2 steps per (family, switch case) at `world` workers
+    (gloo on CPU; nccl on GPU `rank`); writes per rank {case: {"losses", "checksum", "find_unused"}}
+    to out/rank<r>.json."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, rank=rank, world_size=world)
     results = {}
     try:
         for name in family_names:
             family = families()[name]
             task = get_task(family.task)
-            for override in switch_cases(family.model):
-                core = tiny_model(family.model, **override)
-                model = distribute(core, torch.device("cpu"), world)
+            cases = switch_cases(family.model) if preset == "tiny" else [{}]
+            for override in cases:
+                torch.manual_seed(0)
+                core = create_model(family.model, preset, **override)
+                model = distribute(core, device, world)
                 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
                 batches = [
                     task.example_batch(core, 2, seed=100 * step + 2 * rank) for step in range(2)
                 ]
-                steps = run_epoch(
-                    task, model, batches, optimizer, torch.device("cpu"), StepOptions()
-                )
+                steps = run_epoch(task, model, batches, optimizer, device, StepOptions(bf16=bf16))
                 checksum = float(sum(p.detach().double().sum() for p in core.parameters()))
                 results[f"{name}:{json.dumps(override)}"] = {
                     "losses": [s["loss"] for s in steps],

@@ -200,6 +200,10 @@ class FamilyTrain(Strict):
     max_failures: int = Field(
         0, ge=-1, description="worker-group restarts from the latest checkpoint (-1: no limit)"
     )
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK",
+        description="how Ray places the workers' bundles on nodes (STRICT_SPREAD: one per node)",
+    )
     storage_path: str | None = Field(
         None,
         description="Ray Train storage (a folder or an fsspec/pyarrow URL such as s3://bucket/path) "

@@ -86,6 +86,12 @@ def _with_last(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
     yield current, True
 
 
+def single_sample(batch: Any) -> bool:
+    """A loader batch of one sample (its `image` has batch size 1)."""
+    image = batch.get("image") if isinstance(batch, dict) else None
+    return isinstance(image, torch.Tensor) and image.ndim > 0 and image.shape[0] == 1
+
+
 def run_epoch(
     task,
     model: nn.Module,
@@ -105,6 +111,9 @@ def run_epoch(
     join = Join([model]) if distributed else contextlib.nullcontext()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bf16)
     steps: list[dict[str, float]] = []
+    # A worker's last batch can hold one sample (its share of the split is dealt by row groups);
+    # BatchNorm cannot train on it (it raises), so it is left out.
+    batches = (batch for batch in batches if not single_sample(batch))
     with join:
         for index, (batch, last) in enumerate(_with_last(batches)):
             window_end = last or (index + 1) % options.accumulate == 0

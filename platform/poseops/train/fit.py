@@ -33,6 +33,7 @@ def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dic
                 "gpus_per_worker",
                 "max_failures",
                 "storage_path",
+                "placement_strategy",
             },
         ),
     }
@@ -87,12 +88,14 @@ def fit(
     run_name: str | None = None,
     storage_path: str | None = None,
     resume: bool = False,
+    callbacks: list | None = None,
 ):
     """Run Ray Train; returns the ray.train.Result (best checkpoint by the family's `val_metric`).
 
     Each epoch's checkpoint goes to `storage_for(fam, storage_path)`; a failed worker group restarts
     from the latest one up to `train.max_failures` times. `resume`: continue the family's newest run
     there (Ray Train restores a run of the same name and storage path from its last checkpoint).
+    `callbacks`: ray.train.UserCallback instances (run in the Train controller).
     """
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     ensure_ray()
@@ -114,11 +117,13 @@ def fit(
             num_workers=train.num_workers,
             use_gpu=train.use_gpu,
             resources_per_worker=resources,
+            placement_strategy=train.placement_strategy,
         ),
         run_config=RunConfig(
             name=run_name,
             storage_path=storage,
             failure_config=FailureConfig(max_failures=train.max_failures),
+            callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=1,  # the best; Ray Train keeps the latest too, to resume from
                 checkpoint_score_attribute=family.val_metric,

@@ -93,6 +93,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     After each epoch rank 0 reports a checkpoint (weights, optimiser, scheduler, loader position, every
     rank's RNG states: poseops.train.state); a restarted worker group (FailureConfig) or a restored run
     (`poseops train --resume`) continues from `ray.train.get_checkpoint()`."""
+    import ray
     import ray.train
 
     ctx = ray.train.get_context()
@@ -120,6 +121,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         if rank == 0:
             print(f"resumed after epoch {start} from {checkpoint.path}", flush=True)
     val_history = [e[val_metric] for e in epochs_so_far]
+    nodes = gather(ray.get_runtime_context().get_node_id(), world)
     model = distribute(core, device, world)
     if cfg.get("compile", False):
         model = torch.compile(model)
@@ -167,7 +169,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                     },
                     optimizer,
                     schedule,
-                    TrainState(epoch + 1, cfg["seed"], world, rngs, epochs_so_far),
+                    TrainState(epoch + 1, cfg["seed"], world, rngs, epochs_so_far, nodes),
                 )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
