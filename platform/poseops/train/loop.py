@@ -106,6 +106,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     core = build_from_config(cfg["model_name"], cfg["model_config"])
     dataset, loader = hooks.train_loader(cfg, core, rank, world)
     val = hooks.load_validation(cfg) if rank == 0 else None
+    core = core.to(device)  # before the optimiser, so that restored optimiser state lands there too
     optimizer = torch.optim.Adam(core.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     schedule = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, cfg["lr_milestones"], cfg["lr_gamma"]
