@@ -97,14 +97,14 @@ def fit(
     there (Ray Train restores a run of the same name and storage path from its last checkpoint).
     `callbacks`: ray.train.UserCallback instances (run in the Train controller).
     """
+    storage = storage_for(fam, storage_path)
+    if run_name is None:
+        run_name = latest_run_name(storage, family.name) if resume else new_run_name(family.name)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     ensure_ray()
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    storage = storage_for(fam, storage_path)
-    if run_name is None:
-        run_name = latest_run_name(storage, family.name) if resume else new_run_name(family.name)
     train = fam.train
     resources = {"CPU": train.cpus_per_worker}
     if train.use_gpu:
