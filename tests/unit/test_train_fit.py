@@ -11,7 +11,7 @@ from poseops.config import FamilyTrain
 from poseops.errors import CheckpointError
 from poseops.families import get_family, load_params
 from poseops.profiles import write_profile
-from poseops.train.fit import latest_run_name, make_loop_config, new_run_name, storage_for
+from poseops.train.fit import fit, latest_run_name, make_loop_config, new_run_name, storage_for
 
 
 def test_new_run_names_are_fresh_and_sort_in_time_order():
@@ -55,12 +55,13 @@ def test_train_params_are_checked():
         FamilyTrain(placement_strategy="EVERYWHERE")
 
 
-def test_resume_with_no_run_is_one_clear_error(tmp_path, repo_root, monkeypatch):
-    write_profile(repo_root / "profiles" / "tiny.yaml", tmp_path / "params.yaml")
-    monkeypatch.setenv("POSEOPS_ROOT", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    done = CliRunner().invoke(
-        app, ["train", "handmle", "--resume", "--params", str(tmp_path / "params.yaml")]
-    )
-    assert done.exit_code == 1, done.output
-    assert "no run of family 'handmle' to resume" in done.output and "Traceback" not in done.output
+def test_resume_with_no_run_fails_before_ray_starts(tmp_path, repo_root, monkeypatch):
+    import ray
+
+    params = write_profile(repo_root / "profiles" / "tiny.yaml", tmp_path / "params.yaml")
+    fam = load_params(params).families["handmle"]
+    with pytest.raises(CheckpointError, match="no run of family 'handmle' to resume"):
+        fit(get_family("handmle"), fam, str(tmp_path), storage_path=str(tmp_path), resume=True)
+    assert not ray.is_initialized()
+    shown = CliRunner().invoke(app, ["train", "--help"])
+    assert shown.exit_code == 0 and "--resume" in shown.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from poseops.config import FamilyParams
@@ -89,13 +90,15 @@ def fit(
     storage_path: str | None = None,
     resume: bool = False,
     callbacks: list | None = None,
+    loop: Callable[[dict], None] = train_loop_per_worker,
 ):
     """Run Ray Train; returns the ray.train.Result (best checkpoint by the family's `val_metric`).
 
     Each epoch's checkpoint goes to `storage_for(fam, storage_path)`; a failed worker group restarts
     from the latest one up to `train.max_failures` times. `resume`: continue the family's newest run
     there (Ray Train restores a run of the same name and storage path from its last checkpoint).
-    `callbacks`: ray.train.UserCallback instances (run in the Train controller).
+    `callbacks`: ray.train.UserCallback instances (run in the Train controller); `loop`: the worker
+    loop (benchmarks wrap the standard one).
     """
     storage = storage_for(fam, storage_path)
     if run_name is None:
@@ -110,7 +113,7 @@ def fit(
     if train.use_gpu:
         resources["GPU"] = train.gpus_per_worker
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        loop,
         train_loop_config=make_loop_config(family, fam, dataset_url),
         torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
