@@ -130,35 +130,16 @@ def wait_for_checkpoint(root: Path, process: subprocess.Popen, log: Path, timeou
         time.sleep(0.5)
 
 
-def train_worker_pids(cluster=None, driver_pid: int | None = None) -> list[int]:
-    """PIDs of live Ray Train workers: on `cluster` through Ray's state API, else among the driver's
-    descendants (a driver that started its own local Ray)."""
-    if cluster is not None:
-        from ray.util.state import list_actors
-
-        actors = list_actors(
-            address=cluster.dashboard_url,
-            filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
-        )
-        return [a.pid for a in actors if a.pid]
-    found = []
-    for child in psutil.Process(driver_pid).children(recursive=True):
-        try:
-            if "RayTrainWorker" in " ".join(child.cmdline()):
-                found.append(child.pid)
-        except psutil.Error:
-            continue
-    return found
-
-
-def run_killing_a_worker(root: Path, env: dict[str, str], cluster=None) -> dict:
+def run_killing_a_worker(root: Path, env: dict[str, str]) -> dict:
     log = root / "killed_worker.log"
     driver = start_process([str(BIN / "poseops"), "train", "handmle"], log, env=env, cwd=root)
     try:
         wait_for_checkpoint(root, driver, log)
-        pids = train_worker_pids(cluster, driver.pid)
+        pids = checkpoint_states(root)[-1]["pids"]  # each rank's process, as the checkpoint records
         assert len(pids) == 2, pids
-        os.kill(pids[-1], signal.SIGKILL)
+        worker = psutil.Process(pids[1])
+        assert "RayTrainWorker" in " ".join(worker.cmdline()), worker.cmdline()
+        worker.kill()
         assert driver.wait(timeout=420) == 0, log.read_text()[-3000:]
     finally:
         if driver.poll() is None:
@@ -195,7 +176,7 @@ def test_a_killed_worker_is_replaced_and_training_ends_as_without_the_fault(
     tmp_path, ray_cluster, baseline
 ):
     root = make_hand_project(tmp_path / "project", **TRAIN)
-    same_figures(run_killing_a_worker(root, driver_env(root, ray_cluster), ray_cluster), baseline)
+    same_figures(run_killing_a_worker(root, driver_env(root, ray_cluster)), baseline)
 
 
 @pytest.mark.timeout(600)

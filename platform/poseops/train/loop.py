@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         if rank == 0:
             print(f"resumed after epoch {start} from {checkpoint.path}", flush=True)
     val_history = [e[val_metric] for e in epochs_so_far]
-    nodes = gather(ray.get_runtime_context().get_node_id(), world)
+    where = gather((ray.get_runtime_context().get_node_id(), os.getpid()), world)
+    nodes, pids = [node for node, _ in where], [pid for _, pid in where]
     model = distribute(core, device, world)
     if cfg.get("compile", False):
         model = torch.compile(model)
@@ -170,7 +172,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                     },
                     optimizer,
                     schedule,
-                    TrainState(epoch + 1, cfg["seed"], world, rngs, epochs_so_far, nodes),
+                    TrainState(epoch + 1, cfg["seed"], world, rngs, epochs_so_far, nodes, pids),
                 )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:

@@ -70,6 +70,7 @@ class TrainState:
     rng: list[dict[str, Any]]  # one per rank
     history: list[dict[str, Any]] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)  # the Ray node id of each rank (this attempt)
+    pids: list[int] = field(default_factory=list)  # the process id of each rank (this attempt)
 
 
 def save_train_state(
