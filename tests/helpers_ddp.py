@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from poseops.errors import ConfigError
 from poseops.families import families
-from poseops.models import create_model, model_entry
+from poseops.models import create_model, model_entry, resolve_config
 from poseops.tasks import get_task
 from poseops.train.ddp import StepOptions, distribute, run_epoch
 
@@ -26,17 +27,37 @@ def switches(model_name: str) -> list[dict[str, typing.Any]]:
     return overrides
 
 
+def valid(model_name: str, override: dict[str, typing.Any]) -> bool:
+    """Whether the tiny preset takes `override` (the model Config's validators agree)."""
+    try:
+        resolve_config(model_name, "tiny", **override)
+    except ConfigError:
+        return False
+    return True
+
+
 def switch_cases(model_name: str) -> list[dict[str, typing.Any]]:
-    """Few configs that together take every value of every switch: case i sets each Literal field to
-    its i-th value (cycling through the shorter ones)."""
+    """Few valid configs that together take every value of every switch that the tiny preset takes
+    alone: case i sets each Literal field to its i-th value (cycling through the shorter ones), leaving
+    out a value that the config's validators refuse beside the others; a value left out everywhere
+    gets a case of its own."""
     fields: dict[str, list[typing.Any]] = {}
     for override in switches(model_name):
         for field, value in override.items():
             fields.setdefault(field, []).append(value)
     count = max((len(values) for values in fields.values()), default=1)
-    return [
-        {field: values[i % len(values)] for field, values in fields.items()} for i in range(count)
-    ]
+    cases = []
+    for i in range(count):
+        case: dict[str, typing.Any] = {}
+        for field, values in fields.items():
+            if valid(model_name, {**case, field: values[i % len(values)]}):
+                case[field] = values[i % len(values)]
+        cases.append(case)
+    for override in switches(model_name):
+        covered = any(override.items() <= case.items() for case in cases)
+        if not covered and valid(model_name, override):
+            cases.append(override)
+    return cases
 
 
 def trainable_families() -> dict[str, typing.Any]:
