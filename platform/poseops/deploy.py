@@ -1,15 +1,20 @@
-"""Deploy the registry's champions: one Ray Serve application for every family that has one."""
+"""Deploy the registry's champions: one Ray Serve application for every family that has one.
+
+Each family is served from a `RegistrySource`: the service resolves `champion` (or the alias or
+version a request names) in the MLflow registry and loads that version in the replicas, so a
+`poseops registry promote` / `rollback` is served within `serve.alias_poll_s` without a restart.
+"""
 
 from __future__ import annotations
 
-import functools
-
 from poseops.config import Params
-from poseops.errors import PoseopsError
+from poseops.errors import DataError, PoseopsError, RequestError
+from poseops.serve import DEFAULT_ALIAS
 
 
 def load_registered_predictor(family: str, alias: str, tracking_uri: str):
-    """Inside a Serve replica: fetch the aliased version's checkpoint and build its predictor."""
+    """Inside a Serve replica: fetch the version's (or the aliased version's) checkpoint and build its
+    predictor."""
     import mlflow
 
     from poseops.families import load_predictor
@@ -23,8 +28,40 @@ def load_registered_predictor(family: str, alias: str, tracking_uri: str):
     return predictor
 
 
+class RegistrySource:
+    """A family's versions in the MLflow registry at `tracking_uri` (picklable: it goes to replicas).
+
+    `default_alias` is what a request without version headers gets (`poseops serve --alias`)."""
+
+    def __init__(self, family: str, tracking_uri: str, default_alias: str = DEFAULT_ALIAS):
+        self.family, self.tracking_uri, self.default_alias = family, tracking_uri, default_alias
+
+    def _configure(self) -> None:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
+    def resolve(self, alias_or_version: str) -> str:
+        from poseops.tracking.registry import registered_name, resolve_version
+
+        self._configure()
+        if alias_or_version == DEFAULT_ALIAS:
+            alias_or_version = self.default_alias
+        try:
+            return resolve_version(registered_name(self.family), alias_or_version)
+        except DataError as exc:  # no such version or alias: the request's fault
+            raise RequestError(404, f"family {self.family!r}: {exc}") from None
+
+    def load(self, version: str):
+        return load_registered_predictor(self.family, version, self.tracking_uri)
+
+
 def build_champion_app(params: Params, families: list[str] | None = None, alias: str = "champion"):
-    """(Serve application, served family names) for every family whose `alias` exists in the registry."""
+    """(Serve application, served family names) for every family whose `alias` exists in the registry.
+
+    A request without version headers is answered by the version `alias` points at when it arrives.
+    """
     from poseops.serve.app import build_app
     from poseops.tracking.registry import get_alias_version
     from poseops.tracking.store import configure, tracking_uri
@@ -38,7 +75,7 @@ def build_champion_app(params: Params, families: list[str] | None = None, alias:
             raise PoseopsError(f"params.yaml: families.{name}: no such family to serve")
         if get_alias_version(f"poseops-{name}", alias) is None:
             continue
-        loaders[name] = functools.partial(load_registered_predictor, name, alias, uri)
+        loaders[name] = RegistrySource(name, uri, alias)
         serve_params[name] = params.families[name].serve
     if not loaders:
         raise PoseopsError(
