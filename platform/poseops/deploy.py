@@ -7,14 +7,20 @@ version a request names) in the MLflow registry and loads that version in the re
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 from poseops.config import Params
 from poseops.errors import DataError, PoseopsError, RequestError
 from poseops.serve import DEFAULT_ALIAS
 
 
-def load_registered_predictor(family: str, alias: str, tracking_uri: str):
-    """Inside a Serve replica: fetch the version's (or the aliased version's) checkpoint and build its
-    predictor."""
+def load_registered_predictor(
+    family: str, alias: str, tracking_uri: str, dst: str | Path | None = None
+):
+    """Fetch the version's (or the aliased version's) checkpoint and build its predictor. `dst`: the
+    folder to download into (default: the project's registry cache)."""
     import mlflow
 
     from poseops.families import load_predictor
@@ -22,7 +28,7 @@ def load_registered_predictor(family: str, alias: str, tracking_uri: str):
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    folder, version = download_version(family, alias)
+    folder, version = download_version(family, alias, dst=dst)
     predictor = load_predictor(folder, version=str(version["version"]))
     predictor.name = version["name"]
     return predictor
@@ -37,10 +43,10 @@ class RegistrySource:
         self.family, self.tracking_uri, self.default_alias = family, tracking_uri, default_alias
 
     def _configure(self) -> None:
-        import mlflow
-
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        """Point this process's MLflow at the source's store. The registry functions read
+        MLFLOW_TRACKING_URI (`poseops.tracking.store`), and a replica does not inherit the deploying
+        shell's environment, so it is set here, in the process that uses the source."""
+        os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
 
     def resolve(self, alias_or_version: str) -> str:
         from poseops.tracking.registry import registered_name, resolve_version
@@ -54,7 +60,13 @@ class RegistrySource:
             raise RequestError(404, f"family {self.family!r}: {exc}") from None
 
     def load(self, version: str):
-        return load_registered_predictor(self.family, version, self.tracking_uri)
+        """Download into a private temporary folder (replicas may share a disk and load the same
+        version at once), build the predictor, drop the folder: the weights are in memory."""
+        self._configure()
+        with tempfile.TemporaryDirectory(prefix=f"poseops-{self.family}-v{version}-") as tmp:
+            return load_registered_predictor(
+                self.family, version, self.tracking_uri, dst=Path(tmp) / "checkpoint"
+            )
 
 
 def build_champion_app(params: Params, families: list[str] | None = None, alias: str = "champion"):

@@ -223,3 +223,21 @@ def test_build_app_takes_options_from_params():
         "target_ongoing_requests": 2.0,
     }
     assert "num_replicas" not in options and options["logging_config"]["encoding"] == "TEXT"
+
+
+def test_topdown_predict_batch_equals_one_at_a_time():
+    import torch
+
+    from poseops.families import get_family
+    from poseops.models import create_model
+
+    torch.manual_seed(0)
+    predictor = get_family("handmle").make_predictor(create_model("handmle", "tiny").eval(), "1")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (48 + 8 * i, 64, 3), dtype=np.uint8) for i in range(3)]
+    boxes = [None, (4.0, 5.0, 30.0, 20.0), (0.0, 0.0, 10.0, 40.0)]
+    batched = predictor.predict_batch(images, boxes)
+    single = [predictor.predict(image, box) for image, box in zip(images, boxes)]
+    assert len(batched) == 3
+    for one, many in zip(single, batched):
+        np.testing.assert_allclose(one["keypoints"], many["keypoints"], atol=1e-4)

@@ -183,7 +183,10 @@ def serve_cmd(
             )
     app_, names = build_champion_app(params, families=family, alias=alias)
     code = run_foreground(
-        app_, host or params.serve.host, port if port is not None else params.serve.port
+        app_,
+        host or params.serve.host,
+        port if port is not None else params.serve.port,
+        request_timeout_s=params.serve.request_timeout_s,
     )
     raise typer.Exit(code or 0)
 
