@@ -113,10 +113,33 @@ def url(ray_cluster, mlflow_server, versions):
         began = time.perf_counter()
         with serving(app, request_timeout_s=LIMITS.request_timeout_s) as base_url:
             print(f"\nserve start-up on the cluster: {time.perf_counter() - began:.1f} s")
+            warm(base_url)
+            print(
+                f"first answers (a version loaded in each replica): {time.perf_counter() - began:.1f} s"
+            )
             yield base_url
     finally:
         if started:
             ray.shutdown()
+
+
+def warm(base_url: str) -> None:
+    """Concurrent first requests until both replicas answered (each loads the champion once)."""
+
+    def one(i: int) -> None:
+        response = httpx.post(
+            f"{base_url}/v1/{FAMILY}/predict",
+            content=png(i),
+            headers={"content-type": "image/png"},
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def png(seed: int) -> bytes:
