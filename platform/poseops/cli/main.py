@@ -16,6 +16,7 @@ from poseops.cli.assess import assess_cmd
 from poseops.cli.common import console, friendly
 from poseops.cli.data import data_app
 from poseops.cli.registry import registry_app
+from poseops.cli.score import score_cmd
 from poseops.cli.tune import tune_cmd
 from poseops.errors import PoseopsError
 
@@ -32,6 +33,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
 app.command("assess")(assess_cmd)
 app.command("tune")(tune_cmd)
+app.command("score")(score_cmd)
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
 

@@ -15,6 +15,7 @@ the replicas without restarting them. A zero-argument loader (the older form) is
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ from poseops.serve import (
 )
 from poseops.serve.ingress import Ingress
 
+log = logging.getLogger(__name__)
 Loader = Callable[[], Predictor]
 MAX_VERSIONS_PER_REPLICA = 3  # a champion, a challenger and the version a rollback returns to
 BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -79,7 +81,7 @@ class _Answered:
 class FamilyModel:
     """One family's versions in a Serve replica; answers batched predict calls and info calls."""
 
-    def __init__(self, family: str, source: ModelSource | Loader):
+    async def __init__(self, family: str, source: ModelSource | Loader):
         self.family = family
         self.source = source if isinstance(source, ModelSource) else FixedSource(source)
         self.batch_sizes = Histogram(
@@ -89,6 +91,12 @@ class FamilyModel:
             tag_keys=("family",),
         )
         self.batch_sizes.set_default_tags({"family": family})
+        # Load the default version before the replica counts as ready, so the first requests do not
+        # wait for it; if the registry cannot answer now, the version loads on its first request.
+        try:
+            await self.get_version(await self._version_id())
+        except Exception as exc:
+            log.warning("family %s: default version not preloaded (%s)", family, exc)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Serve's user_config: {"max_batch_size", "batch_wait_timeout_s"} (applied without a restart)."""
