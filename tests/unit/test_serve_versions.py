@@ -207,3 +207,11 @@ def test_a_dead_replica_is_503_with_retry_after():
         assert int(response.headers["Retry-After"]) >= 1
         assert "retry" in response.json()["detail"]
         assert client.get("/v1/models").status_code == 503
+
+
+def test_assess_body_that_is_not_utf8_is_422_not_500(client):
+    """Found by schemathesis (tests/slow/test_serve_fuzz.py): bytes that are not UTF-8 JSON."""
+    response = client.post(
+        "/v1/assess", content=b'{"\xe9', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422 and "not valid JSON" in response.json()["detail"]
