@@ -1,7 +1,9 @@
 """Serving overheads, all in one run on this machine (loopback), with the smoke handmle (random weights):
 
 1. DeploymentHandle overhead: median of `handle.predict` (decode in the caller, then a Serve replica's
-   predict) minus the median of the same work in process (decode + predict_body), sequential requests.
+   predict) minus the median of the same work in process (decode + predict_body), sequential calls,
+   the two interleaved. Serve and uvicorn also alternate at each concurrency level: on a shared machine
+   the load changes during a run, and ratios of interleaved figures suffer least from it.
 2. HTTP p50/p99 at concurrency 1, 8, 32: `poseops.serve` on Ray Serve (Ingress + 1 family replica) vs
    the same FastAPI app (`create_api` over a `LocalClient`) under a plain uvicorn with 1 worker, the
    same model and torch threads.
@@ -110,6 +112,9 @@ def in_process_vs_handle(runs: int) -> dict[str, float]:
         image, box = decode_request("image/png", body, limits)
         predict_body(predictor, image, box)
 
+    from poseops.serve.runner import free_port
+
+    serve.start(http_options={"port": free_port()})  # not 8000: another Serve may hold it
     options = deployment_options("handmle", FamilyServe(num_cpus=0.5, max_batch_size=1), limits)
     handle = serve.run(
         FamilyModel.options(**options).bind("handmle", FixedSource(smoke_predictor)),
@@ -121,17 +126,17 @@ def in_process_vs_handle(runs: int) -> dict[str, float]:
         image, box = decode_request("image/png", body, limits)
         handle.predict.remote(image, box).result()
 
-    timings = {}
-    for name, fn in (("in_process", local), ("handle", remote)):
-        for _ in range(5):
-            fn()
-        samples = []
-        for _ in range(runs):
+    for _ in range(5):
+        local()
+        remote()
+    samples: dict[str, list[float]] = {"in_process": [], "handle": []}
+    for _ in range(runs):  # interleaved, so a change in the machine's load hits both alike
+        for name, fn in (("in_process", local), ("handle", remote)):
             began = time.perf_counter()
             fn()
-            samples.append(time.perf_counter() - began)
-        timings[f"{name}_ms"] = 1000 * statistics.median(samples)
-    serve.delete("bench-handle")
+            samples[name].append(time.perf_counter() - began)
+    timings = {f"{name}_ms": 1000 * statistics.median(values) for name, values in samples.items()}
+    serve.shutdown()  # the HTTP figures start their own Serve on their own port
     timings["handle_overhead_ms"] = timings["handle_ms"] - timings["in_process_ms"]
     return timings
 
@@ -210,7 +215,11 @@ def main() -> int:
         sys.modules[__name__]
     )  # replicas cannot import benchmarks/
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    results: dict[str, object] = {"torch_threads": TORCH_THREADS, "image": list(IMAGE_SHAPE)}
+    results: dict[str, object] = {
+        "torch_threads": TORCH_THREADS,
+        "image": list(IMAGE_SHAPE),
+        "load_average_at_start": os.getloadavg()[0],
+    }
     levels = {1: max(30, args.requests // 4), 8: args.requests, 32: args.requests * 2}
     try:
         results["handle"] = in_process_vs_handle(args.runs)
@@ -218,32 +227,32 @@ def main() -> int:
 
         http: dict[str, dict] = {"serve": {}, "uvicorn": {}}
         batching: dict[str, dict] = {}
-        for max_batch in (1, 8):
-            with serving(serve_app(max_batch)) as url:
-                load(url, 4, 16)  # warm
-                pid = family_replica_pid()
-                if max_batch == 1:
-                    for concurrency, count in levels.items():
-                        http["serve"][concurrency] = load(url, concurrency, count)
-                        print(
-                            "serve", concurrency, json.dumps(http["serve"][concurrency]), flush=True
-                        )
-                cpu0 = psutil.Process(pid).cpu_times()
-                figures = load(url, 32, levels[32])
-                cpu1 = psutil.Process(pid).cpu_times()
-                cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-                figures["replica_cpu_ms_per_image"] = 1000 * cpu / levels[32]
-                batching[f"max_batch_{max_batch}"] = figures
-                print("batching", max_batch, json.dumps(figures), flush=True)
-
         port = free_port()
         proc = plain_server(port)
         try:
-            url = f"http://127.0.0.1:{port}"
-            load(url, 4, 16)
-            for concurrency, count in levels.items():
-                http["uvicorn"][concurrency] = load(url, concurrency, count)
-                print("uvicorn", concurrency, json.dumps(http["uvicorn"][concurrency]), flush=True)
+            plain = f"http://127.0.0.1:{port}"
+            for max_batch in (1, 8):
+                with serving(serve_app(max_batch)) as url:
+                    load(url, 4, 16)  # warm
+                    load(plain, 4, 16)
+                    pid = family_replica_pid()
+                    if max_batch == 1:  # Serve and uvicorn alternate at each level
+                        for concurrency, count in levels.items():
+                            for name, base in (("serve", url), ("uvicorn", plain)):
+                                http[name][concurrency] = load(base, concurrency, count)
+                                print(
+                                    name,
+                                    concurrency,
+                                    json.dumps(http[name][concurrency]),
+                                    flush=True,
+                                )
+                    cpu0 = psutil.Process(pid).cpu_times()
+                    figures = load(url, 32, levels[32])
+                    cpu1 = psutil.Process(pid).cpu_times()
+                    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+                    figures["replica_cpu_ms_per_image"] = 1000 * cpu / levels[32]
+                    batching[f"max_batch_{max_batch}"] = figures
+                    print("batching", max_batch, json.dumps(figures), flush=True)
         finally:
             proc.terminate()
             proc.wait(30)
