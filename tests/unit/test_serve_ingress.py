@@ -226,6 +226,7 @@ def test_build_app_takes_options_from_params():
 
 
 def test_topdown_predict_batch_equals_one_at_a_time():
+    """~8 s alone: importing torch and the first forward of a tiny handmle (shared by the suite)."""
     import torch
 
     from poseops.families import get_family
