@@ -35,7 +35,7 @@ app.command("assess")(assess_cmd)
 app.command("tune")(tune_cmd)
 app.command("score")(score_cmd)
 
-STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
+STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote", "report")
 
 
 # ---------------------------------------------------------------- config
