@@ -68,7 +68,7 @@ def mlflow_server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "POSEOPS_ROOT")}
     try:
-        wait_http(f"{url}/health", timeout=90, process=proc, log_path=log)
+        wait_http(f"{url}/health", timeout=240, process=proc, log_path=log)  # 8-15 s when quiet
         os.environ["MLFLOW_TRACKING_URI"] = url
         os.environ["POSEOPS_ROOT"] = str(root)
         yield url
