@@ -230,6 +230,25 @@ class FamilyTrain(Strict):
     num_workers: int = Field(1, ge=1, description="Ray Train workers")
     cpus_per_worker: float = Field(1.0, gt=0)
     loader_workers: int = Field(0, ge=0)
+    use_gpu: bool = Field(
+        False, description="one GPU share per worker; DDP over NCCL (gloo on CPU)"
+    )
+    gpus_per_worker: float = Field(1.0, gt=0, description="GPUs per worker when use_gpu")
+    bf16: bool = Field(False, description="bfloat16 autocast for forward and loss")
+    accumulate: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    compile: bool = Field(False, description="torch.compile the model")
+    max_failures: int = Field(
+        0, ge=-1, description="worker-group restarts from the latest checkpoint (-1: no limit)"
+    )
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK",
+        description="how Ray places the workers' bundles on nodes (STRICT_SPREAD: one per node)",
+    )
+    storage_path: str | None = Field(
+        None,
+        description="Ray Train storage (a folder or an fsspec/pyarrow URL such as s3://bucket/path) "
+        "for per-epoch checkpoints; None: .poseops/ray_results",
+    )
     seed: int = 0
     # Stop early at a validation plateau: the last `plateau_window` evaluations lie within
     # `plateau_min_delta` of each other (None: always run `epochs`, which stays the cap).

@@ -98,16 +98,23 @@ def record_stage_time(root: Path, stage: str, seconds: float) -> None:
     append_run_log("stage_times", {"stage": stage, "seconds": round(seconds, 2)}, root)
 
 
-def run_stage(stage: str, family: str | None = None, params_path: str | Path | None = None) -> None:
+def run_stage(
+    stage: str,
+    family: str | None = None,
+    params_path: str | Path | None = None,
+    **options: object,
+) -> None:
     """Run one pipeline stage (what dvc.yaml's stages call); exit 1 on a PoseopsError. Ray's and
     MLflow's logs go to .poseops/logs/<stage>[@<family>].log, not the console (`library_logs_to_file`)."""
     from poseops.library_logs import library_logs_to_file
 
     with library_logs_to_file(stage if family is None else f"{stage}@{family}"):
-        _run_stage(stage, family, params_path)
+        _run_stage(stage, family, params_path, **options)
 
 
-def _run_stage(stage: str, family: str | None, params_path: str | Path | None) -> None:
+def _run_stage(
+    stage: str, family: str | None, params_path: str | Path | None, **options: object
+) -> None:
     from poseops import pipeline
     from poseops.families import load_params
 
@@ -124,7 +131,7 @@ def _run_stage(stage: str, family: str | None, params_path: str | Path | None) -
                 raise PoseopsError(f"stage {stage!r} needs a family")
             if family not in params.families:
                 raise PoseopsError(f"params.yaml: families.{family}: no such family block")
-            fn(family, params, where)
+            fn(family, params, where, **options)
         record_stage_time(
             where.root,
             stage if family is None else f"{stage}@{family}",
@@ -147,6 +154,22 @@ def stage_cmd(
         console.print(f"[red]error:[/] unknown stage {name!r}; stages: {', '.join(STAGES)}")
         raise typer.Exit(2)
     run_stage(name, family)
+
+
+@app.command("train")
+def train_cmd(
+    family: Annotated[str, typer.Argument(help="family to train")],
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="continue the family's newest run in its storage_path from the last checkpoint "
+            "(after the driver was killed) instead of starting a new one"
+        ),
+    ] = False,
+    params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
+) -> None:
+    """Train a family with Ray Train and publish models/<family>/ (the train stage)."""
+    run_stage("train", family, params, resume=resume)
 
 
 # ---------------------------------------------------------------- models and serving

@@ -3,7 +3,8 @@
     task = get_task("topdown_crop")
     task.Options            # the family `data` block's pydantic options (a config.FamilyData subclass)
     task.rows               # row schema and derive plan (poseops.datasets.derive.RowPlan)
-    task.train_loader(cfg, model, rank, world); task.train_step(model, batch, optimizer); task.validate(model, val)
+    task.train_loader(cfg, model, rank, world); task.train_losses(model, batch); task.validate(model, val)
+    task.example_batch(model, batch_size)   # synthetic loader-form batch (tests)
     task.evaluate(family, fam, model, dataset_url, split, card)   # predict -> score -> baselines
     task.artefacts          # the report files write_report writes and dvc.yaml declares
     task.predictor(model, name, version, settings)                # the serving adapter
@@ -81,8 +82,23 @@ class Task:
     def load_validation(self, cfg: dict) -> Any:
         raise self._missing("validation split")
 
+    def train_losses(self, model: nn.Module, batch: Any) -> dict[str, Any]:
+        """The model in train mode on one loader batch -> its loss terms as tensors ("loss": the total);
+        the optimiser step (mixed precision, accumulation, DDP) is the train workload's."""
+        raise self._missing("train_step (train_losses)")
+
     def train_step(self, model: nn.Module, batch: Any, optimizer) -> dict[str, float]:
-        raise self._missing("train_step")
+        """One plain optimisation step on a loader batch; returns the loss terms as floats."""
+        terms = self.train_losses(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def example_batch(self, model: nn.Module, batch_size: int, seed: int = 0) -> Any:
+        """A synthetic batch in the training loader's form for `model` (random images and labels): what
+        tests of the train workload feed every family without a derived dataset."""
+        raise self._missing("example batch")
 
     def validate(self, model: nn.Module, val: Any) -> dict[str, float]:
         raise self._missing("validate")

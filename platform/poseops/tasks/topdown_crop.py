@@ -249,11 +249,10 @@ class TopdownCrop(Task):
             cfg["dataset_url"], "val", cfg["input_size"], cfg["data"]["crop_margin"]
         )
 
-    def train_step(
-        self, model: nn.Module, batch: dict[str, torch.Tensor], optimizer
-    ) -> dict[str, float]:
-        """One optimisation step on a loader batch: image uint8 [B,3,S,S], keypoints [B,K,2] input px,
-        visibility [B,K]; returns the loss and its named terms as floats."""
+    def train_losses(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms on a loader batch: image uint8 [B,3,S,S], keypoints [B,K,2] input px, visibility [B,K]."""
         core = unwrap(model)
         images = core.preprocess(batch["image"])
         targets = {
@@ -261,11 +260,28 @@ class TopdownCrop(Task):
             "weight": (batch["visibility"] > 0).float(),
         }
         model.train()
-        terms = core.loss(model(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        return {name: float(value.detach()) for name, value in terms.items()}
+        return core.loss(model(images), targets)
+
+    def example_batch(
+        self, model: nn.Module, batch_size: int, seed: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Random crops and keypoints; sample i is drawn from seed + i (so consecutive seeds' batches
+        concatenate to a bigger one)."""
+        size, joints = model.config.input_size, model.config.num_keypoints
+        samples = []
+        for i in range(batch_size):
+            gen = torch.Generator().manual_seed(seed + i)
+            samples.append(
+                (
+                    torch.randint(0, 256, (3, size, size), generator=gen, dtype=torch.uint8),
+                    size * (0.2 + 0.6 * torch.rand(joints, 2, generator=gen)),
+                )
+            )
+        return {
+            "image": torch.stack([image for image, _ in samples]),
+            "keypoints": torch.stack([points for _, points in samples]),
+            "visibility": torch.full((batch_size, joints), 2.0),
+        }
 
     def validate(
         self, model: nn.Module, val: dict[str, np.ndarray], threshold: float = 0.2
