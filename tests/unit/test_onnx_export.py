@@ -243,8 +243,8 @@ def test_a_served_champion_with_runtime_onnx_answers_like_torch(exported, tmp_pa
         registry.set_alias(registry.registered_name(name), version)
         shutil.copytree(folder, state_dir() / "onnx" / name / manifest["weights_sha256"][:16])
         uri = f"sqlite:///{tmp_path}/mlflow.db"
-        served = load_registered_predictor(name, "champion", uri, "onnx")
-        plain = load_registered_predictor(name, "champion", uri, "torch")
+        served = load_registered_predictor(name, "champion", uri, runtime="onnx")
+        plain = load_registered_predictor(name, "champion", uri, runtime="torch")
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)

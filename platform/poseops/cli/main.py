@@ -16,6 +16,7 @@ from poseops.cli.assess import assess_cmd
 from poseops.cli.common import console, friendly
 from poseops.cli.data import data_app
 from poseops.cli.registry import registry_app
+from poseops.cli.score import score_cmd
 from poseops.cli.tune import tune_cmd
 from poseops.errors import PoseopsError
 
@@ -32,6 +33,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
 app.command("assess")(assess_cmd)
 app.command("tune")(tune_cmd)
+app.command("score")(score_cmd)
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote", "report")
 
@@ -254,7 +256,10 @@ def serve_cmd(
             )
     app_, names = build_champion_app(params, families=family, alias=alias)
     code = run_foreground(
-        app_, host or params.serve.host, port if port is not None else params.serve.port
+        app_,
+        host or params.serve.host,
+        port if port is not None else params.serve.port,
+        request_timeout_s=params.serve.request_timeout_s,
     )
     raise typer.Exit(code or 0)
 
