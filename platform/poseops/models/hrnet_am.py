@@ -1,7 +1,7 @@
 """hrnet_am: top-down HRNet (pose_hrnet layout) with a CAM-then-SAM attention module after stages.
 
-The 2D part of "3D human pose estimation with HRNet + attention and a CrossFormer-style lifter"
-(the lifting paper's Sec. III-A, Fig. 2); the network itself is Sun, Xiao, Liu, Wang, 2019, "Deep
+The 2D part of "Lifting 2D-3D Human Pose Estimation System with Attention Module in Industrial
+Environment" (its Sec. III-A, Fig. 2, the attention module); the network itself is Sun, Xiao, Liu, Wang, 2019, "Deep
 High-Resolution Representation Learning for Human Pose Estimation" (pose_hrnet).
 
     crop [B,3,S,S] --stem, layer1--> stage 1 --transition, stage 2..4--> 1/4 map [B,w,S/4,S/4]
