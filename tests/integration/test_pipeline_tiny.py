@@ -75,7 +75,9 @@ def test_every_stage_then_the_endpoint(tiny_project):
     assert crops["kind"] == "topdown_crop" and crops["counts"]["val"] > 0
     pipeline.train("hrnet_am", params, where)
     crop_report = pipeline.evaluate("hrnet_am", params, where)
-    assert crop_report["protocol"]["pck"]["normaliser"] == "bbox" and 0.0 <= crop_report["ap"] <= 1.0
+    assert (
+        crop_report["protocol"]["pck"]["normaliser"] == "bbox" and 0.0 <= crop_report["ap"] <= 1.0
+    )
     assert pipeline.promote("hrnet_am", params, where)["version"]["name"] == "poseops-hrnet_am"
 
     app, names = build_champion_app(params)

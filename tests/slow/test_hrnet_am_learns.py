@@ -68,7 +68,10 @@ def trained():
         size = model.config.input_size
         train = person_crops(0, TRAIN_IMAGES, size)
         test = person_crops(1, TEST_IMAGES, size)  # other bodies, poses and views
-        print(f"{len(train['image'])} / {len(test['image'])} crops in {time.time() - started:.0f} s", flush=True)
+        print(
+            f"{len(train['image'])} / {len(test['image'])} crops in {time.time() - started:.0f} s",
+            flush=True,
+        )
         task = get_task("topdown_crop")
         optimizer = torch.optim.Adam(model.parameters(), lr=LR)
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(STEPS * DECAY_AT)], 0.1)
@@ -84,7 +87,10 @@ def trained():
             losses.append(task.train_step(model, batch, optimizer)["loss"])
             schedule.step()
             if len(losses) % 100 == 0:
-                print(f"step {len(losses)}: loss {np.mean(losses[-100:]):.2e}, {time.time() - started:.0f} s", flush=True)
+                print(
+                    f"step {len(losses)}: loss {np.mean(losses[-100:]):.2e}, {time.time() - started:.0f} s",
+                    flush=True,
+                )
         names = list(get_skeleton("coco17").keypoints)
         scoring = {"threshold": 0.1, "normaliser": "bbox"}
         pred, _ = predict_crops(model, test["image"])
