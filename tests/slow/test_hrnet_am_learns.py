@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 MARGIN = 1.25  # profiles/smoke.yaml's crop margin
 TRAIN_IMAGES, TEST_IMAGES, IMAGE_SIZE = 160, 40, 256
-STEPS, BATCH, LR, DECAY_AT = int(os.environ.get("HRNET_AM_CI_STEPS", 500)), 32, 2e-3, 0.8
+STEPS, BATCH, LR, DECAY_AT = int(os.environ.get("HRNET_AM_CI_STEPS", 400)), 32, 2e-3, 0.8
 
 
 def person_crops(seed: int, count: int, size: int) -> dict[str, np.ndarray]:
@@ -61,7 +61,7 @@ def person_crops(seed: int, count: int, size: int) -> dict[str, np.ndarray]:
 def trained():
     started = time.time()
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("HRNET_AM_CI_THREADS", 2)))
+    torch.set_num_threads(int(os.environ.get("HRNET_AM_CI_THREADS", 1)))
     try:
         torch.manual_seed(0)
         model = create_model("hrnet_am", "smoke")

@@ -41,7 +41,7 @@ def test_paper_sizes_without_attention(preset, paper_millions):
     256x192. Those counts are the plain pose_hrnet: am_layout none."""
     model = create_model("hrnet_am", preset, am_layout="none")
     assert abs(n_params(model) / 1e6 - paper_millions) <= 0.03 * paper_millions
-    heatmaps = model.eval()(torch.zeros(1, 3, 256, 192)) if preset == "paper" else None
+    heatmaps = model.eval()(torch.zeros(1, 3, 256, 192))["heatmaps"] if preset == "paper" else None
     if heatmaps is not None:
         assert heatmaps.shape == (1, 17, 64, 48)
 
@@ -58,7 +58,7 @@ def test_each_placement_changes_the_parameter_count():
 def test_output_shapes_and_every_layout_changes_the_output(layout):
     model = tiny(am_layout=layout).eval()
     images = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
-    assert model(images).shape == (2, 17, 16, 24)
+    assert model(images)["heatmaps"].shape == (2, 17, 16, 24)
     keypoints, scores = model.predict(images)
     assert keypoints.shape == (2, 17, 2) and scores.shape == (2, 17)
     assert ((scores >= 0) & (scores <= 1)).all()
@@ -66,7 +66,7 @@ def test_output_shapes_and_every_layout_changes_the_output(layout):
 
 def test_placements_change_the_output():
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    outputs = {layout: tiny(am_layout=layout).eval()(images) for layout in AM_LAYOUTS}
+    outputs = {layout: tiny(am_layout=layout).eval()(images)["heatmaps"] for layout in AM_LAYOUTS}
     assert not torch.allclose(outputs["none"], outputs["4"])
     assert not torch.allclose(outputs["4"], outputs["9"])
 
@@ -104,7 +104,7 @@ def test_a_tiny_model_overfits_a_fixed_batch():
     images = torch.randn(2, 3, 32, 32, generator=g)
     target = (torch.rand(2, 17, 2, generator=g) - 0.5) * 0.8
     batch = {"target_norm": target, "weight": torch.ones(2, 17)}
-    all_zero = model.loss(torch.zeros(2, 17, 8, 8), batch)[
+    all_zero = model.loss({"heatmaps": torch.zeros(2, 17, 8, 8)}, batch)[
         "loss"
     ].item()  # predicting no peak at all
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
@@ -114,7 +114,7 @@ def test_a_tiny_model_overfits_a_fixed_batch():
         loss.backward()
         optimizer.step()
     with torch.no_grad():  # train mode (BN batch statistics): the function that was fitted
-        xy, _ = argmax_decode(model(images))
+        xy, _ = argmax_decode(model(images)["heatmaps"])
     assert loss.item() < 0.25 * all_zero
     error_px = ((xy - target) * 32).norm(dim=-1).mean().item()
     assert error_px < 5.0  # 8x8 heatmaps (a cell is 4 px); a guess at the centre is ~9 px off

@@ -162,8 +162,8 @@ class HRNetAM(nn.Module):
             for b, x in enumerate(xs)
         ]
 
-    def forward(self, images: Tensor) -> Tensor:
-        """images [B,3,H,W] normalised -> heatmaps [B,K,H/4,W/4] (any H, W multiples of 32)."""
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """images [B,3,H,W] normalised -> {"heatmaps": [B,K,H/4,W/4]} (any H, W multiples of 32)."""
         trunk = self.backbone
         x = trunk.relu(trunk.bn1(trunk.conv1(images)))
         x = trunk.relu(trunk.bn2(trunk.conv2(x)))
@@ -183,7 +183,7 @@ class HRNetAM(nn.Module):
                 xs = self._fuse_first(last, xs)
             else:
                 xs = self._attend(stage, last(xs))
-        return self.final_layer(xs[0])
+        return {"heatmaps": self.final_layer(xs[0])}
 
     @staticmethod
     def _fuse_first(module: nn.Module, xs: list[Tensor]) -> list[Tensor]:
@@ -194,12 +194,13 @@ class HRNetAM(nn.Module):
                 y = y + layer(xs[j], size)
         return [module.relu(y)]
 
-    def loss(self, outputs: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def loss(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """JointsMSE (Sun et al., 2019, Sec. 3; the lifting paper's Eq. 7 with visibility weights):
         0.5 * mean over batch, keypoints and cells of (w * (H - G))^2.
 
         batch: target_norm [B,K,2] in [-0.5, 0.5], weight [B,K] (0 = unlabelled). Returns {"loss"}.
         """
+        outputs = outputs["heatmaps"]
         h, w = outputs.shape[-2:]
         target = gaussian_heatmaps(
             batch["target_norm"].to(outputs.dtype), (w, h), self.config.heatmap_sigma
@@ -210,9 +211,10 @@ class HRNetAM(nn.Module):
     def heatmaps(self, images: Tensor, flip_test: bool | None = None) -> Tensor:
         """Heatmaps [B,K,h,w], averaged with the mirrored crop's (left/right swapped) when flip_test."""
         flip = self.config.flip_test if flip_test is None else flip_test
-        maps = self(images)
+        maps = self(images)["heatmaps"]
         if flip:
-            maps = (maps + flip_back(self(images.flip(-1)), self.flip_permutation)) / 2
+            mirrored = self(images.flip(-1))["heatmaps"]
+            maps = (maps + flip_back(mirrored, self.flip_permutation)) / 2
         return maps
 
     @torch.no_grad()
