@@ -80,6 +80,14 @@ IN_TREE: tuple[Family, ...] = (
         primary_metric="ap",
         description="bottom-up multi-person COCO-17, CID + MFCM + MFFM on HRNet",
     ),
+    Family(
+        name="hrnet_am",
+        model="hrnet_am",
+        task="topdown_crop",
+        skeleton="coco17",
+        primary_metric="pck",
+        description="top-down COCO-17 person crops, pose_hrnet with CAM+SAM attention modules",
+    ),
 )
 
 
