@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
+import limits
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -245,6 +247,25 @@ class FamilyTrain(Strict):
     num_workers: int = Field(1, ge=1, description="Ray Train workers")
     cpus_per_worker: float = Field(1.0, gt=0)
     loader_workers: int = Field(0, ge=0)
+    use_gpu: bool = Field(
+        False, description="one GPU share per worker; DDP over NCCL (gloo on CPU)"
+    )
+    gpus_per_worker: float = Field(1.0, gt=0, description="GPUs per worker when use_gpu")
+    bf16: bool = Field(False, description="bfloat16 autocast for forward and loss")
+    accumulate: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    compile: bool = Field(False, description="torch.compile the model")
+    max_failures: int = Field(
+        0, ge=-1, description="worker-group restarts from the latest checkpoint (-1: no limit)"
+    )
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK",
+        description="how Ray places the workers' bundles on nodes (STRICT_SPREAD: one per node)",
+    )
+    storage_path: str | None = Field(
+        None,
+        description="Ray Train storage (a folder or an fsspec/pyarrow URL such as s3://bucket/path) "
+        "for per-epoch checkpoints; None: .poseops/ray_results",
+    )
     seed: int = 0
     # Stop early at a validation plateau: the last `plateau_window` evaluations lie within
     # `plateau_min_delta` of each other (None: always run `epochs`, which stays the cap).
@@ -264,9 +285,75 @@ class FamilyEvaluate(Strict):
     )
 
 
+class ServeAutoscaling(Strict):
+    """Serve's autoscaling for one family: replicas between min and max, aiming at this many requests in
+    flight per replica (Serve's `autoscaling_config`)."""
+
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(2, ge=1)
+    target_ongoing_requests: float = Field(
+        4.0, gt=0, description="requests in flight per replica that Serve scales towards"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ServeAutoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
 class FamilyServe(Strict):
+    """One family's Serve deployment: resources, replicas, request batching (`@serve.batch`)."""
+
     num_cpus: float = Field(0.25, gt=0, description="fractional CPUs per replica")
-    num_replicas: int = Field(1, ge=1)
+    num_replicas: int = Field(
+        1, ge=1, description="replicas (the initial count when autoscaling is set)"
+    )
+    autoscaling: ServeAutoscaling | None = Field(
+        None, description="scale between min and max replicas (None: a fixed num_replicas)"
+    )
+    max_batch_size: int = Field(
+        8, ge=1, le=256, description="most requests one forward pass takes (1: no batching)"
+    )
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, le=1, description="longest wait for a batch to fill after its first request"
+    )
+    max_ongoing_requests: int = Field(
+        32, ge=1, description="requests a replica accepts at once (Serve queues the rest)"
+    )
+    runtime: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="the network's forward in torch, or exported to ONNX and run by onnxruntime "
+        "(decoding stays in Python either way; needs the `onnx` extra)",
+    )
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_installed(cls, runtime: str) -> str:
+        if runtime == "onnx":
+            missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if find_spec(m) is None]
+            if missing:
+                raise ValueError(
+                    f"runtime 'onnx' needs {', '.join(missing)} installed (pip install 'poseops[onnx]')"
+                )
+        return runtime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FamilyServe:
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(
+                f"max_ongoing_requests ({self.max_ongoing_requests}) is below max_batch_size "
+                f"({self.max_batch_size}): a batch could never fill"
+            )
+        scaling = self.autoscaling
+        if scaling and not scaling.min_replicas <= self.num_replicas <= scaling.max_replicas:
+            raise ValueError(
+                f"num_replicas ({self.num_replicas}) is outside autoscaling's "
+                f"[{scaling.min_replicas}, {scaling.max_replicas}]"
+            )
+        return self
 
 
 class GateParams(BaseModel):
@@ -316,10 +403,50 @@ class FamilyParams(Strict):
 
 # ---------------------------------------------------------------- serving
 class ServeParams(Strict):
+    """The HTTP service: address, request limits, model-version polling, access control, logs."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(10_000_000, ge=1)
     max_pixels: int = Field(16_000_000, ge=1)
+    alias_poll_s: float = Field(
+        2.0,
+        gt=0,
+        le=10,
+        description="how often the service re-reads a registry alias (a promotion is served "
+        "within this)",
+    )
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="Serve's end-to-end limit on one HTTP request"
+    )
+    api_keys_env: str | None = Field(
+        None,
+        description="environment variable holding accepted X-API-Key values, comma-separated "
+        "(with api_keys_file: either; neither: no key needed)",
+    )
+    api_keys_file: str | None = Field(
+        None, description="file of accepted X-API-Key values, one a line"
+    )
+    rate_limit: str | None = Field(
+        None,
+        description="requests per client (its API key, else its address) in the `limits` "
+        "notation, e.g. '20/second' or '600/minute'; None: no limit",
+    )
+    log_encoding: Literal["JSON", "TEXT"] = Field(
+        "JSON", description="Serve's log lines: one JSON object each (with request_id) or text"
+    )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:  # the rate limiter's own parser: what it accepts is what is valid
+                limits.parse(value)
+            except ValueError:
+                raise ValueError(
+                    f"rate_limit {value!r}: expected '<count>/<second|minute|hour>'"
+                ) from None
+        return value
 
 
 # ---------------------------------------------------------------- action assessment

@@ -100,6 +100,14 @@ IN_TREE: tuple[Family, ...] = (
         metric_mode="min",
         description="2D -> 3D lifting over T frames, PoseFormer with CrossFormer's SA and TA modules",
     ),
+    Family(
+        name="hrnet_am",
+        model="hrnet_am",
+        task="topdown_crop",
+        skeleton="coco17",
+        primary_metric="pck",
+        description="top-down COCO-17 person crops, pose_hrnet with CAM+SAM attention modules",
+    ),
 )
 
 

@@ -9,7 +9,6 @@ imports what it runs, so its import closure is its own: dvc.yaml's deps for it c
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,9 +167,10 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
     return card
 
 
-def train(family_name: str, params: Params, where: Layout) -> dict:
+def train(family_name: str, params: Params, where: Layout, resume: bool = False) -> dict:
     """Fit with Ray Train, log the run to MLflow, publish the best checkpoint (by the family's
-    `val_metric`) to models/<family>/."""
+    `val_metric`) to models/<family>/. `resume`: continue the family's newest Ray Train run from its
+    last checkpoint (after the driver was killed) instead of starting a new one."""
     from safetensors.torch import load_file
 
     from poseops.checkpoints import save_checkpoint
@@ -183,11 +183,11 @@ def train(family_name: str, params: Params, where: Layout) -> dict:
 
     family, fam = get_family(family_name), params.families[family_name]
     metric = family.val_metric
-    run_name = f"{family_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     console.print(
         f"train@{family_name}: Ray Train, {fam.train.num_workers} worker(s), {fam.train.epochs} epochs"
+        + (" (resumed)" if resume else "")
     )
-    result = fit(family, fam, str(where.derived(family_name)), run_name)
+    result = fit(family, fam, str(where.derived(family_name)), resume=resume)
     epochs = history(result)
     best_epoch = family.best(epochs)
     with best_checkpoint(result).as_directory() as folder:

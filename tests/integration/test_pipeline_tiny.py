@@ -89,8 +89,17 @@ def test_every_stage_then_the_endpoint(tiny_project):
     assert lifted["mpjpe"] > 0 and "mean_pose_mpjpe" in lifted["baselines"]
     assert pipeline.promote("lifter", params, where)["version"]["name"] == "poseops-lifter"
 
+    crops = pipeline.derive("hrnet_am", params, where)  # person crops of the bodies (coco17)
+    assert crops["kind"] == "topdown_crop" and crops["counts"]["val"] > 0
+    pipeline.train("hrnet_am", params, where)
+    crop_report = pipeline.evaluate("hrnet_am", params, where)
+    assert (
+        crop_report["protocol"]["pck"]["normaliser"] == "bbox" and 0.0 <= crop_report["ap"] <= 1.0
+    )
+    assert pipeline.promote("hrnet_am", params, where)["version"]["name"] == "poseops-hrnet_am"
+
     app, names = build_champion_app(params)
-    assert names == ["handmle", "lifter", "vmhpe"]
+    assert sorted(names) == ["handmle", "hrnet_am", "lifter", "vmhpe"]
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)
     ok, png = cv2.imencode(".png", image)
@@ -115,6 +124,14 @@ def test_every_stage_then_the_endpoint(tiny_project):
         )
         assert answer.status_code == 200, answer.text
         assert np.asarray(answer.json()["keypoints_3d"]).shape == (17, 3)
+        answer = httpx.post(
+            f"{base}/v1/hrnet_am/predict",
+            files={"image": ("x.png", png.tobytes(), "image/png")},
+            data={"box": "10,20,60,80"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        assert np.array(answer.json()["keypoints"]).shape == (17, 3)
         answer = httpx.post(
             f"{base}/v1/vmhpe/predict",
             files={"image": ("x.png", png.tobytes(), "image/png")},

@@ -111,3 +111,46 @@ def test_dvc_metrics_diff_compares_two_commits(smoke_project, tmp_path):
     diff = json.loads(run(str(BIN / "dvc"), "metrics", "diff", "--json"))
     change = diff["metrics/handmle/metrics.json"]["pck"]
     assert abs(change["diff"] - 0.1) < 1e-3, change
+
+
+def test_hrnet_am_evaluates_on_the_real_coco_fixture(real_fixtures, tmp_path):
+    """Real COCO val2017 people (4 images, people with no labelled keypoint dropped) through derive and
+    evaluate with an hrnet_am model at the smoke profile's settings (random weights: the data path is
+    what is checked): PCK@0.1 of the person box and COCO AP with ground-truth boxes, `real` data."""
+    import torch
+
+    from poseops.annotations.internal import build_annotations
+    from poseops.config import AnnotationSource, SplitParams
+    from poseops.datasets.shards import derive_dataset
+    from poseops.evaluate import evaluate_model
+    from poseops.families import get_family, load_params
+    from poseops.models import build_from_config
+    from poseops.profiles import write_profile
+    from poseops.tasks import get_task
+
+    fam = load_params(write_profile("smoke", tmp_path / "params.yaml")).families["hrnet_am"]
+    source = AnnotationSource(format="coco", file=str(real_fixtures / "coco" / "test_coco.json"))
+    labels = tmp_path / "labels.json"
+    build_annotations(None, [source], labels)
+    card = derive_dataset(
+        get_task("topdown_crop").rows,
+        labels,
+        str(tmp_path / "coco"),
+        fam.data,
+        SplitParams(val_fraction=0.5),
+        skeleton="coco17",
+    )
+    assert card["source"]["kind"] == "real" and card["counts"]["val"] >= 1
+
+    torch.manual_seed(0)
+    model = build_from_config("hrnet_am", fam.model)
+    report = evaluate_model(
+        get_family("hrnet_am"), fam, model, str(tmp_path / "coco"), tmp_path / "out"
+    )
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written["data"] == "real" and written["num_samples"] == card["counts"]["val"]
+    assert written["protocol"]["pck"]["threshold"] == 0.1
+    assert written["protocol"]["pck"]["normaliser"] == "bbox"
+    assert 0.0 <= written["pck"] <= 1.0 and 0.0 <= written["ap"] <= 1.0
+    assert "ground-truth boxes" in written["protocol"]["ap"]["boxes"]
+    assert report["pck"] == written["pck"]

@@ -1,4 +1,5 @@
-"""Registry against a real tracking server: `mlflow server` on a private PostgreSQL 15 cluster.
+"""Registry against a real tracking server: `mlflow server` on a private PostgreSQL cluster (any
+installed version).
 
 Starts both on free loopback ports in a temporary folder, registers, promotes and downloads a
 model through `MLFLOW_TRACKING_URI=http://...`, and stops both afterwards.
@@ -37,7 +38,24 @@ from poseops.tracking import registry
 
 pytestmark = pytest.mark.slow
 
-PG_BIN = Path(os.environ.get("POSEOPS_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def find_pg_bin() -> Path:
+    """The installed PostgreSQL's server binaries, any version: $POSEOPS_PG_BIN, else
+    `pg_config --bindir`, else the newest /usr/lib/postgresql/<version>/bin (Debian's layout)."""
+    if os.environ.get("POSEOPS_PG_BIN"):
+        return Path(os.environ["POSEOPS_PG_BIN"])
+    if shutil.which("pg_config"):
+        found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        if found.returncode == 0 and (Path(found.stdout.strip()) / "initdb").exists():
+            return Path(found.stdout.strip())
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1,
+    )
+    return versions[-1] if versions else Path("/usr/lib/postgresql/bin")
+
+
+PG_BIN = find_pg_bin()
 PG_USER = "nobody"  # PostgreSQL refuses to run as root
 
 
@@ -52,7 +70,7 @@ def build_pg_toy(config: PgToyConfig) -> nn.Module:
 
 def _skip_reason() -> str | None:
     if not (PG_BIN / "initdb").exists() or not (PG_BIN / "pg_ctl").exists():
-        return f"PostgreSQL 15 server binaries not found in {PG_BIN} (apt-get install postgresql)"
+        return f"PostgreSQL server binaries not found in {PG_BIN} (apt-get install postgresql)"
     try:
         import psycopg2  # noqa: F401
     except ImportError:
@@ -281,6 +299,32 @@ def test_promotion_history_and_rollback_survive_a_server_restart(postgres, tmp_p
         registry.rollback("pghist", why="canary errors")
         assert registry.get_alias_version("poseops-pghist") == versions[0]
         assert registry.history("pghist")[-1]["why"] == "canary errors"
+        # the user's view of the same: `poseops registry history` against the restarted server
+        shown = subprocess.run(
+            [sys.executable, "-m", "poseops.cli.main", "registry", "history", "pghist"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "MLFLOW_TRACKING_URI": url,
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "platform"),
+                "COLUMNS": "250",
+            },
+        )
+        assert shown.returncode == 0, shown.stderr
+        lines = [line for line in shown.stderr.splitlines() if "ops-bob" in line]
+        assert len(lines) == 3, shown.stderr
+        for line, (event, version, why) in zip(
+            lines,
+            [
+                ("promoted", versions[0], "seed 1"),
+                ("promoted", versions[1], "seed 2"),
+                ("rollback", versions[0], "canary errors"),
+            ],
+        ):
+            assert event in line and f"v{version}" in line and why in line, line
     finally:
         stop_mlflow_server(process, url, port)
         mlflow.set_tracking_uri(None)

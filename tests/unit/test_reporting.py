@@ -31,7 +31,7 @@ def test_each_family_shows_its_task_metrics(tmp_path, capsys):
     assert headline("vmhpe", found["vmhpe"]) == ("64", "AP 0.127, AR 0.200, count accuracy 0.600")
     assert headline("handmle", found["handmle"]) == (
         "200",
-        "PCK@0.2 0.522, AUC 0.310, EPE px 4.500",
+        "PCK 0.522, AUC 0.310, EPE px 4.500",
     )
     printed = capsys.readouterr().out
     assert "AP 0.127" in printed and "nan" not in printed

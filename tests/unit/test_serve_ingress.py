@@ -160,27 +160,85 @@ def test_predictor_returning_model_key_is_a_server_error():
         )
 
 
-def test_family_deployment_in_local_testing_mode():
-    from ray import serve
-
-    from poseops.serve.app import FamilyModel, build_app
+def test_family_batch_answers_each_request_its_own_body_or_error():
+    """`@serve.batch` and `@serve.multiplexed` need a real replica (Serve's local testing mode has no
+    replica context: tests/slow/test_serve_http.py covers them); the batch's work is `predict_many`."""
+    from poseops.serve.app import predict_many
 
     assert isinstance(CornerPredictor("a"), Predictor)
-    handle = serve.run(
-        FamilyModel.bind("handmle", functools.partial(load_corner_predictor, "fake-hand")),
-        name="family-local-test",
-        _local_testing_mode=True,
-    )
     image = np.zeros((30, 40, 3), np.uint8)
-    body = handle.predict.remote(image, (1.0, 2.0, 3.0, 4.0)).result()
-    assert body == {
+    bodies = predict_many(
+        CornerPredictor("fake-hand"), [image] * 3, [(1.0, 2.0, 3.0, 4.0), (0, 0, 13, 1), None]
+    )
+    assert bodies[0] == {
         "model": {"name": "fake-hand", "version": "3"},
         "keypoints": corners(1, 2, 3, 4),
     }
-    assert handle.info.remote().result() == {"name": "fake-hand", "version": "3"}
+    assert isinstance(bodies[1], RequestError) and "unlucky" in str(bodies[1])
+    assert bodies[2]["keypoints"] == corners(0, 0, 40, 30)
+
+
+def test_predict_many_uses_a_predictors_batch_method_once():
+    from poseops.serve.app import predict_many
+
+    class Batched(CornerPredictor):
+        calls = 0
+
+        def predict_batch(self, images, boxes):
+            Batched.calls += 1
+            return [self.predict(image, box) for image, box in zip(images, boxes)]
+
+    image = np.zeros((30, 40, 3), np.uint8)
+    bodies = predict_many(Batched("b"), [image] * 4, [None] * 4)
+    assert Batched.calls == 1 and len(bodies) == 4
+    assert all(body["keypoints"] == corners(0, 0, 40, 30) for body in bodies)
+
+
+def test_build_app_takes_options_from_params():
+    from poseops.serve.app import build_app, deployment_options
+
     app = build_app(
         {f: functools.partial(load_corner_predictor, f) for f in FAMILIES},
         {FAMILIES[0]: FamilyServe(num_cpus=0.5, num_replicas=2)},
         ServeParams(),
     )
     assert app is not None
+    options = deployment_options(
+        "handmle",
+        FamilyServe(
+            num_cpus=0.5,
+            num_replicas=2,
+            max_batch_size=4,
+            batch_wait_timeout_s=0.02,
+            autoscaling={"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 2},
+        ),
+        ServeParams(log_encoding="TEXT"),
+    )
+    assert options["ray_actor_options"] == {"num_cpus": 0.5}
+    assert options["user_config"] == {"max_batch_size": 4, "batch_wait_timeout_s": 0.02}
+    assert options["autoscaling_config"] == {
+        "min_replicas": 1,
+        "max_replicas": 3,
+        "initial_replicas": 2,
+        "target_ongoing_requests": 2.0,
+    }
+    assert "num_replicas" not in options and options["logging_config"]["encoding"] == "TEXT"
+
+
+def test_topdown_predict_batch_equals_one_at_a_time():
+    """~8 s alone: importing torch and the first forward of a tiny handmle (shared by the suite)."""
+    import torch
+
+    from poseops.families import get_family
+    from poseops.models import create_model
+
+    torch.manual_seed(0)
+    predictor = get_family("handmle").make_predictor(create_model("handmle", "tiny").eval(), "1")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (48 + 8 * i, 64, 3), dtype=np.uint8) for i in range(3)]
+    boxes = [None, (4.0, 5.0, 30.0, 20.0), (0.0, 0.0, 10.0, 40.0)]
+    batched = predictor.predict_batch(images, boxes)
+    single = [predictor.predict(image, box) for image, box in zip(images, boxes)]
+    assert len(batched) == 3
+    for one, many in zip(single, batched):
+        np.testing.assert_allclose(one["keypoints"], many["keypoints"], atol=1e-4)

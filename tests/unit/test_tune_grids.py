@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROWS = {
+    ("hrnet_am", "t7_am_layout"): 3,
     ("vmhpe", "t3_vs_cid"): 2,
     ("vmhpe", "t6_components"): 4,
     ("vmhpe", "f11_embed"): 3,
@@ -126,6 +127,45 @@ def handmle_signature(model_overrides: dict, capture_overrides: dict) -> tuple[i
     return sum(p.numel() for p in model.parameters()), round(float(loss), 6)
 
 
+def hrnet_am_signature(model_overrides: dict, capture_overrides: dict) -> tuple[int, float]:
+    from poseops.codecs.integral import to_norm
+
+    assert not capture_overrides, "no hrnet_am axis changes the captures yet"
+    torch.manual_seed(0)
+    model = create_model("hrnet_am", "tiny", **model_overrides).eval()
+    size = model.config.input_size
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, size, size, generator=g)
+    target = to_norm(torch.rand(2, 17, 2, generator=g) * size * 0.75 + size * 0.125, size)
+    with torch.no_grad():
+        loss = model.loss(model(images), {"target_norm": target, "weight": torch.ones(2, 17)})[
+            "loss"
+        ]
+    return sum(p.numel() for p in model.parameters()), round(float(loss), 6)
+
+
+def test_hrnet_am_layout_parameter_counts():
+    """Ours, reported beside Table VII in grids/hrnet_am.yaml (whose printed counts fall as modules are
+    added): every level of t7_am_layout at the paper (W32) and smoke presets."""
+    grid = load_grid("hrnet_am", "t7_am_layout")
+    counts = {}
+    for preset in ("paper", "smoke"):
+        for level, spec in grid.axes[0].levels.items():
+            layout = spec.set["families.hrnet_am.model.am_layout"]
+            model = create_model("hrnet_am", preset, am_layout=layout)
+            counts[(preset, level)] = sum(p.numel() for p in model.parameters())
+    assert counts == {
+        ("paper", "none"): 28_536_113,
+        ("paper", "4"): 28_545_143,
+        ("paper", "9"): 28_551_351,
+        ("smoke", "none"): 745_645,
+        ("smoke", "4"): 748_020,
+        ("smoke", "9"): 748_087,
+    }
+    text = (grids_dir() / "hrnet_am.yaml").read_text()
+    assert all(f"{n:,}" in text for n in counts.values())  # the grid file states these counts
+
+
 def vmhpe_signature(model_overrides: dict, capture_overrides: dict) -> tuple[int, float]:
     from poseops.codecs.bottomup import encode_targets
     from poseops.models.vmhpe import target_kwargs
@@ -168,6 +208,7 @@ SIGNATURE = {
     "vmhpe": vmhpe_signature,
     "lifter": lifter_signature,
 }
+SIGNATURE["hrnet_am"] = hrnet_am_signature
 
 
 def split_level(family: str, overrides: dict) -> tuple[dict, dict]:

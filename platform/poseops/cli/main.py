@@ -16,6 +16,7 @@ from poseops.cli.assess import assess_cmd
 from poseops.cli.common import console, friendly
 from poseops.cli.data import data_app
 from poseops.cli.registry import registry_app
+from poseops.cli.score import score_cmd
 from poseops.cli.tune import tune_cmd
 from poseops.errors import PoseopsError
 
@@ -32,6 +33,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
 app.command("assess")(assess_cmd)
 app.command("tune")(tune_cmd)
+app.command("score")(score_cmd)
 
 STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote", "report")
 
@@ -96,16 +98,23 @@ def record_stage_time(root: Path, stage: str, seconds: float) -> None:
     append_run_log("stage_times", {"stage": stage, "seconds": round(seconds, 2)}, root)
 
 
-def run_stage(stage: str, family: str | None = None, params_path: str | Path | None = None) -> None:
+def run_stage(
+    stage: str,
+    family: str | None = None,
+    params_path: str | Path | None = None,
+    **options: object,
+) -> None:
     """Run one pipeline stage (what dvc.yaml's stages call); exit 1 on a PoseopsError. Ray's and
     MLflow's logs go to .poseops/logs/<stage>[@<family>].log, not the console (`library_logs_to_file`)."""
     from poseops.library_logs import library_logs_to_file
 
     with library_logs_to_file(stage if family is None else f"{stage}@{family}"):
-        _run_stage(stage, family, params_path)
+        _run_stage(stage, family, params_path, **options)
 
 
-def _run_stage(stage: str, family: str | None, params_path: str | Path | None) -> None:
+def _run_stage(
+    stage: str, family: str | None, params_path: str | Path | None, **options: object
+) -> None:
     from poseops import pipeline
     from poseops.families import load_params
 
@@ -122,7 +131,7 @@ def _run_stage(stage: str, family: str | None, params_path: str | Path | None) -
                 raise PoseopsError(f"stage {stage!r} needs a family")
             if family not in params.families:
                 raise PoseopsError(f"params.yaml: families.{family}: no such family block")
-            fn(family, params, where)
+            fn(family, params, where, **options)
         record_stage_time(
             where.root,
             stage if family is None else f"{stage}@{family}",
@@ -147,6 +156,22 @@ def stage_cmd(
     run_stage(name, family)
 
 
+@app.command("train")
+def train_cmd(
+    family: Annotated[str, typer.Argument(help="family to train")],
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="continue the family's newest run in its storage_path from the last checkpoint "
+            "(after the driver was killed) instead of starting a new one"
+        ),
+    ] = False,
+    params: Annotated[Path, typer.Option(help="params file")] = Path("params.yaml"),
+) -> None:
+    """Train a family with Ray Train and publish models/<family>/ (the train stage)."""
+    run_stage("train", family, params, resume=resume)
+
+
 # ---------------------------------------------------------------- models and serving
 @app.command("models")
 def models_cmd() -> None:
@@ -155,6 +180,54 @@ def models_cmd() -> None:
 
     for fam in families().values():
         console.print(f"{fam.name:10s} model={fam.model:10s} task={fam.task:14s} {fam.description}")
+
+
+@app.command("export")
+@friendly
+def export_cmd(
+    family: Annotated[str, typer.Argument(help="family whose published checkpoint to export")],
+    format: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="checkpoint folder (default: models/<family>)")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="derived dataset the equivalence is measured on (default: data/derived/<family>)"
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="split of that dataset (test: the one evaluate scores)")
+    ] = "test",
+    limit: Annotated[
+        int | None, typer.Option(help="at most this many samples of the split")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="export folder (default: exports/<family>/onnx)")
+    ] = None,
+) -> None:
+    """Export a family's network (its tensor outputs; decoding stays in Python) and check it against torch."""
+    from poseops.checkpoints import verify_checkpoint
+    from poseops.onnx_models import export_checkpoint, split_inputs
+    from poseops.pipeline import layout
+
+    if format != "onnx":
+        raise PoseopsError(f"--format {format!r}: the formats are: onnx")
+    where = layout()
+    checkpoint = checkpoint or where.model(family)
+    data = data or str(where.derived(family))
+    out = out or where.root / "exports" / family / "onnx"
+    found = verify_checkpoint(checkpoint).get("family")
+    if found != family:
+        raise PoseopsError(f"{checkpoint}: a checkpoint of family {found!r}, not {family!r}")
+    inputs = split_inputs(checkpoint, data, split, limit)
+    manifest = export_checkpoint(checkpoint, out, inputs, f"split {split!r} of {data}")
+    worst = manifest["equivalence"]["max_abs_diff"]
+    console.print(
+        f"{family}: wrote {out} ({', '.join(manifest['outputs'])}); max |onnxruntime - torch| on "
+        f"{manifest['equivalence']['inputs']} inputs: "
+        + ", ".join(f"{name} {value:.2e}" for name, value in worst.items())
+    )
 
 
 @app.command("serve")
@@ -183,7 +256,10 @@ def serve_cmd(
             )
     app_, names = build_champion_app(params, families=family, alias=alias)
     code = run_foreground(
-        app_, host or params.serve.host, port if port is not None else params.serve.port
+        app_,
+        host or params.serve.host,
+        port if port is not None else params.serve.port,
+        request_timeout_s=params.serve.request_timeout_s,
     )
     raise typer.Exit(code or 0)
 

@@ -96,3 +96,48 @@ def gaussian_heatmaps(
 def _size(size: int | tuple[int, int]) -> tuple[int, int]:
     """(width, height) from an int (square) or a (width, height) pair."""
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def dark_decode(heatmaps: Tensor, kernel: int = 11) -> tuple[Tensor, Tensor]:
+    """DARK decoding (Zhang, Zhu, Dai, Ye, Zhu, 2020, "Distribution-Aware Coordinate Representation for
+    Human Pose Estimation", Eqs. 5-8 and the Gaussian modulation of Sec. 3.2): blur each map with a
+    Gaussian of the training sigma's width, take the log, and refine the argmax by one Newton step
+    x* = m - H^-1 D (derivative D and Hessian H by central differences at the maximum m).
+
+    heatmaps [B, K, H, W] -> (xy_norm [B, K, 2], peak values [B, K] of the raw maps).
+    """
+    b, k, h, w = heatmaps.shape
+    peaks, index = heatmaps.reshape(b, k, h * w).max(dim=-1)
+    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for a kernel of this size
+    offsets = torch.arange(kernel, dtype=heatmaps.dtype, device=heatmaps.device) - (kernel - 1) / 2
+    g = torch.exp(-(offsets**2) / (2 * sigma**2))
+    g = g / g.sum()
+    maps = heatmaps.reshape(b * k, 1, h, w)
+    pad = kernel // 2
+    maps = F.conv2d(F.pad(maps, (pad, pad, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
+    maps = F.conv2d(F.pad(maps, (0, 0, pad, pad), mode="replicate"), g.view(1, 1, -1, 1))
+    # keep each map's maximum as the raw one's (DARK's modulation), then the log-likelihood
+    raw_max = heatmaps.reshape(b * k, -1).amax(-1).view(-1, 1, 1, 1)
+    blurred_max = maps.reshape(b * k, -1).amax(-1).view(-1, 1, 1, 1)
+    maps = maps * raw_max / blurred_max.clamp_min(1e-10)
+    log = maps.clamp_min(1e-10).log().reshape(b, k, h, w)
+    padded = F.pad(log, (2, 2, 2, 2), mode="replicate").reshape(b, k, -1)
+    row = w + 4
+    px, py = index % w, torch.div(index, w, rounding_mode="floor")
+
+    def at(dx: int, dy: int) -> Tensor:
+        return padded.gather(-1, ((py + 2 + dy) * row + (px + 2 + dx)).unsqueeze(-1)).squeeze(-1)
+
+    dx = 0.5 * (at(1, 0) - at(-1, 0))
+    dy = 0.5 * (at(0, 1) - at(0, -1))
+    dxx = 0.25 * (at(2, 0) - 2 * at(0, 0) + at(-2, 0))
+    dyy = 0.25 * (at(0, 2) - 2 * at(0, 0) + at(0, -2))
+    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = dxx * dyy - dxy**2
+    ok = det.abs() > 1e-12
+    safe = torch.where(ok, det, torch.ones_like(det))
+    shift_x = torch.where(ok, -(dyy * dx - dxy * dy) / safe, torch.zeros_like(det)).clamp(-1, 1)
+    shift_y = torch.where(ok, -(dxx * dy - dxy * dx) / safe, torch.zeros_like(det)).clamp(-1, 1)
+    x = (px.to(heatmaps.dtype) + 0.5 + shift_x) / w - 0.5
+    y = (py.to(heatmaps.dtype) + 0.5 + shift_y) / h - 0.5
+    return torch.stack([x, y], dim=-1), peaks

@@ -153,12 +153,19 @@ def make_sample(
     inside = (clean >= 0).all(1) & (clean <= input_size - 1).all(1)
     visibility = np.where(inside, visibility, 0.0).astype(np.float32)
     crop_to_source = np.asarray(row["affine"], dtype=np.float64).reshape(2, 3)
+    box = np.asarray(row["box_in_crop"], dtype=np.float64)
+    box_source = np.concatenate(
+        [apply_affine(box[:2], crop_to_source), box[2:] * np.abs(crop_to_source[[0, 1], [0, 1]])]
+    )
     return {
         "image": np.ascontiguousarray(pixels),
         "keypoints": keypoints.astype(np.float32),
         "keypoints_clean": clean.astype(np.float32),
         "visibility": visibility,
         "norm_size": np.float32(norm_size(clean, visibility > 0)),
+        # the person box's longer side in input px (the bbox PCK normaliser) and the box in source px
+        "box_size": np.float32(max(box[2], box[3]) * np.hypot(affine[0, 0], affine[0, 1])),
+        "box_source": box_source.astype(np.float32),
         "affine_to_source": compose(crop_to_source, invert_affine(affine)).astype(np.float32),
         "sample_id": np.int64(row["sample_id"]),
     }
@@ -249,7 +256,8 @@ def load_split_arrays(
     """A split as stacked numpy arrays in card order, without augmentation (for evaluation).
 
     image [N,S,S,3] RGB uint8, keypoints / keypoints_clean [N,K,2] input px, visibility [N,K],
-    norm_size [N], affine_to_source [N,2,3], sample_id [N].
+    norm_size [N], box_size [N] (person box's longer side, input px), box_source [N,4] (x, y, w, h source px),
+    affine_to_source [N,2,3], sample_id [N].
     """
     samples = []
     for path, group in row_groups(url, split):

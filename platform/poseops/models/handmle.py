@@ -146,6 +146,12 @@ class HandMLE(nn.Module):
         ])
         self.pool = config.heatmap_size // config.feature_size  # heatmap -> feature-map size (AvgPool k = stride)
 
+    @property
+    def uses_all_parameters(self) -> bool:
+        """Whether `loss` reaches every parameter: only the MLE loss trains the variance heads and flows
+        (Lou et al., 2024, Eq. 4); DistributedDataParallel needs `find_unused_parameters` otherwise."""
+        return self.config.loss_type == "mle"
+
     @staticmethod
     def preprocess(images: Tensor) -> Tensor:
         """uint8 RGB crops [B,S,S,3] or [B,3,S,S] -> the normalised float batch `forward` takes."""

@@ -66,7 +66,7 @@ def assess_body(body: bytes, settings: AssessParams) -> dict[str, Any]:
 
     try:
         request = AssessRequest.model_validate(json.loads(body))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # bytes that are not UTF-8 JSON
         raise RequestError(422, f"request body: not valid JSON ({exc})") from None
     except ValidationError as exc:
         problems = "; ".join(

@@ -57,11 +57,17 @@ def ensure_ray(**init_kwargs: Any) -> bool:
     return True
 
 
-def start(app: Any, host: str, port: int) -> str:
-    """Start Serve's HTTP proxy on host:port and deploy `app` at "/"; returns the base URL when ready."""
+def start(app: Any, host: str, port: int, request_timeout_s: float | None = None) -> str:
+    """Start Serve's HTTP proxy on host:port and deploy `app` at "/"; returns the base URL when ready.
+
+    One proxy, on the head node: on a cluster whose nodes share an address (a one-machine cluster) a
+    proxy per node would contend for the port. `request_timeout_s` bounds every HTTP request."""
     from ray import serve
 
-    serve.start(http_options={"host": host, "port": port})
+    http_options: dict[str, Any] = {"host": host, "port": port}
+    if request_timeout_s is not None:
+        http_options["request_timeout_s"] = request_timeout_s
+    serve.start(proxy_location="HeadOnly", http_options=http_options)
     serve.run(app, blocking=False, route_prefix="/")
     return base_url(host, port)
 
@@ -79,14 +85,18 @@ def stop(started_ray: bool) -> None:
 
 @contextlib.contextmanager
 def serving(
-    app: Any, host: str = "127.0.0.1", port: int = 0, **ray_init_kwargs: Any
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    request_timeout_s: float | None = None,
+    **ray_init_kwargs: Any,
 ) -> Iterator[str]:
     """Serve `app` while the block runs; yields the base URL; always shuts Serve (and own Ray) down."""
     port = port or free_port(host)
     check_port_free(host, port)
     started_ray = ensure_ray(**ray_init_kwargs)
     try:
-        yield start(app, host, port)
+        yield start(app, host, port, request_timeout_s)
     finally:
         stop(started_ray)
 
@@ -96,6 +106,7 @@ def run_foreground(
     host: str,
     port: int,
     ready_message_fn: Callable[[str], str] | None = None,
+    request_timeout_s: float | None = None,
     **ray_init_kwargs: Any,
 ) -> int:
     """Serve `app` until SIGINT or SIGTERM, then shut down cleanly; returns the exit code (0).
@@ -116,7 +127,7 @@ def run_foreground(
         # ray.init installs its own SIGTERM handler: take it back.
         for sig in previous:
             signal.signal(sig, lambda *_: stop_requested.set())
-        url = start(app, host, port)
+        url = start(app, host, port, request_timeout_s)
         default = f"poseops: serving at {url} (API docs: {url}/docs); Ctrl-C to stop"
         print(ready_message_fn(url) if ready_message_fn else default, flush=True)
         while not stop_requested.wait(0.5):

@@ -3,10 +3,12 @@
     task = get_task("topdown_crop")
     task.Options            # the family `data` block's pydantic options (a config.FamilyData subclass)
     task.rows               # row schema and derive plan (poseops.datasets.derive.RowPlan)
-    task.train_loader(cfg, model, rank, world); task.train_step(model, batch, optimizer); task.validate(model, val)
+    task.train_loader(cfg, model, rank, world); task.train_losses(model, batch); task.validate(model, val)
+    task.example_batch(model, batch_size)   # synthetic loader-form batch (tests)
     task.evaluate(family, fam, model, dataset_url, split, card)   # predict -> score -> baselines
     task.artefacts          # the report files write_report writes and dvc.yaml declares
     task.predictor(model, name, version, settings)                # the serving adapter
+    task.network_inputs(model, dataset_url, split, settings)      # a split as the network sees it
 
 Tasks register like models do (`poseops.models.register_model`): a module calls `register_task` when
 imported, and the registry imports the in-tree modules on first use. A family row names its task
@@ -83,8 +85,23 @@ class Task:
     def load_validation(self, cfg: dict) -> Any:
         raise self._missing("validation split")
 
+    def train_losses(self, model: nn.Module, batch: Any) -> dict[str, Any]:
+        """The model in train mode on one loader batch -> its loss terms as tensors ("loss": the total);
+        the optimiser step (mixed precision, accumulation, DDP) is the train workload's."""
+        raise self._missing("train_step (train_losses)")
+
     def train_step(self, model: nn.Module, batch: Any, optimizer) -> dict[str, float]:
-        raise self._missing("train_step")
+        """One plain optimisation step on a loader batch; returns the loss terms as floats."""
+        terms = self.train_losses(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def example_batch(self, model: nn.Module, batch_size: int, seed: int = 0) -> Any:
+        """A synthetic batch in the training loader's form for `model` (random images and labels): what
+        tests of the train workload feed every family without a derived dataset."""
+        raise self._missing("example batch")
 
     def validate(self, model: nn.Module, val: Any) -> dict[str, float]:
         raise self._missing("validate")
@@ -109,6 +126,18 @@ class Task:
     # serving
     def predictor(self, model: nn.Module, name: str, version: str, settings: dict[str, Any]):
         raise self._missing("serving predictor")
+
+    def network_inputs(
+        self,
+        model: nn.Module,
+        dataset_url: str,
+        split: str,
+        settings: dict[str, Any],
+        limit: int | None = None,
+    ) -> Any:
+        """A split's samples as the predictor feeds them to the network: uint8 RGB [N, S, S, 3]
+        (what an ONNX export is checked on, poseops.onnx_models)."""
+        raise self._missing("network inputs")
 
 
 _REGISTRY: dict[str, Task] = {}

@@ -61,7 +61,10 @@ class BottomupImageData(FamilyData):
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    """The module under DistributedDataParallel (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = model.module if hasattr(model, "module") else model._orig_mod
+    return model
 
 
 # ---------------------------------------------------------------- training batches
@@ -97,18 +100,42 @@ def bottomup_collate(
     return {"image": batch["image"], "num_people": num_people, "targets": targets}
 
 
+def bottomup_losses(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+    """Loss terms (tensors) of the model in train mode on a `bottomup_collate` batch."""
+    core = unwrap(model)
+    images = core.preprocess(batch["image"])
+    model.train()
+    return core.loss(model(images, batch["targets"]), batch)
+
+
 def bottomup_train_step(
     model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer
 ) -> dict[str, float]:
     """One optimisation step on a `bottomup_collate` batch; returns the loss and its named terms as floats."""
-    core = unwrap(model)
-    images = core.preprocess(batch["image"])
-    model.train()
-    terms = core.loss(model(images, batch["targets"]), batch)
+    terms = bottomup_losses(model, batch)
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     optimizer.step()
     return {name: float(value.detach()) for name, value in terms.items()}
+
+
+def example_people_batch(model: nn.Module, batch_size: int, seed: int = 0, people: int = 2) -> dict:
+    """Random images with `people` random skeletons each, through `bottomup_collate` (tests); sample i
+    is drawn from seed + i (so consecutive seeds' batches concatenate to a bigger one)."""
+    core = unwrap(model)
+    size, joints = core.config.input_size, core.config.num_keypoints
+    samples = []
+    for i in range(batch_size):
+        gen = torch.Generator().manual_seed(seed + i)
+        samples.append(
+            {
+                "image": torch.randint(0, 256, (3, size, size), generator=gen, dtype=torch.uint8),
+                "keypoints": size * (0.2 + 0.6 * torch.rand(people, joints, 2, generator=gen)),
+                "visibility": torch.full((people, joints), 2.0),
+                "num_people": torch.tensor(people),
+            }
+        )
+    return bottomup_collate(samples, core.target_kwargs(None))
 
 
 # ---------------------------------------------------------------- inference (evaluate, validation, endpoint)
@@ -429,8 +456,11 @@ class BottomupImage(Task):
     def load_validation(self, cfg: dict):
         return load_evaluation_split(cfg["dataset_url"], "val", cfg["input_size"], limit=VAL_IMAGES)
 
-    def train_step(self, model: nn.Module, batch: dict, optimizer) -> dict[str, float]:
-        return bottomup_train_step(model, batch, optimizer)
+    def train_losses(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        return bottomup_losses(model, batch)
+
+    def example_batch(self, model: nn.Module, batch_size: int, seed: int = 0) -> dict:
+        return example_people_batch(model, batch_size, seed)
 
     def validate(self, model: nn.Module, val: dict) -> dict[str, float]:
         """AP (no flip test: the evaluate stage adds it) and count accuracy on the validation images."""
@@ -568,3 +598,14 @@ class BottomupImage(Task):
         return BottomUpPredictor(
             model, name, version, settings.get("input_size"), settings["flip_test"]
         )
+
+    def network_inputs(
+        self,
+        model: nn.Module,
+        dataset_url: str,
+        split: str,
+        settings: dict[str, Any],
+        limit: int | None = None,
+    ) -> np.ndarray:
+        size = int(settings.get("input_size") or model.config.input_size)
+        return load_evaluation_split(dataset_url, split, size, limit)["images_rgb"]

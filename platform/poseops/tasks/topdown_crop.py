@@ -1,10 +1,12 @@
 """The `topdown_crop` task: one person (or hand) per sample, cut from its box with a margin.
 
-Hand crops are one case of it (skeleton `hand21`); the keypoint set comes from the family's skeleton.
-Rows: poseops.datasets.shards (SCHEMA, plan_crops, crop_rows). Loss targets: keypoints in the input
-crop's normalised coordinates (poseops.codecs.integral.to_norm). Scores: PCK@0.2, AUC, NME (normaliser:
-the keypoint box's longer side) and EPE in source pixels, with the untrained model (same config and
-seed) and the training set's mean pose as baselines.
+Hand crops (skeleton `hand21`) and person crops (`coco17`, from the synthetic bodies' people) are cases
+of it; the keypoint set comes from the family's skeleton. Rows: poseops.datasets.shards (SCHEMA,
+plan_crops, crop_rows). Loss targets: keypoints in the input crop's normalised coordinates
+(poseops.codecs.integral.to_norm). Scores: PCK at the data block's threshold and normaliser (the
+keypoint box's or the person box's longer side), AUC, NME and EPE in source pixels, and, for skeletons
+with OKS sigmas, COCO keypoint AP with ground-truth boxes; the untrained model (same config and seed)
+and the training set's mean pose are the baselines.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class TopdownCropData(FamilyData):
         "png", description="stored crops: lossless PNG or JPEG (q 95, faster)"
     )
     augment: AugmentParams = AugmentParams()
+    pck_threshold: float = Field(0.2, gt=0, le=1, description="PCK's threshold, the primary metric")
+    pck_normaliser: Literal["keypoint_box", "bbox"] = Field(
+        "keypoint_box",
+        description="PCK's normaliser: the longer side of the labelled keypoints' box or of the person box",
+    )
 
     def derive_options(self) -> dict[str, Any]:
         return {"crop_format": self.crop_format}
@@ -158,6 +165,20 @@ class TopDownPredictor:
             "keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, scores[0])]
         }
 
+    def predict_batch(
+        self, images_bgr: Sequence[np.ndarray], boxes_xywh: Sequence[Sequence[float] | None]
+    ) -> list[dict]:
+        """`predict` of several images in one forward pass (Serve's request batches)."""
+        crops, affines = zip(*(self.crop(image, box) for image, box in zip(images_bgr, boxes_xywh)))
+        coords, scores = predict_crops(self.model, np.stack(crops))
+        answers = []
+        for coord, score, affine in zip(coords, scores, affines):
+            points = apply_affine(coord, invert_affine(affine))
+            answers.append(
+                {"keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, score)]}
+            )
+        return answers
+
 
 # ---------------------------------------------------------------- scoring
 def mean_pose(train_keypoints: np.ndarray, train_visible: np.ndarray) -> np.ndarray:
@@ -166,26 +187,59 @@ def mean_pose(train_keypoints: np.ndarray, train_visible: np.ndarray) -> np.ndar
     return (train_keypoints * weight).sum(0) / np.maximum(weight.sum(0), 1.0)
 
 
+def pck_normaliser(val: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """[N] px: the keypoint box's longer side (`keypoint_box`) or the person box's (`bbox`)."""
+    return val["box_size"] if name == "bbox" else val["norm_size"]
+
+
 def score_predictions(
-    pred: np.ndarray, val: dict[str, np.ndarray], names: list[str]
+    pred: np.ndarray,
+    val: dict[str, np.ndarray],
+    names: list[str],
+    threshold: float = 0.2,
+    normaliser: str = "keypoint_box",
 ) -> dict[str, Any]:
     """All numbers for one set of predictions [N,K,2] (input px) against the split's clean labels."""
     gt = val.get("keypoints_clean", val["keypoints"])
     visible = val["visibility"] > 0
-    norm = val["norm_size"]
+    norm = pck_normaliser(val, normaliser)
     per_kp = [
-        metrics.pck(pred[:, [k]], gt[:, [k]], visible[:, [k]], norm).value
+        metrics.pck(pred[:, [k]], gt[:, [k]], visible[:, [k]], norm, threshold, normaliser).value
         if visible[:, k].any()
         else float("nan")
         for k in range(gt.shape[1])
     ]
     return {
-        "pck": metrics.pck(pred, gt, visible, norm, threshold=0.2),
+        "pck": metrics.pck(pred, gt, visible, norm, threshold, normaliser),
         "auc": metrics.auc(pred, gt, visible, norm, max_threshold=0.2),
-        "nme": metrics.nme(pred, gt, visible, norm),
-        "curve": metrics.pck_curve(pred, gt, visible, norm, PCK_THRESHOLDS),
+        "nme": metrics.nme(pred, gt, visible, norm, normaliser),
+        "curve": metrics.pck_curve(pred, gt, visible, norm, PCK_THRESHOLDS, normaliser),
         "per_keypoint": dict(zip(names, per_kp)),
     }
+
+
+def coco_ap_ground_truth_boxes(
+    pred: np.ndarray, scores: np.ndarray, val: dict[str, np.ndarray], skeleton
+) -> dict[str, Any]:
+    """COCO keypoint AP/AR (pycocotools) of crop predictions, top-down with ground-truth boxes as mmpose
+    evaluates it: one prediction per true person box, in source pixels, scored by the mean keypoint
+    score. Each person is its own COCO image (no detection can match another person); area = box w*h.
+    """
+    clean = val.get("keypoints_clean", val["keypoints"])
+    visibility = np.where(val["visibility"] > 0, 2, 0)
+    truth = [
+        {"keypoints": gt[None], "visibility": vis[None], "boxes": box[None]}
+        for gt, vis, box in zip(to_source(clean, val), visibility, val["box_source"])
+    ]
+    predictions = [
+        {"keypoints": p[None], "keypoint_scores": s[None], "scores": [float(s.mean())]}
+        for p, s in zip(to_source(pred, val), scores)
+    ]
+    return metrics.coco_keypoint_ap(
+        metrics.coco.coco_ground_truth(truth, list(skeleton.keypoints), list(skeleton.edges)),
+        metrics.coco.coco_detections(predictions),
+        sigmas=None if skeleton.name == "coco17" else list(skeleton.sigmas),
+    )
 
 
 def to_source(points: np.ndarray, val: dict[str, np.ndarray]) -> np.ndarray:
@@ -210,7 +264,7 @@ class TopdownCrop(Task):
         Artefact("overlays.png"),
         Artefact("best_worst.png"),
     )
-    headline = (("pck", "PCK@0.2"), ("auc", "AUC"), ("epe_px", "EPE px"))
+    headline = (("pck", "PCK"), ("auc", "AUC"), ("epe_px", "EPE px"), ("ap", "AP"))
 
     # ------------------------------------------------------------ training
     def train_loader(self, cfg: dict, model: nn.Module, rank: int, world: int):
@@ -231,15 +285,18 @@ class TopdownCrop(Task):
         )
 
     def load_validation(self, cfg: dict):
-        return load_split_arrays(
+        val = load_split_arrays(
             cfg["dataset_url"], "val", cfg["input_size"], cfg["data"]["crop_margin"]
         )
+        data = TopdownCropData(**cfg["data"])
+        val["pck_normaliser"] = pck_normaliser(val, data.pck_normaliser)
+        val["pck_threshold"] = np.float64(data.pck_threshold)
+        return val
 
-    def train_step(
-        self, model: nn.Module, batch: dict[str, torch.Tensor], optimizer
-    ) -> dict[str, float]:
-        """One optimisation step on a loader batch: image uint8 [B,3,S,S], keypoints [B,K,2] input px,
-        visibility [B,K]; returns the loss and its named terms as floats."""
+    def train_losses(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms on a loader batch: image uint8 [B,3,S,S], keypoints [B,K,2] input px, visibility [B,K]."""
         core = unwrap(model)
         images = core.preprocess(batch["image"])
         targets = {
@@ -247,20 +304,37 @@ class TopdownCrop(Task):
             "weight": (batch["visibility"] > 0).float(),
         }
         model.train()
-        terms = core.loss(model(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        return {name: float(value.detach()) for name, value in terms.items()}
+        return core.loss(model(images), targets)
 
-    def validate(
-        self, model: nn.Module, val: dict[str, np.ndarray], threshold: float = 0.2
-    ) -> dict[str, float]:
-        """PCK@threshold on the validation split held as arrays (datasets.loader.load_split_arrays); a
-        multi-stage model also gets each stage's (`val_pck_stage<t>`), so one run shows the stage curve."""
+    def example_batch(
+        self, model: nn.Module, batch_size: int, seed: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Random crops and keypoints; sample i is drawn from seed + i (so consecutive seeds' batches
+        concatenate to a bigger one)."""
+        size, joints = model.config.input_size, model.config.num_keypoints
+        samples = []
+        for i in range(batch_size):
+            gen = torch.Generator().manual_seed(seed + i)
+            samples.append(
+                (
+                    torch.randint(0, 256, (3, size, size), generator=gen, dtype=torch.uint8),
+                    size * (0.2 + 0.6 * torch.rand(joints, 2, generator=gen)),
+                )
+            )
+        return {
+            "image": torch.stack([image for image, _ in samples]),
+            "keypoints": torch.stack([points for _, points in samples]),
+            "visibility": torch.full((batch_size, joints), 2.0),
+        }
+
+    def validate(self, model: nn.Module, val: dict[str, np.ndarray]) -> dict[str, float]:
+        """PCK on the validation split held as arrays (`load_validation`: its threshold and normaliser);
+        a multi-stage model also gets each stage's (`val_pck_stage<t>`), so one run shows the stage curve."""
         pred, _ = predict_crops(model, val["image"])
         gt = val.get("keypoints_clean", val["keypoints"])
-        result = metrics.pck(pred, gt, val["visibility"] > 0, val["norm_size"], threshold=threshold)
+        norm = val.get("pck_normaliser", val["norm_size"])
+        threshold = float(val.get("pck_threshold", 0.2))
+        result = metrics.pck(pred, gt, val["visibility"] > 0, norm, threshold=threshold)
         per_stage = stage_pck(predict_stage_crops(model, val["image"]), val, threshold)
         return {"val_pck": result.value, **{f"val_pck_{k}": v for k, v in per_stage.items()}}
 
@@ -288,20 +362,39 @@ class TopdownCrop(Task):
         skeleton = get_skeleton(family.skeleton)
         names = list(skeleton.keypoints)
 
-        pred, _ = predict_crops(model, val["image"])
+        pred, pred_scores = predict_crops(model, val["image"])
         torch.manual_seed(fam.train.seed)
         untrained = build_from_config(family.model, fam.model)
-        pred_untrained, _ = predict_crops(untrained, val["image"])
+        pred_untrained, untrained_scores = predict_crops(untrained, val["image"])
+        scoring = {"threshold": fam.data.pck_threshold, "normaliser": fam.data.pck_normaliser}
         results = {
-            "trained": score_predictions(pred, val, names),
-            "untrained": score_predictions(pred_untrained, val, names),
+            "trained": score_predictions(pred, val, names, **scoring),
+            "untrained": score_predictions(pred_untrained, val, names, **scoring),
         }
         if train is not None and len(train["keypoints"]):
             pose = mean_pose(train["keypoints"], train["visibility"] > 0)
             results["mean_pose"] = score_predictions(
-                np.broadcast_to(pose, pred.shape).copy(), val, names
+                np.broadcast_to(pose, pred.shape).copy(), val, names, **scoring
             )
 
+        coco: dict[str, Any] = {}
+        coco_protocol: dict[str, Any] = {}
+        if (
+            skeleton.sigmas
+        ):  # OKS is defined: COCO AP with ground-truth boxes, trained and untrained
+            ap = coco_ap_ground_truth_boxes(pred, pred_scores, val, skeleton)
+            ap_untrained = coco_ap_ground_truth_boxes(
+                pred_untrained, untrained_scores, val, skeleton
+            )
+            coco = {key.lower(): ap[key] for key in ("AP", "AP50", "AP75", "AR")}
+            coco["baselines_ap"] = {"untrained_ap": ap_untrained["AP"]}
+            coco_protocol = {
+                "ap": {
+                    **ap["protocol"],
+                    "boxes": "top-down with ground-truth boxes, as mmpose: one prediction per true "
+                    "person box, score = mean keypoint score, area = box w*h",
+                }
+            }
         trained = results["trained"]
         baselines = {name: r["pck"].value for name, r in results.items() if name != "trained"}
         clean = val.get("keypoints_clean", val["keypoints"])
@@ -326,6 +419,7 @@ class TopdownCrop(Task):
             "margin_over_best_baseline": trained["pck"].value
             - max(baselines.values(), default=0.0),
             "per_keypoint_pck": trained["per_keypoint"],
+            **coco,
             # every stage's PCK@0.2 of a multi-stage model (empty otherwise): the stage curve of one model
             "per_stage_pck": stage_pck(predict_stage_crops(model, val["image"]), val),
             "protocol": {
@@ -335,7 +429,8 @@ class TopdownCrop(Task):
                 "epe_px": "mean Euclidean distance in source-image pixels over visible keypoints",
                 "labels": "clean labels (keypoints_clean) where the dataset has them; scored keypoints: "
                 "visible in the clean labels and inside the input crop",
-                "per_stage_pck": "PCK@0.2 of each stage's output, same keypoints and normaliser",
+                "per_stage_pck": "PCK@0.2 of each stage's output, keypoint-box normaliser",
+                **coco_protocol,
             },
         }
         curves = {n: r["curve"]["values"] for n, r in results.items()}
@@ -373,7 +468,7 @@ class TopdownCrop(Task):
                 path,
                 PCK_THRESHOLDS,
                 curves,
-                "threshold (fraction of the keypoint box's longer side)",
+                f"threshold (fraction of the {fam.data.pck_normaliser} longer side)",
                 "PCK",
                 f"{family.name}: PCK on {split}",
             ),
@@ -381,8 +476,8 @@ class TopdownCrop(Task):
                 path,
                 names,
                 list(trained["per_keypoint"].values()),
-                "PCK@0.2",
-                f"{family.name}: per-keypoint PCK@0.2",
+                f"PCK@{fam.data.pck_threshold:g}",
+                f"{family.name}: per-keypoint PCK@{fam.data.pck_threshold:g} ({fam.data.pck_normaliser})",
             ),
             "overlays.png": overlays,
         }
@@ -391,3 +486,14 @@ class TopdownCrop(Task):
     # ------------------------------------------------------------ serving
     def predictor(self, model: nn.Module, name: str, version: str, settings: dict[str, Any]):
         return TopDownPredictor(model, name, version, settings["crop_margin"])
+
+    def network_inputs(
+        self,
+        model: nn.Module,
+        dataset_url: str,
+        split: str,
+        settings: dict[str, Any],
+        limit: int | None = None,
+    ) -> np.ndarray:
+        size = int(model.config.input_size)
+        return load_split_arrays(dataset_url, split, size, settings["crop_margin"], limit)["image"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 from poseops.config import FamilyParams
@@ -25,7 +27,17 @@ def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dic
         "input_size": getattr(fam.model, "input_size", None),
         "data": fam.data.model_dump(mode="json"),
         "threads_per_worker": max(1, int(fam.train.cpus_per_worker)),
-        **fam.train.model_dump(mode="json", exclude={"num_workers", "cpus_per_worker"}),
+        **fam.train.model_dump(
+            mode="json",
+            exclude={
+                "num_workers",
+                "cpus_per_worker",
+                "gpus_per_worker",
+                "max_failures",
+                "storage_path",
+                "placement_strategy",
+            },
+        ),
     }
 
 
@@ -37,31 +49,87 @@ def ensure_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local")
 
 
+def storage_for(fam: FamilyParams, storage_path: str | None = None) -> str:
+    """Where Ray Train keeps a family's runs: the argument, else `train.storage_path`, else
+    .poseops/ray_results (a folder or an fsspec URL such as s3://bucket/prefix)."""
+    return storage_path or fam.train.storage_path or str(state_dir() / "ray_results")
+
+
+def latest_run_name(storage_path: str, family_name: str) -> str:
+    """The newest run of a family under `storage_path` (run names are `<family>-<UTC time>`, so the
+    newest sorts last); CheckpointError when there is none to resume."""
+    from poseops.errors import CheckpointError
+    from poseops.storage import filesystem
+
+    fs, root = filesystem(storage_path)
+    try:
+        entries = fs.ls(root, detail=False)
+    except FileNotFoundError:
+        entries = []
+    names = sorted(
+        name
+        for name in (entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries)
+        if name.startswith(f"{family_name}-")
+    )
+    if not names:
+        raise CheckpointError(f"{storage_path}: no run of family {family_name!r} to resume")
+    return names[-1]
+
+
+def new_run_name(family_name: str) -> str:
+    """`<family>-<UTC time to the millisecond>`: a fresh name (Ray Train would restore a run of an
+    existing name), sorting in time order."""
+    now = time.time()
+    return f"{family_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{int(now * 1000) % 1000:03d}"
+
+
 def fit(
     family: Family,
     fam: FamilyParams,
     dataset_url: str,
-    run_name: str,
+    run_name: str | None = None,
     storage_path: str | None = None,
+    resume: bool = False,
+    callbacks: list | None = None,
+    loop: Callable[[dict], None] = train_loop_per_worker,
 ):
-    """Run Ray Train; returns the ray.train.Result (best checkpoint by the family's `val_metric`)."""
+    """Run Ray Train; returns the ray.train.Result (best checkpoint by the family's `val_metric`).
+
+    Each epoch's checkpoint goes to `storage_for(fam, storage_path)`; a failed worker group restarts
+    from the latest one up to `train.max_failures` times. `resume`: continue the family's newest run
+    there (Ray Train restores a run of the same name and storage path from its last checkpoint).
+    `callbacks`: ray.train.UserCallback instances (run in the Train controller); `loop`: the worker
+    loop (benchmarks wrap the standard one).
+    """
+    storage = storage_for(fam, storage_path)
+    if run_name is None:
+        run_name = latest_run_name(storage, family.name) if resume else new_run_name(family.name)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     ensure_ray()
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
 
+    train = fam.train
+    resources = {"CPU": train.cpus_per_worker}
+    if train.use_gpu:
+        resources["GPU"] = train.gpus_per_worker
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        loop,
         train_loop_config=make_loop_config(family, fam, dataset_url),
+        torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
-            num_workers=fam.train.num_workers,
-            resources_per_worker={"CPU": fam.train.cpus_per_worker},
+            num_workers=train.num_workers,
+            use_gpu=train.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=train.placement_strategy,
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=storage_path or str(state_dir() / "ray_results"),
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=train.max_failures),
+            callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
-                num_to_keep=1,
+                num_to_keep=1,  # the best; Ray Train keeps the latest too, to resume from
                 checkpoint_score_attribute=family.val_metric,
                 checkpoint_score_order=family.metric_mode,
             ),

@@ -1,33 +1,27 @@
-"""The per-worker training loop Ray Train runs: data share, model, optimiser, report per epoch."""
+"""The per-worker training loop Ray Train runs: data share, DDP model, optimiser, a resumable checkpoint
+per epoch."""
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from poseops.models import build_from_config
 from poseops.tasks import get_task
-
-WEIGHTS, CONFIG = "weights.safetensors", "config.json"
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module under a DistributedDataParallel wrapper (or the model itself)."""
-    return model.module if hasattr(model, "module") else model
-
-
-def save_epoch_checkpoint(folder: Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
-    core = unwrap(model)
-    state = {k: v.detach().contiguous().clone() for k, v in core.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS))
-    (folder / CONFIG).write_text(
-        json.dumps({**meta, "config": core.config.model_dump(mode="json")}, indent=2)
-    )
+from poseops.train.ddp import StepOptions, distribute, run_epoch, unwrap
+from poseops.train.state import (
+    TrainState,
+    load_train_state,
+    rng_state,
+    save_train_state,
+    set_rng_state,
+)
 
 
 def mean_terms(steps: list[dict[str, float]]) -> dict[str, float]:
@@ -74,31 +68,70 @@ def agree(flag: bool, world: int) -> bool:
     return bool(tensor.item())
 
 
+def gather(value: Any, world: int) -> list[Any]:
+    """Every rank's `value`, in rank order (on every rank)."""
+    if world == 1:
+        return [value]
+    import torch.distributed as dist
+
+    values: list[Any] = [None] * world
+    dist.all_gather_object(values, value)
+    return values
+
+
+def worker_device(use_gpu: bool) -> torch.device:
+    if not use_gpu:
+        return torch.device("cpu")
+    import ray.train.torch
+
+    return ray.train.torch.get_device()
+
+
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     """Run on every Ray Train worker. `cfg` is plain data (see fit.make_loop_config); what depends on
-    the kind of data (loader, loss step, validation) comes from the family's task, `get_task(cfg["task"])`."""
+    the kind of data (loader, loss terms, validation) comes from the family's task, `get_task(cfg["task"])`.
+
+    After each epoch rank 0 reports a checkpoint (weights, optimiser, scheduler, loader position, every
+    rank's RNG states: poseops.train.state); a restarted worker group (FailureConfig) or a restored run
+    (`poseops train --resume`) continues from `ray.train.get_checkpoint()`."""
+    import ray
     import ray.train
-    import ray.train.torch
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     make_deterministic(cfg["seed"], cfg["threads_per_worker"])
     hooks, val_metric = get_task(cfg["task"]), cfg["val_metric"]
+    device = worker_device(cfg.get("use_gpu", False))
+    options = StepOptions(bf16=cfg.get("bf16", False), accumulate=cfg.get("accumulate", 1))
 
-    model = build_from_config(cfg["model_name"], cfg["model_config"])
-    dataset, loader = hooks.train_loader(cfg, model, rank, world)
-    model = ray.train.torch.prepare_model(model) if world > 1 else model
+    core = build_from_config(cfg["model_name"], cfg["model_config"])
+    dataset, loader = hooks.train_loader(cfg, core, rank, world)
     val = hooks.load_validation(cfg) if rank == 0 else None
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    core = core.to(device)  # before the optimiser, so that restored optimiser state lands there too
+    optimizer = torch.optim.Adam(core.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     schedule = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, cfg["lr_milestones"], cfg["lr_gamma"]
     )
-    val_history: list[float] = []
-    epochs_so_far: list[dict[str, Any]] = []
-    for epoch in range(cfg["epochs"]):
+    start, epochs_so_far = 0, []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = load_train_state(Path(folder), core, optimizer, schedule)
+        start, epochs_so_far = state.epoch, state.history
+        if state.world_size == world:
+            set_rng_state(state.rng[rank])
+        if rank == 0:
+            print(f"resumed after epoch {start} from {checkpoint.path}", flush=True)
+    val_history = [e[val_metric] for e in epochs_so_far]
+    where = gather((ray.get_runtime_context().get_node_id(), os.getpid()), world)
+    nodes, pids = [node for node, _ in where], [pid for _, pid in where]
+    model = distribute(core, device, world)
+    if cfg.get("compile", False):
+        model = torch.compile(model)
+
+    for epoch in range(start, cfg["epochs"]):
         dataset.set_epoch(epoch)
-        steps = [hooks.train_step(model, batch, optimizer) for batch in loader]
+        steps = run_epoch(hooks, model, loader, optimizer, device, options)
         losses = [terms["loss"] for terms in steps]
         schedule.step()
         metrics = {
@@ -107,8 +140,11 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             "lr": schedule.get_last_lr()[0],
         }
         metrics.update(mean_terms(steps))
+        rngs = gather(rng_state(), world)
         if rank == 0:
-            metrics.update(hooks.validate(model, val))
+            metrics.update(
+                hooks.validate(core if device.type == "cpu" else copy.deepcopy(core).cpu(), val)
+            )
             val_history.append(metrics[val_metric])
             metrics["plateau"] = at_plateau(
                 val_history,
@@ -126,8 +162,17 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                 flush=True,
             )
             with tempfile.TemporaryDirectory() as tmp:
-                save_epoch_checkpoint(
-                    Path(tmp), model, {"family": cfg["family"], "model": cfg["model_name"]}
+                save_train_state(
+                    Path(tmp),
+                    unwrap(core).state_dict(),
+                    {
+                        "family": cfg["family"],
+                        "model": cfg["model_name"],
+                        "config": core.config.model_dump(mode="json"),
+                    },
+                    optimizer,
+                    schedule,
+                    TrainState(epoch + 1, cfg["seed"], world, rngs, epochs_so_far, nodes, pids),
                 )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:

@@ -153,7 +153,10 @@ class CrossAttention(nn.Module):
             context = F.adaptive_avg_pool2d(context, (min(context.shape[-2], self.max_kv), min(context.shape[-1], self.max_kv)))
         q_tokens = queries.flatten(2).transpose(1, 2)  # [N, hw, C]
         kv_tokens = context.flatten(2).transpose(1, 2)
-        attended = F.scaled_dot_product_attention(self.to_q(q_tokens), self.to_k(kv_tokens), self.to_v(kv_tokens))
+        # One head, as a 4D [N, 1, L, C] call: the same numbers, and the form ONNX export translates
+        # (tests/unit/test_onnx_export.py exports vmhpe, whose MFFM runs this).
+        q, k, v = (t[:, None] for t in (self.to_q(q_tokens), self.to_k(kv_tokens), self.to_v(kv_tokens)))
+        attended = F.scaled_dot_product_attention(q, k, v)[:, 0]
         return self.norm(q_tokens + attended).transpose(1, 2).reshape(n, c, h, w)
 
 

@@ -79,14 +79,15 @@ def fuse_down(in_channels: int, out_channels: int, steps: int) -> nn.Sequential:
 class HighResolutionModule(nn.Module):
     """Parallel branches of BasicBlocks, then every branch output = ReLU(sum of all branches resampled to it)."""
 
-    def __init__(self, channels: list[int], blocks: int):
+    def __init__(self, channels: list[int], blocks: int, multi_scale_output: bool = True):
         super().__init__()
         n = len(channels)
         self.branches = nn.ModuleList([make_blocks(BasicBlock, c, c, blocks) for c in channels])
         self.fuse_layers = None
         if n > 1:
             self.fuse_layers = nn.ModuleList()
-            for i in range(n):
+            # multi_scale_output=False (pose_hrnet's last module): only the highest-resolution output is fused
+            for i in range(n if multi_scale_output else 1):
                 row: list[nn.Module | None] = []
                 for j in range(n):
                     if j > i:
@@ -130,9 +131,15 @@ def make_transition(previous: list[int], current: list[int]) -> nn.ModuleList:
 
 
 class HRNetTrunk(nn.Module):
-    """HRNetV2 trunk: [B,3,H,W] -> 4 maps at strides 4, 8, 16, 32 with `out_channels` = (w, 2w, 4w, 8w)."""
+    """HRNetV2 trunk: [B,3,H,W] -> 4 maps at strides 4, 8, 16, 32 with `out_channels` = (w, 2w, 4w, 8w).
 
-    def __init__(self, width: int = 32, stem_width: int = 64, blocks: int = 4, modules: tuple[int, int, int] = (1, 4, 3)):
+    multi_scale_output=False is the pose_hrnet layout (Sun, Xiao, Liu, Wang, 2019, "Deep High-Resolution
+    Representation Learning for Human Pose Estimation"): the last module of stage 4 fuses into the 1/4
+    branch only, so the trunk returns one map [B,w,H/4,W/4] (HRNet-W32: 28,535,552 parameters).
+    """
+
+    def __init__(self, width: int = 32, stem_width: int = 64, blocks: int = 4, modules: tuple[int, int, int] = (1, 4, 3),
+                 multi_scale_output: bool = True):
         super().__init__()
         if width < 1 or stem_width < 1 or blocks < 1 or len(modules) != 3 or min(modules) < 1:
             raise ValueError(f"bad HRNet layout width={width} stem_width={stem_width} blocks={blocks} modules={modules}")
@@ -148,9 +155,13 @@ class HRNetTrunk(nn.Module):
         for stage, count in zip((2, 3, 4), modules):
             channels = [width * 2**b for b in range(stage)]
             self.add_module(f"transition{stage - 1}", make_transition(previous, channels))
-            self.add_module(f"stage{stage}", nn.Sequential(*[HighResolutionModule(channels, blocks) for _ in range(count)]))
+            last = stage == 4 and not multi_scale_output  # pose_hrnet: stage 4 ends in the 1/4 branch only
+            self.add_module(f"stage{stage}", nn.Sequential(*[
+                HighResolutionModule(channels, blocks, multi_scale_output=not (last and m == count - 1))
+                for m in range(count)
+            ]))
             previous = channels
-        self.out_channels = tuple(previous)
+        self.out_channels = tuple(previous) if multi_scale_output else (previous[0],)
         init_conv_bn(self)  # Kaiming as torchvision (the official code draws N(0, 0.001))
 
     def forward(self, images: Tensor) -> list[Tensor]:
