@@ -558,16 +558,14 @@ class LiftingSequence(Task):
         tracks = load_tracks(cfg["dataset_url"], "val")
         return {"tracks": tracks, "inputs": track_inputs(tracks, data, np.random.default_rng(1))}
 
-    def train_step(
-        self, model: nn.Module, batch: dict[str, torch.Tensor], optimizer
-    ) -> dict[str, float]:
+    def train_losses(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms on a TrackWindows batch: input [B,T,J,2] normalised, target, weight (the optimiser
+        step is the train workload's; Task.train_step is the plain one)."""
         core = unwrap(model)
         model.train()
-        terms = core.loss(model(core.preprocess(batch["input"])), batch)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        return {name: float(value.detach()) for name, value in terms.items()}
+        return core.loss(model(core.preprocess(batch["input"])), batch)
 
     def validate(self, model: nn.Module, val: dict, stride: int = 4) -> dict[str, float]:
         """MPJPE (mm, no flip test) at every `stride`-th frame of the validation tracks."""
