@@ -22,6 +22,7 @@ from poseops.annotations.internal import (
 from poseops.cli.main import app
 from poseops.config import AnnotationSource, SplitParams
 from poseops.errors import DataError
+from poseops.metrics import mpii_pckh
 from poseops.skeletons import COCO17, HAND21, MPII16, skeleton_from_coco_category
 from poseops.tasks import get_task
 
@@ -309,6 +310,13 @@ def test_mpii_json_boxes_from_center_scale_and_head_boxes(tmp_path):
     )  # clipped to the image
     assert first["bbox_head"] == [599.0, 99.0, 50.0, 60.0]
     assert form["annotations"][2]["bbox_head"] == [189.0, 79.0, 30.0, 30.0]
+    # the imported head boxes are PCKh's normaliser: person 1's radius at 0.5 is 0.3 * hypot(50, 60) = 23.4 px
+    gt = np.asarray([a["keypoints"] for a in form["annotations"]]).reshape(3, 16, 3)
+    heads = [a["bbox_head"] for a in form["annotations"]]
+    for shift, hits in ((23.0, 13), (24.0, 0)):  # 13 scored: no pelvis, thorax, unlabelled head top
+        pred = gt[:1, :, :2] + [shift, 0.0]
+        result = mpii_pckh(pred, gt[:1, :, :2], gt[:1, :, 2], heads[:1])
+        assert result.value * result.protocol["num_keypoints_scored"] == pytest.approx(hits)
     round_trip(tmp_path / "out", tmp_path)
 
 
@@ -755,8 +763,13 @@ def test_real_wholebody_file_gives_its_hands_to_the_hand_family(real_fixtures, t
         a for a in json.loads((tmp_path / "labels.json").read_text())["annotations"] if "side" in a
     ]
     assert all(a["num_keypoints"] == 21 for a in hands)
-    (warning,) = summary["warnings"]
-    assert "COCO-WholeBody face and foot keypoints are not imported" in warning
+    # the 4 labelled faces (of 14 people) become face68 annotations that no family here takes: said
+    assert "4 instances; handmle 0 (skipped 4 keypoints are not hand21)" in lines["face"]
+    faces = json.loads((tmp_path / "labels.json").read_text())["annotations"]
+    assert sum(1 for a in faces if len(a["keypoints"]) == 68 * 3) == 4
+    foot, untaken = summary["warnings"]
+    assert "COCO-WholeBody foot keypoints are not imported" in foot
+    assert "category 'face' is taken by no family (closest keypoint set: face68" in untaken
 
 
 def test_real_posetrack_file_has_coco_sigmas_and_no_warning(real_fixtures, tmp_path):
