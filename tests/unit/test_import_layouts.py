@@ -9,10 +9,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from tests.helpers_annotations import image, onehand10k_file, write
+from tests.helpers_annotations import (
+    flawed_crowdpose,
+    image,
+    onehand10k_file,
+    round_trip,
+    write,
+)
 from typer.testing import CliRunner
 
-from poseops.annotations.export import export_coco
 from poseops.annotations.internal import (
     build_annotations,
     import_annotations,
@@ -28,86 +33,6 @@ from poseops.tasks import get_task
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "4000"}
-CROWDPOSE14 = [
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-    "head",
-    "neck",
-]
-
-
-def person14(x0: float, y0: float) -> list[float]:
-    return [v for j in range(14) for v in (x0 + 3 * (j % 4), y0 + 4 * j, 2)]
-
-
-def flawed_crowdpose(folder: Path) -> dict:
-    """A 14-keypoint file as real releases have it: COCO's 19 edges copied in, no `area` anywhere."""
-    image(folder, "a.png")
-    return {
-        "images": [{"id": 1, "file_name": "a.png", "width": 160, "height": 120}],
-        "annotations": [
-            {
-                "id": 7,
-                "image_id": 1,
-                "category_id": 1,
-                "keypoints": person14(20, 5),
-                "num_keypoints": 14,
-                "bbox": [10, 2, 40, 60],
-                "iscrowd": 0,
-            },
-            {
-                "id": 8,
-                "image_id": 1,
-                "category_id": 1,
-                "keypoints": person14(80, 5),
-                "num_keypoints": 14,
-                "bbox": [70, 2, 40, 60],
-                "iscrowd": 0,
-            },
-        ],
-        "categories": [
-            {
-                "id": 1,
-                "name": "person",
-                "keypoints": CROWDPOSE14,
-                "skeleton": [[a + 1, b + 1] for a, b in COCO17.edges],
-            }
-        ],
-    }
-
-
-def round_trip(out: Path, tmp_path: Path) -> tuple[dict, dict]:
-    """(imported form, the form after `data export coco` and a COCO import back), both validated."""
-    first = load_annotations(out)
-    exported = tmp_path / "exported" / "coco.json"
-    exported.parent.mkdir(exist_ok=True)
-    export_coco(out, exported)
-    done = runner.invoke(
-        app, ["data", "import", "coco", str(exported), "--out", str(tmp_path / "again")], env=WIDE
-    )
-    assert done.exit_code == 0, done.output
-    assert runner.invoke(app, ["data", "validate", str(tmp_path / "again")]).exit_code == 0
-    again = load_annotations(tmp_path / "again")
-    assert [a["keypoints"] for a in again["annotations"]] == [
-        a["keypoints"] for a in first["annotations"]
-    ]
-    assert np.allclose(
-        [a["bbox"] for a in again["annotations"]], [a["bbox"] for a in first["annotations"]]
-    )
-    assert [c["keypoints"] for c in again["categories"]] == [
-        c["keypoints"] for c in first["categories"]
-    ]
-    return first, again
 
 
 # ---------------------------------------------------------------------------- repairs and refusals
@@ -636,6 +561,20 @@ def test_hand_file_in_another_naming_is_mapped_onto_hand21(tmp_path):
     )
     for ann, points in zip(form["annotations"], truth):
         assert np.asarray(ann["keypoints"]).reshape(21, 3).tolist() == points.tolist()
+
+
+def test_a_mapped_category_keeps_its_own_sigmas_in_the_sets_order_else_takes_the_sets(tmp_path):
+    file, _ = onehand10k_file(tmp_path, count=1)
+    data = json.loads(file.read_text())
+    own = data["categories"][0]["keypoints"]
+    data["categories"][0]["sigmas"] = [0.01 * (i + 1) for i in range(21)]
+    form, _ = preview_import("coco", write(tmp_path / "with.json", data), None)
+    (cat,) = form["categories"]
+    assert cat["sigmas"][0] == 0.01 and cat["sigmas"][1] == pytest.approx(  # wrist; thumb1
+        0.01 * (own.index("thumb1") + 1)
+    )
+    file, _ = onehand10k_file(tmp_path / "plain", count=1)
+    assert preview_import("coco", file, None)[0]["categories"][0]["sigmas"] == list(HAND21.sigmas)
 
 
 def test_keypoint_map_names_joints_no_alias_knows(tmp_path):

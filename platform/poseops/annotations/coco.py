@@ -31,6 +31,30 @@ OPTIONAL_FIELDS = (
     "keypoints_3d",
     "person_id",
     "bbox_head",
+    # the internal form's own fields, in a file `poseops data export coco` wrote: kept, so an export
+    # imports back to the same labels (tests/unit/test_round_trip.py)
+    "keypoints_clean",
+    "side",
+    "source_annotation_id",
+    "center",
+    "scale",
+    "bbox_raw",
+    "area_flagged",
+    "area_source",
+)
+# the internal form's image fields (poseops.annotations.internal) a COCO-like file may carry
+INTERNAL_IMAGE_FIELDS = (
+    "frame_index",
+    "subject",
+    "camera_id",
+    "view",
+    "group",
+    "ignore_regions",
+    "ignore_polygons",
+    "task",
+    "performer",
+    "split",
+    "frame_number",
 )
 
 
@@ -85,9 +109,10 @@ def coco_to_internal(
                 "frame_index": None,
                 "width": width,
                 "height": height,
-                "sequence": img.get("vid_id"),
+                "sequence": img.get("sequence", img.get("vid_id")),
                 "subject": None,
                 "source": source,
+                **{k: img[k] for k in INTERNAL_IMAGE_FIELDS if img.get(k) is not None},
                 **image_extra(img),
             }
         )
@@ -121,7 +146,8 @@ def coco_to_internal(
         annotations.append(record)
     for img in images:
         if img["id"] in crowds:
-            img["ignore_regions"] = list(img.get("ignore_regions") or []) + crowds[img["id"]]
+            regions = list(img.get("ignore_regions") or [])
+            img["ignore_regions"] = regions + [b for b in crowds[img["id"]] if b not in regions]
     info: dict[str, Any] = {"sources": [str(file)]}
     for part, skeleton in (("hand", HAND21), ("face", FACE68)):
         found, unlabelled = wholebody_parts(data["annotations"], part, annotations)
@@ -135,7 +161,10 @@ def coco_to_internal(
             "COCO-WholeBody foot keypoints are not imported (no built-in foot keypoint set); "
             "bodies, hands and faces are"
         ]
-    return {"images": images, "annotations": annotations, "categories": categories, "info": info}
+    part = {"images": images, "annotations": annotations, "categories": categories, "info": info}
+    if isinstance(data.get("cameras"), list):  # checked with the rest (poseops.annotations.checks)
+        part["cameras"] = [dict(c) if isinstance(c, dict) else c for c in data["cameras"]]
+    return part
 
 
 # COCO-WholeBody's parts beside the body (Jin et al. 2020, "Whole-Body Human Pose Estimation in the Wild"):
