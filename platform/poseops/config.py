@@ -129,10 +129,49 @@ class AnnotationSource(Strict):
 
 
 class SplitParams(Strict):
+    """Train / validation / test by unit (a subject, or a sequence): a unit's samples all land in one split.
+
+    Validation picks checkpoints and stops on plateaus; test is what metrics.json, reports and the
+    promotion gate score, and nothing else reads it. The test units are the first round(n *
+    test_fraction) of a seeded permutation of the units, so the test set does not move when
+    val_fraction changes (tests/unit/test_datasets.py::test_splits_are_disjoint_and_deterministic).
+    """
+
+    by: Literal["subject", "sequence"] = Field(
+        "subject",
+        description="split unit: subject (all of a person's or hand identity's sequences together, "
+        "else its sequence) or sequence",
+    )
+    test_fraction: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description="share of units held out for testing (metrics.json, reports, gates); "
+        "needs 3 or more units",
+    )
     val_fraction: float = Field(
-        0.25, gt=0, lt=1, description="share of sequences held out for validation"
+        0.1,
+        gt=0,
+        lt=1,
+        description="share of units held out for validation (checkpoint selection, plateau stops)",
     )
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _leaves_training(self) -> SplitParams:
+        if self.test_fraction + self.val_fraction >= 1:
+            raise ValueError(
+                f"test_fraction {self.test_fraction} + val_fraction {self.val_fraction} leave no "
+                "training units (their sum must be below 1)"
+            )
+        return self
+
+    def describe(self) -> str:
+        """One line a report states beside its numbers."""
+        return (
+            f"split by {self.by} (test_fraction {self.test_fraction}, val_fraction "
+            f"{self.val_fraction}, split seed {self.seed}); train, validation and test share no {self.by}"
+        )
 
 
 class DataParams(Strict):

@@ -14,14 +14,14 @@ from poseops.paths import state_dir
 console = Console()
 
 
-def validation_example(dataset_url: str) -> tuple[np.ndarray, list[float] | None]:
-    """The first validation sample of a derived dataset: (image BGR, box [x, y, w, h]); the box is None
+def held_out_example(dataset_url: str) -> tuple[np.ndarray, list[float] | None]:
+    """The first test-split sample of a derived dataset (unseen in training and checkpoint selection): (image BGR, box [x, y, w, h]); the box is None
     for whole-image (bottom-up) datasets, whose rows have none."""
     import pyarrow.parquet as pq
 
     from poseops.storage import filesystem, join
 
-    fs, path = filesystem(join(dataset_url, "val"))
+    fs, path = filesystem(join(dataset_url, "test"))
     first = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))[0]
     with fs.open(first, "rb") as f:
         shard = pq.ParquetFile(f)
@@ -67,7 +67,7 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
     with serving(app, params.serve.host, params.serve.port) as base_url:
         console.print(f"endpoint up at {base_url} (OpenAPI docs: {base_url}/docs)")
         for name in names:
-            image, box = validation_example(str(layout().derived(name)))
+            image, box = held_out_example(str(layout().derived(name)))
             ok, png = cv2.imencode(".png", image)
             form = {} if box is None else {"box": ",".join(f"{v:.2f}" for v in box)}
             response = httpx.post(

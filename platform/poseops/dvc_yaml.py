@@ -32,7 +32,7 @@ from poseops.config import Params
 from poseops.families import Family, get_family
 from poseops.models import model_entry
 
-FAMILY_STAGES = ("derive", "train", "evaluate", "promote")
+FAMILY_STAGES = ("derive", "train", "evaluate", "promote", "report")
 PACKAGE = Path(poseops.__file__).resolve().parent
 HEADER = """\
 # Rendered by `poseops pipeline render` from the family table (poseops.families) and params.yaml's
@@ -203,6 +203,18 @@ def family_stage(stage: str, key: str, family: Family) -> dict[str, Any]:
             "deps": [f"models/{key}", f"metrics/{key}/metrics.json"],
             "params": [f"families.{key}.gate"],
             "outs": [{f"metrics/{key}/promotion.json": {"cache": False}}],
+        }
+    if stage == "report":
+        # not reports/grids: a dep on it would make grids/dvc.yaml's Tune stages upstream of `dvc repro`;
+        # after a grid runs, `dvc repro -f report@<family>` takes its table in
+        return {
+            "deps": [
+                "platform/poseops/papers",
+                f"metrics/{key}/metrics.json",
+                f"plots/{key}/train_history.json",
+            ],
+            "params": ["profile", f"families.{key}.model"],
+            "outs": [{f"reports/{key}.md": {"cache": False}}, {f"reports/{key}": {"cache": False}}],
         }
     raise ValueError(f"not a per-family stage: {stage}")
 

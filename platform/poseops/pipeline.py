@@ -48,6 +48,9 @@ class Layout:
     def plots(self, family: str) -> Path:
         return self.root / "plots" / family
 
+    def report(self, family: str) -> Path:
+        return self.root / "reports" / f"{family}.md"
+
 
 def layout(root: str | Path | None = None) -> Layout:
     return Layout(Path(root).resolve() if root else repo_root())
@@ -308,6 +311,31 @@ def promote(family_name: str, params: Params, where: Layout) -> dict:
     state = "is champion" if outcome["changed"] else "is champion already (same weights)"
     console.print(f"promote@{family_name}: {version['name']} v{outcome['version']} {state}")
     return {**record, "version": version, "outcome": outcome}
+
+
+def report(family_name: str, params: Params, where: Layout) -> str:
+    """report@<family>: reports/<family>.md, this checkpoint's test numbers beside the paper's, the grids that
+    have run, learning curves and best/worst overlays (poseops.family_report)."""
+    from poseops.families import get_family
+    from poseops.family_report import render
+    from poseops.storage import read_json
+
+    family, fam = get_family(family_name), params.families[family_name]
+    history_path = where.plots(family_name) / "train_history.json"
+    text = render(
+        family_name,
+        params.profile,
+        family.primary_metric,
+        fam.model.model_dump(mode="json"),
+        read_json(where.metrics(family_name) / "metrics.json"),
+        read_json(history_path) if history_path.exists() else [],
+        where.root,
+        where.report(family_name),
+    )
+    console.print(
+        f"report@{family_name}: {len(text.splitlines())} lines -> {where.report(family_name)}"
+    )
+    return text
 
 
 def restore_champions(params: Params, where: Layout, alias: str = "champion") -> list[str]:

@@ -38,8 +38,8 @@ def metrics_summary_table(
         for p in sorted((root / "metrics").glob("*/metrics.json"))
     }
     if print_it:
-        table = Table(title="metrics per family (validation split)")
-        for col in ("family", "data", "samples", "metrics", "best baseline", "margin"):
+        table = Table(title="metrics per family (test split)")
+        for col in ("family", "data", "split", "samples", "metrics", "best baseline", "margin"):
             table.add_column(col)
         for name, m in found.items():
             count, numbers = headline(name, m)
@@ -51,7 +51,15 @@ def metrics_summary_table(
             except (ConfigError, KeyError, TypeError, ValueError):
                 best = max((m.get("baselines") or {"none": float("nan")}).values())
             margin_text = "-" if margin is None else f"{float(margin):+.3f}"
-            table.add_row(name, str(m.get("data")), count, numbers, f"{best:.3f}", margin_text)
+            table.add_row(
+                name,
+                str(m.get("data")),
+                str(m.get("split_rule") or m.get("split")),
+                count,
+                numbers,
+                f"{best:.3f}",
+                margin_text,
+            )
         Console().print(table)
     return found
 

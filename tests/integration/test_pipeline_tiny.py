@@ -17,6 +17,7 @@ import pytest
 
 from poseops import pipeline
 from poseops.families import load_params
+from poseops.family_report import table_rows
 from poseops.profiles import write_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,25 +49,35 @@ def test_every_stage_then_the_endpoint(tiny_project):
     pipeline.capture(params, where)
     pipeline.annotate(params, where)
     card = pipeline.derive("handmle", params, where)
-    assert card["counts"]["train"] <= 64 and card["counts"]["val"] > 0
+    assert (
+        card["counts"]["train"] <= 64 and card["counts"]["val"] > 0 and card["counts"]["test"] > 0
+    )
     pipeline.train("handmle", params, where)
     assert (where.model("handmle") / "manifest.json").exists()
     report = pipeline.evaluate("handmle", params, where)
     written = json.loads((where.metrics("handmle") / "metrics.json").read_text())
     assert written["pck"] == report["pck"]
+    assert written["split"] == "test" and written["num_samples"] == card["counts"]["test"]
+    stages = params.families["handmle"].model.num_stages
+    assert set(written["per_stage_pck"]) == {f"stage{t + 1}" for t in range(stages)}
+    assert written["loss"].startswith(params.families["handmle"].model.loss_type)
     assert written["data"] == "synthetic" and written["data_mix"] == {
         "synthetic": card["counts"]["train"]
     }
     assert (where.metrics("handmle") / "pck_curve.png").stat().st_size > 0
+    report_rows = table_rows(pipeline.report("handmle", params, where))
+    checkpoint = [r for r in report_rows if "number" in r]
+    assert checkpoint and {r["split"] for r in checkpoint} == {"test"}
+    assert {r["dataset"] for r in checkpoint} == {f"synthetic ({written['dataset_checksum'][:12]})"}
     promotion = pipeline.promote("handmle", params, where)
     assert promotion["version"]["name"] == "poseops-handmle"
 
     bodies = pipeline.derive("vmhpe", params, where)
-    assert bodies["kind"] == "bottomup_image" and bodies["counts"]["val"] > 0
+    assert bodies["kind"] == "bottomup_image" and bodies["counts"]["test"] > 0
     pipeline.train("vmhpe", params, where)
     people_report = pipeline.evaluate("vmhpe", params, where)
     assert (
-        people_report["num_images"] == min(4, bodies["counts"]["val"])
+        people_report["num_images"] == min(4, bodies["counts"]["test"])
         and 0.0 <= people_report["ap"] <= 1.0
     )
     assert pipeline.promote("vmhpe", params, where)["version"]["name"] == "poseops-vmhpe"
@@ -133,6 +144,7 @@ TRAIN_OUTPUTS = [
     "metrics/handmle/per_keypoint.json",
     "metrics/handmle/pck_curve.png",
     "metrics/handmle/overlays.png",
+    "metrics/handmle/best_worst.png",
     "metrics/handmle/promotion.json",
 ]
 

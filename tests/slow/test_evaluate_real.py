@@ -34,9 +34,9 @@ def test_smoke_checkpoint_evaluates_on_the_real_freihand_fixture(
         labels,
         str(tmp_path / "freihand"),
         fam.data,
-        SplitParams(val_fraction=0.5),
+        SplitParams(test_fraction=0.34, val_fraction=0.33),
     )
-    assert card["source"]["kind"] == "real" and card["counts"]["val"] >= 1
+    assert card["source"]["kind"] == "real" and card["counts"]["test"] >= 1
 
     model = build_model_from_checkpoint(smoke_project / "models" / "handmle")
     report = evaluate_model(
@@ -44,7 +44,7 @@ def test_smoke_checkpoint_evaluates_on_the_real_freihand_fixture(
     )
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert written["data"] == "real"
-    assert written["num_samples"] == card["counts"]["val"]
+    assert written["num_samples"] == card["counts"]["test"]
     assert 0.0 <= written["pck"] <= 1.0 and written["protocol"]["pck"]["threshold"] == 0.2
     assert len(written["dataset_checksum"]) == 64
     assert report["pck"] == written["pck"]

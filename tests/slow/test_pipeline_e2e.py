@@ -281,9 +281,9 @@ def champion_folder(project: Path, family: str) -> Path:
 
 
 def val_example(project: Path, family: str):
-    from poseops.demo import validation_example
+    from poseops.demo import held_out_example
 
-    return validation_example(str(project / "data/derived" / family))
+    return held_out_example(str(project / "data/derived" / family))
 
 
 def predict(base: str, family: str, image: np.ndarray, box) -> np.ndarray:
@@ -325,7 +325,7 @@ def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_proje
     model = build_model_from_checkpoint(champion_folder(smoke_project, family))
     val = load_split_arrays(
         str(smoke_project / "data/derived" / family),
-        "val",
+        "test",
         fam.model.input_size,
         fam.data.crop_margin,
     )

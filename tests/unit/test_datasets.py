@@ -116,10 +116,10 @@ def test_card_counts_and_split_by_sequence_and_subject(annotations, dataset):
     assert read_card(url) == card
     form = load_annotations(annotations)
     images = {i["id"]: i for i in form["images"]}
-    assert card["counts"]["train"] + card["counts"]["val"] == len(form["annotations"])
-    assert card["counts"]["train"] > 0 and card["counts"]["val"] > 0
+    assert sum(card["counts"].values()) == len(form["annotations"])
+    assert all(card["counts"][split] > 0 for split in ("train", "val", "test"))
     seen = {}
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         rows = _rows(url, split, card)
         assert len(rows) == card["counts"][split]
         for r in rows:
@@ -128,6 +128,34 @@ def test_card_counts_and_split_by_sequence_and_subject(annotations, dataset):
                 assert seen.setdefault((key, img[key]), split) == split, (
                     f"{key} {img[key]} in two splits"
                 )
+
+
+def test_splits_are_disjoint_and_deterministic():
+    """Train / validation / test share no unit, the same inputs give the same split, and the test units
+    do not move when val_fraction changes (the test set stays what it was)."""
+    from poseops.datasets.shards import split_keys, split_units
+
+    units = [f"subject:synthetic:hand_{i:03d}" for i in range(40)]
+    split = SplitParams(test_fraction=0.25, val_fraction=0.1, seed=3)
+    first = split_keys(units, split)
+    assert first == split_keys(list(reversed(units)), split)
+    assert sorted(first.values()).count("test") == 10 and sorted(first.values()).count("val") == 4
+    wider = split_keys(units, SplitParams(test_fraction=0.25, val_fraction=0.3, seed=3))
+    assert {u for u, s in first.items() if s == "test"} == {
+        u for u, s in wider.items() if s == "test"
+    }
+    assert split_keys(units, SplitParams(seed=4)) != split_keys(units, SplitParams(seed=3))
+    # by subject, a subject's sequences stay together; by sequence, they may part
+    images = [
+        {"id": i, "source": "synthetic", "subject": f"s{i % 4}", "sequence": f"q{i}"}
+        for i in range(16)
+    ]
+    by_subject = split_units(images, SplitParams(seed=0))
+    assert len(by_subject) == 4 and set(by_subject.values()) == {"train", "val", "test"}
+    by_sequence = split_units(images, SplitParams(by="sequence", seed=0))
+    assert len(by_sequence) == 16
+    with pytest.raises(ValueError, match="leave no training units"):
+        SplitParams(test_fraction=0.6, val_fraction=0.4)
 
 
 def test_crops_copy_source_pixels_and_labels_follow(annotations, dataset):
@@ -191,7 +219,7 @@ def test_shards_stay_under_the_byte_bound(annotations, tmp_path):
     )
     # rewriting into the same folder clears the old shards
     derive_dataset(TopdownCrop.rows, annotations, str(tmp_path / "ds"), FAMILY, SPLIT)
-    assert len(list((tmp_path / "ds").rglob("*.parquet"))) == 2
+    assert len(list((tmp_path / "ds").rglob("*.parquet"))) == 3  # one per split
 
 
 def test_max_samples_caps_each_split(annotations, tmp_path):
@@ -202,7 +230,7 @@ def test_max_samples_caps_each_split(annotations, tmp_path):
         FAMILY.model_copy(update={"max_samples": 5}),
         SPLIT,
     )
-    assert card["counts"] == {"train": 5, "val": 5}
+    assert card["counts"] == {"train": 5, "val": 5, "test": 5}
 
 
 def test_memory_url(annotations):
@@ -387,3 +415,29 @@ def test_one_chunk_per_task_writes_its_own_shards(annotations, tmp_path):
     assert len(facts) == 1 and facts[0]["executor"] == "local"
     assert facts[0]["tasks"] == sum(-(-n // 7) for n in card["counts"].values())
     assert facts[0]["dataset_checksum"] == dataset_checksum(card)
+
+
+def test_visibility_follows_clean_labels():
+    """With label noise, the clean labels decide which keypoints count: a noisy label pushed out of the
+    crop keeps its keypoint, a clean one outside drops it whatever its noisy label says."""
+    from poseops.datasets.loader import make_sample
+
+    crop = np.full((64, 64, 3), 128, np.uint8)
+    ok, png = cv2.imencode(".png", crop)
+    clean = np.tile([32.0, 32.0], (K, 1))
+    clean[1] = [80.0, 32.0]  # truly outside the input
+    noisy = clean.copy()
+    noisy[0] = [200.0, 32.0]  # noise moved it outside
+    noisy[1] = [30.0, 30.0]  # noise moved it inside
+    row = {
+        "image": png.tobytes(),
+        "keypoints": noisy.ravel().tolist(),
+        "keypoints_clean": clean.ravel().tolist(),
+        "visibility": [2] * K,
+        "box_in_crop": [16.0, 16.0, 32.0, 32.0],
+        "affine": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        "sample_id": 7,
+    }
+    sample = make_sample(row, 32, 2.0)
+    assert sample["visibility"][0] == 2 and sample["visibility"][1] == 0
+    assert (sample["visibility"][2:] == 2).all()

@@ -24,7 +24,7 @@ def stage_names(project: Path) -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
-def test_each_family_of_params_gets_its_four_stages_once_rendered(tmp_path):
+def test_each_family_of_params_gets_its_stages_once_rendered(tmp_path):
     from poseops.dvc_yaml import render_file
     from poseops.families import load_params
 
@@ -38,6 +38,7 @@ def test_each_family_of_params_gets_its_four_stages_once_rendered(tmp_path):
         "train@handmle",
         "evaluate@handmle",
         "promote@handmle",
+        "report@handmle",
     } <= before
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -45,7 +46,13 @@ def test_each_family_of_params_gets_its_four_stages_once_rendered(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "dvc.yaml").write_text(render_file(REPO, load_params(tmp_path / "params.yaml")))
     after = stage_names(tmp_path)
-    assert before - after == {"derive@vmhpe", "train@vmhpe", "evaluate@vmhpe", "promote@vmhpe"}
+    assert before - after == {
+        "derive@vmhpe",
+        "train@vmhpe",
+        "evaluate@vmhpe",
+        "promote@vmhpe",
+        "report@vmhpe",
+    }
     assert after <= before
 
 

@@ -101,6 +101,7 @@ def test_switches_change_parameter_count():
         {"loss_type": "integral_l1"},
         {"loss_type": "heatmap_l2"},
         {"flow_mode": "residual"},
+        {"flow_term": "per_keypoint"},
         {"sigma_activation": "softplus"},
         {"stage_input": "logits"},
         {"heatmap_sigma_px": 1.0, "loss_type": "heatmap_l2"},
@@ -127,6 +128,60 @@ def test_flow_changes_the_mle_loss_once_trained_away_from_identity():
             p.add_(torch.randn_like(p) * 0.2)
     after = model.loss(out, {"target_norm": target, "weight": weight})["loss"]
     assert abs(after.item() - before.item()) > 1e-3
+
+
+def rle_by_hand(log_phi, sigma, target, mu):
+    """RLE's reference loss per keypoint, written out from Li et al. (2021): RegressFlow's
+    nf_loss = log(sigma) - log_phi (log_phi [B,K,1] broadcast over both axes) plus RLELoss.logQ =
+    log(sigma / amp) + |gt - mu| / (sqrt(2) sigma), amp = 1 / sqrt(2 pi); summed over the axes."""
+    import math
+
+    amp = 1 / math.sqrt(2 * math.pi)
+    nf_loss = torch.log(sigma) - log_phi[..., None]
+    log_q = torch.log(sigma / amp) + (target - mu).abs() / (math.sqrt(2) * sigma + 1e-9)
+    return (nf_loss + log_q).sum(-1)
+
+
+def test_residual_log_q_matches_rle_by_hand():
+    """The residual MLE loss equals RLE's formula term by term: log Q's constant is +log sqrt(2 pi) per axis,
+    and the flow term counts once per axis (per_axis; per_keypoint counts it once)."""
+    model = tiny(flow_mode="residual", flow_couplings=2)
+    g = torch.Generator().manual_seed(1)
+    mu = torch.rand(3, 21, 2, generator=g) - 0.5
+    target = torch.rand(3, 21, 2, generator=g) - 0.5
+    sigma = torch.rand(3, 21, 2, generator=g) * 0.3 + 0.05
+    flow = model.stages[0].flow
+    log_phi = flow.log_prob(((target - mu) / sigma).reshape(-1, 2)).reshape(3, 21)
+    mine = model._mle(flow, mu, sigma, target)
+    assert torch.allclose(mine, rle_by_hand(log_phi, sigma, target, mu), atol=1e-5)
+    once = tiny(flow_mode="residual", flow_couplings=2, flow_term="per_keypoint")
+    once.stages[0].flow.load_state_dict(flow.state_dict())
+    assert torch.allclose(
+        mine - once._mle(once.stages[0].flow, mu, sigma, target), -log_phi, atol=1e-5
+    )
+
+
+def test_direct_flow_term_counts_per_axis():
+    """Direct mode: -2 log p(eps) + sum log sigma per keypoint (per_axis), -log p + sum log sigma (per_keypoint)."""
+    model = tiny(flow_couplings=2)
+    g = torch.Generator().manual_seed(2)
+    mu, target = torch.rand(2, 21, 2, generator=g) - 0.5, torch.rand(2, 21, 2, generator=g) - 0.5
+    sigma = torch.rand(2, 21, 2, generator=g) * 0.3 + 0.05
+    flow = model.stages[0].flow
+    log_p = flow.log_prob(((target - mu) / sigma).reshape(-1, 2)).reshape(2, 21)
+    expected = -2 * log_p + sigma.log().sum(-1)
+    assert torch.allclose(model._mle(flow, mu, sigma, target), expected, atol=1e-5)
+
+
+def test_predict_stages_gives_every_stage_and_the_last_is_predict():
+    model = tiny(num_stages=3)
+    images, *_ = fixed_batch()
+    stages = model.predict_stages(images)
+    assert stages.shape == (3, 4, 21, 2)
+    assert torch.allclose(stages[-1], model.predict(images)[0])
+    assert not torch.allclose(stages[0], stages[-1])  # each stage has its own head
+    assert "mle" in model.loss_description() and "per axis" in model.loss_description()
+    assert tiny(loss_type="integral_l1").loss_description().startswith("integral_l1")
 
 
 def test_loss_respects_keypoint_weights():
@@ -214,3 +269,27 @@ def test_tiny_model_overfits_one_batch(loss_type):
     error_after = (model.predict(images)[0] - target_px).norm(dim=-1).mean().item()
     assert losses[-1] < losses[0] - 0.5 * abs(losses[0])
     assert error_after < 0.4 * error_before, (error_before, error_after)
+
+
+def test_validation_logs_every_stage_pck():
+    """One model shows its stage curve: topdown_crop's validate logs val_pck_stage<t> for every stage, and
+    they differ (each stage has its own head); the last stage is val_pck."""
+    import numpy as np
+
+    from poseops.tasks import get_task
+
+    model = tiny(num_stages=3)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
+    stage1 = model.predict_stages(model.preprocess(torch.from_numpy(images)))[0].numpy()
+    val = {  # labels = stage 1's output, threshold 2e-5 px: stage 1 scores 1, a different stage less
+        "image": images,
+        "keypoints": stage1.astype(np.float64),
+        "keypoints_clean": stage1.astype(np.float64),
+        "visibility": np.full((16, 21), 2.0),
+        "norm_size": np.full(16, 1e-4),
+    }
+    numbers = get_task("topdown_crop").validate(model, val)
+    assert {"val_pck", "val_pck_stage1", "val_pck_stage2", "val_pck_stage3"} == set(numbers)
+    assert numbers["val_pck_stage3"] == pytest.approx(numbers["val_pck"])
+    assert numbers["val_pck_stage1"] == 1.0 and numbers["val_pck_stage3"] < 1.0

@@ -88,7 +88,8 @@ def test_components_and_embed_dim_all_change_the_parameter_count():
         for c in ("none", "mfcm", "mffm", "both")
         for e in (8, 16, 32)
     }
-    assert len(set(counts.values())) == 12, counts
+    counts[("cid", 32)] = n_params(tiny(components="cid", embed_dim=32))
+    assert len(set(counts.values())) == 13, counts
     for e in (8, 16, 32):
         assert counts[("none", e)] < counts[("mfcm", e)] < counts[("both", e)]
         assert counts[("none", e)] < counts[("mffm", e)] < counts[("both", e)]
@@ -138,7 +139,13 @@ def test_in_image_contrastive_is_zero_for_one_person_and_batch_form_is_not():
 
 
 @pytest.mark.parametrize(
-    "overrides", [{}, {"components": "none"}, {"ke_type": "unet", "mffm_inputs": "cs_branches"}]
+    "overrides",
+    [
+        {},
+        {"components": "none"},
+        {"components": "cid"},
+        {"ke_type": "unet", "mffm_inputs": "cs_branches"},
+    ],
 )
 def test_loss_is_finite_and_every_parameter_gets_a_gradient(overrides):
     model = tiny(**overrides).train()
@@ -235,3 +242,52 @@ def test_config_round_trips_through_a_plain_dict():
     model = tiny(components="mffm", embed_dim=16, modules=(1, 1, 1))
     rebuilt = build_from_config("vmhpe", model.config.model_dump(mode="json"))
     assert rebuilt.config == model.config and n_params(rebuilt) == n_params(model)
+
+
+def test_cid_is_cids_own():
+    """`components: cid` is CID (Wang, Zhang, 2022): its gating channel attention and single spatial mask, a
+    plain 1x1 reduction, no MFCM/MFFM, in-image contrastive loss at tau 0.05 with weight 1, E 32; a CID loss
+    setting that is not CID's is refused."""
+    from poseops.models import resolve_config
+    from poseops.models.blocks.attention import CIDChannelAttention, CIDSpatialAttention
+
+    assert resolve_config("vmhpe", None, components="cid").embed_dim == 32  # a preset's E stays
+    model = tiny(components="cid")
+    cfg = model.config
+    assert (cfg.contrastive, cfg.temperature, cfg.contrastive_w) == ("image", 0.05, 1.0)
+    assert isinstance(model.channel_attention, CIDChannelAttention)
+    assert isinstance(model.spatial_attention, CIDSpatialAttention)
+    assert (
+        model.mfcm is None and model.mffm is None and isinstance(model.conv_down, torch.nn.Conv2d)
+    )
+    assert n_params(model) != n_params(tiny(components="none"))
+    with pytest.raises(ConfigError, match="CID's own"):
+        tiny(components="cid", contrastive="batch")
+    # the loss differs from `none` with CID's loss settings: the attentions differ, not only the loss
+    none_cid_loss, _ = eval_loss(
+        tiny(components="none", contrastive="image", temperature=0.05, contrastive_w=1.0)
+    )
+    cid_loss, terms = eval_loss(model)
+    assert abs(cid_loss - none_cid_loss) > 1e-6 and terms["loss_contrastive"] > 0
+
+
+def test_mse_heatmap_loss_sums_per_eq_29():
+    """MSE: squared errors summed over keypoints and cells, averaged over the maps (Eq. 29), not a per-pixel mean."""
+    from poseops.models.vmhpe import heatmap_loss
+
+    pred, target = torch.full((3, 2, 4, 4), 0.5), torch.zeros(3, 2, 4, 4)
+    assert heatmap_loss(pred, target, torch.ones(3, 2, 1, 1), "mse").item() == pytest.approx(
+        2 * 16 * 0.25
+    )
+    weight = torch.ones(3, 2, 1, 1)
+    weight[:, 1] = 0
+    assert heatmap_loss(pred, target, weight, "mse").item() == pytest.approx(16 * 0.25)
+
+
+def test_paper_preset_uses_the_unet_ke():
+    from poseops.models import resolve_config
+    from poseops.models.vmhpe import UNetHead
+
+    cfg = resolve_config("vmhpe", "paper")
+    assert cfg.ke_type == "unet" and cfg.ke_widths == (64, 128, 256, 512)
+    assert isinstance(tiny(ke_type="unet").ke, UNetHead)

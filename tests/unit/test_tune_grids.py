@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROWS = {
+    ("vmhpe", "t3_vs_cid"): 2,
     ("vmhpe", "t6_components"): 4,
     ("vmhpe", "f11_embed"): 3,
     ("vmhpe", "t5_contrastive"): 2,
@@ -75,6 +76,8 @@ def test_paper_numbers_are_the_papers():
         and t6.rows["mffm"]["AR"] == 95.4
     )
     assert load_grid("vmhpe", "f11_embed").paper.rows["e16"] == {"AP": 94.4, "AR": 95.8}
+    t3 = load_grid("vmhpe", "t3_vs_cid").paper
+    assert t3.rows == {"cid": {"AP": 92.1, "AR": 94.3}, "vmhpe": {"AP": 94.4, "AR": 95.8}}
     gaps = {(g.a, g.b): g.value for g in load_grid("handmle", "noise").paper.gaps}
     assert gaps == {("mle", "integral_l1"): 0.37, ("mle", "heatmap_l2"): 2.7}
     for family in ("vmhpe", "handmle"):

@@ -418,8 +418,10 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
         "head",
     }
     assert report["num_images"] >= 1 and report["num_people"] >= 2 * report["num_images"]
+    # evaluate scores the test split (validation picked the checkpoint) and says so
+    assert written["split"] == "test" and written["split_rule"].startswith("test: ")
     # the baseline is the untrained model of the training seed (here the evaluated one), scored without flip
-    data = load_evaluation_split(derived, "val", model.config.input_size, fam.evaluate.max_images)
+    data = load_evaluation_split(derived, "test", model.config.input_size, fam.evaluate.max_images)
     unflipped = score_people(predict_split(model, data, flip_test=False), data["truth"])
     assert written["flip_test"] is True and written["protocol"]["untrained_flip_test"] is False
     assert written["baselines"]["untrained_ap"] == pytest.approx(unflipped["ap"] or 0.0)
@@ -439,6 +441,7 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
         "pck_curve.png",
         "per_keypoint_pck.png",
         "overlays.png",
+        "best_worst.png",
     ):
         assert (tmp_path / "metrics" / name).stat().st_size > 0
     assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == sorted(
@@ -447,9 +450,9 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
 
 
 def test_the_demo_sends_bottom_up_images_whole_and_draws_every_scored_person(derived):
-    from poseops.demo import answer_people, validation_example
+    from poseops.demo import answer_people, held_out_example
 
-    image, box = validation_example(derived)
+    image, box = held_out_example(derived)
     assert (
         box is None and image.ndim == 3 and image.shape[2] == 3
     )  # no box_in_crop column: the whole image

@@ -33,7 +33,7 @@ app.add_typer(registry_app, name="registry")
 app.command("assess")(assess_cmd)
 app.command("tune")(tune_cmd)
 
-STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote")
+STAGES = ("capture", "annotate", "derive", "train", "evaluate", "promote", "report")
 
 
 # ---------------------------------------------------------------- config

@@ -61,6 +61,7 @@ def plan_images(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
         items.append(
             {
                 "unit": unit_of(image),
+                "sequence_unit": unit_of(image, "sequence"),
                 "sample_id": int(image["id"]),
                 "image": image,
                 "annotations": people[image["id"]],

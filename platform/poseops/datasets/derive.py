@@ -52,8 +52,8 @@ FORWARDED_ENV = ("AWS_DEFAULT_REGION", "AWS_REGION")
 class RowPlan:
     """How one kind of row is planned and written (each `poseops.tasks` module declares its own).
 
-    plan(labels, skeleton, options) -> items: dicts with "unit" (split unit, see shards.unit_of) and
-        "sample_id", plus whatever `rows` needs (JSON-like, shipped to Ray tasks).
+    plan(labels, skeleton, options) -> items: dicts with "unit" and "sequence_unit" (the split unit by
+        subject and by sequence, see shards.unit_of) and "sample_id", plus whatever `rows` needs (JSON-like, shipped to Ray tasks).
     rows(items, context) -> shard rows of `schema`, one per item, in item order.
     card(items, context) -> extra card fields (e.g. max_people).
     """
@@ -86,16 +86,24 @@ class Chunk:
 def assign_splits(
     items: list[dict], split: SplitParams, max_samples: int | None
 ) -> dict[str, list[dict]]:
-    """Items per split ('train', 'val') by their unit (a unit never spans splits), capped at max_samples each."""
-    from poseops.datasets.shards import split_keys
+    """Items per split ('train', 'val', 'test') by their unit (a unit never spans splits), capped at
+    max_samples each. An item's unit is `shards.unit_of` of its image under `split.by` (plans record
+    both keys: "unit" by subject, "sequence_unit" by sequence)."""
+    from poseops.datasets.shards import SPLITS, split_keys
 
-    assignment = split_keys([item["unit"] for item in items], split)
-    out: dict[str, list[dict]] = {"train": [], "val": []}
-    for item in items:
-        name = assignment[item["unit"]]
+    units = [unit_key(item, split) for item in items]
+    assignment = split_keys(units, split)
+    out: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    for item, unit in zip(items, units, strict=True):
+        name = assignment[unit]
         if max_samples is None or len(out[name]) < max_samples:
             out[name].append(item)
     return out
+
+
+def unit_key(item: dict, split: SplitParams) -> str:
+    """The item's split unit under `split.by` (see assign_splits)."""
+    return item.get("unit" if split.by == "subject" else "sequence_unit", item["unit"])
 
 
 def make_chunks(per_split: Mapping[str, list[dict]], chunk_samples: int) -> list[Chunk]:
@@ -373,7 +381,7 @@ def make_card(
         "splits": {
             name: {
                 "samples": len(items),
-                "units": sorted({i["unit"] for i in items}),
+                "units": sorted({unit_key(i, split) for i in items}),
                 "shards": shards.get(name, []),
             }
             for name, items in per_split.items()

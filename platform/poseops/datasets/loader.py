@@ -148,7 +148,9 @@ def make_sample(
             visibility[flip_permutation],
         )
     pixels = jitter_colour(pixels, augment, rng)
-    inside = (keypoints >= 0).all(1) & (keypoints <= input_size - 1).all(1)
+    # which keypoints count (loss weight, scoring, norm_size) follows the clean labels: noisy training
+    # labels must not change the scored set (tests/unit/test_datasets.py::test_visibility_follows_clean_labels)
+    inside = (clean >= 0).all(1) & (clean <= input_size - 1).all(1)
     visibility = np.where(inside, visibility, 0.0).astype(np.float32)
     crop_to_source = np.asarray(row["affine"], dtype=np.float64).reshape(2, 3)
     return {

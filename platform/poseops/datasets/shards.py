@@ -66,27 +66,40 @@ SCHEMA = pa.schema(
 
 # ---------------------------------------------------------------- splits
 def split_units(images: list[dict], split: SplitParams) -> dict[Any, str]:
-    """Unit (subject, else sequence, else image id) -> 'train' | 'val'; a unit never spans splits.
+    """Unit (subject, else sequence, else image id; see `unit_of`) -> 'train' | 'val' | 'test'; a unit
+    never spans splits.
 
     Subjects come first: a synthetic hand identity (or a person) appears in several sequences, and
     grouping by subject keeps all of them, hence every one of its sequences, in one split.
     """
-    return split_keys([unit_of(img) for img in images], split)
+    return split_keys([unit_of(img, split.by) for img in images], split)
+
+
+SPLITS = ("train", "val", "test")
 
 
 def split_keys(units: list[str], split: SplitParams) -> dict[str, str]:
-    """Unit key -> 'train' | 'val': a seeded permutation of the sorted distinct keys, the first
-    round(n * val_fraction) (at least one, when there are two or more units) to 'val'."""
+    """Unit key -> 'train' | 'val' | 'test': a seeded permutation of the sorted distinct keys; its first
+    round(n * test_fraction) go to 'test' (at least one when test_fraction > 0 and n >= 3), the next
+    round(n * val_fraction) to 'val' (at least one when two or more units remain), the rest to 'train'.
+
+    The test units depend only on the units, the seed and test_fraction, never on val_fraction."""
     units = sorted(set(units), key=str)
     rng = np.random.default_rng(split.seed)
     order = [units[i] for i in rng.permutation(len(units))]
-    n_val = max(1, round(len(units) * split.val_fraction)) if len(units) > 1 else 0
-    return {unit: ("val" if i < n_val else "train") for i, unit in enumerate(order)}
+    n = len(units)
+    n_test = max(1, round(n * split.test_fraction)) if split.test_fraction > 0 and n >= 3 else 0
+    rest = n - n_test
+    n_val = min(rest - 1, max(1, round(n * split.val_fraction))) if rest > 1 else 0
+    names = ["test"] * n_test + ["val"] * n_val + ["train"] * (n - n_test - n_val)
+    return dict(zip(order, names, strict=True))
 
 
-def unit_of(image: dict) -> str:
+def unit_of(image: dict, by: str = "subject") -> str:
+    """The split unit of an image: by "subject", its subject (else its sequence, else the image); by
+    "sequence", its sequence (else the image)."""
     source = image.get("source") or ""
-    if image.get("subject"):
+    if by == "subject" and image.get("subject"):
         return f"subject:{source}:{image['subject']}"
     if image.get("sequence") not in (None, ""):
         return f"sequence:{source}:{image['sequence']}"
@@ -346,7 +359,13 @@ def instances(data: dict, skeleton: Skeleton) -> Iterator[tuple[dict, dict]]:
 def plan_crops(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
     """One item per person instance: {"unit", "sample_id", "image", "annotation"} (see poseops.datasets.derive)."""
     return [
-        {"unit": unit_of(image), "sample_id": int(ann["id"]), "image": image, "annotation": ann}
+        {
+            "unit": unit_of(image),
+            "sequence_unit": unit_of(image, "sequence"),
+            "sample_id": int(ann["id"]),
+            "image": image,
+            "annotation": ann,
+        }
         for image, ann in instances(labels, skeleton)
     ]
 

@@ -49,26 +49,43 @@ def evaluate_model(
     model: torch.nn.Module,
     dataset_url: str,
     out_dir: str | Path,
-    split: str = "val",
+    split: str = "test",
     card: dict | None = None,
     **task_options: Any,
 ) -> dict[str, Any]:
-    """Score `model` and its task's baselines on `split`; write the task's report to out_dir; return
-    metrics.json's content (numbers with their protocols)."""
+    """Score `model` and its task's baselines on `split` (the test split: validation picked the
+    checkpoint, so it would flatter it); write the task's report to out_dir; return metrics.json's
+    content (numbers with their protocols, the split and how it was drawn)."""
     task = family.task_module
     settings = inference_settings(model, family.model)
+    card = card or read_card(dataset_url)
+    if not card.get("counts", {}).get(split):
+        raise ConfigError(
+            f"{dataset_url}: the dataset has no {split!r} samples (counts {card.get('counts')}); "
+            "data.split.test_fraction needs 3 or more subjects or sequences"
+        )
     evaluation = task.evaluate(
-        family,
-        fam,
-        model,
-        dataset_url,
-        split,
-        card or read_card(dataset_url),
-        settings,
-        **task_options,
+        family, fam, model, dataset_url, split, card, settings, **task_options
     )
+    evaluation.report["split"] = split
+    describe = getattr(model, "loss_description", None)
+    evaluation.report["loss"] = describe() if callable(describe) else None
+    evaluation.report["split_rule"] = split_rule(card, split)
     write_report(task, evaluation, out_dir)
     return evaluation.report
+
+
+def split_rule(card: dict, split: str) -> str:
+    """How `split` was drawn, from the dataset card: the line every report states beside its numbers."""
+    rule = card.get("source", {}).get("split") or {}
+    units = len(card.get("splits", {}).get(split, {}).get("units", []))
+    total = sum(len(body.get("units", [])) for body in card.get("splits", {}).values())
+    by = rule.get("by", "subject")
+    return (
+        f"{split}: {card.get('counts', {}).get(split)} samples from {units} of {total} units "
+        f"(by {by}; test_fraction {rule.get('test_fraction')}, val_fraction {rule.get('val_fraction')}, "
+        f"split seed {rule.get('seed')}); no {by} is in two splits"
+    )
 
 
 def log_evaluation(run_id: str, report: dict[str, Any], out_dir: str | Path) -> None:

@@ -7,7 +7,7 @@ Lou, Lin, Zhu, Chen, "MLE-Loss Driven Robust Hand Pose Estimation", IEEE Access 
              -> deconvs + 1x1 -> heatmap logits H_t [B,K,S/4,S/4] -> soft-argmax -> mu_t [B,K,2]
              -> avgpool + 2 FC -> sigma_t [B,K,2]
     loss:    sum_t  -log p_flow_t((target - mu_t) / sigma_t) + log sigma_t      (Eqs. 3-6)
-    predict: mu_T (flows unused), score = 1 - mean sigma_T
+    predict: mu_T (flows unused), score = 1 - mean sigma_T; predict_stages: every mu_t (the stage curve)
 
 Coordinates are normalised to [-0.5, 0.5] over the input crop (codecs.integral); `predict`
 returns input pixels. Images fed to `forward` are already normalised (see `preprocess`).
@@ -48,6 +48,12 @@ class Config(BaseModel):
     var_hidden: int = Field(256, ge=1, description="hidden width of the variance head")
     flow_couplings: int = Field(6, ge=0, description="RealNVP couplings per stage; 0 = plain Gaussian NLL")
     flow_mode: Literal["direct", "residual"] = "direct"  # direct: Eq. 4; residual: RLE's + log Q (Laplace)
+    flow_term: Literal["per_axis", "per_keypoint"] = Field(
+        "per_axis",
+        description="per_axis: -log p_flow(eps) counted once per axis, as RLE's reference code does (Li et al., "
+        "2021, RegressFlow: nf_loss = log sigma - log phi broadcast over x and y); per_keypoint: once per 2D "
+        "residual, the density of Eq. 4 taken literally",
+    )
     loss_type: Literal["mle", "integral_l1", "heatmap_l2"] = "mle"
     sigma_activation: Literal["sigmoid", "softplus"] = "sigmoid"
     stage_input: Literal["softmax", "logits"] = "softmax"  # heatmap passed to the next stage (Lou et al., 2024, Sec. III-A)
@@ -199,17 +205,46 @@ class HandMLE(nn.Module):
         return terms
 
     def _mle(self, flow: RealNVP, mu: Tensor, sigma: Tensor, target: Tensor) -> Tensor:
-        """Per-keypoint NLL [B,K]: -log p_flow(eps) + sum_axes log sigma, eps = (target - mu) / sigma (Eqs. 3-6).
+        """Per-keypoint NLL [B,K]: sum_axes (-log p_flow(eps) + log sigma), eps = (target - mu) / sigma (Eqs. 3-6).
 
-        residual mode adds RLE's log Q term (Laplace residual): log(sigma / sqrt(2 pi)) + |target - mu| / (sqrt(2) sigma).
+        flow_term per_axis counts -log p_flow(eps) on each axis, as RLE's RegressFlow does (Li et al., 2021,
+        "Human Pose Regression with Residual Log-likelihood Estimation": nf_loss = log sigma - log phi, [B,K,2]);
+        per_keypoint counts it once. residual mode adds RLE's Laplace term per axis (its RLELoss.logQ):
+        -log Q = log(sigma * sqrt(2 pi)) + |target - mu| / (sqrt(2) sigma)
+        (tests/unit/test_models_handmle.py::test_residual_log_q_matches_rle_by_hand).
         """
         eps = (target - mu) / sigma
         log_p = flow.log_prob(eps.reshape(-1, 2)).reshape(eps.shape[:-1])
-        nll = -log_p + sigma.log().sum(dim=-1)
+        flow_count = 2.0 if self.config.flow_term == "per_axis" else 1.0
+        nll = -flow_count * log_p + sigma.log().sum(dim=-1)
         if self.config.flow_mode == "residual":
-            log_q = sigma.log() - HALF_LOG_TWO_PI + (target - mu).abs() / (math.sqrt(2) * sigma + SIGMA_EPS)
-            nll = nll + log_q.sum(dim=-1)
+            minus_log_q = sigma.log() + HALF_LOG_TWO_PI + (target - mu).abs() / (math.sqrt(2) * sigma + SIGMA_EPS)
+            nll = nll + minus_log_q.sum(dim=-1)
         return nll
+
+    def loss_description(self) -> str:
+        """What this model trains with, in words (metrics.json's `loss`, the family report)."""
+        cfg = self.config
+        if cfg.loss_type == "integral_l1":
+            return "integral_l1 (L1 on soft-argmax coordinates, summed over stages; Sun et al., 2018)"
+        if cfg.loss_type == "heatmap_l2":
+            return f"heatmap_l2 (MSE to Gaussian heatmaps, sigma {cfg.heatmap_sigma_px} cells, summed over stages)"
+        form = "residual (RLE's log Q + flow)" if cfg.flow_mode == "residual" else "direct (Eq. 4)"
+        return (
+            f"mle {form}, RealNVP {cfg.flow_couplings} couplings per stage, flow term {cfg.flow_term.replace('_', ' ')}, "
+            f"sigma {cfg.sigma_activation}, summed over {cfg.num_stages} stages"
+        )
+
+    @torch.no_grad()
+    def predict_stages(self, images: Tensor) -> Tensor:
+        """images [B,3,S,S] normalised -> every stage's coords [T,B,K,2] in input pixels (eval mode)."""
+        was_training = self.training
+        self.eval()
+        try:
+            mu = self(images)["mu"]
+        finally:
+            self.train(was_training)
+        return to_pixels(mu, self.config.input_size)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:

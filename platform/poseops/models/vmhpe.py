@@ -10,7 +10,11 @@ Zhang, He, Wu, "VMHPE: Human Pose Estimation for Virtual Maintenance Tasks", 202
     MFFM (opt.): X = MFFM(G, G at 1/2) [B,E,h,w]            (once per image)
     per instance i: F^i = ReLU(1x1([ChannelAtt(G_img, f_i); SpatialAtt(G_img, f_i, centre_i)])) [N,E,h,w]
     KE:     H^i = sigmoid(head([F^i; X_img])) [N,K,h,w]     (head: 1x1 conv `cid` or U-Net `unet`)
-    loss:   focal(heatmaps) * 1 + focal(H^i) * 4 + InfoNCE(f_i, f_i+) * lambda_c (+ L1 on attention gates)
+    loss:   L(heatmaps) * 1 + L(H^i) * 4 + InfoNCE(f_i, f_i+) * lambda_c (+ L1 on attention gates); L = focal
+            (CornerNet, / positives) or MSE summed over keypoints and cells, / instances (Eq. 29)
+    components: none | mfcm | mffm | both on the VMHPE attentions (Eqs. 1-10); `cid` is CID itself (Wang, Zhang,
+            2022): plain 1x1 reduction, CID's gating channel attention and single spatial mask, in-image
+            contrastive loss at tau 0.05, weight 1 (the Table 3 / Table 6 baseline)
     predict: centre NMS -> top-k proposals -> H^i -> argmax + sub-cell refine -> input pixels (flip test opt.)
 
 Targets come from `poseops.codecs.bottomup.encode_targets` (call with `target_kwargs(config)`).
@@ -29,11 +33,23 @@ from torch import Tensor, nn
 from poseops.codecs.bottomup import decode_instances, find_centres, flip_back, peak_mask
 from poseops.models import register_model
 from poseops.models.blocks.images import IMAGE_MEAN, IMAGE_STD, preprocess  # noqa: F401 (re-exported)
-from poseops.models.blocks.attention import MFCM, MFFM, InstanceChannelAttention, InstanceSpatialAttention, prior_bias
+from poseops.models.blocks.attention import (
+    MFCM,
+    MFFM,
+    CIDChannelAttention,
+    CIDSpatialAttention,
+    InstanceChannelAttention,
+    InstanceSpatialAttention,
+    prior_bias,
+)
 from poseops.models.blocks.hrnet import HRNetTrunk, concat_branches, load_pretrained
 from poseops.skeletons import get_skeleton
 
 PROB_EPS = 1e-4  # CID clamps sigmoid outputs to [1e-4, 1 - 1e-4]
+# CID's own loss and width (Wang, Zhang, 2022, public code: ContrastiveLoss(temperature=0.05) within each image,
+# weight 1; GFD channels 32): `components: cid` takes these (tests/unit/test_models_vmhpe.py::test_cid_is_cids_own)
+CID_LOSS = {"contrastive": "image", "temperature": 0.05, "contrastive_w": 1.0}
+CID_EMBED_DIM = 32
 
 
 class Config(BaseModel):
@@ -48,7 +64,7 @@ class Config(BaseModel):
     modules: tuple[int, int, int] = Field((1, 4, 3), description="HighResolutionModules in stages 2, 3, 4")
     pretrained: str | None = Field(None, description="local official-layout HRNet .pth/.safetensors, or None")
     # VMHPE modules
-    components: Literal["none", "mfcm", "mffm", "both"] = "both"  # Table 6 grid; none = CID
+    components: Literal["cid", "none", "mfcm", "mffm", "both"] = "both"  # Table 6 grid; cid = CID itself
     embed_dim: int = Field(16, ge=1, description="E: GFD width (paper best 16; CID 32)")
     spatial_hidden: int = Field(16, ge=1, description="3x3 conv width in the spatial attention gate")
     mfcm_scales: tuple[int, ...] = (1, 2)
@@ -79,8 +95,23 @@ class Config(BaseModel):
     nms_kernel: int | None = Field(None, description="None: CID's rule from the map size")
     refine: Literal["quadratic", "quarter", "none"] = "quadratic"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cid_defaults(cls, values: Any) -> Any:
+        """`components: cid` takes CID's loss and width where they are not given."""
+        if isinstance(values, dict) and values.get("components") == "cid":
+            return {"embed_dim": CID_EMBED_DIM, **CID_LOSS, **values}
+        return values
+
     @model_validator(mode="after")
     def _check(self) -> "Config":
+        if self.components == "cid":
+            wrong = {k: getattr(self, k) for k, v in CID_LOSS.items() if getattr(self, k) != v}
+            if wrong:
+                raise ValueError(
+                    f"components 'cid' is CID's own network and loss (Wang, Zhang, 2022): it needs {CID_LOSS}, "
+                    f"got {wrong}; use components 'none' for VMHPE's attentions without MFCM/MFFM"
+                )
         if self.input_size % 32:
             raise ValueError(f"input_size {self.input_size} must be a multiple of 32 (HRNet stride)")
         if not self.mfcm_scales or min(self.mfcm_scales) < 1:
@@ -109,9 +140,10 @@ class Config(BaseModel):
 
 PRESETS: dict[str, dict] = {
     # the paper's network: HRNet-W32 (Zhang, He, Wu, 2025, Table 3; official layout), 512 input, 128 heatmaps,
-    # E=16, MFCM + MFFM, CID head (tests/unit/test_models_vmhpe.py::test_paper_preset_is_hrnet_w32_at_512)
+    # E=16, MFCM + MFFM, U-Net KE (tests/unit/test_models_vmhpe.py::test_paper_preset_is_hrnet_w32_at_512)
+    # KE: the U-Net of Eq. 32 (encoder to /8 and 512 channels, decoder with skips)
     "paper": dict(input_size=512, width=32, stem_width=64, blocks=4, modules=(1, 4, 3), components="both",
-                  embed_dim=16, ke_type="cid"),
+                  embed_dim=16, ke_type="unet", ke_widths=(64, 128, 256, 512)),
     # same code on 2 CPU cores: HRNet-W16, one block per branch, one module per stage, 128 input
     # (32x32 heatmaps; ~0.43 s per batch-8 training step on 2 threads), K/V of MFFM pooled to 16x16
     "smoke": dict(input_size=128, width=16, stem_width=32, blocks=1, modules=(1, 1, 1), components="both",
@@ -177,9 +209,14 @@ class VMHPE(nn.Module):
         self.feature_dim = d
         self.mfcm = MFCM(d, config.mfcm_scales, config.mfcm_reduction, config.mfcm_lambda_init) if config.use_mfcm else None
         self.irl = nn.Conv2d(d, k + 1, 1)  # K keypoints + centre
-        self.conv_down = nn.Sequential(nn.Conv2d(d, e, 1, bias=False), nn.BatchNorm2d(e), nn.ReLU(inplace=True))
-        self.channel_attention = InstanceChannelAttention(d, e)
-        self.spatial_attention = InstanceSpatialAttention(d, e, config.spatial_hidden)
+        if config.components == "cid":  # CID's GFD: plain 1x1 reduction, gating channel attention, one spatial mask
+            self.conv_down = nn.Conv2d(d, e, 1)
+            self.channel_attention = CIDChannelAttention(d, e)
+            self.spatial_attention = CIDSpatialAttention(d, e)
+        else:
+            self.conv_down = nn.Sequential(nn.Conv2d(d, e, 1, bias=False), nn.BatchNorm2d(e), nn.ReLU(inplace=True))
+            self.channel_attention = InstanceChannelAttention(d, e)
+            self.spatial_attention = InstanceSpatialAttention(d, e, config.spatial_hidden)
         self.mffm = MFFM(e, config.mffm_kernels, config.mffm_max_kv) if config.use_mffm else None
         cs_fusion = self.mffm is not None and config.mffm_inputs == "cs_branches"
         self.fuse = None if cs_fusion else nn.Conv2d(2 * e, e, 1)
@@ -292,6 +329,17 @@ class VMHPE(nn.Module):
                  + cfg.contrastive_w * contrastive + cfg.attn_l1_w * attention)
         return {**parts, "loss": total}
 
+    def loss_description(self) -> str:
+        """What this model trains with, in words (metrics.json's `loss`, the family report)."""
+        cfg = self.config
+        heatmap = "focal (CornerNet, / positives)" if cfg.heatmap_loss == "focal" else "MSE summed per Eq. 29"
+        contrast = "in-image" if cfg.contrastive == "image" else "in-batch"
+        return (
+            f"{heatmap}: multi x{cfg.multi_heatmap_w:g} + instance x{cfg.instance_heatmap_w:g}; {contrast} InfoNCE "
+            f"tau {cfg.temperature:g} x{cfg.contrastive_w:g}; attention L1 x{cfg.attn_l1_w:g}; components "
+            f"{cfg.components}, E {cfg.embed_dim}, KE {cfg.ke_type}"
+        )
+
     # ------------------------------------------------------------------ inference
 
     @torch.no_grad()
@@ -349,10 +397,13 @@ def focal_loss(pred: Tensor, target: Tensor, weight: Tensor, alpha: float = 2.0,
 
 
 def heatmap_loss(pred: Tensor, target: Tensor, weight: Tensor, kind: str) -> Tensor:
+    """pred/target [N,K,h,w], weight broadcastable. focal: CornerNet's, / positives (CID). mse: Eq. 29 of Zhang,
+    He, Wu (2025), (1/N) sum_i sum_j ||H_ij - H^_ij||^2, squared errors summed over keypoints and cells and
+    averaged over the N maps (images or instances), so its scale against the contrastive term is the paper's
+    (tests/unit/test_models_vmhpe.py::test_mse_heatmap_loss_sums_per_eq_29)."""
     if kind == "focal":
         return focal_loss(pred, target, weight)
-    weight = weight.expand_as(pred)
-    return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp(min=1)
+    return ((pred - target) ** 2 * weight.expand_as(pred)).sum() / max(pred.shape[0], 1)
 
 
 def info_nce(anchors: Tensor, positives: Tensor, image: Tensor, temperature: float, kind: str) -> Tensor:

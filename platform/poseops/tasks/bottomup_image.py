@@ -338,13 +338,31 @@ def score_people(
     return report
 
 
-def overlay_grid(family_skeleton: str, data: dict, predictions: list[dict]) -> np.ndarray | None:
-    """The first 8 inputs with every person scored above OVERLAY_SCORE, 4 per row (BGR), or None."""
+def image_pck(
+    predictions: list[dict], truth: list[dict], skeleton: str, alpha: float = 0.1
+) -> np.ndarray:
+    """Per image: PCK@alpha over its true people, an unmatched person counting wrong on every keypoint."""
+    sigmas = np.asarray(get_skeleton(skeleton).sigmas or metrics.COCO17_SIGMAS, dtype=np.float64)
+    scores = []
+    for pred, item in zip(predictions, truth):
+        m = matched_arrays([pred], [item], sigmas)
+        visible = m["visibility"] > 0
+        error = np.linalg.norm(m["pred"] - m["gt"], axis=-1) / m["box_size"][:, None]
+        scores.append(float(((error <= alpha) & visible).sum() / max(visible.sum(), 1)))
+    return np.asarray(scores)
+
+
+def overlay_grid(
+    family_skeleton: str, data: dict, predictions: list[dict], indices: list[int] | None = None
+) -> np.ndarray | None:
+    """The first 8 inputs (or those at `indices`) with every person scored above OVERLAY_SCORE, 4 per
+    row (BGR), or None."""
     skeleton = get_skeleton(family_skeleton)
     tiles = []
-    for pixels, to_source, pred in list(
-        zip(data["images_rgb"], data["affine_to_source"], predictions)
-    )[:8]:
+    chosen = list(range(min(8, len(predictions)))) if indices is None else list(indices)
+    for pixels, to_source, pred in [
+        (data["images_rgb"][i], data["affine_to_source"][i], predictions[i]) for i in chosen
+    ]:
         canvas = np.ascontiguousarray(pixels[..., ::-1])
         for points, score in zip(pred["keypoints"], pred["scores"]):
             if score > OVERLAY_SCORE:
@@ -379,6 +397,7 @@ class BottomupImage(Task):
         Artefact("pck_curve.png"),
         Artefact("per_keypoint_pck.png"),
         Artefact("overlays.png"),
+        Artefact("best_worst.png"),
     )
     headline = (("ap", "AP"), ("ar", "AR"), ("count_accuracy", "count accuracy"))
     count_key = "num_images"
@@ -499,7 +518,18 @@ class BottomupImage(Task):
             if grid is not None:
                 cv2.imwrite(str(path), grid)
 
+        order = np.argsort(-image_pck(predictions, data["truth"], family.skeleton), kind="stable")
+        shown = min(4, len(order) // 2)
+
+        def best_worst(path):
+            picked = [*order[:shown], *order[len(order) - shown :]] if shown else []
+            grid = overlay_grid(family.skeleton, data, predictions, [int(i) for i in picked])
+            if grid is None:  # nothing to show: an empty tile keeps the declared file
+                grid = np.zeros((256, 256 * 4, 3), np.uint8)
+            cv2.imwrite(str(path), grid)
+
         files = {
+            "best_worst.png": best_worst,
             "pck_curve.json": [
                 {
                     "threshold": a,

@@ -75,6 +75,7 @@ def plan_groups(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
         items.append(
             {
                 "unit": unit_of(first),
+                "sequence_unit": unit_of(first, "sequence"),
                 "sample_id": len(items),
                 "source": first.get("source"),
                 "group": group,

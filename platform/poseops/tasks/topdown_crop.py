@@ -75,6 +75,54 @@ def predict_crops(
     return np.concatenate(coords).astype(np.float64), np.concatenate(scores).astype(np.float64)
 
 
+def predict_stage_crops(
+    model: nn.Module, crops_rgb: np.ndarray, batch_size: int = 64
+) -> np.ndarray | None:
+    """crops_rgb [N,S,S,3] uint8 -> every stage's keypoints [T,N,K,2] input px, for a multi-stage model
+    (one with `predict_stages`, e.g. handmle); None for a model without stages."""
+    core = unwrap(model)
+    if not hasattr(core, "predict_stages") or not len(crops_rgb):
+        return None
+    with torch.no_grad():
+        stages = [
+            core.predict_stages(
+                core.preprocess(
+                    torch.from_numpy(np.ascontiguousarray(crops_rgb[start : start + batch_size]))
+                )
+            ).numpy()
+            for start in range(0, len(crops_rgb), batch_size)
+        ]
+    return np.concatenate(stages, axis=1).astype(np.float64)
+
+
+def best_to_worst(
+    pred: np.ndarray, val: dict[str, np.ndarray], threshold: float = 0.2
+) -> np.ndarray:
+    """Sample indices from best to worst: per-sample PCK@threshold, ties by mean normalised error."""
+    gt = val.get("keypoints_clean", val["keypoints"])
+    visible = val["visibility"] > 0
+    error = np.linalg.norm(pred - gt, axis=-1) / np.maximum(val["norm_size"], 1e-9)[:, None]
+    count = np.maximum(visible.sum(1), 1)
+    pck = ((error <= threshold) & visible).sum(1) / count
+    mean_error = np.where(visible, error, 0.0).sum(1) / count
+    return np.lexsort((mean_error, -pck))
+
+
+def stage_pck(
+    stages: np.ndarray | None, val: dict[str, np.ndarray], threshold: float = 0.2
+) -> dict[str, float]:
+    """{"stage1": PCK@threshold, ...} of each stage's keypoints against the clean labels ({} without stages)."""
+    if stages is None:
+        return {}
+    gt = val.get("keypoints_clean", val["keypoints"])
+    return {
+        f"stage{t + 1}": metrics.pck(
+            pred, gt, val["visibility"] > 0, val["norm_size"], threshold=threshold
+        ).value
+        for t, pred in enumerate(stages)
+    }
+
+
 class TopDownPredictor:
     """Crop-based predictor shared by `evaluate` and the endpoint, so both see the same pixels.
 
@@ -160,6 +208,7 @@ class TopdownCrop(Task):
         Artefact("pck_curve.png"),
         Artefact("per_keypoint_pck.png"),
         Artefact("overlays.png"),
+        Artefact("best_worst.png"),
     )
     headline = (("pck", "PCK@0.2"), ("auc", "AUC"), ("epe_px", "EPE px"))
 
@@ -207,11 +256,13 @@ class TopdownCrop(Task):
     def validate(
         self, model: nn.Module, val: dict[str, np.ndarray], threshold: float = 0.2
     ) -> dict[str, float]:
-        """PCK@threshold on the validation split held as arrays (datasets.loader.load_split_arrays)."""
+        """PCK@threshold on the validation split held as arrays (datasets.loader.load_split_arrays); a
+        multi-stage model also gets each stage's (`val_pck_stage<t>`), so one run shows the stage curve."""
         pred, _ = predict_crops(model, val["image"])
         gt = val.get("keypoints_clean", val["keypoints"])
         result = metrics.pck(pred, gt, val["visibility"] > 0, val["norm_size"], threshold=threshold)
-        return {"val_pck": result.value}
+        per_stage = stage_pck(predict_stage_crops(model, val["image"]), val, threshold)
+        return {"val_pck": result.value, **{f"val_pck_{k}": v for k, v in per_stage.items()}}
 
     def inference(self, fam: FamilyParams, model_defaults: dict[str, Any]) -> dict[str, Any]:
         return {"crop_margin": fam.data.crop_margin}
@@ -275,12 +326,16 @@ class TopdownCrop(Task):
             "margin_over_best_baseline": trained["pck"].value
             - max(baselines.values(), default=0.0),
             "per_keypoint_pck": trained["per_keypoint"],
+            # every stage's PCK@0.2 of a multi-stage model (empty otherwise): the stage curve of one model
+            "per_stage_pck": stage_pck(predict_stage_crops(model, val["image"]), val),
             "protocol": {
                 "pck": trained["pck"].protocol,
                 "auc": trained["auc"].protocol,
                 "nme": trained["nme"].protocol,
                 "epe_px": "mean Euclidean distance in source-image pixels over visible keypoints",
-                "labels": "clean labels (keypoints_clean) where the dataset has them",
+                "labels": "clean labels (keypoints_clean) where the dataset has them; scored keypoints: "
+                "visible in the clean labels and inside the input crop",
+                "per_stage_pck": "PCK@0.2 of each stage's output, same keypoints and normaliser",
             },
         }
         curves = {n: r["curve"]["values"] for n, r in results.items()}
@@ -292,7 +347,21 @@ class TopdownCrop(Task):
             )
             cv2.imwrite(str(path), grid)
 
+        order = best_to_worst(pred, val)
+        shown = min(4, len(order) // 2)
+
+        def best_worst(path):
+            picked = [*order[:shown], *order[len(order) - shown :]] if shown else []
+            grid = sample_grid(
+                [val["image"][i][..., ::-1] for i in picked],
+                pred[picked],
+                skeleton,
+                cols=max(shown, 1),
+            )
+            cv2.imwrite(str(path), grid)
+
         files = {
+            "best_worst.png": best_worst,
             "pck_curve.json": [
                 {"threshold": t, **{name: values[i] for name, values in curves.items()}}
                 for i, t in enumerate(PCK_THRESHOLDS)

@@ -71,8 +71,8 @@ def dataset_facts(
         "name": "real" if real else "synthetic",
         "checksums": checksums,
         "urls": urls,
-        "split": f"validation split (val_fraction {split.get('val_fraction')}, split seed {split.get('seed')}, "
-        "held-out sequences)",
+        "split": f"validation split (by {split.get('by', 'subject')}, val_fraction {split.get('val_fraction')}, "
+        f"split seed {split.get('seed')}; disjoint from train and test)",
     }
 
 

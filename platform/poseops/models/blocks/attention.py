@@ -64,6 +64,42 @@ class InstanceSpatialAttention(nn.Module):
         return global_maps * (1 + gate) + feat * gate, gate
 
 
+class CIDChannelAttention(nn.Module):
+    """CID's channel attention (Wang, Zhang, 2022, "Contextual Instance Decoupling for Robust Multi-Person Pose
+    Estimation", CVPR, Sec. 3.3): the instance vector, projected to C, gates the global map channel-wise,
+    out = F_global * Linear(f_inst) (no sigmoid, no residual)."""
+
+    def __init__(self, instance_dim: int, channels: int):
+        super().__init__()
+        self.project = nn.Linear(instance_dim, channels)
+
+    def forward(self, global_maps: Tensor, instance: Tensor) -> tuple[Tensor, Tensor]:
+        """global_maps [N,C,h,w], instance [N,D] -> (features [N,C,h,w], gates [N,C])."""
+        n, c = global_maps.shape[:2]
+        gates = self.project(instance)
+        return global_maps * gates.reshape(n, c, 1, 1), gates
+
+
+class CIDSpatialAttention(nn.Module):
+    """CID's spatial attention (Wang, Zhang, 2022, Sec. 3.3): one mask per instance,
+    M = sigmoid(Conv5x5([sum_c F_global * Linear(f_inst); R])), out = F_global * M, with R the (x, y) offsets of
+    each cell from the instance centre / 32."""
+
+    def __init__(self, instance_dim: int, channels: int, coord_scale: float = 32.0):
+        super().__init__()
+        self.project = nn.Linear(instance_dim, channels)
+        self.mask = nn.Conv2d(3, 1, 5, padding=2)
+        self.coord_scale = coord_scale
+
+    def forward(self, global_maps: Tensor, instance: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
+        """global_maps [N,C,h,w], instance [N,D], centres [N,2] (y,x) -> (features [N,C,h,w], mask [N,1,h,w])."""
+        n, c, h, w = global_maps.shape
+        feat = global_maps * self.project(instance).reshape(n, c, 1, 1)
+        coords = relative_coords(centres, h, w, self.coord_scale).to(global_maps.dtype)
+        mask = torch.sigmoid(self.mask(torch.cat([feat.sum(dim=1, keepdim=True), coords], dim=1)))
+        return global_maps * mask, mask
+
+
 class MFCM(nn.Module):
     """Multi-scale Feature Correction Module (Eqs. 11-19) on a [B, C, h, w] map.
 
