@@ -110,7 +110,7 @@ def test_real_only_data_scores_with_the_trained_checkpoints(real_project, real_f
             skeleton=family.skeleton,
             executor="local",
         )
-        assert card["source"]["kind"] == "real" and card["counts"]["val"] >= 1, card["counts"]
+        assert card["source"]["kind"] == "real" and card["counts"]["test"] >= 1, card["counts"]
         model = build_model_from_checkpoint(root / "models" / name)
         report = evaluate_model(family, fam, model, dataset, tmp_path / name / "metrics")
         written = json.loads((tmp_path / name / "metrics" / "metrics.json").read_text())
