@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from poseops.annotations.sources import untracked_sources
 from poseops.config import read_yaml
 from poseops.errors import ConfigError
 from poseops.families import get_family, validate_params
@@ -51,10 +52,46 @@ def resolve_profile(raw: dict[str, Any], source: str) -> dict[str, Any]:
     return resolved
 
 
+def added_sources(params_file: Path, profile_raw: dict[str, Any]) -> tuple[list[dict], dict]:
+    """The `data.annotations` entries of an existing params file that `poseops data add` put there (their
+    labels under data/raw/, DVC-tracked) and the profile does not list, with their `data.weights`
+    entries (where the profile sets none): a user's sources outlive a change of profile."""
+    try:
+        current = read_yaml(params_file).get("data") or {}
+    except ConfigError:  # no params file yet, or one that is not YAML: nothing to keep
+        return [], {}
+    if not isinstance(current, dict):
+        return [], {}
+    data = profile_raw.get("data") or {}
+    listed = {(a.get("name"), a.get("file")) for a in data.get("annotations") or []}
+    kept = [
+        dict(entry)
+        for entry in current.get("annotations") or []
+        if isinstance(entry, dict)
+        and not untracked_sources([str(entry.get("file", ""))], params_file.parent)
+        and (entry.get("name"), entry.get("file")) not in listed
+    ]
+    names = {entry.get("name") for entry in kept} - {None}
+    weights = {
+        name: share
+        for name, share in (current.get("weights") or {}).items()
+        if name in names and name not in (data.get("weights") or {})
+    }
+    return kept, weights
+
+
 def write_profile(profile: str, out: str | Path = "params.yaml") -> Path:
+    """Resolve `profile` into `out`, keeping the sources `poseops data add` added to `out` (`added_sources`)."""
     source = profile_path(profile)
     raw = read_yaml(source)
     raw.setdefault("profile", source.stem)
+    out = Path(out)
+    kept, weights = added_sources(out, raw)
+    if kept or weights:
+        data = dict(raw.get("data") or {})
+        data["annotations"] = list(data.get("annotations") or []) + kept
+        data["weights"] = {**(data.get("weights") or {}), **weights}
+        raw["data"] = data
     resolved = resolve_profile(raw, str(source))
     params = validate_params(resolved, source=str(source))
     values = params.model_dump(mode="json")
@@ -62,6 +99,5 @@ def write_profile(profile: str, out: str | Path = "params.yaml") -> Path:
         block["data"].pop(
             "kind"
         )  # the family's row names its task (poseops.families); stored there only
-    out = Path(out)
     out.write_text(HEADER.format(profile=source.stem) + yaml.safe_dump(values, sort_keys=False))
     return out

@@ -1,6 +1,6 @@
 """Keypoint sets: names, edges, flip pairs, OKS sigmas, joint groups, mappings and joint angles.
 
-Built-in sets (`SKELETONS`): `coco17`, `h36m17`, `mpii16`, `panoptic19` and `hand21`. Joints are named the same
+Built-in sets (`SKELETONS`): `coco17`, `h36m17`, `mpii16`, `panoptic19`, `hand21` and `face68`. Joints are named the same
 way across sets (`left_elbow`, `right_knee`, ...), so mappings and joint angles work by name on any
 skeleton that has the joints they need, including one read from a COCO file's category
 (`skeleton_from_coco_category`).
@@ -378,7 +378,163 @@ HAND21 = Skeleton(
     },
 )
 
-SKELETONS: dict[str, Skeleton] = {s.name: s for s in (COCO17, H36M17, MPII16, PANOPTIC19, HAND21)}
+# The 68-point face markup of Sagonas et al., 2013, "300 Faces in-the-Wild Challenge: The First Facial
+# Landmark Localization Challenge" (iBUG 300-W; also COCO-WholeBody's face, Jin et al. 2020): jaw from the
+# subject's right ear to the left (0-16), right then left eyebrow outside-in (17-21, 22-26), nose bridge
+# (27-30), lower nose right to left (31-35), right eye from its outer corner clockwise in the image
+# (36-41), left eye from its inner corner (42-47), outer lips from the right corner (48-59), inner lips
+# (60-67). Sided names give the flip pairs (tests/unit/test_skeletons.py::test_face68_markup).
+_FACE_NAMES = (
+    tuple(f"right_jaw{i}" for i in range(1, 9))
+    + ("chin",)
+    + tuple(f"left_jaw{i}" for i in range(8, 0, -1))
+    + tuple(f"right_eyebrow{i}" for i in range(1, 6))
+    + tuple(f"left_eyebrow{i}" for i in range(5, 0, -1))
+    + tuple(f"nose_bridge{i}" for i in range(1, 5))
+    + ("right_nostril2", "right_nostril1", "nose_base", "left_nostril1", "left_nostril2")
+    + tuple(
+        f"right_eye_{p}"
+        for p in ("outer", "upper_outer", "upper_inner", "inner", "lower_inner", "lower_outer")
+    )
+    + tuple(
+        f"left_eye_{p}"
+        for p in ("inner", "upper_inner", "upper_outer", "outer", "lower_outer", "lower_inner")
+    )
+    + (
+        "right_mouth_corner",
+        "right_upper_lip2",
+        "right_upper_lip1",
+        "upper_lip",
+        "left_upper_lip1",
+        "left_upper_lip2",
+        "left_mouth_corner",
+        "left_lower_lip2",
+        "left_lower_lip1",
+        "lower_lip",
+        "right_lower_lip1",
+        "right_lower_lip2",
+    )
+    + (
+        "right_inner_mouth_corner",
+        "right_inner_upper_lip",
+        "inner_upper_lip",
+        "left_inner_upper_lip",
+        "left_inner_mouth_corner",
+        "left_inner_lower_lip",
+        "inner_lower_lip",
+        "right_inner_lower_lip",
+    )
+)
+
+
+def _chain(first: int, last: int, closed: bool = False) -> list[tuple[int, int]]:
+    edges = [(i, i + 1) for i in range(first, last)]
+    return edges + [(last, first)] if closed else edges
+
+
+FACE68 = _body(
+    "face68",
+    _FACE_NAMES,
+    _chain(0, 16)
+    + _chain(17, 21)
+    + _chain(22, 26)
+    + _chain(27, 30)
+    + [(30, 33)]
+    + _chain(31, 35)
+    + _chain(36, 41, closed=True)
+    + _chain(42, 47, closed=True)
+    + _chain(48, 59, closed=True)
+    + _chain(60, 67, closed=True)
+    # the parts joined into one drawing: brows to the jaw's ends and the bridge, eyes to the bridge,
+    # nose to the upper lip, outer to inner lips, chin to the lower lip
+    + [
+        (0, 17),
+        (16, 26),
+        (21, 27),
+        (22, 27),
+        (39, 27),
+        (42, 27),
+        (33, 51),
+        (51, 62),
+        (57, 66),
+        (8, 57),
+    ],
+    # COCO-WholeBody's face sigmas (its evaluation, myeval_wholebody.py; same 68-point order)
+    sigmas=(
+        0.042,
+        0.043,
+        0.044,
+        0.043,
+        0.040,
+        0.035,
+        0.031,
+        0.025,
+        0.020,
+        0.023,
+        0.029,
+        0.032,
+        0.037,
+        0.038,
+        0.043,
+        0.041,
+        0.045,
+        0.013,
+        0.012,
+        0.011,
+        0.011,
+        0.012,
+        0.012,
+        0.011,
+        0.011,
+        0.013,
+        0.015,
+        0.009,
+        0.007,
+        0.007,
+        0.007,
+        0.012,
+        0.009,
+        0.008,
+        0.016,
+        0.010,
+        0.017,
+        0.011,
+        0.009,
+        0.011,
+        0.009,
+        0.007,
+        0.013,
+        0.008,
+        0.011,
+        0.012,
+        0.010,
+        0.034,
+        0.008,
+        0.008,
+        0.009,
+        0.008,
+        0.008,
+        0.007,
+        0.010,
+        0.008,
+        0.009,
+        0.009,
+        0.009,
+        0.007,
+        0.007,
+        0.008,
+        0.011,
+        0.008,
+        0.008,
+        0.008,
+        0.010,
+        0.008,
+    ),
+)
+
+SKELETONS: dict[str, Skeleton] = {
+    s.name: s for s in (COCO17, H36M17, MPII16, PANOPTIC19, HAND21, FACE68)
+}
 
 
 def get_skeleton(name: str) -> Skeleton:
@@ -462,6 +618,17 @@ def _hand_aliases() -> dict[str, str]:
     return out
 
 
+def _face_aliases() -> dict[str, str]:
+    """The numbered namings of the 68 face points: mmpose's COCO-WholeBody-face `face-0` .. `face-67` and
+    300-W `kpt-0` .. `kpt-67` (0-based, the markup's order), and the 1-based `1` .. `68` / `point_1`
+    .. `point_68` of iBUG's .pts files and dlib's documentation."""
+    out = {}
+    for i, name in enumerate(_FACE_NAMES):
+        for alias in (f"face_{i}", f"kpt_{i}", f"face_kpt_{i}", f"{i + 1}", f"point_{i + 1}"):
+            out[alias] = name
+    return out
+
+
 # Per keypoint set: a user's name (after `normalize_name`) -> the set's own name. The body sets share
 # the sided names through `normalize_name`; these add the other words releases use for the same joint
 # (mmpose's Human3.6M names `root`, `right_foot`, `neck_base`; MPII's `neck`/`head` for upper neck and
@@ -496,6 +663,7 @@ KEYPOINT_ALIASES: dict[str, dict[str, str]] = {
         "root": "pelvis",
     },
     "hand21": _hand_aliases(),
+    "face68": _face_aliases(),
 }
 
 

@@ -116,3 +116,40 @@ def test_a_source_that_would_not_import_is_not_added(tmp_path):
     )
     assert not (project / "data" / "raw" / "bad").exists()
     assert (project / "params.yaml").read_text() == before
+
+
+def test_config_use_keeps_the_sources_data_add_put_in_params(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    params = project / "params.yaml"
+    params.write_text((PROJECT / "params.yaml").read_text())
+    labels, _ = onehand10k_file(tmp_path / "mine", count=1)
+    args = ["data", "add", "myhands", "coco", str(labels), "--no-dvc", "--params", str(params)]
+    assert runner.invoke(app, args, env={"COLUMNS": "4000"}).exit_code == 0
+    raw = yaml.safe_load(params.read_text())
+    added = raw["data"]["annotations"][-1]
+    # a weight for the added source, and a source the user listed by hand outside data/raw/
+    raw["data"]["weights"] = {"myhands": 0.5}
+    raw["data"]["annotations"].append({"format": "coco", "file": str(labels)})
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    done = runner.invoke(
+        app,
+        ["config", "use", str(PROJECT / "profiles" / "tiny.yaml"), "--out", str(params)],
+        env={"COLUMNS": "4000"},
+    )
+    assert done.exit_code == 0, done.output
+    assert "kept source 'myhands'" in done.output
+    written = yaml.safe_load(params.read_text())
+    assert written["profile"] == "tiny"
+    (kept,) = written["data"]["annotations"]  # the profile's own list has no source
+    assert {k: v for k, v in kept.items() if k in added} == added
+    assert written["data"]["weights"] == {"myhands": 0.5}
+    # a second switch neither loses nor repeats it
+    assert (
+        runner.invoke(
+            app, ["config", "use", str(PROJECT / "profiles" / "smoke.yaml"), "--out", str(params)]
+        ).exit_code
+        == 0
+    )
+    assert yaml.safe_load(params.read_text())["data"]["annotations"] == [kept]

@@ -9,10 +9,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from tests.helpers_annotations import image, onehand10k_file, write
+from tests.helpers_annotations import (
+    flawed_crowdpose,
+    image,
+    onehand10k_file,
+    round_trip,
+    write,
+)
 from typer.testing import CliRunner
 
-from poseops.annotations.export import export_coco
 from poseops.annotations.internal import (
     build_annotations,
     import_annotations,
@@ -22,91 +27,12 @@ from poseops.annotations.internal import (
 from poseops.cli.main import app
 from poseops.config import AnnotationSource, SplitParams
 from poseops.errors import DataError
+from poseops.metrics import mpii_pckh
 from poseops.skeletons import COCO17, HAND21, MPII16, skeleton_from_coco_category
 from poseops.tasks import get_task
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "4000"}
-CROWDPOSE14 = [
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-    "head",
-    "neck",
-]
-
-
-def person14(x0: float, y0: float) -> list[float]:
-    return [v for j in range(14) for v in (x0 + 3 * (j % 4), y0 + 4 * j, 2)]
-
-
-def flawed_crowdpose(folder: Path) -> dict:
-    """A 14-keypoint file as real releases have it: COCO's 19 edges copied in, no `area` anywhere."""
-    image(folder, "a.png")
-    return {
-        "images": [{"id": 1, "file_name": "a.png", "width": 160, "height": 120}],
-        "annotations": [
-            {
-                "id": 7,
-                "image_id": 1,
-                "category_id": 1,
-                "keypoints": person14(20, 5),
-                "num_keypoints": 14,
-                "bbox": [10, 2, 40, 60],
-                "iscrowd": 0,
-            },
-            {
-                "id": 8,
-                "image_id": 1,
-                "category_id": 1,
-                "keypoints": person14(80, 5),
-                "num_keypoints": 14,
-                "bbox": [70, 2, 40, 60],
-                "iscrowd": 0,
-            },
-        ],
-        "categories": [
-            {
-                "id": 1,
-                "name": "person",
-                "keypoints": CROWDPOSE14,
-                "skeleton": [[a + 1, b + 1] for a, b in COCO17.edges],
-            }
-        ],
-    }
-
-
-def round_trip(out: Path, tmp_path: Path) -> tuple[dict, dict]:
-    """(imported form, the form after `data export coco` and a COCO import back), both validated."""
-    first = load_annotations(out)
-    exported = tmp_path / "exported" / "coco.json"
-    exported.parent.mkdir(exist_ok=True)
-    export_coco(out, exported)
-    done = runner.invoke(
-        app, ["data", "import", "coco", str(exported), "--out", str(tmp_path / "again")], env=WIDE
-    )
-    assert done.exit_code == 0, done.output
-    assert runner.invoke(app, ["data", "validate", str(tmp_path / "again")]).exit_code == 0
-    again = load_annotations(tmp_path / "again")
-    assert [a["keypoints"] for a in again["annotations"]] == [
-        a["keypoints"] for a in first["annotations"]
-    ]
-    assert np.allclose(
-        [a["bbox"] for a in again["annotations"]], [a["bbox"] for a in first["annotations"]]
-    )
-    assert [c["keypoints"] for c in again["categories"]] == [
-        c["keypoints"] for c in first["categories"]
-    ]
-    return first, again
 
 
 # ---------------------------------------------------------------------------- repairs and refusals
@@ -309,6 +235,13 @@ def test_mpii_json_boxes_from_center_scale_and_head_boxes(tmp_path):
     )  # clipped to the image
     assert first["bbox_head"] == [599.0, 99.0, 50.0, 60.0]
     assert form["annotations"][2]["bbox_head"] == [189.0, 79.0, 30.0, 30.0]
+    # the imported head boxes are PCKh's normaliser: person 1's radius at 0.5 is 0.3 * hypot(50, 60) = 23.4 px
+    gt = np.asarray([a["keypoints"] for a in form["annotations"]]).reshape(3, 16, 3)
+    heads = [a["bbox_head"] for a in form["annotations"]]
+    for shift, hits in ((23.0, 13), (24.0, 0)):  # 13 scored: no pelvis, thorax, unlabelled head top
+        pred = gt[:1, :, :2] + [shift, 0.0]
+        result = mpii_pckh(pred, gt[:1, :, :2], gt[:1, :, 2], heads[:1])
+        assert result.value * result.protocol["num_keypoints_scored"] == pytest.approx(hits)
     round_trip(tmp_path / "out", tmp_path)
 
 
@@ -630,6 +563,20 @@ def test_hand_file_in_another_naming_is_mapped_onto_hand21(tmp_path):
         assert np.asarray(ann["keypoints"]).reshape(21, 3).tolist() == points.tolist()
 
 
+def test_a_mapped_category_keeps_its_own_sigmas_in_the_sets_order_else_takes_the_sets(tmp_path):
+    file, _ = onehand10k_file(tmp_path, count=1)
+    data = json.loads(file.read_text())
+    own = data["categories"][0]["keypoints"]
+    data["categories"][0]["sigmas"] = [0.01 * (i + 1) for i in range(21)]
+    form, _ = preview_import("coco", write(tmp_path / "with.json", data), None)
+    (cat,) = form["categories"]
+    assert cat["sigmas"][0] == 0.01 and cat["sigmas"][1] == pytest.approx(  # wrist; thumb1
+        0.01 * (own.index("thumb1") + 1)
+    )
+    file, _ = onehand10k_file(tmp_path / "plain", count=1)
+    assert preview_import("coco", file, None)[0]["categories"][0]["sigmas"] == list(HAND21.sigmas)
+
+
 def test_keypoint_map_names_joints_no_alias_knows(tmp_path):
     file, truth = onehand10k_file(tmp_path, count=1)
     data = json.loads(file.read_text())
@@ -755,8 +702,13 @@ def test_real_wholebody_file_gives_its_hands_to_the_hand_family(real_fixtures, t
         a for a in json.loads((tmp_path / "labels.json").read_text())["annotations"] if "side" in a
     ]
     assert all(a["num_keypoints"] == 21 for a in hands)
-    (warning,) = summary["warnings"]
-    assert "COCO-WholeBody face and foot keypoints are not imported" in warning
+    # the 4 labelled faces (of 14 people) become face68 annotations that no family here takes: said
+    assert "4 instances; handmle 0 (skipped 4 keypoints are not hand21)" in lines["face"]
+    faces = json.loads((tmp_path / "labels.json").read_text())["annotations"]
+    assert sum(1 for a in faces if len(a["keypoints"]) == 68 * 3) == 4
+    foot, untaken = summary["warnings"]
+    assert "COCO-WholeBody foot keypoints are not imported" in foot
+    assert "category 'face' is taken by no family (closest keypoint set: face68" in untaken
 
 
 def test_real_posetrack_file_has_coco_sigmas_and_no_warning(real_fixtures, tmp_path):

@@ -110,3 +110,39 @@ def test_unknown_format_names_the_plugins_too(installed_plugin, tmp_path):
     assert (
         done.exit_code == 1 and "'nope' is not supported" in done.output and "jsonl" in done.output
     )
+
+
+def test_the_readme_example_is_a_working_importer(tmp_path, monkeypatch):
+    """The README's "Importer plug-ins" example, as written there, installed under an entry point."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```python\n# my_importer.py")
+    code = readme[start + len("```python\n") : readme.index("```", start + 10)]
+    site = tmp_path / "site"
+    dist = site / "my_importer-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (site / "my_importer.py").write_text(code)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-importer\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{PLUGIN_GROUP}]\nmarkers = my_importer:read_jsonl\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert import_formats()["markers"] == "my_importer:read_jsonl"
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((120, 160, 3), np.uint8))
+    row = {
+        "image": "a.png",
+        "width": 160,
+        "height": 120,
+        "points": [[10, 20, 2], [40, 22, 2], [25, 50, 1]],
+    }
+    (tmp_path / "m.jsonl").write_text(json.dumps(row))
+    done = runner.invoke(
+        app,
+        ["data", "import", "markers", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "out")],
+        env={"COLUMNS": "4000"},
+    )
+    assert done.exit_code == 0, done.output
+    (ann,) = load_annotations(tmp_path / "out")["annotations"]
+    assert ann["keypoints"] == [10, 20, 2, 40, 22, 2, 25, 50, 1] and ann["bbox"] == [
+        10.0,
+        20.0,
+        30.0,
+        30.0,
+    ]

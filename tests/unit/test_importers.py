@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from tests.helpers_annotations import write_freihand_native
 from typer.testing import CliRunner
 
 from poseops.annotations.internal import (
@@ -158,30 +159,6 @@ def test_h36m_pickle_carrying_another_object_is_refused(real_fixtures, tmp_path)
 
 
 # ---------------------------------------------------------------------------- FreiHAND
-def write_freihand_native(
-    folder: Path, poses: int, renderings: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """A small FreiHAND release: K [poses, 3, 3], xyz [poses, 21, 3] metres, rgb/%08d.jpg."""
-    rng = np.random.default_rng(7)
-    K = np.zeros((poses, 3, 3))
-    K[:, 0, 0], K[:, 1, 1] = rng.uniform(450, 650, poses), rng.uniform(450, 650, poses)
-    K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = (
-        rng.uniform(100, 124, poses),
-        rng.uniform(100, 124, poses),
-        1.0,
-    )
-    xyz = rng.uniform(-0.06, 0.06, (poses, 21, 3)) + np.array([0.0, 0.0, 0.55])
-    (folder / "rgb").mkdir(parents=True)
-    (folder / "training_K.json").write_text(json.dumps(K.tolist()))
-    (folder / "training_xyz.json").write_text(json.dumps(xyz.tolist()))
-    for number in range(poses * renderings):
-        cv2.imwrite(
-            str(folder / "rgb" / f"{number:08d}.jpg"),
-            np.full((224, 224, 3), number * 20 % 255, np.uint8),
-        )
-    return K, xyz
-
-
 def test_freihand_native_layout_projects_uv_to_a_micro_pixel(tmp_path):
     K, xyz = write_freihand_native(tmp_path / "FreiHAND", poses=3, renderings=2)
     import_annotations("freihand", tmp_path / "FreiHAND", None, tmp_path / "out")

@@ -124,3 +124,34 @@ def test_bad_inputs_raise_data_error_naming_the_field():
     nan_gt = gt.copy()
     nan_gt[1, 2] = np.nan
     assert epe(pred, nan_gt, visible).value == pytest.approx(16 / 5)
+
+
+def test_mpii_pckh_by_hand_leaves_out_pelvis_and_thorax():
+    from poseops.metrics import mpii_pckh
+
+    gt = np.zeros((2, 16, 2))
+    gt[:, :, 0] = np.arange(16) * 10.0
+    visible = np.ones((2, 16), int)
+    visible[1, 15] = 0  # person 2's left wrist is not labelled
+    # head boxes as imported (x, y, w, h): diagonals 50 and 10 -> head sizes 30 and 6, radii 15 and 3
+    heads = [[100, 100, 30, 40], [0, 0, 6, 8]]
+    offset = np.zeros_like(gt)
+    offset[0, :, 0] = 14.0  # person 1: every joint 14 px off (< 15): all correct
+    offset[0, 9, 0] = 16.0  # ... but the head top (> 15)
+    offset[1, :, 1] = 3.0  # person 2: 3 px off, on the radius (<= counts)
+    offset[1, [0, 6, 7], 1] = (
+        4.0  # right ankle, pelvis, thorax miss (pelvis, thorax are not scored)
+    )
+    result = mpii_pckh(gt + offset, gt, visible, heads)
+    # scored: 14 joints of person 1, 13 of person 2; wrong: head top (1), right ankle (2)
+    assert result.value == pytest.approx((14 - 1 + 13 - 1) / 27)
+    assert result.protocol["num_keypoints_scored"] == 27
+    per_type = result.protocol["per_joint_type"]
+    assert per_type["head"] == 0.5 and per_type["ankle"] == pytest.approx(3 / 4)
+    assert per_type["wrist"] == pytest.approx(3 / 3)  # person 2's left wrist is unlabelled
+    # the general PCKh over all 16 joints counts the pelvis and thorax too
+    assert pckh(
+        gt + offset, gt, visible, head_box_size([[100, 100, 130, 140], [0, 0, 6, 8]])
+    ).value == (pytest.approx((16 - 1 + 15 - 3) / 31))
+    with pytest.raises(DataError, match="16 MPII joints"):
+        mpii_pckh(gt[:, :15], gt[:, :15], visible[:, :15], heads)

@@ -252,3 +252,27 @@ def test_categories_match_by_joint_names_before_joint_count():
     ]
     assert skeleton_categories(posetrack, coco) == {5}
     assert skeleton_categories([{"id": 7, "keypoints": ["a", "b"]}], coco) == set()
+
+
+def test_face68_markup():
+    from poseops.skeletons import FACE68, match_keypoint_set
+
+    # COCO-WholeBody-face's left/right swaps (mmpose's coco_wholebody_face.py, 0-based `face-i`)
+    swaps = [(i, 16 - i) for i in range(8)] + [(17 + i, 26 - i) for i in range(5)]
+    swaps += [(31, 35), (32, 34), (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+    swaps += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]
+    expected = list(range(68))
+    for a, b in swaps:
+        expected[a], expected[b] = b, a
+    assert FACE68.num_keypoints == 68 and FACE68.flip_permutation() == tuple(expected)
+    assert FACE68.sigmas[8] == 0.020 and FACE68.sigmas[47] == 0.034  # chin; right lower lip
+    assert FACE68.keypoints[30] == "nose_bridge4" and FACE68.keypoints[8] == "chin"
+    # the numbered namings map in any order: mmpose's 0-based `face-i` / `kpt-i`, iBUG's 1-based points
+    shuffled = list(np.random.default_rng(0).permutation(68))
+    for names in (
+        [f"face-{i}" for i in shuffled],
+        [f"kpt-{i}" for i in shuffled],
+        [str(i + 1) for i in shuffled],
+    ):
+        assert match_keypoint_set(names, FACE68) == tuple(shuffled.index(j) for j in range(68))
+    assert match_keypoint_set([f"face-{i}" for i in range(1, 69)], FACE68) is None  # off by one

@@ -1,7 +1,8 @@
 """COCO keypoints JSON -> the internal form (any skeleton its `categories` declare).
 
-A COCO-WholeBody file's hands (`lefthand_kpts`, `righthand_kpts`) become annotations of a `hand`
-category (hand21) beside the bodies, so hand families can use them. People with no labelled keypoint
+A COCO-WholeBody file's hands (`lefthand_kpts`, `righthand_kpts`) and faces (`face_kpts`) become
+annotations of a `hand` category (hand21) and a `face` category (face68) beside the bodies, so hand
+and face families can use them (its feet, a set poseops does not have, are a warning). People with no labelled keypoint
 and crowd regions are kept: they are ignore information for
 bottom-up training and for COCO AP (a crowd's box is also added to its image's `ignore_regions`).
 Ids are the file's own, so errors name the records as the user knows them; `merge` renumbers.
@@ -16,7 +17,7 @@ from typing import Any
 
 from poseops.annotations.internal import category_for, relative_to
 from poseops.errors import DataError
-from poseops.skeletons import HAND21
+from poseops.skeletons import FACE68, HAND21
 from poseops.storage import read_json
 
 ANNOTATION_FIELDS = ("id", "image_id", "category_id", "keypoints")
@@ -30,6 +31,30 @@ OPTIONAL_FIELDS = (
     "keypoints_3d",
     "person_id",
     "bbox_head",
+    # the internal form's own fields, in a file `poseops data export coco` wrote: kept, so an export
+    # imports back to the same labels (tests/unit/test_round_trip.py)
+    "keypoints_clean",
+    "side",
+    "source_annotation_id",
+    "center",
+    "scale",
+    "bbox_raw",
+    "area_flagged",
+    "area_source",
+)
+# the internal form's image fields (poseops.annotations.internal) a COCO-like file may carry
+INTERNAL_IMAGE_FIELDS = (
+    "frame_index",
+    "subject",
+    "camera_id",
+    "view",
+    "group",
+    "ignore_regions",
+    "ignore_polygons",
+    "task",
+    "performer",
+    "split",
+    "frame_number",
 )
 
 
@@ -84,9 +109,10 @@ def coco_to_internal(
                 "frame_index": None,
                 "width": width,
                 "height": height,
-                "sequence": img.get("vid_id"),
+                "sequence": img.get("sequence", img.get("vid_id")),
                 "subject": None,
                 "source": source,
+                **{k: img[k] for k in INTERNAL_IMAGE_FIELDS if img.get(k) is not None},
                 **image_extra(img),
             }
         )
@@ -120,48 +146,60 @@ def coco_to_internal(
         annotations.append(record)
     for img in images:
         if img["id"] in crowds:
-            img["ignore_regions"] = list(img.get("ignore_regions") or []) + crowds[img["id"]]
+            regions = list(img.get("ignore_regions") or [])
+            img["ignore_regions"] = regions + [b for b in crowds[img["id"]] if b not in regions]
     info: dict[str, Any] = {"sources": [str(file)]}
-    hands, unlabelled = wholebody_hands(data["annotations"], categories)
-    if hands:
-        categories.append(category_for(HAND21, max(int(c["id"]) for c in categories) + 1, "hand"))
-        for hand in hands:
-            annotations.append({**hand, "category_id": categories[-1]["id"]})
-        info["wholebody_hands"] = {"taken": len(hands), "not_labelled": unlabelled}
-    left_out = [
-        part
-        for part in ("face", "foot")
-        if any(isinstance(a, dict) and a.get(f"{part}_valid") for a in data["annotations"])
-    ]
-    if left_out:  # said, never dropped silently
-        info["warnings"] = [
-            f"COCO-WholeBody {' and '.join(left_out)} keypoints are not imported (no built-in "
-            f"{' or '.join(left_out)} keypoint set); bodies and hands are"
+    for part, skeleton in (("hand", HAND21), ("face", FACE68)):
+        found, unlabelled = wholebody_parts(data["annotations"], part, annotations)
+        if found:
+            category_id = max(int(c["id"]) for c in categories) + 1
+            categories.append(category_for(skeleton, category_id, part))
+            annotations += [{**a, "category_id": category_id} for a in found]
+            info[f"wholebody_{part}s"] = {"taken": len(found), "not_labelled": unlabelled}
+    if any(isinstance(a, dict) and a.get("foot_valid") for a in data["annotations"]):
+        info["warnings"] = [  # said, never dropped silently
+            "COCO-WholeBody foot keypoints are not imported (no built-in foot keypoint set); "
+            "bodies, hands and faces are"
         ]
-    return {"images": images, "annotations": annotations, "categories": categories, "info": info}
+    part = {"images": images, "annotations": annotations, "categories": categories, "info": info}
+    if isinstance(data.get("cameras"), list):  # checked with the rest (poseops.annotations.checks)
+        part["cameras"] = [dict(c) if isinstance(c, dict) else c for c in data["cameras"]]
+    return part
 
 
-def wholebody_hands(annotations: list[dict], categories: list[dict]) -> tuple[list[dict], int]:
-    """The hands of COCO-WholeBody annotations (Jin et al. 2020, "Whole-Body Human Pose Estimation in the
-    Wild": `lefthand_kpts` / `righthand_kpts` [21·3] in hand21's order, `*_box`, `*_valid`) as hand
-    annotations (category id left to the caller), and how many hands were not labelled (valid false).
-    Ids continue after the file's largest, so the body annotations keep theirs; `person_id` links each
-    hand to its body annotation."""
-    if not any(isinstance(a, dict) and "lefthand_kpts" in a for a in annotations):
+# COCO-WholeBody's parts beside the body (Jin et al. 2020, "Whole-Body Human Pose Estimation in the Wild"):
+# part -> (the keypoint fields of each person and the side they carry, or None).
+WHOLEBODY_PARTS = {
+    "hand": (("lefthand", "left"), ("righthand", "right")),
+    "face": (("face", None),),
+}
+
+
+def wholebody_parts(
+    annotations: list[dict], part: str, taken: list[dict]
+) -> tuple[list[dict], int]:
+    """The hands or faces of COCO-WholeBody annotations (`<field>_kpts` in hand21's / face68's order,
+    `<field>_box`, `<field>_valid`) as annotations of their own (category id left to the caller), and
+    how many were not labelled (valid false). Ids continue after the largest of `taken` (the body
+    annotations, and the parts taken before), so every record keeps a unique id; `person_id` links
+    each one to its body annotation."""
+    if not any(
+        isinstance(a, dict) and f"{field}_kpts" in a
+        for a in annotations
+        for field, _ in WHOLEBODY_PARTS[part]
+    ):
         return [], 0
-    next_id = (
-        max((int(a["id"]) for a in annotations if isinstance(a.get("id"), int)), default=0) + 1
-    )
-    hands, unlabelled = [], 0
+    next_id = max((int(a["id"]) for a in taken if isinstance(a.get("id"), int)), default=0) + 1
+    found, unlabelled = [], 0
     for ann in annotations:
-        for side in ("left", "right"):
-            points = ann.get(f"{side}hand_kpts")
+        for field, side in WHOLEBODY_PARTS[part]:
+            points = ann.get(f"{field}_kpts")
             if points is None:
                 continue
-            if not ann.get(f"{side}hand_valid"):
+            if not ann.get(f"{field}_valid"):
                 unlabelled += 1
                 continue
-            hand = {
+            record = {
                 "id": next_id,
                 "image_id": ann["image_id"],
                 "keypoints": list(points),
@@ -169,15 +207,16 @@ def wholebody_hands(annotations: list[dict], categories: list[dict]) -> tuple[li
                 "num_keypoints": sum(
                     1 for v in list(points)[2::3] if isinstance(v, (int, float)) and v > 0
                 ),
-                "side": side,
                 "person_id": f"wholebody:{ann['id']}",
             }
-            box = ann.get(f"{side}hand_box")
+            if side is not None:
+                record["side"] = side
+            box = ann.get(f"{field}_box")
             if box is not None and len(box) == 4 and box[2] > 0 and box[3] > 0:
-                hand["bbox"] = list(box)
-            hands.append(hand)
+                record["bbox"] = list(box)
+            found.append(record)
             next_id += 1
-    return hands, unlabelled
+    return found, unlabelled
 
 
 def read_coco(

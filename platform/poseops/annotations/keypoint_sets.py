@@ -60,6 +60,11 @@ def map_categories(
                 cat["keypoints_source"] = list(names)
                 cat["keypoints"] = list(skeleton.keypoints)
                 cat["skeleton"] = [[a + 1, b + 1] for a, b in skeleton.edges]
+                sigmas = cat.get("sigmas")
+                if isinstance(sigmas, list) and len(sigmas) == len(perm):
+                    cat["sigmas"] = [sigmas[i] for i in perm]  # the file's own, in the set's order
+                elif sigmas is None and skeleton.sigmas is not None:
+                    cat["sigmas"] = list(skeleton.sigmas)
                 mappings.append(
                     {
                         "category": cat.get("name"),

@@ -45,11 +45,19 @@ def config_use(
     profile: Annotated[str, typer.Argument(help="profile name (profiles/<name>.yaml) or a path")],
     out: Annotated[Path, typer.Option(help="params file to write")] = Path("params.yaml"),
 ) -> None:
-    """Resolve a profile's presets and write the result to params.yaml."""
-    from poseops.profiles import write_profile
+    """Resolve a profile's presets and write the result to params.yaml (keeping the sources that
+    `poseops data add` put in it)."""
+    from poseops.config import read_yaml
+    from poseops.profiles import added_sources, profile_path, write_profile
 
+    kept, _ = added_sources(out, read_yaml(profile_path(profile)))
     path = write_profile(profile, out)
     console.print(f"wrote {path} from profile {profile!r}")
+    for entry in kept:
+        console.print(
+            f"kept source {entry.get('name') or entry['file']!r} ({entry['format']}: {entry['file']})",
+            highlight=False,
+        )
 
 
 @config_app.command("validate")

@@ -137,6 +137,58 @@ def pckh(pred, gt, visible, head_size, threshold: float = 0.5) -> MetricResult:
     return MetricResult(result.value, {**result.protocol, "metric": "PCKh"})
 
 
+# MPII-16 (poseops.skeletons.MPII16) joints per reported type, and the two left out of MPII's mean: its
+# evaluation (Andriluka et al. 2014; the code HRNet and mmpose ship, `PCKh.mask[6:8] = True`) reports
+# PCKh@0.5 per joint type and a mean over all labelled joints but the pelvis and thorax.
+MPII_JOINT_TYPES = {
+    "head": (9,),
+    "shoulder": (12, 13),
+    "elbow": (11, 14),
+    "wrist": (10, 15),
+    "hip": (2, 3),
+    "knee": (1, 4),
+    "ankle": (0, 5),
+}
+MPII_EXCLUDED = (6, 7)  # pelvis, thorax
+
+
+def mpii_pckh(pred, gt, visible, head_boxes, threshold: float = 0.5) -> MetricResult:
+    """MPII's PCKh: pred, gt `[N,16,2]` in MPII-16 order, visible `[N,16]`, head boxes `[N,4]` as
+    imported (`bbox_head`: x, y, w, h). A joint is correct when its distance is at most `threshold` x
+    0.6 x the head box diagonal; the value is the mean over labelled joints except the pelvis and thorax
+    (each labelled joint weighs the same, as MPII's per-joint rates weighted by joint counts); the
+    protocol holds the rate per joint type."""
+    boxes = as_points("head_boxes", head_boxes, "[N,4]")
+    require_finite("head_boxes", boxes)
+    corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+    ratio, mask = normalised_distances(pred, gt, visible, head_box_size(corners))
+    if mask.shape[1] != 16:
+        raise DataError(f"pred: MPII PCKh needs the 16 MPII joints, got {mask.shape[1]}")
+    scored = mask.copy()
+    scored[:, list(MPII_EXCLUDED)] = False
+    if not scored.any():
+        raise DataError("visible: no labelled joint but the pelvis and thorax to score")
+    correct = (ratio <= threshold) & mask
+    per_type = {
+        name: float(correct[:, list(joints)].sum() / mask[:, list(joints)].sum())
+        for name, joints in MPII_JOINT_TYPES.items()
+        if mask[:, list(joints)].any()
+    }
+    return MetricResult(
+        value=float(correct[scored].mean()),
+        protocol={
+            "metric": "PCKh",
+            "threshold": float(threshold),
+            "normaliser": "head: 0.6 x head box diagonal",
+            "rule": "distance / normaliser <= threshold",
+            "averaging": "mean over labelled joints except pelvis and thorax (MPII)",
+            "per_joint_type": per_type,
+            "num_instances": int(mask.shape[0]),
+            "num_keypoints_scored": int(scored.sum()),
+        },
+    )
+
+
 def pck_curve(pred, gt, visible, normaliser, thresholds: Sequence[float], normaliser_name: str = "keypoint_box") -> dict:
     """PCK at each threshold, for plotting: `{"thresholds": [...], "values": [...], "protocol": {...}}`."""
     ratio, mask = normalised_distances(pred, gt, visible, normaliser)
