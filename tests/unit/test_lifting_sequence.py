@@ -310,3 +310,38 @@ def test_train_checkpoint_order_follows_the_metric_mode():
     from poseops.tune.adapter import metric_mode
 
     assert metric_mode("lifter") == "min" and metric_mode("vmhpe") == "max"
+
+
+def test_shard_2d_is_the_projection_of_its_3d_target(dataset):
+    """Same frames, view and joint order: every window's camera-frame 3D (root-relative + root) seen by
+    its own camera lands on its 2D input to < 1 px, and the targets are root-relative (root joint 0)."""
+    from poseops.geometry import project
+    from poseops.tasks.lifting_sequence import load_lifting_split
+
+    for split in ("train", "val"):
+        arrays = load_lifting_split(str(dataset["root"] / "derived"), split)
+        assert np.abs(arrays["keypoints_3d_cam"][:, :, 0]).max() == 0.0
+        for i, camera in enumerate(arrays["cameras"]):
+            cam = arrays["keypoints_3d_cam"][i] + arrays["root_cam"][i][:, None]
+            uv = np.asarray(project(cam.astype(np.float64), camera))
+            assert np.abs(uv - arrays["keypoints_2d"][i]).max() < 1.0
+
+
+def test_batch_target_is_the_centre_frame_of_its_2d_window(dataset):
+    """Each unmirrored training sample's target is the track's 3D at the centre of its 2D window."""
+    data = dataset["data"]
+    model = create_model("lifter", "tiny", flip_augment=False)
+    tracks = load_tracks(str(dataset["root"] / "derived"), "train")
+    windows, loader = TASK.train_loader(loop_config(dataset), model, 0, 1)
+    inputs = [normalize_screen(t.keypoints_2d, t.width, t.height) for t in tracks]
+    batch = next(iter(loader))
+    centre = (data.sequence_window - 1) // 2
+    for x, y in zip(batch["input"].numpy(), batch["target"].numpy()):
+        hits = [
+            (i, n)
+            for i, track_2d in enumerate(inputs)
+            for n in np.flatnonzero(np.abs(track_2d - x[centre]).max(axis=(1, 2)) < 1e-5)
+        ]
+        assert hits
+        i, n = hits[0]
+        assert np.allclose(y * 1000.0, tracks[i].pose_3d[n], atol=1e-2)
