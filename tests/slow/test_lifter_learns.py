@@ -34,15 +34,17 @@ from poseops.tasks.lifting_sequence import LifterPredictor, LiftingSequenceData
 pytestmark = pytest.mark.slow
 
 TASK = get_task("lifting_sequence")
-# 12 sequences (the 11 smoke subjects, 1-2 each) x 120 frames x 2 views; the validation split holds 3
-# subjects. The smoke preset at T = 9 (the smoke profile runs T = 27 with the same network).
+# 22 sequences (the 11 smoke subjects, 2 each, as the smoke profile) x 120 frames x 2 views; the
+# validation split holds 3 subjects. With 12 sequences (1-2 a subject) the same schedule overfits the 5
+# training subjects' motions (train 37 mm, held-out ~70-80 mm); 2 a subject reach ~55 mm.
+# The smoke preset at T = 9 (the smoke profile runs T = 27 with the same network).
 CAPTURE = CaptureParams(
     hands=None,
     bodies=BodyCaptureParams(sequences=198),  # the smoke bodies' 11 subjects
-    sequences=SequenceCaptureParams(count=12, frames=120, views=2),
+    sequences=SequenceCaptureParams(count=22, frames=120, views=2),
 )
 FRAMES = 9
-STEPS_EPOCHS = int(os.environ.get("LIFTER_CI_EPOCHS", 12))
+STEPS_EPOCHS = int(os.environ.get("LIFTER_CI_EPOCHS", 20))
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +72,11 @@ def trained(tmp_path_factory):
             "family": "lifter",
             "dataset_url": str(root / "derived"),
             "data": data.model_dump(mode="json"),
-            "batch_size": 64,
+            "batch_size": 32,
             "seed": 0,
         }
         windows, loader = TASK.train_loader(cfg, model, 0, 1)
-        optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(STEPS_EPOCHS * 0.75)], 0.1)
         for epoch in range(STEPS_EPOCHS):
             windows.set_epoch(epoch)
