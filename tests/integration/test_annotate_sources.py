@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from poseops.annotations.internal import build_annotations
+from poseops.annotations.sequences import write_sequence_annotations
 from poseops.capture import write_captures
 from poseops.config import CaptureParams
 
@@ -46,7 +47,7 @@ def placeholder_outputs(project: Path, families: list[str]) -> list[str]:
     names = []
     for name, stage in stages.items():
         if "foreach" in stage:
-            items = [(f"{name}@{family}", stage["do"], family) for family in families]
+            items = [(f"{name}@{family}", stage["do"], family) for family in stage["foreach"]]
         elif name not in ("capture", "annotate"):
             items = [(name, stage, "")]
         else:
@@ -87,7 +88,9 @@ def test_adding_the_real_coco_fixture_reruns_annotate_and_later_stages_not_captu
     raw = project / "data" / "raw" / "synthetic"
     write_captures(
         raw,
-        CaptureParams.model_validate({**params["data"]["capture"], "bodies": None}),
+        CaptureParams.model_validate(
+            {**params["data"]["capture"], "bodies": None, "sequences": None}
+        ),
         keep_empty=True,
     )
     assert not any(
@@ -95,6 +98,7 @@ def test_adding_the_real_coco_fixture_reruns_annotate_and_later_stages_not_captu
     )  # a null part: an empty folder, still an output for DVC
     labels = project / "data" / "annotations" / "labels.json"
     build_annotations(raw, [], labels)
+    write_sequence_annotations(raw / "sequences", labels.parent / "sequences.json")
     assert len(json.loads(labels.read_text())["images"]) == 4
     later = placeholder_outputs(project, list(params["families"]))
     dvc(project, "commit", "-f", "-q", "capture", "annotate", *later)
@@ -118,6 +122,8 @@ def test_adding_the_real_coco_fixture_reruns_annotate_and_later_stages_not_captu
     )
     stale = json.loads(dvc(project, "status", "--json"))
     assert "capture" not in stale and "annotate" not in stale
-    assert {f"derive@{family}" for family in params["families"]} <= set(
+    image_families = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["derive"]
+    assert {f"derive@{family}" for family in image_families["foreach"]} <= set(
         stale
     )  # what follows is stale
+    assert "derive-lifter" not in stale  # it reads the sequences, which the source leaves alone
