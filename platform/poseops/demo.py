@@ -32,6 +32,55 @@ def held_out_example(dataset_url: str) -> tuple[np.ndarray, list[float] | None]:
     return image, None if box is None else [float(v) for v in box]
 
 
+def held_out_track(dataset_url: str) -> tuple[dict, np.ndarray]:
+    """The first test-split window of a derived lifting dataset: (the endpoint's JSON request: 2D track
+    in px with the image size, skeleton h36m17; the centre frame's root-relative 3D in mm [17, 3])."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from poseops.storage import filesystem, join
+
+    fs, path = filesystem(join(dataset_url, "test"))
+    first = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))[0]
+    with fs.open(first, "rb") as f:
+        row = pq.ParquetFile(f).read_row_group(0).slice(0, 1).to_pylist()[0]
+    frames = len(row["frame_indices"])
+    track = np.asarray(row["keypoints_2d"], np.float64).reshape(frames, -1, 2)
+    truth = np.asarray(row["keypoints_3d_cam"], np.float64).reshape(frames, -1, 3)[frames // 2]
+    camera = json.loads(row["camera"])
+    request = {
+        "keypoints": [[[x, y, 1.0] for x, y in frame] for frame in track.tolist()],
+        "image_size": [camera["width"], camera["height"]],
+        "skeleton": "h36m17",
+    }
+    return request, truth
+
+
+def plot_pose_3d(joints_mm: np.ndarray, truth_mm: np.ndarray, skeleton, path: Path) -> None:
+    """A 3D plot (camera frame, y down drawn up) of a lifted pose beside its ground truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=(5, 5))
+    axes = figure.add_subplot(projection="3d")
+    for pose, colour, label in (
+        (truth_mm, "tab:gray", "ground truth"),
+        (joints_mm, "tab:red", "lifted"),
+    ):
+        for a, b in skeleton.edges:
+            axes.plot(
+                *zip(pose[a][[0, 2, 1]] * [1, 1, -1], pose[b][[0, 2, 1]] * [1, 1, -1]), c=colour
+            )
+        axes.scatter(pose[:, 0], pose[:, 2], -pose[:, 1], c=colour, s=8, label=label)
+    axes.set_xlabel("x (mm)"), axes.set_ylabel("z (mm)"), axes.set_zlabel("-y (mm)")
+    axes.legend()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 SHOWN_SCORE = (
     0.3  # a bottom-up answer's people drawn and counted by the demo: those scored at least this
 )
@@ -67,6 +116,25 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
     with serving(app, params.serve.host, params.serve.port) as base_url:
         console.print(f"endpoint up at {base_url} (OpenAPI docs: {base_url}/docs)")
         for name in names:
+            if get_family(name).task == "lifting_sequence":
+                request, truth = held_out_track(str(layout().derived(name)))
+                response = httpx.post(f"{base_url}/v1/{name}/predict", json=request, timeout=60)
+                response.raise_for_status()
+                body = answers[name] = response.json()
+                lifted = np.asarray(body["keypoints_3d"], np.float64)
+                plot_path = out_dir / f"{name}_pose3d.png"
+                plot_pose_3d(lifted, truth, get_skeleton(get_family(name).skeleton), plot_path)
+                error = float(np.linalg.norm(lifted - truth, axis=1).mean())
+                console.print(
+                    f"POST /v1/{name}/predict -> model {body['model']['name']} v{body['model']['version']}: "
+                    f"the centre frame of a {len(request['keypoints'])}-frame test track, MPJPE {error:.1f} mm"
+                )
+                console.print(
+                    "3D [x, y, z] mm: "
+                    + ", ".join(f"[{x:.0f}, {y:.0f}, {z:.0f}]" for x, y, z in lifted)
+                )
+                console.print(f"3D plot: {plot_path}")
+                continue
             image, box = held_out_example(str(layout().derived(name)))
             ok, png = cv2.imencode(".png", image)
             form = {} if box is None else {"box": ",".join(f"{v:.2f}" for v in box)}
