@@ -84,7 +84,7 @@ def test_a_plugin_family_runs_the_pipeline_and_is_served(plugin_project):
     assert list(stages["train"]["foreach"]) == ["toyhands"]
 
     run = subprocess.run(
-        [str(BIN / "dvc"), "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=240
+        [str(BIN / "dvc"), "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=480
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for stage in ("derive@toyhands", "train@toyhands", "evaluate@toyhands", "promote@toyhands"):
