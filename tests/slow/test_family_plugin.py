@@ -112,7 +112,7 @@ def test_a_plugin_family_runs_the_pipeline_and_is_served(plugin_project):
             try:
                 if httpx.get(f"{base}/healthz", timeout=2).json().get("families") == ["toyhands"]:
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not up yet, or a proxy's non-JSON answer
                 pass
             assert server.poll() is None, server.stdout.read()[-3000:]
             time.sleep(1)
