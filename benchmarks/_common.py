@@ -56,3 +56,30 @@ def device_name(device: torch.device) -> str:
 
 def cpu_name() -> str:
     return platform.processor() or platform.machine()
+
+
+def roofline_rows(
+    cases: dict[str, Callable[[], object]],
+    runs: int,
+    warmup: int,
+    device: torch.device,
+    peak: float,
+    batch: int | None = None,
+) -> dict[str, dict]:
+    """Per case: median milliseconds, GFLOPs, achieved GFLOP/s and its share of the sgemm peak (and ms
+    per item when `batch` is given), with autograd off."""
+    rows = {}
+    with torch.no_grad():
+        for name, fn in cases.items():
+            seconds = median_seconds(fn, runs, warmup, device)
+            work = gflops(fn)
+            row = {"ms": 1000 * seconds}
+            if batch is not None:
+                row["ms_per_crop"] = 1000 * seconds / batch
+            row.update(
+                gflops=work,
+                gflop_per_s=work / seconds,
+                fraction_of_sgemm_peak=work / seconds / peak,
+            )
+            rows[name] = row
+    return rows

@@ -18,7 +18,7 @@ import argparse
 
 import torch
 
-from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
+from _common import cpu_name, device_name, roofline_rows, sgemm_peak_gflops
 from poseops.models import create_model
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
@@ -37,19 +37,7 @@ def bench_case(
         "forward": lambda: model(images),
         "predict_flip": lambda: model.predict(images, flip_test=True),
     }
-    row = {}
-    with torch.no_grad():
-        for name, fn in cases.items():
-            seconds = median_seconds(fn, runs, warmup, device)
-            work = gflops(fn)
-            row[name] = {
-                "ms": 1000 * seconds,
-                "ms_per_crop": 1000 * seconds / batch,
-                "gflops": work,
-                "gflop_per_s": work / seconds,
-                "fraction_of_sgemm_peak": work / seconds / peak,
-            }
-    return row
+    return roofline_rows(cases, runs, warmup, device, peak, batch)
 
 
 def main() -> None:

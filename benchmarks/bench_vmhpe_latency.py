@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
+from _common import cpu_name, device_name, roofline_rows, sgemm_peak_gflops
 from poseops.models import create_model
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
@@ -45,16 +45,7 @@ def bench_preset(profile: str, runs: int, warmup: int, device: torch.device, pea
         "predict": lambda: model.predict(images),
         "predict_flip": lambda: model.predict(images, flip_test=True),
     }
-    with torch.no_grad():
-        for name, fn in cases.items():
-            seconds = median_seconds(fn, runs, warmup, device)
-            work = gflops(fn)
-            row[name] = {
-                "ms": 1000 * seconds,
-                "gflops": work,
-                "gflop_per_s": work / seconds,
-                "fraction_of_sgemm_peak": work / seconds / peak,
-            }
+    row.update(roofline_rows(cases, runs, warmup, device, peak))
     return row
 
 
