@@ -40,6 +40,8 @@ test-slow: install
 	$(PYTEST) -m slow; status=$$?; [ $$status -eq 5 ] && status=0; exit $$status
 
 demo: install
+	@# token authentication needs a token: made once in ~/.ray/auth_token (kept if it exists)
+	@[ -n "$$RAY_AUTH_TOKEN" ] || $(BIN)/ray get-auth-token --generate >/dev/null
 	@$(BIN)/ray start --head --num-cpus=2 --port=$(RAY_PORT) --node-ip-address=127.0.0.1 \
 	    --include-dashboard=true --dashboard-host=127.0.0.1 --object-store-memory=1000000000 --disable-usage-stats \
 	    >.poseops-ray-start.log 2>&1 || { cat .poseops-ray-start.log; exit 1; }

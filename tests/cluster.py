@@ -31,6 +31,10 @@ class LocalCluster:
 def start_cluster(head_cpus: int = 2, worker_cpus: int = 1, dashboard: bool = True) -> LocalCluster:
     """Ray >= 2.59 starts `ray start` clusters with token authentication; clients use `.env()`."""
     os.environ["RAY_AUTH_MODE"] = "token"
+    if not os.environ.get("RAY_AUTH_TOKEN"):  # a fresh machine has no ~/.ray/auth_token yet
+        subprocess.run(
+            [str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True
+        )
     port, dash = free_port(), free_port()
     head = [
         str(BIN / "ray"),
