@@ -1,6 +1,9 @@
 """DVC stage `capture` (see dvc.yaml): a few lines over poseops.pipeline.capture."""
 
-from poseops.cli.main import run_stage
+from poseops.numerics import pin_portable_numerics
 
 if __name__ == "__main__":
+    pin_portable_numerics()  # before numpy and torch load: the same bytes on every x86-64 CPU
+    from poseops.cli.main import run_stage
+
     run_stage("capture")

@@ -33,6 +33,7 @@ from poseops.annotations.internal import load_annotations
 from poseops.annotations.mix import source_mix, weigh_sources
 from poseops.config import FamilyData, SplitParams
 from poseops.errors import DataError
+from poseops.numerics import ray_env_vars
 from poseops.skeletons import Skeleton
 from poseops.storage import clear, exists, join, sha256_bytes, sha256_file, write_json_atomic
 
@@ -179,8 +180,8 @@ def attach_ray(num_cpus: int | None = None):
 
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address)
+        if address:  # the cluster's workers get this process's numerics pins (poseops.numerics)
+            ray.init(address=address, runtime_env={"env_vars": ray_env_vars()})
         else:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
     return ray

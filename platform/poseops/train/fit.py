@@ -10,6 +10,7 @@ from typing import Any
 
 from poseops.config import FamilyParams
 from poseops.families import Family
+from poseops.numerics import ray_env_vars
 from poseops.paths import state_dir
 from poseops.train.loop import train_loop_per_worker
 
@@ -46,7 +47,11 @@ def ensure_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local")
+        address = os.environ.get("RAY_ADDRESS")
+        if address:  # the cluster's workers get this process's numerics pins (poseops.numerics)
+            ray.init(address=address, runtime_env={"env_vars": ray_env_vars()})
+        else:
+            ray.init(address="local")
 
 
 def storage_for(fam: FamilyParams, storage_path: str | None = None) -> str:
