@@ -34,7 +34,7 @@ from poseops.annotations.mix import source_mix, weigh_sources
 from poseops.config import FamilyData, SplitParams
 from poseops.errors import DataError
 from poseops.skeletons import Skeleton
-from poseops.storage import clear, exists, join, sha256_bytes, sha256_file, write_json_atomic
+from poseops.storage import clear, exists, join, sha256_bytes, write_json_atomic
 
 Executor = Literal["auto", "ray", "local"]
 CHUNK_SAMPLES = 256  # items per Ray task
@@ -325,8 +325,8 @@ def derive_dataset(
 
 
 def dataset_checksum(card: Mapping[str, Any]) -> str:
-    """SHA-256 of a derived dataset's content: kind, skeleton, schema, source options and labels' hash,
-    split counts, and every shard's name, rows and SHA-256, in card order.
+    """SHA-256 of a derived dataset's content: kind, skeleton, schema, source options and the hash of the
+    records it takes (`records_sha256`), split counts, and every shard's name, rows and SHA-256, in card order.
 
     Two datasets with the same checksum hold the same rows; evaluation, reports and the registry's
     champion-vs-challenger gate compare "the same evaluation data" by it. Card fields that are not
@@ -344,6 +344,17 @@ def dataset_checksum(card: Mapping[str, Any]) -> str:
         },
     }
     return sha256_bytes(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
+
+
+def records_sha256(per_split: Mapping[str, list[dict]]) -> str:
+    """SHA-256 of the labels' records a dataset takes: its planned items (each holding the image and
+    annotation records its row is cut from) per split, in split order.
+
+    Not the labels file's hash: one labels file feeds every family, and a record no item of this
+    dataset holds (another family's hands, say) must leave this card, and so the family's derived
+    output and what depends on it downstream, unchanged.
+    """
+    return sha256_bytes(json.dumps(per_split, sort_keys=True, separators=(",", ":")).encode())
 
 
 def make_card(
@@ -390,7 +401,7 @@ def make_card(
         "source": {
             "mix": {name: source_mix(items) for name, items in per_split.items()},
             "annotations": annotations_path.name,
-            "annotations_sha256": sha256_file(annotations_path),
+            "records_sha256": records_sha256(per_split),
             "kind": "synthetic"
             if sources == {"synthetic"}
             else ("mixed" if "synthetic" in sources else "real"),

@@ -1,0 +1,96 @@
+"""A family's derived dataset depends only on the labels' records it takes: one labels file feeds every
+family, so an edit of a hand record must leave the body families' datasets byte-identical (DVC then
+finds their train stages' inputs unchanged) while the hand family's dataset changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.helpers_annotations import image, onehand10k_file, write
+
+from poseops.annotations.internal import build_annotations
+from poseops.config import AnnotationSource, SplitParams
+from poseops.datasets.derive import dataset_checksum, derive_dataset
+from poseops.skeletons import COCO17
+from poseops.tasks import get_task
+
+
+def coco_bodies_file(folder: Path, count: int = 4) -> Path:
+    """COCO-17 people, one per 96x96 frame (COCO's own naming)."""
+    images, annotations = [], []
+    for i in range(count):
+        image(folder, f"body{i}.png", 96, 96)
+        points = [v for j in range(17) for v in (20 + 3 * j + i, 10 + 4 * j, 2)]
+        images.append({"id": i + 1, "file_name": f"body{i}.png", "width": 96, "height": 96})
+        annotations.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 1,
+                "keypoints": points,
+                "num_keypoints": 17,
+                "bbox": [15, 5, 70, 80],
+                "area": 70 * 80,
+                "iscrowd": 0,
+            }
+        )
+    categories = [{"id": 1, "name": "person", "keypoints": list(COCO17.keypoints)}]
+    return write(
+        folder / "bodies.json",
+        {"images": images, "annotations": annotations, "categories": categories},
+    )
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.*"))}
+
+
+def test_a_hand_record_edit_changes_the_hand_dataset_only(tmp_path):
+    bodies = coco_bodies_file(tmp_path / "bodies")
+    hands, _ = onehand10k_file(tmp_path / "hands", count=4)
+    labels = tmp_path / "labels" / "labels.json"
+    build_annotations(
+        None,
+        [
+            AnnotationSource(format="coco", file=str(bodies), name="bodies"),
+            AnnotationSource(format="coco", file=str(hands), name="hands"),
+        ],
+        labels,
+    )
+    crop, bottomup = get_task("topdown_crop"), get_task("bottomup_image")
+    split = SplitParams(val_fraction=0.25, test_fraction=0.25)
+    derivations = {  # family-like name -> (rows, options, skeleton)
+        "body_crops": (crop.rows, crop.Options(), "coco17"),
+        "body_images": (bottomup.rows, bottomup.Options(), "coco17"),
+        "hand_crops": (crop.rows, crop.Options(), "hand21"),
+    }
+
+    def derive_all(tag: str) -> dict[str, Path]:
+        outs = {}
+        for name, (rows, options, skeleton) in derivations.items():
+            outs[name] = tmp_path / tag / name
+            derive_dataset(
+                rows, labels, str(outs[name]), options, split, skeleton=skeleton, executor="local"
+            )
+        return outs
+
+    before = derive_all("before")
+    data = json.loads(labels.read_text())
+    hand = next(a for a in data["annotations"] if len(a["keypoints"]) == 63)
+    hand["keypoints"][0] += 5.0  # the hands source's first wrist, moved 5 px
+    labels.write_text(json.dumps(data))
+    after = derive_all("after")
+
+    for name in ("body_crops", "body_images"):
+        assert folder_bytes(before[name]) == folder_bytes(after[name]), name
+    cards = {
+        tag: {n: json.loads((outs[n] / "card.json").read_text()) for n in derivations}
+        for tag, outs in (("before", before), ("after", after))
+    }
+    hand_before, hand_after = cards["before"]["hand_crops"], cards["after"]["hand_crops"]
+    assert hand_before["source"]["records_sha256"] != hand_after["source"]["records_sha256"]
+    assert dataset_checksum(hand_before) != dataset_checksum(hand_after)
+    for name in ("body_crops", "body_images"):
+        assert dataset_checksum(cards["before"][name]) == dataset_checksum(cards["after"][name])
+        assert cards["before"][name]["counts"] == {"train": 2, "val": 1, "test": 1}
