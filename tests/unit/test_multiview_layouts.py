@@ -271,3 +271,43 @@ def test_hand_written_panoptic_scene_imports_reprojects_and_round_trips(tmp_path
     assert max(reprojection_errors(labels)) < 1.0
     first, again = round_trip(tmp_path / "out", tmp_path)
     assert max(reprojection_errors(again)) < 1.0
+
+
+def test_hand_written_h36m_stills_evaluate_with_a_lifter_checkpoint(tmp_path):
+    """import -> derive (one-frame windows) -> evaluate with a lifter checkpoint on Human3.6M frames
+    that are stills (each track one frame): metrics.json says `real`, and MPJVE, which needs two frames
+    of a track, is null with the reason, not a refusal of the whole evaluation."""
+    import torch
+
+    from poseops.checkpoints import build_model_from_checkpoint, save_checkpoint
+    from poseops.config import FamilyParams, SplitParams
+    from poseops.datasets.derive import derive_dataset
+    from poseops.evaluate import evaluate_model
+    from poseops.families import get_family
+    from poseops.models import create_model
+    from poseops.tasks import get_task
+
+    file, _ = write_h36m(tmp_path / "h36m", frames=1)
+    manifest = import_annotations("h36m", file, None, tmp_path / "import")
+    task, lifter = get_task("lifting_sequence"), get_family("lifter")
+    data = task.Options(sequence_window=1)
+    card = derive_dataset(
+        task.rows,
+        tmp_path / "import" / manifest["annotations"]["file"],
+        str(tmp_path / "derived"),
+        data,
+        SplitParams(),
+        skeleton="h36m17",
+        executor="local",
+    )
+    assert card["source"]["kind"] == "real" and card["counts"]["train"] == 2  # one subject
+    torch.manual_seed(0)
+    model = create_model("lifter", "tiny")
+    save_checkpoint(tmp_path / "ckpt", "lifter", lifter.model, model.state_dict(), model.config)
+    loaded = build_model_from_checkpoint(tmp_path / "ckpt")
+    fam = FamilyParams(model=loaded.config, data=data, train={"epochs": 1})
+    evaluate_model(lifter, fam, loaded, str(tmp_path / "derived"), tmp_path / "out", split="train")
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written["data"] == "real" and written["num_frames"] == 2 == written["num_tracks"]
+    assert written["mpjpe"] > 0 and np.isfinite(written["p_mpjpe"])
+    assert written["mpjve"] is None and "single frame" in written["protocol"]["mpjve"]
