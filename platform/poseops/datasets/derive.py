@@ -427,7 +427,19 @@ def records_sha256(per_split: Mapping[str, list[dict]]) -> str:
     dataset holds (another family's hands, say) must leave this card, and so the family's derived
     output and what depends on it downstream, unchanged.
     """
-    return sha256_bytes(json.dumps(per_split, sort_keys=True, separators=(",", ":")).encode())
+    return sha256_bytes(
+        json.dumps(per_split, sort_keys=True, separators=(",", ":"), default=_plain).encode()
+    )
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays in a plug-in's planned items as plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise DataError(
+        f"derive: a planned item holds a {type(value).__name__}; items must be JSON-like "
+        "(see RowPlan.plan)"
+    )
 
 
 def make_card(
