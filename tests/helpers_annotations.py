@@ -84,6 +84,32 @@ def flawed_crowdpose(folder: Path) -> dict:
     }
 
 
+def coco_bodies_file(folder: Path, count: int = 4) -> Path:
+    """COCO-17 people, one per 96x96 frame (COCO's own naming)."""
+    images, annotations = [], []
+    for i in range(count):
+        image(folder, f"body{i}.png", 96, 96)
+        points = [v for j in range(17) for v in (20 + 3 * j + i, 10 + 4 * j, 2)]
+        images.append({"id": i + 1, "file_name": f"body{i}.png", "width": 96, "height": 96})
+        annotations.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 1,
+                "keypoints": points,
+                "num_keypoints": 17,
+                "bbox": [15, 5, 70, 80],
+                "area": 70 * 80,
+                "iscrowd": 0,
+            }
+        )
+    categories = [{"id": 1, "name": "person", "keypoints": list(COCO17.keypoints)}]
+    return write(
+        folder / "bodies.json",
+        {"images": images, "annotations": annotations, "categories": categories},
+    )
+
+
 def onehand10k_file(folder: Path, count: int = 6) -> tuple[Path, np.ndarray]:
     """A 21-keypoint hand file in mmpose's OneHand10K naming (`forefinger1`, `pinky_finger4`), joints
     listed little finger first: (file, keypoints [count, 21, 3] in hand21 order)."""

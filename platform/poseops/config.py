@@ -230,7 +230,12 @@ class FamilyData(Strict):
         1.5, ge=1.0, le=3.0, description="stored crop side / box's longer side"
     )
     max_shard_bytes: int = Field(64 << 20, ge=1 << 16)
-    max_samples: int | None = Field(None, ge=1, description="cap per split (tiny profiles)")
+    max_samples: int | None = Field(
+        None,
+        ge=1,
+        description="cap per split (tiny profiles); each source keeps the same share of its samples, "
+        "at least one where the cap has room (the card's source.cap counts the kept and dropped)",
+    )
 
     def derive_options(self) -> dict[str, Any]:
         """The settings the task's row plan reads (`derive_dataset(options=...)`)."""

@@ -136,7 +136,7 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
     """derive@<family>: the same derive_dataset as `poseops data derive` (Ray when attached or large)."""
     from poseops.annotations.internal import load_annotations
     from poseops.annotations.keypoint_sets import coverage_lines, family_coverage
-    from poseops.datasets.derive import derive_dataset
+    from poseops.datasets.derive import cap_lines, derive_dataset
     from poseops.families import get_family
     from poseops.paths import append_run_log
 
@@ -164,6 +164,8 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
             ),
         )
     console.print(f"derive@{family_name}: {card.get('counts')} -> {where.derived(family_name)}")
+    for line in cap_lines(card):
+        console.print(f"derive@{family_name}: {line}", highlight=False)
     return card
 
 

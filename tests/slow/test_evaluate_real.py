@@ -115,11 +115,13 @@ def test_dvc_metrics_diff_compares_two_commits(smoke_project, tmp_path):
 
 def test_hrnet_am_evaluates_on_the_real_coco_fixture(real_fixtures, tmp_path):
     """Real COCO val2017 people (4 images, people with no labelled keypoint dropped) through derive and
-    evaluate with an hrnet_am model at the smoke profile's settings (random weights: the data path is
-    what is checked): PCK@0.1 of the person box and COCO AP with ground-truth boxes, `real` data."""
+    evaluate with an hrnet_am checkpoint at the smoke profile's settings (random weights saved and loaded
+    back: the data path is what is checked): PCK@0.1 of the person box and COCO AP with ground-truth
+    boxes, `real` data."""
     import torch
 
     from poseops.annotations.internal import build_annotations
+    from poseops.checkpoints import build_model_from_checkpoint, save_checkpoint
     from poseops.config import AnnotationSource, SplitParams
     from poseops.datasets.shards import derive_dataset
     from poseops.evaluate import evaluate_model
@@ -143,10 +145,11 @@ def test_hrnet_am_evaluates_on_the_real_coco_fixture(real_fixtures, tmp_path):
     assert card["source"]["kind"] == "real" and card["counts"]["test"] >= 1
 
     torch.manual_seed(0)
-    model = build_from_config("hrnet_am", fam.model)
-    report = evaluate_model(
-        get_family("hrnet_am"), fam, model, str(tmp_path / "coco"), tmp_path / "out"
-    )
+    built = build_from_config("hrnet_am", fam.model)
+    family = get_family("hrnet_am")
+    save_checkpoint(tmp_path / "ckpt", "hrnet_am", family.model, built.state_dict(), built.config)
+    model = build_model_from_checkpoint(tmp_path / "ckpt")  # evaluated as the pipeline's are
+    report = evaluate_model(family, fam, model, str(tmp_path / "coco"), tmp_path / "out")
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert written["data"] == "real" and written["split"] == "test"
     assert written["num_samples"] == card["counts"]["test"]  # evaluate scores the test split
@@ -155,3 +158,46 @@ def test_hrnet_am_evaluates_on_the_real_coco_fixture(real_fixtures, tmp_path):
     assert 0.0 <= written["pck"] <= 1.0 and 0.0 <= written["ap"] <= 1.0
     assert "ground-truth boxes" in written["protocol"]["ap"]["boxes"]
     assert report["pck"] == written["pck"]
+
+
+def test_vmhpe_evaluates_on_the_real_coco_fixture(real_fixtures, tmp_path):
+    """The bottom-up body family on real COCO val2017 images: import -> derive (whole images, every
+    person) -> evaluate with a vmhpe checkpoint at the smoke profile's settings (random weights saved and
+    loaded back: the data path is what is checked): COCO AP over the test split's images, `real` data."""
+    import torch
+
+    from poseops.annotations.internal import import_annotations
+    from poseops.checkpoints import build_model_from_checkpoint, save_checkpoint
+    from poseops.config import SplitParams
+    from poseops.datasets.derive import derive_dataset
+    from poseops.evaluate import evaluate_model
+    from poseops.families import get_family, load_params
+    from poseops.models import build_from_config
+    from poseops.profiles import write_profile
+
+    fam = load_params(write_profile("smoke", tmp_path / "params.yaml")).families["vmhpe"]
+    family = get_family("vmhpe")
+    manifest = import_annotations(
+        "coco", real_fixtures / "coco" / "test_coco.json", None, tmp_path / "import"
+    )
+    card = derive_dataset(
+        family.task_module.rows,
+        tmp_path / "import" / manifest["annotations"]["file"],
+        str(tmp_path / "coco"),
+        fam.data,
+        SplitParams(val_fraction=0.25, test_fraction=0.25),
+        skeleton=family.skeleton,
+        executor="local",
+    )
+    assert card["source"]["kind"] == "real" and card["counts"]["test"] >= 1
+
+    torch.manual_seed(0)
+    built = build_from_config(family.model, fam.model)
+    save_checkpoint(tmp_path / "ckpt", "vmhpe", family.model, built.state_dict(), built.config)
+    model = build_model_from_checkpoint(tmp_path / "ckpt")
+    report = evaluate_model(family, fam, model, str(tmp_path / "coco"), tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written["data"] == "real" and written["split"] == "test"
+    assert set(written["data_mix"]) == {"coco:test_coco.json"}
+    assert 0.0 <= written["ap"] <= 1.0 and report["ap"] == written["ap"]
+    assert len(written["dataset_checksum"]) == 64

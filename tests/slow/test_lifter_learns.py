@@ -143,3 +143,53 @@ def test_real_h36m_frames_through_the_lifter(trained, real_fixtures, tmp_path):
         f"\nHuman3.6M fixture ({len(preds)} frames): MPJPE {result.value:.1f} mm (synthetic-trained)"
     )
     assert np.isfinite(result.value) and result.value > 0
+
+
+def test_real_h36m_import_derive_evaluate_with_the_checkpoint(trained, real_fixtures, tmp_path):
+    """The lifter's real-data path: `data import h36m` of the Human3.6M fixture -> derive (one-frame
+    windows: the fixture's frames are single instants of four subjects, split by subject) -> the trained
+    lifter saved as a checkpoint and loaded back -> evaluate on the test split: metrics.json says `real`
+    and scores real frames in mm."""
+    import json
+
+    from poseops.annotations.internal import import_annotations
+    from poseops.checkpoints import build_model_from_checkpoint, save_checkpoint
+    from poseops.evaluate import evaluate_model
+
+    folder = real_fixtures / "h36m"
+    if not (folder / "test_h36m_body3d.npz").is_file():
+        pytest.skip("Human3.6M fixture absent")
+    manifest = import_annotations(
+        "h36m", folder / "test_h36m_body3d.npz", None, tmp_path / "import"
+    )
+    data = LiftingSequenceData(sequence_window=1)
+    split = SplitParams(val_fraction=0.25, test_fraction=0.25, seed=0)
+    card = derive_dataset(
+        TASK.rows,
+        tmp_path / "import" / manifest["annotations"]["file"],
+        str(tmp_path / "derived"),
+        data,
+        split,
+        skeleton="h36m17",
+        executor="local",
+    )
+    assert card["source"]["kind"] == "real" and card["counts"] == {"train": 2, "val": 1, "test": 1}
+
+    model, _ = trained
+    lifter = get_family("lifter")
+    save_checkpoint(
+        tmp_path / "checkpoint", "lifter", lifter.model, model.state_dict(), model.config
+    )
+    loaded = build_model_from_checkpoint(tmp_path / "checkpoint")
+    fam = FamilyParams(model=loaded.config, data=data, train={"epochs": 1})
+    report = evaluate_model(lifter, fam, loaded, str(tmp_path / "derived"), tmp_path / "metrics")
+    written = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
+    print(
+        f"\nHuman3.6M fixture, test split ({written['num_frames']} frame): MPJPE "
+        f"{written['mpjpe']:.1f} mm, baselines {written['baselines']}"
+    )
+    assert written["data"] == "real" and written["split"] == "test"
+    assert written["num_frames"] == card["counts"]["test"] == 1
+    assert written["dataset_checksum"] == report["dataset_checksum"]
+    assert 0.0 < written["mpjpe"] < 1000.0 and np.isfinite(written["p_mpjpe"])
+    assert set(written["baselines"]) >= {"untrained_mpjpe", "mean_pose_mpjpe"}

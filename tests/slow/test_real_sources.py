@@ -42,8 +42,8 @@ def ran(output: str) -> set[str]:
 def real_project(tmp_path_factory, real_fixtures) -> tuple[Path, str]:
     """The tiny project with the FreiHAND fixture added as source `freihand`, reproduced once."""
     root = make_project(tmp_path_factory.mktemp("real") / "project", profile="tiny")
-    # tiny caps each split at 64 samples, taken in the labels' order: the synthetic hands (72 training
-    # samples) would fill the cap before the added source's turn
+    # tiny caps each split at 64 samples, each source keeping its share: the 8 added hands would lose
+    # a few to the cap beside the synthetic hands (72 training samples), and the counts below are all 8
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["families"]["handmle"]["data"]["max_samples"] = 128
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

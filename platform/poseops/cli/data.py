@@ -116,7 +116,7 @@ def data_derive(
     """Derive a family's shards from annotations and raw captures (on Ray; card.json written last)."""
     from poseops.annotations.internal import load_annotations
     from poseops.annotations.keypoint_sets import coverage_lines, family_coverage
-    from poseops.datasets.derive import derive_dataset
+    from poseops.datasets.derive import cap_lines, derive_dataset
     from poseops.families import get_family, load_params
     from poseops.paths import append_run_log
     from poseops.skeletons import SKELETONS
@@ -150,6 +150,8 @@ def data_derive(
         f"derived {card.get('counts')} -> {out} ({facts['executor']}, {facts['tasks']} tasks, "
         f"{facts['seconds']:.1f} s; dataset checksum {facts['dataset_checksum'][:12]})"
     )
+    for line in cap_lines(card):
+        console.print(f"derive@{family}: {line}", highlight=False)
 
 
 data_io.register(data_app)

@@ -35,7 +35,7 @@ from poseops.config import FamilyData, SplitParams
 from poseops.errors import DataError
 from poseops.numerics import ray_env_vars
 from poseops.skeletons import Skeleton
-from poseops.storage import clear, exists, join, sha256_bytes, sha256_file, write_json_atomic
+from poseops.storage import clear, exists, join, sha256_bytes, write_json_atomic
 
 Executor = Literal["auto", "ray", "local"]
 CHUNK_SAMPLES = 256  # items per Ray task
@@ -88,18 +88,88 @@ def assign_splits(
     items: list[dict], split: SplitParams, max_samples: int | None
 ) -> dict[str, list[dict]]:
     """Items per split ('train', 'val', 'test') by their unit (a unit never spans splits), capped at
-    max_samples each. An item's unit is `shards.unit_of` of its image under `split.by` (plans record
-    both keys: "unit" by subject, "sequence_unit" by sequence)."""
+    max_samples each with every source keeping its share (see cap_by_source). An item's unit is
+    `shards.unit_of` of its image under `split.by` (plans record both keys: "unit" by subject,
+    "sequence_unit" by sequence)."""
+    return cap_by_source(split_items(items, split), max_samples)[0]
+
+
+def split_items(items: list[dict], split: SplitParams) -> dict[str, list[dict]]:
+    """Items per split by their unit, uncapped, in the items' order."""
     from poseops.datasets.shards import SPLITS, split_keys
 
     units = [unit_key(item, split) for item in items]
     assignment = split_keys(units, split)
     out: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for item, unit in zip(items, units, strict=True):
-        name = assignment[unit]
-        if max_samples is None or len(out[name]) < max_samples:
-            out[name].append(item)
+        out[assignment[unit]].append(item)
     return out
+
+
+def source_quotas(counts: Mapping[str, int], cap: int) -> dict[str, int]:
+    """How many of each source's `counts` items a split capped at `cap` keeps: the same share of every
+    source (largest remainder, ties by name), and at least one of each when the cap has room for one
+    per source, so a small source appended after a large one is never cut to nothing."""
+    import math
+
+    total = sum(counts.values())
+    if total <= cap:
+        return dict(counts)
+    names = sorted(counts)
+    exact = {s: cap * counts[s] / total for s in names}
+    quota = {s: math.floor(exact[s]) for s in names}
+    if cap >= len(names):
+        quota = {s: max(quota[s], min(1, counts[s])) for s in names}
+    by_remainder = sorted(names, key=lambda s: (-(exact[s] - math.floor(exact[s])), s))
+    while sum(quota.values()) < cap:
+        s = next(s for s in by_remainder if quota[s] < counts[s])
+        quota[s] += 1
+        by_remainder.remove(s)
+        by_remainder.append(s)
+    while sum(quota.values()) > cap:  # the one-each floor overshot: the largest quotas give way
+        s = max(names, key=lambda s: (quota[s], s))
+        quota[s] -= 1
+    return quota
+
+
+def cap_by_source(
+    per_split: Mapping[str, list[dict]], max_samples: int | None
+) -> tuple[dict[str, list[dict]], dict[str, dict[str, dict[str, int]]]]:
+    """Each split capped at max_samples items, each source keeping its quota (source_quotas): the first
+    items of that source in the split's order, the order kept. Returns (capped splits, tally): tally is
+    split -> source -> {"kept": k, "dropped": d}, every source present, dropped 0 when nothing was cut."""
+    from poseops.annotations.mix import item_source
+
+    capped, tally = {}, {}
+    for name, items in per_split.items():
+        sources = [item_source(item) for item in items]
+        counts = {s: sources.count(s) for s in sorted(set(sources))}
+        quota = dict(counts) if max_samples is None else source_quotas(counts, max_samples)
+        taken = dict.fromkeys(counts, 0)
+        kept = []
+        for item, source in zip(items, sources, strict=True):
+            if taken[source] < quota[source]:
+                taken[source] += 1
+                kept.append(item)
+        capped[name] = kept
+        tally[name] = {s: {"kept": taken[s], "dropped": counts[s] - taken[s]} for s in counts}
+    return capped, tally
+
+
+def cap_lines(card: Mapping[str, Any]) -> list[str]:
+    """Printable lines of a card's cap (`source.cap`): per split, each source's kept and dropped samples;
+    none when the family sets no max_samples."""
+    cap = card.get("source", {}).get("data", {}).get("max_samples")
+    if cap is None:
+        return []
+    lines = []
+    for name, sources in card.get("source", {}).get("cap", {}).items():
+        kept = "; ".join(
+            f"{s or '(no source)'} {n['kept']} kept, {n['dropped']} dropped"
+            for s, n in sources.items()
+        )
+        lines.append(f"max_samples {cap} per split: {name}: {kept or 'no samples'}")
+    return lines
 
 
 def unit_key(item: dict, split: SplitParams) -> str:
@@ -269,7 +339,8 @@ def derive_dataset(
     rows: the task's row plan (`poseops.tasks.get_task(name).rows`); data: the task's options.
     options: settings over `data.derive_options()` (from params.yaml), e.g. crop_format, window, min_views.
     source_weights: image source -> share of its training samples kept (params.yaml `data.weights`; see
-        poseops.annotations.mix); the card's `source.mix` counts each split's samples per source.
+        poseops.annotations.mix); the card's `source.mix` counts each split's samples per source, and
+        `source.cap` what `data.max_samples` kept and dropped of each (cap_by_source; cap_lines prints it).
     Any earlier dataset at out_url is unpublished (card first) and replaced. On failure nothing
     readable is left behind. repo_root is accepted for the pipeline's calls and unused.
     The card is a pure function of the inputs (same labels and options, same bytes on any executor);
@@ -288,7 +359,7 @@ def derive_dataset(
             f"{annotations_path}: nothing to derive a {kind} dataset from "
             f"(no annotation with {sk.num_keypoints} keypoints ({sk.name}) and what {kind} needs)"
         )
-    per_split = assign_splits(items, split, data.max_samples)
+    per_split, cap = cap_by_source(split_items(items, split), data.max_samples)
     per_split["train"] = weigh_sources(
         per_split["train"], source_weights or {}, labels, split.seed, str(annotations_path)
     )
@@ -306,7 +377,9 @@ def derive_dataset(
     try:
         run = run_on_ray if chosen == "ray" else run_locally
         results = run(spec, chunks, context, out_url, data.max_shard_bytes)
-        card = make_card(kind, sk, per_split, results, spec, context, annotations_path, data, split)
+        card = make_card(
+            kind, sk, per_split, results, spec, context, annotations_path, data, split, cap
+        )
         write_json_atomic(card_url, card)
     except BaseException:
         clear(out_url)
@@ -326,8 +399,8 @@ def derive_dataset(
 
 
 def dataset_checksum(card: Mapping[str, Any]) -> str:
-    """SHA-256 of a derived dataset's content: kind, skeleton, schema, source options and labels' hash,
-    split counts, and every shard's name, rows and SHA-256, in card order.
+    """SHA-256 of a derived dataset's content: kind, skeleton, schema, source options and the hash of the
+    records it takes (`records_sha256`), split counts, and every shard's name, rows and SHA-256, in card order.
 
     Two datasets with the same checksum hold the same rows; evaluation, reports and the registry's
     champion-vs-challenger gate compare "the same evaluation data" by it. Card fields that are not
@@ -347,6 +420,29 @@ def dataset_checksum(card: Mapping[str, Any]) -> str:
     return sha256_bytes(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
 
 
+def records_sha256(per_split: Mapping[str, list[dict]]) -> str:
+    """SHA-256 of the labels' records a dataset takes: its planned items (each holding the image and
+    annotation records its row is cut from) per split, in split order.
+
+    Not the labels file's hash: one labels file feeds every family, and a record no item of this
+    dataset holds (another family's hands, say) must leave this card, and so the family's derived
+    output and what depends on it downstream, unchanged.
+    """
+    return sha256_bytes(
+        json.dumps(per_split, sort_keys=True, separators=(",", ":"), default=_plain).encode()
+    )
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays in a plug-in's planned items as plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise DataError(
+        f"derive: a planned item holds a {type(value).__name__}; items must be JSON-like "
+        "(see RowPlan.plan)"
+    )
+
+
 def make_card(
     kind: str,
     sk: Skeleton,
@@ -357,6 +453,7 @@ def make_card(
     annotations_path: Path,
     data: FamilyData,
     split: SplitParams,
+    cap: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     shards: dict[str, list[dict]] = defaultdict(list)
     for result in sorted(results, key=lambda r: (r["split"], r["index"])):
@@ -390,8 +487,9 @@ def make_card(
         "counts": {name: len(items) for name, items in per_split.items()},
         "source": {
             "mix": {name: source_mix(items) for name, items in per_split.items()},
+            "cap": dict(cap or {}),
             "annotations": annotations_path.name,
-            "annotations_sha256": sha256_file(annotations_path),
+            "records_sha256": records_sha256(per_split),
             "kind": "synthetic"
             if sources == {"synthetic"}
             else ("mixed" if "synthetic" in sources else "real"),
