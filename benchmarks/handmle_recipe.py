@@ -61,6 +61,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--margin", type=float, default=1.25)
     p.add_argument("--tag", default="")
     p.add_argument("--log", default=".poseops/handmle_recipe.jsonl")
+    p.add_argument(
+        "--overlay", default="", help="write the first 8 test crops' predictions here (PNG)"
+    )
     return p.parse_args()
 
 
@@ -71,6 +74,20 @@ def score(model: handmle.HandMLE, split: dict[str, np.ndarray]) -> tuple[float, 
     )
     stages = stage_pck(predict_stage_crops(model, split["image"]), split, 0.2)
     return round(pck.value, 4), {k: round(v, 4) for k, v in stages.items()}
+
+
+def write_overlay(model: handmle.HandMLE, split: dict[str, np.ndarray], path: str) -> None:
+    import cv2
+
+    from poseops.skeletons import get_skeleton
+    from poseops.viz.overlay import sample_grid
+
+    pred, _ = predict_crops(model, split["image"][:8])
+    crops = [np.ascontiguousarray(image[..., ::-1]) for image in split["image"][:8]]
+    cv2.imwrite(
+        path,
+        sample_grid(crops, list(pred), get_skeleton("hand21"), list(split["visibility"][:8] > 0)),
+    )
 
 
 def main() -> None:
@@ -126,6 +143,8 @@ def main() -> None:
     train_s = time.perf_counter() - start
     model.eval()
     pck, stages = score(model, test)
+    if a.overlay:
+        write_overlay(model, test, a.overlay)
     result = {
         "tag": a.tag,
         "pck": pck,
