@@ -62,6 +62,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tag", default="")
     p.add_argument("--log", default=".poseops/handmle_recipe.jsonl")
     p.add_argument(
+        "--mirror-left",
+        default="",
+        help="raw labels.jsonl with each sequence's side: left-hand crops are mirrored (train and test), so every "
+        "hand is a right hand",
+    )
+    p.add_argument(
         "--overlay", default="", help="write the first 8 test crops' predictions here (PNG)"
     )
     return p.parse_args()
@@ -74,6 +80,19 @@ def score(model: handmle.HandMLE, split: dict[str, np.ndarray]) -> tuple[float, 
     )
     stages = stage_pck(predict_stage_crops(model, split["image"]), split, 0.2)
     return round(pck.value, 4), {k: round(v, 4) for k, v in stages.items()}
+
+
+def left_sequences(labels_jsonl: str) -> set[str]:
+    with open(labels_jsonl) as lines:
+        return {record["id"] for record in map(json.loads, lines) if record["side"] == "left"}
+
+
+def mirror(image: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror left-right: images [...,S,S,3], keypoints [...,K,2] px, x -> S - 1 - x (pixel centres at integers)."""
+    size = image.shape[-2]
+    flipped = keypoints.copy()
+    flipped[..., 0] = size - 1 - flipped[..., 0]
+    return np.ascontiguousarray(image[..., ::-1, :]), flipped
 
 
 def write_overlay(model: handmle.HandMLE, split: dict[str, np.ndarray], path: str) -> None:
@@ -115,6 +134,18 @@ def main() -> None:
         color_jitter=a.jitter,
     )
     test = load_split_arrays(a.url, "test", a.size, a.margin)
+    lefts = left_sequences(a.mirror_left) if a.mirror_left else set()
+    if lefts:
+        test_rows = [
+            row
+            for path, group in row_groups(a.url, "test", card)
+            for row in read_row_group(path, group)
+        ]
+        flip = np.array([row["sequence"] in lefts for row in test_rows])
+        assert len(flip) == len(test["image"])
+        image = test["image"][flip]
+        test["image"][flip], test["keypoints"][flip] = mirror(image, test["keypoints"][flip])
+        test["keypoints_clean"][flip] = mirror(image, test["keypoints_clean"][flip])[1]
     optimizer = torch.optim.Adam(model.parameters(), lr=a.lr, weight_decay=a.wd)
     milestones = [int(x) for x in a.milestones.split(",") if x]
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, 0.1)
@@ -128,6 +159,11 @@ def main() -> None:
                 make_sample(rows[i], a.size, a.margin, augment, rng, None, pixels[i])
                 for i in order[first : first + a.batch]
             ]
+            for i, sample in zip(order[first : first + a.batch], samples):
+                if rows[i]["sequence"] in lefts:  # image [S,S,3] here
+                    sample["image"], sample["keypoints"] = mirror(
+                        sample["image"], sample["keypoints"]
+                    )
             images = torch.from_numpy(np.stack([s["image"] for s in samples]))
             keypoints = torch.from_numpy(np.stack([s["keypoints"] for s in samples]))
             visible = torch.from_numpy(np.stack([s["visibility"] for s in samples])) > 0
