@@ -293,3 +293,62 @@ def test_validation_logs_every_stage_pck():
     assert {"val_pck", "val_pck_stage1", "val_pck_stage2", "val_pck_stage3"} == set(numbers)
     assert numbers["val_pck_stage3"] == pytest.approx(numbers["val_pck"])
     assert numbers["val_pck_stage1"] == 1.0 and numbers["val_pck_stage3"] < 1.0
+
+
+def test_method_baselines_build_their_own_networks():
+    """The comparison's baselines (Lou et al., 2024, Sec. IV-C) as switches: RLE regresses coordinates
+    from pooled features (one output, no heatmaps), integral pose has one heatmap head whatever
+    num_stages says, CPM adds a 3x3 convolution body to every stage."""
+    images, *_ = fixed_batch()
+    regression = tiny(method="regression", num_stages=3).eval()
+    out = regression(images)
+    assert (
+        "heatmaps" not in out
+        and out["mu"].shape == (1, 4, 21, 2)
+        and out["sigma"].shape == (1, 4, 21, 2)
+    )
+    assert len(regression.stages) == 1 and not hasattr(regression.stages[0], "heatmap_head")
+    assert regression.predict_stages(images).shape == (1, 4, 21, 2)
+    integral = tiny(method="integral", num_stages=3)
+    assert len(integral.stages) == 1 and integral(images)["heatmaps"].shape == (1, 4, 21, 8, 8)
+    cpm, sequential = tiny(method="cpm", num_stages=3), tiny(num_stages=3)
+    assert len(cpm.stages) == 3 and n_params(cpm) > n_params(sequential)
+    assert isinstance(sequential.stages[0].body, torch.nn.Identity)
+    assert "RLE-style" in regression.loss_description() and "CPM" in cpm.loss_description()
+    with pytest.raises(ConfigError, match="heatmap_l2"):
+        tiny(method="regression", loss_type="heatmap_l2")
+
+
+def test_rle_coordinate_layer_divides_by_the_feature_norm():
+    """RLE's fc_coord (Li et al., 2021): x W^T / ||x|| + b, so scaling the pooled features keeps the output."""
+    from poseops.models.handmle import NormalisedLinear
+
+    layer = NormalisedLinear(8, 4)
+    with torch.no_grad():
+        layer.bias.uniform_(-0.1, 0.1)
+    x = torch.randn(3, 8)
+    expected = x @ layer.weight.t() / x.norm(dim=1, keepdim=True) + layer.bias
+    assert torch.allclose(layer(x), expected, atol=1e-6)
+    assert torch.allclose(layer(5 * x), layer(x), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"method": "regression", "flow_mode": "residual"},
+        {"method": "integral", "loss_type": "integral_l1"},
+        {"method": "cpm", "loss_type": "heatmap_l2"},
+    ],
+)
+def test_method_baselines_fit_one_batch(overrides):
+    model = tiny(**overrides)
+    images, target_px, target, weight = fixed_batch()
+    error_before = (model.predict(images)[0] - target_px).norm(dim=-1).mean().item()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(100):
+        loss = model.loss(model(images), {"target_norm": target, "weight": weight})["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    error_after = (model.predict(images)[0] - target_px).norm(dim=-1).mean().item()
+    assert error_after < 0.5 * error_before, (overrides, error_before, error_after)

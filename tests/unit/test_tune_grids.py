@@ -36,6 +36,7 @@ ROWS = {
     ("handmle", "a1_stages"): 6,
     ("handmle", "a2_loss"): 3,
     ("handmle", "noise"): 6,
+    ("handmle", "a3_methods"): 4,
     ("lifter", "t5_input2d"): 4,
     ("lifter", "t6_modules"): 6,
     ("lifter", "t8_position"): 6,

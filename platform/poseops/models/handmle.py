@@ -9,6 +9,14 @@ Lou, Lin, Zhu, Chen, "MLE-Loss Driven Robust Hand Pose Estimation", IEEE Access 
     loss:    sum_t  -log p_flow_t((target - mu_t) / sigma_t) + log sigma_t      (Eqs. 3-6)
     predict: mu_T (flows unused), score = 1 - mean sigma_T; predict_stages: every mu_t (the stage curve)
 
+`method` swaps the network for the baselines of the paper's comparison (Lou et al., 2024, Sec. IV-C):
+    regression  Li et al., 2021, "Human Pose Regression with Residual Log-likelihood Estimation" (RLE):
+                avgpool(F) -> FC -> mu [1,B,K,2] and sigma; no heatmaps
+    integral    Sun, Xiao, Liang, Wei, 2018, "Integral Human Pose Regression": one heatmap head on F,
+                soft-argmax; `num_stages` is not used
+    cpm         Wei, Ramakrishna, Kanade, Sheikh, 2016, "Convolutional Pose Machines": T stages, each a
+                3x3 convolution body over its image features and the previous stage's raw belief maps
+
 Coordinates are normalised to [-0.5, 0.5] over the input crop (codecs.integral); `predict`
 returns input pixels. Images fed to `forward` are already normalised (see `preprocess`).
 """
@@ -55,6 +63,12 @@ class Config(BaseModel):
         "residual, the density of Eq. 4 taken literally",
     )
     loss_type: Literal["mle", "integral_l1", "heatmap_l2"] = "mle"
+    method: Literal["sequential", "regression", "integral", "cpm"] = Field(
+        "sequential",
+        description="sequential: the paper's stages; regression (RLE), integral (Sun et al., 2018), cpm "
+        "(Wei et al., 2016): the baselines of its method comparison",
+    )
+    cpm_body_layers: int = Field(3, ge=1, description="3x3 conv+BN+ReLU layers in each cpm stage's body")
     sigma_activation: Literal["sigmoid", "softplus"] = "sigmoid"
     stage_input: Literal["softmax", "logits"] = "softmax"  # heatmap passed to the next stage (Lou et al., 2024, Sec. III-A)
     stage1_heatmap_input: bool = Field(False, description="stage 1 gets a zero heatmap branch, so all stages are alike")
@@ -62,6 +76,8 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _check_geometry(self) -> "Config":
+        if self.method == "regression" and self.loss_type == "heatmap_l2":
+            raise ValueError("method regression predicts coordinates, not heatmaps: loss_type heatmap_l2 needs a heatmap method")
         stride = 4 * 2 ** (self.backbone_stages - 1)
         if self.input_size % stride:
             raise ValueError(f"input_size {self.input_size} must be a multiple of the trunk stride {stride} (backbone_stages={self.backbone_stages})")
@@ -74,6 +90,11 @@ class Config(BaseModel):
                 f"not input_size/4 = {self.input_size // 4}; with backbone_stages={self.backbone_stages} it must be {needed}"
             )
         return self
+
+    @property
+    def stage_count(self) -> int:
+        """Outputs T of the network: num_stages for sequential and cpm, 1 for regression and integral."""
+        return self.num_stages if self.method in ("sequential", "cpm") else 1
 
     @property
     def heatmap_size(self) -> int:
@@ -111,6 +132,17 @@ class Stage(nn.Module):
         self.reduce = conv_bn_relu(feature_channels, width)
         self.heatmap_in = conv_bn_relu(k, width) if takes_heatmap else None
         joined = width * (2 if takes_heatmap else 1)
+        # cpm: a convolutional body whose receptive field spans the feature map, so each stage sees the
+        # spatial context of the previous beliefs (Wei et al., 2016, Sec. 3.2)
+        self.body = (
+            nn.Sequential(*[
+                layer
+                for index in range(config.cpm_body_layers)
+                for layer in (nn.Conv2d(joined, joined, 3, padding=1, bias=False), nn.BatchNorm2d(joined), nn.ReLU(inplace=True))
+            ])
+            if config.method == "cpm"
+            else nn.Identity()
+        )
         deconvs: list[nn.Module] = []
         for index in range(config.deconv_layers):
             deconvs += [nn.ConvTranspose2d(joined if index == 0 else width, width, 4, stride=2, padding=1, bias=False),
@@ -129,8 +161,39 @@ class Stage(nn.Module):
         x = self.reduce(features)
         if self.heatmap_in is not None:
             x = torch.cat([x, self.heatmap_in(heatmap_in)], dim=1)
+        x = self.body(x)
         sigma_logits = self.variance_head(x).reshape(x.shape[0], -1, 2)
         return self.heatmap_head(x), sigma_logits
+
+
+class NormalisedLinear(nn.Linear):
+    """x W^T / ||x|| + b: RLE's coordinate layer (Li et al., 2021, RegressFlow's fc_coord), xavier gain 0.01."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features)
+        nn.init.xavier_uniform_(self.weight, gain=0.01)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weight.t() / x.norm(dim=1, keepdim=True).clamp_min(1e-12) + self.bias
+
+
+class RegressionHead(nn.Module):
+    """RLE's direct regression (Li et al., 2021): global average pool of the backbone's features, then one
+    layer each for the coordinates (normalised by the feature norm) and the raw sigma, and one flow."""
+
+    def __init__(self, config: Config, feature_channels: int):
+        super().__init__()
+        k = config.num_keypoints
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.coords = NormalisedLinear(feature_channels, 2 * k)
+        self.sigma = nn.Linear(feature_channels, 2 * k)
+        nn.init.xavier_uniform_(self.sigma.weight, gain=0.01)
+        self.flow = RealNVP(config.flow_couplings)
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """features [B,C,f,f] -> (mu [B,K,2] normalised, sigma logits [B,K,2])."""
+        pooled = self.pool(features)
+        return self.coords(pooled).reshape(pooled.shape[0], -1, 2), self.sigma(pooled).reshape(pooled.shape[0], -1, 2)
 
 
 class HandMLE(nn.Module):
@@ -140,10 +203,14 @@ class HandMLE(nn.Module):
         self.backbone = ResNetTrunk(config.backbone_depth, config.backbone_width, config.backbone_stages)
         if config.pretrained:
             load_pretrained(self.backbone, config.pretrained)
-        self.stages = nn.ModuleList([
-            Stage(config, self.backbone.out_channels, takes_heatmap=t > 0 or config.stage1_heatmap_input)
-            for t in range(config.num_stages)
-        ])
+        # `stages` holds one module per output with a `flow`: the heatmap stages, or RLE's regression head
+        if config.method == "regression":
+            self.stages = nn.ModuleList([RegressionHead(config, self.backbone.out_channels)])
+        else:
+            self.stages = nn.ModuleList([
+                Stage(config, self.backbone.out_channels, takes_heatmap=t > 0 or config.stage1_heatmap_input)
+                for t in range(config.stage_count)
+            ])
         self.pool = config.heatmap_size // config.feature_size  # heatmap -> feature-map size (AvgPool k = stride)
 
     @property
@@ -158,9 +225,13 @@ class HandMLE(nn.Module):
         return preprocess(images)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        """images [B,3,S,S] normalised -> {"mu": [T,B,K,2] norm, "sigma": [T,B,K,2] norm, "heatmaps": [T,B,K,S/4,S/4] logits}."""
+        """images [B,3,S,S] normalised -> {"mu": [T,B,K,2] norm, "sigma": [T,B,K,2] norm, "heatmaps": [T,B,K,S/4,S/4] logits}
+        (method regression: no "heatmaps", T = 1)."""
         cfg = self.config
         features = self.backbone(images)
+        if cfg.method == "regression":
+            mu, sigma_logits = self.stages[0](features)
+            return {"mu": mu.unsqueeze(0), "sigma": self._sigma(sigma_logits).unsqueeze(0)}
         b, f = features.shape[0], features.shape[-1]
         previous = features.new_zeros(b, cfg.num_keypoints, f, f) if cfg.stage1_heatmap_input else None
         mus, sigmas, heatmaps = [], [], []
@@ -169,7 +240,8 @@ class HandMLE(nn.Module):
             heatmaps.append(logits)
             mus.append(self._decode(logits))
             sigmas.append(self._sigma(sigma_logits))
-            passed = spatial_softmax(logits) if cfg.stage_input == "softmax" else logits
+            # CPM passes the raw belief maps on (Wei et al., 2016, Eq. 2)
+            passed = spatial_softmax(logits) if cfg.stage_input == "softmax" and cfg.method != "cpm" else logits
             previous = F.avg_pool2d(passed, self.pool) if self.pool > 1 else passed
         return {"mu": torch.stack(mus), "sigma": torch.stack(sigmas), "heatmaps": torch.stack(heatmaps)}
 
@@ -232,14 +304,22 @@ class HandMLE(nn.Module):
         """What this model trains with, in words (metrics.json's `loss`, the family report)."""
         cfg = self.config
         if cfg.loss_type == "integral_l1":
-            return "integral_l1 (L1 on soft-argmax coordinates, summed over stages; Sun et al., 2018)"
+            return "integral_l1 (L1 on soft-argmax coordinates, summed over stages; Sun et al., 2018)" + self._method_suffix()
         if cfg.loss_type == "heatmap_l2":
-            return f"heatmap_l2 (MSE to Gaussian heatmaps, sigma {cfg.heatmap_sigma_px} cells, summed over stages)"
+            return f"heatmap_l2 (MSE to Gaussian heatmaps, sigma {cfg.heatmap_sigma_px} cells, summed over stages)" + self._method_suffix()
         form = "residual (RLE's log Q + flow)" if cfg.flow_mode == "residual" else "direct (Eq. 4)"
         return (
             f"mle {form}, RealNVP {cfg.flow_couplings} couplings per stage, flow term {cfg.flow_term.replace('_', ' ')}, "
-            f"sigma {cfg.sigma_activation}, summed over {cfg.num_stages} stages"
-        )
+            f"sigma {cfg.sigma_activation}, summed over {cfg.stage_count} stages"
+        ) + self._method_suffix()
+
+    def _method_suffix(self) -> str:
+        return {
+            "sequential": "",
+            "regression": "; RLE-style direct regression from pooled backbone features (Li et al., 2021)",
+            "integral": "; one integral-regression head (Sun et al., 2018)",
+            "cpm": f"; CPM-style stages, {self.config.cpm_body_layers} 3x3 convs each (Wei et al., 2016)",
+        }[self.config.method]
 
     @torch.no_grad()
     def predict_stages(self, images: Tensor) -> Tensor:
@@ -256,7 +336,7 @@ class HandMLE(nn.Module):
     def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """images [B,3,S,S] normalised -> (final-stage coords [B,K,2] in input pixels, scores [B,K] in [0,1]).
 
-        Score: mle -> 1 - mean sigma (RLE); heatmap_l2 -> heatmap peak; integral_l1 -> softmax mass in 3x3 around the peak.
+        Score: mle (and method regression) -> 1 - mean sigma (RLE); heatmap_l2 -> heatmap peak; integral_l1 -> softmax mass in 3x3 around the peak.
         """
         was_training = self.training
         self.eval()
@@ -264,13 +344,13 @@ class HandMLE(nn.Module):
             outputs = self(images)
         finally:
             self.train(was_training)
-        mu, sigma, logits = outputs["mu"][-1], outputs["sigma"][-1], outputs["heatmaps"][-1]
-        if self.config.loss_type == "mle":
+        mu, sigma = outputs["mu"][-1], outputs["sigma"][-1]
+        if self.config.loss_type == "mle" or "heatmaps" not in outputs:
             scores = 1 - sigma.mean(dim=-1)
         elif self.config.loss_type == "heatmap_l2":
-            scores = argmax_decode(logits)[1]
+            scores = argmax_decode(outputs["heatmaps"][-1])[1]
         else:
-            local_mass = F.avg_pool2d(spatial_softmax(logits), 3, stride=1, padding=1) * 9
+            local_mass = F.avg_pool2d(spatial_softmax(outputs["heatmaps"][-1]), 3, stride=1, padding=1) * 9
             scores = local_mass.flatten(2).max(dim=-1).values
         return to_pixels(mu, self.config.input_size), scores.clamp(0, 1)
 
