@@ -118,6 +118,31 @@ def window_scores(model, data, window: int) -> dict:
     return {"pck01_window": pck(m_win), "pck01_whole": pck(m_whole), "people": len(owners)}
 
 
+def centre_counts(model, val: dict, test: dict) -> dict:
+    """Count accuracy when a person's score is its centre peak alone (not x the mean keypoint peak)."""
+    import poseops.models.vmhpe as vmhpe
+
+    original = vmhpe.decode_instances
+
+    def centre_scored(heatmaps, instance_scores, input_size, refine="quadratic"):
+        keypoints, keypoint_scores, _ = original(heatmaps, instance_scores, input_size, refine)
+        return keypoints, keypoint_scores, instance_scores
+
+    vmhpe.decode_instances = centre_scored
+    try:
+        val_pred = predict_split(model, val, flip_test=True)
+        test_pred = predict_split(model, test, flip_test=True)
+    finally:
+        vmhpe.decode_instances = original
+    grid = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+    val_counts = {t: count_accuracy(val_pred, val["truth"], t) for t in grid}
+    picked = max(grid, key=lambda t: (val_counts[t], -abs(t - 0.3)))
+    return {
+        "test": {t: round(count_accuracy(test_pred, test["truth"], t), 3) for t in grid},
+        "val_picked": picked,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True)
@@ -143,6 +168,9 @@ def main() -> None:
         "--eval-size", type=int, default=None, help="evaluation input side (default: input size)"
     )
     p.add_argument("--window-eval", action="store_true")
+    p.add_argument(
+        "--centre-count", action="store_true", help="also count by the centre score alone"
+    )
     p.add_argument("--save", default=None)
     p.add_argument("--load", default=None)
     p.add_argument("--tag", default="")
@@ -183,6 +211,8 @@ def main() -> None:
             round(float(q["scores"][0]), 2) if len(q["scores"]) else 0 for q in test_pred[:16]
         ],
     }
+    if args.centre_count:
+        out["centre_count"] = centre_counts(model, val, test)
     if args.window_eval and args.window:
         out["window_eval"] = window_scores(model, test, args.window)
     print(json.dumps(out), flush=True)

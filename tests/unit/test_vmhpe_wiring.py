@@ -171,6 +171,36 @@ def test_the_count_threshold_is_picked_on_validation_where_true_people_score_low
     assert count_score_from_validation([as_prediction(t) for t in truth], truth) == COUNT_SCORE
 
 
+def test_window_pck_cuts_training_windows_and_maps_them_back_to_the_source():
+    from poseops.datasets.transforms import apply_affine
+    from poseops.tasks.bottomup_image import window_pck
+
+    data = people_images(2, 4, size=128, people_per_image=(1, 1))
+    truth = [truth_of(people) for _, people in data]
+    model = tiny()
+    samples = []
+    for (image, _), item in zip(data, truth):
+        pixels, affine = bottomup_input(image, 64)
+        samples.append(
+            {
+                "image": torch.from_numpy(pixels.transpose(2, 0, 1).copy()),
+                "keypoints": torch.from_numpy(apply_affine(item["keypoints"], affine)).float(),
+                "visibility": torch.as_tensor(item["visibility"]).float(),
+                "num_people": torch.tensor(1),
+            }
+        )
+    batch = bottomup_collate(samples, model.target_kwargs(None))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):  # fit these 4 images, so that PCK is well above 0
+        bottomup_train_step(model, batch, optimizer)
+    split = split_from_images([image for image, _ in data], 64, truth)
+    whole = score_people(predict_split(model, split, flip_test=False), truth)["pck_0.2"]
+    # a window as big as the input is the whole input: the same people, the same PCK
+    assert whole > 0.3
+    assert window_pck(model, split, 64, flip_test=False, alpha=0.2) == pytest.approx(whole)
+    assert 0.0 <= window_pck(model, split, 32, flip_test=False, alpha=0.2) <= 1.0
+
+
 def test_an_untrained_model_scores_below_the_smoke_gate_and_is_refused(tmp_path):
     from poseops.tracking.registry import check_gate
 
