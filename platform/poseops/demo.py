@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -86,6 +87,16 @@ SHOWN_SCORE = (
 )
 
 
+def shown_score(metrics_dir: Path) -> float:
+    """The score a bottom-up answer's people must reach to be drawn and counted: the evaluation's count
+    threshold (picked on validation images, `count_score` in metrics.json) when there is one, else SHOWN_SCORE."""
+    path = metrics_dir / "metrics.json"
+    if not path.is_file():
+        return SHOWN_SCORE
+    value = json.loads(path.read_text()).get("count_score")
+    return SHOWN_SCORE if value is None else float(value)
+
+
 def answer_people(body: dict, min_score: float = SHOWN_SCORE) -> list[np.ndarray]:
     """[K,3] (x, y, score) of each person scored >= min_score in an endpoint answer (at least the best
     one); a top-down answer is one person."""
@@ -150,7 +161,8 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
             zoom = max(1, 480 // max(image.shape[:2]))  # small crops are drawn enlarged
             overlay = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
             skeleton = get_skeleton(get_family(name).skeleton)
-            people = answer_people(body)
+            min_score = shown_score(layout().metrics(name))
+            people = answer_people(body, min_score)
             for person in people:
                 draw_keypoints(overlay, (person[:, :2] + 0.5) * zoom - 0.5, skeleton)
             overlay_path = out_dir / f"{name}_overlay.png"
@@ -160,7 +172,7 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
             )
             if "people" in body:
                 console.print(
-                    f"people scored >= {SHOWN_SCORE}: {sum(p['score'] >= SHOWN_SCORE for p in body['people'])} "
+                    f"people scored >= {min_score:g}: {sum(p['score'] >= min_score for p in body['people'])} "
                     f"(of {len(body['people'])} returned)"
                 )
             for person in people[:3]:

@@ -20,11 +20,14 @@ from poseops.profiles import write_profile
 from poseops.serve.ingress import LocalClient, create_api
 from poseops.tasks import get_task
 from poseops.tasks.bottomup_image import (
+    COUNT_SCORE,
+    COUNT_SCORES,
     BottomUpPredictor,
     bottomup_collate,
     bottomup_input,
     bottomup_train_step,
     count_accuracy,
+    count_score_from_validation,
     people_json,
     predict_split,
     score_people,
@@ -143,6 +146,59 @@ def test_scoring_perfect_noisy_and_missing_people():
     missing = [{k: v[:1] for k, v in as_prediction(t).items()} for t in truth]
     result = score_people(missing, truth)
     assert result["ar"] < 0.7 and result["pck_0.2"] < 0.7  # unmatched people count as misses
+
+
+def test_the_count_threshold_is_picked_on_validation_where_true_people_score_low():
+    truth = [truth_of(people) for _, people in people_images(0, 4, size=128)]
+    # every true person found, but scored 0.12 (a product of two sigmoid peaks), plus one spurious at 0.04
+    low = []
+    for t in truth:
+        found = as_prediction(t)
+        low.append(
+            {
+                "keypoints": np.concatenate([found["keypoints"], found["keypoints"][:1] + 50.0]),
+                "keypoint_scores": np.concatenate(
+                    [found["keypoint_scores"], found["keypoint_scores"][:1]]
+                ),
+                "scores": np.array([0.12] * len(t["keypoints"]) + [0.04]),
+            }
+        )
+    assert count_accuracy(low, truth) == 0.0  # nobody above the default 0.3
+    picked = count_score_from_validation(low, truth)
+    assert 0.04 <= picked < 0.12 and count_accuracy(low, truth, picked) == 1.0
+    assert score_people(low, truth, count_score=picked)["count_accuracy"] == 1.0
+    # when several thresholds count right, the one nearest the default wins
+    assert count_score_from_validation([as_prediction(t) for t in truth], truth) == COUNT_SCORE
+
+
+def test_window_pck_cuts_training_windows_and_maps_them_back_to_the_source():
+    from poseops.datasets.transforms import apply_affine
+    from poseops.tasks.bottomup_image import window_pck
+
+    data = people_images(2, 4, size=128, people_per_image=(1, 1))
+    truth = [truth_of(people) for _, people in data]
+    model = tiny()
+    samples = []
+    for (image, _), item in zip(data, truth):
+        pixels, affine = bottomup_input(image, 64)
+        samples.append(
+            {
+                "image": torch.from_numpy(pixels.transpose(2, 0, 1).copy()),
+                "keypoints": torch.from_numpy(apply_affine(item["keypoints"], affine)).float(),
+                "visibility": torch.as_tensor(item["visibility"]).float(),
+                "num_people": torch.tensor(1),
+            }
+        )
+    batch = bottomup_collate(samples, model.target_kwargs(None))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):  # fit these 4 images, so that PCK is well above 0
+        bottomup_train_step(model, batch, optimizer)
+    split = split_from_images([image for image, _ in data], 64, truth)
+    whole = score_people(predict_split(model, split, flip_test=False), truth)["pck_0.2"]
+    # a window as big as the input is the whole input: the same people, the same PCK
+    assert whole > 0.3
+    assert window_pck(model, split, 64, flip_test=False, alpha=0.2) == pytest.approx(whole)
+    assert 0.0 <= window_pck(model, split, 32, flip_test=False, alpha=0.2) <= 1.0
 
 
 def test_an_untrained_model_scores_below_the_smoke_gate_and_is_refused(tmp_path):
@@ -425,9 +481,19 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
     unflipped = score_people(predict_split(model, data, flip_test=False), data["truth"])
     assert written["flip_test"] is True and written["protocol"]["untrained_flip_test"] is False
     assert written["baselines"]["untrained_ap"] == pytest.approx(unflipped["ap"] or 0.0)
-    assert written["baselines"]["untrained_count_accuracy"] == pytest.approx(
-        unflipped["count_accuracy"]
+    # each model is counted at the threshold its validation images pick, stated beside the default's count
+    assert (
+        written["count_score"] in COUNT_SCORES
+        and "validation" in written["protocol"]["count_score"]
     )
+    val = load_evaluation_split(derived, "val", model.config.input_size, 32)
+    untrained_pick = count_score_from_validation(
+        predict_split(model, val, flip_test=False), val["truth"]
+    )
+    assert written["baselines"]["untrained_count_accuracy"] == pytest.approx(
+        count_accuracy(predict_split(model, data, flip_test=False), data["truth"], untrained_pick)
+    )
+    assert 0.0 <= written["count_accuracy_at_default"] <= 1.0
     curve = json.loads((tmp_path / "metrics" / "pck_curve.json").read_text())
     assert any(
         row["untrained"] > 0 for row in curve
@@ -464,3 +530,15 @@ def test_the_demo_sends_bottom_up_images_whole_and_draws_every_scored_person(der
     ]  # the best
     top_down = answer_people({"keypoints": [[1.0, 2.0, 0.5]] * 21})
     assert len(top_down) == 1 and top_down[0].shape == (21, 3)
+
+
+def test_the_demo_draws_people_at_the_evaluations_count_threshold(tmp_path):
+    import json
+
+    from poseops.demo import SHOWN_SCORE, answer_people, shown_score
+
+    assert shown_score(tmp_path) == SHOWN_SCORE  # no metrics.json yet
+    (tmp_path / "metrics.json").write_text(json.dumps({"ap": 0.2, "count_score": 0.05}))
+    person = lambda score, x: {"keypoints": [[x, 1.0, 0.9]] * 17, "score": score}  # noqa: E731
+    body = {"people": [person(0.12, 1.0), person(0.08, 2.0), person(0.01, 3.0)]}
+    assert [p[0, 0] for p in answer_people(body, shown_score(tmp_path))] == [1.0, 2.0]
