@@ -1,11 +1,15 @@
 """hrnet_am learns top-down 2D pose: trained with the task's own train step on person crops of synthetic
-bodies (poseops.capture.people), then scored on person crops of unseen bodies (another seed) through the
-endpoint's inference path (flip test, argmax decoding).
+bodies (poseops.capture.people) drawn through the training loader's sample path (`make_sample`: the
+smoke profile's augmentation, flip with COCO flip pairs), then scored on person crops of unseen bodies
+(another seed) through the endpoint's inference path (flip test, the profile's decoding).
+
+The network and augmentation are the smoke profile's (`profiles/smoke.yaml`, families.hrnet_am); the
+schedule is this test's own (STEPS at batch BATCH, lr x0.1 at DECAY_AT), shorter than the profile's.
 
 Target: PCK@0.1 of the person box beats the training crops' mean pose and the untrained model (same
 config and seed) by >= 0.15 each; the mean-pose margin is not reached yet (its test is xfail, with the
-measured figures). One thread (intra-op threads thrash on a shared, oversubscribed machine); 400 steps
-took 391 s there under load average 20-70; timing is printed, not asserted.
+measured figures). One thread (intra-op threads thrash on a shared, oversubscribed
+machine); timing is printed, not asserted.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from poseops.datasets.transforms import apply_affine, box_affine, warp
+from poseops.config import AugmentParams
+from poseops.datasets.loader import make_sample
 from poseops.models import create_model
 from poseops.skeletons import get_skeleton
 from poseops.tasks import get_task
@@ -30,33 +36,40 @@ from helpers_people import people_images
 
 pytestmark = pytest.mark.slow
 
-MARGIN = 1.25  # profiles/smoke.yaml's crop margin
-TRAIN_IMAGES, TEST_IMAGES, IMAGE_SIZE = 160, 40, 256
-STEPS, BATCH, LR, DECAY_AT = int(os.environ.get("HRNET_AM_CI_STEPS", 400)), 32, 2e-3, 0.8
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN_IMAGES, TEST_IMAGES, IMAGE_SIZE = 600, 60, 256
+STEPS, BATCH, LR, DECAY_AT = int(os.environ.get("HRNET_AM_CI_STEPS", 600)), 16, 2e-3, 0.8
 
 
-def person_crops(seed: int, count: int, size: int) -> dict[str, np.ndarray]:
-    """Every labelled person of `count` synthetic images as a crop [N,S,S,3] RGB with labels in crop px."""
-    crops, keypoints, visibility, box_size = [], [], [], []
+def smoke_recipe() -> tuple[dict, dict]:
+    """(model overrides with the preset, data block) of hrnet_am in the smoke profile."""
+    family = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())["families"]["hrnet_am"]
+    return dict(family["model"]), dict(family["data"])
+
+
+def person_rows(seed: int, count: int) -> list[tuple[dict, np.ndarray]]:
+    """Every labelled person of `count` synthetic images as a loader row over its whole image (the
+    stored crop is the image itself: identity affine, the person box in its pixels)."""
+    rows = []
     for image, people in people_images(seed, count, size=IMAGE_SIZE, people_per_image=(1, 2)):
         for person in people:
             if not (np.asarray(person["visibility"]) > 0).any():
                 continue
-            affine = box_affine(person["bbox"], MARGIN, size)
-            crops.append(warp(image, affine, size)[..., ::-1])
-            keypoints.append(apply_affine(person["keypoints"], affine))
-            visibility.append(np.asarray(person["visibility"], np.float32))
-            box_size.append(max(person["bbox"][2], person["bbox"][3]) * np.hypot(*affine[0, :2]))
-    keypoints, visibility = np.stack(keypoints), np.stack(visibility)
-    inside = ((keypoints >= 0) & (keypoints <= size - 1)).all(-1)
-    visibility = np.where(inside, visibility, 0.0)
-    return {
-        "image": np.ascontiguousarray(np.stack(crops)),
-        "keypoints": keypoints,
-        "visibility": visibility,
-        "box_size": np.asarray(box_size),
-        "norm_size": np.asarray(box_size),
-    }
+            keypoints = np.asarray(person["keypoints"], np.float64).reshape(-1).tolist()
+            row = {
+                "keypoints": keypoints,
+                "keypoints_clean": keypoints,
+                "visibility": np.asarray(person["visibility"], np.float32).tolist(),
+                "box_in_crop": [float(v) for v in person["bbox"]],
+                "affine": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                "sample_id": len(rows),
+            }
+            rows.append((row, image))
+    return rows
+
+
+def stack(samples: list[dict]) -> dict[str, np.ndarray]:
+    return {key: np.stack([s[key] for s in samples]) for key in samples[0]}
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +78,20 @@ def trained():
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(int(os.environ.get("HRNET_AM_CI_THREADS", 1)))
     try:
+        model_block, data = smoke_recipe()
+        preset = model_block.pop("preset")
         torch.manual_seed(0)
-        model = create_model("hrnet_am", "smoke")
-        size = model.config.input_size
-        train = person_crops(0, TRAIN_IMAGES, size)
-        test = person_crops(1, TEST_IMAGES, size)  # other bodies, poses and views
+        model = create_model("hrnet_am", preset, **model_block)
+        size, margin = model.config.input_size, float(data["crop_margin"])
+        augment = AugmentParams(**data["augment"])
+        flip = np.asarray(get_skeleton("coco17").flip_permutation()) if augment.flip else None
+        train_rows = person_rows(0, TRAIN_IMAGES)
+        test = stack(
+            [make_sample(row, size, margin, pixels=img) for row, img in person_rows(1, TEST_IMAGES)]
+        )
+        train = stack([make_sample(row, size, margin, pixels=img) for row, img in train_rows])
         print(
-            f"{len(train['image'])} / {len(test['image'])} crops in {time.time() - started:.0f} s",
+            f"{len(train_rows)} / {len(test['image'])} crops in {time.time() - started:.0f} s",
             flush=True,
         )
         task = get_task("topdown_crop")
@@ -80,11 +100,19 @@ def trained():
         rng = np.random.default_rng(0)
         losses = []
         for _ in range(STEPS):
-            pick = rng.choice(len(train["image"]), BATCH, replace=False)
+            pick = rng.choice(len(train_rows), BATCH, replace=False)
+            batch = stack(
+                [
+                    make_sample(
+                        train_rows[i][0], size, margin, augment, rng, flip, train_rows[i][1]
+                    )
+                    for i in pick
+                ]
+            )
             batch = {
-                "image": torch.from_numpy(train["image"][pick].transpose(0, 3, 1, 2).copy()),
-                "keypoints": torch.from_numpy(train["keypoints"][pick]).float(),
-                "visibility": torch.from_numpy(train["visibility"][pick]),
+                "image": torch.from_numpy(batch["image"].transpose(0, 3, 1, 2).copy()),
+                "keypoints": torch.from_numpy(batch["keypoints"]),
+                "visibility": torch.from_numpy(batch["visibility"]),
             }
             losses.append(task.train_step(model, batch, optimizer)["loss"])
             schedule.step()
@@ -97,7 +125,7 @@ def trained():
         scoring = {"threshold": 0.1, "normaliser": "bbox"}
         pred, _ = predict_crops(model, test["image"])
         torch.manual_seed(0)
-        untrained, _ = predict_crops(create_model("hrnet_am", "smoke"), test["image"])
+        untrained, _ = predict_crops(create_model("hrnet_am", preset, **model_block), test["image"])
         pose = mean_pose(train["keypoints"], train["visibility"] > 0)
         result = {
             "trained": score_predictions(pred, test, names, **scoring)["pck"].value,
@@ -112,7 +140,7 @@ def trained():
     print(
         f"hrnet_am CI: PCK@0.1 {result['trained']:.3f} (mean pose {result['mean_pose']:.3f}, untrained "
         f"{result['untrained']:.3f}) on {len(test['image'])} unseen crops after {STEPS} steps on "
-        f"{len(train['image'])}; loss {np.mean(losses[:10]):.2e} -> {np.mean(losses[-10:]):.2e} in {seconds:.0f} s"
+        f"{len(train_rows)}; loss {np.mean(losses[:10]):.2e} -> {np.mean(losses[-10:]):.2e} in {seconds:.0f} s"
     )
     return result, losses
 
@@ -124,9 +152,9 @@ def test_it_beats_the_untrained_model_by_015(trained):
 
 
 @pytest.mark.xfail(
-    reason="measured: PCK@0.1 0.448 after 400 steps and 0.492 after 800 against the mean pose's 0.489 "
-    "(untrained 0.040): on box-normalised crops of upright synthetic bodies the mean pose is a strong "
-    "baseline, and 240 unaugmented training crops overfit (train loss still falling)",
+    reason="measured: PCK@0.1 0.423 (0.493 with DARK decoding) against the mean pose's 0.502 (untrained "
+    "0.036) after 600 steps at batch 16 on 893 augmented crops; on the demo's data the smoke recipe "
+    "(1,700 steps) reaches 0.626 against the mean pose's 0.551: +0.075, half the target margin",
     strict=False,
 )
 def test_it_beats_the_mean_pose_by_015(trained):

@@ -26,13 +26,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 from torch import Tensor, nn
 
 from poseops.codecs import flip_back
 from poseops.codecs.integral import argmax_decode, dark_decode, gaussian_heatmaps, to_pixels
 from poseops.models import register_model
-from poseops.models.blocks.hrnet import HRNetTrunk, load_pretrained
+from poseops.models.blocks.hrnet import HRNetConfig, HRNetTrunk, load_pretrained
 from poseops.models.blocks.images import preprocess
 from poseops.skeletons import get_skeleton
 
@@ -43,20 +43,7 @@ AM_LAYOUTS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    input_size: int = Field(256, ge=32, description="square crop side S (px); heatmaps are S/4")
-    skeleton: str = Field("coco17", description="keypoint set (names, flip pairs)")
-    width: int = Field(32, ge=1, description="HRNet branch widths w, 2w, 4w, 8w (W32, W48)")
-    stem_width: int = Field(64, ge=1, description="stem convs and layer1 Bottleneck planes")
-    blocks: int = Field(4, ge=1, description="blocks per branch (and in layer1)")
-    modules: tuple[int, int, int] = Field(
-        (1, 4, 3), description="HighResolutionModules in stages 2, 3, 4"
-    )
-    pretrained: str | None = Field(
-        None, description="local official-layout HRNet .pth/.safetensors, or None"
-    )
+class Config(HRNetConfig):
     am_layout: Literal["none", "4", "9"] = "4"
     am_reduction: int = Field(16, ge=1, description="CAM reduction r")
     am_residual: bool = Field(False, description="AM output X + X'' instead of X''")
@@ -65,23 +52,6 @@ class Config(BaseModel):
     flip_test: bool = Field(
         True, description="average with the mirrored crop's heatmaps in predict"
     )
-
-    @model_validator(mode="after")
-    def _check(self) -> "Config":
-        get_skeleton(self.skeleton)
-        if self.input_size % 32:
-            raise ValueError(
-                f"input_size {self.input_size} must be a multiple of 32 (HRNet's lowest branch is 1/32)"
-            )
-        return self
-
-    @property
-    def num_keypoints(self) -> int:
-        return get_skeleton(self.skeleton).num_keypoints
-
-    @property
-    def heatmap_size(self) -> int:
-        return self.input_size // 4
 
 
 PRESETS: dict[str, dict] = {

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from poseops.codecs.bottomup import decode_instances, find_centres, flip_back, peak_mask
@@ -42,7 +42,7 @@ from poseops.models.blocks.attention import (
     InstanceSpatialAttention,
     prior_bias,
 )
-from poseops.models.blocks.hrnet import HRNetTrunk, concat_branches, load_pretrained
+from poseops.models.blocks.hrnet import HRNetConfig, HRNetTrunk, concat_branches, load_pretrained
 from poseops.skeletons import get_skeleton
 
 PROB_EPS = 1e-4  # CID clamps sigmoid outputs to [1e-4, 1 - 1e-4]
@@ -52,17 +52,10 @@ CID_LOSS = {"contrastive": "image", "temperature": 0.05, "contrastive_w": 1.0}
 CID_EMBED_DIM = 32
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Config(HRNetConfig):
+    """HRNetConfig's trunk fields (official W32 = 32 / 64 / 4 / (1, 4, 3)) and checks, then VMHPE's."""
 
     input_size: int = Field(512, ge=32, description="square training crop side S (px); heatmaps are S/4")
-    skeleton: str = Field("coco17", description="keypoint set (names, flip pairs)")
-    # backbone (HRNet: official W32 = 32 / 64 / 4 / (1, 4, 3))
-    width: int = Field(32, ge=1, description="HRNet branch widths w, 2w, 4w, 8w")
-    stem_width: int = Field(64, ge=1, description="stem convs and layer1 Bottleneck planes")
-    blocks: int = Field(4, ge=1, description="blocks per branch (and in layer1)")
-    modules: tuple[int, int, int] = Field((1, 4, 3), description="HighResolutionModules in stages 2, 3, 4")
-    pretrained: str | None = Field(None, description="local official-layout HRNet .pth/.safetensors, or None")
     # VMHPE modules
     components: Literal["cid", "none", "mfcm", "mffm", "both"] = "both"  # Table 6 grid; cid = CID itself
     embed_dim: int = Field(16, ge=1, description="E: GFD width (paper best 16; CID 32)")
@@ -112,22 +105,11 @@ class Config(BaseModel):
                     f"components 'cid' is CID's own network and loss (Wang, Zhang, 2022): it needs {CID_LOSS}, "
                     f"got {wrong}; use components 'none' for VMHPE's attentions without MFCM/MFFM"
                 )
-        if self.input_size % 32:
-            raise ValueError(f"input_size {self.input_size} must be a multiple of 32 (HRNet stride)")
         if not self.mfcm_scales or min(self.mfcm_scales) < 1:
             raise ValueError(f"mfcm_scales must be positive integers, got {self.mfcm_scales}")
         if not self.ke_widths:
             raise ValueError("ke_widths must name at least one level")
-        get_skeleton(self.skeleton)
         return self
-
-    @property
-    def num_keypoints(self) -> int:
-        return get_skeleton(self.skeleton).num_keypoints
-
-    @property
-    def heatmap_size(self) -> int:
-        return self.input_size // 4
 
     @property
     def use_mfcm(self) -> bool:

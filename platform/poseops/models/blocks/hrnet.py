@@ -21,16 +21,54 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from poseops.errors import CheckpointError
 from poseops.models.blocks.resnet import BasicBlock, Bottleneck, conv1x1, init_conv_bn, read_state_dict
+from poseops.skeletons import get_skeleton
 
 log = logging.getLogger(__name__)
 
 # Keys of the official classification checkpoint that this trunk deliberately does not build.
 UNUSED_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.",
                    "final_layers.", "deconv_layers.")  # last two: HigherHRNet/CID pose heads
+
+
+class HRNetConfig(BaseModel):
+    """The fields and checks every family on `HRNetTrunk` shares (hrnet_am, vmhpe): square input side, keypoint
+    set and the trunk's knobs. Families subclass it with their own fields (and defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_size: int = Field(256, ge=32, description="square crop side S (px); heatmaps are S/4")
+    skeleton: str = Field("coco17", description="keypoint set (names, flip pairs)")
+    width: int = Field(32, ge=1, description="HRNet branch widths w, 2w, 4w, 8w (W32, W48)")
+    stem_width: int = Field(64, ge=1, description="stem convs and layer1 Bottleneck planes")
+    blocks: int = Field(4, ge=1, description="blocks per branch (and in layer1)")
+    modules: tuple[int, int, int] = Field(
+        (1, 4, 3), description="HighResolutionModules in stages 2, 3, 4"
+    )
+    pretrained: str | None = Field(
+        None, description="local official-layout HRNet .pth/.safetensors, or None"
+    )
+
+    @model_validator(mode="after")
+    def _check_trunk(self) -> "HRNetConfig":
+        get_skeleton(self.skeleton)
+        if self.input_size % 32:
+            raise ValueError(
+                f"input_size {self.input_size} must be a multiple of 32 (HRNet's lowest branch is 1/32)"
+            )
+        return self
+
+    @property
+    def num_keypoints(self) -> int:
+        return get_skeleton(self.skeleton).num_keypoints
+
+    @property
+    def heatmap_size(self) -> int:
+        return self.input_size // 4
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel: int, stride: int, relu: bool) -> nn.Sequential:
