@@ -5,6 +5,7 @@ predicted 2D input (mapped COCO-17 -> H36M-17), with clear errors for a missing 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,8 +31,11 @@ from poseops.tasks import get_task
 from poseops.tasks.lifting_sequence import LiftingSequenceData, load_tracks, track_inputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+REPO = Path(__file__).resolve().parents[2]
+SEQUENCES = Path("data") / "raw" / "synthetic" / "sequences"
+ANNOTATIONS = Path("data") / "annotations" / "sequences.json"
 TASK = get_task("lifting_sequence")
-FRAMES, VIEWS, COUNT = 12, 2, 2
+FRAMES, VIEWS, COUNT = 12, 2, 4
 PARAMS = CaptureParams(
     hands=None,
     bodies=BodyCaptureParams(sequences=4, frames_per_sequence=2, image_size=128, views=VIEWS),
@@ -41,9 +45,12 @@ PARAMS = CaptureParams(
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("predict")
-    write_sequence_captures(root / "raw" / "sequences", PARAMS)
-    write_sequence_annotations(root / "raw" / "sequences", root / "annotations" / "sequences.json")
+    root = tmp_path_factory.mktemp("predict")  # the pipeline's layout (poseops.pipeline.Layout)
+    write_sequence_captures(root / SEQUENCES, PARAMS)
+    write_sequence_annotations(
+        root / SEQUENCES,
+        root / ANNOTATIONS,
+    )
     model = create_model("hrnet_am", "tiny")
     save_checkpoint(
         root / "models" / "hrnet_am",
@@ -54,7 +61,7 @@ def project(tmp_path_factory):
         extra={"inference": {"crop_margin": 1.25, "flip_test": False}},
     )
     manifest = predict_sequence_tracks(
-        root / "models" / "hrnet_am", root / "raw" / "sequences", root / "predicted" / "all"
+        root / "models" / "hrnet_am", root / SEQUENCES, root / "predicted" / "all"
     )
     return {"root": root, "manifest": manifest}
 
@@ -66,9 +73,12 @@ def test_tracks_cover_every_sequence_view_and_frame(project):
     assert "ground-truth boxes" in manifest["protocol"]
     assert manifest["skeleton"] == "coco17" and manifest["settings"]["flip_test"] is False
     tracks = PredictedTracks(folder)
-    views = {v.view for v in sequence_frames(project["root"] / "raw" / "sequences")}
+    views = {
+        v.view
+        for v in sequence_frames(project["root"] / "data" / "raw" / "synthetic" / "sequences")
+    }
     assert len(views) == VIEWS
-    for sequence in ("long_00000", "long_00001"):
+    for sequence in (f"long_{i:05d}" for i in range(COUNT)):
         for view in views:
             frames, keypoints, scores = tracks.get(sequence, view)
             assert frames.tolist() == list(range(FRAMES))
@@ -100,10 +110,10 @@ def test_crop_affine_round_trip():
 
 def test_subsample_and_unknown_views(project, tmp_path):
     root = project["root"]
-    view = next(iter(sequence_frames(root / "raw" / "sequences"))).view
+    view = next(iter(sequence_frames(root / SEQUENCES))).view
     manifest = predict_sequence_tracks(
         root / "models" / "hrnet_am",
-        root / "raw" / "sequences",
+        root / SEQUENCES,
         tmp_path / "one",
         FamilyPredict(sequences=1, views=[view], batch_size=5),
     )
@@ -112,7 +122,7 @@ def test_subsample_and_unknown_views(project, tmp_path):
     with pytest.raises(ConfigError, match="nowhere"):
         predict_sequence_tracks(
             root / "models" / "hrnet_am",
-            root / "raw" / "sequences",
+            root / SEQUENCES,
             tmp_path / "bad",
             FamilyPredict(views=["nowhere"]),
         )
@@ -129,7 +139,7 @@ def derive(root, out, tracks_folder):
     )
     card = derive_dataset(
         TASK.rows,
-        root / "annotations" / "sequences.json",
+        root / ANNOTATIONS,
         str(out),
         data,
         SplitParams(val_fraction=0.01, test_fraction=0.5, seed=0),
@@ -150,7 +160,7 @@ def test_lifter_reads_the_predicted_tracks_mapped_to_h36m(project, tmp_path):
     for track in tracks:
         view = next(
             v.view
-            for v in sequence_frames(root / "raw" / "sequences", {track.sequence})
+            for v in sequence_frames(root / SEQUENCES, {track.sequence})
             if np.allclose(v.uv[track.frames, :17], track.keypoints_2d, atol=1e-3)
         )
         coco, _ = predicted.at(track.sequence, view, track.frames)
@@ -164,10 +174,10 @@ def test_lifter_reads_the_predicted_tracks_mapped_to_h36m(project, tmp_path):
 
 def test_a_missing_track_names_the_tracks_file(project, tmp_path):
     root = project["root"]
-    view = next(iter(sequence_frames(root / "raw" / "sequences"))).view
+    view = next(iter(sequence_frames(root / SEQUENCES))).view
     predict_sequence_tracks(
         root / "models" / "hrnet_am",
-        root / "raw" / "sequences",
+        root / SEQUENCES,
         tmp_path / "one",
         FamilyPredict(sequences=1, views=[view]),
     )
@@ -181,7 +191,7 @@ def test_gt_derived_data_refuses_predicted_input(project, tmp_path):
     root = project["root"]
     derive_dataset(
         TASK.rows,
-        root / "annotations" / "sequences.json",
+        root / ANNOTATIONS,
         str(tmp_path / "derived"),
         LiftingSequenceData(sequence_window=9),
         SplitParams(val_fraction=0.01, test_fraction=0.5, seed=0),
@@ -192,3 +202,91 @@ def test_gt_derived_data_refuses_predicted_input(project, tmp_path):
     data = LiftingSequenceData(sequence_window=9, input_2d="predicted", input_family="hrnet_am")
     with pytest.raises(DataError, match="no predicted 2D"):
         track_inputs(tracks, data, None)
+
+
+# ---------------------------------------------------------------- a grid row's input from hrnet_am's grid
+def fake_grid_trial(folder: Path, seed: int) -> str:
+    """A Ray Train checkpoint as training leaves it (weights.safetensors, config.json) of a tiny hrnet_am."""
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = create_model("hrnet_am", "tiny")
+    folder.mkdir(parents=True)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, folder / "weights.safetensors"
+    )
+    config = {
+        "family": "hrnet_am",
+        "model": "hrnet_am",
+        "config": model.config.model_dump(mode="json"),
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
+def test_grid_rows_lift_the_named_hrnet_am_variants_tracks(project, tmp_path):
+    """t5_input2d's hrnet_am rows: input_from {hrnet_am, t7_am_layout, row} -> that row's recorded trial
+    checkpoint -> its own tracks folder (predicted once, every sequence and view) -> the trial's derived
+    data holds those predictions; the gt row keeps the project's dataset."""
+    from poseops.checkpoints import load_checkpoint
+    from poseops.config import read_yaml
+    from poseops.datasets.loader import read_card
+    from poseops.profiles import write_profile
+    from poseops.storage import write_json_atomic
+    from poseops.tune.grids import load_grid
+    from poseops.tune.runner import GridRun, trial_configs
+
+    root = project["root"]
+    trials = [
+        {
+            "name": "4@s0",
+            "row": "4",
+            "value": 0.4,
+            "checkpoint_path": fake_grid_trial(tmp_path / "t7" / "a", 1),
+        },
+        {
+            "name": "none@s0",
+            "row": "none",
+            "value": 0.3,
+            "checkpoint_path": fake_grid_trial(tmp_path / "t7" / "b", 2),
+        },
+    ]
+    write_json_atomic(root / "reports" / "grids" / "hrnet_am_t7_am_layout.json", {"trials": trials})
+    write_profile(str(REPO / "profiles" / "tiny.yaml"), tmp_path / "params.yaml")
+    grid = load_grid("lifter", "t5_input2d")
+    run = GridRun(
+        family="lifter",
+        name="lifter_t5_input2d_x",
+        trials=[t for t in grid.trials([0]) if t.row in ("gt", "hrnet_am_am", "hrnet_am_none")],
+        base_params=read_yaml(tmp_path / "params.yaml"),
+        project_root=root,
+        storage_path=str(tmp_path / "tune"),
+    )
+    configs = {c["trial"]["row"]: c for c in trial_configs(run, tmp_path / "variants")}
+    assert "input_tracks" not in str(configs["gt"]["trial"]["overrides"])
+    assert configs["gt"]["trial"]["dataset_url"] == str(root / "data" / "derived" / "lifter")
+    shas = set()
+    for row, source in (("hrnet_am_am", "a"), ("hrnet_am_none", "b")):
+        folder = Path(configs[row]["params"]["families"]["lifter"]["data"]["input_tracks"])
+        manifest = json.loads((folder / "manifest.json").read_text())
+        _, info = load_checkpoint(tmp_path / "t7" / f"{source}.poseops")
+        assert manifest["checkpoint"]["weights_sha256"] == info["weights_sha256"]
+        assert (
+            manifest["counts"]["tracks"] == COUNT * VIEWS
+        )  # every view, whatever predict.views says
+        card = read_card(configs[row]["trial"]["dataset_url"])
+        assert card["input_2d"]["tracks_sha256"] == manifest["tracks"]["sha256"]
+        shas.add(info["weights_sha256"])
+    assert len(shas) == 2
+    written = (folder / "tracks.parquet").stat().st_mtime_ns
+    trial_configs(run, tmp_path / "variants")  # the same variants: predicted once
+    assert (folder / "tracks.parquet").stat().st_mtime_ns == written
+
+
+def test_a_grid_input_without_its_report_is_a_clear_error(project, tmp_path):
+    from poseops.tune.adapter import variant_checkpoint
+    from poseops.tune.grids import InputFrom
+
+    with pytest.raises(ConfigError, match=r"hrnet_am_t7_am_layout\.json does not exist"):
+        variant_checkpoint(tmp_path, InputFrom(family="hrnet_am", grid="t7_am_layout", row="4"))
