@@ -290,3 +290,21 @@ def test_a_grid_input_without_its_report_is_a_clear_error(project, tmp_path):
 
     with pytest.raises(ConfigError, match=r"hrnet_am_t7_am_layout\.json does not exist"):
         variant_checkpoint(tmp_path, InputFrom(family="hrnet_am", grid="t7_am_layout", row="4"))
+
+
+def test_write_clip_draws_up_to_three_people(project, tmp_path):
+    from poseops.capture.common import read_frames
+    from poseops.capture.sequence_render import write_clip
+
+    folder = project["root"] / SEQUENCES
+    one = write_clip(folder, tmp_path / "one.mp4", ["long_00000"], frames=6)
+    three = write_clip(folder, tmp_path / "three.mp4", ["long_00000", "long_00001", "long_00002"])
+    assert one["people"] == 1 and three["people"] == 3 and three["frames"] == FRAMES
+    read = list(read_frames(tmp_path / "three.mp4"))
+    assert len(read) == FRAMES and read[0].shape[:2] == tuple(three["size"][::-1])
+    assert len(list(read_frames(tmp_path / "one.mp4"))) == 6
+    first_one, first_three = next(read_frames(tmp_path / "one.mp4")), read[0]
+    assert np.abs(first_one.astype(int) - first_three.astype(int)).max() > 50  # more people drawn
+    with pytest.raises(DataError, match="1 to 3"):
+        write_clip(folder, tmp_path / "four.mp4", [f"long_{i:05d}" for i in range(4)])
+    assert not (tmp_path / "four.mp4").exists()
