@@ -147,4 +147,24 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
                 )
             console.print(f"overlay image: {overlay_path}")
     console.print("endpoint stopped")
+    for clip in write_clips(layout().raw / "sequences", out_dir / "clips"):
+        console.print(f"clip of {clip['people']} people, {clip['frames']} frames: {clip['path']}")
     return answers
+
+
+def write_clips(sequences_dir: Path, out_dir: Path, frames: int = 60) -> list[dict]:
+    """MP4 clips of 1, 2 and 3 performers of the long sequences (poseops.capture.sequence_render), for
+    a person to watch; none when the sequences part is not captured."""
+    from poseops.capture.sequence_render import write_clip
+    from poseops.storage import read_json
+
+    manifest = sequences_dir / "manifest.json"
+    if not manifest.exists():
+        return []
+    ids = [e["id"] for e in read_json(manifest)["sequences"]]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        write_clip(sequences_dir, out_dir / f"people_{n}.mp4", ids[:n], frames=frames)
+        for n in (1, 2, 3)
+        if len(ids) >= n
+    ]

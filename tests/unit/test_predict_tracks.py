@@ -308,3 +308,12 @@ def test_write_clip_draws_up_to_three_people(project, tmp_path):
     with pytest.raises(DataError, match="1 to 3"):
         write_clip(folder, tmp_path / "four.mp4", [f"long_{i:05d}" for i in range(4)])
     assert not (tmp_path / "four.mp4").exists()
+
+
+def test_demo_clips_of_one_two_and_three_people(project, tmp_path):
+    from poseops.demo import write_clips
+
+    clips = write_clips(project["root"] / SEQUENCES, tmp_path / "clips", frames=4)
+    assert [c["people"] for c in clips] == [1, 2, 3]
+    assert all(Path(c["path"]).stat().st_size > 0 and c["frames"] == 4 for c in clips)
+    assert write_clips(tmp_path / "none", tmp_path / "clips") == []
