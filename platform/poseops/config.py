@@ -290,6 +290,22 @@ class FamilyEvaluate(Strict):
     )
 
 
+class FamilyPredict(Strict):
+    """predict@<family>: which frames of the labels-only long sequences a 2D family predicts tracks for
+    (the families that declare it as an input lift them); a subsample keeps the smoke profile cheap."""
+
+    sequences: int | None = Field(
+        None, ge=1, description="the first n sequences (in id order); None: all of them"
+    )
+    views: list[str] | None = Field(
+        None, description="view names (e.g. front, cam_54138969); None: every view"
+    )
+    batch_size: int = Field(64, ge=1, description="crops per forward pass")
+    flip_test: bool | None = Field(
+        None, description="average with the mirrored crop; None: the checkpoint's setting"
+    )
+
+
 class ServeAutoscaling(Strict):
     """Serve's autoscaling for one family: replicas between min and max, aiming at this many requests in
     flight per replica (Serve's `autoscaling_config`)."""
@@ -402,6 +418,7 @@ class FamilyParams(Strict):
     data: Any  # validated by the family's task options, a FamilyData subclass (see validate_params)
     train: FamilyTrain = FamilyTrain()
     evaluate: FamilyEvaluate = FamilyEvaluate()
+    predict: FamilyPredict = FamilyPredict()
     gate: GateParams = GateParams()
     serve: FamilyServe = FamilyServe()
 

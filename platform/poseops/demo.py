@@ -58,30 +58,6 @@ def held_out_track(dataset_url: str) -> tuple[dict, np.ndarray]:
     return request, truth
 
 
-def plot_pose_3d(joints_mm: np.ndarray, truth_mm: np.ndarray, skeleton, path: Path) -> None:
-    """A 3D plot (camera frame, y down drawn up) of a lifted pose beside its ground truth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure = plt.figure(figsize=(5, 5))
-    axes = figure.add_subplot(projection="3d")
-    for pose, colour, label in (
-        (truth_mm, "tab:gray", "ground truth"),
-        (joints_mm, "tab:red", "lifted"),
-    ):
-        for a, b in skeleton.edges:
-            axes.plot(
-                *zip(pose[a][[0, 2, 1]] * [1, 1, -1], pose[b][[0, 2, 1]] * [1, 1, -1]), c=colour
-            )
-        axes.scatter(pose[:, 0], pose[:, 2], -pose[:, 1], c=colour, s=8, label=label)
-    axes.set_xlabel("x (mm)"), axes.set_ylabel("z (mm)"), axes.set_zlabel("-y (mm)")
-    axes.legend()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
 SHOWN_SCORE = (
     0.3  # a bottom-up answer's people drawn and counted by the demo: those scored at least this
 )
@@ -114,6 +90,7 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
     from poseops.serve.runner import serving
     from poseops.skeletons import get_skeleton
     from poseops.viz.overlay import draw_keypoints
+    from poseops.viz.pose3d import plot_pose_3d
 
     params = load_params(params_path)
     for name in restore_champions(params, layout()):
@@ -182,4 +159,24 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
                 )
             console.print(f"overlay image: {overlay_path}")
     console.print("endpoint stopped")
+    for clip in write_clips(layout().raw / "sequences", out_dir / "clips"):
+        console.print(f"clip of {clip['people']} people, {clip['frames']} frames: {clip['path']}")
     return answers
+
+
+def write_clips(sequences_dir: Path, out_dir: Path, frames: int = 60) -> list[dict]:
+    """MP4 clips of 1, 2 and 3 performers of the long sequences (poseops.capture.sequence_render), for
+    a person to watch; none when the sequences part is not captured."""
+    from poseops.capture.sequence_render import write_clip
+    from poseops.storage import read_json
+
+    manifest = sequences_dir / "manifest.json"
+    if not manifest.exists():
+        return []
+    ids = [e["id"] for e in read_json(manifest)["sequences"]]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        write_clip(sequences_dir, out_dir / f"people_{n}.mp4", ids[:n], frames=frames)
+        for n in (1, 2, 3)
+        if len(ids) >= n
+    ]

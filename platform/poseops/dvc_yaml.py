@@ -12,7 +12,8 @@ through each stage's `params`. The code deps list a folder when every module in 
 DVC's `foreach` cannot give one item extra deps, so families are grouped: families whose stages share a
 shape (no declared inputs, the same report artefacts) form one `foreach` per stage (`derive@<family>`,
 ...), whose deps are the union of those families' closures; any other family gets plain stages
-(`derive-<family>`, ...) with its own deps, plus the outputs of the families it declares as inputs.
+(`derive-<family>`, ...) with its own deps; its derive stage also depends on the `predict@<input>` output
+(data/predicted/<input>) of each family it declares as an input, so retraining that family re-runs it.
 Stages that are not per-family (capture, annotate, ...) are kept from the current dvc.yaml as they are,
 except that a stage run as `python stages/<name>.py` over `poseops.pipeline.<name>` gets its code deps
 recomputed the same way.
@@ -33,6 +34,7 @@ from poseops.families import Family, get_family
 from poseops.models import model_entry
 
 FAMILY_STAGES = ("derive", "train", "evaluate", "promote", "report")
+PREDICT = "predict"  # per-family, for the families others declare as inputs only
 PACKAGE = Path(poseops.__file__).resolve().parent
 HEADER = """\
 # Rendered by `poseops pipeline render` from the family table (poseops.families) and params.yaml's
@@ -40,9 +42,10 @@ HEADER = """\
 # is stale). Per-family stages run `stages/<stage>.py <family>`; their code deps are the poseops modules
 # the stage runs (its import closure; a folder when all of it runs), so editing a module re-runs exactly
 # the stages that import it. Families of one shape share a `foreach` (stage names `<stage>@<family>`);
-# a family that declares inputs (another family's outputs) gets plain `<stage>-<family>` stages with
-# those deps. Other stages (capture, annotate, ...) are kept from this file as written, apart from their
-# code deps, which are recomputed the same way: add such a stage here by hand, then render.
+# a family that declares inputs gets plain `<stage>-<family>` stages, its derive depending on each input's
+# `predict@<input>` tracks (data/predicted/<input>). Other stages (capture, annotate, ...) are kept from this
+# file as written, apart from their code deps, which are recomputed the same way: add such a stage here by
+# hand, then render.
 """
 
 
@@ -219,6 +222,16 @@ def family_stage(stage: str, key: str, family: Family) -> dict[str, Any]:
     raise ValueError(f"not a per-family stage: {stage}")
 
 
+def predict_stage(key: str) -> dict[str, Any]:
+    """predict@<family> of a family another declares as its input: the trained model's 2D tracks of the
+    long sequences (poseops.predict), which the consuming family's derive stage depends on."""
+    return {
+        "deps": [f"models/{key}", "data/raw/synthetic/sequences"],
+        "params": [f"families.{key}.predict"],
+        "outs": [f"data/predicted/{key}"],
+    }
+
+
 def with_code(stage: str, body: dict[str, Any], key: str, code: list[str]) -> dict[str, Any]:
     return {
         "cmd": f"python stages/{stage}.py {key}",
@@ -239,8 +252,11 @@ def render(params: Params, current: Mapping[str, Any] | None, root: Path) -> str
     shared = [f for f in plain if shape(f) == shape(plain[0])] if plain else []
     alone = [f for f in families if f not in shared]
 
+    inputs = [get_family(name) for name in sorted({n for f in families for n in f.inputs})]
     stages: dict[str, Any] = {}
-    generated = set(FAMILY_STAGES) | {f"{s}-{f.name}" for s in FAMILY_STAGES for f in families}
+    generated = (
+        set(FAMILY_STAGES) | {PREDICT} | {f"{s}-{f.name}" for s in FAMILY_STAGES for f in families}
+    )
     for name, spec in ((current or {}).get("stages") or {}).items():
         if name in generated or any(name.startswith(f"{s}-") for s in FAMILY_STAGES):
             continue
@@ -250,11 +266,15 @@ def render(params: Params, current: Mapping[str, Any] | None, root: Path) -> str
             code = code_deps(set().union(*(stage_modules(stage, f, root) for f in shared)), root)
             do = with_code(stage, family_stage(stage, "${key}", shared[0]), "${key}", code)
             stages[stage] = {"foreach": {f.name: f.task for f in shared}, "do": do}
+    if inputs:
+        code = code_deps(set().union(*(stage_modules(PREDICT, f, root) for f in inputs)), root)
+        do = with_code(PREDICT, predict_stage("${key}"), "${key}", code)
+        stages[PREDICT] = {"foreach": {f.name: f.task for f in inputs}, "do": do}
     for family in alone:
         for stage in FAMILY_STAGES:
             body = family_stage(stage, family.name, family)
             if stage == "derive":
-                body["deps"] += [f"metrics/{name}/metrics.json" for name in family.inputs]
+                body["deps"] += [f"data/predicted/{name}" for name in family.inputs]
             stages[f"{stage}-{family.name}"] = with_code(
                 stage, body, family.name, code_deps(stage_modules(stage, family, root), root)
             )

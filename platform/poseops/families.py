@@ -33,7 +33,9 @@ class Family:
     skeleton: str  # poseops.skeletons name
     primary_metric: str  # key in metrics.json the gate and checkpoint selection use
     description: str = ""
-    inputs: tuple[str, ...] = ()  # families whose evaluate outputs this family's stages consume
+    inputs: tuple[
+        str, ...
+    ] = ()  # families whose predict@<family> tracks this family's derive reads
     metric_mode: str = "max"  # "min" when a lower primary metric is better (errors: MPJPE)
 
     def best(self, rows: list[dict], key: str | None = None) -> dict:
@@ -98,6 +100,7 @@ IN_TREE: tuple[Family, ...] = (
         skeleton="h36m17",
         primary_metric="mpjpe",
         metric_mode="min",
+        inputs=("hrnet_am",),
         description="2D -> 3D lifting over T frames, PoseFormer with CrossFormer's SA and TA modules",
     ),
     Family(

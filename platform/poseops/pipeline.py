@@ -1,4 +1,5 @@
-"""The DVC stages as functions over the library: capture, annotate, derive, train, evaluate, promote.
+"""The DVC stages as functions over the library: capture, annotate, derive, train, evaluate, promote,
+predict.
 
 Each stage reads validated `Params`, writes only its own outputs (see `Layout`), and publishes them
 last, so a failed stage leaves nothing that a later stage could mistake for a result. A stage function
@@ -44,6 +45,10 @@ class Layout:
 
     def model(self, family: str) -> Path:
         return self.root / "models" / family
+
+    def predicted(self, family: str) -> Path:
+        """predict@<family>'s 2D tracks of the long sequences (poseops.datasets.tracks)."""
+        return self.root / "data" / "predicted" / family
 
     def metrics(self, family: str) -> Path:
         return self.root / "metrics" / family
@@ -167,6 +172,30 @@ def derive(family_name: str, params: Params, where: Layout) -> dict:
     for line in cap_lines(card):
         console.print(f"derive@{family_name}: {line}", highlight=False)
     return card
+
+
+def predict(family_name: str, params: Params, where: Layout) -> dict:
+    """predict@<family>: the trained 2D model's tracks of the long sequences (every selected sequence,
+    view and frame), for the families that declare it as an input (poseops.predict)."""
+    from poseops.predict import predict_sequence_tracks
+
+    settings = params.families[family_name].predict
+    with console.status(f"predict@{family_name}: drawing and predicting the sequences") as status:
+        manifest = predict_sequence_tracks(
+            where.model(family_name),
+            where.raw / "sequences",
+            where.predicted(family_name),
+            settings,
+            on_track=lambda seq, view, n: status.update(
+                f"predict@{family_name}: {seq} {view} ({n} frames)"
+            ),
+        )
+    counts = manifest["counts"]
+    console.print(
+        f"predict@{family_name}: {counts['tracks']} tracks, {counts['rows']} frames in "
+        f"{manifest['seconds']:.1f} s -> {where.predicted(family_name)}"
+    )
+    return manifest
 
 
 def train(family_name: str, params: Params, where: Layout, resume: bool = False) -> dict:

@@ -97,6 +97,11 @@ def test_every_stage_then_the_endpoint(tiny_project):
         crop_report["protocol"]["pck"]["normaliser"] == "bbox" and 0.0 <= crop_report["ap"] <= 1.0
     )
     assert pipeline.promote("hrnet_am", params, where)["version"]["name"] == "poseops-hrnet_am"
+    tracks = pipeline.predict(
+        "hrnet_am", params, where
+    )  # its 2D tracks of the sequences (lifter input)
+    assert tracks["counts"] == {"rows": 2 * 20, "tracks": 2} and tracks["skeleton"] == "coco17"
+    assert (where.predicted("hrnet_am") / "manifest.json").exists()
 
     app, names = build_champion_app(params)
     assert sorted(names) == ["handmle", "hrnet_am", "lifter", "vmhpe"]

@@ -110,7 +110,24 @@ def test_a_family_with_declared_inputs_gets_its_own_stages(tmp_path, monkeypatch
         "handmle",
         "vmhpe",
     } <= foreach and "handlift" not in foreach  # not in the shared foreach
-    assert "metrics/handmle/metrics.json" in stages["derive-handlift"]["deps"]  # its declared input
+    assert (
+        "data/predicted/handmle" in stages["derive-handlift"]["deps"]
+    )  # its declared input's tracks
+    assert set(stages["predict"]["foreach"]) == {"handmle", "hrnet_am"}
     assert stages["train-handlift"]["cmd"] == "python stages/train.py handlift"
     assert "families.handlift.model" in stages["train-handlift"]["params"]
     assert {"capture", "annotate", "evaluate-handlift", "promote-handlift"} <= set(stages)
+
+
+def test_the_lifter_derives_from_hrnet_am_predictions(committed):
+    """predict@hrnet_am reads the trained model (train's output) and the sequences part; derive-lifter
+    depends on its tracks, so retraining hrnet_am re-runs the lifter's stages."""
+    predict = committed["predict"]
+    assert set(predict["foreach"]) == {"hrnet_am"}
+    assert predict["do"]["cmd"] == "python stages/predict.py ${key}"
+    assert {"models/${key}", "data/raw/synthetic/sequences"} <= set(predict["do"]["deps"])
+    assert "platform/poseops/predict.py" in predict["do"]["deps"]
+    assert predict["do"]["outs"] == ["data/predicted/${key}"]
+    assert predict["do"]["params"] == ["families.${key}.predict"]
+    assert "data/predicted/hrnet_am" in committed["derive-lifter"]["deps"]
+    assert "models/${key}" in committed["train"]["do"]["outs"]

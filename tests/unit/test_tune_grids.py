@@ -356,7 +356,7 @@ def test_trial_configs_derive_each_data_variant_once_and_reject_foreign_inputs(
 
     derived = []
 
-    def fake_derive(params, family, root):
+    def fake_derive(params, family, root, annotations=None):
         derived.append(root.name)
         return str(root / "data" / "derived" / family)
 
@@ -394,7 +394,7 @@ def test_trial_configs_derive_each_data_variant_once_and_reject_foreign_inputs(
         project_root=tmp_path,
         storage_path=str(tmp_path / "tune"),
     )
-    with pytest.raises(ConfigError, match="takes its input from family 'vmhpe'"):
+    with pytest.raises(ConfigError, match="takes its input from family 'vmhpe'.*does not read"):
         trial_configs(foreign, tmp_path / "variants")
 
 

@@ -69,7 +69,8 @@ def sequence_plan(
     bodies: BodyCaptureParams,
     views: int,
 ) -> dict:
-    """World joints [T, 17, 3] (H36M-17) and the views [(name, Camera)] of one performer's sequence."""
+    """World joints [T, 17, 3] (H36M-17; `body_joints`: all 22 body joints, for drawing) and the views
+    [(name, Camera)] of one performer's sequence."""
     kind_name, activity, level = kind
     if kind_name == "task":
         motion = B.task_motion(rng, activity, level or "expert", frames, frame_step)
@@ -91,6 +92,7 @@ def sequence_plan(
         "performer": level,
         "calibration": calibration,
         "joints": B.to_h36m17(joints),
+        "body_joints": joints,
         "views": rig,
     }
 
@@ -111,6 +113,29 @@ def view_labels(joints: np.ndarray, camera) -> np.ndarray:
     return np.concatenate([uv, np.where(inside, 2.0, 1.0)[..., None]], axis=-1)
 
 
+def sequence_plans(params: CaptureParams, only: set[str] | None = None):
+    """(sequence id, subject, `sequence_plan`) of every sequence `params.sequences` describes, in order
+    (or of those in `only`): deterministic from the params, so the drawn bodies of a published
+    labels-only folder can be made again from its manifest's generator parameters."""
+    seqs = params.sequences
+    if seqs is None:
+        raise ValueError("data.capture.sequences is null: no sequences")
+    bodies = params.bodies if params.bodies is not None else BodyCaptureParams()
+    frame_step = seqs.frame_step or bodies.frame_step
+    subjects = body_subjects(params)
+    kinds = sequence_kinds(bodies)
+    for index, seed in enumerate(np.random.SeedSequence([params.seed, _STREAM]).spawn(seqs.count)):
+        sequence_id = f"long_{index:05d}"
+        if only is not None and sequence_id not in only:
+            continue
+        rng = np.random.default_rng(seed)
+        subject = subjects[index % len(subjects)]
+        plan = sequence_plan(
+            rng, kinds[index % len(kinds)], subject, seqs.frames, frame_step, bodies, seqs.views
+        )
+        yield sequence_id, subject, plan
+
+
 def write_sequence_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     """Write `params.sequences` long labels-only sequences into `out_dir`; return the manifest.
 
@@ -124,21 +149,11 @@ def write_sequence_captures(out_dir: str | Path, params: CaptureParams) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
-    subjects = body_subjects(params)
-    kinds = sequence_kinds(bodies)
     cameras: dict[str, dict[str, dict]] = {}
     entries = []
     tmp = out / ".labels.jsonl.tmp"
     with tmp.open("w") as fh:
-        for index, seed in enumerate(
-            np.random.SeedSequence([params.seed, _STREAM]).spawn(seqs.count)
-        ):
-            rng = np.random.default_rng(seed)
-            subject = subjects[index % len(subjects)]
-            plan = sequence_plan(
-                rng, kinds[index % len(kinds)], subject, seqs.frames, frame_step, bodies, seqs.views
-            )
-            sequence_id = f"long_{index:05d}"
+        for sequence_id, subject, plan in sequence_plans(params):
             record = {
                 "id": sequence_id,
                 "subject": subject.name,

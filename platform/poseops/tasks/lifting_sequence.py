@@ -10,8 +10,10 @@ From internal annotations that carry keypoints_3d (world mm) on images with a ca
 start every `stride` frames (default T: no overlap) and hold exactly T frames (shorter tracks are left out).
 No targets beyond the 3D itself: training and evaluation normalise after loading.
 
-Derive reads the annotate stage's `sequences.json` (the labels-only long sequences). After loading, the
-windows of one (sequence, camera) are put back together as a track, and every frame of a track is a
+Derive reads the annotate stage's `sequences.json` (the labels-only long sequences); with input_2d
+`predicted` it also reads a 2D family's predict stage tracks (`poseops.datasets.tracks`, mapped to the
+family's skeleton through poseops.skeletons) into keypoints_2d_input / scores_input (null otherwise).
+After loading, the windows of one (sequence, camera) are put back together as a track, and every frame of a track is a
 sample: the T frames around it, edge-replicated at the track's ends (VideoPose3D: Pavllo et al. 2019,
 "3D human pose estimation in video with temporal convolutions and semi-supervised training"), 2D
 normalised as x' = 2x/w - 1, y' = 2y/w - h/w, targets the frame's root-relative camera-frame 3D in mm.
@@ -66,6 +68,8 @@ LIFTING_SCHEMA = pa.schema(
         ("valid_3d", pa.list_(pa.int8())),  # T*K
         ("intrinsics", pa.list_(pa.float64())),  # fx, fy, cx, cy
         ("camera", pa.string()),  # JSON of poseops.geometry.Camera
+        ("keypoints_2d_input", pa.list_(pa.float32())),  # T*K*2 predicted px, null unless predicted
+        ("scores_input", pa.list_(pa.float32())),  # T*K, null unless predicted
     ]
 )
 
@@ -110,7 +114,7 @@ def plan_windows(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
         tracks[(str(image.get("sequence") or ""), image["camera_id"], person_key(ann))].append(
             (image, ann)
         )
-    items = []
+    items: list[dict] = []
     for (sequence, camera_id, person), frames in tracks.items():
         frames.sort(key=lambda pair: (pair[0].get("frame_index") or 0, pair[0]["id"]))
         for start in range(0, len(frames) - T + 1, stride):
@@ -138,6 +142,8 @@ def plan_windows(labels: dict, skeleton: Skeleton, options: dict) -> list[dict]:
                     ],
                 }
             )
+    if options.get("input_tracks"):
+        attach_predictions(items, str(options["input_tracks"]), skeleton)
     return items
 
 
@@ -147,6 +153,7 @@ def window_rows(items: list[dict], context) -> Iterator[dict]:
     root = int(context.options.get("root", 0))
     for item in items:
         camera = camera_of(item["camera"])
+        predicted = item.get("input_2d")
         anns = [f["annotation"] for f in item["frames"]]
         kp = np.stack(
             [np.asarray(a["keypoints"], dtype=np.float64).reshape(K, 3) for a in anns]
@@ -173,17 +180,57 @@ def window_rows(items: list[dict], context) -> Iterator[dict]:
             "valid_3d": np.isfinite(cam).all(-1).astype(np.int8).ravel().tolist(),
             "intrinsics": [camera.fx, camera.fy, camera.cx, camera.cy],
             "camera": camera.model_dump_json(),
+            "keypoints_2d_input": None if predicted is None else predicted["keypoints"],
+            "scores_input": None if predicted is None else predicted["scores"],
         }
 
 
 def card_fields(items: list[dict], context) -> dict[str, Any]:
     T = len(items[0]["frames"])
-    return {
+    fields = {
         "window": T,
         "stride": int(context.options.get("stride") or T),
         "root_joint": int(context.options.get("root", 0)),
         "cameras": len({item["camera_id"] for item in items}),
     }
+    if items[0].get("input_2d") is not None:
+        fields["input_2d"] = items[0]["input_2d_source"]
+    return fields
+
+
+def attach_predictions(items: list[dict], folder: str, skeleton: Skeleton) -> None:
+    """Give every window its predicted 2D (keypoints [T*K*2] px and scores [T*K], mapped from the
+    tracks' skeleton to `skeleton` through poseops.skeletons) from a predict stage's tracks folder
+    (relative to the project root); a window whose (sequence, view, frame) has no prediction is a
+    DataError naming the tracks file."""
+    from pathlib import Path
+
+    from poseops.datasets.tracks import PredictedTracks
+    from poseops.paths import repo_root
+
+    path = Path(folder)
+    tracks = PredictedTracks(path if path.is_absolute() else repo_root() / path)
+    source = get_skeleton(tracks.skeleton)
+    if len(tracks.manifest["keypoints"]) != source.num_keypoints:
+        raise DataError(f"{tracks.folder / 'manifest.json'}: keypoints do not match {source.name}")
+    summary = {
+        "tracks": str(folder),
+        "family": tracks.manifest.get("family"),
+        "skeleton": source.name,
+        "tracks_sha256": tracks.manifest["tracks"]["sha256"],
+        "protocol": tracks.manifest.get("protocol"),
+    }
+    for item in items:
+        frames = [f["frame_index"] for f in item["frames"]]
+        keypoints, scores = tracks.at(item["sequence"], item["view"], frames)
+        if source.name != skeleton.name:
+            keypoints, _ = map_keypoints(keypoints, source, skeleton)
+            scores = map_keypoints(scores[..., None], source, skeleton)[0][..., 0]
+        item["input_2d"] = {
+            "keypoints": np.asarray(keypoints, np.float32).ravel().tolist(),
+            "scores": np.asarray(scores, np.float32).ravel().tolist(),
+        }
+        item["input_2d_source"] = summary
 
 
 def load_lifting_split(url: str, split: str) -> dict[str, np.ndarray]:
@@ -201,7 +248,11 @@ def load_lifting_split(url: str, split: str) -> dict[str, np.ndarray]:
     def stack(key: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         return np.asarray([r[key] for r in rows], dtype=dtype).reshape(len(rows), *shape)
 
+    predicted = all(r.get("keypoints_2d_input") is not None for r in rows)
     return {
+        "keypoints_2d_input": stack("keypoints_2d_input", (T, K, 2), np.float32)
+        if predicted
+        else None,
         "sequence": [str(r["sequence"]) for r in rows],
         "camera_id": stack("camera_id", (), np.int64),
         "frame_indices": stack("frame_indices", (T,), np.int64),
@@ -239,6 +290,11 @@ class LiftingSequenceData(FamilyData):
     input_family: str | None = Field(
         None, description="the 2D family whose predict stage's tracks feed input_2d = predicted"
     )
+    input_tracks: str | None = Field(
+        None,
+        description="predicted tracks folder (relative to the project root, or absolute); "
+        "None: data/predicted/<input_family>, the predict stage's output",
+    )
     noise: DetectedTrackParams = DetectedTrackParams()
     train_stride: int = Field(
         1, ge=1, description="training uses every n-th frame of each track per epoch"
@@ -248,12 +304,16 @@ class LiftingSequenceData(FamilyData):
     def _predicted_needs_family(self) -> LiftingSequenceData:
         if (self.input_2d == "predicted") != (self.input_family is not None):
             raise ValueError("input_family is set exactly when input_2d is 'predicted'")
+        if self.input_tracks is not None and self.input_2d != "predicted":
+            raise ValueError("input_tracks is set only when input_2d is 'predicted'")
         return self
 
     def derive_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"window": self.sequence_window}
         if self.sequence_stride is not None:
             options["stride"] = self.sequence_stride
+        if self.input_2d == "predicted":
+            options["input_tracks"] = self.input_tracks or f"data/predicted/{self.input_family}"
         return options
 
 
@@ -271,6 +331,7 @@ class Track:
     valid_3d: np.ndarray
     width: float
     height: float
+    input_2d: np.ndarray | None = None  # [N,J,2] px: a 2D family's predictions (input_2d predicted)
 
 
 def load_tracks(url: str, split: str) -> list[Track]:
@@ -300,6 +361,7 @@ def load_tracks(url: str, split: str) -> list[Track]:
                 take("valid_3d"),
                 float(camera.width),
                 float(camera.height),
+                None if arrays["keypoints_2d_input"] is None else take("keypoints_2d_input"),
             )
         )
     return tracks
@@ -339,15 +401,17 @@ def track_inputs(
     tracks: Sequence[Track], data: LiftingSequenceData, rng: np.random.Generator | None
 ) -> list[np.ndarray]:
     """Each track's normalised 2D input [N,J,2] (float32) for the options' `input_2d`."""
-    if data.input_2d == "predicted":
-        raise ConfigError(
-            f"input_2d 'predicted' ({data.input_family}): the predict stage's tracks are not wired into "
-            "this task yet; use gt or noisy"
-        )
     out = []
     for track in tracks:
         xy = track.keypoints_2d.astype(np.float64)
-        if data.input_2d == "noisy":
+        if data.input_2d == "predicted":
+            if track.input_2d is None:
+                raise DataError(
+                    f"sequence {track.sequence!r} camera {track.camera_id}: the derived data holds no "
+                    f"predicted 2D; derive with input_2d 'predicted' ({data.input_family}'s tracks)"
+                )
+            xy = track.input_2d.astype(np.float64)
+        elif data.input_2d == "noisy":
             xy = detected_track(
                 rng if rng is not None else np.random.default_rng(0), xy, data.noise
             )

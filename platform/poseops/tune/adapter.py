@@ -9,7 +9,10 @@ When the training code changes shape, only this module changes. It makes these c
     worker records its node id first), and `poseops.train.fit.history(result)`;
   - `poseops.capture.write_captures`, `poseops.annotations.internal.build_annotations` and
     `poseops.datasets.derive.derive_dataset` (what the capture, annotate and derive stages call), only
-    for a row that changes the data (label noise), and `datasets.loader.read_card` / `derive.dataset_checksum`.
+    for a row that changes the data (label noise), and `datasets.loader.read_card` / `derive.dataset_checksum`;
+  - for a row whose input is another family's variant (`input_from`): `poseops.checkpoints.save_checkpoint`
+    (publishing that variant's recorded trial checkpoint) and `poseops.predict.predict_sequence_tracks`
+    (what the predict stage calls), see `variant_tracks`.
 """
 
 from __future__ import annotations
@@ -60,25 +63,36 @@ def data_fingerprint(params: Params, family_name: str) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def derive_variant(params: Params, family_name: str, root: Path) -> str:
+def derive_variant(
+    params: Params, family_name: str, root: Path, annotations: Path | None = None
+) -> str:
     """Capture, annotate and derive the family's data for these params under `root`, in the pipeline's
     layout (skipped when the card exists: a dataset exists only once its card is written); returns the
-    derived dataset's URL. The same library calls as the capture, annotate and derive stages."""
+    derived dataset's URL. The same library calls as the capture, annotate and derive stages.
+    `annotations`: the task's annotations file to derive from instead (a row that changes only the
+    family's data block reuses the project's), so nothing is captured."""
     from poseops.annotations.internal import build_annotations
+    from poseops.annotations.sequences import write_sequence_annotations
     from poseops.capture import write_captures
     from poseops.datasets.derive import derive_dataset
 
     family, fam = get_family(family_name), params.families[family_name]
     out = root / DERIVED / family_name
     if not (out / "card.json").exists():
-        capture = params.data.capture
-        if family.skeleton == "hand21":  # hand crops read only the hand sequences: skip the bodies
-            capture = capture.model_copy(update={"bodies": None})
-        write_captures(root / RAW, capture, keep_empty=True)
-        build_annotations(root / RAW, params.data.annotations, root / ANNOTATIONS)
+        if annotations is None:
+            capture = params.data.capture
+            if (
+                family.skeleton == "hand21"
+            ):  # hand crops read only the hand sequences: skip the bodies
+                capture = capture.model_copy(update={"bodies": None})
+            write_captures(root / RAW, capture, keep_empty=True)
+            build_annotations(root / RAW, params.data.annotations, root / ANNOTATIONS)
+            annotations = root / ANNOTATIONS.parent / family.task_module.annotations_file
+            if annotations != root / ANNOTATIONS:  # the long sequences (lifting)
+                write_sequence_annotations(root / RAW / "sequences", annotations)
         derive_dataset(
             family.task_module.rows,
-            root / ANNOTATIONS,
+            annotations,
             str(out),
             fam.data,
             params.data.split,
@@ -183,3 +197,83 @@ def epochs_of(result) -> list[dict[str, Any]]:
     from poseops.train.fit import history
 
     return history(result)
+
+
+def variant_checkpoint(root: Path, source) -> tuple[Path, str]:
+    """(checkpoint folder, label) of another family's variant named by a grid row's `input_from`
+    (poseops.tune.grids.InputFrom): the trial checkpoint its grid recorded (reports/grids/<family>_<grid>.json,
+    the row's best seed), published as a poseops checkpoint beside it on first use; without a grid, the
+    project's trained model (models/<family>)."""
+    from safetensors.torch import load_file
+
+    from poseops.checkpoints import save_checkpoint
+    from poseops.errors import ConfigError
+    from poseops.models import model_entry
+    from poseops.storage import read_json
+
+    family = get_family(source.family)
+    if source.grid is None:
+        folder = root / "models" / source.family
+        if not (folder / "manifest.json").exists():
+            raise ConfigError(
+                f"input_from {source.family}: {folder} holds no trained model (dvc repro train@{source.family})"
+            )
+        return folder, source.family
+    report_path = root / "reports" / "grids" / f"{source.family}_{source.grid}.json"
+    if not report_path.exists():
+        raise ConfigError(
+            f"input_from {source.family}/{source.grid}: {report_path} does not exist; run "
+            f"`poseops tune {source.family} --grid {source.grid}` first"
+        )
+    trials = [t for t in read_json(report_path).get("trials", []) if t.get("row") == source.row]
+    trials = [t for t in trials if t.get("checkpoint_path")]
+    if not trials:
+        raise ConfigError(
+            f"{report_path}: no finished trial of row {source.row!r} with a checkpoint (input_from)"
+        )
+    trial = family.best(trials, key="value")
+    ray_checkpoint = Path(str(trial["checkpoint_path"]).removeprefix("file://"))
+    if not (ray_checkpoint / "weights.safetensors").exists():
+        raise ConfigError(
+            f"{report_path}: trial {trial.get('name')!r}: checkpoint {ray_checkpoint} has no "
+            "weights.safetensors (the grid's Tune state was removed?)"
+        )
+    recorded = json.loads((ray_checkpoint / "config.json").read_text())
+    label = f"{source.family}_{source.grid}_{source.row}_{trial.get('name', '')}"
+    published = ray_checkpoint.parent / f"{ray_checkpoint.name}.poseops"
+    if not (published / "manifest.json").exists():
+        save_checkpoint(
+            published,
+            source.family,
+            family.model,
+            load_file(str(ray_checkpoint / "weights.safetensors")),
+            recorded["config"],
+            extra={
+                "inference": dict(model_entry(family.model).inference),
+                "from": str(report_path),
+            },
+        )
+    return published, label
+
+
+def variant_tracks(root: Path, base_params: Mapping[str, Any], source, out_root: Path) -> Path:
+    """The 2D tracks of the project's long sequences predicted by `source`'s variant (every sequence
+    and view: the consuming family derives from all of them), in `out_root/<label>-<weights sha 12>/`;
+    predicted once, then reused while its manifest names the same weights. Returns the folder."""
+    from poseops.checkpoints import load_checkpoint
+    from poseops.config import FamilyPredict
+    from poseops.predict import predict_sequence_tracks
+    from poseops.storage import read_json
+
+    checkpoint, label = variant_checkpoint(root, source)
+    _, info = load_checkpoint(checkpoint)
+    sha = info["weights_sha256"]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    folder = out_root / f"{safe}-{sha[:12]}"
+    manifest = folder / "manifest.json"
+    if manifest.exists() and read_json(manifest)["checkpoint"]["weights_sha256"] == sha:
+        return folder
+    block = (base_params.get("families") or {}).get(source.family, {}).get("predict") or {}
+    settings = FamilyPredict(**{**block, "sequences": None, "views": None})
+    predict_sequence_tracks(checkpoint, root / RAW / "sequences", folder, settings)
+    return folder

@@ -252,17 +252,24 @@ def trial_configs(run: GridRun, data_root: Path) -> list[dict[str, Any]]:
     """
     base = adapter.validated(run.base_params, source="params.yaml")
     base_print = adapter.data_fingerprint(base, run.family)
+    task = adapter.get_family(run.family).task_module
     configs = []
     for trial in run.trials:
+        inputs: dict[str, Any] = {}
         if trial.input_from is not None:
-            raise ConfigError(
-                f"grid {run.name}: trial {trial.name} takes its input from family "
-                f"{trial.input_from.family!r}; no {run.family} task consumes another family's "
-                "predictions yet"
+            if "input_tracks" not in task.Options.model_fields:
+                raise ConfigError(
+                    f"grid {run.name}: trial {trial.name} takes its input from family "
+                    f"{trial.input_from.family!r}; the {run.family} task ({task.name}) does not read "
+                    "another family's predictions"
+                )
+            tracks = adapter.variant_tracks(
+                run.project_root, run.base_params, trial.input_from, data_root / "inputs"
             )
+            inputs = {f"families.{run.family}.data.input_tracks": str(tracks)}
         raw = apply_overrides(
             run.base_params,
-            {**trial.overrides, **resource_overrides(run), **run.extra_overrides},
+            {**trial.overrides, **inputs, **resource_overrides(run), **run.extra_overrides},
             source=f"grid {run.name}, trial {trial.name}",
         )
         params = adapter.validated(raw, source=f"grid {run.name}, trial {trial.name}")
@@ -270,10 +277,14 @@ def trial_configs(run: GridRun, data_root: Path) -> list[dict[str, Any]]:
         if fingerprint == base_print:
             dataset = adapter.project_dataset(run.project_root, run.family)
         else:
-            dataset = adapter.derive_variant(params, run.family, data_root / fingerprint)
+            annotations = run.project_root / "data" / "annotations" / task.annotations_file
+            same_data = params.data == base.data and annotations.exists()
+            dataset = adapter.derive_variant(
+                params, run.family, data_root / fingerprint, annotations if same_data else None
+            )
         spec = {
             **trial.as_config(),
-            "overrides": {**trial.overrides, **run.extra_overrides},
+            "overrides": {**trial.overrides, **inputs, **run.extra_overrides},
             "dataset_url": dataset,
             "data_fingerprint": fingerprint,
             "data_changed": sorted(data_overrides(trial.overrides, run.family)),
