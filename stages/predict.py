@@ -2,7 +2,10 @@
 
 import sys
 
-from poseops.cli.main import run_stage
+from poseops.numerics import pin_portable_numerics
 
 if __name__ == "__main__":
+    pin_portable_numerics()  # before numpy and torch load: the same bytes on every x86-64 CPU
+    from poseops.cli.main import run_stage
+
     run_stage("predict", sys.argv[1])
