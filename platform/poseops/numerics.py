@@ -51,3 +51,35 @@ def ray_env_vars() -> dict[str, str]:
     if os.environ.get(OPT_OUT, "") not in ("", "0"):
         return {}
     return {name: os.environ[name] for name in PORTABLE_X86_ENV if name in os.environ}
+
+
+def fingerprint() -> str:
+    """A digest of the bits this process computes for a seeded convolution, matrix products, a softmax and
+    their gradients (torch) and a matrix product and solve (numpy): two machines whose digests agree
+    compute a training run to the same bits; where they differ, results agree only to rounding."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 8, 32, 32, generator=generator, requires_grad=True)
+    weight = torch.randn(16, 8, 3, 3, generator=generator, requires_grad=True)
+    project = torch.randn(16 * 32 * 32, 64, generator=generator) / 128
+    features = torch.nn.functional.conv2d(x, weight, padding=1).relu()
+    logits = features.flatten(1) @ project
+    loss = (torch.softmax(logits, dim=1) * logits).sum()
+    loss.backward()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((256, 256))
+    digest = hashlib.sha256()
+    for array in (
+        features.detach().numpy(),
+        logits.detach().numpy(),
+        x.grad.numpy(),
+        weight.grad.numpy(),
+        a @ a,
+        np.linalg.solve(a, a[:, 0]),
+    ):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]

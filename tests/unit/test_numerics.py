@@ -50,3 +50,10 @@ def test_stage_scripts_pin_before_numpy_and_torch_load():
         main = text.split('if __name__ == "__main__":', 1)
         assert len(main) == 2, script
         assert "pin_portable_numerics()" in main[1].split("import", 1)[0], script
+
+
+def test_the_fingerprint_is_a_stable_digest_of_this_machines_bits():
+    from poseops.numerics import fingerprint
+
+    first = fingerprint()
+    assert first == fingerprint() and len(first) == 16 and int(first, 16) >= 0

@@ -14,6 +14,7 @@ from poseops.config import FamilyParams
 from poseops.datasets.loader import read_card
 from poseops.errors import ConfigError
 from poseops.families import Family, inference_settings
+from poseops.numerics import fingerprint
 from poseops.storage import write_json_atomic
 from poseops.tasks import Evaluation, Task
 
@@ -71,6 +72,8 @@ def evaluate_model(
     describe = getattr(model, "loss_description", None)
     evaluation.report["loss"] = describe() if callable(describe) else None
     evaluation.report["split_rule"] = split_rule(card, split)
+    # which machine's bits these are: equal digests reproduce a run to the bit (poseops.numerics)
+    evaluation.report["numerics_fingerprint"] = fingerprint()
     write_report(task, evaluation, out_dir)
     return evaluation.report
 
