@@ -76,6 +76,44 @@ def latest_run_name(storage_path: str, family_name: str) -> str:
     return names[-1]
 
 
+def last_train_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
+    """The newest checkpoint's `train_state.json` of a run (the one with the highest epoch), or None
+    when the run has written none (poseops.train.state describes the file)."""
+    from poseops.storage import filesystem
+
+    fs, root = filesystem(storage_path)
+    states = []
+    for path in fs.glob(f"{root.rstrip('/')}/{run_name}/checkpoint_*/train_state.json"):
+        try:
+            states.append(json.loads(fs.cat_file(path)))
+        except (OSError, ValueError):  # a checkpoint being written when the driver died
+            continue
+    return max(states, key=lambda s: s["epoch"], default=None)
+
+
+def refuse_finished_run(storage_path: str, run_name: str, fam: FamilyParams) -> None:
+    """CheckpointError when a run to resume has already finished: its last checkpoint is after the last
+    epoch of `train.epochs`, or after the epoch where its validation plateaued. Raising `train.epochs`
+    makes the same run resumable again."""
+    from poseops.errors import CheckpointError
+
+    state = last_train_state(storage_path, run_name)
+    if state is None:
+        return
+    history = state.get("history") or [{}]
+    plateaued = bool(history[-1].get("plateau"))
+    if state["epoch"] >= fam.train.epochs or plateaued:
+        why = (
+            f"its validation plateaued after epoch {state['epoch']}"
+            if plateaued and state["epoch"] < fam.train.epochs
+            else f"it trained {state['epoch']} of train.epochs = {fam.train.epochs} epochs"
+        )
+        raise CheckpointError(
+            f"{storage_path}/{run_name}: the run already finished ({why}); --resume has nothing "
+            "to continue. Train anew without --resume, or raise train.epochs to train it further."
+        )
+
+
 def new_run_name(family_name: str) -> str:
     """`<family>-<UTC time to the millisecond>`: a fresh name (Ray Train would restore a run of an
     existing name), sorting in time order."""
@@ -97,13 +135,16 @@ def fit(
 
     Each epoch's checkpoint goes to `storage_for(fam, storage_path)`; a failed worker group restarts
     from the latest one up to `train.max_failures` times. `resume`: continue the family's newest run
-    there (Ray Train restores a run of the same name and storage path from its last checkpoint).
+    there (Ray Train restores a run of the same name and storage path from its last checkpoint); a
+    run that already finished is refused with a CheckpointError before Ray starts.
     `callbacks`: ray.train.UserCallback instances (run in the Train controller); `loop`: the worker
     loop (benchmarks wrap the standard one).
     """
     storage = storage_for(fam, storage_path)
     if run_name is None:
         run_name = latest_run_name(storage, family.name) if resume else new_run_name(family.name)
+    if resume:
+        refuse_finished_run(storage, run_name, fam)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     ensure_ray()
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
