@@ -9,7 +9,9 @@ When the training code changes shape, only this module changes. It makes these c
     worker records its node id first), and `poseops.train.fit.history(result)`;
   - `poseops.capture.write_captures`, `poseops.annotations.internal.build_annotations` and
     `poseops.datasets.derive.derive_dataset` (what the capture, annotate and derive stages call), only
-    for a row that changes the data (label noise), and `datasets.loader.read_card` / `derive.dataset_checksum`.
+    for a row that changes the data (label noise), and `datasets.loader.read_card` / `derive.dataset_checksum`;
+  - `poseops.evaluate.evaluate_model` (what the evaluate stage calls) on a trial's selected checkpoint,
+    rebuilt by `poseops.models.build_from_config` with the inference settings the train stage publishes.
 """
 
 from __future__ import annotations
@@ -183,3 +185,48 @@ def epochs_of(result) -> list[dict[str, Any]]:
     from poseops.train.fit import history
 
     return history(result)
+
+
+def test_split_size(dataset_url: str) -> int:
+    """How many test samples the derived dataset holds (its card's count)."""
+    return int(dataset_card(dataset_url).get("counts", {}).get("test") or 0)
+
+
+def test_metric(family_name: str) -> str:
+    """The family's headline metric as the evaluate stage names it on the test split (`pck`, `ap`, ...)."""
+    return get_family(family_name).primary_metric
+
+
+def evaluate_checkpoint(
+    params: Params, family_name: str, dataset_url: str, checkpoint_folder: str | Path
+) -> dict[str, Any]:
+    """Score a training checkpoint (a local Ray Train checkpoint folder: weights.safetensors +
+    config.json) on the dataset's test split with the evaluate stage's library call; returns its
+    metrics.json content.
+
+    The model is rebuilt from the checkpoint's config and carries the inference settings the train stage
+    publishes with it, so the number is the one `evaluate@<family>` would report for that checkpoint."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    from poseops.evaluate import evaluate_model
+    from poseops.models import build_from_config, model_entry
+
+    family, fam = get_family(family_name), params.families[family_name]
+    folder = Path(checkpoint_folder)
+    meta = json.loads((folder / "config.json").read_text())
+    config = dict(meta["config"])
+    if config.get("pretrained"):  # the trained weights replace any pretrained initialisation
+        config["pretrained"] = None
+    model = build_from_config(meta["model"], config)
+    model.load_state_dict(load_file(str(folder / "weights.safetensors")), strict=True)
+    model.checkpoint_info = {
+        "family": family_name,
+        "model": meta["model"],
+        "extra": {
+            "inference": family.task_module.inference(fam, model_entry(family.model).inference)
+        },
+    }
+    with tempfile.TemporaryDirectory() as out:
+        return evaluate_model(family, fam, model.eval(), dataset_url, out, split="test")
