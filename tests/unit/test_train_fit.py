@@ -118,3 +118,17 @@ def test_a_run_stopped_before_its_last_epoch_is_not_refused(tmp_path, repo_root)
     assert last_train_state(str(tmp_path), "handmle-20261202-090000-000")["epoch"] == 2
     refuse_finished_run(str(tmp_path), "handmle-20261202-090000-000", fam)  # no error
     assert last_train_state(str(tmp_path), "handmle-20261202-000000-000") is None
+
+
+def test_a_url_storage_path_reaches_ray_train_through_fsspec(tmp_path):
+    import fsspec
+    import pyarrow.fs
+
+    from poseops.train.fit import ray_storage
+
+    assert ray_storage(str(tmp_path)) == (str(tmp_path), None)
+    path, wrapped = ray_storage("memory://poseops-runs/train")
+    assert path == "/poseops-runs/train" and isinstance(wrapped, pyarrow.fs.PyFileSystem)
+    with wrapped.open_output_stream(f"{path}/marker") as out:  # what Ray Train does with it
+        out.write(b"written through fsspec")
+    assert fsspec.filesystem("memory").cat_file(f"{path}/marker") == b"written through fsspec"

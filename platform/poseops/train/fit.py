@@ -55,6 +55,25 @@ def storage_for(fam: FamilyParams, storage_path: str | None = None) -> str:
     return storage_path or fam.train.storage_path or str(state_dir() / "ray_results")
 
 
+def ray_storage(storage_path: str) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Ray Train's RunConfig: a local folder as it is; an fsspec
+    URL (s3://bucket/prefix, ...) as its path inside the fsspec filesystem, wrapped for pyarrow, so Ray
+    Train reads and writes checkpoints through fsspec (s3fs for S3) like the rest of the project.
+
+    The filesystem travels to the Train workers pickled without credentials: each process takes them
+    from its own environment (AWS_* variables, a profile or an instance role)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from poseops.storage import filesystem
+
+    fs, path = filesystem(storage_path)
+    if isinstance(fs, LocalFileSystem):
+        return storage_path, None
+    import pyarrow.fs
+
+    return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
 def latest_run_name(storage_path: str, family_name: str) -> str:
     """The newest run of a family under `storage_path` (run names are `<family>-<UTC time>`, so the
     newest sorts last); CheckpointError when there is none to resume."""
@@ -150,6 +169,7 @@ def fit(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    path, storage_filesystem = ray_storage(storage)
     train = fam.train
     resources = {"CPU": train.cpus_per_worker}
     if train.use_gpu:
@@ -166,7 +186,8 @@ def fit(
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=storage,
+            storage_path=path,
+            storage_filesystem=storage_filesystem,
             failure_config=FailureConfig(max_failures=train.max_failures),
             callbacks=callbacks,
             checkpoint_config=CheckpointConfig(

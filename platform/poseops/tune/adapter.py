@@ -3,7 +3,7 @@
 When the training code changes shape, only this module changes. It makes these calls:
   - `poseops.families.get_family(name)` and `poseops.families.validate_params(raw)` (the same validation
     as `families.load_params`: model blocks by their Config, data blocks by their task's options);
-  - `poseops.train.fit.make_loop_config(family, family_params, dataset_url)` and
+  - `poseops.train.fit.make_loop_config(family, family_params, dataset_url)`, `fit.ray_storage` and
     `poseops.train.loop.train_loop_per_worker` (run by a `TorchTrainer` built here, because Ray Tune needs
     `TuneReportCallback` in the trainer's RunConfig, which `poseops.train.fit.fit` does not take; each
     worker records its node id first), and `poseops.train.fit.history(result)`;
@@ -117,9 +117,10 @@ def train_trial(
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from poseops.train.fit import make_loop_config
+    from poseops.train.fit import make_loop_config, ray_storage
 
     family, fam = get_family(family_name), params.families[family_name]
+    path, storage_filesystem = ray_storage(storage_path)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
@@ -132,7 +133,8 @@ def train_trial(
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=storage_path,
+            storage_path=path,
+            storage_filesystem=storage_filesystem,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=1,
                 checkpoint_score_attribute=family.val_metric,
