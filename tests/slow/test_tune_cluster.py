@@ -137,11 +137,6 @@ def test_killed_grid_restores_without_rerunning_finished_trials(hand_project, ra
     assert {r.info.status for r in children} == {"FINISHED"}
 
 
-@pytest.mark.skip(
-    reason="hangs on the suite's shared cluster: both trial drivers start and no Train worker group is "
-    "ever requested (ray status: no pending demands); passes on a private two-node cluster. Under "
-    "investigation, see the Tune issue's note"
-)
 @pytest.mark.timeout(600)
 def test_two_trials_train_on_both_nodes_logging_to_an_mlflow_server(
     hand_project, ray_cluster, tmp_path
