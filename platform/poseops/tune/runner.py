@@ -1,7 +1,7 @@
 """Ray Tune over the family grids: one trial = one Ray Train run; MLflow parent run per grid, child per trial.
 
 The trainable follows the pattern Ray Train V2 supports: a function trainable that builds and fits a
-`TorchTrainer` with `TuneReportCallback` (see `poseops.tune.adapter.train_trial`), wrapped in
+`TorchTrainer` whose every epoch is reported to Tune (see `poseops.tune.adapter.train_trial`), wrapped in
 `tune.with_resources` with a token CPU (the Train workers reserve their own). A grid's state lives under
 `<storage>/<name>`; running the same grid again restores it (`Tuner.restore`): finished trials keep
 their results and do not run again.
@@ -54,7 +54,7 @@ class GridRun:
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: validate the trial's params, run Ray Train, report the best epoch.
 
-    Every epoch reaches Tune through TuneReportCallback (so ASHA can stop a trial); the last report
+    Every epoch reaches Tune as it ends (so ASHA can stop a trial); the last report
     (`done_summary` = 1) carries the best epoch, the checkpoint path, the wall time, and the selected
     checkpoint's score on the test split (`test_<metric>`, by the evaluate stage's library call):
     validation selects, test reports.
