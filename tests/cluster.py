@@ -1,4 +1,5 @@
-"""A real local Ray cluster for tests: `ray start --head` plus one worker node, on free ports."""
+"""A real local Ray cluster for tests: `ray start --head` plus one worker node, on free ports; and the
+tiny hand project that the slow Train and Tune tests drive on it with `poseops` in a separate process."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -89,3 +91,75 @@ def wait_http(url: str, timeout: float = 90.0) -> None:
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def alive_nodes(cluster: LocalCluster) -> set[str]:
+    """The node ids of the cluster's live nodes (Ray's state API, from this process)."""
+    import ray
+
+    ray.init(address=cluster.address, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+
+
+def free_cpus_per_node(cluster: LocalCluster) -> dict[str, float]:
+    """node id -> CPUs free now (what `ray status` shows as free)."""
+    import ray
+
+    ray.init(address=cluster.address, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        free = ray._private.state.available_resources_per_node()
+        return {node: float(free.get(node, {}).get("CPU", 0.0)) for node in alive}
+    finally:
+        ray.shutdown()
+
+
+def make_hand_project(root: Path, **train: object) -> Path:
+    """A tiny-profile project with handmle's derived data (rendered and derived in a child process, the
+    pipeline's library calls), its `families.handmle.train` block updated with `train`."""
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    script = (
+        "from pathlib import Path; from poseops import pipeline; from poseops.families import load_params;"
+        "from poseops.profiles import write_profile; root = Path.cwd();"
+        f"write_profile({str(REPO / 'profiles' / 'tiny.yaml')!r}, root / 'params.yaml');"
+        "p = load_params(root / 'params.yaml'); w = pipeline.layout(root);"
+        "pipeline.capture(p, w); pipeline.annotate(p, w); pipeline.derive('handmle', p, w)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(POSEOPS_ROOT=str(root), PYTHONPATH=str(REPO / "platform"))
+    subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    if train:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["families"]["handmle"]["train"].update(train)
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+def driver_env(
+    root: Path, cluster: LocalCluster | None = None, tracking_uri: str | None = None
+) -> dict[str, str]:
+    """The environment of a `poseops` driver run on project `root`: attached to `cluster` (else a private
+    Ray), this checkout's code, MLflow at `tracking_uri` (else the project's own store)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    if cluster is not None:
+        env.update(cluster.env())
+    env.update(
+        POSEOPS_ROOT=str(root),
+        PYTHONPATH=str(REPO / "platform"),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return env

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
+from tests.cluster import alive_nodes, driver_env, make_hand_project
 from tests.helpers_servers import start_process
 
 pytestmark = pytest.mark.slow
@@ -37,44 +37,6 @@ TRAIN = {
     "lr_milestones": [2],
     "plateau_window": None,
 }
-
-
-def make_hand_project(root: Path, **train) -> Path:
-    """A tiny-profile project with handmle's derived data, its train block updated with `train`."""
-    root.mkdir(parents=True, exist_ok=True)
-    script = (
-        "from pathlib import Path; from poseops import pipeline; from poseops.families import load_params;"
-        "from poseops.profiles import write_profile; root = Path.cwd();"
-        f"write_profile({str(REPO / 'profiles' / 'tiny.yaml')!r}, root / 'params.yaml');"
-        "p = load_params(root / 'params.yaml'); w = pipeline.layout(root);"
-        "pipeline.capture(p, w); pipeline.annotate(p, w); pipeline.derive('handmle', p, w)"
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env.update(POSEOPS_ROOT=str(root), PYTHONPATH=str(REPO / "platform"))
-    subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["families"]["handmle"]["train"].update(train)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return root
-
-
-def driver_env(root: Path, cluster=None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    if cluster is not None:
-        env.update(cluster.env())
-    env.update(
-        POSEOPS_ROOT=str(root),
-        PYTHONPATH=str(REPO / "platform"),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
 
 
 def train(root: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess:
@@ -189,17 +151,11 @@ def test_a_killed_driver_resumes_with_the_resume_flag(tmp_path, ray_cluster, bas
 def test_two_workers_train_one_on_each_node(tmp_path, ray_cluster):
     """STRICT_SPREAD over the head (2 CPUs) and the worker node (1 CPU): each rank records its node
     (ray.get_runtime_context) in the checkpoint; two distinct live nodes, and the run finishes."""
-    import ray
-
     root = make_hand_project(
         tmp_path / "project", **{**TRAIN, "epochs": 1, "placement_strategy": "STRICT_SPREAD"}
     )
     train(root, driver_env(root, ray_cluster))
     nodes = checkpoint_states(root)[-1]["nodes"]
-    ray.init(address=ray_cluster.address, ignore_reinit_error=True, log_to_driver=False)
-    try:
-        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    finally:
-        ray.shutdown()
+    alive = alive_nodes(ray_cluster)
     assert len(nodes) == 2 and len(set(nodes)) == 2 and set(nodes) <= alive, (nodes, alive)
     assert (root / "models" / "handmle" / "manifest.json").is_file()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.cluster import driver_env, free_cpus_per_node, make_hand_project
 from tests.helpers_servers import free_port, start_process, stop_process, wait_http
 
 pytestmark = pytest.mark.slow
@@ -46,40 +47,8 @@ GRID = [
 
 @pytest.fixture(scope="module")
 def hand_project(tmp_path_factory):
-    """A tiny-profile project with handmle's derived data (rendered and derived in a child process)."""
-    root = tmp_path_factory.mktemp("tune") / "project"
-    root.mkdir()
-    script = (
-        "from pathlib import Path; from poseops import pipeline; from poseops.families import load_params;"
-        "from poseops.profiles import write_profile; root = Path.cwd();"
-        f"write_profile({str(REPO / 'profiles' / 'tiny.yaml')!r}, root / 'params.yaml');"
-        "p = load_params(root / 'params.yaml'); w = pipeline.layout(root);"
-        "pipeline.capture(p, w); pipeline.annotate(p, w); pipeline.derive('handmle', p, w)"
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env.update(POSEOPS_ROOT=str(root), PYTHONPATH=str(REPO / "platform"))
-    subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return root
-
-
-def driver_env(root: Path, cluster, tracking_uri: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI",)}
-    env.update(
-        cluster.env(),
-        POSEOPS_ROOT=str(root),
-        PYTHONPATH=str(REPO / "platform"),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    if tracking_uri:
-        env["MLFLOW_TRACKING_URI"] = tracking_uri
-    return env
+    """A tiny-profile project with handmle's derived data."""
+    return make_hand_project(tmp_path_factory.mktemp("tune") / "project")
 
 
 def finished_trials(root: Path) -> dict[str, bytes]:
@@ -168,24 +137,6 @@ def test_killed_grid_restores_without_rerunning_finished_trials(hand_project, ra
     assert {r.info.status for r in children} == {"FINISHED"}
 
 
-def free_cpus_per_node(cluster) -> dict[str, float]:
-    """node id -> CPUs free now on the shared cluster (Ray's state API)."""
-    import ray
-
-    ray.init(address=cluster.address, ignore_reinit_error=True, log_to_driver=False)
-    try:
-        alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-        free = ray._private.state.available_resources_per_node()  # what `ray status` shows as free
-        return {node: float(free.get(node, {}).get("CPU", 0.0)) for node in alive}
-    finally:
-        ray.shutdown()
-
-
-@pytest.mark.skip(
-    reason="hangs on the suite's shared cluster: both trial drivers start and no Train worker group is "
-    "ever requested (ray status: no pending demands); passes on a private two-node cluster. Under "
-    "investigation, see the Tune issue's note"
-)
 @pytest.mark.timeout(600)
 def test_two_trials_train_on_both_nodes_logging_to_an_mlflow_server(
     hand_project, ray_cluster, tmp_path

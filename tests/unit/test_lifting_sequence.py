@@ -288,7 +288,9 @@ def test_lower_is_better_picks_the_lowest_epoch_row_and_champion():
     ]
     assert lifter.best(epochs)["epoch"] == 1
     assert get_family("handmle").best([{"val_pck": 0.2}, {"val_pck": 0.6}])["val_pck"] == 0.6
-    assert best_row([{"value": 3.0}, {"value": 1.0}], "min")["value"] == 1.0
+    # selection reads validation; the test score ("value") plays no part
+    rows = [{"val_value": 3.0, "value": 0.5}, {"val_value": 1.0, "value": 9.0}]
+    assert best_row(rows, "min")["val_value"] == 1.0
     same = {"dataset_checksum": "x", "split": "val"}
     champion = {**same, "metrics": {"mpjpe": 50.0}}
     compare_with_champion(

@@ -4,6 +4,7 @@ the plain config handed to workers, and `poseops train --resume` with nothing to
 from __future__ import annotations
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from poseops.cli.main import app
@@ -65,3 +66,69 @@ def test_resume_with_no_run_fails_before_ray_starts(tmp_path, repo_root, monkeyp
     assert not ray.is_initialized()
     shown = CliRunner().invoke(app, ["train", "--help"])
     assert shown.exit_code == 0 and "--resume" in shown.output
+
+
+def finished_run(storage, name: str, epochs: list[int], plateau_at: int | None = None) -> None:
+    """A run folder as Ray Train leaves it: one checkpoint per epoch with its train_state.json."""
+    import json
+
+    for epoch in epochs:
+        folder = storage / name / f"checkpoint_2026-12-02_09-00-{epoch:02d}.000000"
+        folder.mkdir(parents=True)
+        history = [{"epoch": e, "plateau": e + 1 == plateau_at} for e in range(epoch)]
+        state = {"epoch": epoch, "seed": 0, "world_size": 1, "rng": [{}], "history": history}
+        (folder / "train_state.json").write_text(json.dumps(state))
+
+
+def test_resume_of_a_finished_run_says_so_before_ray_starts(tmp_path, repo_root, monkeypatch):
+    import ray
+
+    params = write_profile(repo_root / "profiles" / "tiny.yaml", tmp_path / "params.yaml")
+    fam = load_params(params).families["handmle"]
+    fam = fam.model_copy(update={"train": fam.train.model_copy(update={"epochs": 3})})
+    storage = tmp_path / "runs"
+    finished_run(storage, "handmle-20261202-090000-000", [1, 2, 3])
+    with pytest.raises(CheckpointError, match=r"handmle-20261202-090000-000: the run already fin"):
+        fit(get_family("handmle"), fam, str(tmp_path), storage_path=str(storage), resume=True)
+
+    finished_run(storage, "handmle-20261202-100000-000", [1, 2], plateau_at=2)
+    with pytest.raises(CheckpointError, match="plateaued after epoch 2"):
+        fit(get_family("handmle"), fam, str(tmp_path), storage_path=str(storage), resume=True)
+    assert not ray.is_initialized()
+
+    # the CLI prints the message and exits 1, without a traceback
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POSEOPS_ROOT", str(tmp_path))
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["families"]["handmle"]["train"].update(epochs=3, storage_path=str(storage))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    shown = CliRunner().invoke(app, ["train", "handmle", "--resume"])
+    assert shown.exit_code == 1, shown.output
+    assert "already finished" in shown.output and "Traceback" not in shown.output
+    assert not ray.is_initialized()
+
+
+def test_a_run_stopped_before_its_last_epoch_is_not_refused(tmp_path, repo_root):
+    from poseops.train.fit import last_train_state, refuse_finished_run
+
+    params = write_profile(repo_root / "profiles" / "tiny.yaml", tmp_path / "params.yaml")
+    fam = load_params(params).families["handmle"]
+    fam = fam.model_copy(update={"train": fam.train.model_copy(update={"epochs": 3})})
+    finished_run(tmp_path, "handmle-20261202-090000-000", [1, 2])
+    assert last_train_state(str(tmp_path), "handmle-20261202-090000-000")["epoch"] == 2
+    refuse_finished_run(str(tmp_path), "handmle-20261202-090000-000", fam)  # no error
+    assert last_train_state(str(tmp_path), "handmle-20261202-000000-000") is None
+
+
+def test_a_url_storage_path_reaches_ray_train_through_fsspec(tmp_path):
+    import fsspec
+    import pyarrow.fs
+
+    from poseops.train.fit import ray_storage
+
+    assert ray_storage(str(tmp_path)) == (str(tmp_path), None)
+    path, wrapped = ray_storage("memory://poseops-runs/train")
+    assert path == "/poseops-runs/train" and isinstance(wrapped, pyarrow.fs.PyFileSystem)
+    with wrapped.open_output_stream(f"{path}/marker") as out:  # what Ray Train does with it
+        out.write(b"written through fsspec")
+    assert fsspec.filesystem("memory").cat_file(f"{path}/marker") == b"written through fsspec"

@@ -27,7 +27,14 @@ DATASET = {
 
 def rows_for(grid, values: dict[str, list[float]]) -> list[dict]:
     return [
-        {"row": row, "seed": seed, "value": v, "epochs_run": 3, "dataset_url": "data/derived/vmhpe"}
+        {
+            "row": row,
+            "seed": seed,
+            "value": v,
+            "val_value": v,
+            "epochs_run": 3,
+            "dataset_url": "data/derived/vmhpe",
+        }
         for row, vs in values.items()
         for seed, v in enumerate(vs)
     ]
@@ -49,7 +56,7 @@ def test_mean_sd_and_gaps_beside_the_paper(tmp_path):
     assert gaps[("mffm", "none")]["paper"] == pytest.approx(93.8 - 92.1)
     assert gaps[("both", "none")]["difference"] is None
     text = markdown(report)
-    assert "| none | 3 | 0.510 ± 0.010 | 51.0 ± 1.0 | 92.1 |" in text
+    assert "| none | 3 | 0.510 ± 0.010 | 51.0 ± 1.0 | 92.1 | 0.510 ± 0.010 |" in text
     assert "**synthetic**" in text and "`abc123`" in text and "Rows not run: both" in text
     table = list(csv.DictReader(io.StringIO(csv_text(report))))
     assert [r["row"] for r in table] == ["none", "mfcm", "mffm", "both"] and table[0][

@@ -116,11 +116,15 @@ def tune_cmd(
     found = tuning.run_search(
         family, space, search, samples, root, params, settings, extra, storage
     )
-    for row in sorted(found["rows"], key=lambda r: -r["value"]):
-        console.print(f"{row['value']:.4f}  {row['name']}")
+    for row in found["rows"]:
+        console.print(
+            f"{row['val_metric']} {row['val_value']:.4f}  test {row['metric']} {row['value']:.4f}  "
+            f"{row['name']}"
+        )
     best = found["best"]
     console.print(
-        f"best: {best['name']} {best['metric']} {best['value']:.4f} (checkpoint {best['checkpoint_path']})"
+        f"best on validation: {best['name']} {best['val_metric']} {best['val_value']:.4f}, test "
+        f"{best['metric']} {best['value']:.4f} (checkpoint {best['checkpoint_path']})"
     )
     if apply:
         chosen = {
@@ -132,12 +136,13 @@ def tune_cmd(
 
 def show_grid(report: dict) -> None:
     table = Table(
-        title=f"{report['family']} / {report['grid']} ({report['metric']}, {report['dataset']['name']})"
+        title=f"{report['family']} / {report['grid']} (test {report['metric']}, {report['dataset']['name']})"
     )
-    for column in ("row", "runs", "mean ± SD", "paper"):
+    for column in ("row", "runs", "test mean ± SD", "paper", "validation (selection)"):
         table.add_column(column)
     first = (report["paper"]["metrics"] or [""])[0]
     for e in report["summary"]:
         ours = "not run" if e["mean"] is None else f"{e['mean']:.3f} ± {e['sd']:.3f}"
-        table.add_row(e["row"], str(e["runs"]), ours, str(e["paper"].get(first, "—")))
+        val = "" if e.get("val_mean") is None else f"{e['val_mean']:.3f} ± {e['val_sd']:.3f}"
+        table.add_row(e["row"], str(e["runs"]), ours, str(e["paper"].get(first, "—")), val)
     console.print(table)

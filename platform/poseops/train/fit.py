@@ -60,6 +60,25 @@ def storage_for(fam: FamilyParams, storage_path: str | None = None) -> str:
     return storage_path or fam.train.storage_path or str(state_dir() / "ray_results")
 
 
+def ray_storage(storage_path: str) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Ray Train's RunConfig: a local folder as it is; an fsspec
+    URL (s3://bucket/prefix, ...) as its path inside the fsspec filesystem, wrapped for pyarrow, so Ray
+    Train reads and writes checkpoints through fsspec (s3fs for S3) like the rest of the project.
+
+    The filesystem travels to the Train workers pickled without credentials: each process takes them
+    from its own environment (AWS_* variables, a profile or an instance role)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from poseops.storage import filesystem
+
+    fs, path = filesystem(storage_path)
+    if isinstance(fs, LocalFileSystem):
+        return storage_path, None
+    import pyarrow.fs
+
+    return path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
 def latest_run_name(storage_path: str, family_name: str) -> str:
     """The newest run of a family under `storage_path` (run names are `<family>-<UTC time>`, so the
     newest sorts last); CheckpointError when there is none to resume."""
@@ -79,6 +98,44 @@ def latest_run_name(storage_path: str, family_name: str) -> str:
     if not names:
         raise CheckpointError(f"{storage_path}: no run of family {family_name!r} to resume")
     return names[-1]
+
+
+def last_train_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
+    """The newest checkpoint's `train_state.json` of a run (the one with the highest epoch), or None
+    when the run has written none (poseops.train.state describes the file)."""
+    from poseops.storage import filesystem
+
+    fs, root = filesystem(storage_path)
+    states = []
+    for path in fs.glob(f"{root.rstrip('/')}/{run_name}/checkpoint_*/train_state.json"):
+        try:
+            states.append(json.loads(fs.cat_file(path)))
+        except (OSError, ValueError):  # a checkpoint being written when the driver died
+            continue
+    return max(states, key=lambda s: s["epoch"], default=None)
+
+
+def refuse_finished_run(storage_path: str, run_name: str, fam: FamilyParams) -> None:
+    """CheckpointError when a run to resume has already finished: its last checkpoint is after the last
+    epoch of `train.epochs`, or after the epoch where its validation plateaued. Raising `train.epochs`
+    makes the same run resumable again."""
+    from poseops.errors import CheckpointError
+
+    state = last_train_state(storage_path, run_name)
+    if state is None:
+        return
+    history = state.get("history") or [{}]
+    plateaued = bool(history[-1].get("plateau"))
+    if state["epoch"] >= fam.train.epochs or plateaued:
+        why = (
+            f"its validation plateaued after epoch {state['epoch']}"
+            if plateaued and state["epoch"] < fam.train.epochs
+            else f"it trained {state['epoch']} of train.epochs = {fam.train.epochs} epochs"
+        )
+        raise CheckpointError(
+            f"{storage_path}/{run_name}: the run already finished ({why}); --resume has nothing "
+            "to continue. Train anew without --resume, or raise train.epochs to train it further."
+        )
 
 
 def new_run_name(family_name: str) -> str:
@@ -102,18 +159,22 @@ def fit(
 
     Each epoch's checkpoint goes to `storage_for(fam, storage_path)`; a failed worker group restarts
     from the latest one up to `train.max_failures` times. `resume`: continue the family's newest run
-    there (Ray Train restores a run of the same name and storage path from its last checkpoint).
+    there (Ray Train restores a run of the same name and storage path from its last checkpoint); a
+    run that already finished is refused with a CheckpointError before Ray starts.
     `callbacks`: ray.train.UserCallback instances (run in the Train controller); `loop`: the worker
     loop (benchmarks wrap the standard one).
     """
     storage = storage_for(fam, storage_path)
     if run_name is None:
         run_name = latest_run_name(storage, family.name) if resume else new_run_name(family.name)
+    if resume:
+        refuse_finished_run(storage, run_name, fam)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     ensure_ray()
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    path, storage_filesystem = ray_storage(storage)
     train = fam.train
     resources = {"CPU": train.cpus_per_worker}
     if train.use_gpu:
@@ -130,7 +191,8 @@ def fit(
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=storage,
+            storage_path=path,
+            storage_filesystem=storage_filesystem,
             failure_config=FailureConfig(max_failures=train.max_failures),
             callbacks=callbacks,
             checkpoint_config=CheckpointConfig(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,9 @@ def dataset_facts(
         "name": "real" if real else "synthetic",
         "checksums": checksums,
         "urls": urls,
-        "split": f"validation split (by {split.get('by', 'subject')}, val_fraction {split.get('val_fraction')}, "
-        f"split seed {split.get('seed')}; disjoint from train and test)",
+        "split": f"test split scored, validation split selects (by {split.get('by', 'subject')}, "
+        f"test_fraction {split.get('test_fraction')}, val_fraction {split.get('val_fraction')}, "
+        f"split seed {split.get('seed')}; disjoint)",
     }
 
 
@@ -201,15 +203,20 @@ def run_search(
 
 
 def best_grid_row(report: Mapping[str, Any], grid: Grid) -> tuple[str, dict[str, Any]]:
-    """The row with the best mean (the highest; the lowest for a family whose metric improves downwards;
-    ties: grid order) and its grid overrides, without the seed."""
+    """The row with the best mean validation score (the highest; the lowest for a family whose metric
+    improves downwards; ties: grid order) and its grid overrides, without the seed. The test scores the
+    table reports play no part in the choice."""
     from poseops.tune.adapter import metric_mode
 
-    entries = [e for e in report["summary"] if e["mean"] is not None]
+    entries = [
+        e
+        for e in report["summary"]
+        if e.get("val_mean") is not None and math.isfinite(e["val_mean"])
+    ]
     if not entries:
         raise ConfigError(f"{grid.family}/{grid.name}: no row finished; nothing to apply")
     pick = min if metric_mode(grid.family) == "min" else max
-    best = pick(entries, key=lambda e: e["mean"])
+    best = pick(entries, key=lambda e: e["val_mean"])
     overrides = next(r.overrides for r in grid.rows() if r.name == best["row"])
     return best["row"], overrides
 

@@ -3,9 +3,10 @@
 When the training code changes shape, only this module changes. It makes these calls:
   - `poseops.families.get_family(name)` and `poseops.families.validate_params(raw)` (the same validation
     as `families.load_params`: model blocks by their Config, data blocks by their task's options);
-  - `poseops.train.fit.make_loop_config(family, family_params, dataset_url)` and
+  - `poseops.train.fit.make_loop_config(family, family_params, dataset_url)`, `fit.ray_storage` and
     `poseops.train.loop.train_loop_per_worker` (run by a `TorchTrainer` built here, because Ray Tune needs
-    `TuneReportCallback` in the trainer's RunConfig, which `poseops.train.fit.fit` does not take; each
+    a callback in the trainer's RunConfig that forwards each epoch's report, which `poseops.train.fit.fit`
+    does not take; each
     worker records its node id first), and `poseops.train.fit.history(result)`;
   - `poseops.capture.write_captures`, `poseops.annotations.internal.build_annotations` and
     `poseops.datasets.derive.derive_dataset` (what the capture, annotate and derive stages call), only
@@ -13,6 +14,8 @@ When the training code changes shape, only this module changes. It makes these c
   - for a row whose input is another family's variant (`input_from`): `poseops.checkpoints.save_checkpoint`
     (publishing that variant's recorded trial checkpoint) and `poseops.predict.predict_sequence_tracks`
     (what the predict stage calls), see `variant_tracks`.
+  - `poseops.evaluate.evaluate_model` (what the evaluate stage calls) on a trial's selected checkpoint,
+    rebuilt by `poseops.models.build_from_config` with the inference settings the train stage publishes.
 """
 
 from __future__ import annotations
@@ -122,17 +125,80 @@ def dataset_checksum(card: Mapping[str, Any]) -> str:
 def train_trial(
     params: Params, family_name: str, dataset_url: str, run_name: str, storage_path: str
 ):
-    """One Ray Train run inside a Ray Tune trial: every epoch's metrics (and the checkpoint's path) reach
-    Tune through `TuneReportCallback`. Returns the `ray.train.Result`."""
+    """One Ray Train run inside a Ray Tune trial; every epoch's metrics (and the checkpoint's path) are
+    reported to Tune from the trial's own thread as they arrive. Returns the `ray.train.Result`.
+
+    Ray Tune's `TuneReportCallback` is not used: it hands each report to the trial actor's main thread,
+    which pushes it into the session's one-slot result queue, the queue the trainable's own thread
+    reports into. When the last epoch's report is still in flight as `fit()` returns, the trainable's
+    next report (its summary, or Tune's end-of-function report) and the forwarded one both block on that
+    full queue, and the trial never ends. Here the Train controller only appends reports to an unbounded
+    queue; the trainable's thread drains it and is the only one that reports to Tune."""
+    import threading
+
+    import ray.tune
+    from ray.util.queue import Empty, Queue
+
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    reports = Queue(actor_options={"num_cpus": 0})
+    outcome: dict[str, Any] = {}
+    trainer = make_trial_trainer(
+        params, family_name, dataset_url, run_name, storage_path, forward_reports(reports)
+    )
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # re-raised in the trainable's thread
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=fit, name=f"fit-{run_name}", daemon=True)
+    runner.start()
+    while True:
+        try:
+            ray.tune.report(reports.get(timeout=0.5))
+        except Empty:
+            if not runner.is_alive() and reports.empty():
+                break
+    runner.join()
+    reports.shutdown()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def forward_reports(queue):
+    """A Ray Train callback (it runs in the Train controller): each report of rank 0, with the persisted
+    checkpoint's path, appended to `queue` (a `ray.util.queue.Queue`) for the Tune trainable to report."""
+    from ray.train import UserCallback
+
+    class ForwardReports(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            item = dict(metrics[0])
+            if checkpoint is not None:
+                item["checkpoint_path"] = checkpoint.path
+            queue.put(item)
+
+    return ForwardReports()
+
+
+def make_trial_trainer(
+    params: Params,
+    family_name: str,
+    dataset_url: str,
+    run_name: str,
+    storage_path: str,
+    callback: Any,
+):
+    """The `TorchTrainer` of one trial: the family's loop at its train settings, with `callback`."""
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
-    from poseops.train.fit import make_loop_config
+    from poseops.train.fit import make_loop_config, ray_storage
 
     family, fam = get_family(family_name), params.families[family_name]
-    trainer = TorchTrainer(
+    path, storage_filesystem = ray_storage(storage_path)
+    return TorchTrainer(
         train_worker,
         train_loop_config={
             **make_loop_config(family, fam, dataset_url),
@@ -144,16 +210,16 @@ def train_trial(
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=storage_path,
+            storage_path=path,
+            storage_filesystem=storage_filesystem,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=1,
                 checkpoint_score_attribute=family.val_metric,
                 checkpoint_score_order=family.metric_mode,
             ),
-            callbacks=[TuneReportCallback()],
+            callbacks=[callback],
         ),
     )
-    return trainer.fit()
 
 
 PLACEMENT_KEY = "tune_placement_folder"
@@ -277,3 +343,48 @@ def variant_tracks(root: Path, base_params: Mapping[str, Any], source, out_root:
     settings = FamilyPredict(**{**block, "sequences": None, "views": None})
     predict_sequence_tracks(checkpoint, root / RAW / "sequences", folder, settings)
     return folder
+
+
+def test_split_size(dataset_url: str) -> int:
+    """How many test samples the derived dataset holds (its card's count)."""
+    return int(dataset_card(dataset_url).get("counts", {}).get("test") or 0)
+
+
+def test_metric(family_name: str) -> str:
+    """The family's headline metric as the evaluate stage names it on the test split (`pck`, `ap`, ...)."""
+    return get_family(family_name).primary_metric
+
+
+def evaluate_checkpoint(
+    params: Params, family_name: str, dataset_url: str, checkpoint_folder: str | Path
+) -> dict[str, Any]:
+    """Score a training checkpoint (a local Ray Train checkpoint folder: weights.safetensors +
+    config.json) on the dataset's test split with the evaluate stage's library call; returns its
+    metrics.json content.
+
+    The model is rebuilt from the checkpoint's config and carries the inference settings the train stage
+    publishes with it, so the number is the one `evaluate@<family>` would report for that checkpoint."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    from poseops.evaluate import evaluate_model
+    from poseops.models import build_from_config, model_entry
+
+    family, fam = get_family(family_name), params.families[family_name]
+    folder = Path(checkpoint_folder)
+    meta = json.loads((folder / "config.json").read_text())
+    config = dict(meta["config"])
+    if config.get("pretrained"):  # the trained weights replace any pretrained initialisation
+        config["pretrained"] = None
+    model = build_from_config(meta["model"], config)
+    model.load_state_dict(load_file(str(folder / "weights.safetensors")), strict=True)
+    model.checkpoint_info = {
+        "family": family_name,
+        "model": meta["model"],
+        "extra": {
+            "inference": family.task_module.inference(fam, model_entry(family.model).inference)
+        },
+    }
+    with tempfile.TemporaryDirectory() as out:
+        return evaluate_model(family, fam, model.eval(), dataset_url, out, split="test")

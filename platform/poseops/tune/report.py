@@ -1,8 +1,10 @@
 """A grid's result table beside the paper's numbers: `reports/grids/<family>_<grid>.{md,csv,png,json}`.
 
-Per row: mean and sample SD of the validation metric over seeds; per compared pair: the gap, the pooled SD
-and whether the gap exceeds 2 pooled SDs (None with one run: no spread to compare against); and the
-paper's value or gap beside ours, on the paper's scale (percent) where it prints one.
+Each trial's checkpoint is selected on the validation split and scored on the test split. Per row: mean and
+sample SD over seeds of the test metric (what the table reports) and of the best validation metric (a
+column beside it); per compared pair: the test gap, the pooled SD and whether the gap exceeds 2 pooled SDs
+(None with one run: no spread to compare against); and the paper's value or gap beside ours, on the
+paper's scale (percent) where it prints one.
 """
 
 from __future__ import annotations
@@ -25,23 +27,31 @@ def summarise(grid: Grid, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     entries = []
     for row in grid.rows():
         runs = sorted((r for r in rows if r["row"] == row.name), key=lambda r: r["seed"])
-        values = np.array([r["value"] for r in runs], dtype=float)
+        test, val = _stats([r["value"] for r in runs]), _stats([r.get("val_value") for r in runs])
         entries.append(
             {
                 "row": row.name,
                 **row.labels,
                 "runs": len(runs),
                 "seeds": [r["seed"] for r in runs],
-                "mean": float(values.mean()) if len(values) else None,
-                "sd": float(values.std(ddof=1))
-                if len(values) > 1
-                else (0.0 if len(values) else None),
-                "values": values.round(4).tolist(),
+                **test,
+                **{f"val_{k}": v for k, v in val.items()},
                 "epochs_run": [r["epochs_run"] for r in runs],
                 "paper": grid.paper.rows.get(row.name, {}),
             }
         )
     return entries
+
+
+def _stats(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean and sample SD (n-1; 0 for one value) of a row's per-seed numbers; None when there are none.
+    A missing number (a trial without the score) counts as NaN, so it shows rather than vanishes."""
+    array = np.array([np.nan if v is None else v for v in values], dtype=float)
+    return {
+        "mean": float(array.mean()) if len(array) else None,
+        "sd": float(array.std(ddof=1)) if len(array) > 1 else (0.0 if len(array) else None),
+        "values": array.round(4).tolist(),
+    }
 
 
 def gaps(grid: Grid, summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -94,12 +104,15 @@ def build_report(
     grid: Grid, rows: Sequence[Mapping[str, Any]], dataset: Mapping[str, Any]
 ) -> dict[str, Any]:
     summary = summarise(grid, rows)
+    split_rules = sorted({r["test_split_rule"] for r in rows if r.get("test_split_rule")})
     return {
         "family": grid.family,
         "grid": grid.name,
         "description": grid.description,
-        "metric": grid.val_metric,
-        "protocol": grid.protocol,
+        "metric": grid.metric,
+        "val_metric": grid.val_metric,
+        "protocol": protocol(grid, split_rules),
+        "test_split": split_rules,
         "dataset": dict(dataset),
         "paper": grid.paper.model_dump(mode="json"),
         "paper_scale": grid.paper_scale,
@@ -110,12 +123,23 @@ def build_report(
     }
 
 
+def protocol(grid: Grid, test_split_rules: Sequence[str]) -> str:
+    """The line a table states: what selected each trial's checkpoint, and what scored it."""
+    where = "; ".join(test_split_rules) or "the test split"
+    return (
+        f"{grid.metric} on the test split ({where}) of each trial's checkpoint, scored by the evaluate "
+        f"stage; the checkpoint is selected by {grid.val_metric} on the validation split "
+        f"({grid.protocol.strip() or 'best epoch'}), shown as its own column"
+    )
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def markdown(report: Mapping[str, Any]) -> str:
     paper, scale, metric = report["paper"], report["paper_scale"], report["metric"]
+    val_metric = report.get("val_metric", f"val_{metric}")
     first = paper["metrics"][0] if paper["metrics"] else "metric"
     data = report["dataset"]
     lines = [
@@ -135,20 +159,22 @@ def markdown(report: Mapping[str, Any]) -> str:
         )
         + ".",
         f"- Reproduces: {paper['table']} of {paper['citation']}; the paper's dataset: {paper['dataset']}.",
-        f"- Ours: mean ± SD (sample, n-1) of {metric} over seeds; paper: {first} as printed"
+        f"- Ours: mean ± SD (sample, n-1) over seeds of test {metric}; paper: {first} as printed"
         + (f" (ours × {1 / scale:g} to compare)" if scale != 1 else "")
         + ".",
         "",
-        f"| row | runs | ours {metric} | ours (paper scale) | paper {first} | epochs run |",
-        "|---|---|---|---|---|---|",
+        f"| row | runs | ours test {metric} | ours (paper scale) | paper {first} | ours {val_metric} "
+        "(selection) | epochs run |",
+        "|---|---|---|---|---|---|---|",
     ]
     for e in report["summary"]:
         ours = "not run" if e["mean"] is None else f"{e['mean']:.3f} ± {e['sd']:.3f}"
         scaled = "" if e["mean"] is None else f"{e['mean'] / scale:.1f} ± {e['sd'] / scale:.1f}"
+        val = "" if e.get("val_mean") is None else f"{e['val_mean']:.3f} ± {e['val_sd']:.3f}"
         printed = e["paper"].get(first)
         lines.append(
             f"| {e['row']} | {e['runs']} | {ours} | {scaled} | {'—' if printed is None else printed} | "
-            f"{e['epochs_run']} |"
+            f"{val} | {e['epochs_run']} |"
         )
     if report["gaps"]:
         lines += ["", "| a − b | ours | pooled SD | gap > 2 SD | paper |", "|---|---|---|---|---|"]
@@ -185,6 +211,9 @@ def csv_text(report: Mapping[str, Any]) -> str:
             "mean",
             "sd",
             "values",
+            "val_metric",
+            "val_mean",
+            "val_sd",
             "paper_metric",
             "paper_value",
             "dataset",
@@ -202,6 +231,9 @@ def csv_text(report: Mapping[str, Any]) -> str:
                 "" if e["mean"] is None else f"{e['mean']:.6f}",
                 "" if e["sd"] is None else f"{e['sd']:.6f}",
                 " ".join(f"{v:.4f}" for v in e["values"]),
+                report.get("val_metric", ""),
+                "" if e.get("val_mean") is None else f"{e['val_mean']:.6f}",
+                "" if e.get("val_sd") is None else f"{e['val_sd']:.6f}",
                 first,
                 e["paper"].get(first, ""),
                 report["dataset"]["name"],

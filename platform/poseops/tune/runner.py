@@ -1,7 +1,7 @@
 """Ray Tune over the family grids: one trial = one Ray Train run; MLflow parent run per grid, child per trial.
 
 The trainable follows the pattern Ray Train V2 supports: a function trainable that builds and fits a
-`TorchTrainer` with `TuneReportCallback` (see `poseops.tune.adapter.train_trial`), wrapped in
+`TorchTrainer` whose every epoch is reported to Tune (see `poseops.tune.adapter.train_trial`), wrapped in
 `tune.with_resources` with a token CPU (the Train workers reserve their own). A grid's state lives under
 `<storage>/<name>`; running the same grid again restores it (`Tuner.restore`): finished trials keep
 their results and do not run again.
@@ -54,8 +54,10 @@ class GridRun:
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: validate the trial's params, run Ray Train, report the best epoch.
 
-    Every epoch reaches Tune through TuneReportCallback (so ASHA can stop a trial); the last report
-    (`done_summary` = 1) carries the best epoch, the checkpoint path and the wall time.
+    Every epoch reaches Tune as it ends (so ASHA can stop a trial); the last report
+    (`done_summary` = 1) carries the best epoch, the checkpoint path, the wall time, and the selected
+    checkpoint's score on the test split (`test_<metric>`, by the evaluate stage's library call):
+    validation selects, test reports.
     """
     import ray.tune
 
@@ -75,12 +77,21 @@ def run_trial(config: dict[str, Any]) -> None:
     metric = adapter.val_metric(config["family"])
     best = adapter.best_epoch(config["family"], epochs)
     checkpoint = result.best_checkpoints[0][0] if result.best_checkpoints else result.checkpoint
+    test = {}
+    if checkpoint is not None:  # validation chose it; the test split, untouched so far, scores it
+        with checkpoint.as_directory() as folder:
+            test = adapter.evaluate_checkpoint(
+                params, config["family"], trial["dataset_url"], folder
+            )
+    primary = adapter.test_metric(config["family"])
     summary = {
         "done_summary": 1,
         f"best_{metric}": float(best.get(metric, float("nan"))),
         metric: float(
             best.get(metric, float("nan"))
         ),  # searchers and ASHA read the metric in every result
+        f"test_{primary}": float(test.get(primary, float("nan"))),
+        "test_split_rule": str(test.get("split_rule", "")),
         "best_epoch": int(best.get("epoch", -1)),
         "epochs_run": len(epochs),
         "stopped_at_plateau": int(bool(epochs and epochs[-1].get("plateau"))),
@@ -187,7 +198,9 @@ class MlflowTrials(Callback):
             numbers = {
                 k: result[k] for k in ("best_epoch", "epochs_run", "trial_seconds") if k in result
             }
-            numbers.update({k: v for k, v in result.items() if k.startswith("best_val_")})
+            numbers.update(
+                {k: v for k, v in result.items() if k.startswith(("best_val_", "test_"))}
+            )
             step = int(result.get("epochs_run", 0))
         else:
             numbers = {
@@ -428,8 +441,10 @@ def search_space(run: GridRun, space: Space, algorithm: str, samples: int, commo
 
 # ---------------------------------------------------------------- reading results
 def result_rows(results, family: str) -> list[dict[str, Any]]:
-    """One row per finished trial: its spec, best-epoch metric, epochs, checkpoint, time and node."""
+    """One row per finished trial: its spec, the selected checkpoint's test score (`value`, what the table
+    reports) and best validation score (`val_value`, what selection uses), epochs, checkpoint, time, node."""
     metric = adapter.val_metric(family)
+    primary = adapter.test_metric(family)
     rows = []
     for result in results:
         if result.error is not None or not result.metrics or not result.metrics.get("done_summary"):
@@ -444,8 +459,11 @@ def result_rows(results, family: str) -> list[dict[str, Any]]:
                 **spec["labels"],
                 "overrides": spec["overrides"],
                 "dataset_url": spec["dataset_url"],
-                "metric": metric,
-                "value": m[f"best_{metric}"],
+                "metric": primary,
+                "val_metric": metric,
+                "value": float(m.get(f"test_{primary}", float("nan"))),
+                "val_value": m[f"best_{metric}"],
+                "test_split_rule": m.get("test_split_rule", ""),
                 "best_epoch": m["best_epoch"],
                 "epochs_run": m["epochs_run"],
                 "stopped_at_plateau": bool(m["stopped_at_plateau"]),
@@ -488,8 +506,13 @@ def _short(value: Any) -> str:
 
 
 def best_row(rows: Sequence[dict[str, Any]], mode: str = "max") -> dict[str, Any]:
-    """The row with the best finite `value`: the highest, or with mode "min" the lowest."""
-    finite = [r for r in rows if isinstance(r["value"], (int, float)) and math.isfinite(r["value"])]
+    """The row with the best finite validation score (`val_value`): the highest, or with mode "min" the
+    lowest. The test score plays no part in the choice."""
+    finite = [
+        r
+        for r in rows
+        if isinstance(r["val_value"], (int, float)) and math.isfinite(r["val_value"])
+    ]
     if not finite:
         raise TuneError("no trial finished with a finite validation metric: nothing to apply")
-    return (min if mode == "min" else max)(finite, key=lambda r: r["value"])
+    return (min if mode == "min" else max)(finite, key=lambda r: r["val_value"])
