@@ -13,6 +13,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cluster import LocalCluster, start_cluster, stop_cluster
+from s3server import s3_environment, start_s3_server, stop_s3_server
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -56,6 +57,35 @@ def ray_cluster():
     cluster = start_cluster(head_cpus=2, worker_cpus=1, dashboard=True)
     yield cluster
     stop_cluster()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """The slow suite's one S3 server (moto, as s3fs's own tests use), started on first use."""
+    server = start_s3_server(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    stop_s3_server(server)
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server):
+    """The S3 server's settings (endpoint, dummy keys) in this process's environment for one module."""
+    with s3_environment(s3_server):
+        yield s3_server
+
+
+@pytest.fixture(scope="module")
+def s3_ray_address(s3):
+    """A private Ray instance (2 CPUs) started with the S3 settings in its environment: Ray processes
+    take their S3 credentials from their own environment (none are shipped with a job). Its GCS address,
+    for the CLI through RAY_ADDRESS; started once a module, as ray.init costs seconds."""
+    import ray
+
+    if ray.is_initialized():  # an instance of this test process started without the S3 settings
+        ray.shutdown()
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False)
+    yield context.address_info["gcs_address"]
+    ray.shutdown()
 
 
 JOB_LOG = ".poseops/job_submit.log"

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from tests.s3server import s3_environment, s3_filesystem, start_s3_server, stop_s3_server
+from tests.s3server import s3_filesystem
 
 from poseops.errors import DataError
 from poseops.storage import sha256_bytes
@@ -31,28 +31,10 @@ BUCKET = "poseops-derived"
 MB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = start_s3_server(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        with s3_environment(server):
-            s3_filesystem().mkdir(BUCKET)
-            yield server
-    finally:
-        stop_s3_server(server)
-
-
-@pytest.fixture(scope="module")
-def ray_address(s3):
-    """One private Ray instance (2 CPUs) for this module, started with the S3 settings in its environment;
-    the CLI attaches to it through RAY_ADDRESS (ray.init costs seconds, so it is started once)."""
-    import ray
-
-    if ray.is_initialized():  # an instance of this test process started without the S3 settings
-        ray.shutdown()
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False)
-    yield context.address_info["gcs_address"]
-    ray.shutdown()
+@pytest.fixture(scope="module", autouse=True)
+def bucket(s3):
+    s3_filesystem().mkdir(BUCKET)
+    return BUCKET
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +62,9 @@ def objects(fs, prefix: str) -> dict[str, int]:
     return {path: info["size"] for path, info in fs.find(prefix, detail=True).items()}
 
 
-def test_cli_derives_to_s3_on_ray_in_bounded_shards(s3, ray_address, hand_project):
+def test_cli_derives_to_s3_on_ray_in_bounded_shards(s3, s3_ray_address, hand_project):
     url = f"s3://{BUCKET}/derived/handmle"
-    env = {**os.environ, "RAY_ADDRESS": ray_address, "RAY_AUTH_MODE": "token"}
+    env = {**os.environ, "RAY_ADDRESS": s3_ray_address, "RAY_AUTH_MODE": "token"}
     run = subprocess.run(
         [str(BIN / "poseops"), "data", "derive", "handmle", "--out", url, "--executor", "ray"],
         cwd=hand_project,
@@ -270,7 +252,7 @@ def share_loop(config: dict) -> None:
     ray.train.report({"seen": len(ids)})
 
 
-def test_two_ray_train_workers_get_disjoint_shares_covering_the_split(s3, ray_address, tmp_path):
+def test_two_ray_train_workers_get_disjoint_shares_covering_the_split(s3, s3_ray_address, tmp_path):
     """Two real Ray Train workers read a dataset from S3: disjoint ids whose union is the split."""
     import ray
     import ray.cloudpickle

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.s3server import s3_environment, s3_filesystem, start_s3_server, stop_s3_server
+from tests.s3server import s3_environment, s3_filesystem
 
 from poseops.storage import sha256_file
 
@@ -169,18 +169,15 @@ def test_push_and_pull_through_a_local_remote(dvc_repo, tmp_path):
     check_pulled(dvc_repo, before)
 
 
-def test_push_and_pull_through_an_s3_remote(dvc_repo, tmp_path):
-    server = start_s3_server(tmp_path / "moto.log")
-    try:
-        with s3_environment(server):
-            s3_filesystem().mkdir("dvc-remote")
-            before = published_files(dvc_repo)
-            add_remote(dvc_repo, "s3store", "s3://dvc-remote/store", endpointurl=server.endpoint)
-            dvc(dvc_repo, "push", "-r", "s3store")
-            stored = list(s3_filesystem().find("dvc-remote/store"))
-            assert len(stored) >= len(before), stored
-            forget_local_copies(dvc_repo)
-            dvc(dvc_repo, "pull", "-r", "s3store")
-            check_pulled(dvc_repo, before)
-    finally:
-        stop_s3_server(server)
+def test_push_and_pull_through_an_s3_remote(dvc_repo, s3_server):
+    server = s3_server
+    with s3_environment(server):
+        s3_filesystem().mkdir("dvc-remote")
+        before = published_files(dvc_repo)
+        add_remote(dvc_repo, "s3store", "s3://dvc-remote/store", endpointurl=server.endpoint)
+        dvc(dvc_repo, "push", "-r", "s3store")
+        stored = list(s3_filesystem().find("dvc-remote/store"))
+        assert len(stored) >= len(before), stored
+        forget_local_copies(dvc_repo)
+        dvc(dvc_repo, "pull", "-r", "s3store")
+        check_pulled(dvc_repo, before)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.cluster import driver_env, make_hand_project
-from tests.s3server import s3_environment, s3_filesystem, start_s3_server, stop_s3_server
+from tests.s3server import s3_filesystem
 
 pytestmark = pytest.mark.slow
 
@@ -25,26 +25,9 @@ STORAGE = f"s3://{BUCKET}/runs"
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = start_s3_server(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        with s3_environment(server):
-            s3_filesystem().mkdir(BUCKET)
-            yield server
-    finally:
-        stop_s3_server(server)
-
-
-@pytest.fixture(scope="module")
-def ray_address(s3):
-    """A private Ray instance (2 CPUs) started with the S3 settings in its environment."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False)
-    yield context.address_info["gcs_address"]
-    ray.shutdown()
+def bucket(s3):
+    s3_filesystem().mkdir(BUCKET)
+    return BUCKET
 
 
 def train(root: Path, address: str, *options: str) -> subprocess.CompletedProcess:
@@ -67,7 +50,7 @@ def checkpoint_epochs(fs) -> list[int]:
 
 
 @pytest.mark.timeout(480)
-def test_checkpoints_go_to_s3_and_resume_continues_from_them(tmp_path, ray_address):
+def test_checkpoints_go_to_s3_and_resume_continues_from_them(tmp_path, bucket, s3_ray_address):
     root = make_hand_project(
         tmp_path / "project",
         epochs=1,
@@ -75,7 +58,7 @@ def test_checkpoints_go_to_s3_and_resume_continues_from_them(tmp_path, ray_addre
         plateau_window=None,
         lr_milestones=[],
     )
-    first = train(root, ray_address)
+    first = train(root, s3_ray_address)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     fs = s3_filesystem()
     runs = fs.ls(f"{BUCKET}/runs", detail=False)
@@ -85,13 +68,13 @@ def test_checkpoints_go_to_s3_and_resume_continues_from_them(tmp_path, ray_addre
     assert not (root / ".poseops" / "ray_results").exists()  # nothing went to the local default
 
     # the run finished: --resume says so; with one more epoch allowed it continues the same run
-    again = train(root, ray_address, "--resume")
+    again = train(root, s3_ray_address, "--resume")
     said = " ".join((again.stdout + again.stderr).split())  # the console wraps long lines
     assert again.returncode == 1 and "the run already finished" in said, said
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["families"]["handmle"]["train"]["epochs"] = 2
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    resumed = train(root, ray_address, "--resume")
+    resumed = train(root, s3_ray_address, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resumed after epoch 1 from" in resumed.stdout + resumed.stderr
     assert fs.ls(f"{BUCKET}/runs", detail=False) == runs  # the same run, no new one
