@@ -15,6 +15,7 @@ it first) and into the environment of Ray workers (`ray_env_vars`). A variable t
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -29,13 +30,17 @@ PORTABLE_X86_ENV: dict[str, str] = {
 OPT_OUT = "POSEOPS_NATIVE_NUMERICS"
 
 
+def opted_out(environ: Mapping[str, str]) -> bool:
+    return environ.get(OPT_OUT, "") not in ("", "0")
+
+
 def portable_env(
     environ: Mapping[str, str] | None = None, machine: str | None = None
 ) -> dict[str, str]:
     """The pins this process should add: none off x86-64 or when opted out, and never one the user set."""
     environ = os.environ if environ is None else environ
     machine = (machine or platform.machine()).lower()
-    if environ.get(OPT_OUT, "") not in ("", "0") or machine not in ("x86_64", "amd64"):
+    if opted_out(environ) or machine not in ("x86_64", "amd64"):
         return {}
     return {name: value for name, value in PORTABLE_X86_ENV.items() if name not in environ}
 
@@ -48,15 +53,17 @@ def pin_portable_numerics() -> list[str]:
 
 def ray_env_vars() -> dict[str, str]:
     """The pins in force in this process, for Ray workers on a cluster this process attaches to."""
-    if os.environ.get(OPT_OUT, "") not in ("", "0"):
+    if opted_out(os.environ):
         return {}
     return {name: os.environ[name] for name in PORTABLE_X86_ENV if name in os.environ}
 
 
+@functools.cache
 def fingerprint() -> str:
     """A digest of the bits this process computes for a seeded convolution, matrix products, a softmax and
     their gradients (torch) and a matrix product and solve (numpy): two machines whose digests agree
-    compute a training run to the same bits; where they differ, results agree only to rounding."""
+    compute a training run to the same bits; where they differ, results agree only to rounding. Computed
+    once a process (about a second with the imports)."""
     import hashlib
 
     import numpy as np

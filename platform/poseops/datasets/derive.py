@@ -243,9 +243,10 @@ def blas_one_thread():
 
 
 # ---------------------------------------------------------------- executors
-def attach_ray(num_cpus: int | None = None):
+def attach_ray(num_cpus: int | None = None, include_dashboard: bool | None = False):
     """The Ray module, attached to $RAY_ADDRESS when set (token auth: the caller's RAY_AUTH_MODE), else to a
-    private local instance; an instance this process already holds is reused."""
+    private local instance (`include_dashboard` as ray.init takes it); an instance this process already
+    holds is reused."""
     import ray
 
     if not ray.is_initialized():
@@ -253,7 +254,7 @@ def attach_ray(num_cpus: int | None = None):
         if address:  # the cluster's workers get this process's numerics pins (poseops.numerics)
             ray.init(address=address, runtime_env={"env_vars": ray_env_vars()})
         else:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=include_dashboard)
     return ray
 
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from poseops.config import FamilyParams
+from poseops.datasets.derive import attach_ray
 from poseops.families import Family
-from poseops.numerics import ray_env_vars
 from poseops.paths import state_dir
 from poseops.train.loop import train_loop_per_worker
 
@@ -44,14 +44,7 @@ def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dic
 
 def ensure_ray() -> None:
     """Attach to `$RAY_ADDRESS` when set (the Makefile's shared instance), else start a local one."""
-    import ray
-
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
-        if address:  # the cluster's workers get this process's numerics pins (poseops.numerics)
-            ray.init(address=address, runtime_env={"env_vars": ray_env_vars()})
-        else:
-            ray.init(address="local")
+    attach_ray(include_dashboard=None)
 
 
 def storage_for(fam: FamilyParams, storage_path: str | None = None) -> str:
