@@ -225,15 +225,60 @@ def fake_grid_trial(folder: Path, seed: int) -> str:
     return str(folder)
 
 
+def test_a_grid_publishes_each_rows_validation_selected_checkpoint(tmp_path):
+    """Per row, the seed validation prefers (not the test score's) is published under models/grids/ as a
+    verified poseops checkpoint, named in the report by a project-relative path."""
+    from poseops.checkpoints import load_checkpoint
+    from poseops.tune import checkpoints_root, project_relative, publish_row_checkpoints
+
+    root = tmp_path / "project"
+    storage = tmp_path / "tune"
+    rows = [
+        {
+            "name": "4@s0",
+            "row": "4",
+            "val_value": 0.5,
+            "value": 0.1,
+            "checkpoint_path": fake_grid_trial(storage / "a", 1),
+        },
+        {
+            "name": "4@s1",
+            "row": "4",
+            "val_value": 0.4,
+            "value": 0.9,
+            "checkpoint_path": fake_grid_trial(storage / "b", 2),
+        },
+        {"name": "none@s0", "row": "none", "val_value": 0.3, "value": 0.3, "checkpoint_path": ""},
+    ]
+    published = publish_row_checkpoints(
+        "hrnet_am", rows, root, checkpoints_root(root, "hrnet_am", "t7_am_layout"), str(storage)
+    )
+    assert list(published) == ["4"]  # a row without a checkpoint publishes nothing
+    assert published["4"]["path"] == "models/grids/hrnet_am_t7_am_layout/4"
+    assert published["4"]["trial"] == "4@s0"
+    _, info = load_checkpoint(root / published["4"]["path"])
+    assert info["weights_sha256"] == published["4"]["weights_sha256"]
+    assert info["extra"]["inference"] and info["extra"]["grid_row"] == "4"
+    report = {
+        "tune_state": str(root / ".poseops" / "tune" / "x"),
+        "urls": [str(root / "data"), "s3://b/d"],
+    }
+    assert project_relative(report, root) == {
+        "tune_state": ".poseops/tune/x",
+        "urls": ["data", "s3://b/d"],
+    }
+
+
 def test_grid_rows_lift_the_named_hrnet_am_variants_tracks(project, tmp_path):
-    """t5_input2d's hrnet_am rows: input_from {hrnet_am, t7_am_layout, row} -> that row's recorded trial
-    checkpoint -> its own tracks folder (predicted once, every sequence and view) -> the trial's derived
-    data holds those predictions; the gt row keeps the project's dataset."""
+    """t5_input2d's hrnet_am rows: input_from {hrnet_am, t7_am_layout, row} -> the checkpoint that grid
+    published for the row -> its own tracks folder (predicted once, every sequence and view) -> the
+    trial's derived data holds those predictions; the gt row keeps the project's dataset."""
     from poseops.checkpoints import load_checkpoint
     from poseops.config import read_yaml
     from poseops.datasets.loader import read_card
     from poseops.profiles import write_profile
     from poseops.storage import write_json_atomic
+    from poseops.tune import checkpoints_root, publish_row_checkpoints
     from poseops.tune.grids import load_grid
     from poseops.tune.runner import GridRun, trial_configs
 
@@ -242,17 +287,26 @@ def test_grid_rows_lift_the_named_hrnet_am_variants_tracks(project, tmp_path):
         {
             "name": "4@s0",
             "row": "4",
-            "value": 0.4,
+            "val_value": 0.4,
             "checkpoint_path": fake_grid_trial(tmp_path / "t7" / "a", 1),
         },
         {
             "name": "none@s0",
             "row": "none",
-            "value": 0.3,
+            "val_value": 0.3,
             "checkpoint_path": fake_grid_trial(tmp_path / "t7" / "b", 2),
         },
     ]
-    write_json_atomic(root / "reports" / "grids" / "hrnet_am_t7_am_layout.json", {"trials": trials})
+    published = publish_row_checkpoints(
+        "hrnet_am",
+        trials,
+        root,
+        checkpoints_root(root, "hrnet_am", "t7_am_layout"),
+        str(tmp_path / "t7"),
+    )
+    write_json_atomic(
+        root / "reports" / "grids" / "hrnet_am_t7_am_layout.json", {"checkpoints": published}
+    )
     write_profile(str(REPO / "profiles" / "tiny.yaml"), tmp_path / "params.yaml")
     grid = load_grid("lifter", "t5_input2d")
     run = GridRun(
@@ -267,10 +321,10 @@ def test_grid_rows_lift_the_named_hrnet_am_variants_tracks(project, tmp_path):
     assert "input_tracks" not in str(configs["gt"]["trial"]["overrides"])
     assert configs["gt"]["trial"]["dataset_url"] == str(root / "data" / "derived" / "lifter")
     shas = set()
-    for row, source in (("hrnet_am_am", "a"), ("hrnet_am_none", "b")):
+    for row, source in (("hrnet_am_am", "4"), ("hrnet_am_none", "none")):
         folder = Path(configs[row]["params"]["families"]["lifter"]["data"]["input_tracks"])
         manifest = json.loads((folder / "manifest.json").read_text())
-        _, info = load_checkpoint(tmp_path / "t7" / f"{source}.poseops")
+        _, info = load_checkpoint(root / published[source]["path"])
         assert manifest["checkpoint"]["weights_sha256"] == info["weights_sha256"]
         assert (
             manifest["counts"]["tracks"] == COUNT * VIEWS
@@ -285,11 +339,20 @@ def test_grid_rows_lift_the_named_hrnet_am_variants_tracks(project, tmp_path):
 
 
 def test_a_grid_input_without_its_report_is_a_clear_error(project, tmp_path):
+    from poseops.storage import write_json_atomic
     from poseops.tune.adapter import variant_checkpoint
     from poseops.tune.grids import InputFrom
 
+    source = InputFrom(family="hrnet_am", grid="t7_am_layout", row="4")
     with pytest.raises(ConfigError, match=r"hrnet_am_t7_am_layout\.json does not exist"):
-        variant_checkpoint(tmp_path, InputFrom(family="hrnet_am", grid="t7_am_layout", row="4"))
+        variant_checkpoint(tmp_path, source)
+    report = tmp_path / "reports" / "grids" / "hrnet_am_t7_am_layout.json"
+    write_json_atomic(report, {"checkpoints": {}})
+    with pytest.raises(ConfigError, match=r"no published checkpoint of row '4'.*dvc repro"):
+        variant_checkpoint(tmp_path, source)
+    write_json_atomic(report, {"checkpoints": {"4": {"path": "models/grids/x/4", "trial": "4@s0"}}})
+    with pytest.raises(ConfigError, match=r"holds no checkpoint .*dvc pull"):
+        variant_checkpoint(tmp_path, source)
 
 
 def test_write_clip_draws_up_to_three_people(project, tmp_path):

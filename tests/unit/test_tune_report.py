@@ -147,19 +147,34 @@ def test_cli_lists_grids():
 
 
 def test_grids_pipeline_has_one_stage_per_grid_file_entry():
-    from poseops.tune.grids import list_grids
+    from poseops.tune.grids import list_grids, load_grid
 
     pipeline = yaml.safe_load((REPO / "grids" / "dvc.yaml").read_text())
-    stages = pipeline["vars"][0]["grids"]
+    plain, on_variants = pipeline["vars"][0]["grids"], pipeline["vars"][1]["variant_grids"]
+    stages = {**plain, **on_variants}
+    assert len(stages) == len(plain) + len(on_variants)
     assert {(s["family"], s["grid"]) for s in stages.values()} == {
         (f, g) for f, gs in list_grids().items() for g in gs
     }
     assert all(key == f"{s['family']}_{s['grid']}" for key, s in stages.items())
-    body = pipeline["stages"]["grid"]["do"]
-    assert body["wdir"] == ".." and "data/derived/${item.family}" in body["deps"]
-    assert {next(iter(o)) for o in body["outs"]} == {
-        f"reports/grids/${{key}}.{s}" for s in ("md", "csv", "png", "json")
-    }
+    for group in ("grid", "grid-on-variants"):
+        body = pipeline["stages"][group]["do"]
+        assert body["wdir"] == ".." and "data/derived/${item.family}" in body["deps"]
+        assert {next(iter(o)) if isinstance(o, dict) else o for o in body["outs"]} == {
+            f"reports/grids/${{key}}.{s}" for s in ("md", "csv", "png", "json")
+        } | {"models/grids/${key}"}
+    assert "models/grids/${item.inputs}" in pipeline["stages"]["grid-on-variants"]["do"]["deps"]
+    # a grid whose rows read another grid's variants runs after it: it depends on what that grid publishes
+    for key, s in stages.items():
+        sources = {
+            f"{level.input_from.family}_{level.input_from.grid}"
+            for axis in load_grid(s["family"], s["grid"]).axes
+            for level in axis.levels.values()
+            if level.input_from is not None and level.input_from.grid is not None
+        }
+        assert (key in on_variants) == bool(sources), key
+        if sources:
+            assert {on_variants[key]["inputs"]} == sources
 
 
 def test_tune_state_is_keyed_by_its_inputs():

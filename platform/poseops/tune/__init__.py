@@ -146,8 +146,71 @@ def run_grid(
     report["extra_overrides"] = dict(extra_overrides or {})
     report["profile"] = base.get("profile")
     report["tune_state"] = str(Path(run.storage_path) / run.name)
-    reporting.write_report(report, report_stem(root, family, grid_name))
+    report["checkpoints"] = publish_row_checkpoints(
+        family, found, root, checkpoints_root(root, family, grid_name), run.storage_path
+    )
+    reporting.write_report(project_relative(report, root), report_stem(root, family, grid_name))
     return report
+
+
+def checkpoints_root(root: Path, family: str, grid: str) -> Path:
+    """Where a grid publishes each row's selected checkpoint (a DVC output of its grids/dvc.yaml stage)."""
+    return root / "models" / "grids" / f"{family}_{grid}"
+
+
+def publish_row_checkpoints(
+    family: str,
+    rows: Sequence[Mapping[str, Any]],
+    root: Path,
+    folder: Path,
+    storage_path: str,
+) -> dict[str, dict[str, Any]]:
+    """Publish, per grid row, the checkpoint of the trial validation selects (its best seed by the
+    validation score; the test split only reports) at `folder/<row>`, so a table's variants can be
+    evaluated, served, or fed to another family's grid (`input_from`) on any machine holding the DVC
+    cache. Returns {row: {"path" (project-relative), "trial", "weights_sha256"}}."""
+    from poseops.families import get_family
+    from poseops.tune.adapter import publish_trial_checkpoint
+
+    by_row: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r.get("checkpoint_path"):
+            by_row.setdefault(str(r["row"]), []).append(r)
+    published = {}
+    for row, trials in sorted(by_row.items()):
+        chosen = get_family(family).best([dict(t) for t in trials], key="val_value")
+        target = folder / _safe_name(row)
+        manifest = publish_trial_checkpoint(
+            family,
+            chosen["checkpoint_path"],
+            storage_path,
+            target,
+            extra={"grid_row": row, "trial": chosen["name"], "val_value": chosen["val_value"]},
+        )
+        published[row] = {
+            "path": target.relative_to(root).as_posix(),
+            "trial": chosen["name"],
+            "weights_sha256": manifest["files"]["weights.safetensors"]["sha256"],
+        }
+    return published
+
+
+def _safe_name(row: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in row)
+
+
+def project_relative(value: Any, root: Path) -> Any:
+    """`value` (nested dicts and lists) with every string naming a path inside `root` made relative to
+    it, so a versioned report names no machine's folders; URLs and outside paths are kept."""
+    if isinstance(value, Mapping):
+        return {k: project_relative(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [project_relative(v, root) for v in value]
+    if isinstance(value, str) and value.startswith(("/", "file://")):
+        path = Path(value.removeprefix("file://"))
+        if path.is_relative_to(root.resolve()):
+            return path.relative_to(root.resolve()).as_posix()
+    return value
 
 
 def run_search(

@@ -11,9 +11,10 @@ When the training code changes shape, only this module changes. It makes these c
   - `poseops.capture.write_captures`, `poseops.annotations.internal.build_annotations` and
     `poseops.datasets.derive.derive_dataset` (what the capture, annotate and derive stages call), only
     for a row that changes the data (label noise), and `datasets.loader.read_card` / `derive.dataset_checksum`;
-  - for a row whose input is another family's variant (`input_from`): `poseops.checkpoints.save_checkpoint`
-    (publishing that variant's recorded trial checkpoint) and `poseops.predict.predict_sequence_tracks`
-    (what the predict stage calls), see `variant_tracks`.
+  - `poseops.checkpoints.save_checkpoint`, publishing each row's selected trial checkpoint under
+    models/grids/ (`publish_trial_checkpoint`), and for a row whose input is another family's variant
+    (`input_from`) `poseops.predict.predict_sequence_tracks` on the checkpoint that variant's grid
+    published (what the predict stage calls), see `variant_tracks`.
   - `poseops.evaluate.evaluate_model` (what the evaluate stage calls) on a trial's selected checkpoint,
     rebuilt by `poseops.models.build_from_config` with the inference settings the train stage publishes.
 """
@@ -265,19 +266,48 @@ def epochs_of(result) -> list[dict[str, Any]]:
     return history(result)
 
 
-def variant_checkpoint(root: Path, source) -> tuple[Path, str]:
-    """(checkpoint folder, label) of another family's variant named by a grid row's `input_from`
-    (poseops.tune.grids.InputFrom): the trial checkpoint its grid recorded (reports/grids/<family>_<grid>.json,
-    the row's best seed), published as a poseops checkpoint beside it on first use; without a grid, the
-    project's trained model (models/<family>)."""
+def publish_trial_checkpoint(
+    family_name: str,
+    checkpoint_path: str,
+    storage_path: str,
+    folder: Path,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Publish a trial's Ray Train checkpoint (weights.safetensors + config.json at `checkpoint_path`, on
+    the grid's `storage_path`: a local folder or an fsspec URL) as a poseops checkpoint at `folder`, with
+    the inference settings the train stage publishes; returns its manifest."""
+    from ray.train import Checkpoint
     from safetensors.torch import load_file
 
     from poseops.checkpoints import save_checkpoint
-    from poseops.errors import ConfigError
     from poseops.models import model_entry
+    from poseops.train.fit import ray_storage
+
+    family = get_family(family_name)
+    _, storage_filesystem = ray_storage(storage_path)
+    checkpoint = Checkpoint(
+        str(checkpoint_path).removeprefix("file://"), filesystem=storage_filesystem
+    )
+    with checkpoint.as_directory() as local:
+        recorded = json.loads((Path(local) / "config.json").read_text())
+        return save_checkpoint(
+            folder,
+            family_name,
+            family.model,
+            load_file(str(Path(local) / "weights.safetensors")),
+            recorded["config"],
+            extra={"inference": dict(model_entry(family.model).inference), **extra},
+        )
+
+
+def variant_checkpoint(root: Path, source) -> tuple[Path, str]:
+    """(checkpoint folder, label) of another family's variant named by a grid row's `input_from`
+    (poseops.tune.grids.InputFrom): the checkpoint its grid published for that row
+    (reports/grids/<family>_<grid>.json `checkpoints`, under models/grids/, a DVC output of the grid's
+    stage); without a grid, the project's trained model (models/<family>)."""
+    from poseops.errors import ConfigError
     from poseops.storage import read_json
 
-    family = get_family(source.family)
     if source.grid is None:
         folder = root / "models" / source.family
         if not (folder / "manifest.json").exists():
@@ -285,41 +315,24 @@ def variant_checkpoint(root: Path, source) -> tuple[Path, str]:
                 f"input_from {source.family}: {folder} holds no trained model (dvc repro train@{source.family})"
             )
         return folder, source.family
-    report_path = root / "reports" / "grids" / f"{source.family}_{source.grid}.json"
+    stem = f"{source.family}_{source.grid}"
+    report_path = root / "reports" / "grids" / f"{stem}.json"
+    rerun = f"run `dvc repro grids/dvc.yaml:grid@{stem}` (or `poseops tune {source.family} --grid {source.grid}`)"
     if not report_path.exists():
         raise ConfigError(
-            f"input_from {source.family}/{source.grid}: {report_path} does not exist; run "
-            f"`poseops tune {source.family} --grid {source.grid}` first"
+            f"input_from {source.family}/{source.grid}: {report_path} does not exist; {rerun}"
         )
-    trials = [t for t in read_json(report_path).get("trials", []) if t.get("row") == source.row]
-    trials = [t for t in trials if t.get("checkpoint_path")]
-    if not trials:
+    published = read_json(report_path).get("checkpoints", {}).get(source.row)
+    if not published:
         raise ConfigError(
-            f"{report_path}: no finished trial of row {source.row!r} with a checkpoint (input_from)"
+            f"{report_path}: no published checkpoint of row {source.row!r} (input_from); {rerun}"
         )
-    trial = family.best(trials, key="value")
-    ray_checkpoint = Path(str(trial["checkpoint_path"]).removeprefix("file://"))
-    if not (ray_checkpoint / "weights.safetensors").exists():
+    folder = root / published["path"]
+    if not (folder / "manifest.json").exists():
         raise ConfigError(
-            f"{report_path}: trial {trial.get('name')!r}: checkpoint {ray_checkpoint} has no "
-            "weights.safetensors (the grid's Tune state was removed?)"
+            f"{report_path}: row {source.row!r}: {folder} holds no checkpoint (`dvc pull` or {rerun})"
         )
-    recorded = json.loads((ray_checkpoint / "config.json").read_text())
-    label = f"{source.family}_{source.grid}_{source.row}_{trial.get('name', '')}"
-    published = ray_checkpoint.parent / f"{ray_checkpoint.name}.poseops"
-    if not (published / "manifest.json").exists():
-        save_checkpoint(
-            published,
-            source.family,
-            family.model,
-            load_file(str(ray_checkpoint / "weights.safetensors")),
-            recorded["config"],
-            extra={
-                "inference": dict(model_entry(family.model).inference),
-                "from": str(report_path),
-            },
-        )
-    return published, label
+    return folder, f"{stem}_{source.row}_{published['trial']}"
 
 
 def variant_tracks(root: Path, base_params: Mapping[str, Any], source, out_root: Path) -> Path:
