@@ -11,11 +11,12 @@
     reported apart.
     ratio = ray steady / plain steady; target <= 1.05.
 
-The hand family of `--profile` (smoke by default: epochs of tens of seconds on 2 cores); the project is
-made under .poseops/bench/train_<profile> (capture, annotate, derive; reused between runs).
+`--family` of `--profile` (smoke vmhpe by default: steady epochs of about 50 s on 2 cores, so Ray's
+per-epoch costs, reporting and checkpointing, are measured against real work); the project is made
+under .poseops/bench/train_<profile> (capture, annotate, derive; reused between runs).
 
-    python benchmarks/bench_train.py [--profile smoke] [--epochs 4] [--threads 2]
-JSON to .poseops/bench/train_<profile>.json.
+    python benchmarks/bench_train.py [--family vmhpe] [--profile smoke] [--epochs 4] [--threads 2]
+JSON to .poseops/bench/train_<profile>_<family>.json.
 """
 
 from __future__ import annotations
@@ -96,14 +97,15 @@ def main() -> None:
     parser.add_argument("--profile", default="smoke", choices=["tiny", "smoke"])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--family", default="vmhpe", choices=["handmle", "vmhpe", "hrnet_am"])
     args = parser.parse_args()
 
     import ray
 
     root = state_dir() / "bench" / f"train_{args.profile}"
-    make_project(root, args.profile)
+    make_project(root, args.profile, args.family)
     params = load_params(root / "params.yaml")
-    family, fam = get_family("handmle"), params.families["handmle"]
+    family, fam = get_family(args.family), params.families[args.family]
     train = fam.train.model_copy(
         update={
             "epochs": args.epochs,
@@ -113,7 +115,7 @@ def main() -> None:
         }
     )
     fam = fam.model_copy(update={"train": train})
-    dataset = str(root / "data" / "derived" / "handmle")
+    dataset = str(root / "data" / "derived" / args.family)
     load = os.getloadavg()
 
     plain_setup, plain = plain_epochs(make_loop_config(family, fam, dataset), args.epochs)
@@ -139,6 +141,7 @@ def main() -> None:
     steady_plain = statistics.median(plain[1:])
     result = {
         "profile": args.profile,
+        "family": args.family,
         "threads": args.threads,
         "epochs": args.epochs,
         "plain_epoch_s": plain,
@@ -153,7 +156,7 @@ def main() -> None:
         "loadavg_after": os.getloadavg(),
     }
     print(json.dumps(result, indent=2))
-    out = state_dir() / "bench" / f"train_{args.profile}.json"
+    out = state_dir() / "bench" / f"train_{args.profile}_{args.family}.json"
     write_json_atomic(out, result)
     print(f"ray/plain steady epoch: {result['ratio']:.3f} (target <= 1.05) -> {out}")
 

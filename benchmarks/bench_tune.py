@@ -32,7 +32,8 @@ from poseops.storage import write_json_atomic
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_project(root: Path, profile: str) -> None:
+def make_project(root: Path, profile: str, family: str = "handmle") -> None:
+    """A project at `root` with `profile`'s params and `family`'s derived data (kept between runs)."""
     from poseops import pipeline
     from poseops.families import load_params
     from poseops.profiles import write_profile
@@ -40,12 +41,13 @@ def make_project(root: Path, profile: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
     write_profile(str(REPO / "profiles" / f"{profile}.yaml"), root / "params.yaml")
     where = pipeline.layout(root)
-    if (where.derived("handmle") / "card.json").exists():
+    if (where.derived(family) / "card.json").exists():
         return
     params = load_params(root / "params.yaml")
-    pipeline.capture(params, where)
-    pipeline.annotate(params, where)
-    pipeline.derive("handmle", params, where)
+    if not where.annotations.exists():
+        pipeline.capture(params, where)
+        pipeline.annotate(params, where)
+    pipeline.derive(family, params, where)
 
 
 def main() -> None:
