@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from poseops.cli.main import app
+from poseops.errors import ConfigError
 from poseops.tune import apply_to_params, best_grid_row, parse_sets
 from poseops.tune.grids import load_grid
 from poseops.tune.report import build_report, csv_text, markdown, write_report
@@ -146,35 +147,129 @@ def test_cli_lists_grids():
     assert "t6_components" in result.output and "4 rows x 3 seeds" in result.output
 
 
-def test_grids_pipeline_has_one_stage_per_grid_file_entry():
+def grid_sources(family: str, grid: str) -> set[str]:
+    """The grids whose published checkpoints a grid's rows lift (`input_from`)."""
+    from poseops.tune.grids import load_grid
+
+    return {
+        f"{level.input_from.family}_{level.input_from.grid}"
+        for axis in load_grid(family, grid).axes
+        for level in axis.levels.values()
+        if level.input_from is not None and level.input_from.grid is not None
+    }
+
+
+def test_grids_pipeline_has_a_stage_per_seed_and_a_table_per_grid_file_entry():
     from poseops.tune.grids import list_grids, load_grid
 
     pipeline = yaml.safe_load((REPO / "grids" / "dvc.yaml").read_text())
-    plain, on_variants = pipeline["vars"][0]["grids"], pipeline["vars"][1]["variant_grids"]
-    stages = {**plain, **on_variants}
-    assert len(stages) == len(plain) + len(on_variants)
-    assert {(s["family"], s["grid"]) for s in stages.values()} == {
-        (f, g) for f, gs in list_grids().items() for g in gs
+    plain, on_variants, tables = (
+        pipeline["vars"][0]["grid_parts"],
+        pipeline["vars"][1]["variant_grid_parts"],
+        pipeline["vars"][2]["grid_tables"],
+    )
+    every = {(f, g) for f, gs in list_grids().items() for g in gs}
+    assert {(t["family"], t["grid"]) for t in tables.values()} == every
+    assert all(key == f"{t['family']}_{t['grid']}" for key, t in tables.items())
+    parts = {**plain, **on_variants}
+    assert len(parts) == len(plain) + len(on_variants)
+    assert {(p["family"], p["grid"], p["seed"]) for p in parts.values()} == {
+        (f, g, s) for f, g in every for s in load_grid(f, g).seeds
     }
-    assert all(key == f"{s['family']}_{s['grid']}" for key, s in stages.items())
-    for group in ("grid", "grid-on-variants"):
-        body = pipeline["stages"][group]["do"]
-        assert body["wdir"] == ".." and "data/derived/${item.family}" in body["deps"]
-        assert {next(iter(o)) if isinstance(o, dict) else o for o in body["outs"]} == {
-            f"reports/grids/${{key}}.{s}" for s in ("md", "csv", "png", "json")
-        } | {"models/grids/${key}"}
-    assert "models/grids/${item.inputs}" in pipeline["stages"]["grid-on-variants"]["do"]["deps"]
-    # a grid whose rows read another grid's variants runs after it: it depends on what that grid publishes
-    for key, s in stages.items():
-        sources = {
-            f"{level.input_from.family}_{level.input_from.grid}"
-            for axis in load_grid(s["family"], s["grid"]).axes
-            for level in axis.levels.values()
-            if level.input_from is not None and level.input_from.grid is not None
-        }
+    assert all(key == f"{p['family']}_{p['grid']}_s{p['seed']}" for key, p in parts.items())
+    for (
+        key,
+        p,
+    ) in parts.items():  # a grid reading another grid's variants runs after that grid's table
+        sources = grid_sources(p["family"], p["grid"])
         assert (key in on_variants) == bool(sources), key
         if sources:
             assert {on_variants[key]["inputs"]} == sources
+    for group in ("grid", "grid-on-variants"):
+        body = pipeline["stages"][group]["do"]
+        assert body["wdir"] == ".." and "data/derived/${item.family}" in body["deps"]
+        assert "--part" in body["cmd"] and "--seeds ${item.seed}" in body["cmd"]
+        assert {next(iter(o)) if isinstance(o, dict) else o for o in body["outs"]} == {
+            "reports/grids/parts/${item.family}_${item.grid}/s${item.seed}.json",
+            "models/grids/${item.family}_${item.grid}/s${item.seed}",
+        }
+    variant_deps = pipeline["stages"]["grid-on-variants"]["do"]["deps"]
+    assert {"models/grids/${item.inputs}", "reports/grids/${item.inputs}.json"} <= set(variant_deps)
+    table = pipeline["stages"]["table"]["do"]
+    assert "reports/grids/parts/${key}" in table["deps"] and "--table" in table["cmd"]
+    assert {next(iter(o)) for o in table["outs"]} == {
+        f"reports/grids/${{key}}.{s}" for s in ("md", "csv", "png", "json")
+    }
+
+
+def test_a_table_joins_the_seeds_parts_and_names_the_missing_seeds(tmp_path):
+    """Two of t3_vs_cid's three seeds have run as parts: the table holds both seeds' trials (runs = 2 a row,
+    mean ± SD over them), says seed 2 is missing and how to run it, and names each row's checkpoint from
+    the seed validation prefers."""
+    from poseops.storage import write_json_atomic
+    from poseops.tune import grid_table, part_path
+
+    grid = load_grid("vmhpe", "t3_vs_cid")
+    rows = grid.row_names()
+    for seed, base in ((0, 0.2), (1, 0.3)):
+        trials = [
+            {
+                "name": f"{row}@s{seed}",
+                "row": row,
+                "seed": seed,
+                "value": base + i / 10,
+                "val_value": base + i / 10,
+                "test_split_rule": "test: by subject",
+                "epochs_run": 3,
+                "best_epoch": 3,
+                "overrides": {},
+            }
+            for i, row in enumerate(rows)
+        ]
+        write_json_atomic(
+            part_path(tmp_path, "vmhpe", "t3_vs_cid", seed),
+            {
+                "family": "vmhpe",
+                "grid": "t3_vs_cid",
+                "seed": seed,
+                "trials": trials,
+                "dataset": {
+                    "name": "synthetic",
+                    "checksums": ["abc"],
+                    "urls": ["data/derived/vmhpe"],
+                    "split": "test split scored",
+                },
+                "mlflow_parent_run": f"run{seed}",
+                "errors": [],
+                "extra_overrides": {},
+                "profile": "smoke",
+                "tune_state": f".poseops/tune/p{seed}",
+                "checkpoints": {
+                    row: {
+                        "path": f"models/grids/vmhpe_t3_vs_cid/s{seed}/{row}",
+                        "trial": f"{row}@s{seed}",
+                        "weights_sha256": "x",
+                    }
+                    for row in rows
+                },
+            },
+        )
+    report = grid_table("vmhpe", "t3_vs_cid", tmp_path)
+    assert report["seeds_run"] == [0, 1] and report["seeds_missing"] == [2]
+    assert all(e["runs"] == 2 for e in report["summary"])
+    assert report["summary"][0]["mean"] == pytest.approx(0.25)
+    assert {c["path"] for c in report["checkpoints"].values()} == {
+        f"models/grids/vmhpe_t3_vs_cid/s1/{row}" for row in rows
+    }
+    text = (tmp_path / "reports" / "grids" / "vmhpe_t3_vs_cid.md").read_text()
+    assert "not yet run: 2" in text and "grid@vmhpe_t3_vs_cid_s2" in text
+
+
+def test_a_table_without_parts_is_a_clear_error(tmp_path):
+    from poseops.tune import grid_table
+
+    with pytest.raises(ConfigError, match=r"no grid part has run.*grid@vmhpe_t3_vs_cid_s<seed>"):
+        grid_table("vmhpe", "t3_vs_cid", tmp_path)
 
 
 def test_tune_state_is_keyed_by_its_inputs():

@@ -63,6 +63,15 @@ def tune_cmd(
     list_: Annotated[
         bool, typer.Option("--list", help="list the family's grids and spaces, run nothing")
     ] = False,
+    part: Annotated[
+        bool,
+        typer.Option(
+            help="run one seed (--seeds S) of every row into reports/grids/parts/, for --table to join"
+        ),
+    ] = False,
+    table: Annotated[
+        bool, typer.Option(help="table the grid's parts that have run (no training)")
+    ] = False,
 ) -> None:
     """Run one of a family's ablation grids (or a search) with Ray Tune; one Ray Train run per trial.
 
@@ -91,12 +100,35 @@ def tune_cmd(
         cpus_per_trial=cpus_per_trial,
     )
     extra = tuning.parse_sets(set_ or [])
+    if grid is not None and table:
+        report = tuning.grid_table(family, grid, root)
+        show_grid(report)
+        console.print(
+            f"table: {tuning.report_stem(root, family, grid)}.md (seeds {report['seeds_run']}; "
+            f"not yet run: {report['seeds_missing'] or 'none'})"
+        )
+        return
     if grid is not None:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
         row_list = rows.split(",") if rows else None
         report = tuning.run_grid(
-            family, grid, root, params, settings, extra, seed_list, storage, rows=row_list
+            family,
+            grid,
+            root,
+            params,
+            settings,
+            extra,
+            seed_list,
+            storage,
+            rows=row_list,
+            part=part,
         )
+        if part:
+            console.print(
+                f"part: {tuning.part_path(root, family, grid, seed_list[0])} "
+                f"({len(report['trials'])} trials; `poseops tune {family} --grid {grid} --table` joins the parts)"
+            )
+            return
         show_grid(report)
         console.print(
             f"table: {tuning.report_stem(root, family, grid)}.md (MLflow parent run "

@@ -31,6 +31,9 @@ from poseops.tune.grids import (
 )
 
 REPORTS = Path("reports") / "grids"
+PARTS = (
+    REPORTS / "parts"
+)  # one JSON per (grid, seed) run alone: grids/dvc.yaml's stages, tabled together
 
 
 def state_root(root: Path) -> Path:
@@ -39,6 +42,11 @@ def state_root(root: Path) -> Path:
 
 def report_stem(root: Path, family: str, grid: str) -> Path:
     return root / REPORTS / f"{family}_{grid}"
+
+
+def part_path(root: Path, family: str, grid: str, seed: int) -> Path:
+    """Where `run_grid(..., part=True)` leaves one seed's trials of a grid."""
+    return root / PARTS / f"{family}_{grid}" / f"s{seed}.json"
 
 
 def settings_for(family: str, **overrides: Any) -> TuneSettings:
@@ -102,9 +110,16 @@ def run_grid(
     storage_path: str | None = None,
     tracking: bool = True,
     rows: Sequence[str] | None = None,
+    part: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) a grid with Ray Tune and write its table; returns the report."""
+    """Run (or resume) a grid with Ray Tune and write its table; returns the report.
+
+    With `part`, one seed only: its trials go to `part_path(...)` and its checkpoints under
+    models/grids/<family>_<grid>/s<seed>/, for `grid_table` to table with the other seeds' parts; so a
+    grid too long for one session runs as one DVC stage per seed, each cached when it ends."""
     grid = load_grid(family, grid_name)
+    if part and (seeds is None or len(seeds) != 1 or rows):
+        raise ConfigError("a grid part is one seed of every row: give exactly one seed and no rows")
     trials = grid.trials(list(seeds) if seeds is not None else None)
     if rows:
         unknown = sorted(set(rows) - set(grid.row_names()))
@@ -140,16 +155,86 @@ def run_grid(
     )
     results, parent = run_trials(run)
     found = result_rows(results, family)
+    facts = {
+        "mlflow_parent_run": parent,
+        "errors": [str(r.error)[:500] for r in results if r.error is not None],
+        "extra_overrides": dict(extra_overrides or {}),
+        "profile": base.get("profile"),
+        "tune_state": str(Path(run.storage_path) / run.name),
+    }
+    published = checkpoints_root(root, family, grid_name)
+    if part:
+        (seed,) = seeds
+        done = {
+            "family": family,
+            "grid": grid_name,
+            "seed": seed,
+            "trials": found,
+            "dataset": dataset_facts(base, found),
+            **facts,
+            "checkpoints": publish_row_checkpoints(
+                family, found, root, published / f"s{seed}", run.storage_path
+            ),
+        }
+        from poseops.storage import write_json_atomic
+
+        write_json_atomic(part_path(root, family, grid_name, seed), project_relative(done, root))
+        return done
     report = reporting.build_report(grid, found, dataset_facts(base, found))
-    report["mlflow_parent_run"] = parent
-    report["errors"] = [str(r.error)[:500] for r in results if r.error is not None]
-    report["extra_overrides"] = dict(extra_overrides or {})
-    report["profile"] = base.get("profile")
-    report["tune_state"] = str(Path(run.storage_path) / run.name)
+    report.update(facts)
     report["checkpoints"] = publish_row_checkpoints(
-        family, found, root, checkpoints_root(root, family, grid_name), run.storage_path
+        family, found, root, published, run.storage_path
     )
     reporting.write_report(project_relative(report, root), report_stem(root, family, grid_name))
+    return report
+
+
+def grid_table(family: str, grid_name: str, root: Path) -> dict[str, Any]:
+    """The table of a grid run as one part per seed (`run_grid(..., part=True)`): every part found,
+    tabled as one run of all its seeds would be; each row's checkpoint is the one of the seed validation
+    prefers. The seeds not run yet are listed (`seeds_missing`). Writes and returns the report."""
+    from poseops.families import get_family
+    from poseops.storage import read_json
+    from poseops.tune import report as reporting
+
+    grid = load_grid(family, grid_name)
+    folder = root / PARTS / f"{family}_{grid_name}"
+    parts = sorted((read_json(p) for p in folder.glob("s*.json")), key=lambda part: part["seed"])
+    if not parts:
+        raise ConfigError(
+            f"{folder}: no grid part has run; run `dvc repro grids/dvc.yaml:grid@{family}_{grid_name}_s<seed>` "
+            f"(or `poseops tune {family} --grid {grid_name} --seeds <seed> --part`)"
+        )
+    trials = [t for part in parts for t in part["trials"]]
+    data = parts[0]["dataset"]
+    dataset = {
+        **data,
+        "checksums": sorted({c for part in parts for c in part["dataset"]["checksums"]}),
+        "urls": sorted({u for part in parts for u in part["dataset"]["urls"]}),
+    }
+    report = reporting.build_report(grid, trials, dataset)
+    val_of = {t["name"]: t["val_value"] for t in trials}
+    chosen: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for row, entry in part["checkpoints"].items():
+            candidates = [chosen[row], entry] if row in chosen else [entry]
+            ranked = [{**c, "val_value": val_of.get(c["trial"])} for c in candidates]
+            best = get_family(family).best(ranked, key="val_value")
+            chosen[row] = {k: v for k, v in best.items() if k != "val_value"}
+    seeds_run = [part["seed"] for part in parts]
+    report.update(
+        {
+            "mlflow_parent_run": [part["mlflow_parent_run"] for part in parts],
+            "errors": [e for part in parts for e in part["errors"]],
+            "extra_overrides": parts[0]["extra_overrides"],
+            "profile": parts[0]["profile"],
+            "tune_state": [part["tune_state"] for part in parts],
+            "checkpoints": dict(sorted(chosen.items())),
+            "seeds_run": seeds_run,
+            "seeds_missing": [s for s in grid.seeds if s not in seeds_run],
+        }
+    )
+    reporting.write_report(report, report_stem(root, family, grid_name))
     return report
 
 

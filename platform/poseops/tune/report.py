@@ -194,6 +194,17 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines += ["", f"Paper's claim (no numbers printed): {claim}."]
     if report["missing_rows"]:
         lines += ["", f"Rows not run: {', '.join(report['missing_rows'])}."]
+    if report.get("seeds_missing"):
+        key = f"{report['family']}_{report['grid']}"
+        lines += [
+            "",
+            f"Seeds run: {', '.join(map(str, report['seeds_run']))}; not yet run: "
+            f"{', '.join(map(str, report['seeds_missing']))} (the grid file asks for them: "
+            + ", ".join(
+                f"`dvc repro grids/dvc.yaml:grid@{key}_s{s}`" for s in report["seeds_missing"]
+            )
+            + f", then `dvc repro grids/dvc.yaml:table@{key}`). Until then, SDs are over fewer seeds.",
+        ]
     return "\n".join(lines) + "\n"
 
 
