@@ -131,6 +131,9 @@ def test_set_values_parse_as_yaml():
         (["tune", "handmle", "--grid", "nope"], "no grid 'nope'"),
         (["tune", "handmle", "--search", "random"], "--space"),
         (["tune", "handmle", "--grid", "a2_loss", "--rows", "l9"], "not rows of handmle/a2_loss"),
+        (["tune", "handmle", "--grid", "a2_loss", "--part"], "give exactly one seed"),
+        (["tune", "handmle", "--grid", "a2_loss", "--part", "--seeds", "0,1"], "give exactly one seed"),
+        (["tune", "handmle", "--grid", "a2_loss", "--table"], "no grid part has run"),
     ],
 )
 def test_cli_user_errors_are_one_line(args, message, tmp_path, monkeypatch):
