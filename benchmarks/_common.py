@@ -1,10 +1,13 @@
-"""Helpers shared by the latency benchmarks: timing, FLOP counting, the sgemm peak and the machine's description.
+"""Helpers shared by the benchmarks: the latency benchmarks' options, timing, FLOP counting, the sgemm peak
+and the machine's description.
 
-Imported by `bench_*_latency.py` run as scripts (their folder is on sys.path); no import-time side effects.
+Imported by the scripts of this folder run as scripts (their folder is on sys.path); no import-time side
+effects.
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
@@ -83,3 +86,38 @@ def roofline_rows(
             )
             rows[name] = row
     return rows
+
+
+def latency_parser(
+    description: str | None, runs: int, warmup: int, threads: int, out: str
+) -> argparse.ArgumentParser:
+    """The options every latency benchmark takes (`--runs --warmup --threads --device --profiles --out`),
+    with its own defaults; a benchmark adds its own options to the parser."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--profiles", nargs="+", default=["paper", "smoke"])
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+def bench_device(args: argparse.Namespace) -> torch.device:
+    """Torch's thread count set to `--threads`; the `--device` to measure on."""
+    torch.set_num_threads(args.threads)
+    return torch.device(args.device)
+
+
+def machine_figures(args: argparse.Namespace, device: torch.device) -> dict:
+    """What every latency report states first: the device, CPU, threads, torch version, runs and warmup."""
+    return {
+        "device": device_name(device),
+        "cpu": cpu_name(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "runs": args.runs,
+        "warmup": args.warmup,
+    }

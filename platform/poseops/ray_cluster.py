@@ -36,6 +36,9 @@ def attach_ray(
             ray.init(address=address, **init_kwargs)
         else:
             ray.init(
-                address="local", num_cpus=num_cpus, include_dashboard=include_dashboard, **init_kwargs
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=include_dashboard,
+                **init_kwargs,
             )
     return ray
