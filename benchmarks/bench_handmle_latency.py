@@ -15,7 +15,6 @@ flop counter) and by aten op (torch.profiler self time), to show what holds the 
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -25,7 +24,14 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from _common import cpu_name, device_name, gflops, median_seconds, sgemm_peak_gflops
+from _common import (
+    bench_device,
+    gflops,
+    latency_parser,
+    machine_figures,
+    median_seconds,
+    sgemm_peak_gflops,
+)
 from poseops.models import create_model
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
@@ -172,24 +178,16 @@ def where_time_goes(profile_name: str, batch: int, device: torch.device, top_ops
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
+    out = str(state_dir() / "bench" / "handmle_latency.json")
+    parser = latency_parser(__doc__, runs=3, warmup=1, threads=2, out=out)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--profiles", nargs="+", default=["paper", "smoke"])
     parser.add_argument(
         "--no-breakdown",
         action="store_true",
         help="skip the split of one forward by module type and op",
     )
-    parser.add_argument("--out", default=str(state_dir() / "bench" / "handmle_latency.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args)
     peak_before = sgemm_peak_gflops(device)
     presets = {
         name: bench_preset(name, args.batches, args.runs, args.warmup, device)
@@ -207,12 +205,7 @@ def main() -> None:
             for r in cases.values():
                 r["fraction_of_sgemm_peak"] = r["gflop_per_s"] / peak
     figures: dict = {
-        "device": device_name(device),
-        "cpu": cpu_name(),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "runs": args.runs,
-        "warmup": args.warmup,
+        **machine_figures(args, device),
         "sgemm_peak_gflop_per_s": peak,
         "sgemm_peak_before_after": [peak_before, peak_after],
         "presets": presets,

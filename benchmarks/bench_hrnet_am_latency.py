@@ -14,11 +14,9 @@ HRNet paper's 7.1 GFLOPs for W32 at 256x192 count MACs: about 14.2 here). The sg
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from _common import cpu_name, device_name, roofline_rows, sgemm_peak_gflops
+from _common import bench_device, latency_parser, machine_figures, roofline_rows, sgemm_peak_gflops
 from poseops.models import create_model
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
@@ -41,28 +39,15 @@ def bench_case(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--profiles", nargs="+", default=["paper", "smoke"])
+    out = str(state_dir() / "bench" / "hrnet_am_latency.json")
+    parser = latency_parser(__doc__, runs=5, warmup=1, threads=2, out=out)
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--out", default=str(state_dir() / "bench" / "hrnet_am_latency.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args)
     peak = sgemm_peak_gflops(device)
     figures: dict = {
-        "device": device_name(device),
-        "cpu": cpu_name(),
-        "threads": args.threads,
-        "torch": torch.__version__,
+        **machine_figures(args, device),
         "input_hw": list(INPUT_HW),
-        "runs": args.runs,
-        "warmup": args.warmup,
         "sgemm_peak_gflop_per_s": peak,
         "paper_hrnet_w32_gmacs": HRNET_W32_GMACS,
         "presets": {},

@@ -16,11 +16,9 @@ CrossFormer's, CPU against GPU, so it says how far this machine is from real tim
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from _common import cpu_name, device_name, gflops, median_seconds
+from _common import bench_device, gflops, latency_parser, machine_figures, median_seconds
 from poseops.models import create_model
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
@@ -51,27 +49,14 @@ def bench_case(model, frames: int, batch: int, runs: int, warmup: int, device) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--profiles", nargs="+", default=["paper", "smoke"])
+    out = str(state_dir() / "bench" / "lifter_fps.json")
+    parser = latency_parser(__doc__, runs=5, warmup=1, threads=1, out=out)
     parser.add_argument("--frames", nargs="+", type=int, default=list(FRAMES))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
-    parser.add_argument("--out", default=str(state_dir() / "bench" / "lifter_fps.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = bench_device(args)
     figures: dict = {
-        "device": device_name(device),
-        "cpu": cpu_name(),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "runs": args.runs,
-        "warmup": args.warmup,
+        **machine_figures(args, device),
         "crossformer_fps_gpu": CROSSFORMER_FPS,
         "poseformer_fps_gpu": POSEFORMER_FPS,
         "presets": {},

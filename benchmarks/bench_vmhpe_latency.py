@@ -13,11 +13,9 @@ The 2-thread sgemm peak (torch.mm of 2048x2048 float32) is measured in the same 
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from _common import cpu_name, device_name, roofline_rows, sgemm_peak_gflops
+from _common import bench_device, latency_parser, machine_figures, roofline_rows, sgemm_peak_gflops
 from poseops.models import create_model
 from poseops.paths import state_dir
 from poseops.storage import write_json_atomic
@@ -50,27 +48,13 @@ def bench_preset(profile: str, runs: int, warmup: int, device: torch.device, pea
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--profiles", nargs="+", default=["paper", "smoke"])
-    parser.add_argument("--out", default=str(state_dir() / "bench" / "vmhpe_latency.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    out = str(state_dir() / "bench" / "vmhpe_latency.json")
+    args = latency_parser(__doc__, runs=5, warmup=2, threads=2, out=out).parse_args()
+    device = bench_device(args)
     peak = sgemm_peak_gflops(device)
     figures: dict = {
-        "device": device_name(device),
-        "cpu": cpu_name(),
-        "threads": args.threads,
-        "torch": torch.__version__,
+        **machine_figures(args, device),
         "batch": 1,
-        "runs": args.runs,
-        "warmup": args.warmup,
         "sgemm_peak_gflop_per_s": peak,
         "paper_ms_rtx3090": PAPER_MS,
         "presets": {},

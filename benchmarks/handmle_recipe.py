@@ -1,5 +1,6 @@
 """One controlled handmle training run outside Ray: train on a derived `topdown_crop` dataset's train split
-(decoded once, augmented per epoch as the loader does), then score PCK@0.2 of every stage on its test split.
+(decoded once, augmented per epoch as the loader does) with the train stage's step function in one process,
+then score PCK@0.2 of every stage on its test split as the train stage validates.
 
 The factor table behind the smoke recipe is a set of these runs, one change each, at one thread:
 
@@ -15,51 +16,42 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from poseops import metrics
-from poseops.codecs.integral import to_norm
-from poseops.config import AugmentParams
-from poseops.datasets.loader import (
-    decode,
-    load_split_arrays,
-    make_sample,
-    read_card,
-    read_row_group,
-    row_groups,
+from _common import (
+    crop_batch,
+    crop_scores,
+    emit,
+    parse_recipe_args,
+    read_rows,
+    recipe_parser,
+    start_recipe,
+    train_epoch,
 )
+from poseops.config import AugmentParams
+from poseops.datasets.loader import decode, load_split_arrays, make_sample
 from poseops.models import handmle
-from poseops.tasks.topdown_crop import predict_crops, predict_stage_crops, stage_pck
+from poseops.tasks.topdown_crop import predict_crops
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = recipe_parser(__doc__, batch=32, shift=0.05, jitter=0.2, wd=0.0)
     p.add_argument(
         "--url", default="data/derived/handmle", help="derived dataset to train and test on"
     )
     p.add_argument("--test-url", default="", help="also score the test split of this dataset")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=14)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--batch", type=int, default=32)
     p.add_argument("--milestones", default="11", help="comma-separated epochs where lr x 0.1")
-    p.add_argument("--wd", type=float, default=0.0)
     p.add_argument("--rot", type=float, default=45.0)
     p.add_argument("--scale", default="0.85,1.15")
-    p.add_argument("--shift", type=float, default=0.05)
-    p.add_argument("--jitter", type=float, default=0.2)
     p.add_argument(
         "--frac", type=float, default=1.0, help="fraction of the training sequences kept"
     )
     p.add_argument("--model", default="{}", help="JSON overrides of the smoke preset")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--margin", type=float, default=1.25)
-    p.add_argument("--tag", default="")
     p.add_argument("--log", default=".poseops/handmle_recipe.jsonl")
     p.add_argument(
         "--mirror-left",
@@ -70,16 +62,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--overlay", default="", help="write the first 8 test crops' predictions here (PNG)"
     )
-    return p.parse_args()
+    return parse_recipe_args(p)
 
 
 def score(model: handmle.HandMLE, split: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
-    pred, _ = predict_crops(model, split["image"])
-    pck = metrics.pck(
-        pred, split["keypoints_clean"], split["visibility"] > 0, split["norm_size"], threshold=0.2
-    )
-    stages = stage_pck(predict_stage_crops(model, split["image"]), split, 0.2)
-    return round(pck.value, 4), {k: round(v, 4) for k, v in stages.items()}
+    """PCK@0.2 (keypoint box) and each stage's, rounded to 4 places."""
+    stages = {name: round(value, 4) for name, value in crop_scores(model, split, 0.2).items()}
+    return stages.pop("pck"), stages
 
 
 def left_sequences(labels_jsonl: str) -> set[str]:
@@ -111,17 +100,11 @@ def write_overlay(model: handmle.HandMLE, split: dict[str, np.ndarray], path: st
 
 def main() -> None:
     a = parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(a.seed)
+    start_recipe(a.seed)
     overrides = dict(handmle.PRESETS["smoke"], loss_type="integral_l1", input_size=a.size)
     overrides.update(json.loads(a.model))
     model = handmle.HandMLE(handmle.Config(**overrides))
-    card = read_card(a.url)
-    rows = [
-        row
-        for path, group in row_groups(a.url, "train", card)
-        for row in read_row_group(path, group)
-    ]
+    rows = read_rows(a.url, "train")
     if a.frac < 1:  # whole sequences, so that fewer means less diverse, not sparser
         sequences = sorted({row["sequence"] for row in rows})
         keep = set(sequences[: max(1, int(len(sequences) * a.frac))])
@@ -136,12 +119,7 @@ def main() -> None:
     test = load_split_arrays(a.url, "test", a.size, a.margin)
     lefts = left_sequences(a.mirror_left) if a.mirror_left else set()
     if lefts:
-        test_rows = [
-            row
-            for path, group in row_groups(a.url, "test", card)
-            for row in read_row_group(path, group)
-        ]
-        flip = np.array([row["sequence"] in lefts for row in test_rows])
+        flip = np.array([row["sequence"] in lefts for row in read_rows(a.url, "test")])
         assert len(flip) == len(test["image"])
         image = test["image"][flip]
         test["image"][flip], test["keypoints"][flip] = mirror(image, test["keypoints"][flip])
@@ -149,11 +127,11 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=a.lr, weight_decay=a.wd)
     milestones = [int(x) for x in a.milestones.split(",") if x]
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, 0.1)
-    start, steps = time.perf_counter(), 0
-    for epoch in range(a.epochs):
+
+    def epoch_batches(epoch: int):
+        """Whole batches of the train rows in a seeded order per epoch, augmented (left hands mirrored)."""
         rng = np.random.default_rng([a.seed, epoch])
         order = rng.permutation(len(rows))
-        model.train()
         for first in range(0, max(1, len(order) - a.batch + 1), a.batch):
             samples = [
                 make_sample(rows[i], a.size, a.margin, augment, rng, None, pixels[i])
@@ -164,17 +142,11 @@ def main() -> None:
                     sample["image"], sample["keypoints"] = mirror(
                         sample["image"], sample["keypoints"]
                     )
-            images = torch.from_numpy(np.stack([s["image"] for s in samples]))
-            keypoints = torch.from_numpy(np.stack([s["keypoints"] for s in samples]))
-            visible = torch.from_numpy(np.stack([s["visibility"] for s in samples])) > 0
-            outputs = model(model.preprocess(images))
-            loss = model.loss(
-                outputs, {"target_norm": to_norm(keypoints, a.size), "weight": visible.float()}
-            )["loss"]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            steps += 1
+            yield crop_batch(samples)
+
+    start, steps = time.perf_counter(), 0
+    for epoch in range(a.epochs):
+        steps += len(train_epoch("topdown_crop", model, epoch_batches(epoch), optimizer))
         schedule.step()
     train_s = time.perf_counter() - start
     model.eval()
@@ -194,10 +166,7 @@ def main() -> None:
             model, load_split_arrays(a.test_url, "test", a.size, a.margin)
         )
     result["args"] = vars(a)
-    print(json.dumps(result))
-    Path(a.log).parent.mkdir(parents=True, exist_ok=True)
-    with open(a.log, "a") as log:
-        log.write(json.dumps(result) + "\n")
+    emit(result, a.log)
 
 
 if __name__ == "__main__":

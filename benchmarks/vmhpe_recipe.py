@@ -1,4 +1,5 @@
-"""vmhpe smoke-recipe factors: train with plain torch steps on a derived bottom-up dataset, score the test split.
+"""vmhpe smoke-recipe factors: train on a derived bottom-up dataset with the train stage's step function in one
+process (no Ray; benchmarks/_common.py), score the test split.
 
 Prints one JSON line: the settings, test AP / AP50 / count accuracy (at several score thresholds and at the
 one picked on the validation images), and seconds. Also scores the same model with whole inputs and with
@@ -10,20 +11,19 @@ channel attention and MFFM sees at evaluation against training.
 
 from __future__ import annotations
 
-import argparse
-import json
+import itertools
 import time
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from _common import emit, parse_recipe_args, recipe_parser, start_recipe, train_steps
 from poseops.config import AugmentParams
 from poseops.datasets.bottomup import BottomUpDataset, person_window
 from poseops.models import create_model
 from poseops.tasks.bottomup_image import (
     bottomup_collate,
-    bottomup_train_step,
     count_accuracy,
     load_evaluation_split,
     predict_split,
@@ -34,7 +34,7 @@ THRESHOLDS = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
 
 
 def train(args) -> tuple[torch.nn.Module, float]:
-    torch.manual_seed(args.seed)
+    start_recipe(args.seed)
     overrides = dict(centre_sigma=args.centre_sigma, sigma=args.sigma, input_size=args.input_size)
     overrides.update(contrastive_w=args.contrastive_w, width=args.width)
     if args.components:
@@ -55,20 +55,17 @@ def train(args) -> tuple[torch.nn.Module, float]:
     loader = DataLoader(
         dataset, batch_size=args.batch, collate_fn=lambda s: bottomup_collate(s, kwargs)
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.wd)
+
+    def epochs():
+        """The loader, epoch after epoch, without end."""
+        for epoch in itertools.count():
+            dataset.set_epoch(epoch)
+            yield loader
+
+    started = time.time()
     milestone = int(args.steps * args.decay_at)
-    started, step, epoch = time.time(), 0, 0
-    while step < args.steps:
-        dataset.set_epoch(epoch)
-        for batch in loader:
-            if step == milestone:
-                for group in optimizer.param_groups:
-                    group["lr"] *= 0.1
-            bottomup_train_step(model, batch, optimizer)
-            step += 1
-            if step >= args.steps:
-                break
-        epoch += 1
+    train_steps("bottomup_image", model, epochs(), optimizer, args.steps, milestone)
     return model.eval(), time.time() - started
 
 
@@ -144,11 +141,9 @@ def centre_counts(model, val: dict, test: dict) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = recipe_parser(__doc__, batch=8, shift=0.0, jitter=0.0, wd=1e-4)
     p.add_argument("--data", required=True)
     p.add_argument("--steps", type=int, default=484)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--decay-at", type=float, default=2 / 3)
     p.add_argument("--input-size", type=int, default=256)
     p.add_argument("--window", type=int, default=128)
@@ -159,10 +154,7 @@ def main() -> None:
     p.add_argument("--components", default=None)
     p.add_argument("--rotation", type=float, default=0.0)
     p.add_argument("--scale", type=float, default=0.0)
-    p.add_argument("--shift", type=float, default=0.0)
-    p.add_argument("--jitter", type=float, default=0.0)
     p.add_argument("--flip", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-images", type=int, default=64)
     p.add_argument(
         "--eval-size", type=int, default=None, help="evaluation input side (default: input size)"
@@ -173,8 +165,7 @@ def main() -> None:
     )
     p.add_argument("--save", default=None)
     p.add_argument("--load", default=None)
-    p.add_argument("--tag", default="")
-    args = p.parse_args()
+    args = parse_recipe_args(p)
     torch.set_num_threads(1)
     if args.load:
         model = torch.load(args.load, weights_only=False).eval()
@@ -215,7 +206,7 @@ def main() -> None:
         out["centre_count"] = centre_counts(model, val, test)
     if args.window_eval and args.window:
         out["window_eval"] = window_scores(model, test, args.window)
-    print(json.dumps(out), flush=True)
+    emit(out)
 
 
 if __name__ == "__main__":

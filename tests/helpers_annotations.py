@@ -151,6 +151,30 @@ def onehand10k_file(folder: Path, count: int = 6) -> tuple[Path, np.ndarray]:
     return write(folder / "onehand10k.json", data), np.asarray(truth)
 
 
+def labels_of(labels: Path, sources: dict[str, Path]) -> Path:
+    """`labels`, the internal labels file of COCO-format files merged in the given order, each its own
+    named source ({name: file})."""
+    from poseops.annotations.internal import build_annotations
+    from poseops.config import AnnotationSource
+
+    build_annotations(
+        None,
+        [
+            AnnotationSource(format="coco", file=str(file), name=name)
+            for name, file in sources.items()
+        ],
+        labels,
+    )
+    return labels
+
+
+def hand_sources_labels(folder: Path, counts: dict[str, int]) -> Path:
+    """folder/labels.json from one OneHand10K-naming file of `count` hands per named source
+    (folder/<name>/onehand10k.json), merged in the given order."""
+    files = {name: onehand10k_file(folder / name, count=count)[0] for name, count in counts.items()}
+    return labels_of(folder / "labels.json", files)
+
+
 def write_freihand_native(
     folder: Path, poses: int, renderings: int
 ) -> tuple[np.ndarray, np.ndarray]:

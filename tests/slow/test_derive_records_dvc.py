@@ -9,11 +9,9 @@ import json
 import subprocess
 
 import pytest
-from tests.helpers_annotations import coco_bodies_file, onehand10k_file
+from tests.helpers_annotations import coco_bodies_file, labels_of, onehand10k_file
 
 from conftest import BIN, REPO, project_env
-from poseops.annotations.internal import build_annotations
-from poseops.config import AnnotationSource
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -58,15 +56,7 @@ def test_a_hand_edit_reruns_the_hand_training_only(tmp_path):
     root = tmp_path / "project"
     bodies = coco_bodies_file(root / "src" / "bodies")
     hands, _ = onehand10k_file(root / "src" / "hands", count=4)
-    labels = root / "labels" / "labels.json"
-    build_annotations(
-        None,
-        [
-            AnnotationSource(format="coco", file=str(bodies), name="bodies"),
-            AnnotationSource(format="coco", file=str(hands), name="hands"),
-        ],
-        labels,
-    )
+    labels = labels_of(root / "labels" / "labels.json", {"bodies": bodies, "hands": hands})
     (root / "derive.py").write_text(DERIVE)
     (root / "train.py").write_text(TRAIN)
     (root / "dvc.yaml").write_text(STAGES)

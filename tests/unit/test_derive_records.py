@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers_annotations import coco_bodies_file, onehand10k_file
+from tests.helpers_annotations import (
+    coco_bodies_file,
+    hand_sources_labels,
+    labels_of,
+    onehand10k_file,
+)
 
-from poseops.annotations.internal import build_annotations
-from poseops.config import AnnotationSource, SplitParams
+from poseops.config import SplitParams
 from poseops.datasets.derive import dataset_checksum, derive_dataset
 from poseops.tasks import get_task
 
@@ -24,15 +28,7 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
 def test_a_hand_record_edit_changes_the_hand_dataset_only(tmp_path):
     bodies = coco_bodies_file(tmp_path / "bodies")
     hands, _ = onehand10k_file(tmp_path / "hands", count=4)
-    labels = tmp_path / "labels" / "labels.json"
-    build_annotations(
-        None,
-        [
-            AnnotationSource(format="coco", file=str(bodies), name="bodies"),
-            AnnotationSource(format="coco", file=str(hands), name="hands"),
-        ],
-        labels,
-    )
+    labels = labels_of(tmp_path / "labels" / "labels.json", {"bodies": bodies, "hands": hands})
     crop, bottomup = get_task("topdown_crop"), get_task("bottomup_image")
     split = SplitParams(val_fraction=0.25, test_fraction=0.25)
     derivations = {  # family-like name -> (rows, options, skeleton)
@@ -84,17 +80,7 @@ def test_quotas_keep_each_sources_share_and_one_of_each():
 def test_max_samples_leaves_an_appended_source_its_share_and_the_card_counts_the_drops(tmp_path):
     from poseops.datasets.derive import cap_lines
 
-    big, _ = onehand10k_file(tmp_path / "big", count=12)
-    small, _ = onehand10k_file(tmp_path / "small", count=3)
-    labels = tmp_path / "labels.json"
-    build_annotations(
-        None,
-        [
-            AnnotationSource(format="coco", file=str(big), name="big"),
-            AnnotationSource(format="coco", file=str(small), name="small"),  # after big's hands
-        ],
-        labels,
-    )
+    labels = hand_sources_labels(tmp_path, {"big": 12, "small": 3})  # small after big's hands
     crop = get_task("topdown_crop")
     card = derive_dataset(
         crop.rows,

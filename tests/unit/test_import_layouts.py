@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tests.helpers_annotations import (
     flawed_crowdpose,
+    hand_sources_labels,
     image,
     onehand10k_file,
     round_trip,
@@ -724,17 +725,7 @@ def test_source_weights_choose_the_training_mix_and_the_card_counts_it(tmp_path)
     from poseops.datasets.derive import derive_dataset
     from poseops.errors import ConfigError
 
-    lab, _ = onehand10k_file(tmp_path / "lab", count=8)
-    web, _ = onehand10k_file(tmp_path / "web", count=8)
-    labels = tmp_path / "labels.json"
-    build_annotations(
-        None,
-        [
-            AnnotationSource(format="coco", file=str(lab), name="lab"),
-            AnnotationSource(format="coco", file=str(web), name="web"),
-        ],
-        labels,
-    )
+    labels = hand_sources_labels(tmp_path, {"lab": 8, "web": 8})
     family, split = get_task("topdown_crop").Options(), SplitParams(val_fraction=0.25, seed=1)
     whole = derive_dataset(
         get_task("topdown_crop").rows,

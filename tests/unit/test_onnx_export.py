@@ -13,14 +13,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tests.helpers_checkpoints import derived_hand_sequences, save_tiny
 from typer.testing import CliRunner
 
 from poseops import checkpoints, onnx_models
-from poseops.capture.synthetic_hands import write_hand_captures
 from poseops.cli.main import app
-from poseops.config import CaptureParams, HandCaptureParams, SplitParams
 from poseops.families import families
-from poseops.models import create_model
 from poseops.tasks import Task
 
 pytest.importorskip("onnxruntime")
@@ -40,19 +38,12 @@ def two_d_families() -> list[str]:
 TINY_OVERRIDES = {"vmhpe": {"centre_threshold": 0.0, "max_people": 3}}
 
 
-def save_tiny(folder, name: str) -> None:
-    family = families()[name]
-    torch.manual_seed(0)
-    model = create_model(family.model, "tiny", **TINY_OVERRIDES.get(name, {}))
-    checkpoints.save_checkpoint(folder, name, family.model, model.state_dict(), model.config)
-
-
 @pytest.fixture(scope="module", params=two_d_families())
 def exported(request, tmp_path_factory):
     """(family, checkpoint folder, export folder, manifest): a tiny checkpoint exported on noise."""
     name = request.param
     root = tmp_path_factory.mktemp(f"onnx-{name}")
-    save_tiny(root / "checkpoint", name)
+    save_tiny(root / "checkpoint", name, **TINY_OVERRIDES.get(name, {}))
     model = checkpoints.build_model_from_checkpoint(root / "checkpoint")
     size = onnx_models.input_size(families()[name], model)
     inputs = onnx_models.random_inputs(size, count=6, seed=1)
@@ -138,12 +129,7 @@ def test_onnx_predictor_keypoints_equal_torch_predictors(exported):
 
 def test_export_of_other_weights_is_refused_for_a_checkpoint(exported, tmp_path):
     name, checkpoint, folder, manifest = exported
-    family = families()[name]
-    torch.manual_seed(1)
-    other = create_model(family.model, "tiny", **TINY_OVERRIDES.get(name, {}))
-    checkpoints.save_checkpoint(
-        tmp_path / "other", name, family.model, other.state_dict(), other.config
-    )
+    save_tiny(tmp_path / "other", name, seed=1, **TINY_OVERRIDES.get(name, {}))
     with pytest.raises(onnx_models.ExportError, match="exported from weights"):
         onnx_models.onnx_model(tmp_path / "other", folder)
 
@@ -161,25 +147,8 @@ def test_export_with_wrong_input_size_leaves_nothing(tmp_path):
 
 
 def test_cli_exports_handmle_and_measures_it_on_the_test_split(tmp_path):
-    raw, labels = tmp_path / "raw", tmp_path / "labels" / "annotations.json"
-    write_hand_captures(
-        raw,
-        CaptureParams(
-            seed=3, hands=HandCaptureParams(sequences=3, frames_per_sequence=3, image_size=64)
-        ),
-    )
-    from poseops.annotations.internal import build_annotations
-    from poseops.datasets.shards import derive_dataset
-    from poseops.tasks.topdown_crop import TopdownCrop, TopdownCropData
-
-    build_annotations(raw, [], labels)
-    card = derive_dataset(
-        TopdownCrop.rows,
-        labels,
-        str(tmp_path / "derived"),
-        TopdownCropData(),
-        SplitParams(by="sequence", test_fraction=0.34, val_fraction=0.34, seed=0),
-    )
+    derived = derived_hand_sequences(tmp_path)
+    card = json.loads((derived / "card.json").read_text())
     save_tiny(tmp_path / "checkpoint", "handmle")
     done = CliRunner().invoke(
         app,
@@ -191,7 +160,7 @@ def test_cli_exports_handmle_and_measures_it_on_the_test_split(tmp_path):
             "--checkpoint",
             str(tmp_path / "checkpoint"),
             "--data",
-            str(tmp_path / "derived"),
+            str(derived),
             "--out",
             str(tmp_path / "export"),
         ],

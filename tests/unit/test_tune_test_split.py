@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from safetensors.torch import save_file
+from tests.helpers_checkpoints import derived_hand_sequences, save_tiny
 
 from poseops import checkpoints
-from poseops.capture.synthetic_hands import write_hand_captures
-from poseops.config import CaptureParams, HandCaptureParams, SplitParams
 from poseops.evaluate import evaluate_model
 from poseops.families import get_family, load_params
-from poseops.models import create_model, model_entry
+from poseops.models import model_entry
 from poseops.profiles import write_profile
 from poseops.tune import adapter, best_grid_row
 from poseops.tune.grids import load_grid
@@ -27,27 +25,7 @@ RULE = "test: 9 samples from 1 of 3 units (by sequence)"
 @pytest.fixture(scope="module")
 def hand_data(tmp_path_factory):
     """A derived hand dataset with a test split (3 sequences, one per split)."""
-    from poseops.annotations.internal import build_annotations
-    from poseops.datasets.shards import derive_dataset
-    from poseops.tasks.topdown_crop import TopdownCrop, TopdownCropData
-
-    root = tmp_path_factory.mktemp("hands")
-    raw, labels = root / "raw", root / "labels" / "annotations.json"
-    write_hand_captures(
-        raw,
-        CaptureParams(
-            seed=3, hands=HandCaptureParams(sequences=3, frames_per_sequence=3, image_size=64)
-        ),
-    )
-    build_annotations(raw, [], labels)
-    derive_dataset(
-        TopdownCrop.rows,
-        labels,
-        str(root / "derived"),
-        TopdownCropData(),
-        SplitParams(by="sequence", test_fraction=0.34, val_fraction=0.34, seed=0),
-    )
-    return root / "derived"
+    return derived_hand_sequences(tmp_path_factory.mktemp("hands"))
 
 
 def test_a_trial_checkpoint_scores_on_test_as_the_evaluate_stage_would(
@@ -55,9 +33,10 @@ def test_a_trial_checkpoint_scores_on_test_as_the_evaluate_stage_would(
 ):
     params = load_params(write_profile(repo_root / "profiles" / "tiny.yaml", tmp_path / "p.yaml"))
     family, fam = get_family("handmle"), params.families["handmle"]
-    torch.manual_seed(0)
-    model = create_model(family.model, "tiny")
-    # what a Ray Train checkpoint of the train loop holds (poseops.train.state)
+    # the evaluate stage's route: the published checkpoint with the train stage's inference settings
+    inference = family.task_module.inference(fam, model_entry(family.model).inference)
+    model = save_tiny(tmp_path / "published", "handmle", extra={"inference": inference})
+    # what a Ray Train checkpoint of the train loop holds (poseops.train.state), of the same weights
     trial = tmp_path / "checkpoint_000"
     trial.mkdir()
     save_file(model.state_dict(), str(trial / "weights.safetensors"))
@@ -68,16 +47,6 @@ def test_a_trial_checkpoint_scores_on_test_as_the_evaluate_stage_would(
     assert scored["split"] == "test" and scored["split_rule"].startswith("test:")
     assert adapter.test_metric("handmle") == "pck" and 0.0 <= scored["pck"] <= 1.0
 
-    # the evaluate stage's route: the published checkpoint with the train stage's inference settings
-    inference = family.task_module.inference(fam, model_entry(family.model).inference)
-    checkpoints.save_checkpoint(
-        tmp_path / "published",
-        "handmle",
-        family.model,
-        model.state_dict(),
-        model.config,
-        extra={"inference": inference},
-    )
     published = checkpoints.build_model_from_checkpoint(tmp_path / "published")
     stage = evaluate_model(family, fam, published, str(hand_data), tmp_path / "metrics")
     assert scored["pck"] == stage["pck"] and scored["num_samples"] == stage["num_samples"]

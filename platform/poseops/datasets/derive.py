@@ -33,7 +33,7 @@ from poseops.annotations.internal import load_annotations
 from poseops.annotations.mix import source_mix, weigh_sources
 from poseops.config import FamilyData, SplitParams
 from poseops.errors import DataError
-from poseops.numerics import ray_env_vars
+from poseops.ray_cluster import attach_ray
 from poseops.skeletons import Skeleton
 from poseops.storage import clear, exists, join, sha256_bytes, write_json_atomic
 
@@ -243,21 +243,6 @@ def blas_one_thread():
 
 
 # ---------------------------------------------------------------- executors
-def attach_ray(num_cpus: int | None = None, include_dashboard: bool | None = False):
-    """The Ray module, attached to $RAY_ADDRESS when set (token auth: the caller's RAY_AUTH_MODE), else to a
-    private local instance (`include_dashboard` as ray.init takes it); an instance this process already
-    holds is reused."""
-    import ray
-
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
-        if address:  # the cluster's workers get this process's numerics pins (poseops.numerics)
-            ray.init(address=address, runtime_env={"env_vars": ray_env_vars()})
-        else:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=include_dashboard)
-    return ray
-
-
 def forwarded_env() -> dict[str, str]:
     """Object-store settings of this process for tasks on a cluster attached through $RAY_ADDRESS (endpoints,
     region; never credentials). A private local instance inherits this process's environment already."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import os
 import signal
 import socket
 import sys
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from poseops.errors import ConfigError, PoseopsError
+from poseops.ray_cluster import attach_ray
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -48,12 +48,14 @@ def base_url(host: str, port: int) -> str:
 
 
 def ensure_ray(**init_kwargs: Any) -> bool:
-    """Initialise Ray unless it already is; True if this call started (so must stop) it."""
+    """Attach to Ray (poseops.ray_cluster.attach_ray) unless this process already is; True if this call
+    did (so must stop it). Serve keeps Ray's dashboard default (`include_dashboard=None`) and gives a
+    cluster's workers no numerics pins; `init_kwargs` (a `namespace`, ...) go to ray.init."""
     import ray
 
     if ray.is_initialized():
         return False
-    ray.init(address=os.environ.get("RAY_ADDRESS") or "local", **init_kwargs)
+    attach_ray(**{"include_dashboard": None, "pin_worker_numerics": False, **init_kwargs})
     return True
 
 

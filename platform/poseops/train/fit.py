@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from poseops.config import FamilyParams
-from poseops.datasets.derive import attach_ray
 from poseops.families import Family
 from poseops.paths import state_dir
+from poseops.ray_cluster import attach_ray
 from poseops.train.loop import train_loop_per_worker
 
 
@@ -40,11 +40,6 @@ def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dic
             },
         ),
     }
-
-
-def ensure_ray() -> None:
-    """Attach to `$RAY_ADDRESS` when set (the Makefile's shared instance), else start a local one."""
-    attach_ray(include_dashboard=None)
 
 
 def storage_for(fam: FamilyParams, storage_path: str | None = None) -> str:
@@ -163,7 +158,7 @@ def fit(
     if resume:
         refuse_finished_run(storage, run_name, fam)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
-    ensure_ray()
+    attach_ray(include_dashboard=None)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 

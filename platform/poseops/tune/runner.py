@@ -351,10 +351,10 @@ def run_trials(run: GridRun, search: tuple[Space, str, int] | None = None):
     """Run (or resume) the grid with Ray Tune; returns the ResultGrid and the MLflow parent run id."""
     from ray import tune
 
-    from poseops.train.fit import ensure_ray
+    from poseops.ray_cluster import attach_ray
 
     metric = adapter.val_metric(run.family)
-    ensure_ray()
+    attach_ray(include_dashboard=None)
     state = os.path.join(run.storage_path, run.name)
     parent, uri = (
         parent_run(run.family, run.name, state, run.description) if run.tracking else (None, None)
