@@ -25,6 +25,7 @@ from poseops.codecs.integral import to_norm
 from poseops.config import AugmentParams
 from poseops.datasets.loader import (
     decode,
+    flip_permutation,
     load_split_arrays,
     make_sample,
     read_card,
@@ -53,6 +54,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--scale", default="0.85,1.15")
     p.add_argument("--shift", type=float, default=0.05)
     p.add_argument("--jitter", type=float, default=0.2)
+    p.add_argument(
+        "--flip", action="store_true", help="mirror half the crops, as the loader's augment.flip does"
+    )
     p.add_argument(
         "--frac", type=float, default=1.0, help="fraction of the training sequences kept"
     )
@@ -132,7 +136,9 @@ def main() -> None:
         scale=tuple(float(x) for x in a.scale.split(",")),
         shift=a.shift,
         color_jitter=a.jitter,
+        flip=a.flip,
     )
+    permutation = flip_permutation(card, "hand21") if a.flip else None
     test = load_split_arrays(a.url, "test", a.size, a.margin)
     lefts = left_sequences(a.mirror_left) if a.mirror_left else set()
     if lefts:
@@ -156,7 +162,7 @@ def main() -> None:
         model.train()
         for first in range(0, max(1, len(order) - a.batch + 1), a.batch):
             samples = [
-                make_sample(rows[i], a.size, a.margin, augment, rng, None, pixels[i])
+                make_sample(rows[i], a.size, a.margin, augment, rng, permutation, pixels[i])
                 for i in order[first : first + a.batch]
             ]
             for i, sample in zip(order[first : first + a.batch], samples):
