@@ -31,7 +31,13 @@ from _common import (
     train_epoch,
 )
 from poseops.config import AugmentParams
-from poseops.datasets.loader import decode, load_split_arrays, make_sample
+from poseops.datasets.loader import (
+    decode,
+    flip_permutation,
+    load_split_arrays,
+    make_sample,
+    read_card,
+)
 from poseops.models import handmle
 from poseops.tasks.topdown_crop import predict_crops
 
@@ -47,6 +53,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--milestones", default="11", help="comma-separated epochs where lr x 0.1")
     p.add_argument("--rot", type=float, default=45.0)
     p.add_argument("--scale", default="0.85,1.15")
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="mirror half the crops, as the loader's augment.flip does",
+    )
     p.add_argument(
         "--frac", type=float, default=1.0, help="fraction of the training sequences kept"
     )
@@ -115,7 +126,9 @@ def main() -> None:
         scale=tuple(float(x) for x in a.scale.split(",")),
         shift=a.shift,
         color_jitter=a.jitter,
+        flip=a.flip,
     )
+    permutation = flip_permutation(read_card(a.url), "hand21") if a.flip else None
     test = load_split_arrays(a.url, "test", a.size, a.margin)
     lefts = left_sequences(a.mirror_left) if a.mirror_left else set()
     if lefts:
@@ -134,7 +147,7 @@ def main() -> None:
         order = rng.permutation(len(rows))
         for first in range(0, max(1, len(order) - a.batch + 1), a.batch):
             samples = [
-                make_sample(rows[i], a.size, a.margin, augment, rng, None, pixels[i])
+                make_sample(rows[i], a.size, a.margin, augment, rng, permutation, pixels[i])
                 for i in order[first : first + a.batch]
             ]
             for i, sample in zip(order[first : first + a.batch], samples):

@@ -3,8 +3,11 @@
 Each hand is a small 3D kinematic model: a palm with five finger chains whose joints flex and abduct
 within joint limits, seen through an orthographic camera after a global rotation (full circle in the
 image plane, a modest tilt out of it), a scale and a shift. Poses move smoothly within a sequence.
-It is drawn with OpenCV: shaded skin-toned limbs, a palm polygon and joint discs over a textured or
-noisy background, then random occluder rectangles. A joint under an occluder gets visibility 1
+It is drawn with OpenCV over a textured or noisy background, palm and fingers far to near (a finger
+curled behind the palm is hidden by it): a palm polygon with the thenar eminence, shaded skin-toned
+limbs that taper, the thumb thickest and the little finger thinnest, joint discs, the palm side lighter
+with flexion creases and the back with nails (what tells the digits and the two sides apart, so that a
+hand is not its own mirror image); then random occluder rectangles. A joint under an occluder gets visibility 1
 (labelled, occluded); every other joint inside the frame gets 2; joints outside the frame get 0.
 
 Output folder (one file per sequence, never thousands of loose files):
@@ -53,7 +56,7 @@ from poseops.skeletons import HAND21
 from poseops.storage import sha256_file, write_json_atomic
 
 GENERATOR_NAME = "poseops.synthetic_hands"
-GENERATOR_VERSION = 2  # 2: labels.jsonl, one line per sequence (1: one labels.json)
+GENERATOR_VERSION = 3  # 3: fingers fan out (spread sign), digit thickness, palm vs back, depth-ordered palm; 2: labels.jsonl
 LABELS_FILE = "labels.jsonl"
 FPS = 25
 
@@ -122,10 +125,15 @@ def hand_joints_3d(
     joints = np.zeros((NUM_KEYPOINTS, 3))
     for f in range(5):
         base = np.array([*shape["base"][f], 0.0])
-        # orientation of the first bone: spread + abduction about z, then flexion about the finger's x axis
-        heading = rotation_z(math.radians(-(_SPREAD_DEG[f] + abduct_deg[f])))
-        if f == 0:  # the thumb flexes across the palm, about an axis tilted out of the palm plane
-            heading = heading @ rotation_y(math.radians(-35.0))
+        # orientation of the first bone: spread + abduction about z, then flexion about the finger's x axis.
+        # rotation_z(a) turns +y towards -x, so a finger `_SPREAD_DEG` degrees towards +x (negative) turns
+        # by -(-spread): the angle itself, not its negative (which fanned the fingers the wrong way, into a
+        # crossed bundle with the thumb pointing across the palm at rest)
+        heading = rotation_z(math.radians(_SPREAD_DEG[f] + abduct_deg[f]))
+        if (
+            f == 0
+        ):  # the thumb flexes across the palm (to -x and -z), about an axis tilted out of it
+            heading = heading @ rotation_y(math.radians(35.0))
         point, orient = base, heading
         joints[1 + 4 * f] = point
         for j in range(3):
@@ -176,19 +184,24 @@ def _sequence_motion(rng: np.random.Generator, frames: int, size: int) -> dict[s
 
 def _project(
     joints: np.ndarray, motion: dict[str, np.ndarray], t: int, side: str, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Image points [21, 2] (px) and depths [21] of hand-frame joints at frame t."""
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Image points [21, 2] (px), depths [21] (larger is farther) of hand-frame joints at frame t, and
+    whether the palm faces the camera."""
     p = joints.copy()
     if side == "left":
         p[:, 0] = -p[:, 0]
+    # palm normal: the palm side is -z in the hand frame (fingers flex towards it), the camera looks along +z
+    normal = np.array([0.0, 0.0, -1.0])
     if motion["palm_away"][t]:
         p = p @ rotation_y(math.pi).T
+        normal = rotation_y(math.pi) @ normal
     rot = (
         rotation_z(math.radians(motion["roll"][t]))
         @ rotation_x(math.radians(motion["tilt_x"][t]))
         @ rotation_y(math.radians(motion["tilt_y"][t]))
     )
     p = p @ rot.T
+    palm_facing = bool((rot @ normal)[2] < 0)
     xy, depth = p[:, :2] * np.array([1.0, -1.0]), p[:, 2]  # image y points down
     lo, hi = xy.min(0), xy.max(0)
     scale = motion["span"][t] / max(float((hi - lo).max()), 1e-6)
@@ -196,44 +209,127 @@ def _project(
     extent = (hi - lo) * scale
     room = np.maximum(size - 1.0 - extent, 0.0)
     offset = np.array([motion["cx"][t], motion["cy"][t]]) * room
-    return xy + offset, depth
+    return xy + offset, depth, palm_facing
 
 
 # ---------------------------------------------------------------- rendering
+# Relative finger thickness, thumb..little: the thumb is the thickest digit and the little finger the
+# thinnest (the digit breadths of Greiner, 1991, "Hand Anthropometry of U.S. Army Personnel"); each bone
+# tapers towards the tip.
+_FINGER_THICKNESS = np.array([1.35, 1.0, 1.0, 0.92, 0.8])
+_BONE_TAPER = np.array([1.0, 0.88, 0.76])
+# The palm side of a hand is lighter than its back (palmar skin carries less melanin), the back shows
+# the nails; both are what tells a viewer which side of the hand faces them.
+_PALMAR_LIGHTEN = 0.35  # palm side colour: skin blended this far towards white
+_NAIL_BGR = (205.0, 215.0, 240.0)  # pale pink nail plate
+PALM = -1  # the palm's place among the finger indices in the painting order
+_BEHIND_PALM = 0.02  # a finger this much farther than the palm (hand units) is painted under it
+
+
 def limb_width(span_px: float) -> int:
     """Thickness of a finger in pixels for a hand whose box's longer side is `span_px`."""
     return max(2, int(round(span_px * 0.07)))
 
 
-def _draw_hand(img: np.ndarray, uv: np.ndarray, depth: np.ndarray, skin: tuple, width: int) -> None:
-    """Draw a shaded hand in place: palm polygon, then fingers far-to-near, with joint discs."""
-    palm_idx = [0, 1, 5, 9, 13, 17]
-    palm = np.array([fixed(uv[i]) for i in palm_idx], dtype=np.int32)
-    hull = cv2.convexHull(palm)
-    cv2.fillConvexPoly(img, hull, shade(skin, 0.9), cv2.LINE_AA, SUBPIXEL_BITS)
-    cv2.polylines(
-        img, [hull], True, shade(skin, 0.6), max(1, width // 3), cv2.LINE_AA, SUBPIXEL_BITS
-    )
-    order = np.argsort([depth[1 + 4 * f : 5 + 4 * f].mean() for f in range(5)])[::-1]  # far first
-    for f in order:
-        chain = ([0] if f == 0 else []) + list(
-            range(1 + 4 * f, 5 + 4 * f)
-        )  # thumb starts at the wrist
-        for a, b in zip(chain[:-1], chain[1:]):
-            pa, pb = fixed(uv[a]), fixed(uv[b])
-            cv2.line(img, pa, pb, shade(skin, 0.55), width + 2, cv2.LINE_AA, SUBPIXEL_BITS)
-            cv2.line(img, pa, pb, skin, width, cv2.LINE_AA, SUBPIXEL_BITS)
-            cv2.line(img, pa, pb, shade(skin, 1.2), max(1, width // 3), cv2.LINE_AA, SUBPIXEL_BITS)
-        for j in chain[1:]:
-            cv2.circle(
+def palmar_skin(skin: tuple) -> tuple[float, ...]:
+    """The palm side's colour of a hand of skin colour `skin` (BGR): lighter than the back."""
+    return tuple(float(c + (255.0 - c) * _PALMAR_LIGHTEN) for c in skin)
+
+
+def _palm_outline(uv: np.ndarray) -> np.ndarray:
+    """Fixed-point convex outline of the palm: wrist, the thumb's CMC and MCP (the thenar eminence, the
+    fleshy base of the thumb that makes the palm lopsided towards it) and the four finger MCPs."""
+    palm = np.array([fixed(uv[i]) for i in (0, 1, 2, 5, 9, 13, 17)], dtype=np.int32)
+    return cv2.convexHull(palm)
+
+
+def _draw_finger(
+    img: np.ndarray, uv: np.ndarray, f: int, colour: tuple, width: int, palm_facing: bool
+) -> None:
+    """One finger chain (thumb from the wrist), tapering, with joint discs; a nail on the back side, a
+    crease at each flexion joint on the palm side."""
+    chain = ([0] if f == 0 else []) + list(range(1 + 4 * f, 5 + 4 * f))
+    bones = list(zip(chain[:-1], chain[1:]))
+    widths = [
+        max(2, int(round(width * _FINGER_THICKNESS[f] * _BONE_TAPER[max(0, i - len(bones) + 3)])))
+        for i in range(len(bones))
+    ]
+    for (a, b), w in zip(bones, widths):
+        pa, pb = fixed(uv[a]), fixed(uv[b])
+        cv2.line(img, pa, pb, shade(colour, 0.55), w + 2, cv2.LINE_AA, SUBPIXEL_BITS)
+        cv2.line(img, pa, pb, colour, w, cv2.LINE_AA, SUBPIXEL_BITS)
+        cv2.line(img, pa, pb, shade(colour, 1.2), max(1, w // 3), cv2.LINE_AA, SUBPIXEL_BITS)
+    for j, w in zip(chain[1:], widths):
+        cv2.circle(
+            img,
+            fixed(uv[j]),
+            max(1, w // 2) * ONE,
+            shade(colour, 0.8),
+            -1,
+            cv2.LINE_AA,
+            SUBPIXEL_BITS,
+        )
+    tip, before = uv[chain[-1]], uv[chain[-2]]
+    if palm_facing:  # flexion creases across the finger at its two distal joints
+        for j in chain[-3:-1]:
+            along = uv[j + 1] - uv[j]
+            across = np.array([-along[1], along[0]]) / max(float(np.hypot(*along)), 1e-6)
+            half = across * widths[-1] * 0.5
+            cv2.line(
                 img,
-                fixed(uv[j]),
-                max(1, width // 2) * ONE,
-                shade(skin, 0.8),
-                -1,
+                fixed(uv[j] - half),
+                fixed(uv[j] + half),
+                shade(colour, 0.6),
+                1,
                 cv2.LINE_AA,
                 SUBPIXEL_BITS,
             )
+    else:  # the nail on the distal bone, next to the tip
+        centre = before + (tip - before) * 0.7
+        length = float(np.hypot(*(tip - before)))
+        half_axes = (max(1.0, 0.3 * length), max(1.0, 0.35 * widths[-1]))
+        angle = math.degrees(math.atan2(tip[1] - before[1], tip[0] - before[0]))
+        cv2.ellipse(
+            img,
+            fixed(centre),
+            (int(half_axes[0] * ONE), int(half_axes[1] * ONE)),
+            angle,
+            0,
+            360,
+            _NAIL_BGR,
+            -1,
+            cv2.LINE_AA,
+            SUBPIXEL_BITS,
+        )
+
+
+def _draw_hand(
+    img: np.ndarray, uv: np.ndarray, depth: np.ndarray, skin: tuple, width: int, palm_facing: bool
+) -> None:
+    """Draw a shaded hand in place, far to near: the palm and the five fingers are painted in depth
+    order (a finger curled behind the palm is hidden by it), the side facing the camera in its own
+    colour (palm lighter, back with nails), the thumb thicker and the little finger thinner."""
+    colour = palmar_skin(skin) if palm_facing else skin
+    hull = _palm_outline(uv)
+    palm_depth = float(depth[[0, 1, 5, 9, 13, 17]].mean())
+    finger_depth = [float(depth[2 + 4 * f : 5 + 4 * f].mean()) for f in range(5)]
+    far_first = sorted(range(5), key=lambda f: -finger_depth[f])
+    behind = [f for f in far_first if finger_depth[f] > palm_depth + _BEHIND_PALM]
+    in_front = [f for f in far_first if f not in behind]
+    for part in behind + [PALM] + in_front:
+        if part == PALM:
+            cv2.fillConvexPoly(img, hull, shade(colour, 0.9), cv2.LINE_AA, SUBPIXEL_BITS)
+            cv2.polylines(
+                img,
+                [hull],
+                True,
+                shade(colour, 0.6),
+                max(1, width // 3),
+                cv2.LINE_AA,
+                SUBPIXEL_BITS,
+            )
+        else:
+            _draw_finger(img, uv, part, colour, width, palm_facing)
 
 
 def _occluder_tracks(
@@ -260,17 +356,17 @@ def render_sequence(
     centres = []
     poses = []
     for t in range(frames):
-        uv, depth = _project(
+        uv, depth, palm_facing = _project(
             hand_joints_3d(shape, motion["flex"][t], motion["abduct"][t]), motion, t, side, size
         )
-        poses.append((uv, depth))
+        poses.append((uv, depth, palm_facing))
         centres.append((uv.min(0) + uv.max(0)) / 2)
     tracks = _occluder_tracks(rng, frames, size, np.array(centres))
     images, labels = [], []
-    for t, (uv, depth) in enumerate(poses):
+    for t, (uv, depth, palm_facing) in enumerate(poses):
         img = background.copy()
         width = limb_width(motion["span"][t])
-        _draw_hand(img, uv, depth, shape["skin_bgr"], width)
+        _draw_hand(img, uv, depth, shape["skin_bgr"], width, palm_facing)
         _draw_occluders(img, tracks, t)
         inside = (
             (uv[:, 0] >= -0.5)
