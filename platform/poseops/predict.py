@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from poseops.capture.sequence_render import sequence_frames
 from poseops.config import FamilyPredict
 from poseops.datasets.tracks import track_table, write_tracks
-from poseops.datasets.transforms import box_affine, invert_affine, warp
 from poseops.errors import ConfigError
 from poseops.storage import require_published
+from poseops.tasks.topdown_crop import predict_people
 
 PROTOCOL = (
     "top-down with ground-truth boxes: each frame drawn by the bodies renderer, cropped around the "
@@ -47,26 +46,17 @@ def select(folder: Path, settings: FamilyPredict) -> tuple[list[str], set[str] |
     return ids, None if settings.views is None else set(settings.views)
 
 
-def crop_batch(images: list[np.ndarray], boxes: list[list[float]], margin: float, size: int):
-    """(crops RGB uint8 [N,S,S,3], source->crop affines [N,2,3])."""
-    affines = np.stack([box_affine(box, margin, size) for box in boxes])
-    crops = np.stack([warp(image, a, size)[..., ::-1] for image, a in zip(images, affines)])
-    return np.ascontiguousarray(crops), affines
-
-
-def predict_view(model, frames, margin: float, size: int, flip_test: bool, batch_size: int):
-    """(frame indices [N], keypoints [N,K,2] image px, scores [N,K], boxes [N,4]) of one drawn view."""
+def predict_view(model, frames, margin: float, flip_test: bool, batch_size: int):
+    """(frame indices [N], keypoints [N,K,2] image px, scores [N,K], boxes [N,4]) of one drawn view:
+    `batch_size` frames at a time through the task's crop-predict-map-back (`predict_people`)."""
     out_kp, out_scores, out_boxes = [], [], []
     for start in range(0, len(frames), batch_size):
         drawn = [frames.frame(t) for t in range(start, min(start + batch_size, len(frames)))]
-        crops, affines = crop_batch([d[0] for d in drawn], [d[1] for d in drawn], margin, size)
-        with torch.no_grad():
-            xy, scores = model.predict(model.preprocess(torch.from_numpy(crops)), flip_test)
-        xy = xy.numpy().astype(np.float64)
-        inverse = np.stack([invert_affine(a) for a in affines])  # [N,2,3]
-        out_kp.append(np.einsum("nij,nkj->nki", inverse[:, :, :2], xy) + inverse[:, None, :, 2])
-        out_scores.append(scores.numpy())
-        out_boxes.append(np.asarray([d[1] for d in drawn]))
+        images, boxes = [d[0] for d in drawn], [d[1] for d in drawn]
+        keypoints, scores = predict_people(model, images, boxes, margin, flip_test, batch_size)
+        out_kp.append(keypoints)
+        out_scores.append(scores)
+        out_boxes.append(np.asarray(boxes))
     return (
         np.arange(len(frames)),
         np.concatenate(out_kp),
@@ -111,7 +101,7 @@ def predict_sequence_tracks(
     def tables() -> Iterator:
         for frames in sequence_frames(sequences_dir, set(ids), views):
             idx, keypoints, scores, boxes = predict_view(
-                model, frames, margin, size, flip, settings.batch_size
+                model, frames, margin, flip, settings.batch_size
             )
             if on_track is not None:
                 on_track(frames.sequence, frames.view, len(idx))

@@ -105,3 +105,37 @@ def test_predict_endpoint_answers_17_keypoints_in_the_image():
             "/v1/hrnet_am/predict", content=png, headers={"content-type": "image/png"}
         )
         assert whole.status_code == 200 and len(whole.json()["keypoints"]) == 17
+
+
+def test_flip_test_setting_reaches_the_predictor_as_it_reaches_predict_tracks(tmp_path):
+    """The checkpoint's inference settings carry the model block's flip test; the endpoint's predictor
+    passes them to the model as predict@<family> does; a model without a flip test accepts only False."""
+    params = load_params(write_profile("tiny", tmp_path / "params.yaml"))
+    fam = params.families["hrnet_am"]
+    task = get_task("topdown_crop")
+    assert task.inference(fam, {"flip_test": True}) == {
+        "crop_margin": fam.data.crop_margin,
+        "flip_test": fam.model.flip_test,
+    }
+    assert "flip_test" not in params.families["handmle"].model.model_dump()
+    assert task.inference(params.families["handmle"], {"flip_test": False})["flip_test"] is False
+
+    model = create_model("hrnet_am", "tiny").eval()
+    image = np.random.default_rng(1).integers(0, 255, (80, 60, 3), dtype=np.uint8)
+    family = get_family("hrnet_am")
+    answers = {
+        flip: np.array(family.make_predictor(model, flip_test=flip).predict(image)["keypoints"])
+        for flip in (False, True)
+    }
+    own = np.array(family.make_predictor(model, flip_test=None).predict(image)["keypoints"])
+    assert not np.allclose(answers[False], answers[True])
+    assert np.array_equal(own, answers[model.config.flip_test])
+
+    from poseops.errors import ConfigError
+    from poseops.tasks.topdown_crop import predict_crops
+
+    hand = create_model("handmle", "tiny").eval()
+    crops = np.zeros((1, hand.config.input_size, hand.config.input_size, 3), np.uint8)
+    assert predict_crops(hand, crops, flip_test=False)[0].shape[0] == 1
+    with pytest.raises(ConfigError, match="no flip test"):
+        predict_crops(hand, crops, flip_test=True)

@@ -73,7 +73,7 @@ def test_placements_change_the_output():
 
 @pytest.mark.parametrize("decoder", [argmax_decode, dark_decode])
 def test_decoders_recover_a_gaussian_peak(decoder):
-    # input px of a 64x96 (w x h) crop, away from the border (DARK's blur pads by replicating edges)
+    # input px of a 64x96 (w x h) crop, away from the border (near it: test_decode_round_trip.py)
     truth = torch.tensor([[[30.2, 50.9], [40.0, 37.7], [25.6, 60.3]]])
     maps = gaussian_heatmaps(to_norm(truth, (64, 96)), (16, 24), 2.0)
     decoded, peaks = decoder(maps)

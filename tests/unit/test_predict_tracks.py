@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from poseops.annotations.sequences import write_sequence_annotations
 from poseops.capture.sequence_render import sequence_frames
@@ -25,10 +26,12 @@ from poseops.datasets.derive import derive_dataset
 from poseops.datasets.tracks import PredictedTracks
 from poseops.errors import ConfigError, DataError
 from poseops.models import create_model
-from poseops.predict import crop_batch, predict_sequence_tracks
+from poseops.datasets.transforms import box_affine, invert_affine, warp
+from poseops.predict import predict_sequence_tracks, predict_view
 from poseops.skeletons import COCO17, H36M17, map_keypoints
 from poseops.tasks import get_task
 from poseops.tasks.lifting_sequence import LiftingSequenceData, load_tracks, track_inputs
+from poseops.tasks.topdown_crop import TopDownPredictor, crop_people
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[2]
@@ -102,10 +105,46 @@ def test_keypoints_are_in_image_pixels_inside_the_crop(project):
 
 def test_crop_affine_round_trip():
     image = np.zeros((100, 120, 3), np.uint8)
-    crops, affines = crop_batch([image], [[30.0, 20.0, 40.0, 60.0]], 1.25, 32)
+    crops, affines = crop_people([image], [[30.0, 20.0, 40.0, 60.0]], 1.25, 32)
     assert crops.shape == (1, 32, 32, 3)
     centre = affines[0] @ np.array([50.0, 50.0, 1.0])  # the box centre -> the crop centre
     np.testing.assert_allclose(centre, [15.5, 15.5], atol=0.51)
+
+
+def reference_view(model, frames, margin: float, flip_test: bool, batch_size: int):
+    """predict@<family>'s own crop, predict and map back before it used the task's `predict_people`."""
+    size = int(model.config.input_size)
+    keypoints, scores = [], []
+    for start in range(0, len(frames), batch_size):
+        drawn = [frames.frame(t) for t in range(start, min(start + batch_size, len(frames)))]
+        affines = np.stack([box_affine(box, margin, size) for _, box in drawn])
+        crops = np.stack([warp(image, a, size)[..., ::-1] for (image, _), a in zip(drawn, affines)])
+        with torch.no_grad():
+            xy, score = model.predict(model.preprocess(torch.from_numpy(np.ascontiguousarray(crops))), flip_test)
+        inverse = np.stack([invert_affine(a) for a in affines])
+        xy = xy.numpy().astype(np.float64)
+        keypoints.append(np.einsum("nij,nkj->nki", inverse[:, :, :2], xy) + inverse[:, None, :, 2])
+        scores.append(score.numpy())
+    return np.concatenate(keypoints), np.concatenate(scores)
+
+
+@pytest.mark.parametrize("flip_test", [False, True])
+def test_predict_view_is_the_endpoints_crop_predict_map_back(project, flip_test):
+    """predict@<family> and the endpoint share the task's `predict_people`: the tracks are what the
+    former code gave, and what `TopDownPredictor` answers frame by frame with the same flip test."""
+    model = create_model("hrnet_am", "tiny").eval()
+    frames = next(iter(sequence_frames(project["root"] / SEQUENCES)))
+    _, keypoints, scores, boxes = predict_view(model, frames, 1.25, flip_test, batch_size=5)
+    expected_keypoints, expected_scores = reference_view(model, frames, 1.25, flip_test, 5)
+    np.testing.assert_array_equal(keypoints, expected_keypoints)
+    np.testing.assert_array_equal(scores, expected_scores)
+    predictor = TopDownPredictor(model, "poseops-hrnet_am", "1", 1.25, flip_test)
+    answers = predictor.predict_batch([frames.frame(t)[0] for t in range(5)], list(boxes[:5]))
+    served = np.asarray([answer["keypoints"] for answer in answers])
+    np.testing.assert_allclose(served[..., :2], keypoints[:5], atol=1e-9)
+    np.testing.assert_allclose(served[..., 2], scores[:5], atol=1e-6)
+    other = TopDownPredictor(model, "poseops-hrnet_am", "1", 1.25, not flip_test)
+    assert not np.allclose(np.asarray(other.predict_batch([frames.frame(0)[0]], [boxes[0]])[0]["keypoints"]), served[0])
 
 
 def test_subsample_and_unknown_views(project, tmp_path):

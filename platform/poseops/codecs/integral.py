@@ -98,11 +98,24 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
+def dark_kernel(sigma: float) -> int:
+    """The odd blur kernel size whose OpenCV Gaussian sigma (0.3 ((k - 1) / 2 - 1) + 0.8) is nearest the
+    training target's `sigma` (heatmap cells), at least 3: 11 for sigma 2, 17 for sigma 3 (the kernels of
+    mmpose's DARK configs), 5 for sigma 1."""
+    half = max(1, round((sigma - 0.8) / 0.3 + 1))
+    return 2 * half + 1
+
+
 def dark_decode(heatmaps: Tensor, kernel: int = 11) -> tuple[Tensor, Tensor]:
     """DARK decoding (Zhang, Zhu, Dai, Ye, Zhu, 2020, "Distribution-Aware Coordinate Representation for
     Human Pose Estimation", Eqs. 5-8 and the Gaussian modulation of Sec. 3.2): blur each map with a
-    Gaussian of the training sigma's width, take the log, and refine the argmax by one Newton step
-    x* = m - H^-1 D (derivative D and Hessian H by central differences at the maximum m).
+    Gaussian of the training sigma's width (`dark_kernel`), take the log, and refine the argmax by one
+    Newton step x* = m - H^-1 D (derivative D and Hessian H by central differences at the maximum m).
+
+    As the authors' code (and mmpose's `gaussian_blur` / `refine_keypoints_dark`): the blur pads the map
+    with zeros, and the Newton step is taken only where its 5x5 stencil lies inside the map. Elsewhere
+    (a peak within 2 cells of the border) the argmax gets the quarter-cell step of `argmax_decode`: the
+    stencil would read replicated border cells there and step up to a whole cell the wrong way.
 
     heatmaps [B, K, H, W] -> (xy_norm [B, K, 2], peak values [B, K] of the raw maps).
     """
@@ -114,8 +127,8 @@ def dark_decode(heatmaps: Tensor, kernel: int = 11) -> tuple[Tensor, Tensor]:
     g = g / g.sum()
     maps = heatmaps.reshape(b * k, 1, h, w)
     pad = kernel // 2
-    maps = F.conv2d(F.pad(maps, (pad, pad, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
-    maps = F.conv2d(F.pad(maps, (0, 0, pad, pad), mode="replicate"), g.view(1, 1, -1, 1))
+    maps = F.conv2d(F.pad(maps, (pad, pad, 0, 0)), g.view(1, 1, 1, -1))
+    maps = F.conv2d(F.pad(maps, (0, 0, pad, pad)), g.view(1, 1, -1, 1))
     # keep each map's maximum as the raw one's (DARK's modulation), then the log-likelihood
     raw_max = heatmaps.reshape(b * k, -1).amax(-1).view(-1, 1, 1, 1)
     blurred_max = maps.reshape(b * k, -1).amax(-1).view(-1, 1, 1, 1)
@@ -134,10 +147,14 @@ def dark_decode(heatmaps: Tensor, kernel: int = 11) -> tuple[Tensor, Tensor]:
     dyy = 0.25 * (at(0, 2) - 2 * at(0, 0) + at(0, -2))
     dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
     det = dxx * dyy - dxy**2
-    ok = det.abs() > 1e-12
+    inside = (px >= 2) & (px <= w - 3) & (py >= 2) & (py <= h - 3)
+    ok = inside & (det.abs() > 1e-12)
     safe = torch.where(ok, det, torch.ones_like(det))
-    shift_x = torch.where(ok, -(dyy * dx - dxy * dy) / safe, torch.zeros_like(det)).clamp(-1, 1)
-    shift_y = torch.where(ok, -(dxx * dy - dxy * dx) / safe, torch.zeros_like(det)).clamp(-1, 1)
+    quarter, _ = argmax_decode(heatmaps)
+    quarter_x = (quarter[..., 0] + 0.5) * w - 0.5 - px.to(heatmaps.dtype)
+    quarter_y = (quarter[..., 1] + 0.5) * h - 0.5 - py.to(heatmaps.dtype)
+    shift_x = torch.where(ok, (-(dyy * dx - dxy * dy) / safe).clamp(-1, 1), quarter_x)
+    shift_y = torch.where(ok, (-(dxx * dy - dxy * dx) / safe).clamp(-1, 1), quarter_y)
     x = (px.to(heatmaps.dtype) + 0.5 + shift_x) / w - 0.5
     y = (py.to(heatmaps.dtype) + 0.5 + shift_y) / h - 0.5
     return torch.stack([x, y], dim=-1), peaks

@@ -11,7 +11,7 @@ High-Resolution Representation Learning for Human Pose Estimation" (pose_hrnet).
             (+ X when am_residual)
     loss:   JointsMSE: 0.5 * mean_{b,k,h,w} (w_bk (H - G))^2, G = Gaussian (sigma 2 cells) at the target
     predict: (flip test: average with the mirrored crop's maps, left/right swapped) -> argmax + 1/4-cell
-             shift (or DARK) -> input pixels; score = the map's peak.
+             shift (or DARK, its blur matched to heatmap_sigma) -> input pixels; score = the map's peak.
 
 Placements (`am_layout`; (stage, branch) pairs, stage 1 = layer1's output, branch 0 = 1/4 resolution):
 - "none": no AM (the plain HRNet of the paper's Table I, 28.5M parameters for W32).
@@ -30,7 +30,13 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from poseops.codecs import flip_back
-from poseops.codecs.integral import argmax_decode, dark_decode, gaussian_heatmaps, to_pixels
+from poseops.codecs.integral import (
+    argmax_decode,
+    dark_decode,
+    dark_kernel,
+    gaussian_heatmaps,
+    to_pixels,
+)
 from poseops.models import register_model
 from poseops.models.blocks.hrnet import HRNetConfig, HRNetTrunk, load_pretrained
 from poseops.models.blocks.images import preprocess
@@ -196,7 +202,10 @@ class HRNetAM(nn.Module):
             maps = self.heatmaps(images, flip_test)
         finally:
             self.train(was_training)
-        xy_norm, peaks = (dark_decode if self.config.decode == "dark" else argmax_decode)(maps)
+        if self.config.decode == "dark":
+            xy_norm, peaks = dark_decode(maps, dark_kernel(self.config.heatmap_sigma))
+        else:
+            xy_norm, peaks = argmax_decode(maps)
         size = (images.shape[-1], images.shape[-2])
         return to_pixels(xy_norm, size), peaks.clamp(0, 1)
 

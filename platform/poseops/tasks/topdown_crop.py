@@ -11,6 +11,7 @@ and the training set's mean pose are the baselines.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -27,7 +28,8 @@ from poseops.config import AugmentParams, FamilyData, FamilyParams
 from poseops.datasets import shards
 from poseops.datasets.derive import RowPlan, dataset_checksum
 from poseops.datasets.loader import CropDataset, load_split_arrays
-from poseops.datasets.transforms import apply_affine, box_affine, invert_affine, warp
+from poseops.datasets.transforms import box_affine, invert_affine, warp
+from poseops.errors import ConfigError
 from poseops.models import build_from_config
 from poseops.skeletons import get_skeleton
 from poseops.tasks import Artefact, Evaluation, Task, register_task
@@ -62,24 +64,83 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------- inference (evaluate, validation, endpoint)
+def flip_arguments(core: nn.Module, flip_test: bool | None) -> dict[str, bool]:
+    """The keyword arguments that pass `flip_test` to `core.predict`: none for None (the model's own
+    setting) or for False to a model without a flip test (handmle); ConfigError for True to one."""
+    if flip_test is None:
+        return {}
+    if "flip_test" in inspect.signature(core.predict).parameters:
+        return {"flip_test": bool(flip_test)}
+    if flip_test:
+        raise ConfigError(f"{type(core).__name__}.predict has no flip test; set flip_test false")
+    return {}
+
+
 def predict_crops(
-    model: nn.Module, crops_rgb: np.ndarray, batch_size: int = 64
+    model: nn.Module, crops_rgb: np.ndarray, batch_size: int = 64, flip_test: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """crops_rgb [N,S,S,3] uint8 -> (keypoints [N,K,2] input px, scores [N,K]), in batches; unwraps DDP.
 
-    The one inference path shared by evaluate, training's validation and the endpoint.
+    The one inference path shared by evaluate, training's validation, the endpoint and predict@<family>.
+    flip_test: None = the model's own setting (its config), else passed to its `predict`.
     """
     core = unwrap(model)
+    flip = flip_arguments(core, flip_test)
     coords, scores = [], []
     with torch.no_grad():
         for start in range(0, len(crops_rgb), batch_size):
             chunk = torch.from_numpy(np.ascontiguousarray(crops_rgb[start : start + batch_size]))
-            c, s = core.predict(core.preprocess(chunk))
+            c, s = core.predict(core.preprocess(chunk), **flip)
             coords.append(c.numpy())
             scores.append(s.numpy())
     if not coords:
         return np.zeros((0, 0, 2)), np.zeros((0, 0))
     return np.concatenate(coords).astype(np.float64), np.concatenate(scores).astype(np.float64)
+
+
+def crop_people(
+    images_bgr: Sequence[np.ndarray],
+    boxes_xywh: Sequence[Sequence[float] | None],
+    crop_margin: float,
+    input_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's person box (None: the whole image) cut as evaluation's crops are cut (`box_affine`,
+    `warp`) -> (crops RGB uint8 [N,S,S,3], affines source -> crop [N,2,3])."""
+    affines, crops = [], []
+    for image, box in zip(images_bgr, boxes_xywh):
+        if box is None:
+            box = (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
+        affine = box_affine(tuple(float(v) for v in box), crop_margin, input_size)
+        affines.append(affine)
+        crops.append(warp(image, affine, input_size)[..., ::-1])
+    if not crops:
+        return np.zeros((0, input_size, input_size, 3), np.uint8), np.zeros((0, 2, 3))
+    return np.ascontiguousarray(np.stack(crops)), np.stack(affines)
+
+
+def map_points(points: np.ndarray, affines: np.ndarray) -> np.ndarray:
+    """points [N,K,2] through each sample's affine [N,2,3] -> [N,K,2]."""
+    return np.einsum("nij,nkj->nki", affines[:, :, :2], points) + affines[:, None, :, 2]
+
+
+def predict_people(
+    model: nn.Module,
+    images_bgr: Sequence[np.ndarray],
+    boxes_xywh: Sequence[Sequence[float] | None],
+    crop_margin: float,
+    flip_test: bool | None = None,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop, predict, map back: one person per (image, box) -> (keypoints [N,K,2] in the source images'
+    pixels, scores [N,K]). The top-down path of the endpoint (`TopDownPredictor`) and of predict@<family>
+    (`poseops.predict`); flip_test as `predict_crops`."""
+    size = int(unwrap(model).config.input_size)
+    crops, affines = crop_people(images_bgr, boxes_xywh, crop_margin, size)
+    coords, scores = predict_crops(model, crops, batch_size, flip_test)
+    if not len(crops):
+        return coords, scores
+    inverse = np.stack([invert_affine(affine) for affine in affines])
+    return map_points(coords, inverse), scores
 
 
 def predict_stage_crops(
@@ -134,50 +195,45 @@ class TopDownPredictor:
     """Crop-based predictor shared by `evaluate` and the endpoint, so both see the same pixels.
 
     `predict(image_bgr[H,W,3] uint8, box_xywh | None) -> {"keypoints": [[x, y, score] x K]}` in the
-    original image's pixels; no box means the whole image is the crop.
+    original image's pixels; no box means the whole image is the crop. flip_test: None = the model's
+    own setting, else passed to its `predict` (`predict_crops`).
     """
 
-    def __init__(self, model: nn.Module, name: str, version: str, crop_margin: float):
+    def __init__(
+        self,
+        model: nn.Module,
+        name: str,
+        version: str,
+        crop_margin: float,
+        flip_test: bool | None = None,
+    ):
         self.model = model.eval()
         self.name, self.version = name, version
         self.input_size = int(model.config.input_size)
         self.crop_margin = float(crop_margin)
+        self.flip_test = None if flip_test is None else bool(flip_test)
 
     def crop(
         self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(input crop RGB uint8 [S,S,3], affine source->input [2,3])."""
-        h, w = image_bgr.shape[:2]
-        box = (
-            tuple(float(v) for v in box_xywh)
-            if box_xywh is not None
-            else (0.0, 0.0, float(w), float(h))
-        )
-        affine = box_affine(box, self.crop_margin, self.input_size)
-        crop = warp(image_bgr, affine, self.input_size)
-        return np.ascontiguousarray(crop[..., ::-1]), affine
+        crops, affines = crop_people([image_bgr], [box_xywh], self.crop_margin, self.input_size)
+        return crops[0], affines[0]
 
     def predict(self, image_bgr: np.ndarray, box_xywh: Sequence[float] | None = None) -> dict:
-        crop, affine = self.crop(image_bgr, box_xywh)
-        coords, scores = predict_crops(self.model, crop[None])
-        points = apply_affine(coords[0], invert_affine(affine))
-        return {
-            "keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, scores[0])]
-        }
+        return self.predict_batch([image_bgr], [box_xywh])[0]
 
     def predict_batch(
         self, images_bgr: Sequence[np.ndarray], boxes_xywh: Sequence[Sequence[float] | None]
     ) -> list[dict]:
         """`predict` of several images in one forward pass (Serve's request batches)."""
-        crops, affines = zip(*(self.crop(image, box) for image, box in zip(images_bgr, boxes_xywh)))
-        coords, scores = predict_crops(self.model, np.stack(crops))
-        answers = []
-        for coord, score, affine in zip(coords, scores, affines):
-            points = apply_affine(coord, invert_affine(affine))
-            answers.append(
-                {"keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(points, score)]}
-            )
-        return answers
+        points, scores = predict_people(
+            self.model, images_bgr, boxes_xywh, self.crop_margin, self.flip_test
+        )
+        return [
+            {"keypoints": [[float(x), float(y), float(s)] for (x, y), s in zip(point, score)]}
+            for point, score in zip(points, scores)
+        ]
 
 
 # ---------------------------------------------------------------- scoring
@@ -244,8 +300,7 @@ def coco_ap_ground_truth_boxes(
 
 def to_source(points: np.ndarray, val: dict[str, np.ndarray]) -> np.ndarray:
     """[N,K,2] input px -> source-image px through each sample's affine_to_source [N,2,3]."""
-    affine = val["affine_to_source"]
-    return np.einsum("nij,nkj->nki", affine[:, :, :2], points) + affine[:, None, :, 2]
+    return map_points(points, val["affine_to_source"])
 
 
 @register_task
@@ -339,7 +394,13 @@ class TopdownCrop(Task):
         return {"val_pck": result.value, **{f"val_pck_{k}": v for k, v in per_stage.items()}}
 
     def inference(self, fam: FamilyParams, model_defaults: dict[str, Any]) -> dict[str, Any]:
-        return {"crop_margin": fam.data.crop_margin}
+        """The crop margin and the flip test (the model block's, else the model's default) the endpoint,
+        evaluate and predict@<family> all use."""
+        flip_test = getattr(fam.model, "flip_test", model_defaults.get("flip_test"))
+        settings: dict[str, Any] = {"crop_margin": fam.data.crop_margin}
+        if flip_test is not None:
+            settings["flip_test"] = bool(flip_test)
+        return settings
 
     # ------------------------------------------------------------ evaluation
     def evaluate(
@@ -362,10 +423,11 @@ class TopdownCrop(Task):
         skeleton = get_skeleton(family.skeleton)
         names = list(skeleton.keypoints)
 
-        pred, pred_scores = predict_crops(model, val["image"])
+        flip = settings.get("flip_test")
+        pred, pred_scores = predict_crops(model, val["image"], flip_test=flip)
         torch.manual_seed(fam.train.seed)
         untrained = build_from_config(family.model, fam.model)
-        pred_untrained, untrained_scores = predict_crops(untrained, val["image"])
+        pred_untrained, untrained_scores = predict_crops(untrained, val["image"], flip_test=flip)
         scoring = {"threshold": fam.data.pck_threshold, "normaliser": fam.data.pck_normaliser}
         results = {
             "trained": score_predictions(pred, val, names, **scoring),
@@ -485,7 +547,9 @@ class TopdownCrop(Task):
 
     # ------------------------------------------------------------ serving
     def predictor(self, model: nn.Module, name: str, version: str, settings: dict[str, Any]):
-        return TopDownPredictor(model, name, version, settings["crop_margin"])
+        return TopDownPredictor(
+            model, name, version, settings["crop_margin"], settings.get("flip_test")
+        )
 
     def network_inputs(
         self,
