@@ -86,7 +86,9 @@ def topdown_split(size: int, count: int = 24, seed: int = 0) -> tuple[dict, np.n
     for i in range(count):
         frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
         height = rng.uniform(60, 460)
-        points = person(rng, height, rng.uniform(0.3 * height, 640 - 0.3 * height), rng.uniform(0, 470 - height))
+        points = person(
+            rng, height, rng.uniform(0.3 * height, 640 - 0.3 * height), rng.uniform(0, 470 - height)
+        )
         visibility = np.where(rng.random(17) < 0.1, 0, 2)
         lo, hi = points.min(0) - 0.04 * height, points.max(0) + 0.04 * height
         ann = {
@@ -162,14 +164,16 @@ def test_coco_ap_with_ground_truth_boxes_takes_source_pixels_and_box_areas(monke
 
     def capture(gt, dets, sigmas=None, **kwargs):
         seen.update(gt=gt, dets=dets, sigmas=sigmas)
-        return {key: 1.0 for key in ("AP", "AP50", "AP75", "AR")} | {"protocol": {}}
+        return dict.fromkeys(("AP", "AP50", "AP75", "AR"), 1.0) | {"protocol": {}}
 
     monkeypatch.setattr(metrics, "coco_keypoint_ap", capture)
     coco_ap_ground_truth_boxes(val["keypoints_clean"], np.full((6, 17), 0.5), val, SKELETON)
     assert seen["sigmas"] is None  # pycocotools' COCO-17 sigmas
     annotations, dets = seen["gt"]["annotations"], seen["dets"]
     assert [a["image_id"] for a in annotations] == [d["image_id"] for d in dets] == list(range(6))
-    for ann, det, points, vis, box in zip(annotations, dets, truth, val["visibility"], val["box_source"]):
+    for ann, det, points, vis, box in zip(
+        annotations, dets, truth, val["visibility"], val["box_source"]
+    ):
         gt = np.asarray(ann["keypoints"]).reshape(17, 3)
         assert np.abs(gt[vis > 0, :2] - points[vis > 0]).max() < 0.02  # source px
         assert (gt[:, 2] == np.where(vis > 0, 2, 0)).all()
@@ -206,26 +210,41 @@ def bottomup_truth(seed: int = 0) -> tuple[list[np.ndarray], list[dict]]:
         people, visibility, boxes = [], [], []
         for _ in range(rng.integers(1, 4)):
             tall = rng.uniform(60, 0.9 * min(width, height))
-            points = person(rng, tall, rng.uniform(0.25 * tall, width - 0.25 * tall), rng.uniform(0, height - 1.05 * tall))
+            points = person(
+                rng,
+                tall,
+                rng.uniform(0.25 * tall, width - 0.25 * tall),
+                rng.uniform(0, height - 1.05 * tall),
+            )
             lo, hi = points.min(0) - 0.04 * tall, points.max(0) + 0.04 * tall
             people.append(points)
             visibility.append(np.where(rng.random(17) < 0.1, 0, 2).astype(np.float32))
             boxes.append([*lo, *(hi - lo)])
         images.append(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-        truth.append({"keypoints": np.stack(people), "visibility": np.stack(visibility), "boxes": np.array(boxes)})
+        truth.append(
+            {
+                "keypoints": np.stack(people),
+                "visibility": np.stack(visibility),
+                "boxes": np.array(boxes),
+            }
+        )
     return images, truth
 
 
 def vmhpe_oracle(size: int, data: dict, truth: list[dict]) -> torch.nn.Module:
     """A vmhpe whose network returns `encode_targets` of each letterboxed image (multi-person and centre
     maps; each proposal's instance maps are those of the person whose centre cell is nearest)."""
-    model = create_model("vmhpe", "tiny", input_size=size, sigma=2.0, centre_sigma=2.0, min_person_area=256.0)
+    model = create_model(
+        "vmhpe", "tiny", input_size=size, sigma=2.0, centre_sigma=2.0, min_person_area=256.0
+    )
     model.eval()
     oracle = Oracle()
     images = model.preprocess(torch.from_numpy(data["images_rgb"]))
     for image, to_source_affine, item in zip(images, data["affine_to_source"], truth):
         xy = apply_affine(item["keypoints"], invert_affine(to_source_affine))
-        people = torch.as_tensor(np.concatenate([xy, item["visibility"][..., None]], -1), dtype=torch.float32)
+        people = torch.as_tensor(
+            np.concatenate([xy, item["visibility"][..., None]], -1), dtype=torch.float32
+        )
         mirrored = torch.cat([mirror_x(people[..., :2], size), people[..., 2:]], -1)[:, FLIP]
         oracle.add(image, encode_targets([people], **model.target_kwargs()))
         oracle.add(image.flip(-1), encode_targets([mirrored], **model.target_kwargs()))

@@ -24,9 +24,9 @@ from poseops.config import (
 )
 from poseops.datasets.derive import derive_dataset
 from poseops.datasets.tracks import PredictedTracks
+from poseops.datasets.transforms import box_affine, invert_affine, warp
 from poseops.errors import ConfigError, DataError
 from poseops.models import create_model
-from poseops.datasets.transforms import box_affine, invert_affine, warp
 from poseops.predict import predict_sequence_tracks, predict_view
 from poseops.skeletons import COCO17, H36M17, map_keypoints
 from poseops.tasks import get_task
@@ -120,7 +120,9 @@ def reference_view(model, frames, margin: float, flip_test: bool, batch_size: in
         affines = np.stack([box_affine(box, margin, size) for _, box in drawn])
         crops = np.stack([warp(image, a, size)[..., ::-1] for (image, _), a in zip(drawn, affines)])
         with torch.no_grad():
-            xy, score = model.predict(model.preprocess(torch.from_numpy(np.ascontiguousarray(crops))), flip_test)
+            xy, score = model.predict(
+                model.preprocess(torch.from_numpy(np.ascontiguousarray(crops))), flip_test
+            )
         inverse = np.stack([invert_affine(a) for a in affines])
         xy = xy.numpy().astype(np.float64)
         keypoints.append(np.einsum("nij,nkj->nki", inverse[:, :, :2], xy) + inverse[:, None, :, 2])
@@ -144,7 +146,9 @@ def test_predict_view_is_the_endpoints_crop_predict_map_back(project, flip_test)
     np.testing.assert_allclose(served[..., :2], keypoints[:5], atol=1e-9)
     np.testing.assert_allclose(served[..., 2], scores[:5], atol=1e-6)
     other = TopDownPredictor(model, "poseops-hrnet_am", "1", 1.25, not flip_test)
-    assert not np.allclose(np.asarray(other.predict_batch([frames.frame(0)[0]], [boxes[0]])[0]["keypoints"]), served[0])
+    assert not np.allclose(
+        np.asarray(other.predict_batch([frames.frame(0)[0]], [boxes[0]])[0]["keypoints"]), served[0]
+    )
 
 
 def test_subsample_and_unknown_views(project, tmp_path):
