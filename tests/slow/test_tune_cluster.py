@@ -135,17 +135,6 @@ def test_killed_grid_restores_without_rerunning_finished_trials(hand_project, ra
         t["name"] for t in report["trials"]
     )
     assert {r.info.status for r in children} == {"FINISHED"}
-    # each row's validation-preferred seed is published as a verified checkpoint, named project-relative
-    from poseops.checkpoints import load_checkpoint
-
-    assert sorted(report["checkpoints"]) == ["integral_l1", "mle"]
-    for row, entry in report["checkpoints"].items():
-        assert entry["path"] == f"models/grids/handmle_a2_loss/{row}"
-        _, info = load_checkpoint(root / entry["path"])
-        assert (
-            info["weights_sha256"] == entry["weights_sha256"] and info["extra"]["grid_row"] == row
-        )
-    assert not any(str(root) in json.dumps(t) for t in report["trials"])
 
 
 @pytest.mark.timeout(600)
