@@ -214,13 +214,18 @@ def grid_table(family: str, grid_name: str, root: Path) -> dict[str, Any]:
     }
     report = reporting.build_report(grid, trials, dataset)
     val_of = {t["name"]: t["val_value"] for t in trials}
-    chosen: dict[str, dict[str, Any]] = {}
+    by_row: dict[str, list[dict[str, Any]]] = {}
     for part in parts:
         for row, entry in part["checkpoints"].items():
-            candidates = [chosen[row], entry] if row in chosen else [entry]
-            ranked = [{**c, "val_value": val_of.get(c["trial"])} for c in candidates]
-            best = get_family(family).best(ranked, key="val_value")
-            chosen[row] = {k: v for k, v in best.items() if k != "val_value"}
+            by_row.setdefault(row, []).append({**entry, "val_value": val_of.get(entry["trial"])})
+    chosen = {
+        row: {
+            k: v
+            for k, v in get_family(family).best(entries, key="val_value").items()
+            if k != "val_value"
+        }
+        for row, entries in by_row.items()
+    }
     seeds_run = [part["seed"] for part in parts]
     report.update(
         {
@@ -255,7 +260,7 @@ def publish_row_checkpoints(
     evaluated, served, or fed to another family's grid (`input_from`) on any machine holding the DVC
     cache. Returns {row: {"path" (project-relative), "trial", "weights_sha256"}}."""
     from poseops.families import get_family
-    from poseops.tune.adapter import publish_trial_checkpoint
+    from poseops.tune.adapter import publish_trial_checkpoint, safe_name
 
     by_row: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
@@ -264,7 +269,7 @@ def publish_row_checkpoints(
     published = {}
     for row, trials in sorted(by_row.items()):
         chosen = get_family(family).best([dict(t) for t in trials], key="val_value")
-        target = folder / _safe_name(row)
+        target = folder / safe_name(row)
         manifest = publish_trial_checkpoint(
             family,
             chosen["checkpoint_path"],
@@ -278,10 +283,6 @@ def publish_row_checkpoints(
             "weights_sha256": manifest["files"]["weights.safetensors"]["sha256"],
         }
     return published
-
-
-def _safe_name(row: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in row)
 
 
 def project_relative(value: Any, root: Path) -> Any:

@@ -37,6 +37,11 @@ ANNOTATIONS = Path("data") / "annotations" / "labels.json"
 DERIVED = Path("data") / "derived"
 
 
+def safe_name(name: str) -> str:
+    """`name` with every character but letters, digits, '-', '_' and '.' made '_': a folder or run name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 def validated(raw: Mapping[str, Any], source: str) -> Params:
     """A params mapping validated like params.yaml (ConfigError names `source` and the key)."""
     return validate_params(raw, source=source)
@@ -347,8 +352,7 @@ def variant_tracks(root: Path, base_params: Mapping[str, Any], source, out_root:
     checkpoint, label = variant_checkpoint(root, source)
     _, info = load_checkpoint(checkpoint)
     sha = info["weights_sha256"]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-    folder = out_root / f"{safe}-{sha[:12]}"
+    folder = out_root / f"{safe_name(label)}-{sha[:12]}"
     manifest = folder / "manifest.json"
     if manifest.exists() and read_json(manifest)["checkpoint"]["weights_sha256"] == sha:
         return folder

@@ -65,7 +65,7 @@ def run_trial(config: dict[str, Any]) -> None:
     trial = config["trial"]
     started = time.time()
     params = adapter.validated(config["params"], source=f"trial {trial['name']}")
-    run_name = _safe(f"{config['experiment']}-{trial['name']}")
+    run_name = adapter.safe_name(f"{config['experiment']}-{trial['name']}")
     result = adapter.train_trial(
         params,
         config["family"],
@@ -108,10 +108,6 @@ def _node_id() -> str:
     import ray
 
     return ray.get_runtime_context().get_node_id()
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 # ---------------------------------------------------------------- MLflow: parent per grid, child per trial
@@ -309,7 +305,8 @@ def trial_configs(run: GridRun, data_root: Path) -> list[dict[str, Any]]:
 def trial_name(trial) -> str:
     """Tune's name and folder of a trial: the grid trial's name (`<row>@s<seed>`), made path-safe."""
     return (
-        _safe(unpack(trial.config)["trial"]["name"]).replace("/", "_") + f"_{trial.trial_id[-5:]}"
+        adapter.safe_name(unpack(trial.config)["trial"]["name"]).replace("/", "_")
+        + f"_{trial.trial_id[-5:]}"
     )
 
 
