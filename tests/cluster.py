@@ -3,11 +3,13 @@ tiny hand project that the slow Train and Tune tests drive on it with `poseops` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,16 +106,36 @@ def alive_nodes(cluster: LocalCluster) -> set[str]:
         ray.shutdown()
 
 
-def free_cpus_per_node(cluster: LocalCluster) -> dict[str, float]:
-    """node id -> CPUs free now (what `ray status` shows as free)."""
+@contextlib.contextmanager
+def one_free_cpu_per_node(cluster: LocalCluster) -> Iterator[dict[str, float]]:
+    """While the block runs, every node's free CPUs but one are held by an idle actor pinned to that node,
+    so that 1-CPU work can only spread: two 1-CPU tasks started now land on two nodes. Yields node id ->
+    CPUs left free (what `ray status` would show). The holders go when the block ends."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote
+    class CpuHolder:
+        def ready(self) -> bool:
+            return True
 
     ray.init(address=cluster.address, ignore_reinit_error=True, log_to_driver=False)
+    holders = []
     try:
         alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-        free = ray._private.state.available_resources_per_node()
-        return {node: float(free.get(node, {}).get("CPU", 0.0)) for node in alive}
+        available = ray._private.state.available_resources_per_node()
+        free = {node: float(available.get(node, {}).get("CPU", 0.0)) for node in alive}
+        for node, cpus in free.items():
+            if cpus > 1:
+                strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+                holders.append(
+                    CpuHolder.options(num_cpus=cpus - 1, scheduling_strategy=strategy).remote()
+                )
+        ray.get([holder.ready.remote() for holder in holders], timeout=60)
+        yield {node: min(cpus, 1.0) for node, cpus in free.items()}
     finally:
+        for holder in holders:
+            ray.kill(holder)
         ray.shutdown()
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.cluster import driver_env, free_cpus_per_node, make_hand_project
+from tests.cluster import driver_env, make_hand_project, one_free_cpu_per_node
 from tests.helpers_servers import free_port, start_process, stop_process, wait_http
 
 pytestmark = pytest.mark.slow
@@ -141,11 +141,6 @@ def test_killed_grid_restores_without_rerunning_finished_trials(hand_project, ra
 def test_two_trials_train_on_both_nodes_logging_to_an_mlflow_server(
     hand_project, ray_cluster, tmp_path
 ):
-    free = free_cpus_per_node(ray_cluster)
-    if sum(cpus >= 1 for cpus in free.values()) < 2:
-        pytest.skip(
-            f"the shared cluster has no free CPU on two nodes now (free CPUs per node: {free})"
-        )
     port = free_port()
     server_log = tmp_path / "mlflow.log"
     server = start_process(
@@ -182,14 +177,19 @@ def test_two_trials_train_on_both_nodes_logging_to_an_mlflow_server(
             "--set",
             "families.handmle.train.epochs=3",
         ]
-        run = subprocess.run(
-            args,
-            env=driver_env(hand_project, ray_cluster, uri),
-            cwd=hand_project,
-            capture_output=True,
-            text=True,
-            timeout=540,
-        )
+        # The head has 2 CPUs and a trial driver takes none, so Ray may pack both 1-CPU trials there; with
+        # one CPU left free on each node, the second trial has to go to the worker node
+        with one_free_cpu_per_node(ray_cluster) as free:
+            if sum(cpus >= 1 for cpus in free.values()) < 2:
+                pytest.skip(f"the shared cluster has no free CPU on two nodes now (free: {free})")
+            run = subprocess.run(
+                args,
+                env=driver_env(hand_project, ray_cluster, uri),
+                cwd=hand_project,
+                capture_output=True,
+                text=True,
+                timeout=540,
+            )
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         report = json.loads(
             (hand_project / "reports" / "grids" / "handmle_a2_loss.json").read_text()

@@ -291,3 +291,26 @@ def test_tune_state_is_keyed_by_its_inputs():
     assert state_key(base, trials, {"families.handmle.train.epochs": 1}) != state_key(
         base, trials, {}
     )
+
+
+def test_trials_of_one_cpu_fill_a_two_cpu_node_exactly():
+    """The trial driver takes no CPU (a sliver of the head's resource instead), so two trials whose Train
+    workers take 1 CPU each run at once on 2 CPUs; with a token CPU the second waited for the first."""
+    from poseops.config import read_yaml
+    from poseops.tune import settings_for
+    from poseops.tune.runner import HEAD_NODE_RESOURCE, GridRun, resource_overrides, trainable
+
+    run = GridRun(
+        family="handmle",
+        name="x",
+        trials=[],
+        base_params=read_yaml(REPO / "params.yaml"),
+        project_root=REPO,
+        storage_path="unused",
+        settings=settings_for("handmle", cpus_per_trial=1.0, max_concurrent_trials=2),
+    )
+    driver = trainable(run)._resources.required_resources
+    assert driver.get("CPU", 0) == 0 and driver[HEAD_NODE_RESOURCE] > 0
+    workers = resource_overrides(run)["families.handmle.train.cpus_per_worker"]
+    workers *= run.base_params["families"]["handmle"]["train"].get("num_workers", 1)
+    assert 2 * (driver.get("CPU", 0) + workers) == 2.0

@@ -2,7 +2,7 @@
 
 The trainable follows the pattern Ray Train V2 supports: a function trainable that builds and fits a
 `TorchTrainer` whose every epoch is reported to Tune (see `poseops.tune.adapter.train_trial`), wrapped in
-`tune.with_resources` with a token CPU (the Train workers reserve their own). A grid's state lives under
+`tune.with_resources` taking no CPU on the head node (the Train workers reserve the trial's CPUs). A grid's state lives under
 `<storage>/<name>`; running the same grid again restores it (`Tuner.restore`): finished trials keep
 their results and do not run again.
 """
@@ -333,13 +333,14 @@ def scheduler_for(settings: TuneSettings, metric: str):
 def trainable(run: GridRun):
     from ray import tune
 
-    resources: dict[str, float] = {
-        "cpu": 0.01
-    }  # Ray rejects 0; the Train workers reserve their own CPUs
+    # The Train workers reserve the trial's CPUs; the trial driver only waits on them. On the head it takes
+    # no CPU (its bundle holds a sliver of the head's built-in resource, as Ray rejects an empty one), so
+    # `max_concurrent_trials` trials of `cpus_per_trial` CPUs fill a node of that many CPUs exactly; a
+    # token CPU there would leave 2 - 0.02 CPUs for two 1-CPU trials, and the second would wait.
     if run.trial_driver_on_head:
-        resources[HEAD_NODE_RESOURCE] = (
-            0.001  # trial drivers sit on the head: workers get the other nodes
-        )
+        resources: dict[str, float] = {"cpu": 0, HEAD_NODE_RESOURCE: 0.001}
+    else:
+        resources = {"cpu": 0.01}
     return tune.with_resources(run_trial, resources)
 
 
