@@ -314,3 +314,46 @@ def test_trials_of_one_cpu_fill_a_two_cpu_node_exactly():
     workers = resource_overrides(run)["families.handmle.train.cpus_per_worker"]
     workers *= run.base_params["families"]["handmle"]["train"].get("num_workers", 1)
     assert 2 * (driver.get("CPU", 0) + workers) == 2.0
+
+
+def test_the_console_shows_one_short_line_per_trial_event(capsys):
+    """Tune's own status table prints every trial's whole config (a full params.yaml) at each refresh; the
+    grid's progress callback prints the trial's name, the epoch's numbers and the trial counts instead."""
+    from types import SimpleNamespace
+
+    from poseops.tune.runner import TrialProgress
+
+    params = {"families": {"handmle": {"model": {"flow_couplings": 6}}}}
+
+    def trial(name: str, status: str):
+        config = {"pair": {"trial": {"name": name}, "params": params}}
+        return SimpleNamespace(config=config, status=status, error_file="/s/error.txt", path="/s")
+
+    running, waiting, done = (
+        trial("mle@s0", "RUNNING"),
+        trial("l1@s0", "PENDING"),
+        trial("x@s0", "TERMINATED"),
+    )
+    progress = TrialProgress("handmle_a2_loss", "val_pck")
+    trials = [running, waiting, done]
+    progress.on_trial_result(
+        0, trials, running, {"training_iteration": 5, "val_pck": 0.3451, "train_loss": 14.98}
+    )
+    progress.on_trial_result(
+        0,
+        trials,
+        running,
+        {"done_summary": 1, "best_epoch": 4, "best_val_pck": 0.35, "test_pck": 0.31},
+    )
+    progress.on_trial_error(0, trials, waiting)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "[grid handmle_a2_loss] mle@s0 epoch 5: val_pck 0.3451 train_loss 14.98 (1 running, 1 done, 1 waiting)"
+    )
+    assert (
+        "best epoch 4" in lines[1]
+        and "best_val_pck 0.35" in lines[1]
+        and "test_pck 0.31" in lines[1]
+    )
+    assert lines[2].startswith("[grid handmle_a2_loss] l1@s0 FAILED (see /s/error.txt)")
+    assert all("flow_couplings" not in line for line in lines)

@@ -220,6 +220,55 @@ class MlflowTrials(Callback):
         self.client.set_terminated(self._child(trial), "FAILED")
 
 
+class TrialProgress(Callback):
+    """One line per trial event on the driver's console, in place of Tune's status table (whose every
+    refresh prints each trial's whole config: a full params.yaml here):
+
+        [grid handmle_a2_loss] mle@s0 epoch 5: val_pck 0.345 train_loss 14.98 (2 running, 1 done, 0 waiting)
+    """
+
+    def __init__(self, grid_name: str, metric: str):
+        self.grid_name, self.metric = grid_name, metric
+
+    def _say(self, trials, trial, text: str) -> None:
+        states = [t.status for t in trials]
+        counts = (
+            f"{states.count('RUNNING')} running, "
+            f"{states.count('TERMINATED') + states.count('ERROR')} done, "
+            f"{states.count('PENDING') + states.count('PAUSED')} waiting"
+        )
+        name = unpack(trial.config)["trial"]["name"]
+        print(f"[grid {self.grid_name}] {name} {text} ({counts})", flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._say(trials, trial, "started")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("done_summary"):
+            test = {
+                k: v for k, v in result.items() if k.startswith("test_") and k != "test_split_rule"
+            }
+            numbers = {f"best_{self.metric}": result.get(f"best_{self.metric}"), **test}
+            text = f"finished: best epoch {result.get('best_epoch')}, {_numbers(numbers)}"
+        else:
+            epoch = result.get(
+                "training_iteration", "?"
+            )  # Tune counts reports from 1: one per epoch
+            text = f"epoch {epoch}: {_numbers({k: result.get(k) for k in (self.metric, 'train_loss')})}"
+        self._say(trials, trial, text)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._say(trials, trial, f"FAILED (see {trial.error_file or trial.path})")
+
+
+def _numbers(values: Mapping[str, Any]) -> str:
+    return " ".join(
+        f"{k} {v:.4g}"
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    )
+
+
 def parent_run(
     family: str, grid_name: str, storage_key: str, description: str = ""
 ) -> tuple[str, str]:
@@ -356,7 +405,9 @@ def run_trials(run: GridRun, search: tuple[Space, str, int] | None = None):
     parent, uri = (
         parent_run(run.family, run.name, state, run.description) if run.tracking else (None, None)
     )
-    callbacks = [MlflowTrials(run.family, run.name, parent, uri)] if parent else []
+    callbacks = [TrialProgress(run.name, metric)]
+    if parent:
+        callbacks.append(MlflowTrials(run.family, run.name, parent, uri))
     if tune.Tuner.can_restore(state):
         tuner = tune.Tuner.restore(
             state, trainable=trainable(run), resume_errored=True, restart_errored=False
@@ -388,7 +439,7 @@ def run_trials(run: GridRun, search: tuple[Space, str, int] | None = None):
                 mode=adapter.metric_mode(run.family),
             ),
             run_config=tune.RunConfig(
-                name=run.name, storage_path=run.storage_path, callbacks=callbacks, verbose=1
+                name=run.name, storage_path=run.storage_path, callbacks=callbacks, verbose=0
             ),
         )
     results = tuner.fit()
