@@ -16,6 +16,11 @@ per-epoch costs, reporting and checkpointing, are measured against real work); t
 under .poseops/bench/train_<profile> (capture, annotate, derive; reused between runs).
 
     python benchmarks/bench_train.py [--family vmhpe] [--profile smoke] [--epochs 4] [--threads 2]
+                                     [--health-check-s S]   (Ray's controller poll interval; default Ray's 2 s)
+
+With as many torch threads as the machine has cores, Ray's own processes (raylet, GCS, the Train
+controller's polls) take slices of those cores and stall the threads' barriers: measure at cores - 1
+threads, or on a machine with a core to spare, to see Ray's per-epoch cost alone.
 JSON to .poseops/bench/train_<profile>_<family>.json.
 """
 
@@ -98,6 +103,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--family", default="vmhpe", choices=["handmle", "vmhpe", "hrnet_am"])
+    parser.add_argument("--health-check-s", type=float, default=None)
     args = parser.parse_args()
 
     import ray
@@ -120,7 +126,10 @@ def main() -> None:
 
     plain_setup, plain = plain_epochs(make_loop_config(family, fam, dataset), args.epochs)
 
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    if (
+        args.health_check_s is not None
+    ):  # how often the controller polls its workers (Ray's default: 2 s)
+        os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(args.health_check_s)
     ray.init(address="local", num_cpus=args.threads, include_dashboard=False)
     clock = Path(tempfile.mkdtemp()) / "reports.txt"
     with tempfile.TemporaryDirectory() as storage:
@@ -143,6 +152,7 @@ def main() -> None:
         "profile": args.profile,
         "family": args.family,
         "threads": args.threads,
+        "health_check_s": args.health_check_s,
         "epochs": args.epochs,
         "plain_epoch_s": plain,
         "ray_epoch_s": ray_epochs,
