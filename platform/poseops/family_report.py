@@ -3,7 +3,7 @@
     metrics/<family>/metrics.json   this checkpoint on the test split (evaluate@<family>)
     plots/<family>/train_history.json   its learning curves (train@<family>)
     poseops/papers/<family>.yaml    the paper's printed numbers with their citation (numbers only)
-    reports/grids/<profile>/<family>_<grid>.json   every grid that has run (poseops tune), mean +- SD over seeds
+    reports/grids/<family>_<grid>.json   every grid that has run (table@ stages of grids/dvc.yaml), mean +- SD over seeds
         --> reports/<family>.md and reports/<family>/learning_curves.png
 
 Every number in the report's tables stands in a row that names its dataset (`synthetic` or `real` with the
