@@ -126,9 +126,8 @@ def main() -> None:
 
     plain_setup, plain = plain_epochs(make_loop_config(family, fam, dataset), args.epochs)
 
-    if (
-        args.health_check_s is not None
-    ):  # how often the controller polls its workers (Ray's default: 2 s)
+    # how often the controller polls its workers (Ray's default: 2 s)
+    if args.health_check_s is not None:
         os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(args.health_check_s)
     ray.init(address="local", num_cpus=args.threads, include_dashboard=False)
     clock = Path(tempfile.mkdtemp()) / "reports.txt"

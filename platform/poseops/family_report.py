@@ -129,12 +129,9 @@ def paper_section(paper: Mapping[str, Any] | None) -> list[str]:
 
 
 def grid_reports(family: str, grids_root: Path) -> list[dict[str, Any]]:
-    """Every grid report (`poseops tune`'s JSON beside its CSV) of `family` in grids_root (grids/dvc.yaml's) or
-    a profile's folder under it."""
+    """Every grid report (`poseops tune`'s JSON beside its CSV) of `family` in grids_root (grids/dvc.yaml's)."""
     found = []
-    for path in sorted(
-        [*grids_root.glob(f"{family}_*.json"), *grids_root.glob(f"*/{family}_*.json")]
-    ):
+    for path in sorted(grids_root.glob(f"{family}_*.json")):
         data = json.loads(path.read_text())
         if data.get("family") == family and "summary" in data:
             found.append({**data, "path": str(path)})

@@ -59,8 +59,8 @@ def project(tmp_path, kind="synthetic"):
             }
         ],
     }
-    (tmp_path / "reports" / "grids" / "smoke").mkdir(parents=True)
-    (tmp_path / "reports" / "grids" / "smoke" / "handmle_a2_loss.json").write_text(json.dumps(grid))
+    (tmp_path / "reports" / "grids").mkdir(parents=True)
+    (tmp_path / "reports" / "grids" / "handmle_a2_loss.json").write_text(json.dumps(grid))
     history = [
         {"epoch": e, "train_loss": 1.0 / (e + 1), "val_pck": 0.1 * e, "val_pck_stage1": 0.05 * e}
         for e in range(3)
