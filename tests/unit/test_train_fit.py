@@ -132,3 +132,66 @@ def test_a_url_storage_path_reaches_ray_train_through_fsspec(tmp_path):
     with wrapped.open_output_stream(f"{path}/marker") as out:  # what Ray Train does with it
         out.write(b"written through fsspec")
     assert fsspec.filesystem("memory").cat_file(f"{path}/marker") == b"written through fsspec"
+
+
+def saved_checkpoint(folder, epoch: int) -> None:
+    """A whole checkpoint folder as the Train loop writes it (a small model; epoch `epoch`)."""
+    import torch
+
+    from poseops.train.state import TrainState, rng_state, save_train_state
+
+    folder.mkdir(parents=True)
+    model = torch.nn.Linear(64, 64)
+    optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.ones(2, 64)).sum().backward()
+    optim.step()
+    sched = torch.optim.lr_scheduler.MultiStepLR(optim, [1], 0.5)
+    state = TrainState(epoch, 0, 1, [rng_state()], [{"epoch": e} for e in range(epoch)])
+    save_train_state(folder, model.state_dict(), {"family": "handmle"}, optim, sched, state)
+
+
+@pytest.mark.parametrize("cut", ["weights.safetensors", "optimizer.pt", "train_state.json", None])
+def test_resume_falls_back_to_the_newest_whole_checkpoint_on_storage(tmp_path, cut):
+    """A driver killed while a checkpoint was being copied leaves part of it: resume skips it."""
+    from poseops.train.fit import newest_complete_checkpoint
+    from poseops.train.loop import checkpoint_folder
+    from poseops.train.state import load_train_state
+
+    run = tmp_path / "handmle-20261202-090000-000"
+    assert newest_complete_checkpoint(str(tmp_path), run.name) is None
+    for epoch in (1, 2):
+        saved_checkpoint(run / f"checkpoint_2026-12-02_09-00-0{epoch}.000000", epoch)
+    newest = run / "checkpoint_2026-12-02_09-00-02.000000"
+    if cut == "train_state.json":
+        (newest / cut).unlink()
+    elif cut is not None:
+        whole = (newest / cut).read_bytes()
+        (newest / cut).write_bytes(whole[: len(whole) - 100])
+    found = newest_complete_checkpoint(str(tmp_path), run.name)
+    assert found.endswith(f"checkpoint_2026-12-02_09-00-0{1 if cut else 2}.000000")
+
+    import torch
+
+    model = torch.nn.Linear(64, 64)
+    optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.MultiStepLR(optim, [1], 0.5)
+    with checkpoint_folder(None, found) as folder:
+        assert load_train_state(folder, model, optim, sched).epoch == (1 if cut else 2)
+    assert not folder.exists()  # the copy is gone afterwards
+
+
+def test_resume_reads_a_checkpoint_through_fsspec(tmp_path):
+    import fsspec
+
+    from poseops.train.fit import newest_complete_checkpoint
+    from poseops.train.loop import checkpoint_folder
+
+    saved_checkpoint(tmp_path / "run-a" / "checkpoint_1", 1)
+    memory = fsspec.filesystem("memory")
+    memory.put(str(tmp_path / "run-a"), "/runs-for-resume/run-a", recursive=True)
+    found = newest_complete_checkpoint("memory://runs-for-resume", "run-a")
+    assert found == "memory:///runs-for-resume/run-a/checkpoint_1"
+    with checkpoint_folder(None, found) as folder:
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            p.name for p in (tmp_path / "run-a" / "checkpoint_1").iterdir()
+        )

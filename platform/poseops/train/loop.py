@@ -3,10 +3,12 @@ per epoch."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,23 @@ def at_plateau(
         return False
     recent = values[-window:]
     return max(recent) - min(recent) < min_delta
+
+
+@contextlib.contextmanager
+def checkpoint_folder(checkpoint: Any, url: str) -> Iterator[Path]:
+    """A local folder with the files of Ray Train's restored checkpoint or, when it restored none, of
+    the checkpoint folder at `url` (a path or fsspec URL, e.g. one it had not registered)."""
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            yield Path(folder)
+        return
+    from poseops.storage import filesystem
+
+    fs, path = filesystem(url)
+    with tempfile.TemporaryDirectory(prefix="poseops-resume-") as tmp:
+        for remote in fs.ls(path, detail=False):
+            fs.get_file(remote, str(Path(tmp) / remote.rstrip("/").rsplit("/", 1)[-1]))
+        yield Path(tmp)
 
 
 def make_deterministic(seed: int, threads: int) -> None:
@@ -114,14 +133,15 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     )
     start, epochs_so_far = 0, []
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = load_train_state(Path(folder), core, optimizer, schedule)
+    restored_from = checkpoint.path if checkpoint is not None else cfg.get("resume_from")
+    if restored_from is not None:
+        with checkpoint_folder(checkpoint, restored_from) as folder:
+            state = load_train_state(folder, core, optimizer, schedule)
         start, epochs_so_far = state.epoch, state.history
         if state.world_size == world:
             set_rng_state(state.rng[rank])
         if rank == 0:
-            print(f"resumed after epoch {start} from {checkpoint.path}", flush=True)
+            print(f"resumed after epoch {start} from {restored_from}", flush=True)
     val_history = [e[val_metric] for e in epochs_so_far]
     where = gather((ray.get_runtime_context().get_node_id(), os.getpid()), world)
     nodes, pids = [node for node, _ in where], [pid for _, pid in where]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,3 +116,27 @@ def load_train_state(
         )
     scheduler.load_state_dict(scheduler_state)
     return state
+
+
+def is_complete_checkpoint(fs: Any, folder: str) -> bool:
+    """Whether a checkpoint folder in an fsspec filesystem holds all its files, whole: a checkpoint is
+    copied to storage file by file, so a driver killed meanwhile can leave a part of one. Checks the
+    safetensors header against the file's size and the optimiser zip's end record; reads no tensors."""
+    try:
+        if not all(fs.exists(f"{folder}/{name}") for name in (WEIGHTS, CONFIG, OPTIMIZER, STATE)):
+            return False
+        json.loads(fs.cat_file(f"{folder}/{STATE}"))
+        with fs.open(f"{folder}/{WEIGHTS}", "rb") as weights:
+            (header_size,) = struct.unpack("<Q", weights.read(8))
+            header = json.loads(weights.read(header_size))
+        end = max(
+            (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+            default=0,
+        )
+        if fs.size(f"{folder}/{WEIGHTS}") < 8 + header_size + end:
+            return False
+        size = fs.size(f"{folder}/{OPTIMIZER}")
+        tail = fs.cat_file(f"{folder}/{OPTIMIZER}", start=max(0, size - 65557))
+        return b"PK\x05\x06" in tail  # the zip's end-of-central-directory record
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return False
