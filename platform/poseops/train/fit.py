@@ -224,10 +224,15 @@ def best_checkpoint(result):
 
 
 def history(result) -> list[dict[str, float]]:
-    """Per-epoch metrics as a list of dicts: rank 0's last report carries every epoch (`history`, JSON),
-    since Ray Train V2's metrics dataframe keeps the last report only."""
-    if result.metrics and "history" in result.metrics:
-        return json.loads(result.metrics["history"])
+    """Per-epoch metrics as a list of dicts, from the latest checkpoint's train_state.json (every epoch
+    of the run, resumed ones included), since Ray Train V2's metrics dataframe keeps the last report
+    only; without a checkpoint, that dataframe."""
+    from poseops.train.state import STATE
+
+    latest = result.checkpoint
+    if latest is not None:
+        with latest.filesystem.open_input_stream(f"{latest.path}/{STATE}") as stream:
+            return json.loads(stream.read())["history"]
     frame = result.metrics_dataframe
     keys = [
         k

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -172,10 +171,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                 cfg["plateau_min_delta"],
                 cfg.get("plateau_min_epochs", 0),
             )
-            epochs_so_far.append(dict(metrics))
-            metrics["history"] = json.dumps(
-                epochs_so_far
-            )  # every epoch so far: the last report carries all
+            epochs_so_far.append(dict(metrics))  # saved in the checkpoint's train_state.json
             print(
                 f"epoch {epoch + 1}/{cfg['epochs']}: train_loss {metrics['train_loss']:.4f} "
                 f"{val_metric} {metrics[val_metric]:.3f} ({len(losses)} steps)",
