@@ -1,5 +1,6 @@
 """Ray Tune grids on the slow suite's 2-node cluster: a killed driver's grid restores without re-running
-finished trials, and a 2-trial grid logging to an MLflow server trains on both nodes.
+finished trials, a trial whose Train worker died runs again from its checkpoint, and a 2-trial grid
+logging to an MLflow server trains on both nodes.
 
 Both run `poseops tune` as a separate driver process on the tiny profile's hand data (1 epoch per trial).
 """
@@ -135,6 +136,57 @@ def test_killed_grid_restores_without_rerunning_finished_trials(hand_project, ra
         t["name"] for t in report["trials"]
     )
     assert {r.info.status for r in children} == {"FINISHED"}
+
+
+@pytest.mark.timeout(420)
+def test_a_trial_whose_train_worker_died_runs_again_from_its_checkpoint(tmp_path, ray_cluster):
+    """Ray Train may lose a trial's worker group (a killed worker, a node lost, or Ray's placement-group
+    cleaner misreading a busy controller as dead); with train.max_failures 0 the Train run fails, Tune
+    runs the trial again, and its Train run (same name and storage) continues from its checkpoint."""
+    import psutil
+
+    epochs = 12  # a few seconds each on the tiny data: the kill lands mid-run
+    root = make_hand_project(tmp_path / "project")
+    args = [
+        str(BIN / "poseops"),
+        *GRID[:4],
+        "--rows",
+        "mle",
+        "--seeds",
+        "0",
+        *ONE_EPOCH,
+        "--set",
+        f"families.handmle.train.epochs={epochs}",
+        "--set",
+        "families.handmle.train.max_failures=0",
+    ]
+    log = root / "grid.log"
+    driver = start_process(args, log, env=driver_env(root, ray_cluster), cwd=root)
+    pattern = "handmle_a2_loss_*-train/*/checkpoint_*/train_state.json"
+    deadline = time.monotonic() + 240
+    try:
+        worker_pid = None
+        while worker_pid is None:  # Ray Train deletes superseded checkpoints: read one that stays
+            assert driver.poll() is None, f"the grid ended early:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, (
+                f"no checkpoint in 240 s:\n{log.read_text()[-3000:]}"
+            )
+            for state in (root / ".poseops" / "tune").glob(pattern):
+                try:
+                    (worker_pid,) = json.loads(state.read_text())["pids"]
+                except (OSError, ValueError):  # being written or deleted
+                    continue
+            time.sleep(0.2)
+        psutil.Process(worker_pid).kill()
+        assert driver.wait(timeout=360) == 0, log.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "resumed after epoch" in text, text[-3000:]
+    report = json.loads((root / "reports" / "grids" / "handmle_a2_loss.json").read_text())
+    (trial,) = report["trials"]
+    assert trial["name"] == "mle@s0" and trial["epochs_run"] == epochs, trial
 
 
 @pytest.mark.timeout(600)

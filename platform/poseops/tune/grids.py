@@ -238,6 +238,12 @@ class TuneSettings(Strict):
         description="CPUs of a trial's Ray Train workers together (split over train.num_workers); "
         "None: the family's train.cpus_per_worker as in params.yaml",
     )
+    trial_retries: int = Field(
+        1,
+        ge=0,
+        description="times a failed trial runs again; its Ray Train run (same name and storage) "
+        "restores from its last registered checkpoint, so a lost worker group costs an epoch at most",
+    )
     scheduler: Literal["fifo", "asha"] = "fifo"
     asha_grace_epochs: int = Field(2, ge=1)
     asha_reduction_factor: int = Field(2, ge=2)

@@ -439,7 +439,11 @@ def run_trials(run: GridRun, search: tuple[Space, str, int] | None = None):
                 mode=adapter.metric_mode(run.family),
             ),
             run_config=tune.RunConfig(
-                name=run.name, storage_path=run.storage_path, callbacks=callbacks, verbose=0
+                name=run.name,
+                storage_path=run.storage_path,
+                callbacks=callbacks,
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=run.settings.trial_retries),
             ),
         )
     results = tuner.fit()
