@@ -44,9 +44,12 @@ def test_storage_path_precedence(tmp_path, repo_root):
     assert storage_for(fam) == "s3://b/runs"
     assert storage_for(fam, "/elsewhere") == "/elsewhere"
     cfg = make_loop_config(get_family("handmle"), fam, "data/derived/handmle")
-    # driver-side settings stay with the driver; step settings reach the workers
-    assert not {"storage_path", "max_failures", "num_workers", "placement_strategy"} & set(cfg)
+    # driver-side settings stay with the driver; step settings reach the workers, and the run's
+    # storage folder too (a restarted worker group looks for its newest checkpoint there)
+    assert not {"max_failures", "num_workers", "placement_strategy"} & set(cfg)
     assert {"bf16", "accumulate", "compile", "use_gpu"} <= set(cfg)
+    cfg = make_loop_config(get_family("handmle"), fam, "data/derived/handmle", "s3://b/runs", "r-1")
+    assert (cfg["storage_path"], cfg["run_name"]) == ("s3://b/runs", "r-1")
 
 
 def test_train_params_are_checked():
@@ -153,9 +156,8 @@ def saved_checkpoint(folder, epoch: int) -> None:
 @pytest.mark.parametrize("cut", ["weights.safetensors", "optimizer.pt", "train_state.json", None])
 def test_resume_falls_back_to_the_newest_whole_checkpoint_on_storage(tmp_path, cut):
     """A driver killed while a checkpoint was being copied leaves part of it: resume skips it."""
-    from poseops.train.fit import newest_complete_checkpoint
     from poseops.train.loop import checkpoint_folder
-    from poseops.train.state import load_train_state
+    from poseops.train.state import load_train_state, newest_complete_checkpoint
 
     run = tmp_path / "handmle-20261202-090000-000"
     assert newest_complete_checkpoint(str(tmp_path), run.name) is None
@@ -175,7 +177,7 @@ def test_resume_falls_back_to_the_newest_whole_checkpoint_on_storage(tmp_path, c
     model = torch.nn.Linear(64, 64)
     optim = torch.optim.Adam(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.MultiStepLR(optim, [1], 0.5)
-    with checkpoint_folder(None, found) as folder:
+    with checkpoint_folder(found) as folder:
         assert load_train_state(folder, model, optim, sched).epoch == (1 if cut else 2)
     assert not folder.exists()  # the copy is gone afterwards
 
@@ -183,15 +185,35 @@ def test_resume_falls_back_to_the_newest_whole_checkpoint_on_storage(tmp_path, c
 def test_resume_reads_a_checkpoint_through_fsspec(tmp_path):
     import fsspec
 
-    from poseops.train.fit import newest_complete_checkpoint
     from poseops.train.loop import checkpoint_folder
+    from poseops.train.state import newest_complete_checkpoint
 
     saved_checkpoint(tmp_path / "run-a" / "checkpoint_1", 1)
     memory = fsspec.filesystem("memory")
     memory.put(str(tmp_path / "run-a"), "/runs-for-resume/run-a", recursive=True)
     found = newest_complete_checkpoint("memory://runs-for-resume", "run-a")
     assert found == "memory:///runs-for-resume/run-a/checkpoint_1"
-    with checkpoint_folder(None, found) as folder:
+    with checkpoint_folder(found) as folder:
         assert sorted(p.name for p in folder.iterdir()) == sorted(
             p.name for p in (tmp_path / "run-a" / "checkpoint_1").iterdir()
         )
+
+
+def test_a_restarted_worker_group_takes_a_newer_checkpoint_ray_had_not_registered(tmp_path):
+    """A worker killed between a checkpoint's upload and its registration: Ray Train restores the one
+    before (or none); the loop takes the newest whole one in the run's folder instead."""
+    from poseops.train.loop import checkpoint_to_restore
+
+    registered = object()  # stands for the ray.train.Checkpoint Ray Train restored
+    cfg = {"storage_path": str(tmp_path), "run_name": "run-a"}
+    assert checkpoint_to_restore(None, cfg, 1) is None  # a fresh run
+    assert checkpoint_to_restore(registered, cfg, 1) is registered
+    assert (
+        checkpoint_to_restore(registered, {"storage_path": None, "run_name": None}, 1) is registered
+    )
+    saved_checkpoint(tmp_path / "run-a" / "checkpoint_1", 1)
+    saved_checkpoint(tmp_path / "run-a" / "checkpoint_2", 2)
+    for found in (checkpoint_to_restore(None, cfg, 1), checkpoint_to_restore(registered, cfg, 1)):
+        assert found.endswith("run-a/checkpoint_2")
+    saved_checkpoint(tmp_path / "run-b" / "checkpoint_1", 3)  # another run's: never taken
+    assert checkpoint_to_restore(None, cfg, 1).endswith("run-a/checkpoint_2")

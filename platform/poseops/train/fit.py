@@ -15,9 +15,18 @@ from poseops.ray_cluster import attach_ray
 from poseops.train.loop import train_loop_per_worker
 
 
-def make_loop_config(family: Family, fam: FamilyParams, dataset_url: str) -> dict[str, Any]:
-    """Plain data handed to every Ray Train worker."""
+def make_loop_config(
+    family: Family,
+    fam: FamilyParams,
+    dataset_url: str,
+    storage_path: str | None = None,
+    run_name: str | None = None,
+) -> dict[str, Any]:
+    """Plain data handed to every Ray Train worker. `storage_path` and `run_name` say where the run's
+    checkpoints go, so that a restarted worker group finds the newest one (see train.loop)."""
     return {
+        "storage_path": storage_path,
+        "run_name": run_name,
         "family": family.name,
         "task": family.task,
         "val_metric": family.val_metric,
@@ -103,24 +112,6 @@ def last_train_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
     return max(states, key=lambda s: s["epoch"], default=None)
 
 
-def newest_complete_checkpoint(storage_path: str, run_name: str) -> str | None:
-    """URL of a run's newest whole checkpoint folder under `storage_path` (by its epoch), or None.
-
-    Ray Train restores a run from the checkpoints its controller registered; a driver killed after a
-    checkpoint reached storage but before the controller registered it leaves that checkpoint out.
-    `--resume` hands this one to the workers, which use it when Ray Train restores none."""
-    from poseops.storage import filesystem
-    from poseops.train.state import STATE, is_complete_checkpoint
-
-    fs, root = filesystem(storage_path)
-    found = []
-    for path in fs.glob(f"{root.rstrip('/')}/{run_name}/checkpoint_*/{STATE}"):
-        folder = path.rsplit("/", 1)[0]
-        if is_complete_checkpoint(fs, folder):
-            found.append((json.loads(fs.cat_file(path))["epoch"], folder))
-    return fs.unstrip_protocol(max(found)[1]) if found else None
-
-
 def refuse_finished_run(storage_path: str, run_name: str, fam: FamilyParams) -> None:
     """CheckpointError when a run to resume has already finished: its last checkpoint is after the last
     epoch of `train.epochs`, or after the epoch where its validation plateaued. Raising `train.epochs`
@@ -173,10 +164,9 @@ def fit(
     storage = storage_for(fam, storage_path)
     if run_name is None:
         run_name = latest_run_name(storage, family.name) if resume else new_run_name(family.name)
-    loop_config = make_loop_config(family, fam, dataset_url)
+    loop_config = make_loop_config(family, fam, dataset_url, storage, run_name)
     if resume:
         refuse_finished_run(storage, run_name, fam)
-        loop_config["resume_from"] = newest_complete_checkpoint(storage, run_name)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     attach_ray(include_dashboard=None)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig

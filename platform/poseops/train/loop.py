@@ -19,6 +19,7 @@ from poseops.train.ddp import StepOptions, distribute, run_epoch, unwrap
 from poseops.train.state import (
     TrainState,
     load_train_state,
+    newest_complete_checkpoint,
     rng_state,
     save_train_state,
     set_rng_state,
@@ -46,17 +47,28 @@ def at_plateau(
     return max(recent) - min(recent) < min_delta
 
 
+def checkpoint_to_restore(registered: Any, cfg: dict[str, Any], world: int) -> Any:
+    """What a (re)started worker group continues from, decided by rank 0 for every rank: the newest
+    whole checkpoint in the run's storage folder (it may be one Ray Train had not registered when a
+    worker or the driver died), else Ray Train's restored checkpoint `registered`, else None.
+    Returns a checkpoint URL, a `ray.train.Checkpoint` or None."""
+    newest = None
+    if cfg.get("storage_path") and cfg.get("run_name"):
+        newest = newest_complete_checkpoint(cfg["storage_path"], cfg["run_name"])
+    return share_from_rank0(newest, world) or registered
+
+
 @contextlib.contextmanager
-def checkpoint_folder(checkpoint: Any, url: str) -> Iterator[Path]:
-    """A local folder with the files of Ray Train's restored checkpoint or, when it restored none, of
-    the checkpoint folder at `url` (a path or fsspec URL, e.g. one it had not registered)."""
-    if checkpoint is not None:
+def checkpoint_folder(checkpoint: Any) -> Iterator[Path]:
+    """A local folder with the files of a `ray.train.Checkpoint` or of the checkpoint folder at a
+    path or fsspec URL."""
+    if not isinstance(checkpoint, str):
         with checkpoint.as_directory() as folder:
             yield Path(folder)
         return
     from poseops.storage import filesystem
 
-    fs, path = filesystem(url)
+    fs, path = filesystem(checkpoint)
     with tempfile.TemporaryDirectory(prefix="poseops-resume-") as tmp:
         for remote in fs.ls(path, detail=False):
             fs.get_file(remote, str(Path(tmp) / remote.rstrip("/").rsplit("/", 1)[-1]))
@@ -86,6 +98,17 @@ def agree(flag: bool, world: int) -> bool:
     return bool(tensor.item())
 
 
+def share_from_rank0(value: Any, world: int) -> Any:
+    """Rank 0's `value` (any picklable object), on every rank."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    values = [value]
+    dist.broadcast_object_list(values, src=0)
+    return values[0]
+
+
 def gather(value: Any, world: int) -> list[Any]:
     """Every rank's `value`, in rank order (on every rank)."""
     if world == 1:
@@ -111,7 +134,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
 
     After each epoch rank 0 reports a checkpoint (weights, optimiser, scheduler, loader position, every
     rank's RNG states: poseops.train.state); a restarted worker group (FailureConfig) or a restored run
-    (`poseops train --resume`) continues from `ray.train.get_checkpoint()`."""
+    (`poseops train --resume`) continues from the run's newest whole checkpoint (checkpoint_to_restore)."""
     import ray
     import ray.train
 
@@ -131,16 +154,16 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         optimizer, cfg["lr_milestones"], cfg["lr_gamma"]
     )
     start, epochs_so_far = 0, []
-    checkpoint = ray.train.get_checkpoint()
-    restored_from = checkpoint.path if checkpoint is not None else cfg.get("resume_from")
-    if restored_from is not None:
-        with checkpoint_folder(checkpoint, restored_from) as folder:
+    restored = checkpoint_to_restore(ray.train.get_checkpoint(), cfg, world)
+    if restored is not None:
+        with checkpoint_folder(restored) as folder:
             state = load_train_state(folder, core, optimizer, schedule)
         start, epochs_so_far = state.epoch, state.history
         if state.world_size == world:
             set_rng_state(state.rng[rank])
         if rank == 0:
-            print(f"resumed after epoch {start} from {restored_from}", flush=True)
+            source = restored if isinstance(restored, str) else restored.path
+            print(f"resumed after epoch {start} from {source}", flush=True)
     val_history = [e[val_metric] for e in epochs_so_far]
     where = gather((ray.get_runtime_context().get_node_id(), os.getpid()), world)
     nodes, pids = [node for node, _ in where], [pid for _, pid in where]

@@ -140,3 +140,20 @@ def is_complete_checkpoint(fs: Any, folder: str) -> bool:
         return b"PK\x05\x06" in tail  # the zip's end-of-central-directory record
     except (OSError, ValueError, KeyError, TypeError, struct.error):
         return False
+
+
+def newest_complete_checkpoint(storage_path: str, run_name: str) -> str | None:
+    """URL of a run's newest whole checkpoint folder under `storage_path` (by its epoch), or None.
+
+    Ray Train restores a run from the checkpoints its controller registered; a worker or driver killed
+    after a checkpoint reached storage but before the controller registered it leaves that checkpoint
+    out, and the run would repeat that epoch (or start over). The training loop restores from this one."""
+    from poseops.storage import filesystem
+
+    fs, root = filesystem(storage_path)
+    found = []
+    for path in fs.glob(f"{root.rstrip('/')}/{run_name}/checkpoint_*/{STATE}"):
+        folder = path.rsplit("/", 1)[0]
+        if is_complete_checkpoint(fs, folder):
+            found.append((json.loads(fs.cat_file(path))["epoch"], folder))
+    return fs.unstrip_protocol(max(found)[1]) if found else None

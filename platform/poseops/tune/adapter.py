@@ -3,8 +3,8 @@
 When the training code changes shape, only this module changes. It makes these calls:
   - `poseops.families.get_family(name)` and `poseops.families.validate_params(raw)` (the same validation
     as `families.load_params`: model blocks by their Config, data blocks by their task's options);
-  - `poseops.train.fit.make_loop_config(family, family_params, dataset_url)`, `fit.ray_storage` and
-    `poseops.train.loop.train_loop_per_worker` (run by a `TorchTrainer` built here, because Ray Tune needs
+  - `poseops.train.fit.make_loop_config(family, family_params, dataset_url, storage, run)`,
+    `fit.ray_storage` and `poseops.train.loop.train_loop_per_worker` (run by a `TorchTrainer` built here, because Ray Tune needs
     a callback in the trainer's RunConfig that forwards each epoch's report, which `poseops.train.fit.fit`
     does not take; each
     worker records its node id first), and `poseops.train.fit.history(result)`;
@@ -207,7 +207,7 @@ def make_trial_trainer(
     return TorchTrainer(
         train_worker,
         train_loop_config={
-            **make_loop_config(family, fam, dataset_url),
+            **make_loop_config(family, fam, dataset_url, storage_path, run_name),
             PLACEMENT_KEY: placement_folder(storage_path, run_name),
         },
         scaling_config=ScalingConfig(
