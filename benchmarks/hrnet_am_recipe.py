@@ -5,7 +5,7 @@ PCK@0.1 of the person box) beside the mean-pose and untrained baselines, with ar
 Appends one JSON line per run to results.jsonl beside --out.
 
     PYTHONPATH=platform nice -n 10 python benchmarks/hrnet_am_recipe.py --data data/derived/hrnet_am \
-        --epochs 10 --batch 16 --milestone 0.8
+        --epochs 10 --batch 8 --lr 1.2e-2 --milestone 0.8
 """
 
 import os

@@ -40,6 +40,15 @@ def test_trained_handmle_beats_the_better_baseline_by_015(smoke_project):
     assert report["pck"] - best_baseline >= 0.15, report
 
 
+def test_trained_hrnet_am_beats_the_mean_pose_and_the_untrained_model_by_015(smoke_project):
+    """The smoke recipe's model, scored by evaluate on person crops of held-out subjects (test split)."""
+    report = json.loads((smoke_project / "metrics/hrnet_am/metrics.json").read_text())
+    assert set(report["baselines"]) == {"untrained_pck", "mean_pose_pck"}
+    assert report["protocol"]["pck"]["threshold"] == 0.1
+    assert report["protocol"]["pck"]["normaliser"] == "bbox"
+    assert report["pck"] - max(report["baselines"].values()) >= 0.15, report
+
+
 def test_trained_vmhpe_passes_its_gate_on_unseen_sequences(smoke_project):
     from poseops.families import load_params
 
