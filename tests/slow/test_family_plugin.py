@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, make_project
+from helpers_servers import log_tail, start_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 PLUGIN = REPO / "tests" / "plugins" / "toyfamily"
@@ -97,14 +98,11 @@ def test_a_plugin_family_runs_the_pipeline_and_is_served(plugin_project):
     assert promotion["family"] == "toyhands" and promotion["promoted"] is True
 
     port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "poseops"), "serve", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    serve_log = (
+        root.parent / "serve.log"
+    )  # a file: an unread pipe fills with request logs and blocks
+    server = start_process(
+        [str(BIN / "poseops"), "serve", "--port", str(port)], serve_log, env=env, cwd=root
     )
     try:
         base, deadline = f"http://127.0.0.1:{port}", time.time() + 240
@@ -114,7 +112,7 @@ def test_a_plugin_family_runs_the_pipeline_and_is_served(plugin_project):
                     break
             except (httpx.HTTPError, ValueError):  # not up yet, or a proxy's non-JSON answer
                 pass
-            assert server.poll() is None, server.stdout.read()[-3000:]
+            assert server.poll() is None, log_tail(serve_log)
             time.sleep(1)
         else:
             pytest.fail("poseops serve did not answer /healthz with the toy family")

@@ -4,6 +4,7 @@ promotion gates, the endpoint, and the pipeline submitted as a Ray job."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from conftest import BIN, JOB_LOG, project_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cluster import free_port, wait_http
+from helpers_servers import log_tail, start_process
 
 pytestmark = pytest.mark.slow
 FAMILIES = ["handmle", "vmhpe"]  # trained, promoted and served by the smoke pipeline
@@ -227,22 +229,24 @@ def test_promoting_an_untrained_checkpoint_is_refused(smoke_project, tmp_path, m
 
 # ---------------------------------------------------------------- the endpoint
 @pytest.fixture(scope="module")
-def endpoint(smoke_project, ray_cluster):
+def endpoint(smoke_project, ray_cluster, tmp_path_factory):
+    """`poseops serve` over the smoke project, its output in a log file: a pipe nobody reads fills up
+    with the replicas' request logs (Ray forwards them to the driver) and blocks the server."""
     port = free_port()
-    proc = subprocess.Popen(
+    log = tmp_path_factory.mktemp("endpoint") / "serve.log"
+    proc = start_process(
         [str(BIN / "poseops"), "serve", "--port", str(port)],
-        cwd=smoke_project,
+        log,
         env=project_env(ray_cluster),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        cwd=smoke_project,
     )
+    proc.log = log
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthz", timeout=120)
     except TimeoutError:
-        proc.kill()
-        pytest.fail(f"poseops serve did not come up:\n{proc.stdout.read()[-4000:]}")
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"poseops serve did not come up:\n{log_tail(log, 4000)}")
     # A replica loads its family's champion from the registry on its first request: one warm-up
     # request each (any answer), so the tests' default 5 s client timeouts measure the service.
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
@@ -254,7 +258,12 @@ def endpoint(smoke_project, ray_cluster):
     yield base, proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            pytest.fail(f"poseops serve did not stop on SIGTERM:\n{log_tail(log, 4000)}")
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -414,7 +423,11 @@ def test_serve_stops_cleanly_on_sigterm(endpoint):
     assert httpx.get(f"{base}/v1/models").status_code == 200
     assert httpx.get(f"{base}/docs").status_code == 200
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        code = None
+    assert code == 0, log_tail(proc.log, 4000)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/healthz", timeout=2)
 
