@@ -98,9 +98,8 @@ def test_a_plugin_family_runs_the_pipeline_and_is_served(plugin_project):
     assert promotion["family"] == "toyhands" and promotion["promoted"] is True
 
     port = free_port()
-    serve_log = (
-        root.parent / "serve.log"
-    )  # a file: an unread pipe fills with request logs and blocks
+    # to a file: an unread pipe fills with the forwarded request logs and blocks the server
+    serve_log = root.parent / "serve.log"
     server = start_process(
         [str(BIN / "poseops"), "serve", "--port", str(port)], serve_log, env=env, cwd=root
     )

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import httpx
@@ -228,6 +229,12 @@ def test_promoting_an_untrained_checkpoint_is_refused(smoke_project, tmp_path, m
 
 
 # ---------------------------------------------------------------- the endpoint
+class Endpoint(NamedTuple):
+    base: str  # http://127.0.0.1:<port>
+    proc: subprocess.Popen
+    log: Path  # the server's stdout and stderr
+
+
 @pytest.fixture(scope="module")
 def endpoint(smoke_project, ray_cluster, tmp_path_factory):
     """`poseops serve` over the smoke project, its output in a log file: a pipe nobody reads fills up
@@ -240,7 +247,6 @@ def endpoint(smoke_project, ray_cluster, tmp_path_factory):
         env=project_env(ray_cluster),
         cwd=smoke_project,
     )
-    proc.log = log
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/healthz", timeout=120)
@@ -255,7 +261,7 @@ def endpoint(smoke_project, ray_cluster, tmp_path_factory):
         httpx.post(
             f"{base}/v1/{family}/predict", files={"image": ("x.png", png, "image/png")}, timeout=120
         )
-    yield base, proc
+    yield Endpoint(base, proc, log)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -288,7 +294,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_bad_requests_get_4xx_never_500(endpoint, family):
-    base, _ = endpoint
+    base = endpoint.base
     url = f"{base}/v1/{family}/predict"
     assert (
         httpx.post(
@@ -335,7 +341,7 @@ def predict(base: str, family: str, image: np.ndarray, box) -> np.ndarray:
 
 @pytest.mark.parametrize("family", TOP_DOWN)
 def test_padding_the_image_shifts_the_keypoints(endpoint, smoke_project, family):
-    base, _ = endpoint
+    base = endpoint.base
     image, box = val_example(smoke_project, family)
     dx, dy = 37, 21
     padded = cv2.copyMakeBorder(image, dy, 5, dx, 9, cv2.BORDER_CONSTANT, value=0)
@@ -353,7 +359,7 @@ def test_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke_proje
     from poseops.families import load_params
     from poseops.tasks.topdown_crop import predict_crops
 
-    base, _ = endpoint
+    base = endpoint.base
     fam = load_params(smoke_project / "params.yaml").families[family]
     model = build_model_from_checkpoint(champion_folder(smoke_project, family))
     val = load_split_arrays(
@@ -376,7 +382,7 @@ def test_vmhpe_endpoint_matches_evaluate_for_the_same_checkpoint(endpoint, smoke
     from poseops.families import load_params
     from poseops.tasks.bottomup_image import predict_split, split_from_images
 
-    base, _ = endpoint
+    base = endpoint.base
     fam = load_params(smoke_project / "params.yaml").families["vmhpe"]
     model = build_model_from_checkpoint(champion_folder(smoke_project, "vmhpe"))
     image, box = val_example(smoke_project, "vmhpe")
@@ -404,7 +410,7 @@ def test_endpoint_answers_real_hand_photos(endpoint, real_fixtures):
     """FreiHAND photos (224 px, real hands) with their labelled boxes: 21 keypoints inside each image."""
     labels = json.loads((real_fixtures / "freihand" / "test_freihand.json").read_text())
     boxes = {ann["image_id"]: ann["bbox"] for ann in labels["annotations"]}
-    base, _ = endpoint
+    base = endpoint.base
     for record in labels["images"]:
         image = cv2.imread(str(real_fixtures / "freihand" / record["file_name"]))
         keypoints = predict(base, "handmle", image, boxes[record["id"]])
@@ -419,7 +425,7 @@ def test_endpoint_answers_real_hand_photos(endpoint, real_fixtures):
 
 
 def test_serve_stops_cleanly_on_sigterm(endpoint):
-    base, proc = endpoint
+    base, proc, log = endpoint
     assert httpx.get(f"{base}/v1/models").status_code == 200
     assert httpx.get(f"{base}/docs").status_code == 200
     proc.send_signal(signal.SIGTERM)
@@ -427,7 +433,7 @@ def test_serve_stops_cleanly_on_sigterm(endpoint):
         code = proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         code = None
-    assert code == 0, log_tail(proc.log, 4000)
+    assert code == 0, log_tail(log, 4000)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base}/healthz", timeout=2)
 

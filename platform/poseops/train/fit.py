@@ -101,14 +101,10 @@ def last_train_state(storage_path: str, run_name: str) -> dict[str, Any] | None:
     """The newest checkpoint's `train_state.json` of a run (the one with the highest epoch), or None
     when the run has written none (poseops.train.state describes the file)."""
     from poseops.storage import filesystem
+    from poseops.train.state import checkpoint_states
 
     fs, root = filesystem(storage_path)
-    states = []
-    for path in fs.glob(f"{root.rstrip('/')}/{run_name}/checkpoint_*/train_state.json"):
-        try:
-            states.append(json.loads(fs.cat_file(path)))
-        except (OSError, ValueError):  # a checkpoint being written when the driver died
-            continue
+    states = [state for state, _ in checkpoint_states(fs, f"{root.rstrip('/')}/{run_name}")]
     return max(states, key=lambda s: s["epoch"], default=None)
 
 

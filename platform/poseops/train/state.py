@@ -142,6 +142,18 @@ def is_complete_checkpoint(fs: Any, folder: str) -> bool:
         return False
 
 
+def checkpoint_states(fs: Any, run_folder: str) -> list[tuple[dict[str, Any], str]]:
+    """(train_state.json, checkpoint folder) of each checkpoint in a run's folder of an fsspec filesystem
+    whose state file reads; one being written when its writer died may have none yet, and is left out."""
+    found = []
+    for path in fs.glob(f"{run_folder.rstrip('/')}/checkpoint_*/{STATE}"):
+        try:
+            found.append((json.loads(fs.cat_file(path)), path.rsplit("/", 1)[0]))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def newest_complete_checkpoint(storage_path: str, run_name: str) -> str | None:
     """URL of a run's newest whole checkpoint folder under `storage_path` (by its epoch), or None.
 
@@ -151,9 +163,9 @@ def newest_complete_checkpoint(storage_path: str, run_name: str) -> str | None:
     from poseops.storage import filesystem
 
     fs, root = filesystem(storage_path)
-    found = []
-    for path in fs.glob(f"{root.rstrip('/')}/{run_name}/checkpoint_*/{STATE}"):
-        folder = path.rsplit("/", 1)[0]
-        if is_complete_checkpoint(fs, folder):
-            found.append((json.loads(fs.cat_file(path))["epoch"], folder))
+    found = [
+        (state["epoch"], folder)
+        for state, folder in checkpoint_states(fs, f"{root.rstrip('/')}/{run_name}")
+        if is_complete_checkpoint(fs, folder)
+    ]
     return fs.unstrip_protocol(max(found)[1]) if found else None

@@ -4,10 +4,10 @@ When the training code changes shape, only this module changes. It makes these c
   - `poseops.families.get_family(name)` and `poseops.families.validate_params(raw)` (the same validation
     as `families.load_params`: model blocks by their Config, data blocks by their task's options);
   - `poseops.train.fit.make_loop_config(family, family_params, dataset_url, storage, run)`,
-    `fit.ray_storage` and `poseops.train.loop.train_loop_per_worker` (run by a `TorchTrainer` built here, because Ray Tune needs
-    a callback in the trainer's RunConfig that forwards each epoch's report, which `poseops.train.fit.fit`
-    does not take; each
-    worker records its node id first), and `poseops.train.fit.history(result)`;
+    `fit.ray_storage` and `poseops.train.loop.train_loop_per_worker` (run by a `TorchTrainer` built
+    here, because Ray Tune needs a callback in the trainer's RunConfig that forwards each epoch's
+    report, which `poseops.train.fit.fit` does not take; each worker records its node id first), and
+    `poseops.train.fit.history(result)`;
   - `poseops.capture.write_captures`, `poseops.annotations.internal.build_annotations` and
     `poseops.datasets.derive.derive_dataset` (what the capture, annotate and derive stages call), only
     for a row that changes the data (label noise), and `datasets.loader.read_card` / `derive.dataset_checksum`;
