@@ -83,13 +83,24 @@ def answer_people(body: dict, min_score: float = SHOWN_SCORE) -> list[np.ndarray
     return [np.asarray(person["keypoints"], np.float64).reshape(-1, 3) for person in kept]
 
 
+def draw_people(image: np.ndarray, people: list[np.ndarray], skeleton) -> np.ndarray:
+    """A copy of the BGR image [H,W,3] with each person's keypoints [K,3] (x, y in image px) and limbs drawn;
+    small crops are enlarged (nearest neighbour) to about 480 px first, so that a person can see them."""
+    from poseops.viz.overlay import draw_keypoints
+
+    zoom = max(1, 480 // max(image.shape[:2]))
+    overlay = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+    for person in people:
+        draw_keypoints(overlay, (person[:, :2] + 0.5) * zoom - 0.5, skeleton)
+    return overlay
+
+
 def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict]:
     from poseops.deploy import build_champion_app
     from poseops.families import get_family, load_params
     from poseops.pipeline import layout, restore_champions
     from poseops.serve.runner import serving
     from poseops.skeletons import get_skeleton
-    from poseops.viz.overlay import draw_keypoints
     from poseops.viz.pose3d import plot_pose_3d
 
     params = load_params(params_path)
@@ -135,13 +146,9 @@ def query_each_family(params_path: str | Path = "params.yaml") -> dict[str, dict
             response.raise_for_status()
             body = response.json()
             answers[name] = body
-            zoom = max(1, 480 // max(image.shape[:2]))  # small crops are drawn enlarged
-            overlay = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
-            skeleton = get_skeleton(get_family(name).skeleton)
             min_score = shown_score(layout().metrics(name))
             people = answer_people(body, min_score)
-            for person in people:
-                draw_keypoints(overlay, (person[:, :2] + 0.5) * zoom - 0.5, skeleton)
+            overlay = draw_people(image, people, get_skeleton(get_family(name).skeleton))
             overlay_path = out_dir / f"{name}_overlay.png"
             cv2.imwrite(str(overlay_path), overlay)
             console.print(

@@ -14,6 +14,7 @@ dataset card's checksum, or the paper's dataset), its split and its protocol
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from poseops.errors import ConfigError
+from poseops.metrics.gaps import reproduced
 
 PAPERS = Path(__file__).resolve().parent / "papers"
 OURS = ("synthetic", "real", "mixed")
@@ -52,6 +54,22 @@ def _row(*cells: Any) -> str:
     return "| " + " | ".join(_fmt(c) for c in cells) + " |"
 
 
+# what the count-like numbers of metrics.json are (they have no protocol of their own)
+COUNTS = {
+    "num_samples": "crops scored",
+    "num_images": "images scored",
+    "num_people": "true people in the images scored",
+    "num_frames": "frames scored",
+    "num_tracks": "tracks scored",
+    "input_size": "side of the evaluated input, px",
+}
+COCO_SUBSETS = {"50": "at OKS 0.50", "75": "at OKS 0.75", "m": "medium people", "l": "large people"}
+BASELINES = {
+    "untrained_": "the untrained model of the training seed",
+    "mean_pose_": "the training split's mean pose in each box",
+}
+
+
 def ours_label(kind: str, checksum: str | None) -> str:
     """`synthetic` / `real` / `mixed` with the card checksum's first 12 hex."""
     return f"{kind} ({(checksum or '?')[:12]})"
@@ -73,10 +91,23 @@ def checkpoint_section(family: str, metrics: Mapping[str, Any], primary: str) ->
     ]
 
     def describe(key: str) -> str:
-        text = protocol.get(key) or protocol.get(key.split("_")[0]) or ""
+        if key in COUNTS:
+            return COUNTS[key]
+        if key == "margin_over_best_baseline":
+            return f"{primary} minus the best baseline's {primary} (rows `baseline …`)"
+        coco = re.fullmatch(r"(ap|ar)(50|75|m|l)?", key)
+        text = protocol.get("ap" if coco else key) or protocol.get(key.split("_")[0]) or ""
         if isinstance(text, Mapping):
             text = ", ".join(f"{k} {v}" for k, v in text.items() if not isinstance(v, (list, dict)))
+        if coco and coco.group(2):
+            text = f"{COCO_SUBSETS[coco.group(2)]}; {text}"
         return str(text).replace("|", "/") or "see metrics.json"
+
+    def describe_baseline(key: str) -> str:
+        for prefix, who in BASELINES.items():
+            if key.startswith(prefix):
+                return f"{who}: {describe(key.removeprefix(prefix))}"
+        return describe(primary)
 
     numbers = {
         k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -85,7 +116,7 @@ def checkpoint_section(family: str, metrics: Mapping[str, Any], primary: str) ->
         if key in numbers:
             lines.append(_row(key, numbers[key], dataset, split, describe(key)))
     for key, value in (metrics.get("baselines") or {}).items():
-        lines.append(_row(f"baseline {key}", value, dataset, split, describe(primary)))
+        lines.append(_row(f"baseline {key}", value, dataset, split, describe_baseline(key)))
     for stage, value in (metrics.get("per_stage_pck") or {}).items():
         lines.append(
             _row(
@@ -189,17 +220,6 @@ def grid_section(family: str, reports: Sequence[Mapping[str, Any]], root: Path) 
                 )
         lines.append("")
     return lines
-
-
-def reproduced(difference: float | None, paper: float | None, exceeds: bool | None) -> str:
-    """Whether a grid's gap reproduces the paper's: same sign and beyond 2 SD; says why not otherwise."""
-    if paper is None or difference is None:
-        return "no paper gap"
-    if (difference > 0) != (paper > 0):
-        return "not reproduced (opposite sign)"
-    if exceeds is None:
-        return "same sign, untested (one seed)"
-    return "reproduced (same sign, > 2 SD)" if exceeds else "not shown (same sign, within 2 SD)"
 
 
 def profile_preset(root: Path, profile: str, family: str) -> str | None:

@@ -137,3 +137,40 @@ def test_task_options_form_a_union_discriminated_on_kind():
         == "LiftingSequenceData"
     )
     assert adapter.validate_python({"kind": "multiview_group"}).derive_options() == {"min_views": 2}
+
+
+def readme_family_rows() -> dict[str, list[str]]:
+    """README's model-family table: family -> its cells (paper, smoke profile, paper profile, status)."""
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 5:
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def test_the_readme_family_table_states_what_each_profile_trains_with(tmp_path):
+    """The table's smoke and paper columns name each profile's loss (and hrnet_am's batch and lr), so
+    the README cannot drift from profiles/*.yaml."""
+    import re
+
+    rows = readme_family_rows()
+    fams = {
+        profile: load_params(write_profile(profile, tmp_path / f"{profile}.yaml")).families
+        for profile in ("smoke", "paper")
+    }
+    handmle_words = {"integral_l1": "integral-L1", "mle": "MLE", "heatmap_l2": "heatmap L2"}
+    vmhpe_words = {"focal": "focal", "mse": "MSE"}
+    for column, profile in ((1, "smoke"), (2, "paper")):
+        handmle, vmhpe = fams[profile]["handmle"].model, fams[profile]["vmhpe"].model
+        assert handmle_words[handmle.loss_type] in rows["handmle"][column], profile
+        same = vmhpe.heatmap_loss == fams["smoke"]["vmhpe"].model.heatmap_loss
+        cell = rows["vmhpe"][column]
+        assert vmhpe_words[vmhpe.heatmap_loss] in cell or (
+            profile == "paper" and same and "same loss" in cell
+        )
+        assert f"E {vmhpe.embed_dim}" in cell, profile
+    train = fams["smoke"]["hrnet_am"].train
+    batch, lr = re.search(r"batch (\d+) at lr ([0-9.e-]+)", rows["hrnet_am"][1]).groups()
+    assert (int(batch), float(lr)) == (train.batch_size, train.lr)
+    assert f"{fams['smoke']['lifter'].train.epochs} epochs" in rows["lifter"][1]

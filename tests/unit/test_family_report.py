@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from poseops.family_report import paper_numbers, render, reproduced, table_rows
+from poseops.family_report import paper_numbers, render, table_rows
+from poseops.metrics.gaps import reproduced
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,7 +28,13 @@ def project(tmp_path, kind="synthetic"):
         "auc": 0.3,
         "baselines": {"mean_pose_pck": 0.25, "untrained_pck": 0.2},
         "per_stage_pck": {"stage1": 0.5, "stage2": 0.58, "stage3": 0.61},
-        "protocol": {"pck": {"metric": "PCK", "threshold": 0.2}},
+        "margin_over_best_baseline": 0.36,
+        "ap50": 0.4,
+        "protocol": {
+            "pck": {"metric": "PCK", "threshold": 0.2},
+            "auc": "area under the PCK curve, thresholds 0-0.5",
+            "ap": {"metric": "COCO keypoint AP/AR", "similarity": "OKS"},
+        },
     }
     (tmp_path / "metrics" / "handmle").mkdir(parents=True)
     (tmp_path / "metrics" / "handmle" / "metrics.json").write_text(json.dumps(metrics))
@@ -97,6 +104,18 @@ def test_every_row_names_its_dataset_split_and_protocol(tmp_path, kind):
     checkpoint = [r for r in ours if "number" in r]
     assert {r["dataset"] for r in checkpoint} == {f"{kind} ({CHECKSUM[:12]})"}
     assert {r["split"] for r in checkpoint} == {"test"} and all(r["protocol"] for r in checkpoint)
+    # every number says what it measures: none is left to "see metrics.json"
+    protocol = {r["number"]: r["protocol"] for r in checkpoint}
+    assert not [n for n, text in protocol.items() if text == "see metrics.json"], protocol
+    assert protocol["num_samples"] == "crops scored"
+    assert protocol["ap50"].startswith("at OKS 0.50; metric COCO keypoint AP/AR")
+    assert protocol["margin_over_best_baseline"].startswith("pck minus the best baseline's pck")
+    # a baseline row names the baseline and its own number's protocol
+    assert (
+        protocol["baseline untrained_pck"]
+        == "the untrained model of the training seed: metric PCK, threshold 0.2"
+    )
+    assert protocol["baseline mean_pose_pck"].startswith("the training split's mean pose")
     assert {"stage1 PCK@0.2", "stage2 PCK@0.2", "stage3 PCK@0.2"} <= {
         r["number"] for r in checkpoint
     }

@@ -217,3 +217,61 @@ def test_a_restarted_worker_group_takes_a_newer_checkpoint_ray_had_not_registere
         assert found.endswith("run-a/checkpoint_2")
     saved_checkpoint(tmp_path / "run-b" / "checkpoint_1", 3)  # another run's: never taken
     assert checkpoint_to_restore(None, cfg, 1).endswith("run-a/checkpoint_2")
+
+
+@pytest.mark.parametrize("name", ["handmle", "vmhpe", "hrnet_am", "lifter"])
+def test_checkpoints_are_kept_by_the_validation_metric(name, tmp_path, repo_root, monkeypatch):
+    """The run's best checkpoint is the one with the best validation score (the test split is for
+    metrics.json, reports and gates only)."""
+    import ray.train.torch
+
+    import poseops.train.fit as fit_module
+
+    handed = {}
+
+    class Trainer:
+        def __init__(self, loop, **settings):
+            handed.update(settings)
+
+        def fit(self):
+            return "result"
+
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", Trainer)
+    monkeypatch.setattr(fit_module, "attach_ray", lambda **_: None)
+    params = write_profile(repo_root / "profiles" / "tiny.yaml", tmp_path / "params.yaml")
+    family = get_family(name)
+    assert fit(family, load_params(params).families[name], "data/x", storage_path=str(tmp_path))
+    kept = handed["run_config"].checkpoint_config
+    assert family.val_metric.startswith("val_")
+    assert (kept.checkpoint_score_attribute, kept.checkpoint_score_order) == (
+        family.val_metric,
+        family.metric_mode,
+    )
+    assert handed["train_loop_config"]["val_metric"] == family.val_metric
+
+
+@pytest.mark.parametrize(
+    "task, reader, data",
+    [
+        ("topdown_crop", "load_split_arrays", {"crop_margin": 1.25}),
+        ("bottomup_image", "load_evaluation_split", {}),
+        ("lifting_sequence", "load_tracks", {}),
+    ],
+)
+def test_the_train_loop_validates_on_the_validation_split(task, reader, data, monkeypatch):
+    """Each epoch's score (checkpoint choice, plateau stop) reads split "val", never "test"."""
+    import importlib
+
+    from poseops.tasks import get_task
+
+    class SplitRead(Exception):
+        pass
+
+    def spy(url, split, *args, **kwargs):
+        raise SplitRead(split)
+
+    monkeypatch.setattr(importlib.import_module(f"poseops.tasks.{task}"), reader, spy)
+    cfg = {"dataset_url": "data/derived/x", "input_size": 64, "data": data}
+    with pytest.raises(SplitRead) as read:
+        get_task(task).load_validation(cfg)
+    assert read.value.args == ("val",)

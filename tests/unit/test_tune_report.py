@@ -59,6 +59,12 @@ def test_mean_sd_and_gaps_beside_the_paper(tmp_path):
     text = markdown(report)
     assert "| none | 3 | 0.510 ± 0.010 | 51.0 ± 1.0 | 92.1 | 0.510 ± 0.010 |" in text
     assert "**synthetic**" in text and "`abc123`" in text and "Rows not run: both" in text
+    # each gap says plainly whether it reproduces the paper's
+    assert "| mffm − none | +0.1000 (+10.00) |" in text
+    mffm_line = next(line for line in text.splitlines() if line.startswith("| mffm − none"))
+    assert mffm_line.endswith("| reproduced (same sign, > 2 SD) |")
+    mfcm_line = next(line for line in text.splitlines() if line.startswith("| mfcm − none"))
+    assert mfcm_line.endswith("| not shown (same sign, within 2 SD) |")
     table = list(csv.DictReader(io.StringIO(csv_text(report))))
     assert [r["row"] for r in table] == ["none", "mfcm", "mffm", "both"] and table[0][
         "paper_value"

@@ -455,6 +455,8 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
     report = evaluate_model(get_family("vmhpe"), fam, model, derived, tmp_path / "metrics")
     written = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
     assert written["ap"] == report["ap"] and 0.0 <= report["ap"] <= 1.0
+    # what the model trains with, in words: heatmap loss, weights, contrastive form
+    assert written["loss"] == model.loss_description() and written["loss"].startswith("focal")
     assert {
         "ar",
         "ap50",
@@ -515,6 +517,38 @@ def test_evaluate_writes_ap_counts_and_the_per_joint_pck_table(derived, tmp_path
     )
 
 
+def test_evaluate_states_the_window_pck_when_training_windows_are_smaller_than_the_input(
+    derived, tmp_path
+):
+    """Training cuts windows smaller than the evaluated inputs: metrics.json then carries PCK@0.1 from
+    training-size windows beside the whole inputs' PCK@0.1, the measured effect of the global pooling's
+    statistics (and leaves it out when the windows are the whole input)."""
+    import json
+
+    from poseops.evaluate import evaluate_model
+    from poseops.tasks.bottomup_image import load_evaluation_split, window_pck
+
+    params = load_params(write_profile("smoke", tmp_path / "params.yaml"))
+    model = tiny(max_people=4)
+    size = model.config.input_size
+    vmhpe = params.families["vmhpe"]
+    for window, stated in ((size // 2, True), (size, False)):
+        fam = vmhpe.model_copy(
+            update={
+                "model": model.config,
+                "data": vmhpe.data.model_copy(update={"train_window": window}),
+            }
+        )
+        out = tmp_path / f"metrics_{window}"
+        evaluate_model(get_family("vmhpe"), fam, model, derived, out)
+        written = json.loads((out / "metrics.json").read_text())
+        assert ("window_pck_0.1" in written) is stated
+    data = load_evaluation_split(derived, "test", size, fam.evaluate.max_images)
+    expected = window_pck(model, data, size // 2, True)
+    stated_value = json.loads((tmp_path / f"metrics_{size // 2}" / "metrics.json").read_text())
+    assert stated_value["window_pck_0.1"] == pytest.approx(expected)
+
+
 def test_the_demo_sends_bottom_up_images_whole_and_draws_every_scored_person(derived):
     from poseops.demo import answer_people, held_out_example
 
@@ -542,3 +576,21 @@ def test_the_demo_draws_people_at_the_evaluations_count_threshold(tmp_path):
     person = lambda score, x: {"keypoints": [[x, 1.0, 0.9]] * 17, "score": score}  # noqa: E731
     body = {"people": [person(0.12, 1.0), person(0.08, 2.0), person(0.01, 3.0)]}
     assert [p[0, 0] for p in answer_people(body, shown_score(tmp_path))] == [1.0, 2.0]
+
+
+def test_the_demo_overlay_draws_each_shown_person_where_the_endpoint_put_it():
+    """The demo's picture: an enlarged copy of the image with each person the endpoint returned at or above
+    the shown score drawn at its keypoints, and nothing drawn for the others."""
+    from poseops.demo import answer_people, draw_people
+    from poseops.skeletons import get_skeleton
+
+    image = np.full((64, 48, 3), 40, np.uint8)
+    shown = [[4.0 + k, 4.0 + 2 * k, 0.9] for k in range(17)]  # the upper left
+    weak = [[40.0 + k % 3, 50.0 + k % 5, 0.9] for k in range(17)]  # the lower right
+    body = {"people": [{"keypoints": shown, "score": 0.8}, {"keypoints": weak, "score": 0.01}]}
+    overlay = draw_people(image, answer_people(body, 0.5), get_skeleton("coco17"))
+    zoom = 480 // 64
+    assert overlay.shape == (64 * zoom, 48 * zoom, 3) and (image == 40).all()  # the input is kept
+    for x, y, _ in shown:
+        assert (overlay[round((y + 0.5) * zoom - 0.5), round((x + 0.5) * zoom - 0.5)] != 40).any()
+    assert (overlay[46 * zoom :, 36 * zoom :] == 40).all()  # the weak person is not drawn
