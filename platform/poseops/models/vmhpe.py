@@ -69,6 +69,14 @@ class Config(HRNetConfig):
     ke_type: Literal["cid", "unet"] = "cid"
     ke_widths: tuple[int, ...] = (64, 128, 256, 512)
     # loss
+    # focal by default: CID's loss, and the paper's second total loss (L_hm, a focal variant, + lambda_c L_cl);
+    # mse is its Eq. 29, summed over keypoints and cells per map. The two differ in scale, and lambda_c is
+    # not rescaled between them: measured on the smoke model at initialisation (4 batches of 8 128-px
+    # windows), multi/instance heatmap terms are 6.0/4.5 with focal and 367/189 with Eq. 29's sum, against a
+    # contrastive term of 0.30 (benchmarks/vmhpe_loss_scale.py), so lambda_c 0.1 gives it 0.12 % of the
+    # loss under focal and 0.003 % under Eq. 29's sum, ~47x less. Both are per-map sums (a per-pixel mean
+    # would divide the MSE terms by h*w); the t5_contrastive grid compares lambda_c 0.1 with 0 under the
+    # heatmap loss in use.
     heatmap_loss: Literal["focal", "mse"] = "focal"
     multi_heatmap_w: float = Field(1.0, ge=0)
     instance_heatmap_w: float = Field(4.0, ge=0)
