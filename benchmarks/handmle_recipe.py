@@ -48,6 +48,11 @@ def parse_args() -> argparse.Namespace:
         "--url", default="data/derived/handmle", help="derived dataset to train and test on"
     )
     p.add_argument("--test-url", default="", help="also score the test split of this dataset")
+    p.add_argument(
+        "--score-train",
+        action="store_true",
+        help="also score the train split (unaugmented): underfitting against generalisation",
+    )
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=14)
     p.add_argument("--milestones", default="11", help="comma-separated epochs where lr x 0.1")
@@ -177,6 +182,10 @@ def main() -> None:
     if a.test_url:
         result["pck_other_test"], result["stages_other_test"] = score(
             model, load_split_arrays(a.test_url, "test", a.size, a.margin)
+        )
+    if a.score_train:
+        result["pck_train"], result["stages_train"] = score(
+            model, load_split_arrays(a.url, "train", a.size, a.margin)
         )
     result["args"] = vars(a)
     emit(result, a.log)

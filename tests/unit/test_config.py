@@ -174,3 +174,8 @@ def test_the_readme_family_table_states_what_each_profile_trains_with(tmp_path):
     batch, lr = re.search(r"batch (\d+) at lr ([0-9.e-]+)", rows["hrnet_am"][1]).groups()
     assert (int(batch), float(lr)) == (train.batch_size, train.lr)
     assert f"{fams['smoke']['lifter'].train.epochs} epochs" in rows["lifter"][1]
+    handmle = fams["smoke"]["handmle"].train
+    batch, lr, epochs = re.search(
+        r"batch (\d+) at lr ([0-9.e-]+) × (\d+) epochs", rows["handmle"][1]
+    ).groups()
+    assert (int(batch), float(lr), int(epochs)) == (handmle.batch_size, handmle.lr, handmle.epochs)
