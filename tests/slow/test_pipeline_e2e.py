@@ -41,6 +41,9 @@ def test_trained_handmle_beats_the_better_baseline_by_015(smoke_project):
     assert set(report["baselines"]) == {"untrained_pck", "mean_pose_pck"}
     assert report["protocol"]["pck"]["threshold"] == 0.2
     assert report["pck"] - best_baseline >= 0.15, report
+    # The smoke recipe (120 epochs) measured 0.725 in make demo (seed 0) against 0.600 at the old 30; this
+    # project retrains handmle at seed 1 (0.727 in the recipe benchmark), so the floor leaves seed spread.
+    assert report["pck"] >= 0.65, report
 
 
 def test_trained_hrnet_am_beats_the_mean_pose_and_the_untrained_model_by_015(smoke_project):
@@ -60,10 +63,10 @@ def test_trained_vmhpe_passes_its_gate_on_unseen_sequences(smoke_project):
     assert (
         report["num_images"] == 64 and report["num_people"] > report["num_images"]
     )  # 1-3 people each
-    # The smoke gate refuses an untrained model (AP 0.000). Measured in make demo: AP 0.095 on the test
-    # split since validation is carved out of the training subjects (0.127 before, validation = test).
+    # The smoke gate refuses an untrained model (AP 0.000). Measured in make demo: AP 0.165 on the test
+    # split with the 900-step recipe at lr 6e-3 (0.105 with the old 540 steps at 2e-3).
     assert report["ap"] >= gate["min_ap"] >= 0.05, report
-    assert report["ap"] - report["baselines"]["untrained_ap"] >= 0.05, report
+    assert report["ap"] - report["baselines"]["untrained_ap"] >= 0.13, report
 
 
 def champion_of(project: Path, family: str) -> dict:

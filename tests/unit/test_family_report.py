@@ -127,7 +127,7 @@ def test_every_row_names_its_dataset_split_and_protocol(tmp_path, kind):
     gap = next(r for r in rows if r.get("gap") == "mle - integral_l1")
     assert (
         gap["exceeds 2 SD"] == "yes"
-        and gap["paper's result here"] == "not reproduced (opposite sign)"
+        and gap["paper's result here"] == "not reproduced (opposite sign, > 2 SD)"
     )
     assert float(gap["paper's gap (same scale)"]) == pytest.approx(0.0037, abs=1e-3)
     assert (
@@ -143,7 +143,8 @@ def test_reproduced_reads_sign_and_spread():
     assert reproduced(0.01, 0.37, True) == "reproduced (same sign, > 2 SD)"
     assert reproduced(0.01, 0.37, False).startswith("not shown")
     assert reproduced(0.01, 0.37, None).startswith("same sign, untested")
-    assert reproduced(-0.01, 0.37, True).startswith("not reproduced")
+    assert reproduced(-0.01, 0.37, True) == "not reproduced (opposite sign, > 2 SD)"
+    assert reproduced(-0.01, 0.37, False) == "not reproduced (opposite sign, within 2 SD)"
     assert reproduced(0.01, None, None) == "no paper gap"
 
 

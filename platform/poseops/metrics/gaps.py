@@ -10,8 +10,9 @@ def reproduced(difference: float | None, paper: float | None, exceeds: bool | No
     exceeds: whether |difference| exceeds 2 pooled SD over seeds (None: fewer than two runs a row)."""
     if paper is None or difference is None:
         return "no paper gap"
+    spread = {True: "> 2 SD", False: "within 2 SD", None: "one seed"}[exceeds]
     if (difference > 0) != (paper > 0):
-        return "not reproduced (opposite sign)"
+        return f"not reproduced (opposite sign, {spread})"
     if exceeds is None:
         return "same sign, untested (one seed)"
-    return "reproduced (same sign, > 2 SD)" if exceeds else "not shown (same sign, within 2 SD)"
+    return f"reproduced (same sign, {spread})" if exceeds else f"not shown (same sign, {spread})"
