@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from _common import emit
 from poseops.config import AugmentParams
 from poseops.datasets.bottomup import BottomUpDataset
-from poseops.models import create_model
+from poseops.models import create_model, resolve_config
 from poseops.tasks.bottomup_image import bottomup_collate, bottomup_losses
 
 PLAIN = AugmentParams(rotation_deg=0.0, scale=(1.0, 1.0), shift=0.0, color_jitter=0.0, flip=False)
@@ -47,11 +47,13 @@ def main() -> None:
     terms = {
         kind: mean_terms(args.data, kind, args.batches, args.window) for kind in ("focal", "mse")
     }
+    weight = create_model(
+        "vmhpe", "smoke"
+    ).config.contrastive_w  # lambda_c, in the weighted total "loss"
     share = {
-        kind: round(0.1 * t["loss_contrastive"] / (t["loss_multi"] + 4 * t["loss_instance"]), 6)
-        for kind, t in terms.items()
+        kind: round(weight * t["loss_contrastive"] / t["loss"], 6) for kind, t in terms.items()
     }
-    emit({"terms": terms, "contrastive_share_at_lambda_0.1": share, "args": vars(args)})
+    emit({"terms": terms, f"contrastive_share_at_lambda_{weight:g}": share, "args": vars(args)})
 
 
 if __name__ == "__main__":
