@@ -47,9 +47,7 @@ def main() -> None:
     terms = {
         kind: mean_terms(args.data, kind, args.batches, args.window) for kind in ("focal", "mse")
     }
-    weight = create_model(
-        "vmhpe", "smoke"
-    ).config.contrastive_w  # lambda_c, in the weighted total "loss"
+    weight = resolve_config("vmhpe", "smoke").contrastive_w  # lambda_c, in the weighted "loss"
     share = {
         kind: round(weight * t["loss_contrastive"] / t["loss"], 6) for kind, t in terms.items()
     }
